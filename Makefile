@@ -1,0 +1,43 @@
+# podium — the two commands of the README: `make demo` and `make test`.
+# Both run `make setup` first; setup is idempotent (a stamp file records a finished install,
+# so a second call reuses .venv and does no network work).
+
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.podium-installed
+
+DEMO_DATA := data/nuclei
+DEMO_RUN  := logs/nuclei_demo
+DEMO_PRED := $(DEMO_RUN)/predictions
+
+.PHONY: setup demo test clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# Catalyst 21.6-22.4 publish requirement strings such as `tensorboardX (<2.3.0>=2.1.0)`;
+	# pip >= 24.1 rejects them as invalid metadata, so the venv's pip is held at exactly 24.0.
+	$(PIP) install --quiet "pip==24.0"
+	$(PIP) install --quiet -r requirements.txt
+	# catalyst (stale pins) and stardist (sample data only) without their dependencies.
+	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m podium.compat.startup install
+	$(PY) -c "import cv2, catalyst, podium; print('podium set-up OK: cv2', cv2.__version__, '| catalyst', catalyst.__version__)"
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/podium samples nuclei --out $(DEMO_DATA)
+	$(VENV)/bin/catalyst-dl run --config configs/nuclei/unet_resnet18.yml \
+		--args/logdir=$(DEMO_RUN):str
+	$(VENV)/bin/podium predict --run $(DEMO_RUN) --data $(DEMO_DATA) --split valid --out $(DEMO_PRED)
+	@echo "run directory: $(DEMO_RUN)   predicted masks: $(DEMO_PRED)"
+
+test: setup
+	$(VENV)/bin/python -m pytest -q tests
+
+clean-demo:
+	rm -rf $(DEMO_DATA) $(DEMO_RUN)

@@ -1,0 +1,36 @@
+"""`podium` command line: one sub-command per module in podium/cli.
+
+Each sub-command module exposes `register(subparsers)`, which adds its parser and sets
+`func=callable(args) -> int|None` as the parser default.
+"""
+import argparse
+import sys
+
+from podium.errors import PodiumError
+
+SUBCOMMANDS = ["podium.cli.samples", "podium.cli.predict"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="podium", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in SUBCOMMANDS:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PodiumError as error:
+        print(f"podium: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Fixes for Catalyst 21.12 / neptune / tensorboardX on today's stack (placeholder)."""
