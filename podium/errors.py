@@ -39,7 +39,10 @@ def _format(exc: BaseException) -> Optional[str]:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, PodiumError):
-            return str(exc)
+            message = str(exc)
+            if "Original Traceback" in message:  # re-raised from a DataLoader worker
+                message = message.strip().splitlines()[-1].split("PodiumError: ", 1)[-1]
+            return message
         exc = exc.__cause__ or exc.__context__
     return None
 

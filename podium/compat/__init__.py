@@ -1,1 +1,37 @@
-"""Fixes for Catalyst 21.12 / neptune / tensorboardX on today's stack (placeholder)."""
+"""The only place in podium that patches Catalyst 21.12 (and quiets neptune) for today's stack.
+
+Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP workers and
+`podium …` commands all run patched. One fix per module, each documenting why it exists:
+
+- `distributed`: DDP metric sync (`all_gather`) on the process group's device, not "cuda".
+- `metrics`: detach grad tensors before `float()` (the "requires_grad ... to a scalar" warning).
+- `checkpoint`: atomic checkpoint writes, `weights_only=True` loads.
+- `tensorboard`: clear error for a tensorboardX older than 2.6.
+- `neptune_noise` / `startup`: hide neptune's `neptune.new` deprecation warning.
+
+`apply()` is idempotent; it runs once on import.
+"""
+from podium.compat import neptune_noise, tensorboard
+
+__all__ = ["apply"]
+
+_applied = False
+
+
+def apply() -> None:
+    """Apply every fix once (later calls do nothing)."""
+    global _applied
+    if _applied:
+        return
+    tensorboard.check()
+    neptune_noise.apply()  # must run before catalyst imports neptune.new
+
+    from podium.compat import checkpoint, distributed, metrics
+
+    distributed.apply()
+    metrics.apply()
+    checkpoint.apply()
+    _applied = True
+
+
+apply()

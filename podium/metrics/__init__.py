@@ -1,1 +1,4 @@
-"""podium.metrics."""
+"""Metric math in plain numpy/torch; Catalyst callbacks wrap it."""
+from podium.metrics.segmentation import ConfusionCounts
+
+__all__ = ["ConfusionCounts"]

@@ -1,1 +1,4 @@
-"""podium.runners."""
+"""Catalyst config runners assembled from podium's YAML blocks."""
+from podium.runners.segmentation import SegmentationRunner, set_encoder_trainable
+
+__all__ = ["SegmentationRunner", "set_encoder_trainable"]

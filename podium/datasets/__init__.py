@@ -1,0 +1,24 @@
+"""Segmentation datasets from folders: readers (PNG/TIFF, 8/16-bit), normalisation, albumentations
+pipelines from YAML, split files and the builders the runner and `podium predict` call.
+Nothing here imports Catalyst."""
+from podium.datasets.builder import build_segmentation_dataset, build_segmentation_datasets, check_data_keys
+from podium.datasets.image_folder import ImageFolderDataset
+from podium.datasets.normalize import Normalizer, build_normalizer
+from podium.datasets.readers import read_image, read_mask
+from podium.datasets.split import read_split, select_names
+from podium.datasets.transforms import build_transforms, transforms_to_dict
+
+__all__ = [
+    "ImageFolderDataset",
+    "Normalizer",
+    "build_normalizer",
+    "build_segmentation_dataset",
+    "build_segmentation_datasets",
+    "build_transforms",
+    "check_data_keys",
+    "read_image",
+    "read_mask",
+    "read_split",
+    "select_names",
+    "transforms_to_dict",
+]

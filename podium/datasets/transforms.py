@@ -1,0 +1,138 @@
+"""Albumentations pipelines from YAML.
+
+Two spellings are accepted, both turned into one albumentations serialised dict and built by
+one code path, so a pipeline written either way can be saved with `transforms_to_dict` and read
+back unchanged:
+
+* albumentations' own format (what `A.to_dict` writes)::
+
+    {transform: {__class_fullname__: Compose, transforms: [{__class_fullname__: HorizontalFlip, p: 0.5}]}}
+
+* a compact list that reads well in YAML; containers (OneOf, SomeOf, Sequential) nest via
+  their `transforms` argument::
+
+    - HorizontalFlip: {p: 0.5}
+    - RandomRotate90: {}
+    - OneOf: {p: 0.3, transforms: [{GaussianBlur: {}}, {GaussNoise: {}}]}
+
+Albumentations 2 only *warns* about unknown arguments, so a typo like `pp: 0.5` would be
+silently ignored; here every argument is checked against the transform's signature first.
+"""
+import inspect
+from typing import Any, Mapping, Optional
+
+import albumentations as A
+from albumentations.core import serialization
+
+from podium.errors import PodiumError, did_you_mean
+
+__all__ = ["build_transforms", "transforms_to_dict"]
+
+_META_KEYS = {"__class_fullname__", "__version__", "id"}
+
+
+def build_transforms(spec: Any) -> Optional[A.Compose]:
+    """A.Compose from either config spelling; None or an empty list means no augmentation."""
+    if spec is None or (isinstance(spec, (list, tuple)) and not spec):
+        return None
+    if isinstance(spec, A.BaseCompose):
+        return spec if isinstance(spec, A.Compose) else A.Compose([spec])
+    built = _instantiate(_root_node(spec), "transforms")
+    return built if isinstance(built, A.Compose) else A.Compose([built])
+
+
+def transforms_to_dict(compose: Optional[A.BaseCompose]) -> Optional[dict]:
+    """The resolved pipeline in albumentations' serialised format (to write into a run directory)."""
+    return None if compose is None else A.to_dict(compose)
+
+
+def _root_node(spec: Any) -> dict:
+    """The Compose node of either spelling."""
+    if isinstance(spec, (list, tuple)):
+        return {"__class_fullname__": "Compose", "transforms": [_compact_to_node(item, "transforms") for item in spec]}
+    if isinstance(spec, Mapping) and "transform" in spec:
+        node = spec["transform"]
+    elif isinstance(spec, Mapping) and "__class_fullname__" in spec:
+        node = spec
+    else:
+        raise PodiumError(
+            "transforms must be a list like [{HorizontalFlip: {p: 0.5}}] or albumentations' serialised "
+            f"dict {{transform: {{__class_fullname__: Compose, transforms: [...]}}}}, got {spec!r}"
+        )
+    if not isinstance(node, Mapping) or "__class_fullname__" not in node:
+        raise PodiumError(f"transforms.transform must be a mapping with __class_fullname__, got {node!r}")
+    return node
+
+
+def _compact_to_node(item: Any, where: str) -> dict:
+    """{Name: {args}} (or just "Name") → {__class_fullname__: Name, **args}, recursing into `transforms`."""
+    if isinstance(item, str):
+        item = {item: {}}
+    if not isinstance(item, Mapping) or len(item) != 1:
+        raise PodiumError(f"each entry of {where} must be a one-key mapping like {{HorizontalFlip: {{p: 0.5}}}}, got {item!r}")
+    (name, args), = item.items()
+    args = {} if args is None else args
+    if not isinstance(args, Mapping):
+        raise PodiumError(f"arguments of {name} in {where} must be a mapping, got {args!r}")
+    node = {"__class_fullname__": name, **args}
+    if isinstance(node.get("transforms"), (list, tuple)):
+        node["transforms"] = [_compact_to_node(child, f"{name}.transforms") for child in node["transforms"]]
+    return node
+
+
+def _instantiate(node: Mapping, where: str):
+    """Build one node (and its children), naming the transform and argument in any error."""
+    if not isinstance(node, Mapping) or "__class_fullname__" not in node:
+        raise PodiumError(f"entry in {where} must be a mapping with __class_fullname__, got {node!r}")
+    name = _short(node["__class_fullname__"])
+    cls = _lookup(name, where)
+    args = {k: v for k, v in node.items() if k not in _META_KEYS}
+    _check_arguments(cls, name, args)
+    if "transforms" in args:
+        args["transforms"] = [_instantiate(child, f"{name}.transforms") for child in args["transforms"]]
+    try:
+        return cls(**args)
+    except Exception as error:  # pydantic ValidationError, ValueError, TypeError
+        raise PodiumError(f"bad arguments for transform {name} in {where}: {_describe(error)}") from error
+
+
+def _registry() -> dict:
+    serialization.register_additional_transforms()
+    return serialization.SERIALIZABLE_REGISTRY
+
+
+def _lookup(name: str, where: str):
+    registry = _registry()
+    cls = registry.get(name) or getattr(A, name, None)
+    if not inspect.isclass(cls):
+        choices = [key for key in registry if not key.startswith("Base")]
+        raise PodiumError(f'unknown transform "{name}" in {where}{did_you_mean(name, choices)}; see albumentations docs')
+    return cls
+
+
+def _check_arguments(cls, name: str, args: Mapping) -> None:
+    """Every argument must be a parameter of the transform (albumentations would only warn)."""
+    parameters = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    allowed = [p for p in parameters if p != "self"]
+    for key in args:
+        if key not in allowed:
+            raise PodiumError(
+                f'unknown argument "{key}" for transform {name}{did_you_mean(key, allowed)}; '
+                f"expected one of: {', '.join(allowed)}"
+            )
+
+
+def _describe(error: Exception) -> str:
+    """One line from a pydantic ValidationError (argument + message) or any other error."""
+    cause = error.__cause__ if hasattr(error.__cause__, "errors") else error
+    if hasattr(cause, "errors"):
+        first = cause.errors()[0]
+        argument = ".".join(str(part) for part in first.get("loc", ())[:1])
+        return f'argument "{argument}": {first.get("msg")} (got {first.get("input")!r})'
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _short(name: str) -> str:
+    return serialization.shorten_class_name(str(name))

@@ -1,0 +1,112 @@
+"""SegmentationRunner: Catalyst's SupervisedConfigRunner with podium's data and freezing.
+
+What it adds to a Catalyst config:
+- `data:` (top level, overridable per stage as `stages/<s>/data`): the keyword arguments of
+  `podium.datasets.build_segmentation_datasets` — the train/valid datasets of a stage.
+- loggers without a `logdir:` (CSV, TensorBoard, ...) write into the run's `args/logdir`, so
+  `--args/logdir=...` on the command line moves every output of the run at once.
+- `stages/<s>/freeze_encoder: true|false` (default false): trains the decoder alone while the
+  encoder's weights stay fixed (the usual warm-up before unfreezing with a lower LR).
+- checks of podium's blocks (top-level keys, stage keys, `data`, `model`) with one clear
+  error naming the culprit, instead of a traceback from deep inside object creation.
+Everything else — loaders, criterion dict, callbacks, loggers, engine — is Catalyst's own.
+"""
+from collections import OrderedDict
+from copy import deepcopy
+from typing import Any, Dict
+
+from catalyst.registry import REGISTRY
+from catalyst.runners.config import SupervisedConfigRunner
+from torch import nn
+
+from podium.datasets import build_segmentation_datasets
+from podium.errors import PodiumError
+from podium.runners.config_checks import check_config
+from podium.targets import accepted_keys, call_target, check_call_params
+
+__all__ = ["SegmentationRunner", "set_encoder_trainable"]
+
+
+def set_encoder_trainable(model: nn.Module, trainable: bool) -> None:
+    """Switch gradients of `model.encoder` on or off (BatchNorm statistics keep updating)."""
+    encoder = getattr(model, "encoder", None)
+    if encoder is None:
+        raise PodiumError(
+            f"freeze_encoder needs a model with an `.encoder` attribute; "
+            f"{type(model).__name__} has none"
+        )
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(trainable)
+
+
+class SegmentationRunner(SupervisedConfigRunner):
+    """Supervised runner for `image` → `logits` with `mask` targets (keys are configurable)."""
+
+    def __init__(
+        self,
+        config: Dict,
+        input_key: str = "image",
+        output_key: str = "logits",
+        target_key: str = "mask",
+        loss_key: str = "loss",
+    ):
+        check_config(config)
+        super().__init__(
+            config=config,
+            input_key=input_key,
+            output_key=output_key,
+            target_key=target_key,
+            loss_key=loss_key,
+        )
+
+    def _data_params(self, stage: str) -> Dict[str, Any]:
+        params = deepcopy(self._config.get("data") or {})
+        params.update(deepcopy(self._stage_config[stage].get("data") or {}))
+        if not params:
+            raise PodiumError(
+                f"no `data:` block for stage {stage}: add `data: {{root: DIR}}` at the top "
+                f"level or under stages/{stage}"
+            )
+        return params
+
+    def get_datasets(self, stage: str) -> "OrderedDict[str, Any]":
+        """Train/valid datasets from the `data:` block (Catalyst's loaders/datasets still work)."""
+        if "datasets" in self._stage_config[stage].get("loaders", {}):
+            return super().get_datasets(stage)
+        params = self._data_params(stage)
+        check_call_params(build_segmentation_datasets, params, f"stages/{stage}/data")
+        return OrderedDict(build_segmentation_datasets(**params))
+
+    def get_loaders(self, stage: str) -> "OrderedDict[str, Any]":
+        """Catalyst's loaders; an empty one is an error that says why, before training starts."""
+        loaders = super().get_loaders(stage)
+        for name, loader in loaders.items():
+            if len(loader) == 0:
+                raise PodiumError(
+                    f"loader {name} of stage {stage} yields no batch: {len(loader.dataset)} "
+                    f"samples, batch_size {loader.batch_size}, drop_last {loader.drop_last}"
+                )
+        return loaders
+
+    def get_loggers(self) -> Dict[str, Any]:
+        """Catalyst's loggers, with the run's logdir filled in where a logger needs one."""
+        params = deepcopy(self._config.get("loggers") or {})
+        for name, logger_params in params.items():
+            factory = REGISTRY.get(logger_params.get("_target_"))  # short Catalyst names too
+            if "logdir" not in logger_params and "logdir" in (accepted_keys(factory) or []):
+                if self._logdir is None:
+                    raise PodiumError(f"loggers/{name} needs a logdir: set args/logdir")
+                logger_params.update(logdir=self._logdir, use_logdir_postfix=True)
+        self._config["loggers"] = params
+        return super().get_loggers()
+
+    def get_model(self, stage: str) -> nn.Module:
+        """The model (built once, kept across stages), frozen or not as the stage says."""
+        model = self.model
+        if model is None:
+            model = call_target(self._config.get("model"), "model")
+        # A stage without the key trains every layer, whatever the previous stage did.
+        freeze = bool(self._stage_config[stage].get("freeze_encoder", False))
+        if freeze or hasattr(model, "encoder"):
+            set_encoder_trainable(model, not freeze)
+        return model

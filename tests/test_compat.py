@@ -1,0 +1,367 @@
+"""podium.compat: every fix is compared against Catalyst's unpatched original."""
+import glob
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import podium.compat as compat
+from podium.compat import checkpoint, distributed, metrics, neptune_noise, startup, tensorboard
+from podium.compat._patching import rebind
+
+import catalyst.utils
+import catalyst.utils.distributed
+from catalyst import dl
+from catalyst.metrics import DiceMetric, IOUMetric
+from catalyst.utils.sys import dump_environment
+
+GRAD_SCALAR = "requires_grad=True to a scalar"
+
+
+# ---------------------------------------------------------------- helpers
+def read_events(folder):
+    """(relative file, Event) for every tensorboard event file below `folder` (TFRecord format)."""
+    from tensorboardX.proto import event_pb2
+
+    events = []
+    for path in sorted(glob.glob(os.path.join(folder, "**", "events.out.tfevents.*"), recursive=True)):
+        with open(path, "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos < len(data):
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            pos += 12  # length + its crc
+            event = event_pb2.Event()
+            event.ParseFromString(data[pos : pos + length])
+            pos += length + 4  # payload + its crc
+            events.append((os.path.relpath(path, folder), event))
+    return events
+
+
+def scalars(folder):
+    """{(subfolder, tag, step): value} of every scalar summary below `folder`."""
+    out = {}
+    for rel, event in read_events(folder):
+        for value in event.summary.value:
+            if value.HasField("simple_value"):
+                out[(os.path.dirname(rel), value.tag, event.step)] = value.simple_value
+    return out
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class GradScalarProbe:
+    """Records where `float()` is called on a tensor that requires grad (torch warns only once
+    per process, so counting the calls is the reliable test, not catching the warning)."""
+
+    def __init__(self, monkeypatch):
+        self.sites = []
+        original = torch.Tensor.__float__
+
+        def probe(tensor):
+            if tensor.requires_grad:
+                frame = traceback.extract_stack(limit=2)[0]
+                self.sites.append(f"{frame.filename}:{frame.lineno}")
+            return original(tensor)
+
+        monkeypatch.setattr(torch.Tensor, "__float__", probe)
+
+
+def train_tiny(logdir, num_epochs=1):
+    """A small segmentation run on the patched training path; returns the runner."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 3, 8, 8, generator=g)
+    y = (torch.rand(8, 2, 8, 8, generator=g) > 0.5).float()
+    loaders = {
+        "train": DataLoader(TensorDataset(x, y), batch_size=4),
+        "valid": DataLoader(TensorDataset(x, y), batch_size=4),
+    }
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 2, 3, padding=1)
+    runner = dl.SupervisedRunner(input_key="features", output_key="logits", target_key="targets")
+    runner.train(
+        model=model,
+        criterion=nn.BCEWithLogitsLoss(),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        loaders=loaders,
+        num_epochs=num_epochs,
+        logdir=str(logdir),
+        valid_loader="valid",
+        valid_metric="loss",
+        minimize_valid_metric=True,
+        verbose=True,  # TqdmCallback
+        loggers={
+            "console": dl.ConsoleLogger(),
+            "csv": dl.CSVLogger(logdir=str(logdir)),
+            "tb": dl.TensorboardLogger(logdir=os.path.join(logdir, "tb"), log_batch_metrics=True),
+        },
+        callbacks=[
+            dl.CriterionCallback(input_key="logits", target_key="targets", metric_key="loss_bce"),
+            dl.MetricAggregationCallback(
+                metric_key="loss", metrics={"loss_bce": 1.0}, mode="weighted_sum"
+            ),
+            dl.IOUCallback(input_key="logits", target_key="targets"),
+            dl.DiceCallback(input_key="logits", target_key="targets"),
+            dl.EarlyStoppingCallback(patience=2, loader_key="valid", metric_key="loss", minimize=True),
+        ],
+    )
+    return runner
+
+
+# ---------------------------------------------------------------- package
+def _bindings():
+    return {
+        (name, attr): id(value)
+        for name, module in list(sys.modules.items())
+        if name.startswith("catalyst") and module is not None
+        for attr, value in list(vars(module).items())
+        if callable(value)
+    }
+
+
+def test_apply_is_idempotent():
+    assert compat._applied
+    before = _bindings()
+    compat.apply()
+    compat.apply()
+    assert _bindings() == before
+
+
+def test_rebind_replaces_by_identity_once(monkeypatch):
+    import types
+
+    def old():
+        pass
+
+    def new():
+        pass
+
+    fake = types.ModuleType("catalyst._podium_fake")
+    fake.a, fake.b, fake.other = old, old, print
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    assert rebind(old, new) == 2
+    assert (fake.a, fake.b, fake.other) == (new, new, print)
+    assert rebind(old, new) == 0
+
+
+# ---------------------------------------------------------------- 1. DDP metric sync device
+def test_all_gather_is_replaced_everywhere():
+    import catalyst.metrics._auc as auc
+    import catalyst.metrics._classification as classification
+    import catalyst.metrics._confusion_matrix as confusion
+    import catalyst.metrics._segmentation as segmentation
+
+    for module in (catalyst.utils.distributed, catalyst.utils, segmentation, classification, confusion, auc):
+        assert module.all_gather is distributed.all_gather, module.__name__
+    assert distributed.original_all_gather is not distributed.all_gather
+
+
+def _ddp_worker(rank, port, out_dir):
+    g = torch.Generator().manual_seed(1)
+    outputs = torch.rand(8, 3, 6, 6, generator=g)
+    targets = (torch.rand(8, 3, 6, 6, generator=g) > 0.5).float()
+    expected = {}
+    for cls in (IOUMetric, DiceMetric):  # single-process reference, before the group exists
+        metric = cls(compute_per_class_metrics=True)
+        metric.update(outputs, targets)
+        expected[cls.__name__] = metric.compute()
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    result = {"expected": expected, "got": {}}
+    # payloads of different sizes exercise the padding
+    result["gathered"] = distributed.all_gather({"rank": rank, "t": torch.arange(rank + 3)})
+    for cls in (IOUMetric, DiceMetric):
+        metric = cls(compute_per_class_metrics=True)
+        metric.reset()  # callbacks reset on loader start: that is when the backend is read
+        assert metric._ddp_backend == "ddp"
+        metric.update(outputs[rank::2], targets[rank::2])  # each rank sees half the batch
+        result["got"][cls.__name__] = metric.compute()
+    try:
+        distributed.original_all_gather(rank)
+        result["original_error"] = None
+    except Exception as e:  # noqa: BLE001
+        result["original_error"] = f"{type(e).__name__}: {e}"
+    dist.barrier()
+    dist.destroy_process_group()
+    torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+def test_ddp_metrics_sync_on_gloo(tmp_path):
+    ctx = mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=False)
+    deadline = time.time() + 120
+    while not ctx.join(timeout=2):
+        if time.time() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("DDP workers hung")
+    for rank in range(2):
+        result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        gathered = result["gathered"]
+        assert [item["rank"] for item in gathered] == [0, 1]
+        assert torch.equal(gathered[1]["t"], torch.arange(4))
+        for name, (per_class, micro, macro, _) in result["got"].items():
+            ref_per_class, ref_micro, ref_macro, _ = result["expected"][name]
+            flat = torch.stack([t.reshape(()) for t in per_class])  # ddp path gives shape (1,)
+            assert torch.allclose(flat, torch.stack(ref_per_class)), name
+            assert float(micro) == pytest.approx(float(ref_micro)), name
+            assert float(macro) == pytest.approx(float(ref_macro)), name
+        # Catalyst's own all_gather cannot run on a CPU process group
+        error = result["original_error"]
+        assert error is not None and ("CUDA" in error or "NVIDIA" in error), error
+
+
+# ---------------------------------------------------------------- 2. + 4. + 5. training path
+@pytest.fixture(scope="module")
+def patched_run(tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("run")
+    with pytest.MonkeyPatch.context() as mp_, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        probe = GradScalarProbe(mp_)
+        runner = train_tiny(logdir)
+    return {"logdir": str(logdir), "runner": runner, "sites": probe.sites, "warnings": caught}
+
+
+def test_no_float_of_grad_tensors_in_training(patched_run, tmp_path, monkeypatch):
+    assert patched_run["sites"] == []
+    assert not [w for w in patched_run["warnings"] if GRAD_SCALAR in str(w.message)]
+    # the same run with Catalyst's originals converts grad tensors in all three places
+    for (owner, name), original in metrics.ORIGINALS.items():
+        monkeypatch.setattr(owner, name, original)
+    probe = GradScalarProbe(monkeypatch)
+    train_tiny(tmp_path)
+    files = {os.path.relpath(site.rsplit(":", 1)[0], os.path.dirname(catalyst.__file__)) for site in probe.sites}
+    assert files == {"metrics/_functional_metric.py", "loggers/tensorboard.py", "callbacks/misc.py"}
+
+
+def test_tensorboard_events_hold_catalyst_scalars(patched_run, tmp_path):
+    values = scalars(os.path.join(patched_run["logdir"], "tb"))
+    epoch_metrics = patched_run["runner"].epoch_metrics
+    for loader in ("train", "valid"):
+        for key in ("loss", "iou", "dice"):
+            logged = values[(loader, f"{key}/epoch", 1)]
+            assert logged == pytest.approx(epoch_metrics[loader][key], rel=1e-6)
+    batch = [v for (folder, tag, _), v in values.items() if folder == "train" and tag == "loss/batch"]
+    assert len(batch) == 2 and all(v > 0 for v in batch)
+    # dump_environment writes the config as a text summary
+    dump_environment(str(tmp_path), config={"model": {"encoder": "resnet18"}}, configs_path=[])
+    texts = {
+        v.tag: v.tensor.string_val[0].decode()
+        for _, event in read_events(str(tmp_path))
+        for v in event.summary.value
+        if v.HasField("tensor")
+    }
+    assert "resnet18" in texts["_config/text_summary"]
+
+
+def test_tensorboardx_version_check():
+    tensorboard.check()  # the installed one is fine
+    tensorboard.check("2.6.5")
+    with pytest.raises(ImportError, match=r"tensorboardX >= 2\.6 \(found 2\.2\.0\)"):
+        tensorboard.check("2.2.0")
+
+
+# ---------------------------------------------------------------- 5. checkpoints
+def test_catalyst_checkpoints_load_weights_only(patched_run):
+    folder = os.path.join(patched_run["logdir"], "checkpoints")
+    full = catalyst.utils.load_checkpoint(os.path.join(folder, "last_full.pth"))
+    assert {"model_state_dict", "optimizer_state_dict", "epoch_metrics"} <= set(full)
+    assert not [f for f in os.listdir(folder) if f.endswith(".tmp")]
+
+
+def _half_then_fail(obj, f, *args, **kwargs):
+    if isinstance(f, (str, os.PathLike)):
+        f = open(f, "wb")
+    f.write(b"half a checkpoint")
+    f.flush()
+    raise OSError("disk full")
+
+
+def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    engine = dl.DeviceEngine("cpu")
+    path = tmp_path / "last_full.pth"
+    old = tmp_path / "old.pth"
+    engine.save_checkpoint({"w": torch.ones(3)}, str(path))
+    engine.save_checkpoint({"w": torch.ones(3)}, str(old))
+
+    monkeypatch.setattr(torch, "save", _half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        engine.save_checkpoint({"w": torch.zeros(3)}, str(path))
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.original_save({"w": torch.zeros(3)}, str(old))
+    monkeypatch.undo()
+
+    assert sorted(os.listdir(tmp_path)) == ["last_full.pth", "old.pth"]  # no temp litter
+    assert torch.equal(engine.load_checkpoint(str(path))["w"], torch.ones(3))
+    with pytest.raises(Exception):  # Catalyst's plain torch.save left a truncated file
+        torch.load(old, weights_only=True)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+def test_load_refuses_pickled_code(tmp_path, monkeypatch):
+    marker = str(tmp_path / "code-ran")
+    path = str(tmp_path / "evil.pth")
+    torch.save({"model_state_dict": {}, "extra": _Payload(marker)}, path)
+    # torch's weights_only default can be switched off from the environment
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        checkpoint.original_load(path)
+    assert os.path.isdir(marker)  # Catalyst's loader ran the payload
+    os.rmdir(marker)
+    with pytest.raises(pickle.UnpicklingError):
+        dl.DeviceEngine("cpu").load_checkpoint(path)
+    assert not os.path.exists(marker)
+
+
+# ---------------------------------------------------------------- 3. neptune import noise
+def test_startup_hook_silences_neptune_import_warning():
+    path = startup.install()
+    assert startup.install() == path  # idempotent
+    with open(path) as f:
+        assert f.read() == startup.HOOK
+    assert startup.MESSAGE == neptune_noise.MESSAGE
+    assert "podium" not in startup.HOOK.split(";")[0] and "neptune" not in startup.HOOK.split(";")[0]
+
+    def run(code, **env):
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    hooked = run("import catalyst")
+    # the statement catalyst/settings.py runs (lighter than `import catalyst`, same warning)
+    unhooked = run("import neptune.new", PODIUM_STARTUP_HOOK="0")
+    podium_first = run("import podium.compat, catalyst", PODIUM_STARTUP_HOOK="0")
+    errs = {}
+    for name, proc in (("hooked", hooked), ("unhooked", unhooked), ("podium_first", podium_first)):
+        _, errs[name] = proc.communicate(timeout=120)
+        assert proc.returncode == 0, errs[name]
+    assert "NeptuneDeprecationWarning" in errs["unhooked"]  # the hook is what silences it
+    assert "NeptuneDeprecationWarning" not in errs["hooked"], errs["hooked"]
+    assert "NeptuneDeprecationWarning" not in errs["podium_first"], errs["podium_first"]
