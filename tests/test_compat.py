@@ -1,9 +1,7 @@
 """podium.compat: every fix is compared against Catalyst's unpatched original."""
-import glob
 import os
 import pickle
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -27,39 +25,12 @@ from catalyst import dl
 from catalyst.metrics import DiceMetric, IOUMetric
 from catalyst.utils.sys import dump_environment
 
+from tb_events import read_events, scalars  # noqa: E402
+
 GRAD_SCALAR = "requires_grad=True to a scalar"
 
 
 # ---------------------------------------------------------------- helpers
-def read_events(folder):
-    """(relative file, Event) for every tensorboard event file below `folder` (TFRecord format)."""
-    from tensorboardX.proto import event_pb2
-
-    events = []
-    for path in sorted(glob.glob(os.path.join(folder, "**", "events.out.tfevents.*"), recursive=True)):
-        with open(path, "rb") as f:
-            data = f.read()
-        pos = 0
-        while pos < len(data):
-            (length,) = struct.unpack("<Q", data[pos : pos + 8])
-            pos += 12  # length + its crc
-            event = event_pb2.Event()
-            event.ParseFromString(data[pos : pos + length])
-            pos += length + 4  # payload + its crc
-            events.append((os.path.relpath(path, folder), event))
-    return events
-
-
-def scalars(folder):
-    """{(subfolder, tag, step): value} of every scalar summary below `folder`."""
-    out = {}
-    for rel, event in read_events(folder):
-        for value in event.summary.value:
-            if value.HasField("simple_value"):
-                out[(os.path.dirname(rel), value.tag, event.step)] = value.simple_value
-    return out
-
-
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
