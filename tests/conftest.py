@@ -36,3 +36,31 @@ def catalyst_run(logdir: Path, data: Path, *overrides: str, config=NUCLEI_CONFIG
         "catalyst-dl", "run", "--config", config,
         f"--args/logdir={logdir}:str", f"--data/root={data}:str", *overrides,
     )
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, nuclei_data):
+    """One short real run of the nuclei config: 1 frozen-encoder epoch + 3 full epochs."""
+    logdir = tmp_path_factory.mktemp("runs") / "nuclei"
+    result = catalyst_run(
+        logdir, nuclei_data,
+        "--stages/warmup/num_epochs=1:int", "--stages/train/num_epochs=3:int",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return logdir, result
+
+
+def catalyst_run_in_process(logdir: Path, data: Path, *overrides: str, config=NUCLEI_CONFIG):
+    """`catalyst-dl run` in this process (no start-up cost): returns the PodiumError it raises."""
+    from catalyst.dl.scripts.run import main, parse_args
+
+    from podium.errors import PodiumError
+
+    argv = ["catalyst-dl", "--config", str(config), f"--args/logdir={logdir}:str",
+            f"--data/root={data}:str", *overrides]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", argv)
+        args, unknown = parse_args()
+        with pytest.raises(PodiumError) as error:
+            main(args, unknown)
+    return str(error.value)

@@ -336,3 +336,16 @@ def test_startup_hook_silences_neptune_import_warning():
     assert "NeptuneDeprecationWarning" in errs["unhooked"]  # the hook is what silences it
     assert "NeptuneDeprecationWarning" not in errs["hooked"], errs["hooked"]
     assert "NeptuneDeprecationWarning" not in errs["podium_first"], errs["podium_first"]
+
+
+def test_toolbelt_import_is_quiet():
+    """Importing podium (and so toolbelt) prints none of toolbelt's FutureWarnings; importing
+    toolbelt alone, without podium's filters, still does — so the filters are what quiet it."""
+    code = "import {}; import pytorch_toolbelt.modules, pytorch_toolbelt.losses"
+    quiet = subprocess.run([sys.executable, "-c", code.format("podium")],
+                           capture_output=True, text=True, timeout=120)
+    noisy = subprocess.run([sys.executable, "-c", code.format("os")],
+                           capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and noisy.returncode == 0, quiet.stderr + noisy.stderr
+    assert "FutureWarning" in noisy.stderr
+    assert "FutureWarning" not in quiet.stderr, quiet.stderr

@@ -10,19 +10,13 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import catalyst_run, run_command
+from conftest import run_command
 from tb_events import scalars
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, nuclei_data):
-    logdir = tmp_path_factory.mktemp("runs") / "nuclei"
-    result = catalyst_run(
-        logdir, nuclei_data,
-        "--stages/warmup/num_epochs=1:int", "--stages/train/num_epochs=3:int",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return logdir, result
+def run(trained_run):
+    return trained_run
 
 
 def test_run_writes_checkpoints_that_load_weights_only(run):

@@ -8,10 +8,11 @@ Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP worker
 - `checkpoint`: atomic checkpoint writes, `weights_only=True` loads.
 - `tensorboard`: clear error for a tensorboardX older than 2.6.
 - `neptune_noise` / `startup`: hide neptune's `neptune.new` deprecation warning.
+- `import_noise`: hide the FutureWarnings pytorch-toolbelt prints when imported.
 
 `apply()` is idempotent; it runs once on import.
 """
-from podium.compat import neptune_noise, tensorboard
+from podium.compat import import_noise, neptune_noise, tensorboard
 
 __all__ = ["apply"]
 
@@ -25,6 +26,8 @@ def apply() -> None:
         return
     tensorboard.check()
     neptune_noise.apply()  # must run before catalyst imports neptune.new
+
+    import_noise.apply()
 
     from podium.compat import checkpoint, distributed, metrics
 

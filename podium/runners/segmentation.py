@@ -13,7 +13,7 @@ Everything else — loaders, criterion dict, callbacks, loggers, engine — is C
 """
 from collections import OrderedDict
 from copy import deepcopy
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from catalyst.registry import REGISTRY
 from catalyst.runners.config import SupervisedConfigRunner
@@ -58,6 +58,10 @@ class SegmentationRunner(SupervisedConfigRunner):
             target_key=target_key,
             loss_key=loss_key,
         )
+        # Build what podium's blocks describe now, before Catalyst writes anything into the
+        # logdir: a wrong encoder, data folder or key fails in seconds, not at stage start.
+        self._datasets = {stage: self._build_datasets(stage) for stage in self.stages}
+        self.model = call_target(self._config.get("model"), "model")
 
     def _data_params(self, stage: str) -> Dict[str, Any]:
         params = deepcopy(self._config.get("data") or {})
@@ -69,13 +73,17 @@ class SegmentationRunner(SupervisedConfigRunner):
             )
         return params
 
+    def _build_datasets(self, stage: str) -> "Optional[OrderedDict[str, Any]]":
+        if "datasets" in self._stage_config[stage].get("loaders", {}):
+            return None  # Catalyst's own `loaders/datasets` form
+        params = self._data_params(stage)
+        check_call_params(build_segmentation_datasets, params, f"data (stage {stage})")
+        return OrderedDict(build_segmentation_datasets(**params))
+
     def get_datasets(self, stage: str) -> "OrderedDict[str, Any]":
         """Train/valid datasets from the `data:` block (Catalyst's loaders/datasets still work)."""
-        if "datasets" in self._stage_config[stage].get("loaders", {}):
-            return super().get_datasets(stage)
-        params = self._data_params(stage)
-        check_call_params(build_segmentation_datasets, params, f"stages/{stage}/data")
-        return OrderedDict(build_segmentation_datasets(**params))
+        datasets = self._datasets.get(stage)
+        return datasets if datasets is not None else super().get_datasets(stage)
 
     def get_loaders(self, stage: str) -> "OrderedDict[str, Any]":
         """Catalyst's loaders; an empty one is an error that says why, before training starts."""
@@ -101,10 +109,8 @@ class SegmentationRunner(SupervisedConfigRunner):
         return super().get_loggers()
 
     def get_model(self, stage: str) -> nn.Module:
-        """The model (built once, kept across stages), frozen or not as the stage says."""
+        """The model (built in __init__, kept across stages), frozen or not as the stage says."""
         model = self.model
-        if model is None:
-            model = call_target(self._config.get("model"), "model")
         # A stage without the key trains every layer, whatever the previous stage did.
         freeze = bool(self._stage_config[stage].get("freeze_encoder", False))
         if freeze or hasattr(model, "encoder"):
