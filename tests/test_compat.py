@@ -283,6 +283,36 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
         torch.load(old, weights_only=True)
 
 
+def test_best_and_last_copies_are_atomic(tmp_path, monkeypatch):
+    """CheckpointCallback copies stage.N.pth to best.pth / last.pth: a copy that dies half-way
+    must leave the previous best.pth whole (Catalyst's shutil.copyfile leaves it truncated)."""
+    import catalyst.callbacks.checkpoint as callback_module
+    import shutil
+
+    runner = type("Runner", (), {"engine": dl.DeviceEngine("cpu")})()
+    callback_module._save_checkpoint({"w": torch.ones(3)}, runner, tmp_path, "s.1", True, True)
+
+    def half_then_fail(src, dst, *args, **kwargs):
+        dst.write(src.read(50))
+        raise OSError("disk full")
+
+    def half_copyfile(src, dst, *args, **kwargs):
+        with open(src, "rb") as fsrc, open(dst, "wb") as fdst:
+            half_then_fail(fsrc, fdst)
+
+    monkeypatch.setattr(shutil, "copyfileobj", half_then_fail)
+    monkeypatch.setattr(shutil, "copyfile", half_copyfile)
+    with pytest.raises(OSError, match="disk full"):
+        callback_module._save_checkpoint({"w": torch.zeros(3)}, runner, tmp_path, "s.2", True)
+    assert torch.equal(torch.load(tmp_path / "best.pth", weights_only=True)["w"], torch.ones(3))
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.original_callback_save({"w": torch.zeros(3)}, runner, tmp_path, "s.3", True)
+    with pytest.raises(Exception):  # the unpatched copy truncated best.pth
+        torch.load(tmp_path / "best.pth", weights_only=True)
+
+
 class _Payload:
     def __init__(self, marker):
         self.marker = marker

@@ -3,6 +3,8 @@
 `catalyst.utils.torch.save_checkpoint` is a bare `torch.save(checkpoint, path)`: a crash, a full
 disk or a killed job mid-write leaves a truncated `last_full.pth`/`best.pth` in place of the good
 one. The replacement writes a temp file in the same folder, fsyncs it and `os.replace`s it.
+`CheckpointCallback` then makes `best.pth` / `last.pth` with a bare `shutil.copyfile`, which a
+kill truncates the same way: those copies go through the same temp-file-and-rename.
 `load_checkpoint` relied on torch's default for `weights_only`, which `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`
 (or an older torch) turns off, so a checkpoint could run arbitrary code on load; it now passes
 `weights_only=True` explicitly. Catalyst's own checkpoints (model/criterion/optimizer/scheduler
@@ -13,25 +15,32 @@ from typing import Any, Mapping
 
 import torch
 
+import shutil
+
+import catalyst.callbacks.checkpoint
 import catalyst.engines.torch  # noqa: F401  (binds both functions by name)
 import catalyst.utils.torch
 
 from podium.compat._patching import rebind
 
-__all__ = ["save_checkpoint", "load_checkpoint", "original_save", "original_load", "apply"]
+__all__ = [
+    "save_checkpoint", "load_checkpoint", "copy_checkpoint", "save_callback_checkpoint",
+    "original_save", "original_load", "original_callback_save", "apply",
+]
 
 original_save = catalyst.utils.torch.save_checkpoint
 original_load = catalyst.utils.torch.load_checkpoint
+original_callback_save = catalyst.callbacks.checkpoint._save_checkpoint
 
 
-def save_checkpoint(checkpoint: Mapping[str, Any], path: str) -> None:
-    """torch.save to `.<name>.<pid>.tmp` next to `path`, fsync, then atomically replace `path`."""
+def _write_atomically(path: str, write) -> None:
+    """`write(file)` into `.<name>.<pid>.tmp` next to `path`, fsync, then replace `path`."""
     path = os.fspath(path)
     folder, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -51,6 +60,31 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str) -> None:
         os.close(fd)
 
 
+def save_checkpoint(checkpoint: Mapping[str, Any], path: str) -> None:
+    """torch.save, atomically."""
+    _write_atomically(path, lambda f: torch.save(checkpoint, f))
+
+
+def copy_checkpoint(source: str, target: str) -> None:
+    """shutil.copyfile, atomically."""
+    with open(source, "rb") as src:
+        _write_atomically(target, lambda f: shutil.copyfileobj(src, f))
+
+
+def save_callback_checkpoint(
+    checkpoint, runner, logdir, suffix, is_best=False, is_last=False, extra_suffix=""
+) -> str:
+    """CheckpointCallback's `_save_checkpoint`, with atomic best/last copies."""
+    os.makedirs(logdir, exist_ok=True)
+    filename = f"{logdir}/{suffix}.pth"
+    runner.engine.save_checkpoint(checkpoint, filename)
+    if is_best:
+        copy_checkpoint(filename, f"{logdir}/best{extra_suffix}.pth")
+    if is_last:
+        copy_checkpoint(filename, f"{logdir}/last{extra_suffix}.pth")
+    return filename
+
+
 def load_checkpoint(path: str) -> Any:
     """torch.load on CPU that refuses pickles carrying code."""
     return torch.load(path, map_location="cpu", weights_only=True)
@@ -59,3 +93,4 @@ def load_checkpoint(path: str) -> Any:
 def apply() -> None:
     rebind(original_save, save_checkpoint)
     rebind(original_load, load_checkpoint)
+    rebind(original_callback_save, save_callback_checkpoint)
