@@ -31,6 +31,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 
 demo: setup
 	$(VENV)/bin/podium samples nuclei --out $(DEMO_DATA)
+	rm -rf $(DEMO_RUN)  # a fresh run each time (Catalyst appends to the CSV logs of an old one)
 	$(VENV)/bin/catalyst-dl run --config configs/nuclei/unet_resnet18.yml \
 		--args/logdir=$(DEMO_RUN):str
 	$(VENV)/bin/podium predict --run $(DEMO_RUN) --data $(DEMO_DATA) --split valid --out $(DEMO_PRED)

@@ -369,12 +369,13 @@ def test_startup_hook_silences_neptune_import_warning():
 
 
 def test_toolbelt_import_is_quiet():
-    """Importing podium (and so toolbelt) prints none of toolbelt's FutureWarnings; importing
-    toolbelt alone, without podium's filters, still does — so the filters are what quiet it."""
-    code = "import {}; import pytorch_toolbelt.modules, pytorch_toolbelt.losses"
-    quiet = subprocess.run([sys.executable, "-c", code.format("podium")],
+    """Building a podium model prints none of toolbelt's import-time FutureWarnings; importing
+    toolbelt before podium (so before its filters) still does — the filters are what quiet it."""
+    toolbelt = "import pytorch_toolbelt.modules.encoders.timm, pytorch_toolbelt.losses"
+    build = "from podium.models import build_segmentation_model as b; b(in_channels=1)"
+    quiet = subprocess.run([sys.executable, "-c", f"import podium; {toolbelt}; {build}"],
                            capture_output=True, text=True, timeout=120)
-    noisy = subprocess.run([sys.executable, "-c", code.format("os")],
+    noisy = subprocess.run([sys.executable, "-c", f"{toolbelt}; {build}"],
                            capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 0 and noisy.returncode == 0, quiet.stderr + noisy.stderr
     assert "FutureWarning" in noisy.stderr

@@ -24,3 +24,4 @@ def apply() -> None:
             warnings.filterwarnings("ignore", message=message, category=FutureWarning)
         import pytorch_toolbelt.losses  # noqa: F401
         import pytorch_toolbelt.modules  # noqa: F401
+        import timm.models.factory  # noqa: F401  (toolbelt imports it inside GenericTimmEncoder)
