@@ -19,10 +19,10 @@ from catalyst.registry import REGISTRY
 from catalyst.runners.config import SupervisedConfigRunner
 from torch import nn
 
-from podium.datasets import build_segmentation_datasets
+from podium.datasets import build_segmentation_datasets, check_data_keys
 from podium.errors import PodiumError
 from podium.runners.config_checks import check_config
-from podium.targets import accepted_keys, call_target, check_call_params
+from podium.targets import accepted_keys, call_target
 
 __all__ = ["SegmentationRunner", "set_encoder_trainable"]
 
@@ -77,7 +77,7 @@ class SegmentationRunner(SupervisedConfigRunner):
         if "datasets" in self._stage_config[stage].get("loaders", {}):
             return None  # Catalyst's own `loaders/datasets` form
         params = self._data_params(stage)
-        check_call_params(build_segmentation_datasets, params, f"data (stage {stage})")
+        check_data_keys(params, where=f"data (stage {stage})")
         return OrderedDict(build_segmentation_datasets(**params))
 
     def get_datasets(self, stage: str) -> "OrderedDict[str, Any]":
