@@ -84,3 +84,22 @@ def test_predict_reproduces_the_logged_validation_dice(run, nuclei_data, tmp_pat
     # best.pth is the epoch with the highest valid Dice: prediction must score the same
     assert metrics["dice"][0] == pytest.approx(best["best"]["valid"]["dice"], abs=2e-3)
     assert "Dice" in result.stdout
+
+
+def test_predict_a_plain_folder_of_images(run, nuclei_data, tmp_path):
+    """No images/, masks/ or split.csv: every image in the folder is predicted, no metrics."""
+    import shutil
+
+    from podium.cli.main import main as podium_main
+
+    logdir, _ = run
+    folder = tmp_path / "unlabelled"
+    folder.mkdir()
+    names = sorted(p.name for p in (nuclei_data / "images").glob("valid_*.png"))[:2]
+    for name in names:
+        shutil.copy(nuclei_data / "images" / name, folder / name)
+    out = tmp_path / "out"
+    assert podium_main(["predict", "--run", str(logdir), "--data", str(folder),
+                        "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "masks").glob("*.png")) == names
+    assert "dice" not in json.loads((out / "metrics.json").read_text())

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from podium.datasets import build_segmentation_dataset
+from podium.datasets.readers import IMAGE_EXTENSIONS
 from podium.errors import PodiumError
 from podium.inference import Predictor, load_model, to_mask, write_json, write_mask, write_overlay
 from podium.metrics import ConfusionCounts
@@ -31,7 +32,11 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--checkpoint", default="best", help="best | last | path to a .pth (default: best)"
     )
-    parser.add_argument("--data", type=Path, help="data folder (default: the run's data root)")
+    parser.add_argument(
+        "--data", type=Path,
+        help="data folder: images/ (+ masks/, split.csv) or a plain folder of images "
+        "(default: the run's data root)",
+    )
     parser.add_argument("--split", help="a split of split.csv (default: every image)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--threshold", type=float, default=0.5, help="binary threshold")
@@ -50,6 +55,8 @@ def run(args) -> int:
     if root is None:
         raise PodiumError("no data folder: pass --data DIR")
     reading = {key: data_config[key] for key in READING_KEYS if key in data_config}
+    if _is_flat_image_folder(Path(root), reading.get("image_dir", "images")):
+        reading["image_dir"] = "."  # a plain folder of images, no images/ inside
     dataset = build_segmentation_dataset(root, split=args.split, **reading)
     if len(dataset) == 0:
         raise PodiumError(f"no images to predict in {root} (split: {args.split})")
@@ -82,6 +89,12 @@ def run(args) -> int:
     write_json(args.out / "metrics.json", summary)
     print(line)
     return 0
+
+
+def _is_flat_image_folder(root: Path, image_dir: str) -> bool:
+    if (root / image_dir).is_dir() or not root.is_dir():
+        return False
+    return any(path.suffix.lower() in IMAGE_EXTENSIONS for path in root.iterdir())
 
 
 def _one_hot_pair(mask: np.ndarray, target: np.ndarray, num_classes: int):
