@@ -1,4 +1,23 @@
-"""Metric math in plain numpy/torch; Catalyst callbacks wrap it."""
-from podium.metrics.segmentation import ConfusionCounts
+"""Metric math in plain torch/numpy (no Catalyst); `podium.callbacks.metrics` wraps it.
 
-__all__ = ["ConfusionCounts"]
+Every metric is an `Accumulator` (state = float64 tensors of sums / counts) with
+`update(...)`, `compute()`, `compute_key_value(prefix)` and `reduced()` (state summed over DDP
+ranks with one `all_reduce`, so the DDP value equals the single-process value).
+"""
+from podium.metrics.base import Accumulator
+from podium.metrics.boxes import BoxIoU, box_iou
+from podium.metrics.classification import ClassificationScores
+from podium.metrics.regression import R2Score, r2_from_sums
+from podium.metrics.segmentation import ConfusionCounts, SegmentationScores, label_masks
+
+__all__ = [
+    "Accumulator",
+    "BoxIoU",
+    "ClassificationScores",
+    "ConfusionCounts",
+    "R2Score",
+    "SegmentationScores",
+    "box_iou",
+    "label_masks",
+    "r2_from_sums",
+]
