@@ -359,3 +359,90 @@ def test_empty_selection_is_an_error(tmp_path):
 def test_split_table_is_a_dataframe(tmp_path):
     root = _make_folder(tmp_path / "data")
     assert isinstance(read_split(root), pd.DataFrame)
+
+
+# ---------------------------------------------------------------- layouts and targets
+def _side_by_side(folder, names=("a", "b"), suffix="_mask", image_ext="jpg"):
+    folder.mkdir(parents=True)
+    for name in names:
+        _write_png(folder / f"{name}.{image_ext}", _random((16, 20, 3), np.uint8))
+        cv2.imwrite(str(folder / f"{name}{suffix}.png"), (RNG.random((16, 20)) > 0.5).astype(np.uint8) * 255)
+    return folder
+
+
+def test_side_by_side_is_auto_detected(tmp_path):
+    root = _side_by_side(tmp_path / "data", names=("a", "b", "c"))
+    (root / "split.csv").write_text("name,split\na,train\nb,train\nc,valid\n")
+    datasets = build_segmentation_datasets(root)
+    assert datasets["train"].layout.kind == "side_by_side" and datasets["train"].names == ["a", "b"]
+    item = datasets["valid"][0]
+    expected = (read_mask(root / "c_mask.png") > 0).astype(np.float32)
+    np.testing.assert_array_equal(item["mask"][0].numpy(), expected)
+    assert build_segmentation_dataset(root).names == ["a", "b", "c"]  # *_mask files are never images
+    assert build_segmentation_dataset(root, image_dir=".").with_masks  # how `podium predict` reads a flat folder
+
+
+def test_side_by_side_in_a_subfolder_with_own_suffix(tmp_path):
+    root = tmp_path / "nerve"
+    _side_by_side(root / "train", names=("1_1", "1_2"), suffix="-seg", image_ext="tif")
+    (root / "split.csv").write_text("name,split\n1_1,train\n1_2,valid\n")
+    datasets = build_segmentation_datasets(root, image_dir="train", layout="side_by_side", mask_suffix="-seg")
+    assert datasets["valid"][0]["mask"].shape == (1, 16, 20)
+    (root / "train" / "1_2-seg.png").unlink()
+    with pytest.raises(PodiumError, match=r"train/1_2\.tif has no mask; expected .*train/1_2-seg\.png"):
+        build_segmentation_datasets(root, image_dir="train", layout="side_by_side", mask_suffix="-seg")
+    with pytest.raises(PodiumError, match=r"no image files in .*empty; expected images/NAME.ext \+ masks/NAME.png, or NAME.ext \+ NAME_mask.png"):
+        (tmp_path / "empty").mkdir()
+        ImageFolderDataset(tmp_path / "empty", ["a"])
+
+
+def test_regression_target_keeps_float_values(tmp_path):
+    root = _make_folder(tmp_path / "data", names=("a",))
+    depth = RNG.random((16, 20)).astype(np.float32) * 7.5
+    tifffile.imwrite(root / "masks" / "a.tif", depth)
+    (root / "masks" / "a.png").unlink()
+    item = ImageFolderDataset(root, ["a"], target="regression")[0]
+    assert item["mask"].dtype == torch.float32 and item["mask"].shape == (1, 16, 20)
+    np.testing.assert_array_equal(item["mask"][0].numpy(), depth)
+    flow = RNG.random((2, 16, 20)).astype(np.float32)  # C×H×W file, two target channels
+    tifffile.imwrite(root / "masks" / "a.tif", flow)
+    np.testing.assert_array_equal(ImageFolderDataset(root, ["a"], target="regression", num_classes=2)[0]["mask"].numpy(), flow)
+
+
+def test_multilabel_from_a_multichannel_mask(tmp_path):
+    root = _make_folder(tmp_path / "data", names=("a",))
+    masks = (RNG.random((16, 20, 3)) > 0.5).astype(np.uint8) * 255  # overlapping classes
+    tifffile.imwrite(root / "masks" / "a.tif", masks)
+    (root / "masks" / "a.png").unlink()
+    flips = [{"HorizontalFlip": {"p": 1.0}}]
+    item = ImageFolderDataset(root, ["a"], target="multilabel", num_classes=3, transforms=flips, class_names=["x", "y", "z"])[0]
+    assert item["mask"].dtype == torch.float32 and item["mask"].shape == (3, 16, 20)
+    np.testing.assert_array_equal(item["mask"].numpy(), (masks[:, ::-1] > 0).transpose(2, 0, 1))
+    with pytest.raises(PodiumError, match="class_names lists 2 names but num_classes is 3"):
+        ImageFolderDataset(root, ["a"], target="multilabel", num_classes=3, class_names=["x", "y"])
+    with pytest.raises(PodiumError, match="target binary needs num_classes 1"):
+        ImageFolderDataset(root, ["a"], target="binary", num_classes=3)
+
+
+def test_16bit_png_two_layouts_agree(tmp_path):
+    folders = _make_folder(tmp_path / "f", names=("a",), channels=1, ext="png")
+    flat = tmp_path / "s"
+    flat.mkdir()
+    (flat / "a.png").write_bytes((folders / "images" / "a.png").read_bytes())
+    (flat / "a_mask.png").write_bytes((folders / "masks" / "a.png").read_bytes())
+    one, two = ImageFolderDataset(folders, ["a"])[0], ImageFolderDataset(flat, ["a"])[0]
+    assert torch.equal(one["image"], two["image"]) and torch.equal(one["mask"], two["mask"])
+
+
+def test_check_data_keys_knows_the_new_keys():
+    check_data_keys({"root": "x", "layout": "side_by_side", "mask_suffix": "_m", "target": "multilabel", "masks_csv": "t.csv",
+                     "class_names": ["a"], "in_channels": 3, "exclude": "bad.txt", "on_bad_sample": "skip"})
+    with pytest.raises(PodiumError, match='unknown key "on_bad_samples".*did you mean "on_bad_sample"'):
+        check_data_keys({"root": "x", "on_bad_samples": "skip"})
+
+
+def test_read_lzw_tiff_without_imagecodecs(tmp_path):
+    """cv2 writes LZW-compressed TIFFs, which tifffile cannot decode without imagecodecs."""
+    data = _random((12, 10, 3), np.uint8)
+    _write_png(tmp_path / "lzw.tif", data)
+    np.testing.assert_array_equal(read_image(tmp_path / "lzw.tif"), data)

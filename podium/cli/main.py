@@ -8,7 +8,7 @@ import sys
 
 from podium.errors import PodiumError
 
-SUBCOMMANDS = ["podium.cli.samples", "podium.cli.predict"]
+SUBCOMMANDS = ["podium.cli.samples", "podium.cli.predict", "podium.cli.lr_find", "podium.cli.folds", "podium.cli.stats"]
 
 
 def build_parser() -> argparse.ArgumentParser:

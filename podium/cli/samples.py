@@ -2,6 +2,7 @@
 import argparse
 
 from podium.datasets.samples import SAMPLES, TILE_SIZES, sample_names, write_sample
+from podium.errors import PodiumError
 
 __all__ = ["register", "run"]
 
@@ -18,17 +19,34 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument("name", choices=sample_names(), metavar="NAME", help=f"sample to write: {', '.join(sample_names())}")
     parser.add_argument("--out", required=True, help="output folder (created; re-running rewrites the same files)")
-    parser.add_argument("--tile", type=int, default=128, choices=TILE_SIZES, help="tile size in pixels (default 128)")
-    parser.add_argument("--train-stride", type=int, default=32, help="stride between training tiles, 8..tile (default 32)")
+    parser.add_argument(
+        "--tile", type=int, default=None, choices=TILE_SIZES,
+        help="tile size in pixels for nuclei, voc, arc2017 (default 128; ndev writes whole frames)",
+    )
+    parser.add_argument(
+        "--train-stride", type=int, default=None,
+        help="stride between training tiles, 8..tile (default 32 for nuclei, 64 for voc and arc2017)",
+    )
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args) -> int:
-    summary = write_sample(args.name, args.out, tile=args.tile, train_stride=args.train_stride)
-    counts, fg = summary["counts"], summary["foreground"]
-    print(
-        f"{args.name}: wrote {counts['train']} train + {counts['valid']} valid tiles (tile {summary['tile']}) to "
-        f"{summary['out']}; foreground {fg['image']:.1%} of the image (train tiles {fg['train']:.1%}, valid {fg['valid']:.1%})"
-    )
+    options = {"tile": args.tile, "train_stride": args.train_stride}
+    if args.name == "ndev" and any(v is not None for v in options.values()):
+        raise PodiumError("--tile and --train-stride do not apply to ndev, which is written as whole frames")
+    summary = write_sample(args.name, args.out, **options)
+    counts = summary["counts"]
+    if "foreground" in summary:
+        fg = summary["foreground"]
+        print(
+            f"{args.name}: wrote {counts['train']} train + {counts['valid']} valid tiles (tile {summary['tile']}) to "
+            f"{summary['out']}; foreground {fg['image']:.1%} of the image (train tiles {fg['train']:.1%}, valid {fg['valid']:.1%})"
+        )
+    else:
+        classes = ", ".join(f"{name} {share:.1%}" for name, share in summary["classes"].items())
+        print(
+            f"{args.name}: wrote {counts['train']} train + {counts['valid']} valid samples (tile {summary['tile']}) to "
+            f"{summary['out']}; num_classes {summary['num_classes']}; pixels per class present: {classes}"
+        )
     return 0

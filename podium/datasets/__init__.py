@@ -1,10 +1,14 @@
 """Segmentation datasets from folders: readers (PNG/TIFF, 8/16-bit), normalisation, albumentations
-pipelines from YAML, split files and the builders the runner and `podium predict` call.
+pipelines from YAML, split files, Kaggle RLE CSV masks, exclusion lists and the builders the
+runner and `podium predict` call.
 Nothing here imports Catalyst."""
 from podium.datasets.builder import build_segmentation_dataset, build_segmentation_datasets, check_data_keys
-from podium.datasets.image_folder import ImageFolderDataset
+from podium.datasets.csv_rle import RleTable
+from podium.datasets.exclusion import read_exclusion_list
+from podium.datasets.image_folder import ImageFolderDataset, resolve_layout
 from podium.datasets.normalize import Normalizer, build_normalizer
 from podium.datasets.readers import read_image, read_mask
+from podium.datasets.rle import rle_decode, rle_encode
 from podium.datasets.split import read_split, select_names
 from podium.datasets.transforms import build_transforms, transforms_to_dict
 
@@ -18,6 +22,11 @@ __all__ = [
     "check_data_keys",
     "read_image",
     "read_mask",
+    "RleTable",
+    "read_exclusion_list",
+    "resolve_layout",
+    "rle_decode",
+    "rle_encode",
     "read_split",
     "select_names",
     "transforms_to_dict",

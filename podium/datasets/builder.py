@@ -7,10 +7,11 @@ of a TypeError deep inside Catalyst.
 import inspect
 import os
 from collections import OrderedDict
-from typing import Callable, Mapping, Optional
+from typing import Callable, List, Mapping, Optional, Sequence
 
-from podium.datasets.image_folder import ImageFolderDataset, index_folder
-from podium.datasets.readers import IMAGE_EXTENSIONS, MASK_EXTENSIONS
+from podium.datasets.csv_rle import RleTable
+from podium.datasets.exclusion import apply_exclusion, read_exclusion_list, resolve_data_path
+from podium.datasets.image_folder import ImageFolderDataset, index_images, index_masks, resolve_layout
 from podium.datasets.split import read_split, select_names
 from podium.errors import PodiumError, check_keys
 
@@ -30,11 +31,21 @@ def build_segmentation_datasets(
     num_classes: int = 1,
     image_dir: str = "images",
     mask_dir: str = "masks",
+    layout: str = "auto",
+    mask_suffix: str = "_mask",
+    target: Optional[str] = None,
+    masks_csv: Optional[str] = None,
+    class_names: Optional[Sequence[str]] = None,
+    in_channels: Optional[int] = None,
+    exclude: Optional[str] = None,
+    on_bad_sample: str = "error",
 ) -> "OrderedDict[str, ImageFolderDataset]":
     """train/valid datasets: by the `split` column, or (with `fold`) valid = fold k, train = the rest.
 
     With `fold` and a file that also has a `split` column, only rows of `train_split` are folded,
-    so a held-out test split never leaks into cross-validation.
+    so a held-out test split never leaks into cross-validation. `exclude` (a names file, relative
+    to root) removes images from both; `masks_csv` (relative to root) reads masks from a Kaggle
+    RLE table; the other keys are ImageFolderDataset's.
     """
     _check_root(root)
     df = read_split(root, split_file)
@@ -46,11 +57,17 @@ def build_segmentation_datasets(
         pool = df[df["split"] == str(train_split)] if "split" in df else df
         pool.attrs.update(df.attrs)
         names = {"train": select_names(pool, exclude_fold=fold), "valid": select_names(pool, fold=fold)}
-    common = dict(normalize=normalize, channels=channels, num_classes=num_classes, image_dir=image_dir, mask_dir=mask_dir)
+    names["train"], names["valid"] = _exclude(root, exclude, [names["train"], names["valid"]], df["name"])
+    table = RleTable(resolve_data_path(root, masks_csv), class_names=class_names) if masks_csv is not None else None
+    common = dict(
+        normalize=normalize, channels=channels, num_classes=num_classes, image_dir=image_dir, mask_dir=mask_dir,
+        layout=layout, mask_suffix=mask_suffix, target=target, masks_csv=table, class_names=class_names,
+        in_channels=in_channels, on_bad_sample=on_bad_sample,
+    )
     transforms = {"train": train_transforms, "valid": valid_transforms}
     datasets = OrderedDict()
     for key in ("train", "valid"):
-        _check_not_empty(names[key], key, df, fold)
+        _check_not_empty(names[key], key, df, fold, exclude)
         datasets[key] = ImageFolderDataset(root, names[key], transforms=transforms[key], **common)
     return datasets
 
@@ -67,22 +84,37 @@ def build_segmentation_dataset(
     image_dir: str = "images",
     mask_dir: str = "masks",
     with_masks: Optional[bool] = None,
+    layout: str = "auto",
+    mask_suffix: str = "_mask",
+    target: Optional[str] = None,
+    masks_csv: Optional[str] = None,
+    class_names: Optional[Sequence[str]] = None,
+    in_channels: Optional[int] = None,
+    exclude: Optional[str] = None,
+    on_bad_sample: str = "error",
 ) -> ImageFolderDataset:
     """One dataset for prediction: a split, the images of a fold, or (neither) every image in the folder.
 
-    `with_masks=None` uses masks only if every selected image has one, so unlabeled test folders work.
+    `with_masks=None` uses masks only if every selected image has one (or `masks_csv` is given),
+    so unlabeled test folders work.
     """
     _check_root(root)
+    folder_layout = resolve_layout(root, layout, image_dir, mask_dir, mask_suffix)
     if split is None and fold is None:
-        names = sorted(index_folder(os.path.join(root, image_dir), IMAGE_EXTENSIONS, "image"))
+        names = sorted(index_images(folder_layout))
+        known = names
     else:
-        names = select_names(read_split(root, split_file), split=split, fold=fold)
-    _check_not_empty(names, split if split is not None else f"fold {fold}", None, fold)
+        df = read_split(root, split_file)
+        names, known = select_names(df, split=split, fold=fold), df["name"]
+    (names,) = _exclude(root, exclude, [names], known)
+    _check_not_empty(names, split if split is not None else f"fold {fold}", None, fold, exclude)
     if with_masks is None:
-        with_masks = _all_have_masks(os.path.join(root, mask_dir), names)
+        with_masks = masks_csv is not None or _all_have_masks(folder_layout, names)
     return ImageFolderDataset(
         root, names, transforms=transforms, normalize=normalize, channels=channels,
         num_classes=num_classes, image_dir=image_dir, mask_dir=mask_dir, with_masks=with_masks,
+        layout=layout, mask_suffix=mask_suffix, target=target, masks_csv=masks_csv, class_names=class_names,
+        in_channels=in_channels, on_bad_sample=on_bad_sample,
     )
 
 
@@ -102,14 +134,23 @@ def _check_root(root) -> None:
         raise PodiumError(f"data folder {root} does not exist (expected images/ and masks/ inside)")
 
 
-def _check_not_empty(names, which, df, fold) -> None:
+def _exclude(root, exclude, selections: List[List[str]], known) -> List[List[str]]:
+    if exclude is None:
+        return selections
+    path = resolve_data_path(root, exclude)
+    kept, _ = apply_exclusion(selections, read_exclusion_list(path), known, path)
+    return kept
+
+
+def _check_not_empty(names, which, df, fold, exclude=None) -> None:
     if not names:
         where = f" of {df.attrs['path']}" if df is not None else ""
-        raise PodiumError(f"the {which} selection{where} is empty (fold={fold}); expected at least one image")
+        after = f" after the exclusion list {exclude}" if exclude is not None else ""
+        raise PodiumError(f"the {which} selection{where} is empty{after} (fold={fold}); expected at least one image")
 
 
-def _all_have_masks(folder: str, names) -> bool:
-    if not os.path.isdir(folder):
+def _all_have_masks(layout, names) -> bool:
+    if not os.path.isdir(layout.mask_folder):
         return False
-    index = index_folder(folder, MASK_EXTENSIONS, "mask")
+    index = index_masks(layout)
     return all(name in index for name in names)

@@ -10,22 +10,31 @@ Config forms::
     {mode: fixed, mean: [...], std: [...], max_value: 255 | 65535 | null}   # null: from dtype
     {mode: percentile, low: 1, high: 99}      # per image and channel, clipped to [0, 1]
     {mode: minmax}                            # per image and channel, to [0, 1]
+    {mode: stats, path: stats.json}           # fixed, with the numbers `podium stats` wrote
 
 Like albumentations' Normalize, `mean` and `std` are in units of the scaled image ([0, 1]),
 e.g. ImageNet's [0.485, 0.456, 0.406].
+
+`stats` mode is the fixed mode with `max_value`, `mean` and `std` taken from the `normalize`
+block of a `podium stats` file (mean/std already divided by that max_value), so it gives exactly
+what `{mode: fixed, ...}` with the same numbers gives. A relative `path` is taken from the
+current directory (where `catalyst-dl run` is started).
 """
+import json
+import os
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from podium.errors import PodiumError, check_keys, did_you_mean
 
-__all__ = ["Normalizer", "build_normalizer"]
+__all__ = ["Normalizer", "build_normalizer", "load_stats_normalize"]
 
 MODES = {
     "fixed": ("mode", "mean", "std", "max_value"),
     "percentile": ("mode", "low", "high"),
     "minmax": ("mode",),
+    "stats": ("mode", "path"),
 }
 _EPS = 1e-8
 
@@ -95,8 +104,26 @@ def build_normalizer(spec: Optional[Mapping] = None) -> Normalizer:
             f'unknown normalize.mode "{mode}"{did_you_mean(mode, MODES)}; expected one of: {", ".join(MODES)}'
         )
     check_keys(spec, MODES[mode], f"normalize (mode {mode})")
+    if mode == "stats":
+        spec = load_stats_normalize(spec.get("path"))
     _check_values(spec)
     return Normalizer(**spec)
+
+
+def load_stats_normalize(path) -> dict:
+    """{mode: fixed, max_value, mean, std} from the `normalize` block of a `podium stats` JSON file."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise PodiumError(f"normalize (mode stats) needs path: the JSON file written by `podium stats`, got {path!r}")
+    if not os.path.isfile(path):
+        raise PodiumError(f"normalize.path {path} does not exist; expected the JSON file written by `podium stats DATA --out {path}`")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            block = json.load(handle).get("normalize")
+    except (OSError, ValueError, AttributeError) as error:
+        raise PodiumError(f"normalize.path {path} is not a `podium stats` JSON file: {error}") from error
+    if not isinstance(block, Mapping) or not {"mean", "std", "max_value"} <= set(block):
+        raise PodiumError(f"normalize.path {path} has no normalize block with max_value, mean and std; expected a file written by `podium stats`")
+    return {"mode": "fixed", "max_value": block["max_value"], "mean": block["mean"], "std": block["std"]}
 
 
 def _check_values(spec: Mapping) -> None:

