@@ -380,3 +380,34 @@ def test_toolbelt_import_is_quiet():
     assert quiet.returncode == 0 and noisy.returncode == 0, quiet.stderr + noisy.stderr
     assert "FutureWarning" in noisy.stderr
     assert "FutureWarning" not in quiet.stderr, quiet.stderr
+
+
+def _two_config_files(tmp_path):
+    from pathlib import Path
+
+    nuclei = Path(__file__).resolve().parents[1] / "configs" / "nuclei" / "unet_resnet18.yml"
+    extra = tmp_path / "extra.yml"
+    extra.write_text("stages:\n  train:\n    num_epochs: 3\nloggers:\n  csv: null\n")
+    return ["--config", str(nuclei), str(extra)]
+
+
+def test_two_config_files_merge(tmp_path, monkeypatch):
+    """`catalyst-dl run --config a.yml b.yml` merges b into a (Catalyst's merge_dicts needs
+    `collections.Mapping`, gone since Python 3.10): without the fix it raises AttributeError."""
+    import collections
+
+    import catalyst.utils.misc as misc
+    from catalyst.dl.scripts._misc import parse_args_uargs
+    from catalyst.dl.scripts.run import parse_args
+
+    monkeypatch.setattr(sys, "argv", ["catalyst-dl", *_two_config_files(tmp_path)])
+    args, unknown = parse_args()
+    _, config = parse_args_uargs(args, unknown)
+    assert config["stages"]["train"]["num_epochs"] == 3
+    assert config["stages"]["train"]["optimizer"]  # the rest of the stage is kept
+    assert config["stages"]["warmup"]["num_epochs"] == 2
+    assert config["loggers"]["csv"] is None and "tensorboard" in config["loggers"]
+
+    monkeypatch.setattr(misc, "collections", collections)
+    with pytest.raises(AttributeError, match="Mapping"):
+        parse_args_uargs(args, unknown)

@@ -80,3 +80,47 @@ def test_missing_data_block(config):
     del config["data"]
     with pytest.raises(PodiumError, match="no `data:` block"):
         SegmentationRunner(config)
+
+
+def _first_train_batches(config, num_workers):
+    """The first augmented train batch of each of 2 epochs of a real (frozen, short) run."""
+    from catalyst.core import Callback, CallbackOrder
+
+    config = copy.deepcopy(config)
+    stage = copy.deepcopy(config["stages"]["warmup"])
+    stage["num_epochs"] = 2
+    stage["loaders"]["num_workers"] = num_workers
+    stage["callbacks"] = {}  # only the recorder (no checkpoints, metrics, early stopping)
+    config["stages"] = {"warmup": stage}
+    batches = []
+
+    class Recorder(Callback):
+        def __init__(self):
+            super().__init__(order=CallbackOrder.Internal)
+
+        def on_batch_start(self, runner):
+            if runner.is_train_loader and runner.loader_batch_step == 1:
+                batches.append(runner.batch["image"].clone())
+
+    class RecordingRunner(SegmentationRunner):
+        def get_callbacks(self, stage):
+            return {"recorder": Recorder()}
+
+        def handle_batch(self, batch):  # the batches are all this test needs
+            self.batch = batch
+
+    RecordingRunner(config).run()
+    return batches
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_augmentations_follow_the_seed(config, num_workers):
+    """albumentations ignores the global seeds Catalyst sets: the runner seeds its pipelines, so
+    one seed gives the same augmented batches, and each epoch gets new ones."""
+    first = _first_train_batches(config, num_workers)
+    again = _first_train_batches(config, num_workers)
+    assert len(first) == 2
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert not torch.equal(first[0], first[1])
+    config["args"]["seed"] = 7
+    assert not torch.equal(_first_train_batches(config, num_workers)[0], first[0])

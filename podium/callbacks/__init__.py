@@ -1,1 +1,36 @@
-"""podium.callbacks."""
+"""podium.callbacks: Catalyst callbacks for YAML configs, e.g.
+`_target_: podium.callbacks.LossStackCallback`.
+
+Loss stacks, metrics (DDP-exact accumulation), freezing, accumulation/clipping, LR schedules
+sized from the loader, a NaN guard, throughput, overlays and progress plots."""
+from podium.callbacks.freeze import FreezeCallback, UnfreezeCallback
+from podium.callbacks.loss_stack import LossStackCallback
+from podium.callbacks.metrics import (
+    BoxIoUCallback,
+    ClassificationMetricsCallback,
+    R2Callback,
+    SegmentationMetricsCallback,
+)
+from podium.callbacks.nan_guard import NanGuardCallback
+from podium.callbacks.optimizer import OptimizerCallback
+from podium.callbacks.progress import ProgressPlotCallback
+from podium.callbacks.schedulers import OneCycleCallback, WarmupCosineCallback
+from podium.callbacks.timer import ThroughputCallback
+from podium.callbacks.visuals import OverlayCallback
+
+__all__ = [
+    "BoxIoUCallback",
+    "ClassificationMetricsCallback",
+    "FreezeCallback",
+    "LossStackCallback",
+    "NanGuardCallback",
+    "OneCycleCallback",
+    "OptimizerCallback",
+    "OverlayCallback",
+    "ProgressPlotCallback",
+    "R2Callback",
+    "SegmentationMetricsCallback",
+    "ThroughputCallback",
+    "UnfreezeCallback",
+    "WarmupCosineCallback",
+]

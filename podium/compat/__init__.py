@@ -8,6 +8,8 @@ Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP worker
 - `checkpoint`: atomic checkpoint writes, `weights_only=True` loads.
 - `tensorboard`: clear error for a tensorboardX older than 2.6.
 - `neptune_noise` / `startup`: hide neptune's `neptune.new` deprecation warning.
+- `collections_abc`: `collections.Mapping` (gone in 3.10) for Catalyst's config merging, so
+  `catalyst-dl run --config a.yml b.yml` works.
 - `import_noise`: hide the FutureWarnings pytorch-toolbelt prints when imported.
 
 `apply()` is idempotent; it runs once on import.
@@ -29,8 +31,9 @@ def apply() -> None:
 
     import_noise.apply()
 
-    from podium.compat import checkpoint, distributed, metrics
+    from podium.compat import checkpoint, collections_abc, distributed, metrics
 
+    collections_abc.apply()
     distributed.apply()
     metrics.apply()
     checkpoint.apply()

@@ -2,7 +2,11 @@
 pipelines from YAML, split files, Kaggle RLE CSV masks, exclusion lists and the builders the
 runner and `podium predict` call.
 Nothing here imports Catalyst."""
-from podium.datasets.builder import build_segmentation_dataset, build_segmentation_datasets, check_data_keys
+from podium.datasets.builder import (
+    build_segmentation_dataset,
+    build_segmentation_datasets,
+    check_data_keys,
+)
 from podium.datasets.csv_rle import RleTable
 from podium.datasets.exclusion import read_exclusion_list
 from podium.datasets.image_folder import ImageFolderDataset, resolve_layout
@@ -10,9 +14,30 @@ from podium.datasets.normalize import Normalizer, build_normalizer
 from podium.datasets.readers import read_image, read_mask
 from podium.datasets.rle import rle_decode, rle_encode
 from podium.datasets.split import read_split, select_names
-from podium.datasets.transforms import build_transforms, transforms_to_dict
+from podium.datasets.crops import PositiveCrop, RandomScaleCrop
+from podium.datasets.folds import make_folds
+from podium.datasets.letterbox import Letterbox, letterbox, letterbox_meta, unletterbox
+from podium.datasets.presets import PRESETS
+from podium.datasets.stats import compute_stats
+from podium.datasets.transforms import (
+    build_transforms,
+    seed_transforms,
+    transforms_to_dict,
+    worker_init_fn,
+)
 
 __all__ = [
+    "PRESETS",
+    "Letterbox",
+    "PositiveCrop",
+    "RandomScaleCrop",
+    "compute_stats",
+    "letterbox",
+    "letterbox_meta",
+    "make_folds",
+    "seed_transforms",
+    "unletterbox",
+    "worker_init_fn",
     "ImageFolderDataset",
     "Normalizer",
     "build_normalizer",

@@ -7,6 +7,10 @@ What it adds to a Catalyst config:
   `--args/logdir=...` on the command line moves every output of the run at once.
 - `stages/<s>/freeze_encoder: true|false` (default false): trains the decoder alone while the
   encoder's weights stay fixed (the usual warm-up before unfreezing with a lower LR).
+- reproducible augmentation: albumentations keeps its own random generators and ignores the
+  global seeds Catalyst sets, so the runner seeds every pipeline per epoch (worker processes
+  via `worker_init_fn`, in-process loaders at loader start): the same `args/seed` gives the same
+  augmented batches.
 - checks of podium's blocks (top-level keys, stage keys, `data`, `model`) with one clear
   error naming the culprit, instead of a traceback from deep inside object creation.
 Everything else — loaders, criterion dict, callbacks, loggers, engine — is Catalyst's own.
@@ -15,11 +19,17 @@ from collections import OrderedDict
 from copy import deepcopy
 from typing import Any, Dict, Optional
 
+import numpy as np
 from catalyst.registry import REGISTRY
 from catalyst.runners.config import SupervisedConfigRunner
 from torch import nn
 
-from podium.datasets import build_segmentation_datasets, check_data_keys
+from podium.datasets import (
+    build_segmentation_datasets,
+    check_data_keys,
+    seed_transforms,
+    worker_init_fn,
+)
 from podium.errors import PodiumError
 from podium.runners.config_checks import check_config
 from podium.targets import accepted_keys, call_target
@@ -37,6 +47,14 @@ def set_encoder_trainable(model: nn.Module, trainable: bool) -> None:
         )
     for parameter in encoder.parameters():
         parameter.requires_grad_(trainable)
+
+
+def _seed_dataset_transforms(dataset, seed: int) -> None:
+    seen = set()
+    while dataset is not None and id(dataset) not in seen:  # Subset / wrappers: follow .dataset
+        seen.add(id(dataset))
+        seed_transforms(getattr(dataset, "transforms", None), seed)
+        dataset = getattr(dataset, "dataset", None)
 
 
 class SegmentationRunner(SupervisedConfigRunner):
@@ -94,7 +112,20 @@ class SegmentationRunner(SupervisedConfigRunner):
                     f"loader {name} of stage {stage} yields no batch: {len(loader.dataset)} "
                     f"samples, batch_size {loader.batch_size}, drop_last {loader.drop_last}"
                 )
+            if loader.num_workers > 0:
+                # Catalyst's own worker_init_fn seeds numpy/random with seed + worker id, the
+                # same every epoch, and never the albumentations pipeline.
+                loader.worker_init_fn = worker_init_fn
         return loaders
+
+    def on_loader_start(self, runner) -> None:
+        """Seeds an in-process loader's augmentations (workers seed themselves)."""
+        super().on_loader_start(runner)
+        if self.loader.num_workers == 0:
+            offset = list(self.loaders).index(self.loader_key)
+            entropy = [self.seed, max(0, self.engine.rank), self.global_epoch_step, offset]
+            seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+            _seed_dataset_transforms(self.loader.dataset, seed)
 
     def get_loggers(self) -> Dict[str, Any]:
         """Catalyst's loggers, with the run's logdir filled in where a logger needs one."""
