@@ -35,6 +35,17 @@ def test_nuclei_focal_dice(tmp_path, nuclei_data):
     overlays = sorted((logdir / "overlays" / "train" / "epoch_1").glob("*.png"))
     assert [p.name.split("_")[0] for p in overlays] == ["best", "best", "worst", "worst"]
     assert (logdir / "checkpoints" / "best.pth").exists()
+    # the resolved augmentation pipelines are saved beside the config and read back unchanged
+    import json
+
+    from podium.datasets import build_transforms, transforms_to_dict
+
+    saved = json.loads((logdir / "configs" / "transforms_train.json").read_text())
+    assert saved["valid"] is None
+    names = [t["__class_fullname__"] for t in saved["train"]["transform"]["transforms"]]
+    assert names == ["RandomCrop", "D4", "RandomBrightnessContrast"]
+    rebuilt = transforms_to_dict(build_transforms(saved["train"]))
+    assert json.loads(json.dumps(rebuilt)) == saved["train"]
 
 
 def test_voc_multiclass_ce_lovasz(tmp_path, voc_data):

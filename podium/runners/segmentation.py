@@ -15,8 +15,11 @@ What it adds to a Catalyst config:
   error naming the culprit, instead of a traceback from deep inside object creation.
 Everything else — loaders, criterion dict, callbacks, loggers, engine — is Catalyst's own.
 """
+import json
+import os
 from collections import OrderedDict
 from copy import deepcopy
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -28,6 +31,7 @@ from podium.datasets import (
     build_segmentation_datasets,
     check_data_keys,
     seed_transforms,
+    transforms_to_dict,
     worker_init_fn,
 )
 from podium.errors import PodiumError
@@ -47,6 +51,13 @@ def set_encoder_trainable(model: nn.Module, trainable: bool) -> None:
         )
     for parameter in encoder.parameters():
         parameter.requires_grad_(trainable)
+
+
+def _write_json(path: Path, content: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(content, indent=2))
+    os.replace(temporary, path)
 
 
 def _seed_dataset_transforms(dataset, seed: int) -> None:
@@ -117,6 +128,18 @@ class SegmentationRunner(SupervisedConfigRunner):
                 # same every epoch, and never the albumentations pipeline.
                 loader.worker_init_fn = worker_init_fn
         return loaders
+
+    def on_stage_start(self, runner) -> None:
+        """Also saves the stage's resolved augmentation pipelines into the run directory."""
+        super().on_stage_start(runner)
+        datasets = self._datasets.get(self.stage_key)
+        if datasets and self._logdir and self.engine.is_master_process:
+            pipelines = {
+                name: transforms_to_dict(getattr(dataset, "transforms", None))
+                for name, dataset in datasets.items()
+            }
+            path = Path(self._logdir) / "configs" / f"transforms_{self.stage_key}.json"
+            _write_json(path, pipelines)
 
     def on_loader_start(self, runner) -> None:
         """Seeds an in-process loader's augmentations (workers seed themselves)."""
