@@ -124,3 +124,24 @@ def test_augmentations_follow_the_seed(config, num_workers):
     assert not torch.equal(first[0], first[1])
     config["args"]["seed"] = 7
     assert not torch.equal(_first_train_batches(config, num_workers)[0], first[0])
+
+
+def tiny_datasets(root, size: int = 3):
+    """A data builder of another task, for the `data: {_target_: ...}` form."""
+    from torch.utils.data import TensorDataset
+
+    data = TensorDataset(torch.zeros(size, 1, 32, 32), torch.zeros(size, 1, 32, 32))
+    return {"train": data, "valid": data}
+
+
+def test_data_block_with_its_own_builder(config):
+    config["data"] = {"_target_": "test_runner.tiny_datasets", "root": "anything", "size": 5}
+    datasets = SegmentationRunner(config).get_datasets("train")
+    assert list(datasets) == ["train", "valid"] and len(datasets["valid"]) == 5
+
+    config["data"] = {"_target_": "test_runner.tiny_datasets", "root": "x", "sise": 5}
+    with pytest.raises(PodiumError, match='"sise".*did you mean "size"'):
+        SegmentationRunner(config)
+    config["data"] = {"_target_": "test_runner.no_such_builder", "root": "x"}
+    with pytest.raises(PodiumError, match="no_such_builder"):
+        SegmentationRunner(config)

@@ -2,7 +2,8 @@
 
 What it adds to a Catalyst config:
 - `data:` (top level, overridable per stage as `stages/<s>/data`): the keyword arguments of
-  `podium.datasets.build_segmentation_datasets` — the train/valid datasets of a stage.
+  `podium.datasets.build_segmentation_datasets` — the train/valid datasets of a stage; with a
+  `_target_:` key, of that builder instead (any function returning {loader name: dataset}).
 - loggers without a `logdir:` (CSV, TensorBoard, ...) write into the run's `args/logdir`, so
   `--args/logdir=...` on the command line moves every output of the run at once.
 - `stages/<s>/freeze_encoder: true|false` (default false): trains the decoder alone while the
@@ -20,7 +21,7 @@ import os
 from collections import OrderedDict
 from copy import deepcopy
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
 from catalyst.registry import REGISTRY
@@ -36,7 +37,7 @@ from podium.datasets import (
 )
 from podium.errors import PodiumError
 from podium.runners.config_checks import check_config
-from podium.targets import accepted_keys, call_target
+from podium.targets import accepted_keys, call_target, resolve_target
 
 __all__ = ["SegmentationRunner", "set_encoder_trainable"]
 
@@ -106,8 +107,18 @@ class SegmentationRunner(SupervisedConfigRunner):
         if "datasets" in self._stage_config[stage].get("loaders", {}):
             return None  # Catalyst's own `loaders/datasets` form
         params = self._data_params(stage)
-        check_data_keys(params, where=f"data (stage {stage})")
-        return OrderedDict(build_segmentation_datasets(**params))
+        where = f"data (stage {stage})"
+        builder = build_segmentation_datasets
+        if "_target_" in params:  # another task's dataset builder, e.g. podium.datasets.geopose
+            builder = resolve_target(params.pop("_target_"), where)
+        check_data_keys(params, builder=builder, where=where)
+        datasets = builder(**params)
+        if not isinstance(datasets, Mapping) or not datasets:
+            raise PodiumError(
+                f"{where}: {builder.__name__} must return {{loader name: dataset}}, "
+                f"got {type(datasets).__name__}"
+            )
+        return OrderedDict(datasets)
 
     def get_datasets(self, stage: str) -> "OrderedDict[str, Any]":
         """Train/valid datasets from the `data:` block (Catalyst's loaders/datasets still work)."""
