@@ -8,7 +8,14 @@ import sys
 
 from podium.errors import PodiumError
 
-SUBCOMMANDS = ["podium.cli.samples", "podium.cli.predict", "podium.cli.lr_find", "podium.cli.folds", "podium.cli.stats"]
+SUBCOMMANDS = [
+    "podium.cli.samples",
+    "podium.cli.predict",
+    "podium.cli.lr_find",
+    "podium.cli.folds",
+    "podium.cli.stats",
+    "podium.cli.tune_postprocess",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
