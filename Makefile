@@ -16,7 +16,7 @@ DEMO_PRED := $(DEMO_RUN)/predictions
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml podium/compat/startup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# Catalyst 21.6-22.4 publish requirement strings such as `tensorboardX (<2.3.0>=2.1.0)`;
 	# pip >= 24.1 rejects them as invalid metadata, so the venv's pip is held at exactly 24.0.

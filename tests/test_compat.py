@@ -411,3 +411,18 @@ def test_two_config_files_merge(tmp_path, monkeypatch):
     monkeypatch.setattr(misc, "collections", collections)
     with pytest.raises(AttributeError, match="Mapping"):
         parse_args_uargs(args, unknown)
+
+
+def test_catalyst_dl_merges_two_config_files(tmp_path, nuclei_data):
+    """The real command: Catalyst merges the files before the config names podium, so the
+    startup hook imports podium (and its fixes) first. The second file breaks the encoder on
+    purpose: podium's own error proves the merged config reached the runner, in seconds."""
+    from conftest import NUCLEI_CONFIG, run_command
+
+    extra = tmp_path / "extra.yml"
+    extra.write_text("model:\n  encoder: resnet_nope\n")
+    result = run_command("catalyst-dl", "run", "--config", NUCLEI_CONFIG, extra,
+                         f"--args/logdir={tmp_path / 'run'}:str", f"--data/root={nuclei_data}:str")
+    assert result.returncode != 0
+    assert "Mapping" not in result.stderr, result.stderr[-2000:]
+    assert "podium: error:" in result.stderr and "resnet_nope" in result.stderr, result.stderr[-2000:]

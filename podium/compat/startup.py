@@ -1,4 +1,5 @@
-"""Interpreter startup hook that hides neptune's `neptune.new` deprecation warning.
+"""Interpreter startup hook: hides neptune's `neptune.new` deprecation warning, and makes
+`catalyst-dl` import podium (so its compat fixes) before Catalyst reads the config files.
 
 `import catalyst` runs `import neptune.new` (catalyst/settings.py), and neptune 1.x prints
 "[neptune] [warning] ... NeptuneDeprecationWarning: You're importing the Neptune client library
@@ -13,6 +14,12 @@ message. `PODIUM_STARTUP_HOOK=0` disables it.
 
     python -m podium.compat.startup install | uninstall | status
 
+`catalyst-dl run --config a.yml b.yml` merges the files with Catalyst's `merge_dicts`, which
+needs the `collections.Mapping` fix (podium.compat.collections_abc) — but podium is otherwise
+imported only later, when the config's runner `_target_` is resolved. So for a `catalyst-dl`
+process the hook also imports podium first; it also installs podium's one-line error printing
+before the YAML is parsed.
+
 This module imports nothing beyond the standard library.
 """
 import argparse
@@ -26,7 +33,9 @@ PTH_NAME = "podium_startup.pth"
 HOOK = (
     'import os, warnings; os.environ.get("PODIUM_STARTUP_HOOK", "1") == "0" or setattr(warnings, '
     '"showwarning", lambda message, *args, _show=warnings.showwarning, **kwargs: None '
-    f"if str(message).startswith({MESSAGE!r}) else _show(message, *args, **kwargs))\n"
+    f"if str(message).startswith({MESSAGE!r}) else _show(message, *args, **kwargs)); "
+    'import sys; os.environ.get("PODIUM_STARTUP_HOOK", "1") == "0" or not sys.argv '
+    'or os.path.basename(sys.argv[0]) != "catalyst-dl" or __import__("podium")\n'
 )
 
 
