@@ -7,6 +7,7 @@ of `model` and `data` are checked against their callables in `podium.targets`.)
 from typing import Any, Mapping
 
 from podium.errors import PodiumError, check_keys
+from podium.loggers import check_logger_config
 
 TOP_LEVEL_KEYS = ["args", "runner", "engine", "model", "loggers", "stages", "data"]
 # Catalyst 21.12 reads these from a stage; podium adds `data` and `freeze_encoder`.
@@ -27,3 +28,4 @@ def check_config(config: Mapping[str, Any]) -> None:
             raise PodiumError(f"stages/{name} must be a mapping, got {type(stage).__name__}")
         keys = [k for k in stage if not str(k).startswith("_")]
         check_keys(keys, STAGE_KEYS, f"stages/{name}")
+    check_logger_config(config)  # secrets in loggers: refused before configs/ is written
