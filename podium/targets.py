@@ -14,7 +14,10 @@ import hydra_slayer
 
 from podium.errors import PodiumError, did_you_mean
 
-__all__ = ["resolve_target", "accepted_keys", "check_call_params", "call_target"]
+__all__ = [
+    "resolve_target", "accepted_keys", "check_call_params", "call_target", "check_targets",
+    "SAFE_TARGET_PACKAGES",
+]
 
 
 def resolve_target(target: Any, where: str) -> Callable:
@@ -61,3 +64,61 @@ def call_target(params: Mapping[str, Any], where: str) -> Any:
     factory = resolve_target(params.pop("_target_"), where)
     check_call_params(factory, params, where)
     return factory(**params)
+
+
+# With PODIUM_SAFE_TARGETS=1 a config may only name callables of these packages.
+SAFE_TARGET_PACKAGES = ("torch", "catalyst", "timm", "pytorch_toolbelt", "albumentations", "podium")
+
+
+def safe_targets_only() -> bool:
+    import os
+
+    return os.environ.get("PODIUM_SAFE_TARGETS", "0") not in ("", "0")
+
+
+def check_targets(config: Any, where: str = "") -> None:
+    """Every `_target_` in a config resolves (else: the key path and a "did you mean").
+
+    A config is code: `_target_` may name any importable callable. With PODIUM_SAFE_TARGETS=1
+    only the packages in SAFE_TARGET_PACKAGES (and Catalyst's registered short names) are
+    allowed, and the check runs before anything is imported.
+    """
+    if isinstance(config, Mapping):
+        for key, value in config.items():
+            path = f"{where}/{key}" if where else str(key)
+            if key == "_target_":
+                _check_target(value, path)
+            else:
+                check_targets(value, path)
+    elif isinstance(config, (list, tuple)):
+        for index, value in enumerate(config):
+            check_targets(value, f"{where}[{index}]")
+
+
+def _check_target(target: Any, path: str) -> None:
+    from catalyst.registry import REGISTRY
+
+    if not isinstance(target, str) or not target:
+        raise PodiumError(f"{path} must be a full dotted name, got {target!r}")
+    dotted = "." in target
+    if safe_targets_only() and dotted and target.split(".")[0] not in SAFE_TARGET_PACKAGES:
+        raise PodiumError(
+            f'{path} "{target}" is not allowed with PODIUM_SAFE_TARGETS=1 (allowed packages: '
+            f'{", ".join(SAFE_TARGET_PACKAGES)}); configs are code: run this one only if you trust it'
+        )
+    try:  # dotted names are imported; short ones are Catalyst's registered names
+        REGISTRY.get(target)
+    except Exception:  # LookupError / ImportError / AttributeError, depending on what is wrong
+        raise PodiumError(f'{path} "{target}" cannot be imported{_suggestion(target)}') from None
+
+
+def _suggestion(target: str) -> str:
+    import importlib
+
+    module_name, _, name = target.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:
+        return f" (no module {module_name!r})" if module_name else ""
+    hint = did_you_mean(name, [n for n in dir(module) if not n.startswith("_")])
+    return hint or f" (no {name!r} in {module_name})"

@@ -426,3 +426,58 @@ def test_catalyst_dl_merges_two_config_files(tmp_path, nuclei_data):
     assert result.returncode != 0
     assert "Mapping" not in result.stderr, result.stderr[-2000:]
     assert "podium: error:" in result.stderr and "resnet_nope" in result.stderr, result.stderr[-2000:]
+
+
+def _load(tmp_path, monkeypatch, text):
+    from catalyst.dl.scripts import _misc
+    from catalyst.dl.scripts.run import parse_args
+
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    monkeypatch.setattr(sys, "argv", ["catalyst-dl", "--config", str(path)])
+    args, unknown = parse_args()
+    return _misc.parse_args_uargs, args, unknown, path
+
+
+def test_yaml_error_names_file_line_and_column(tmp_path, monkeypatch):
+    from podium.errors import PodiumError
+
+    parse, args, unknown, path = _load(tmp_path, monkeypatch, "args:\n  seed: [42\nstages: {}\n")
+    with pytest.raises(PodiumError, match=rf"config {path}: invalid YAML at line 3, column 7"):
+        parse(args, unknown)
+    import yaml
+    with pytest.raises(yaml.YAMLError):  # what Catalyst alone raises: a parser traceback
+        parse.__wrapped__(args, unknown)
+
+
+def test_unknown_target_names_the_key_path(tmp_path, monkeypatch):
+    from podium.errors import PodiumError
+
+    text = "stages:\n  train:\n    optimizer: {_target_: torch.optim.AdamWW, lr: 0.1}\n"
+    parse, args, unknown, _ = _load(tmp_path, monkeypatch, text)
+    with pytest.raises(PodiumError, match=r'stages/train/optimizer/_target_ "torch.optim.AdamWW" '
+                                          r'cannot be imported \(did you mean "AdamW"\?\)'):
+        parse(args, unknown)
+    parse.__wrapped__(args, unknown)  # Catalyst alone reads it: the error would come much later
+
+
+def test_safe_targets_refuses_other_packages_before_importing(tmp_path, monkeypatch):
+    """PODIUM_SAFE_TARGETS=1: a `_target_` outside the allow-list is refused and never imported."""
+    from podium.errors import PodiumError
+
+    marker = tmp_path / "imported"
+    (tmp_path / "sidefx_module.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\ndef thing():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = ("stages:\n  train:\n    callbacks:\n      x: {_target_: sidefx_module.thing}\n"
+            "      ok: {_target_: catalyst.callbacks.CriterionCallback}\n"
+            "      short: {_target_: CriterionCallback}\n")
+    parse, args, unknown, _ = _load(tmp_path, monkeypatch, text)
+    monkeypatch.setenv("PODIUM_SAFE_TARGETS", "1")
+    with pytest.raises(PodiumError, match=r"stages/train/callbacks/x/_target_ \"sidefx_module.thing\" "
+                                          r"is not allowed with PODIUM_SAFE_TARGETS=1"):
+        parse(args, unknown)
+    assert not marker.exists()
+    monkeypatch.setenv("PODIUM_SAFE_TARGETS", "0")
+    parse(args, unknown)  # configs are code: by default any importable callable is fine
+    assert marker.exists()

@@ -64,3 +64,14 @@ def test_voc_multiclass_ce_lovasz(tmp_path, voc_data):
     assert valid["dice"].to_numpy() == pytest.approx(macro.to_numpy(), rel=1e-6)
     assert valid["loss"].to_numpy() == pytest.approx(
         (valid["loss_ce"] + 0.5 * valid["loss_lovasz"]).to_numpy(), rel=1e-5)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yml")), ids=lambda p: p.name)
+def test_every_target_in_the_shipped_configs_resolves(path, monkeypatch):
+    """Also with PODIUM_SAFE_TARGETS=1: the shipped configs use only allow-listed packages."""
+    import yaml
+
+    from podium.targets import check_targets
+
+    monkeypatch.setenv("PODIUM_SAFE_TARGETS", "1")
+    check_targets(yaml.safe_load(path.read_text()))

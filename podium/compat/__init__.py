@@ -10,6 +10,7 @@ Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP worker
 - `neptune_noise` / `startup`: hide neptune's `neptune.new` deprecation warning.
 - `collections_abc`: `collections.Mapping` (gone in 3.10) for Catalyst's config merging, so
   `catalyst-dl run --config a.yml b.yml` works.
+- `config_loading`: `catalyst-dl run` reports a broken YAML file or `_target_` in one line.
 - `import_noise`: hide the FutureWarnings pytorch-toolbelt prints when imported.
 
 `apply()` is idempotent; it runs once on import.
@@ -31,9 +32,10 @@ def apply() -> None:
 
     import_noise.apply()
 
-    from podium.compat import checkpoint, collections_abc, distributed, metrics
+    from podium.compat import checkpoint, collections_abc, config_loading, distributed, metrics
 
     collections_abc.apply()
+    config_loading.apply()
     distributed.apply()
     metrics.apply()
     checkpoint.apply()
