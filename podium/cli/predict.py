@@ -1,105 +1,118 @@
-"""`podium predict`: a checkpoint over a folder or a split → PNG masks, overlays, Dice/IoU.
+"""`podium predict`: checkpoints over a folder, a split or a list of names → masks, overlays, submission, Dice/IoU.
 
+    podium predict --config configs/nuclei/infer.yml
     podium predict --run logs/nuclei --data data/nuclei --split valid --out predictions/
+    podium predict --run logs/nuclei --checkpoint best --checkpoint last --tta d4 --out preds/
+    podium predict --config infer.yml --nproc 2          # = torchrun --nproc_per_node=2 -m podium predict ...
+    torchrun --nproc_per_node=2 -m podium predict --run-dir logs/nuclei --out preds/   # not --run (see below)
 
-The model, normalisation, channels and number of classes come from the run directory's
-resolved config, so prediction sees images exactly as validation did.
+Flags override the inference YAML (see configs/nuclei/infer.yml for every key). Each model
+reads images as its run's validation did (normalisation, channels, layout, valid_transforms …,
+see podium.inference.pipeline.READING_KEYS); predictions come back at each image's original size.
+Under torchrun, spell --run as --run-dir: torchrun's argument parser matches option prefixes
+even after the script name, so `--run` stops it ("ambiguous option: --run could match --run-path").
 """
 import argparse
-import time
+import os
+import tempfile
 from pathlib import Path
 
-import numpy as np
+import yaml
 
-from podium.datasets import build_segmentation_dataset
-from podium.datasets.readers import IMAGE_EXTENSIONS
-from podium.errors import PodiumError
-from podium.inference import Predictor, load_model, to_mask, write_json, write_mask, write_overlay
-from podium.metrics import ConfusionCounts
+from podium.inference.config import apply_flags, load_inference_config, resolve_inference_config
+from podium.inference.pipeline import READING_KEYS
 
-# Keys of the run's `data:` block that describe how images are read (not which ones).
-READING_KEYS = ("normalize", "channels", "num_classes", "image_dir", "mask_dir", "split_file")
+__all__ = ["register", "run", "READING_KEYS"]
+
+FLAGS = (
+    "runs", "checkpoints", "weights", "data", "split", "fold", "names", "out", "tta", "threshold", "min_size",
+    "submission", "probabilities", "overlays", "masks", "tile_size", "tile_overlap", "device", "batch_size",
+    "num_workers", "progress",
+)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="predict masks with a trained checkpoint",
+        help="predict masks with trained checkpoints (ensembles, TTA, tiles, submission CSV)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--run", type=Path, required=True, help="run directory of catalyst-dl run")
-    parser.add_argument(
-        "--checkpoint", default="best", help="best | last | path to a .pth (default: best)"
-    )
-    parser.add_argument(
-        "--data", type=Path,
-        help="data folder: images/ (+ masks/, split.csv) or a plain folder of images "
-        "(default: the run's data root)",
-    )
-    parser.add_argument("--split", help="a split of split.csv (default: every image)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--threshold", type=float, default=0.5, help="binary threshold")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: auto)")
-    parser.add_argument("--no-overlays", action="store_true", help="skip overlay PNGs")
+    parser.add_argument("--config", type=Path, help="inference YAML (e.g. configs/nuclei/infer.yml)")
+    models = parser.add_argument_group("models")
+    models.add_argument("--run", "--run-dir", dest="runs", action="append", type=Path, default=[],
+                        help="run directory of catalyst-dl run (repeat for an ensemble; under torchrun write "
+                             "--run-dir: torchrun's parser takes --run for its --run-path)")
+    models.add_argument("--checkpoint", dest="checkpoints", action="append", default=[],
+                        help="best | last | path to a .pth (repeat: --checkpoint best --checkpoint last; default best)")
+    models.add_argument("--weight", dest="weights", action="append", type=float, default=[],
+                        help="ensemble weight, one per model (default 1)")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", type=Path,
+                      help="data folder: images/ (+ masks/, split.csv) or a plain folder of images "
+                           "(default: the run's data root); starts a new selection (the YAML's split is dropped)")
+    data.add_argument("--split", help="a split of split.csv (default: every image)")
+    data.add_argument("--fold", type=int, help="a fold of split.csv")
+    data.add_argument("--names", help="CSV of image names (column name, else the first column)")
+    how = parser.add_argument_group("prediction")
+    how.add_argument("--tta", help="none | flip | d2 | d4 | multiscale (default none)")
+    how.add_argument("--tiles", dest="tile_size", type=int, metavar="SIZE", help="predict in SIZE×SIZE tiles")
+    how.add_argument("--tile-overlap", type=int, metavar="PIXELS", help="tile overlap (default SIZE/4)")
+    how.add_argument("--threshold", type=float, help="probability threshold (default 0.5)")
+    how.add_argument("--min-size", type=int, help="remove blobs smaller than this many pixels")
+    how.add_argument("--batch-size", type=int, help="images (or tiles) per forward pass (default 8)")
+    how.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
+    how.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: auto)")
+    how.add_argument("--nproc", type=int, help="shard the images over N processes (torchrun)")
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--out", help="output folder")
+    out.add_argument("--submission", help="write a submission CSV (RLE) to this path")
+    out.add_argument("--probabilities", action="store_const", const=True, help="write uint8 probability maps")
+    out.add_argument("--no-overlays", dest="overlays", action="store_const", const=False, help="skip overlay PNGs")
+    out.add_argument("--no-masks", dest="masks", action="store_const", const=False, help="skip mask PNGs")
+    out.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import torch
+    config = load_inference_config(args.config) if args.config is not None else {}
+    flags = {key: getattr(args, key, None) for key in FLAGS}
+    config = resolve_inference_config(apply_flags(config, flags))
+    if args.nproc is not None and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch(config, args.nproc)
+    from podium.inference.pipeline import predict
+    from podium.inference.sharding import Shards
 
-    model, config = load_model(args.run, args.checkpoint)
-    data_config = config.get("data") or {}
-    root = args.data or data_config.get("root")
-    if root is None:
-        raise PodiumError("no data folder: pass --data DIR")
-    reading = {key: data_config[key] for key in READING_KEYS if key in data_config}
-    if _is_flat_image_folder(Path(root), reading.get("image_dir", "images")):
-        reading["image_dir"] = "."  # a plain folder of images, no images/ inside
-    dataset = build_segmentation_dataset(root, split=args.split, **reading)
-    if len(dataset) == 0:
-        raise PodiumError(f"no images to predict in {root} (split: {args.split})")
-
-    device = torch.device(args.device) if args.device else None
-    predictor = Predictor(model, device=device)
-    num_classes = int(reading.get("num_classes", 1))
-    counts = ConfusionCounts(num_classes=num_classes) if dataset.with_masks else None
-
-    started = time.perf_counter()
-    for sample, probability in predictor.predict_dataset(dataset, batch_size=args.batch_size):
-        name = sample["name"]
-        mask = to_mask(probability, args.threshold)
-        write_mask(args.out / "masks" / f"{name}.png", mask)
-        target = sample["mask"].numpy() if counts is not None else None
-        if counts is not None:
-            counts.add(*_one_hot_pair(mask, target, num_classes))
-        if not args.no_overlays:
-            truth = None if target is None else np.asarray(target).reshape(target.shape[-2:])
-            write_overlay(
-                args.out / "overlays" / f"{name}.png", sample["image"].numpy(), mask, truth
-            )
-    seconds = time.perf_counter() - started
-
-    summary = {"images": len(dataset), "seconds": round(seconds, 3), "checkpoint": args.checkpoint}
-    line = f"predicted {len(dataset)} images in {seconds:.1f} s → {args.out}/masks"
-    if counts is not None:
-        summary.update(dice=counts.dice().tolist(), iou=counts.iou().tolist())
-        line += f"\n{args.split or 'all'} Dice {counts.dice().mean():.4f}  IoU {counts.iou().mean():.4f}"
-    write_json(args.out / "metrics.json", summary)
-    print(line)
+    shards = Shards()
+    summary = predict(config, shards)
+    if shards.is_main:
+        print(_report(config, summary))
     return 0
 
 
-def _is_flat_image_folder(root: Path, image_dir: str) -> bool:
-    if (root / image_dir).is_dir() or not root.is_dir():
-        return False
-    return any(path.suffix.lower() in IMAGE_EXTENSIONS for path in root.iterdir())
+def _launch(config, nproc: int) -> int:
+    """Hand the resolved config to `nproc` torchrun ranks."""
+    from podium.inference.sharding import launch
+
+    handle, path = tempfile.mkstemp(prefix="podium_predict_", suffix=".yml")
+    try:
+        with os.fdopen(handle, "w") as file:
+            yaml.safe_dump(config, file, sort_keys=False)
+        return launch(nproc, ["predict", "--config", path])
+    finally:
+        os.unlink(path)
 
 
-def _one_hot_pair(mask: np.ndarray, target: np.ndarray, num_classes: int):
-    """Predicted and true masks as (num_classes, H, W) booleans."""
-    if num_classes == 1:
-        return (mask > 0)[None], (np.asarray(target).reshape(mask.shape) > 0.5)[None]
-    classes = np.arange(num_classes)[:, None, None]
-    return mask[None] == classes, np.asarray(target)[None] == classes
+def _report(config, summary) -> str:
+    out = config["out"]
+    lines = [f"predicted {summary['images']} images in {summary['seconds']:.1f} s → {out}"]
+    if "dice" in summary:
+        selection = config["data"].get("split") or (f"fold {config['data']['fold']}" if config["data"].get("fold") is not None else "all")
+        lines.append(f"{selection} Dice {summary['dice_macro']:.4f}  IoU {summary['iou_macro']:.4f}")
+        if len(summary["dice"]) > 1:
+            per_class = ", ".join(f"{summary['classes'][c]} {summary['dice'][c]:.3f}" for c in range(len(summary["dice"])))
+            lines.append(f"Dice per class: {per_class}")
+    submission = config["outputs"]["submission"]
+    if submission is not None:
+        lines.append(f"submission: {submission['path']}")
+    return "\n".join(lines)
