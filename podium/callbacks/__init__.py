@@ -3,6 +3,7 @@
 
 Loss stacks, metrics (DDP-exact accumulation), freezing, accumulation/clipping, LR schedules
 sized from the loader, a NaN guard, throughput, overlays and progress plots."""
+from podium.callbacks.detection_map import DetectionMAPCallback
 from podium.callbacks.freeze import FreezeCallback, UnfreezeCallback
 from podium.callbacks.loss_stack import LossStackCallback
 from podium.callbacks.metrics import (
@@ -21,6 +22,7 @@ from podium.callbacks.visuals import OverlayCallback
 __all__ = [
     "BoxIoUCallback",
     "ClassificationMetricsCallback",
+    "DetectionMAPCallback",
     "FreezeCallback",
     "LossStackCallback",
     "NanGuardCallback",

@@ -15,6 +15,7 @@ SUBCOMMANDS = [
     "podium.cli.folds",
     "podium.cli.stats",
     "podium.cli.tune_postprocess",
+    "podium.cli.centernet",
 ]
 
 

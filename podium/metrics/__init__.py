@@ -7,6 +7,7 @@ ranks with one `all_reduce`, so the DDP value equals the single-process value).
 from podium.metrics.base import Accumulator
 from podium.metrics.boxes import BoxIoU, box_iou
 from podium.metrics.classification import ClassificationScores
+from podium.metrics.detection_map import DetectionMAP
 from podium.metrics.regression import R2Score, r2_from_sums
 from podium.metrics.segmentation import ConfusionCounts, SegmentationScores, label_masks
 
@@ -15,6 +16,7 @@ __all__ = [
     "BoxIoU",
     "ClassificationScores",
     "ConfusionCounts",
+    "DetectionMAP",
     "R2Score",
     "SegmentationScores",
     "box_iou",

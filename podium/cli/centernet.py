@@ -1,0 +1,79 @@
+"""`podium predict-centernet`: boxes from a CenterNet run, as CSV (one row per detection).
+
+    podium predict-centernet --run logs/centernet_trees --deepforest valid --out valid.csv --tta flip
+    podium predict-centernet --run logs/centernet_trees --images scenes/ --out boxes.csv
+
+--deepforest: the run's own deepforest tiles of that split; boxes in scene pixels, and the
+mAP@0.5 of the tiles printed (from every top-k detection, whatever --min-score). --images:
+whole image files (resized by the run's data/scale first); boxes in each image's pixels.
+"""
+import argparse
+from pathlib import Path
+
+from podium.errors import PodiumError
+
+__all__ = ["register", "run"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    from podium.inference.centernet import TTA_MODES
+
+    parser = subparsers.add_parser(
+        "predict-centernet",
+        help="CenterNet heatmaps: boxes and scores per image (CSV), mAP on the run's deepforest tiles",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--run", required=True, help="run directory written by catalyst-dl run (configs/, checkpoints/)")
+    parser.add_argument("--checkpoint", default="best", help="best, last or a .pth path (default best)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", nargs="+", metavar="PATH", help="image files and/or folders of images")
+    source.add_argument("--deepforest", choices=("train", "valid"), help="the run's deepforest tiles of this split")
+    parser.add_argument("--out", required=True, help="CSV to write")
+    parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation (default none)")
+    parser.add_argument("--min-score", type=float, default=0.1, help="lowest score written to the CSV (default 0.1)")
+    parser.add_argument("--top-k", type=int, default=100, help="peaks kept per image (default 100)")
+    parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold of the printed mAP (default 0.5)")
+    parser.add_argument("--scale", type=float, default=None, help="resize factor before the model (default: the run's data/scale)")
+    parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def image_paths(items) -> list:
+    """Files as given, folders expanded to their image files (sorted)."""
+    paths = []
+    for item in map(Path, items):
+        if item.is_dir():
+            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise PodiumError(f"--images {item} does not exist")
+    return paths
+
+
+def run(args) -> int:
+    from podium.inference.centernet import load_centernet_predictor, predict_deepforest, predict_images, write_csv
+
+    if args.batch_size < 1 or args.top_k < 1:
+        raise PodiumError(f"--batch-size and --top-k must be >= 1, got {args.batch_size} and {args.top_k}")
+    if not 0 < args.iou <= 1:
+        raise PodiumError(f"--iou must be in (0, 1], got {args.iou}")
+    predictor, config = load_centernet_predictor(args.run, args.checkpoint, tta=args.tta, batch_size=args.batch_size,
+                                                 device=args.device, top_k=args.top_k, scale=args.scale)
+    if args.deepforest:
+        rows, summary = predict_deepforest(predictor, config, args.deepforest, args.min_score, args.iou)
+    else:
+        rows = predict_images(predictor, image_paths(args.images), config, args.min_score)
+    path = write_csv(rows, args.out)
+    text = f"predict-centernet: {len(rows)} boxes with score >= {args.min_score} → {path}"
+    if args.deepforest:
+        key = f"map{round(args.iou * 100)}"
+        text += (f"; {args.deepforest} {key} {summary['map']:.4f} over {summary['tiles']} tiles, "
+                 f"{int(summary['num_gt'].sum())} boxes (tta {args.tta})")
+    print(text)
+    return 0

@@ -1,0 +1,165 @@
+"""CenterNet ("Objects as Points", Zhou et al. 2019) on a timm encoder, from pytorch-toolbelt parts.
+
+    image ─► pad to ×32 ─► GenericTimmEncoder (feature maps of stride ≥ output_stride)
+          ─► UNetDecoder (finest map, stride `output_stride`, default 4)
+          ─┬─► 3×3 conv ─ ReLU ─ 1×1 conv ─► heatmap  N×C×h×w   (logits, one channel per class)
+           ├─► 3×3 conv ─ ReLU ─ 1×1 conv ─► size     N×2×h×w   (box w, h in output cells)
+           └─► 3×3 conv ─ ReLU ─ 1×1 conv ─► offset   N×2×h×w   (centre − cell centre, in cells)
+
+with h = ceil(H / output_stride), w = ceil(W / output_stride). `forward` returns the dict
+{"heatmap", "size", "offset"}; Catalyst's SupervisedRunner merges it into the batch, so the
+loss terms and the mAP callback read the heads by key.
+
+The target encoding (`podium.datasets.centernet`), which `decode_centernet` inverts: output
+cell (i, j) covers input pixels [j·s, (j+1)·s) × [i·s, (i+1)·s) (s = output_stride, pixel-edge
+coordinates); a box with centre (cx, cy) peaks at cell (⌊cy/s⌋, ⌊cx/s⌋) with offset
+(cx/s − (j + ½), cy/s − (i + ½)) ∈ [−½, ½)² — measured from the cell *centre*, so that a flip
+of the map is exactly a sign change of that offset component and a transpose swaps the two
+(D4 test-time augmentation treats it as a vector field); size = (w/s, h/s).
+
+The heatmap bias starts at −2.19 (prior probability 0.1), as in CenterNet, so the focal loss
+does not start from a flood of false peaks. `model.encoder` is the toolbelt encoder, so the
+runner's `freeze_encoder` and `FreezeCallback` / `UnfreezeCallback` work as for segmentation.
+"""
+import math
+from typing import Dict, List, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from podium.errors import PodiumError
+from podium.models.segmentation import _check_encoder_name, _check_positive_int, _create_encoder
+
+__all__ = ["CenterNet", "HEADS", "build_centernet", "decode_centernet"]
+
+HEADS = ("heatmap", "size", "offset")
+HEATMAP_PRIOR = 0.1
+
+
+def _head(in_channels: int, hidden: int, out_channels: int, bias: float = 0.0) -> nn.Sequential:
+    head = nn.Sequential(
+        nn.Conv2d(in_channels, hidden, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, out_channels, kernel_size=1),
+    )
+    nn.init.constant_(head[-1].bias, bias)
+    return head
+
+
+class CenterNet(nn.Module):
+    """Encoder → U-Net decoder at `output_stride` → heatmap / size / offset heads (dict output).
+
+    Attributes: `encoder` (toolbelt `GenericTimmEncoder`), `decoder` (toolbelt `UNetDecoder`),
+    `heads` (ModuleDict heatmap, size, offset), `output_stride`, `num_classes`, `encoder_name`.
+    Inputs of any size: padded (reflect) at the bottom/right to a multiple of the encoder's
+    coarsest stride, outputs cropped to ceil(H / output_stride) × ceil(W / output_stride), so
+    the top-left cell always covers the top-left pixels.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, heads: nn.ModuleDict,
+                 output_stride: int = 4, num_classes: int = 1, encoder_name: str = ""):
+        super().__init__()
+        self.encoder, self.decoder, self.heads = encoder, decoder, heads
+        self.output_stride, self.num_classes, self.encoder_name = output_stride, num_classes, encoder_name
+        self.pad_multiple = int(max(encoder.get_output_spec().strides))
+
+    def forward(self, image: Tensor) -> Dict[str, Tensor]:
+        height, width = image.shape[-2:]
+        multiple = self.pad_multiple
+        pad_h, pad_w = (multiple - height % multiple) % multiple, (multiple - width % multiple) % multiple
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+            image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+        features = self.decoder(self.encoder(image))[0]
+        out_h, out_w = math.ceil(height / self.output_stride), math.ceil(width / self.output_stride)
+        return {name: head(features)[..., :out_h, :out_w] for name, head in self.heads.items()}
+
+
+def build_centernet(
+    encoder: str = "resnet18",
+    in_channels: int = 3,
+    num_classes: int = 1,
+    pretrained: bool = False,
+    output_stride: int = 4,
+    decoder_channels: Union[None, int, Sequence[int]] = None,
+    head_channels: int = 64,
+) -> CenterNet:
+    """A CenterNet on any convolutional timm encoder (`_target_` from YAML).
+
+    num_classes: heatmap channels (one per class). output_stride: stride of the output maps,
+    one of the encoder's feature strides (4 for resnet18 / efficientnet; 2 is finer and slower).
+    decoder_channels: U-Net channels fine to coarse, one per decoder stage (default 16·stride,
+    at most 256: 64, 128, 256 for stride 4 / 8 / 16). head_channels: hidden width of each head.
+    """
+    from pytorch_toolbelt.modules.decoders import UNetDecoder
+    from pytorch_toolbelt.modules.encoders.timm import GenericTimmEncoder
+
+    in_channels = _check_positive_int(in_channels, "in_channels")
+    num_classes = _check_positive_int(num_classes, "num_classes")
+    head_channels = _check_positive_int(head_channels, "head_channels")
+    output_stride = _check_positive_int(output_stride, "output_stride")
+    name = _check_encoder_name(encoder)
+    every_stage = _create_encoder(name, in_channels, bool(pretrained))
+    strides = [int(s) for s in every_stage.get_output_spec().strides]
+    if output_stride not in strides[:-1]:
+        raise PodiumError(f"model output_stride {output_stride} is not a feature stride of {name} below its "
+                          f"coarsest; expected one of {strides[:-1]}")
+    # the same timm model, returning only the feature maps the decoder uses
+    layers = [i for i, s in enumerate(strides) if s >= output_stride]
+    encoder_module = GenericTimmEncoder(every_stage.encoder, layers=layers)
+    spec = encoder_module.get_output_spec()
+    num_stages = len(spec.strides) - 1
+    if decoder_channels is None:
+        decoder_channels = [min(256, 16 * int(s)) for s in spec.strides[:-1]]
+    if isinstance(decoder_channels, int) and not isinstance(decoder_channels, bool):
+        decoder_channels = [decoder_channels] * num_stages
+    decoder_channels = list(decoder_channels)
+    if len(decoder_channels) != num_stages:
+        raise PodiumError(f"model decoder_channels has {len(decoder_channels)} values; {name} at output_stride "
+                          f"{output_stride} has {num_stages} U-Net stages (fine to coarse)")
+    decoder_channels = [_check_positive_int(c, "decoder_channels") for c in decoder_channels]
+    decoder = UNetDecoder(spec, out_channels=decoder_channels)
+    features = decoder_channels[0]
+    prior_bias = -math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR)  # −2.19
+    heads = nn.ModuleDict({
+        "heatmap": _head(features, head_channels, num_classes, bias=prior_bias),
+        "size": _head(features, head_channels, 2),
+        "offset": _head(features, head_channels, 2),
+    })
+    return CenterNet(encoder_module, decoder, heads, output_stride, num_classes, name)
+
+
+@torch.no_grad()
+def decode_centernet(heatmap: Tensor, size: Tensor, offset: Tensor, output_stride: int = 4,
+                     top_k: int = 100, pool_size: int = 3, min_score: float = 0.0,
+                     probabilities: bool = False) -> List[Dict[str, Tensor]]:
+    """Boxes per image from the three heads: max-pool peaks, top-k, then centre/size → xyxy.
+
+    heatmap: N×C×h×w logits (or probabilities with `probabilities=True`); size, offset: N×2×h×w.
+    A peak is a cell equal to the max of its `pool_size`² neighbourhood (CenterNet's NMS).
+    Returns, per image, {"boxes": K×4 xyxy in input pixels, "scores": K, "labels": K (class
+    index)}, sorted by score, K ≤ top_k, scores ≥ min_score.
+    """
+    if heatmap.ndim != 4 or size.shape[1] != 2 or offset.shape[1] != 2 or size.shape[-2:] != heatmap.shape[-2:]:
+        raise PodiumError(f"decode_centernet needs heatmap N×C×h×w and size/offset N×2×h×w, got "
+                          f"{tuple(heatmap.shape)}, {tuple(size.shape)}, {tuple(offset.shape)}")
+    scores = heatmap.float() if probabilities else torch.sigmoid(heatmap.float())
+    pooled = F.max_pool2d(scores, pool_size, stride=1, padding=pool_size // 2)
+    peaks = torch.where(pooled == scores, scores, torch.zeros_like(scores))
+    batch, classes, height, width = scores.shape
+    k = min(int(top_k), classes * height * width)
+    top_scores, top_index = peaks.reshape(batch, -1).topk(k, dim=1)
+    labels = top_index // (height * width)
+    cell = top_index % (height * width)
+    rows, cols = (cell // width), (cell % width)
+    results = []
+    for n in range(batch):
+        keep = top_scores[n] >= min_score
+        r, c = rows[n][keep], cols[n][keep]
+        dx, dy = offset[n, 0, r, c].float(), offset[n, 1, r, c].float()
+        w, h = size[n, 0, r, c].float(), size[n, 1, r, c].float()
+        cx, cy = (c.float() + 0.5 + dx), (r.float() + 0.5 + dy)
+        boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1) * output_stride
+        results.append({"boxes": boxes, "scores": top_scores[n][keep], "labels": labels[n][keep]})
+    return results
