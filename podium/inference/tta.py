@@ -11,16 +11,21 @@ dihedral views (d2 of the image and of its transpose); `scales` multiply every v
 (`{views: d4, scales: [0.75, 1, 1.25]}` is 24 views; `multiscale` alone = scales 0.75, 1, 1.25).
 
 Why not toolbelt's `d4_image2mask` as it is: it concatenates the 8 views into one batch, which
-needs 8× the activation memory and on CPU costs 10.9× (resnet18 U-Net) to 30× (efficientnet_b0
-U-Net) one forward instead of 8× (memory-bound layers fall out of cache, big buffers page-fault);
-it needs square inputs; and `d4_labels_deaugment` stacks views 1..8 as [1, 2, 3, 4, 5, 7, 7, 8]
+needs ~6-8× the activation memory of one forward and on CPU costs 11-30× one forward instead
+of 8× (resnet18 / efficientnet_b0 U-Nets, 4×3×256×256: benchmarks/tta.py); it needs square
+inputs; and `d4_labels_deaugment` stacks views 1..8 as [1, 2, 3, 4, 5, 7, 7, 8]
 (view 6 dropped, view 7 counted twice), so vector/label outputs come out wrong. Here:
 
 - Views run in chunks of `max_views_per_batch` views (× the batch). Default (None): on CPU one
-  view per forward, each view in channels_last memory format (oneDNN convolutions run ~25-30 %
-  faster on it than on NCHW); on other devices as many views as keep a forward under
-  `AUTO_PIXELS_PER_BATCH` pixels (B·views·h·w), at least one. Activation memory is bounded by
-  one chunk; the mean is accumulated in place in one float32 (or float64) buffer per output.
+  view per forward (batching views costs more than linearly there); on other devices as many
+  views as keep a forward under `AUTO_PIXELS_PER_BATCH` pixels (B·views·h·w), at least one.
+  Activation memory is bounded by one chunk; the mean is accumulated in place in one float32
+  (or float64) buffer per output.
+- `channels_last: auto` (default) gives `fn` the views in channels_last memory format on CPU
+  when a forward has at least `CHANNELS_LAST_MIN_PIXELS` pixels: a forward took 0.76–0.79× its
+  NCHW time there (resnet18 / efficientnet_b0 U-Nets, 4×3×256×256, 1×512²), but resnet18 took
+  1.2–1.9× longer on small batches (4×128², 4×64²). Values are the same (up to float
+  rounding); `fn` must not `.view()` its input. true / false force it.
 - Non-square D4: rotated views are W×H; `fn` sees them as they are (podium's models pad any
   size themselves) and each output is rotated back, so nothing is padded to a square.
 - Output rules. Outputs whose last two dims are the view's H×W (≥ 3-D) are maps and are moved
@@ -55,14 +60,16 @@ from torch import Tensor
 from podium.errors import PodiumError, check_keys, did_you_mean
 
 __all__ = [
-    "AUTO_PIXELS_PER_BATCH", "DEFAULT_SCALES", "MODES", "RULES", "TOOLBELT_D4_VIEWS", "TTA", "View",
-    "augment", "build_tta", "d4_vector_deaugment", "deaugment_maps", "deaugment_vectors", "dihedral_views",
+    "AUTO_PIXELS_PER_BATCH", "CHANNELS_LAST_MIN_PIXELS", "DEFAULT_SCALES", "MODES", "RULES", "TOOLBELT_D4_VIEWS",
+    "TTA", "View", "augment", "build_tta", "d4_vector_deaugment", "deaugment_maps", "deaugment_vectors",
+    "dihedral_views",
 ]
 
 MODES = ("none", "flip", "d2", "d4", "multiscale")
 RULES = ("scalar", "xy", "yx", "wh", "hw", "xy_pixels", "yx_pixels", "wh_pixels", "hw_pixels")
 DEFAULT_SCALES = (0.75, 1.0, 1.25)
 AUTO_PIXELS_PER_BATCH = 2**21  # GPU default chunk: e.g. 32 images of 256², 8 of 512²
+CHANNELS_LAST_MIN_PIXELS = 2**17  # CPU: channels_last from e.g. 2×256² per forward
 SPEC_KEYS = ("views", "scales", "max_views_per_batch", "channels_last", "vector_keys")
 
 Outputs = Union[Tensor, Dict[str, Tensor]]
@@ -141,7 +148,9 @@ def augment(images: Tensor, view: View) -> Tensor:
 def _parse_rule(rule: str) -> Tuple[str, int, bool]:
     """(kind: scalar | vector | extent, index of the x component, in pixels?)."""
     if rule not in RULES:
-        raise PodiumError(f'unknown output rule "{rule}"{did_you_mean(rule, RULES)}; expected one of: {", ".join(RULES)}')
+        raise PodiumError(
+            f'unknown output rule "{rule}"{did_you_mean(rule, RULES)}; expected one of: {", ".join(RULES)}'
+        )
     if rule == "scalar":
         return "scalar", 0, False
     axes = rule.split("_")[0]
@@ -155,7 +164,9 @@ def _undo_components(x: Tensor, view: View, rule: str, scale_hw: Tuple[float, fl
     if kind == "scalar":
         return x
     if x.ndim < 2 or x.shape[1] != 2:
-        raise PodiumError(f'output rule "{rule}" needs 2 components along dim 1 (B×2 or B×2×H×W), got shape {tuple(x.shape)}')
+        raise PodiumError(
+            f'output rule "{rule}" needs 2 components along dim 1 (B×2 or B×2×H×W), got shape {tuple(x.shape)}'
+        )
     cx, cy = x[:, x_index], x[:, 1 - x_index]
     # undo in reverse order of the view: vflip, hflip, then transpose
     if kind == "vector" and view.vflip:
@@ -210,7 +221,9 @@ def d4_vector_deaugment(vectors: Tensor, rule: str = "xy", reduction: Optional[s
     None (→ [8, B, 2], each view in the image's axes).
     """
     if vectors.shape[0] % 8:
-        raise PodiumError(f"d4_vector_deaugment needs 8·B rows (toolbelt's d4_image_augment), got shape {tuple(vectors.shape)}")
+        raise PodiumError(
+            f"d4_vector_deaugment needs 8·B rows (toolbelt's d4_image_augment), got shape {tuple(vectors.shape)}"
+        )
     parts = torch.stack([
         _undo_components(chunk, view, rule, (1.0, 1.0))
         for chunk, view in zip(torch.chunk(vectors, 8), TOOLBELT_D4_VIEWS)
@@ -230,7 +243,7 @@ class TTA:
     Args:
         views: the views (`dihedral_views(mode)` × scales); the first need not be the identity.
         max_views_per_batch: views per forward (each view is the whole batch); None: by device.
-        channels_last: "auto" (on CPU), True or False: the memory format of 4-D view batches.
+        channels_last: "auto" (CPU, large forwards), True or False: the memory format of view batches.
         vector_keys: rules of outputs (module docstring): {key: rule} for dict outputs, or one
             rule for a tensor output.
     """
@@ -264,6 +277,13 @@ class TTA:
             return 1
         return max(1, AUTO_PIXELS_PER_BATCH // max(1, images.shape[0] * view_size[0] * view_size[1]))
 
+    def use_channels_last(self, inputs: Tensor) -> bool:
+        """Whether a batch of views goes to fn in channels_last (see the module docstring)."""
+        if self.channels_last != "auto":
+            return self.channels_last
+        pixels = inputs.shape[0] * inputs.shape[-2] * inputs.shape[-1]
+        return inputs.device.type == "cpu" and pixels >= CHANNELS_LAST_MIN_PIXELS
+
     def chunks(self, images: Tensor) -> List[List[View]]:
         """Views grouped by input size (only equal sizes can share a batch), then chunked."""
         size = tuple(images.shape[-2:])
@@ -282,20 +302,21 @@ class TTA:
             raise PodiumError(f"tta takes a floating-point image batch B×C×H×W, got {got}")
         size = (int(images.shape[-2]), int(images.shape[-1]))
         batch = images.shape[0]
-        channels_last = self.channels_last is True or (self.channels_last == "auto" and images.device.type == "cpu")
         sums: Dict[Optional[str], Tensor] = {}  # one accumulator per output, filled in place
         is_dict = None
         for chunk in self.chunks(images):
             views_in = [augment(images, view) for view in chunk]
             inputs = torch.cat(views_in) if len(views_in) > 1 else views_in[0]
-            if channels_last:
+            if self.use_channels_last(inputs):
                 inputs = inputs.contiguous(memory_format=torch.channels_last)
             named, out_is_dict = _named_outputs(fn(inputs))
             if is_dict is None:
                 is_dict = out_is_dict
                 self._check_declared(named)
             elif is_dict != out_is_dict or set(named) != set(sums):
-                raise PodiumError("fn returned different outputs for different views (a tensor vs a dict, or other keys)")
+                raise PodiumError(
+                    "fn returned different outputs for different views (a tensor vs a dict, or other keys)"
+                )
             view_size = tuple(inputs.shape[-2:])
             for index, view in enumerate(chunk):
                 for key, value in named.items():
@@ -327,7 +348,9 @@ class TTA:
         if not value.is_floating_point():
             raise PodiumError(f"{name} has dtype {value.dtype}; tta averages outputs, expected floating point")
         if value.ndim == 0 or value.shape[0] != batch * views:
-            raise PodiumError(f"{name} has shape {tuple(value.shape)}; expected {batch * views} rows, one per input image")
+            raise PodiumError(
+                f"{name} has shape {tuple(value.shape)}; expected {batch * views} rows, one per input image"
+            )
         part = value[index * batch : (index + 1) * batch]
         spatial = part.ndim >= 3 and tuple(part.shape[-2:]) == tuple(view_size)
         if part.ndim >= 3 and not spatial:
@@ -408,11 +431,15 @@ def build_tta(spec: Union[None, str, Mapping, TTA] = "none",
     if isinstance(spec, str):
         spec = {"views": spec}
     if not isinstance(spec, Mapping):
-        raise PodiumError(f"tta must be a mode ({', '.join(MODES)}) or a mapping like {{views: d4, scales: [1.0]}}, got {spec!r}")
+        raise PodiumError(
+            f"tta must be a mode ({', '.join(MODES)}) or a mapping like {{views: d4, scales: [1.0]}}, got {spec!r}"
+        )
     check_keys(spec, SPEC_KEYS, "tta")
     mode = spec.get("views", "none")
     if not isinstance(mode, str) or mode.lower() not in MODES:
-        raise PodiumError(f'unknown tta views "{mode}"{did_you_mean(str(mode), MODES)}; expected one of: {", ".join(MODES)}')
+        raise PodiumError(
+            f'unknown tta views "{mode}"{did_you_mean(str(mode), MODES)}; expected one of: {", ".join(MODES)}'
+        )
     mode = mode.lower()
     default_scales = DEFAULT_SCALES if mode == "multiscale" else (1.0,)
     scales = _check_scales(spec.get("scales", list(default_scales)))
