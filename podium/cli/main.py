@@ -16,6 +16,7 @@ SUBCOMMANDS = [
     "podium.cli.stats",
     "podium.cli.tune_postprocess",
     "podium.cli.centernet",
+    "podium.cli.geopose",
 ]
 
 
