@@ -17,6 +17,7 @@ SUBCOMMANDS = [
     "podium.cli.tune_postprocess",
     "podium.cli.centernet",
     "podium.cli.geopose",
+    "podium.cli.detector",
 ]
 
 
