@@ -8,8 +8,8 @@ mAP@0.5 of the tiles printed (from every top-k detection, whatever --min-score).
 whole image files (resized by the run's data/scale first); boxes in each image's pixels.
 """
 import argparse
-from pathlib import Path
 
+from podium.cli._inputs import image_paths
 from podium.errors import PodiumError
 
 __all__ = ["register", "run"]
@@ -43,19 +43,6 @@ def register(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def image_paths(items) -> list:
-    """Files as given, folders expanded to their image files (sorted)."""
-    paths = []
-    for item in map(Path, items):
-        if item.is_dir():
-            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise PodiumError(f"--images {item} does not exist")
-    return paths
-
-
 def run(args) -> int:
     from podium.inference.centernet import load_centernet_predictor, predict_deepforest, predict_images, write_csv
 
@@ -68,7 +55,7 @@ def run(args) -> int:
     if args.deepforest:
         rows, summary = predict_deepforest(predictor, config, args.deepforest, args.min_score, args.iou)
     else:
-        rows = predict_images(predictor, image_paths(args.images), config, args.min_score)
+        rows = predict_images(predictor, image_paths(args.images, IMAGE_SUFFIXES), config, args.min_score)
     path = write_csv(rows, args.out)
     text = f"predict-centernet: {len(rows)} boxes with score >= {args.min_score} → {path}"
     if args.deepforest:

@@ -8,8 +8,8 @@ deepforest windows; boxes in scene pixels beside the true ones, and accuracy + m
 printed. Boxes come back through the exact inverse of the letterbox the model saw.
 """
 import argparse
-from pathlib import Path
 
+from podium.cli._inputs import image_paths
 from podium.errors import PodiumError
 
 __all__ = ["register", "run"]
@@ -41,19 +41,6 @@ def register(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def image_paths(items) -> list:
-    """Files as given, folders expanded to their image files (sorted)."""
-    paths = []
-    for item in map(Path, items):
-        if item.is_dir():
-            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise PodiumError(f"--images {item} does not exist")
-    return paths
-
-
 def run(args) -> int:
     from podium.inference.detector import (
         load_box_predictor, predict_deepforest, predict_images, summarize, write_csv,
@@ -68,7 +55,7 @@ def run(args) -> int:
     if args.deepforest:
         rows = predict_deepforest(predictor, config, args.deepforest, args.threshold)
     else:
-        rows = predict_images(predictor, image_paths(args.images), args.threshold)
+        rows = predict_images(predictor, image_paths(args.images, IMAGE_SUFFIXES), args.threshold)
     path = write_csv(rows, args.out)
     summary = summarize(rows)
     text = f"predict-detector: {summary['count']} predictions → {path}"

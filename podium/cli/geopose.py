@@ -11,6 +11,7 @@ Writes, per image, NAME_AGL.tif, NAME_MAG.tif, NAME_VFLOW.json, and predictions.
 """
 import argparse
 
+from podium.cli._inputs import image_paths
 from podium.errors import PodiumError
 
 __all__ = ["register", "run"]
@@ -54,23 +55,6 @@ def parse_scalars(items) -> dict:
         except ValueError:
             raise PodiumError(f"--scalar {item!r}: expected NAME=NUMBER, e.g. gsd=1.2") from None
     return scalars
-
-
-def image_paths(items) -> list:
-    """Files as given, folders expanded to their image files (sorted)."""
-    from pathlib import Path
-
-    from podium.datasets.readers import IMAGE_EXTENSIONS
-
-    paths = []
-    for item in map(Path, items):
-        if item.is_dir():
-            paths += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-        elif item.is_file():
-            paths.append(item)
-        else:
-            raise PodiumError(f"--images {item} does not exist")
-    return paths
 
 
 def run(args) -> int:

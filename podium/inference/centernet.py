@@ -38,12 +38,12 @@ from podium.datasets.centernet import build_deepforest_tiles, transform_maps
 from podium.datasets.normalize import build_normalizer
 from podium.datasets.readers import read_image
 from podium.errors import PodiumError
-from podium.inference.checkpoint import load_model
+from podium.inference.checkpoint import load_model, run_data_config
 from podium.metrics.detection_map import DetectionMAP
 from podium.models.centernet import decode_centernet
 
 __all__ = [
-    "CenterNetPredictor", "DEEPFOREST_BUILDER", "TTA_MODES", "data_params", "decode_centernet", "load_centernet_predictor",
+    "CenterNetPredictor", "DEEPFOREST_BUILDER", "TTA_MODES", "decode_centernet", "load_centernet_predictor",
     "predict_deepforest", "predict_images", "tta_views", "write_csv",
 ]
 
@@ -135,15 +135,6 @@ class CenterNetPredictor:
                 "scores": found["scores"].cpu().numpy(), "labels": found["labels"].cpu().numpy()}
 
 
-def data_params(config: Dict[str, Any]) -> Dict[str, Any]:
-    """The run's `data:` block, with the last stage's `data:` overrides (what it trained on last)."""
-    params = dict(config.get("data") or {})
-    stages = config.get("stages") or {}
-    if stages:
-        params.update(dict(list(stages.values())[-1].get("data") or {}))
-    return params
-
-
 def _default(name: str):
     return inspect.signature(build_deepforest_tiles).parameters[name].default
 
@@ -156,7 +147,7 @@ def load_centernet_predictor(run, checkpoint: str = "best", tta: str = "none", b
     if not hasattr(model, "heads") or "heatmap" not in getattr(model, "heads", {}):
         raise PodiumError(f"{run} is not a CenterNet run (model/_target_ {config['model'].get('_target_')}); "
                           f"expected podium.models.centernet.build_centernet")
-    params = data_params(config)
+    params = run_data_config(config)
     if scale is None:
         scale = params.get("scale", _default("scale")) if params.get("_target_") == DEEPFOREST_BUILDER else 1.0
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
@@ -189,7 +180,7 @@ def predict_deepforest(predictor: CenterNetPredictor, config: Dict[str, Any], sp
                        min_score: float = 0.1, iou_threshold: float = 0.5) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """(rows: detections of the run's deepforest `split` tiles in scene pixels; {"map", "ap", ...}
     of those tiles at `iou_threshold`, computed from every top-k detection)."""
-    params = data_params(config)
+    params = run_data_config(config)
     if params.pop("_target_", None) != DEEPFOREST_BUILDER:
         raise PodiumError(f"the run was not trained on {DEEPFOREST_BUILDER} (its data/_target_); use --images for other data")
     params.pop("train_transforms", None)
@@ -219,7 +210,7 @@ def predict_images(predictor: CenterNetPredictor, paths: Sequence, config: Dict[
     """Detections of every image file (whole images), boxes in that image's pixels."""
     if not paths:
         raise PodiumError("no images to predict: give image files or a folder holding .png/.jpg/.tif files")
-    names = _class_names(data_params(config), int(getattr(predictor.model, "num_classes", 1)))
+    names = _class_names(run_data_config(config), int(getattr(predictor.model, "num_classes", 1)))
     rows = []
     for path in paths:
         rows += _rows(Path(path).stem, predictor.predict_image(read_image(path)), min_score, names)

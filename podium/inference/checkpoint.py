@@ -5,6 +5,7 @@ dumped by Catalyst) and `checkpoints/{best,last}.pth`. Checkpoints are loaded wi
 `weights_only=True`: a checkpoint is data, never code.
 """
 import json
+from copy import deepcopy
 import pickle
 import zipfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from torch import nn
 from podium.errors import PodiumError
 from podium.targets import call_target
 
-__all__ = ["load_run_config", "load_state_dict", "load_model"]
+__all__ = ["load_run_config", "run_data_config", "load_state_dict", "load_model"]
 
 CONFIG_PATH = Path("configs") / "_config.json"
 
@@ -31,6 +32,16 @@ def load_run_config(run_dir: Path) -> Dict[str, Any]:
         )
     with open(path) as file:
         return json.load(file)
+
+
+def run_data_config(run_config: Dict[str, Any]) -> Dict[str, Any]:
+    """The `data:` block that validated the run's checkpoints: top level + the last stage's overrides."""
+    data = deepcopy(run_config.get("data") or {})
+    stages = run_config.get("stages") or {}
+    if stages:
+        last = list(stages.values())[-1] or {}
+        data.update(deepcopy(last.get("data") or {}))
+    return data
 
 
 def resolve_checkpoint(run_dir: Optional[Path], checkpoint: str) -> Path:

@@ -34,12 +34,12 @@ from podium.datasets.boxes import (
 from podium.datasets.normalize import build_normalizer
 from podium.datasets.readers import read_image
 from podium.errors import PodiumError
-from podium.inference.checkpoint import load_model
+from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.tta import MODES as TTA_MODES
 from podium.inference.tta import build_tta
 from podium.metrics.boxes import box_iou
 
-__all__ = ["BoxPredictor", "TTA_MODES", "data_params", "load_box_predictor",
+__all__ = ["BoxPredictor", "TTA_MODES", "load_box_predictor",
            "predict_deepforest", "predict_images", "summarize", "write_csv"]
 
 DEEPFOREST_BUILDER = "podium.datasets.boxes.build_deepforest_datasets"
@@ -97,20 +97,11 @@ class BoxPredictor:
         return np.concatenate(scores), np.asarray(boxes, np.float64).reshape(-1, 4)
 
 
-def data_params(config: Dict[str, Any]) -> Dict[str, Any]:
-    """The run's `data:` block, with the last stage's `data:` overrides (what it trained on last)."""
-    params = dict(config.get("data") or {})
-    stages = config.get("stages") or {}
-    if stages:
-        params.update(dict(list(stages.values())[-1].get("data") or {}))
-    return params
-
-
 def load_box_predictor(run, checkpoint: str = "best", tta: str = "none", batch_size: int = 16,
                        device=None, clip: bool = True) -> Tuple[BoxPredictor, Dict[str, Any]]:
     """(BoxPredictor with the run's weights, size and normalisation, the run's config)."""
     model, config = load_model(Path(run), checkpoint)
-    params = data_params(config)
+    params = run_data_config(config)
     size = params.get("size", 128)
     if isinstance(size, bool) or not isinstance(size, int) or size < 8:
         raise PodiumError(f"{run}: data/size must be an integer >= 8 (the letterbox side), got {size!r}")
@@ -152,7 +143,7 @@ def predict_deepforest(predictor: BoxPredictor, config: Dict[str, Any], split: s
                        threshold: float = 0.5) -> List[Dict[str, Any]]:
     """One row per window of the run's deepforest `split`: prediction and truth in scene pixels."""
     threshold = _threshold(threshold)
-    params = data_params(config)
+    params = run_data_config(config)
     if params.pop("_target_", None) != DEEPFOREST_BUILDER:
         raise PodiumError(f"the run was not trained on {DEEPFOREST_BUILDER} (its data/_target_); "
                           f"use --images for other data")

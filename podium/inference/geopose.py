@@ -42,7 +42,7 @@ from podium.datasets.geopose import build_geopose_datasets
 from podium.datasets.normalize import build_normalizer
 from podium.datasets.readers import read_image
 from podium.errors import PodiumError
-from podium.inference.checkpoint import load_model
+from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.tta import TTA, build_tta
 from podium.metrics.regression import R2Score
 
@@ -121,15 +121,6 @@ class GeoposePredictor:
         return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), np.float32))
 
 
-def data_params(config: Dict[str, Any]) -> Dict[str, Any]:
-    """The run's `data:` block, with the last stage's `data:` overrides (what it trained on last)."""
-    params = dict(config.get("data") or {})
-    stages = config.get("stages") or {}
-    if stages:
-        params.update(dict(list(stages.values())[-1].get("data") or {}))
-    return params
-
-
 def load_geopose_predictor(run, checkpoint: str = "best", tta: str = "none", batch_size: int = 16,
                            device=None) -> Tuple[GeoposePredictor, Dict[str, Any]]:
     """(GeoposePredictor with the run's weights and normalisation; the run's config)."""
@@ -138,7 +129,7 @@ def load_geopose_predictor(run, checkpoint: str = "best", tta: str = "none", bat
         raise PodiumError(f"{run} is not a Geopose run (model/_target_ {config['model'].get('_target_')}); "
                           f"expected podium.models.geopose.build_geopose_model")
     channels = int((config.get("model") or {}).get("in_channels", 3))
-    predictor = GeoposePredictor(model, data_params(config).get("normalize"), tta, batch_size, device, channels)
+    predictor = GeoposePredictor(model, run_data_config(config).get("normalize"), tta, batch_size, device, channels)
     return predictor, config
 
 
@@ -166,7 +157,7 @@ def predict_synthetic(predictor: GeoposePredictor, config: Dict[str, Any], split
     left out), `geopose_r2` (their mean), `height_r2/<city>` …, `direction_error_deg` (mean
     angle between predicted and true direction), `scale_error` (mean |ŝ − s| / s).
     """
-    params = data_params(config)
+    params = run_data_config(config)
     if params.pop("_target_", None) != GEOPOSE_BUILDER:
         raise PodiumError(f"the run was not trained on {GEOPOSE_BUILDER} (its data/_target_); "
                           f"use --images for other data")

@@ -37,7 +37,7 @@ from podium.datasets.exclusion import apply_exclusion, read_exclusion_list, reso
 from podium.datasets.image_folder import index_masks
 from podium.datasets.readers import IMAGE_EXTENSIONS
 from podium.errors import PodiumError
-from podium.inference.checkpoint import load_model
+from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.ensemble import Ensemble
 from podium.inference.geometry import ImagePipeline, WithOriginalSize
 from podium.inference.postprocess import PostProcess
@@ -86,16 +86,6 @@ class LoadedModel:
 
     def describe(self) -> Dict[str, Any]:
         return {"run": self.run, "checkpoint": self.checkpoint, "weight": self.weight}
-
-
-def run_data_config(run_config: Dict[str, Any]) -> Dict[str, Any]:
-    """The `data:` block that validated the run's checkpoints: top level + the last stage's overrides."""
-    data = deepcopy(run_config.get("data") or {})
-    stages = run_config.get("stages") or {}
-    if stages:
-        last = list(stages.values())[-1] or {}
-        data.update(deepcopy(last.get("data") or {}))
-    return data
 
 
 def load_models(entries: Sequence[Dict[str, Any]]) -> List[LoadedModel]:
