@@ -14,6 +14,13 @@ What it adds to a Catalyst config:
   augmented batches.
 - checks of podium's blocks (top-level keys, stage keys, `data`, `model`) with one clear
   error naming the culprit, instead of a traceback from deep inside object creation.
+- DDP (`engine: {_target_: podium.runners.engines.DDPEngine}`; Catalyst's
+  DistributedDataParallelEngine runs as one, with the same settings): under `catalyst-dl run`
+  the workers are spawned once and each runs every stage, as under torchrun, so weights,
+  counters and open logs carry over from stage to stage. Validation/inference loaders shard
+  the data without padding (`ShardSampler`), training loaders use a DistributedSampler seeded
+  with `args/seed`; every batch is counted for the engine's sample-weighted metric reduction.
+  Only rank 0 has loggers and writes into the run directory.
 Everything else — loaders, criterion dict, callbacks, loggers, engine — is Catalyst's own.
 """
 import json
@@ -24,9 +31,12 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
+import torch.distributed as dist
+from catalyst.engines.torch import DistributedDataParallelEngine
 from catalyst.registry import REGISTRY
 from catalyst.runners.config import SupervisedConfigRunner
 from torch import nn
+from torch.utils.data import DistributedSampler
 
 from podium.datasets import (
     build_segmentation_datasets,
@@ -37,9 +47,11 @@ from podium.datasets import (
 )
 from podium.errors import PodiumError
 from podium.runners.config_checks import check_config
-from podium.targets import accepted_keys, call_target, resolve_target
+from podium.runners.engines import DDPEngine, torchrun_world_size
+from podium.runners.samplers import ShardSampler
+from podium.targets import accepted_keys, call_target, check_call_params, resolve_target
 
-__all__ = ["SegmentationRunner", "set_encoder_trainable"]
+__all__ = ["SegmentationRunner", "set_encoder_trainable", "check_ddp_batch_sizes"]
 
 
 def set_encoder_trainable(model: nn.Module, trainable: bool) -> None:
@@ -59,6 +71,41 @@ def _write_json(path: Path, content: Any) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(content, indent=2))
     os.replace(temporary, path)
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    """The model inside DataParallel / DistributedDataParallel wrappers."""
+    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module
+    return model
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _run_rank(local_rank: int, world_size: int, runner: "SegmentationRunner") -> None:
+    """A spawned DDP worker: the whole run, with an engine that joins the launcher's group."""
+    runner._engine = None
+    runner.run()
+
+
+def check_ddp_batch_sizes(loaders: Mapping[str, Any], stage: str, world_size: int) -> None:
+    """A stage's `loaders` block under DDP: Catalyst splits `batch_size` over the processes
+    (unless `per_gpu_scaling: true`), so it must divide by the world size."""
+    if loaders.get("per_gpu_scaling", False):
+        return
+    sizes = {"batch_size": loaders.get("batch_size", 1)}
+    for name, params in (loaders.get("loaders_params") or {}).items():
+        if isinstance(params, Mapping) and "batch_size" in params:
+            sizes[f"loaders_params/{name}/batch_size"] = params["batch_size"]
+    for key, size in sizes.items():
+        if int(size) % world_size:
+            raise PodiumError(
+                f"stages/{stage}/loaders/{key} is {size}: under DDP it is the global batch, "
+                f"split over {world_size} processes, so it must divide by {world_size} "
+                f"(or set per_gpu_scaling: true to give the batch of each process)"
+            )
 
 
 def _seed_dataset_transforms(dataset, seed: int) -> None:
@@ -92,6 +139,38 @@ class SegmentationRunner(SupervisedConfigRunner):
         # logdir: a wrong encoder, data folder or key fails in seconds, not at stage start.
         self._datasets = {stage: self._build_datasets(stage) for stage in self.stages}
         self.model = call_target(self._config.get("model"), "model")
+        # Under torchrun the DDP engine joins the process group when built: from here on
+        # Catalyst knows the rank, so only rank 0 dumps the config and code into the logdir.
+        self._engine = None
+        engine = self.get_engine()
+        if torchrun_world_size() > 1 and not isinstance(engine, DDPEngine):
+            raise PodiumError(
+                f"started as one of {torchrun_world_size()} processes (torchrun) but engine is "
+                f"{type(engine).__name__}: every process would train alone and write the same run "
+                f"directory; use engine: {{_target_: podium.runners.engines.DDPEngine}}"
+            )
+
+    def get_engine(self):
+        """The config's engine, built once per process (Catalyst's DDP engine: as a DDPEngine)."""
+        if self._engine is None:
+            params = self._config.get("engine")
+            if params and "_target_" in params:  # a misspelled key: one line with "did you mean"
+                factory = REGISTRY.get(params["_target_"])
+                keys = {k: v for k, v in params.items() if k != "_target_"}
+                check_call_params(factory, keys, "engine")
+            engine = super().get_engine()
+            if type(engine) is DistributedDataParallelEngine:
+                engine = DDPEngine.from_catalyst(engine)
+            self._engine = engine
+        return self._engine
+
+    def run(self) -> "SegmentationRunner":
+        """With a DDPEngine outside torchrun: spawn the workers, each runs the whole experiment."""
+        engine = self.get_engine()
+        if isinstance(engine, DDPEngine) and not engine.joined:
+            engine.spawn(_run_rank, self)
+            return self
+        return super().run()
 
     def _data_params(self, stage: str) -> Dict[str, Any]:
         params = deepcopy(self._config.get("data") or {})
@@ -125,8 +204,31 @@ class SegmentationRunner(SupervisedConfigRunner):
         datasets = self._datasets.get(stage)
         return datasets if datasets is not None else super().get_datasets(stage)
 
+    def get_samplers(self, stage: str) -> "OrderedDict[str, Any]":
+        """Under DDP: valid/infer loaders shard without padding, train shuffles by args/seed."""
+        samplers = super().get_samplers(stage)
+        world_size = _world_size()
+        if world_size == 1:
+            return samplers
+        for name, dataset in self.get_datasets(stage).items():
+            if name in samplers:
+                continue  # the config's own sampler (Catalyst wraps it for DDP)
+            if name.startswith("train"):
+                samplers[name] = DistributedSampler(dataset, shuffle=True, seed=self.seed)
+            elif len(dataset) < world_size:
+                raise PodiumError(
+                    f"loader {name} of stage {stage} has {len(dataset)} samples for {world_size} "
+                    f"processes: every process needs at least one"
+                )
+            else:
+                samplers[name] = ShardSampler(dataset)
+        return samplers
+
     def get_loaders(self, stage: str) -> "OrderedDict[str, Any]":
         """Catalyst's loaders; an empty one is an error that says why, before training starts."""
+        if _world_size() > 1:
+            loaders_params = self._stage_config[stage].get("loaders") or {}
+            check_ddp_batch_sizes(loaders_params, stage, _world_size())
         loaders = super().get_loaders(stage)
         for name, loader in loaders.items():
             if len(loader) == 0:
@@ -160,9 +262,45 @@ class SegmentationRunner(SupervisedConfigRunner):
             entropy = [self.seed, max(0, self.engine.rank), self.global_epoch_step, offset]
             seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
             _seed_dataset_transforms(self.loader.dataset, seed)
+        sampler = self.loader.sampler
+        if isinstance(sampler, DistributedSampler) and not isinstance(sampler, ShardSampler):
+            sampler.set_epoch(self.global_epoch_step)  # Catalyst's stage epoch repeats per stage
+        if self.is_train_loader and isinstance(self.engine, DDPEngine):
+            # freeze/unfreeze callbacks change what trains after the engine wrapped the model
+            self.model = self.engine.rewrap(self.model)
+
+    def on_batch_start(self, runner) -> None:
+        """Counts this process's samples for the DDP engine's sample-weighted metric reduction."""
+        super().on_batch_start(runner)
+        if isinstance(self.engine, DDPEngine):
+            self.engine.count_samples(self.batch_size)
+
+    def on_stage_end(self, runner) -> None:
+        """Under DDPEngine the workers live for the whole run: logs and process group stay open.
+
+        (Catalyst's DDP path closes every logger and destroys the group at each stage end,
+        because its workers exit there.)
+        """
+        if not isinstance(self.engine, DDPEngine):
+            super().on_stage_end(runner)
+            return
+        self.engine.deinit_components(runner=self)
+        self.close_log(scope="stage")
+        self.flush_log()
+        self.engine.cleanup_process()
+
+    def on_experiment_end(self, runner) -> None:
+        super().on_experiment_end(runner)
+        if isinstance(self.engine, DDPEngine):
+            self.engine.close()
 
     def get_loggers(self) -> Dict[str, Any]:
-        """Catalyst's loggers, with the run's logdir filled in where a logger needs one."""
+        """Catalyst's loggers, with the run's logdir filled in where a logger needs one.
+
+        Under DDP only rank 0 has loggers (none are made, so none write, on the others).
+        """
+        if self.engine is not None and self.engine.rank > 0:
+            return {}
         params = deepcopy(self._config.get("loggers") or {})
         for name, logger_params in params.items():
             factory = REGISTRY.get(logger_params.get("_target_"))  # short Catalyst names too
@@ -174,8 +312,12 @@ class SegmentationRunner(SupervisedConfigRunner):
         return super().get_loggers()
 
     def get_model(self, stage: str) -> nn.Module:
-        """The model (built in __init__, kept across stages), frozen or not as the stage says."""
-        model = self.model
+        """The model (built in __init__, kept across stages), frozen or not as the stage says.
+
+        Returned without the previous stage's (D)DP wrapper: the engine wraps it again, after
+        freezing, so DDP's gradient sync covers exactly the parameters this stage trains.
+        """
+        model = _bare(self.model)
         # A stage without the key trains every layer, whatever the previous stage did.
         freeze = bool(self._stage_config[stage].get("freeze_encoder", False))
         if freeze or hasattr(model, "encoder"):
