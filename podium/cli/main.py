@@ -18,6 +18,9 @@ SUBCOMMANDS = [
     "podium.cli.centernet",
     "podium.cli.geopose",
     "podium.cli.detector",
+    "podium.cli.cv",
+    "podium.cli.submit",
+    "podium.cli.report",
 ]
 
 

@@ -142,6 +142,7 @@ def build_dataset(root: Path, data: Dict[str, Any], reading: Dict[str, Any], pip
     with_masks = reading.get("masks_csv") is not None or (
         os.path.isdir(layout.mask_folder) and set(names) <= set(index_masks(layout))
     )
+    reading = {key: value for key, value in reading.items() if key != "split_file"}  # a names file selects, not a split
     return ImageFolderDataset(root, names, transforms=pipeline, with_masks=with_masks, **reading)
 
 
