@@ -6,10 +6,11 @@ makes an uncaught PodiumError print `podium: error: <message>` (exit status 1) â
 under `catalyst-dl run`, where podium is imported while the config is being resolved.
 """
 import difflib
+import os
 import sys
 from typing import Iterable, Optional
 
-__all__ = ["PodiumError", "did_you_mean", "check_keys", "install_excepthook"]
+__all__ = ["PodiumError", "did_you_mean", "check_keys", "check_output_folder", "install_excepthook"]
 
 
 class PodiumError(Exception):
@@ -31,6 +32,25 @@ def check_keys(given: Iterable[str], allowed: Iterable[str], where: str) -> None
                 f'unknown key "{key}" in {where}{did_you_mean(key, allowed)}; '
                 f"expected one of: {', '.join(sorted(allowed))}"
             )
+
+
+def check_output_folder(path, key: str) -> None:
+    """`path` is a folder, or can be made one: not a file, nor below a file, nor read-only.
+
+    Run before anything is written, so a run directory or an output folder given by mistake
+    fails at once, with nothing created."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise PodiumError(f"{key} {path} is a file; expected a folder (existing or to be created)")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise PodiumError(
+            f"{key} {path} cannot be created: {existing} is a file; expected a folder path"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PodiumError(f"{key} {path} cannot be written: {existing} is not writable")
 
 
 def _format(exc: BaseException) -> Optional[str]:

@@ -59,7 +59,11 @@ def check_call_params(factory: Callable, params: Mapping[str, Any], where: str) 
 def call_target(params: Mapping[str, Any], where: str) -> Any:
     """Call `params["_target_"]` with the other keys, after checking them."""
     if not isinstance(params, Mapping) or "_target_" not in params:
-        raise PodiumError(f"the config needs `{where}: {{_target_: ...}}`")
+        got = f"keys {', '.join(map(str, params))}" if isinstance(params, Mapping) else repr(params)
+        raise PodiumError(
+            f"the config needs `{where}: {{_target_: full.dotted.name, ...}}` (got {got}); "
+            f"expected a block whose _target_ names the builder to call"
+        )
     params = deepcopy(dict(params))
     factory = resolve_target(params.pop("_target_"), where)
     check_call_params(factory, params, where)
@@ -67,7 +71,7 @@ def call_target(params: Mapping[str, Any], where: str) -> Any:
 
 
 # With PODIUM_SAFE_TARGETS=1 a config may only name callables of these packages.
-SAFE_TARGET_PACKAGES = ("torch", "catalyst", "timm", "pytorch_toolbelt", "albumentations", "podium")
+SAFE_TARGET_PACKAGES = ("torch", "catalyst", "timm", "pytorch_toolbelt", "albumentations", "podium", "optuna")
 
 
 def safe_targets_only() -> bool:
@@ -76,20 +80,27 @@ def safe_targets_only() -> bool:
     return os.environ.get("PODIUM_SAFE_TARGETS", "0") not in ("", "0")
 
 
+# Keys Catalyst's config runner takes out of an optimizer block before calling its `_target_`.
+CATALYST_OPTIMIZER_KEYS = ("lr_linear_scaling", "layerwise_params", "no_bias_weight_decay")
+
+
 def check_targets(config: Any, where: str = "") -> None:
-    """Every `_target_` in a config resolves (else: the key path and a "did you mean").
+    """Every `_target_` in a config resolves (else: the key path and a "did you mean"), and
+    its block's keys are arguments it accepts (else: the key and a "did you mean" — Catalyst
+    would fail only when the stage starts, with a traceback, after writing the run directory).
 
     A config is code: `_target_` may name any importable callable. With PODIUM_SAFE_TARGETS=1
     only the packages in SAFE_TARGET_PACKAGES (and Catalyst's registered short names) are
     allowed, and the check runs before anything is imported.
     """
     if isinstance(config, Mapping):
+        if "_target_" in config:
+            factory = _check_target(config["_target_"], f"{where}/_target_" if where else "_target_")
+            if not where.startswith("loggers/"):  # podium.loggers checks these (secrets first)
+                _check_block_keys(factory, config, where or "the config")
         for key, value in config.items():
-            path = f"{where}/{key}" if where else str(key)
-            if key == "_target_":
-                _check_target(value, path)
-            else:
-                check_targets(value, path)
+            if key != "_target_":
+                check_targets(value, f"{where}/{key}" if where else str(key))
     elif isinstance(config, (list, tuple)):
         for index, value in enumerate(config):
             check_targets(value, f"{where}[{index}]")
@@ -107,9 +118,19 @@ def _check_target(target: Any, path: str) -> None:
             f'{", ".join(SAFE_TARGET_PACKAGES)}); configs are code: run this one only if you trust it'
         )
     try:  # dotted names are imported; short ones are Catalyst's registered names
-        REGISTRY.get(target)
+        return REGISTRY.get(target)
     except Exception:  # LookupError / ImportError / AttributeError, depending on what is wrong
         raise PodiumError(f'{path} "{target}" cannot be imported{_suggestion(target)}') from None
+
+
+def _check_block_keys(factory: Any, block: Mapping, where: str) -> None:
+    """Keys of a `_target_` block (but `_`-keys, hydra-slayer's and Catalyst's) are accepted."""
+    import torch
+
+    keys = [k for k in block if not str(k).startswith("_")]
+    if isinstance(factory, type) and issubclass(factory, torch.optim.Optimizer):
+        keys = [k for k in keys if k not in CATALYST_OPTIMIZER_KEYS]
+    check_call_params(factory, dict.fromkeys(keys), where)
 
 
 def _suggestion(target: str) -> str:

@@ -3,6 +3,7 @@
 
 Loss stacks, metrics (DDP-exact accumulation), freezing, accumulation/clipping, LR schedules
 sized from the loader, a NaN guard, throughput, overlays and progress plots."""
+from podium.callbacks.checkpoint import CheckpointCallback
 from podium.callbacks.detection_map import DetectionMAPCallback
 from podium.callbacks.freeze import FreezeCallback, UnfreezeCallback
 from podium.callbacks.loss_stack import LossStackCallback
@@ -21,6 +22,7 @@ from podium.callbacks.visuals import OverlayCallback
 
 __all__ = [
     "BoxIoUCallback",
+    "CheckpointCallback",
     "ClassificationMetricsCallback",
     "DetectionMAPCallback",
     "FreezeCallback",

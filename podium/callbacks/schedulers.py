@@ -190,6 +190,13 @@ class LoaderScheduleCallback(ISchedulerCallback):
             self.scheduler.step()
             self.steps_done += 1
 
+    def state_dict(self) -> dict:
+        """For resuming mid-stage (the scheduler's own state is saved as runner.scheduler)."""
+        return {"steps_done": self.steps_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps_done = int(state["steps_done"])
+
 
 class OneCycleCallback(LoaderScheduleCallback):
     """`torch.optim.lr_scheduler.OneCycleLR`, `total_steps` derived from the train loaders.

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
         return int(args.func(args) or 0)
     except PodiumError as error:
         print(f"podium: error: {error}", file=sys.stderr)
-        return 2
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,12 +5,17 @@ disk or a killed job mid-write leaves a truncated `last_full.pth`/`best.pth` in 
 one. The replacement writes a temp file in the same folder, fsyncs it and `os.replace`s it.
 `CheckpointCallback` then makes `best.pth` / `last.pth` with a bare `shutil.copyfile`, which a
 kill truncates the same way: those copies go through the same temp-file-and-rename.
+A write that fails (disk full, quota, a file-size limit) raises `CheckpointWriteError` (a
+PodiumError and an OSError): one line naming the file, instead of torch's
+"[enforce fail at inline_container.cc] unexpected pos" traceback; the previous file stays.
 `load_checkpoint` relied on torch's default for `weights_only`, which `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`
 (or an older torch) turns off, so a checkpoint could run arbitrary code on load; it now passes
 `weights_only=True` explicitly. Catalyst's own checkpoints (model/criterion/optimizer/scheduler
 state dicts, counters, epoch metrics) are plain containers and load fine that way.
 """
 import os
+import pickle
+import re
 from typing import Any, Mapping
 
 import torch
@@ -22,8 +27,10 @@ import catalyst.engines.torch  # noqa: F401  (binds both functions by name)
 import catalyst.utils.torch
 
 from podium.compat._patching import rebind
+from podium.errors import PodiumError
 
 __all__ = [
+    "CheckpointWriteError", "describe_load_error",
     "save_checkpoint", "load_checkpoint", "copy_checkpoint", "save_callback_checkpoint",
     "original_save", "original_load", "original_callback_save", "apply",
 ]
@@ -31,6 +38,20 @@ __all__ = [
 original_save = catalyst.utils.torch.save_checkpoint
 original_load = catalyst.utils.torch.load_checkpoint
 original_callback_save = catalyst.callbacks.checkpoint._save_checkpoint
+
+
+class CheckpointWriteError(PodiumError, OSError):
+    """A checkpoint could not be written; the file it would have replaced is unchanged."""
+
+
+def _write_failure(path: str, error: BaseException) -> CheckpointWriteError:
+    reason = getattr(error, "strerror", None) or (str(error).splitlines() or [type(error).__name__])[0]
+    if isinstance(error, RuntimeError):  # torch's zip writer: "[enforce fail ...] unexpected pos"
+        reason = "the write stopped short (disk full, quota or file-size limit?)"
+    return CheckpointWriteError(
+        f"cannot write checkpoint {path}: {reason}; expected a writable folder with free space "
+        f"(the previous {os.path.basename(path)}, if there was one, is unchanged)"
+    )
 
 
 def _write_atomically(path: str, write) -> None:
@@ -44,9 +65,11 @@ def _write_atomically(path: str, write) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(error, (OSError, RuntimeError)) and not isinstance(error, PodiumError):
+            raise _write_failure(path, error) from error  # torch's writer: RuntimeError
         raise
     try:  # persist the rename itself (not supported on every OS/filesystem)
         fd = os.open(folder, os.O_RDONLY)
@@ -83,6 +106,30 @@ def save_callback_checkpoint(
     if is_last:
         copy_checkpoint(filename, f"{logdir}/last{extra_suffix}.pth")
     return filename
+
+
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch's zip format; legacy (pickle protocol 2+)
+
+
+def describe_load_error(path, error: Exception, what: str = "checkpoint") -> str:
+    """One line for a failed `torch.load(path, weights_only=True)`: torch's own message is a page
+    with ANSI codes that suggests turning weights_only off. `what` names the file (checkpoint,
+    --resume checkpoint, init_from ...)."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if not head.startswith(_TORCH_MAGIC):
+        return (f"{what} {path} is not a torch file (it starts with {head!r}); expected a "
+                f".pth written by catalyst-dl run or torch.save")
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError):
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        named = f" (it names {found.group(1)})" if found else ""
+        return (f"{what} {path} was refused: it holds more than tensors and plain data"
+                f"{named}, and a pickle can carry code; loading uses weights_only=True, nothing "
+                f"in it was run. Expected a checkpoint of catalyst-dl run or a torch.save'd state dict")
+    first = (text.splitlines() or [type(error).__name__])[0].split(". ")[0]
+    return (f"{what} {path} cannot be read (truncated or not a torch file): {first}; "
+            f"expected a complete .pth file")
 
 
 def load_checkpoint(path: str) -> Any:

@@ -292,7 +292,10 @@ def resolve_layout(root, layout: str = "auto", image_dir: str = "images", mask_d
 def index_images(layout: FolderLayout) -> Dict[str, str]:
     """{name: file name} of the images (mask files of a side-by-side folder left out)."""
     if layout.kind == "side_by_side" and not os.path.isdir(layout.image_folder):
-        raise PodiumError(f"image folder {layout.image_folder} does not exist")
+        raise PodiumError(
+            f"image folder {layout.image_folder} does not exist; expected a data folder with "
+            f"images/ (and masks/), or images side by side with their masks"
+        )
     index = index_folder(layout.image_folder, IMAGE_EXTENSIONS, "image", skip_suffix=layout.mask_suffix or None)
     if not index and layout.kind == "side_by_side":
         raise PodiumError(

@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from podium.compat.checkpoint import describe_load_error
 from podium.errors import PodiumError
 from podium.targets import call_target
 
@@ -51,7 +52,10 @@ def resolve_checkpoint(run_dir: Optional[Path], checkpoint: str) -> Path:
     else:
         path = Path(checkpoint)
     if not path.is_file():
-        raise PodiumError(f"checkpoint {path} does not exist")
+        raise PodiumError(
+            f"checkpoint {path} does not exist; expected best, last (with a run directory) "
+            f"or the path of a .pth file"
+        )
     return path
 
 
@@ -59,21 +63,15 @@ def load_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     """Model weights from a Catalyst checkpoint (`model_state_dict`) or a bare state dict."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise PodiumError(
-            f"checkpoint {path} was refused: it holds more than tensors and plain data "
-            f"(loading uses weights_only=True; a pickle can carry code). Details: "
-            f"{str(error).splitlines()[0]}"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
-        raise PodiumError(
-            f"checkpoint {path} cannot be read (truncated or not a torch file): "
-            f"{str(error).splitlines()[0]}"
-        ) from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as error:
+        raise PodiumError(describe_load_error(path, error)) from None
     if isinstance(checkpoint, dict) and "model_state_dict" in checkpoint:
         checkpoint = checkpoint["model_state_dict"]
-    if not isinstance(checkpoint, dict):
-        raise PodiumError(f"checkpoint {path} holds no model weights")
+    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        raise PodiumError(
+            f"checkpoint {path} holds no model weights; expected a state dict of tensors "
+            f"or a Catalyst checkpoint with model_state_dict"
+        )
     return checkpoint
 
 

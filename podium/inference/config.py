@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
-from podium.errors import PodiumError, check_keys, did_you_mean
+from podium.errors import PodiumError, check_keys, check_output_folder, did_you_mean
 
 __all__ = [
     "DEFAULTS", "TILE_WEIGHTS",
@@ -64,7 +64,10 @@ def load_inference_config(path) -> Dict[str, Any]:
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
-        raise PodiumError(f"inference config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise PodiumError(f"inference config {path} is not valid YAML{where}: {problem}") from None
     if config is None:
         return {}
     if not isinstance(config, Mapping):
@@ -143,6 +146,7 @@ def resolve_inference_config(config: Mapping[str, Any]) -> Dict[str, Any]:
     if resolved["out"] is None:
         raise PodiumError("no output folder: give `out:` in the inference config or --out DIR")
     resolved["out"] = _check_path(resolved["out"], "out")
+    check_output_folder(resolved["out"], "out")  # before any model is loaded or file written
     resolved["batch_size"] = _positive_int(resolved["batch_size"], "batch_size")
     resolved["num_workers"] = _non_negative_int(resolved["num_workers"], "num_workers")
     resolved["progress"] = _bool(resolved["progress"], "progress")

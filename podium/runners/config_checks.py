@@ -8,12 +8,13 @@ from typing import Any, Mapping
 
 from podium.errors import PodiumError, check_keys
 from podium.loggers import check_logger_config
+from podium.runners.value_checks import check_logdir, check_stage_values
 
-TOP_LEVEL_KEYS = ["args", "runner", "engine", "model", "loggers", "stages", "data"]
-# Catalyst 21.12 reads these from a stage; podium adds `data` and `freeze_encoder`.
+TOP_LEVEL_KEYS = ["args", "runner", "engine", "model", "loggers", "stages", "data", "init_from"]
+# Catalyst 21.12 reads these from a stage; podium adds `data`, `freeze_encoder`, `init_from`.
 STAGE_KEYS = [
     "num_epochs", "loaders", "criterion", "optimizer", "scheduler", "callbacks",
-    "data", "freeze_encoder",
+    "data", "freeze_encoder", "init_from",
 ]
 
 
@@ -28,4 +29,6 @@ def check_config(config: Mapping[str, Any]) -> None:
             raise PodiumError(f"stages/{name} must be a mapping, got {type(stage).__name__}")
         keys = [k for k in stage if not str(k).startswith("_")]
         check_keys(keys, STAGE_KEYS, f"stages/{name}")
+        check_stage_values(name, stage)
     check_logger_config(config)  # secrets in loggers: refused before configs/ is written
+    check_logdir(config)

@@ -21,6 +21,9 @@ What it adds to a Catalyst config:
   the data without padding (`ShardSampler`), training loaders use a DistributedSampler seeded
   with `args/seed`; every batch is counted for the engine's sample-weighted metric reduction.
   Only rank 0 has loggers and writes into the run directory.
+- resume and warm start (`podium.runners.resume`): `--resume RUN_DIR` / `--autoresume last`
+  go on at the stage and epoch where the run stopped; `init_from:` starts from another run's
+  checkpoint; checkpoints come from podium's resumable `CheckpointCallback`.
 Everything else — loaders, criterion dict, callbacks, loggers, engine — is Catalyst's own.
 """
 import json
@@ -47,7 +50,9 @@ from podium.datasets import (
 )
 from podium.errors import PodiumError
 from podium.runners.config_checks import check_config
+from podium.runners.cross_checks import check_metric_keys, check_references
 from podium.runners.engines import DDPEngine, torchrun_world_size
+from podium.runners.resume import ResumeMixin
 from podium.runners.samplers import ShardSampler
 from podium.targets import accepted_keys, call_target, check_call_params, resolve_target
 
@@ -116,7 +121,7 @@ def _seed_dataset_transforms(dataset, seed: int) -> None:
         dataset = getattr(dataset, "dataset", None)
 
 
-class SegmentationRunner(SupervisedConfigRunner):
+class SegmentationRunner(ResumeMixin, SupervisedConfigRunner):
     """Supervised runner for `image` → `logits` with `mask` targets (keys are configurable)."""
 
     def __init__(
@@ -139,6 +144,9 @@ class SegmentationRunner(SupervisedConfigRunner):
         # logdir: a wrong encoder, data folder or key fails in seconds, not at stage start.
         self._datasets = {stage: self._build_datasets(stage) for stage in self.stages}
         self.model = call_target(self._config.get("model"), "model")
+        self.check_checkpoints()  # --resume, init_from: a wrong checkpoint fails now
+        for stage in self.stages:  # model ↔ data, callbacks ↔ loaders / criteria / schedulers
+            check_references(self._config, stage, self._datasets[stage])
         # Under torchrun the DDP engine joins the process group when built: from here on
         # Catalyst knows the rank, so only rank 0 dumps the config and code into the logdir.
         self._engine = None
@@ -234,7 +242,8 @@ class SegmentationRunner(SupervisedConfigRunner):
             if len(loader) == 0:
                 raise PodiumError(
                     f"loader {name} of stage {stage} yields no batch: {len(loader.dataset)} "
-                    f"samples, batch_size {loader.batch_size}, drop_last {loader.drop_last}"
+                    f"samples, batch_size {loader.batch_size}, drop_last {loader.drop_last}; "
+                    f"expected at least one batch (more samples, a smaller batch_size or drop_last: false)"
                 )
             if loader.num_workers > 0:
                 # Catalyst's own worker_init_fn seeds numpy/random with seed + worker id, the
@@ -268,6 +277,11 @@ class SegmentationRunner(SupervisedConfigRunner):
         if self.is_train_loader and isinstance(self.engine, DDPEngine):
             # freeze/unfreeze callbacks change what trains after the engine wrapped the model
             self.model = self.engine.rewrap(self.model)
+
+    def on_loader_end(self, runner) -> None:
+        """A checkpoint / early-stopping metric_key this loader did not log: one clear line."""
+        check_metric_keys(self)
+        super().on_loader_end(runner)
 
     def on_batch_start(self, runner) -> None:
         """Counts this process's samples for the DDP engine's sample-weighted metric reduction."""

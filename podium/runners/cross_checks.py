@@ -1,0 +1,184 @@
+"""References between config blocks, checked when the runner is built (nothing written yet)
+or, for metric names, as soon as the loader that logs them ends its first pass.
+
+Catalyst resolves these only when it uses them: a callback's `loader_key: valdi` is a KeyError
+after the first epoch, `criterion_key: bcee` one at the first batch, a SchedulerCallback in a
+stage without a scheduler an AssertionError, a model with 3 output channels for binary masks a
+shape error from the loss — each a traceback, after the run directory was written.
+"""
+import inspect
+from typing import Any, Iterable, List, Mapping, Optional
+
+from podium.errors import PodiumError, did_you_mean
+
+__all__ = ["check_references", "check_stage_references", "check_model_fits_data", "check_metric_keys"]
+
+# callback argument -> the stage block whose named entries it picks
+_NAMED_BLOCKS = {"criterion_key": "criterion", "optimizer_key": "optimizer", "scheduler_key": "scheduler"}
+
+
+def _named(block: Any) -> Optional[List[str]]:
+    """Names of a block of named entries (`criterion: {bce: {...}, dice: {...}}`), None for one."""
+    if not isinstance(block, Mapping) or "_target_" in block:
+        return None
+    return [str(k) for k in block if not str(k).startswith("_")]
+
+
+def _factory(params: Mapping) -> Any:
+    from catalyst.registry import REGISTRY
+
+    try:
+        return REGISTRY.get(params.get("_target_"))
+    except Exception:  # unresolvable targets are reported by podium.targets.check_targets
+        return None
+
+
+def _is(factory: Any, base) -> bool:
+    return isinstance(factory, type) and issubclass(factory, base)
+
+
+def _one_of(value: str, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    return f"{did_you_mean(value, choices)}; expected one of: {', '.join(choices)}"
+
+
+def check_stage_references(stage: str, stage_config: Mapping[str, Any], loaders: Iterable[str]) -> None:
+    """Each callback of the stage names a loader, criterion, optimizer and scheduler it has."""
+    from catalyst.callbacks import CriterionCallback, SchedulerCallback
+    from catalyst.core.callback import IOptimizerCallback, ISchedulerCallback
+
+    loaders = list(loaders)
+    callbacks = stage_config.get("callbacks") or {}
+    for name, params in callbacks.items():
+        if not isinstance(params, Mapping):
+            continue
+        where = f"stages/{stage}/callbacks/{name}"
+        loader_keys = params.get("loader_key")
+        for loader in [loader_keys] if isinstance(loader_keys, str) else []:
+            if loader not in loaders:
+                raise PodiumError(
+                    f'{where}/loader_key "{loader}" is not a loader of stage {stage}{_one_of(loader, loaders)}'
+                )
+        for key, block in _NAMED_BLOCKS.items():
+            value = params.get(key)
+            if value is None:
+                continue
+            if block not in stage_config:
+                raise PodiumError(
+                    f'{where}/{key} is "{value}" but stage {stage} has no `{block}:` block; '
+                    f"expected stages/{stage}/{block} with an entry {value}"
+                )
+            names = _named(stage_config[block])
+            if names is None:
+                raise PodiumError(
+                    f'{where}/{key} is "{value}" but stages/{stage}/{block} is one {block}, not named '
+                    f"ones; expected no {key}, or `{block}: {{{value}: {{_target_: ...}}}}`"
+                )
+            if str(value) not in names:
+                raise PodiumError(
+                    f'{where}/{key} "{value}" is not in stages/{stage}/{block}{_one_of(str(value), names)}'
+                )
+        factory = _factory(params)
+        if _is(factory, SchedulerCallback) and "scheduler" not in stage_config:
+            raise PodiumError(
+                f"{where} ({factory.__name__}) needs a `scheduler:` block in stage {stage}, which has "
+                f"none; expected e.g. scheduler: {{_target_: torch.optim.lr_scheduler.CosineAnnealingLR, T_max: 10}}"
+            )
+        if _is(factory, (IOptimizerCallback, ISchedulerCallback)) and "optimizer" not in stage_config:
+            raise PodiumError(
+                f"{where} ({factory.__name__}) needs an `optimizer:` block in stage {stage}, which has "
+                f"none; expected e.g. optimizer: {{_target_: torch.optim.AdamW, lr: 0.001}}"
+            )
+        if _is(factory, CriterionCallback) and "criterion" not in stage_config:
+            raise PodiumError(
+                f"{where} ({factory.__name__}) needs a `criterion:` block in stage {stage}, which has "
+                f"none; expected e.g. criterion: {{_target_: torch.nn.BCEWithLogitsLoss}}"
+            )
+
+
+def _model_params(model_config: Mapping[str, Any], factory) -> dict:
+    params = {
+        name: p.default for name, p in inspect.signature(factory).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    params.update({k: v for k, v in model_config.items() if k != "_target_"})
+    return params
+
+
+def _image_channels(dataset) -> Optional[int]:
+    """Channels the dataset gives the model: in_channels / channels, else the first image's."""
+    from podium.datasets import read_image
+
+    if dataset.in_channels is not None:
+        return dataset.in_channels
+    if dataset.channels is not None:
+        return len(dataset.channels)
+    path = next((p for p in dataset.image_paths if p is not None), None)
+    try:
+        return int(read_image(path).shape[-1]) if path is not None else None
+    except PodiumError:  # an unreadable image is reported by the dataset, with its policy
+        return None
+
+
+def check_model_fits_data(model_config: Any, datasets: Optional[Mapping[str, Any]], stage: str) -> None:
+    """podium's segmentation model has the input and output channels the stage's data has."""
+    from podium.datasets import ImageFolderDataset
+    from podium.models import build_segmentation_model
+
+    if not isinstance(model_config, Mapping) or not datasets:
+        return
+    factory = _factory(model_config)
+    if factory is not build_segmentation_model:
+        return  # other tasks' models: their own builders check their heads
+    params = _model_params(model_config, factory)
+    for loader, dataset in datasets.items():
+        if not isinstance(dataset, ImageFolderDataset):
+            continue
+        where = f"the data of stage {stage} (loader {loader})"
+        if dataset.with_masks and params.get("num_classes") != dataset.num_classes:
+            raise PodiumError(
+                f"model/num_classes is {params.get('num_classes')!r} but {where} has {dataset.target} "
+                f"masks with num_classes {dataset.num_classes}; expected model/num_classes: "
+                f"{dataset.num_classes} (one output channel per class; binary: 1)"
+            )
+        channels = _image_channels(dataset)
+        if channels is not None and params.get("in_channels") != channels:
+            raise PodiumError(
+                f"model/in_channels is {params.get('in_channels')!r} but {where} gives images of "
+                f"{channels} channel(s) (e.g. {dataset.image_paths[0]}); expected model/in_channels: "
+                f"{channels} (or pick channels with data/channels)"
+            )
+
+
+def check_references(config: Mapping[str, Any], stage: str, datasets: Optional[Mapping[str, Any]]) -> None:
+    """The checks above and non-empty datasets, for one stage (`datasets`: the runner's, None
+    for Catalyst's `loaders/datasets` form)."""
+    stage_config = config["stages"][stage]
+    loaders = datasets if datasets is not None else (stage_config.get("loaders") or {}).get("datasets") or {}
+    check_stage_references(stage, stage_config, list(loaders))
+    for name, dataset in (datasets or {}).items():
+        if hasattr(dataset, "__len__") and len(dataset) == 0:
+            raise PodiumError(
+                f"loader {name} of stage {stage} yields nothing: its {type(dataset).__name__} has 0 "
+                f"samples; expected at least one"
+            )
+    check_model_fits_data(config.get("model"), datasets, stage)
+
+
+def check_metric_keys(runner) -> None:
+    """At a loader's end: checkpoint / early-stopping / plateau callbacks reading this loader
+    name a metric it logged (Catalyst would raise a bare KeyError at the epoch's end)."""
+    from catalyst.callbacks import CheckpointCallback, EarlyStoppingCallback, SchedulerCallback
+
+    logged = runner.loader_metrics
+    for name, callback in runner.callbacks.items():
+        if not isinstance(callback, (CheckpointCallback, EarlyStoppingCallback, SchedulerCallback)):
+            continue
+        metric = getattr(callback, "metric_key", None)
+        if getattr(callback, "loader_key", None) != runner.loader_key or not isinstance(metric, str):
+            continue
+        if metric not in logged:
+            raise PodiumError(
+                f'stages/{runner.stage_key}/callbacks/{name}/metric_key "{metric}" is not a metric '
+                f"of loader {runner.loader_key}{_one_of(metric, sorted(logged))}"
+            )

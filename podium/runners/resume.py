@@ -1,0 +1,465 @@
+"""Resume a run where it stopped; warm-start a run from another run's checkpoint.
+
+Resume (`catalyst-dl run --config x.yml --resume RUN_DIR | CHECKPOINT`, or `--autoresume last`):
+Catalyst 21.12 restores weights, optimizer, scheduler and the global counters into the *first*
+stage and then runs every stage from its first epoch (it loads stage 2's optimizer into stage 1).
+`SegmentationRunner` instead reads the full checkpoint (`last_full.pth`) itself:
+- stages before the checkpoint's stage are skipped; when that stage had ended (its last epoch,
+  or early stopping), the run goes on with the next stage from epoch 1, with the weights the
+  stage ended with (its CheckpointCallback's `load_on_stage_end`, e.g. `best`, is replayed);
+- otherwise the stage is built as usual and, at its first epoch, gets back model, criterion,
+  optimizer, scheduler, counters (stage epoch included), callback state, frozen parameters
+  and RNG state (`podium.callbacks.checkpoint`), then goes on with the next epoch.
+Catalyst re-seeds torch/numpy/random at every epoch and loader start from (seed, rank, global
+epoch) and podium seeds augmentations the same way, so with the global epoch restored the
+resumed epochs draw the same random numbers as an uninterrupted run.
+
+Warm start (`init_from:` at the top level for the first stage, or in a stage for that stage):
+the model weights of a checkpoint, with `optimizer: true` also the optimizer's state (moments,
+step counts) under the stage's own hyper-parameters (lr, weight decay: the config's).
+
+Every checkpoint is read with `weights_only=True`; a missing, truncated or foreign file is a
+`PodiumError` naming it.
+"""
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import torch
+from catalyst.callbacks.checkpoint import CheckpointCallback as _CatalystCheckpointCallback
+from torch import nn
+
+from podium.callbacks.checkpoint import (
+    RESUME_KEY,
+    CheckpointCallback,
+    load_callback_state,
+    set_frozen_parameters,
+    set_rng_state,
+)
+from podium.compat.checkpoint import describe_load_error
+from podium.errors import PodiumError, check_keys
+
+__all__ = [
+    "ResumeMixin",
+    "ResumePoint",
+    "InitFrom",
+    "find_resume_checkpoint",
+    "read_checkpoint",
+    "plan_resume",
+    "restore_stage",
+    "replay_stage_end",
+    "load_model_weights",
+    "parse_init_from",
+    "check_init_from",
+    "warm_start",
+]
+
+RESUME_FILE = "last_full.pth"
+# param-group settings that tell torch optimizers apart (Adam/AdamW share theirs: compatible)
+_ALGORITHM_SETTINGS = {"betas", "momentum", "dampening", "rho", "alpha", "lr_decay", "lambd",
+                       "etas", "step_sizes", "momentum_decay", "initial_accumulator_value"}
+
+
+@dataclass
+class ResumePoint:
+    """Where a resumed run goes on: `stages` still to run, epochs done in the first of them."""
+
+    path: str
+    stages: Sequence[str]
+    stage_epoch: int  # > 0: restore the first stage at this epoch; 0: the stage starts afresh
+    counters: Dict[str, int]  # global epoch / batch / sample steps when that stage started
+    run_key: Optional[str]
+    saved_stage: str
+    saved_epoch: int
+    shapes: Dict[str, tuple]  # of the saved model weights, checked before training starts
+
+
+@dataclass
+class InitFrom:
+    path: str
+    optimizer: bool = False
+    strict: bool = True
+
+
+def find_resume_checkpoint(value) -> Path:
+    """A run directory (→ checkpoints/last_full.pth), its checkpoints folder, or a file."""
+    path = Path(value)
+    for candidate in (path / "checkpoints" / RESUME_FILE, path / RESUME_FILE):
+        if path.is_dir() and candidate.is_file():
+            return candidate
+    if path.is_dir():
+        raise PodiumError(
+            f"--resume {value}: no checkpoints/{RESUME_FILE} in this folder (a run that has "
+            f"not finished an epoch yet has nothing to resume; --autoresume last starts it anew)"
+        )
+    if not path.is_file():
+        raise PodiumError(f"--resume {value}: no such run directory or checkpoint file")
+    return path
+
+
+def read_checkpoint(path, what: str, bare_ok: bool = False) -> Dict[str, Any]:
+    """A checkpoint dict, loaded on CPU with weights_only=True; PodiumError if unreadable.
+    `bare_ok`: a plain state dict (`torch.save(model.state_dict())`) counts as its weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise PodiumError(f"{what} {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise PodiumError(describe_load_error(path, error, what)) from None
+    if bare_ok and isinstance(checkpoint, dict) and "model_state_dict" not in checkpoint and \
+            checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        checkpoint = {"model_state_dict": checkpoint}
+    if not isinstance(checkpoint, dict) or "model_state_dict" not in checkpoint:
+        raise PodiumError(f"{what} {path} is not a Catalyst checkpoint (no model_state_dict)")
+    return checkpoint
+
+
+def plan_resume(
+    checkpoint: Mapping[str, Any], path, stages: Sequence[str], stage_lengths: Mapping[str, int]
+) -> ResumePoint:
+    """Which stages still run, and from which epoch, after `checkpoint`."""
+    where = f"--resume {path}"
+    if "optimizer_state_dict" not in checkpoint and not any(
+        key.startswith("optimizer_") for key in checkpoint
+    ):
+        raise PodiumError(
+            f"{where}: a model-only checkpoint; resuming needs a full one (last_full.pth, "
+            f"best_full.pth). To start a new run from these weights use `init_from:`"
+        )
+    stage = checkpoint.get("stage_key")
+    if stage not in stages:
+        raise PodiumError(
+            f"{where}: the checkpoint is from stage {stage!r}, which this config does not "
+            f"have (stages: {', '.join(stages)})"
+        )
+    epoch = int(checkpoint["stage_epoch_step"])
+    state = checkpoint.get(RESUME_KEY) or {}
+    finished = bool(state.get("early_stop")) or epoch >= int(stage_lengths[stage])
+    index = list(stages).index(stage)
+    globals_ = {k: int(checkpoint[k]) for k in
+                ("global_epoch_step", "global_batch_step", "global_sample_step")}
+    shapes = _shapes(checkpoint["model_state_dict"])
+    if finished:
+        return ResumePoint(str(path), list(stages)[index + 1:], 0, globals_,
+                           checkpoint.get("run_key"), stage, epoch, shapes)
+    stage_steps = {
+        "global_epoch_step": epoch,
+        "global_batch_step": int(checkpoint.get("stage_batch_step", 0)),
+        "global_sample_step": int(checkpoint.get("stage_sample_step", 0)),
+    }
+    at_stage_start = {k: v - stage_steps[k] for k, v in globals_.items()}
+    return ResumePoint(str(path), list(stages)[index:], epoch, at_stage_start,
+                       checkpoint.get("run_key"), stage, epoch, shapes)
+
+
+def _bare(model: nn.Module) -> nn.Module:
+    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module
+    return model
+
+
+def restore_stage(runner, checkpoint: Mapping[str, Any]) -> None:
+    """Everything a mid-stage checkpoint holds, back into the runner's freshly built stage."""
+    where = f"--resume {runner._resume_point.path}"
+    try:
+        runner.engine.unpack_checkpoint(
+            checkpoint, model=runner.model, criterion=runner.criterion,
+            optimizer=runner.optimizer, scheduler=runner.scheduler,
+        )
+    except (KeyError, RuntimeError, ValueError) as error:
+        raise PodiumError(
+            f"{where}: the checkpoint does not fit stage {runner.stage_key} of this config "
+            f"(was the model, optimizer or scheduler changed?): {str(error).splitlines()[0]}"
+        ) from None
+    for key in ("global_epoch_step", "global_batch_step", "global_sample_step",
+                "stage_epoch_step", "stage_batch_step", "stage_sample_step"):
+        setattr(runner, key, int(checkpoint[key]))
+    state = checkpoint.get(RESUME_KEY) or {}
+    for name, callback_state in (state.get("callbacks") or {}).items():
+        callback = (runner.callbacks or {}).get(name)
+        if callback is not None:
+            load_callback_state(callback, callback_state)
+    if "frozen" in state:
+        set_frozen_parameters(runner.model, state["frozen"])
+    if "rng" in state:
+        set_rng_state(state["rng"])
+
+
+def _stage_end_source(mapping, folder: Path) -> Optional[Path]:
+    """The file Catalyst's `load_on_stage_end` took the model from (None: the last weights)."""
+    if isinstance(mapping, Mapping):
+        mapping = mapping.get("model")
+    if not mapping or mapping in ("last", "last_full"):
+        return None
+    if mapping in ("best", "best_full"):
+        return folder / f"{mapping}.pth"
+    return Path(mapping)
+
+
+def replay_stage_end(runner, checkpoint: Mapping[str, Any]) -> None:
+    """The weights the checkpoint's stage ended with, into the model of the next stage."""
+    point = runner._resume_point
+    state = checkpoint.get(RESUME_KEY) or {}
+    source = _stage_end_source(state.get("load_on_stage_end"), Path(point.path).parent)
+    weights = checkpoint["model_state_dict"]
+    if source is not None:
+        weights = read_checkpoint(source, f"load_on_stage_end of stage {point.saved_stage}")
+        weights = weights["model_state_dict"]
+    load_model_weights(runner.model, weights, source or point.path)
+
+
+def _shapes(state_dict: Mapping[str, Any]) -> Dict[str, tuple]:
+    return {str(k): tuple(getattr(v, "shape", ())) for k, v in state_dict.items()}
+
+
+def _mismatch(own: Mapping[str, tuple], saved: Mapping[str, tuple]) -> str:
+    """A brief summary of how two {name: shape} differ ("" when they match)."""
+    missing = sorted(set(own) - set(saved))
+    unexpected = sorted(set(saved) - set(own))
+    shapes = [
+        f"{k}: checkpoint {saved[k]} vs model {own[k]}"
+        for k in sorted(set(own) & set(saved)) if saved[k] != own[k]
+    ]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:2])})")
+    return ", ".join(parts)
+
+
+def load_model_weights(model, weights: Mapping[str, Any], path, strict: bool = True) -> str:
+    """Load `weights` into the (possibly DDP-wrapped) model; PodiumError naming the mismatch.
+
+    `strict=False` loads the keys whose names and shapes match and returns a summary of the
+    others (e.g. a head for another number of classes)."""
+    if isinstance(model, Mapping):
+        raise PodiumError(f"{path}: loading weights needs one model, not a dict of models")
+    model = _bare(model)
+    own = model.state_dict()
+    problem = _mismatch(_shapes(own), _shapes(weights))
+    if problem and strict:
+        raise PodiumError(
+            f"checkpoint {path} does not fit the model {type(model).__name__}: {problem}"
+        )
+    if problem:
+        weights = {k: v for k, v in weights.items()
+                   if k in own and tuple(getattr(v, "shape", ())) == tuple(own[k].shape)}
+    model.load_state_dict(weights, strict=strict)
+    return problem
+
+
+def parse_init_from(value, where: str) -> InitFrom:
+    """`init_from: PATH` or `{path: PATH, optimizer: bool, strict: bool}`; a run directory
+    stands for its checkpoints/best.pth."""
+    if isinstance(value, (str, Path)):
+        spec = InitFrom(str(value))
+    elif isinstance(value, Mapping):
+        check_keys(list(value), ["path", "optimizer", "strict"], where)
+        if "path" not in value:
+            raise PodiumError(f"{where} needs `path:` (a checkpoint file or a run directory)")
+        for key in ("optimizer", "strict"):
+            if key in value and not isinstance(value[key], bool):
+                raise PodiumError(f"{where}/{key} must be true or false, got {value[key]!r}")
+        spec = InitFrom(str(value["path"]), bool(value.get("optimizer", False)),
+                        bool(value.get("strict", True)))
+        if spec.optimizer and not spec.strict:
+            raise PodiumError(f"{where}: optimizer: true needs strict: true (the optimizer "
+                              f"state only fits the model it was saved with)")
+    else:
+        raise PodiumError(
+            f"{where} must be a checkpoint path or {{path: ..., optimizer: true|false}}, "
+            f"got {type(value).__name__}"
+        )
+    path = Path(spec.path)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.pth"
+    if not path.is_file():
+        raise PodiumError(f"{where}: checkpoint {path} does not exist")
+    spec.path = str(path)
+    return spec
+
+
+def _with_optimizer(spec: InitFrom, where: str):
+    """(path, checkpoint) holding the optimizer state: the file itself, or its `_full` twin
+    (CheckpointCallback writes best.pth without it and best_full.pth with it)."""
+    checkpoint = read_checkpoint(spec.path, f"{where}:", bare_ok=True)
+    if not spec.optimizer or "optimizer_state_dict" in checkpoint:
+        return spec.path, checkpoint
+    path = Path(spec.path)
+    twin = path.with_name(f"{path.stem}_full{path.suffix}")
+    if not path.stem.endswith("_full") and twin.is_file():
+        return str(twin), read_checkpoint(twin, f"{where}:")
+    raise PodiumError(
+        f"{where}: {path} holds no optimizer state (optimizer: true needs a full checkpoint, "
+        f"e.g. best_full.pth or last_full.pth)"
+    )
+
+
+def check_init_from(spec: InitFrom, model, where: str) -> None:
+    """Fail now, before anything is written, if the warm start cannot work."""
+    path, checkpoint = _with_optimizer(spec, where)
+    own = _bare(model).state_dict()
+    problem = _mismatch(_shapes(own), _shapes(checkpoint["model_state_dict"]))
+    if problem and spec.strict:
+        raise PodiumError(
+            f"{where}: checkpoint {path} does not fit the model {type(_bare(model)).__name__}: "
+            f"{problem} (strict: false loads the keys that fit)"
+        )
+
+
+def warm_start(runner, spec: InitFrom, where: str) -> None:
+    """Weights (and, with `optimizer: true`, optimizer state) into the stage just built."""
+    path, checkpoint = _with_optimizer(spec, where)
+    skipped = load_model_weights(runner.model, checkpoint["model_state_dict"], path,
+                                 strict=spec.strict)
+    message = f"=> {where}: model weights from {path}"
+    if skipped:
+        message += f" (not loaded: {skipped})"
+    if spec.optimizer:
+        _load_optimizer_state(runner.optimizer, checkpoint["optimizer_state_dict"], path, where)
+        message += ", optimizer state too"
+    if runner.engine.is_master_process:
+        print(message)
+
+
+def _load_optimizer_state(optimizer, state: Mapping[str, Any], path, where: str) -> None:
+    """The saved moments and step counts; lr, weight decay etc. stay the config's."""
+    if optimizer is None or isinstance(optimizer, Mapping):
+        raise PodiumError(f"{where}: optimizer: true needs the stage to have one optimizer")
+    own = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    saved_groups = state.get("param_groups") or [{}]
+    differ = (set(saved_groups[0]) ^ set(own[0])) & _ALGORITHM_SETTINGS
+    if differ:
+        raise PodiumError(
+            f"{where}: the optimizer state in {path} is from another kind of optimizer "
+            f"(settings {', '.join(sorted(differ))} are in only one of them)"
+        )
+    try:
+        optimizer.load_state_dict(state)
+    except (ValueError, KeyError) as error:
+        raise PodiumError(
+            f"{where}: the optimizer state in {path} does not fit the stage's optimizer: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+    for group, settings in zip(optimizer.param_groups, own):
+        group.update(settings)
+
+
+class ResumeMixin:
+    """Runner side of resume and warm start, mixed in before Catalyst's config runner:
+    `class SegmentationRunner(ResumeMixin, SupervisedConfigRunner)`.
+
+    Reads `args/resume` (set by `--resume`, or by `--autoresume` when the file exists) and the
+    `init_from` keys; the runner calls `check_checkpoints()` once its model is built.
+    """
+
+    resume_pending = False  # from the start of a stage resumed mid-way to its first epoch
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._resume_point: Optional[ResumePoint] = None
+        if self._resume is not None:
+            path = find_resume_checkpoint(self._resume)
+            checkpoint = read_checkpoint(path, "--resume checkpoint")
+            stages = list(self._stage_config)
+            lengths = {stage: self.get_stage_len(stage) for stage in stages}
+            self._resume_point = plan_resume(checkpoint, path, stages, lengths)
+            self._resume = None  # Catalyst's CheckpointCallback would load it into stage 1
+        self._init_from = self._warm_starts()
+
+    def _warm_starts(self) -> Dict[str, tuple]:
+        """{stage: (InitFrom, where)} for the stages that start afresh in this run."""
+        first = next(iter(self._stage_config))
+        specs = {}
+        if self._config.get("init_from") is not None:
+            if self._stage_config[first].get("init_from") is not None:
+                raise PodiumError(
+                    f"init_from is given at the top level and in stages/{first}: the top-level "
+                    f"one is for the first stage; keep one of them"
+                )
+            specs[first] = (self._config["init_from"], "init_from")
+        for stage, params in self._stage_config.items():
+            if params.get("init_from") is not None:
+                specs[stage] = (params["init_from"], f"stages/{stage}/init_from")
+        point = self._resume_point
+        resumed = point.stages[0] if point is not None and point.stage_epoch > 0 else None
+        return {
+            stage: (parse_init_from(value, where), where)
+            for stage, (value, where) in specs.items()
+            if stage in self.stages and stage != resumed
+        }
+
+    def check_checkpoints(self) -> None:
+        """The resume checkpoint and every `init_from` of this run against the built model:
+        a wrong file fails now, before anything is written or trained."""
+        point = self._resume_point
+        if point is not None and point.stages:
+            problem = _mismatch(_shapes(_bare(self.model).state_dict()), point.shapes)
+            if problem:
+                raise PodiumError(
+                    f"--resume {point.path} does not fit the config's model "
+                    f"{type(_bare(self.model)).__name__}: {problem}"
+                )
+        for spec, where in self._init_from.values():
+            check_init_from(spec, self.model, where)
+
+    @property
+    def stages(self):
+        """The config's stages; when resuming, those not finished yet."""
+        point = getattr(self, "_resume_point", None)
+        return list(point.stages) if point is not None else super().stages
+
+    def get_callbacks(self, stage: str):
+        """Catalyst's, with podium's CheckpointCallback (resumable) in place of Catalyst's."""
+        callbacks = super().get_callbacks(stage)
+        params = self._stage_config[stage].get("callbacks") or {}
+        for name, callback in callbacks.items():
+            if type(callback) is _CatalystCheckpointCallback:
+                kwargs = {"logdir": callback.logdir}
+                if name in params:
+                    kwargs = {k: v for k, v in params[name].items() if k != "_target_"}
+                callbacks[name] = CheckpointCallback(**kwargs)
+        return callbacks
+
+    def on_experiment_start(self, runner) -> None:
+        super().on_experiment_start(runner)
+        point = self._resume_point
+        if point is None:
+            return
+        self.run_key = point.run_key or self.run_key  # the same run: progress history goes on
+        for key, value in point.counters.items():
+            setattr(self, key, value)
+        if self.engine.is_master_process:
+            if point.stage_epoch:
+                where = f"stage {point.stages[0]} from epoch {point.stage_epoch + 1}"
+            elif point.stages:
+                where = f"stage {point.stages[0]} (stage {point.saved_stage} had ended)"
+            else:
+                where = "nothing: the run had finished"
+            print(f"=> resuming {point.path} (stage {point.saved_stage}, epoch "
+                  f"{point.saved_epoch}): running {where}")
+
+    def on_stage_start(self, runner) -> None:
+        super().on_stage_start(runner)
+        point = self._resume_point
+        if point is not None and point.stages and self.stage_key == point.stages[0]:
+            if point.stage_epoch > 0:
+                self.resume_pending = True  # restored at the first epoch start (see on_epoch_start)
+            else:
+                replay_stage_end(self, read_checkpoint(point.path, "--resume checkpoint"))
+        if not self.resume_pending and self.stage_key in self._init_from:
+            warm_start(self, *self._init_from[self.stage_key])
+
+    def on_epoch_start(self, runner) -> None:
+        """A stage resumed mid-way gets its state back here: after the callbacks' own
+        on_stage_start (which reset their counters, build schedulers), before the epoch."""
+        if self.resume_pending:
+            restore_stage(self, read_checkpoint(self._resume_point.path, "--resume checkpoint"))
+            self.resume_pending = False
+        super().on_epoch_start(runner)
