@@ -481,3 +481,22 @@ def test_safe_targets_refuses_other_packages_before_importing(tmp_path, monkeypa
     monkeypatch.setenv("PODIUM_SAFE_TARGETS", "0")
     parse(args, unknown)  # configs are code: by default any importable callable is fine
     assert marker.exists()
+
+
+@pytest.mark.parametrize("yaml_seed, flags, expected", [
+    (7, [], 7),                       # the config's args/seed (Catalyst alone: 42)
+    (7, ["--seed", "3"], 3),          # --seed wins
+    (None, [], 42),                   # neither: Catalyst's default
+])
+def test_catalyst_dl_run_uses_the_config_seed(tmp_path, monkeypatch, yaml_seed, flags, expected):
+    from catalyst.dl.scripts import _misc
+    from catalyst.dl.scripts.run import parse_args
+
+    path = tmp_path / "config.yml"
+    seed = f"  seed: {yaml_seed}\n" if yaml_seed is not None else ""
+    path.write_text("args:\n  logdir: logs/x\n" + seed + "runner: {_target_: catalyst.runners.SupervisedConfigRunner}\n")
+    monkeypatch.setattr(sys, "argv", ["catalyst-dl", "--config", str(path), *flags])
+    args, unknown = parse_args()
+    args, config = _misc.parse_args_uargs(args, unknown)
+    assert args.seed == expected
+    assert config["args"]["seed"] == expected

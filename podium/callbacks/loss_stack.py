@@ -24,20 +24,39 @@ dicts {batch_key: argument_name} for criteria with several named inputs (HuberCo
 `criterion` is a `_target_` block (checked, with "did you mean") or a built module (what
 hydra-slayer passes under `catalyst-dl run`: it builds nested `_target_` blocks itself, and
 podium's losses check their own arguments then).
+
+Self-training (labeled + soft-labeled samples in one batch, `data: {soft_labels: ...}`): with
+`sample_key: soft` (a per-sample bool of the batch), a term with `samples: hard` sees only the
+samples whose flag is false, `samples: soft` only those whose flag is true (default `all`):
+
+    loss:
+      _target_: podium.callbacks.LossStackCallback
+      sample_key: soft
+      terms:
+        bce:  {samples: hard, input_key: logits, target_key: mask, criterion: {...BCE}}
+        dice: {samples: hard, input_key: logits, target_key: mask, criterion: {...DiceLoss}}
+        kd:   {samples: soft, weight: 0.5, input_key: logits, target_key: soft_mask,
+               criterion: {_target_: podium.losses.SoftTargetBCEWithLogitsLoss}}
+
+Each term is the criterion's value on its samples (a term whose samples are absent from a batch
+is left out of that batch's total and of its loader mean, which counts the samples it saw).
+`loss_hard` and `loss_soft` log the weighted sums of the hard and of the soft terms: per batch,
+loss = loss_hard + loss_soft (+ any term of all samples).
 """
-from typing import Any, Callable, Dict, Mapping, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import torch
 from catalyst.core.callback import CallbackNode, CallbackOrder, ICriterionCallback
 from catalyst.metrics import AdditiveMetric
 from torch import nn
 
-from podium.errors import PodiumError, check_keys
+from podium.errors import PodiumError, check_keys, did_you_mean
 from podium.targets import call_target
 
 __all__ = ["LossStackCallback", "LossTerm"]
 
-TERM_KEYS = ("weight", "input_key", "target_key", "criterion")
+TERM_KEYS = ("weight", "input_key", "target_key", "criterion", "samples")
+SAMPLES = ("all", "hard", "soft")
 Keys = Union[str, Mapping[str, str]]
 
 
@@ -45,9 +64,13 @@ class LossTerm:
     """One weighted criterion applied to batch[input_key], batch[target_key]."""
 
     def __init__(self, name: str, criterion: Callable, input_key: Keys, target_key: Keys,
-                 weight: float = 1.0):
+                 weight: float = 1.0, samples: str = "all"):
         self.name, self.criterion, self.weight = name, criterion, float(weight)
         self.input_key, self.target_key = input_key, target_key
+        if samples not in SAMPLES:
+            raise PodiumError(f"loss term {name}: samples {samples!r} is not one of {', '.join(SAMPLES)}"
+                              f"{did_you_mean(samples, SAMPLES)}")
+        self.samples = samples
         self.kwargs_form = isinstance(input_key, Mapping)
         if self.kwargs_form != isinstance(target_key, Mapping):
             raise PodiumError(
@@ -55,13 +78,18 @@ class LossTerm:
                 f"be mappings {{batch_key: argument}}"
             )
 
-    def __call__(self, batch: Mapping[str, Any]) -> torch.Tensor:
+    def __call__(self, batch: Mapping[str, Any], rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The criterion on the batch, or on the samples where `rows` (bool, one per sample) is true."""
+        def take(key):
+            value = batch[key]
+            return value[rows] if rows is not None and isinstance(value, torch.Tensor) else value
+
         try:
             if self.kwargs_form:
-                kwargs = {arg: batch[key] for key, arg in
+                kwargs = {arg: take(key) for key, arg in
                           {**dict(self.input_key), **dict(self.target_key)}.items()}
                 return self.criterion(**kwargs)
-            return self.criterion(batch[self.input_key], batch[self.target_key])
+            return self.criterion(take(self.input_key), take(self.target_key))
         except KeyError as error:
             if error.args and error.args[0] in batch:
                 raise
@@ -90,7 +118,25 @@ def _build_term(name: str, params: Any) -> LossTerm:
         raise PodiumError(
             f"{where}/weight must be a number, got {params.get('weight')!r}"
         ) from None
-    return LossTerm(name, criterion, params["input_key"], params["target_key"], weight)
+    return LossTerm(name, criterion, params["input_key"], params["target_key"], weight,
+                    params.get("samples", "all"))
+
+
+def _group_keys(terms: Mapping[str, LossTerm], metric_key: str, sample_key: Optional[str]) -> Dict[str, str]:
+    """{hard: loss_hard, soft: loss_soft} with a sample_key; checks that terms agree with it."""
+    selective = [name for name, term in terms.items() if term.samples != "all"]
+    if sample_key is None:
+        if selective:
+            raise PodiumError(f"loss term {selective[0]} has samples: {terms[selective[0]].samples}, which needs "
+                              f"LossStackCallback's sample_key (the batch key of the soft flag, e.g. soft)")
+        return {}
+    if not isinstance(sample_key, str) or not sample_key:
+        raise PodiumError(f"LossStackCallback sample_key must be a batch key, got {sample_key!r}")
+    keys = {group: f"{metric_key}_{group}" for group in ("hard", "soft")}
+    for name in terms:
+        if name in keys:
+            raise PodiumError(f"loss term {name}: the name is taken by the logged sum {keys[name]}; rename the term")
+    return keys
 
 
 class LossStackCallback(ICriterionCallback):
@@ -98,11 +144,15 @@ class LossStackCallback(ICriterionCallback):
     `<metric_key>_<name>`.
 
     Args:
-        terms: {name: {weight, input_key, target_key, criterion}}; weight defaults to 1.
+        terms: {name: {weight, input_key, target_key, criterion, samples}}; weight defaults
+            to 1, samples (all | hard | soft) to all.
         metric_key: key of the total in batch/loader metrics (what OptimizerCallback uses).
+        sample_key: batch key of the per-sample soft flag (needed by `samples: hard|soft`);
+            also logs `<metric_key>_hard` and `<metric_key>_soft`.
     """
 
-    def __init__(self, terms: Mapping[str, Mapping[str, Any]], metric_key: str = "loss"):
+    def __init__(self, terms: Mapping[str, Mapping[str, Any]], metric_key: str = "loss",
+                 sample_key: Optional[str] = None):
         super().__init__(order=CallbackOrder.metric, node=CallbackNode.all)
         if not isinstance(terms, Mapping) or not terms:
             raise PodiumError("LossStackCallback needs `terms: {name: {criterion: ..., ...}}`")
@@ -113,6 +163,8 @@ class LossStackCallback(ICriterionCallback):
             str(name): _build_term(str(name), params) for name, params in terms.items()
         }
         self.keys = {name: f"{metric_key}_{name}" for name in self.terms}
+        self.sample_key = sample_key
+        self.group_keys = _group_keys(self.terms, metric_key, sample_key)
         self.meters: Dict[str, AdditiveMetric] = {}
 
     @property
@@ -126,23 +178,56 @@ class LossStackCallback(ICriterionCallback):
                 term.criterion = runner.engine.sync_device(term.criterion)
 
     def on_loader_start(self, runner) -> None:
-        self.meters = {key: AdditiveMetric() for key in [*self.keys.values(), self.metric_key]}
+        keys = [*self.keys.values(), *self.group_keys.values(), self.metric_key]
+        self.meters = {key: AdditiveMetric() for key in keys}
+
+    def _rows(self, batch: Mapping[str, Any], batch_size: int) -> Dict[str, Optional[torch.Tensor]]:
+        """{samples: bool rows} (None: every sample) from the batch's soft flag."""
+        if self.sample_key is None:
+            return {"all": None}
+        if self.sample_key not in batch:
+            raise PodiumError(
+                f"LossStackCallback: batch has no key {self.sample_key!r} (sample_key) for the terms with "
+                f"samples: hard|soft; it has: {', '.join(batch)} (soft flags come with data/soft_labels)"
+            )
+        flag = torch.as_tensor(batch[self.sample_key])
+        if flag.dim() != 1 or flag.shape[0] != batch_size:
+            raise PodiumError(f"LossStackCallback: batch[{self.sample_key!r}] has shape {tuple(flag.shape)}; "
+                              f"expected one flag per sample ({batch_size})")
+        soft = flag.bool()
+        return {"all": None, "hard": ~soft, "soft": soft}
 
     def on_batch_end(self, runner) -> None:
-        values = {name: term(runner.batch) for name, term in self.terms.items()}
-        for name, value in values.items():
+        batch_size = runner.batch_size
+        rows = self._rows(runner.batch, batch_size)
+        values, counts = {}, {}
+        for name, term in self.terms.items():
+            selected = rows[term.samples]
+            count = batch_size if selected is None else int(selected.sum())
+            if count == 0:
+                continue  # none of its samples in this batch
+            value = term(runner.batch, selected)
             if not isinstance(value, torch.Tensor):
                 raise PodiumError(f"loss term {name}: the criterion returned "
                                   f"{type(value).__name__}, not a tensor")
+            values[name], counts[name] = value, count
+        if not values:
+            kind = "soft" if bool(rows["soft"].all()) else "hard"
+            raise PodiumError(f"no loss term applies to the samples of this batch (all {kind}); expected a term "
+                              f"with samples: all or {kind}")
         # the same arithmetic as MetricAggregationCallback(mode="weighted_sum")
-        total = torch.sum(torch.stack(
-            [(value * self.terms[name].weight).float() for name, value in values.items()]
-        ))
-        batch_size = runner.batch_size
+        weighted = {name: (value * self.terms[name].weight).float() for name, value in values.items()}
+        total = torch.sum(torch.stack(list(weighted.values())))
         for name, value in values.items():
             detached = value.detach()
             runner.batch_metrics[self.keys[name]] = detached
-            self.meters[self.keys[name]].update(float(detached), batch_size)
+            self.meters[self.keys[name]].update(float(detached), counts[name])
+        for group, key in self.group_keys.items():
+            members = [name for name in weighted if self.terms[name].samples == group]
+            if members:
+                value = torch.sum(torch.stack([weighted[name] for name in members])).detach()
+                runner.batch_metrics[key] = value
+                self.meters[key].update(float(value), counts[members[0]])
         runner.batch_metrics[self.metric_key] = total
         self.meters[self.metric_key].update(float(total.detach()), batch_size)
 

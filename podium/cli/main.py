@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "podium.cli.cv",
     "podium.cli.submit",
     "podium.cli.report",
+    "podium.cli.pseudo_label",
 ]
 
 

@@ -6,12 +6,20 @@ Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP worker
 - `distributed`: DDP metric sync (`all_gather`) on the process group's device, not "cuda".
 - `metrics`: detach grad tensors before `float()` (the "requires_grad ... to a scalar" warning).
 - `checkpoint`: atomic checkpoint writes, `weights_only=True` loads.
+- `callback_state`: counters of Catalyst's stateful callbacks (early stopping, checkpoint
+  selection), which have no `state_dict`, for resuming mid-stage (used, not applied).
 - `tensorboard`: clear error for a tensorboardX older than 2.6.
 - `neptune_noise` / `startup`: hide neptune's `neptune.new` deprecation warning.
 - `collections_abc`: `collections.Mapping` (gone in 3.10) for Catalyst's config merging, so
   `catalyst-dl run --config a.yml b.yml` works.
-- `config_loading`: `catalyst-dl run` reports a broken YAML file or `_target_` in one line.
+- `run_seed`: `catalyst-dl run` uses the config's `args/seed` (its `--seed` default overwrote it).
+- `config_loading`: `catalyst-dl run` reports a broken or missing config file, override,
+  `_target_` or `_target_` argument in one line; overrides are literals only (Catalyst `eval`s
+  them); YAML anchors are unshared, so an override changes one stage.
+- `checkpoint` (also): a failed checkpoint write and a refused/unreadable checkpoint are one line.
 - `import_noise`: hide the FutureWarnings pytorch-toolbelt prints when imported.
+- `tune_flags` / `tune_main`: `catalyst-dl tune` (optuna): `--seed`, `--storage URL`, no
+  `--expdir` needed, one logdir per trial, dotted sampler/pruner names (see each module).
 
 `apply()` is idempotent; it runs once on import.
 """
@@ -32,13 +40,20 @@ def apply() -> None:
 
     import_noise.apply()
 
-    from podium.compat import checkpoint, collections_abc, config_loading, distributed, metrics
+    from podium.compat import checkpoint, collections_abc, config_loading, distributed, metrics, run_seed
 
     collections_abc.apply()
     config_loading.apply()
+    run_seed.apply()
     distributed.apply()
     metrics.apply()
     checkpoint.apply()
+
+    # after config_loading: catalyst.dl.scripts.tune then imports the checked parse_args_uargs
+    from podium.compat import tune_flags, tune_main
+
+    tune_flags.apply()
+    tune_main.apply()
     _applied = True
 
 

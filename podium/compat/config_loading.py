@@ -58,6 +58,9 @@ def _checked(parse_args_uargs):
         except yaml.YAMLError as error:
             raise PodiumError(_describe(error, configs)) from None
         check_targets(config)
+        from podium.compat.run_seed import seed_or_default
+
+        seed_or_default(args, config)
         return args, config
 
     wrapper._podium_checked = True

@@ -14,6 +14,7 @@ from podium.datasets.normalize import Normalizer, build_normalizer
 from podium.datasets.readers import read_image, read_mask
 from podium.datasets.rle import rle_decode, rle_encode
 from podium.datasets.split import read_split, select_names
+from podium.datasets.soft_labels import SelfTrainingDataset, SoftLabelDataset
 from podium.datasets.crops import PositiveCrop, RandomScaleCrop
 from podium.datasets.folds import make_folds
 from podium.datasets.letterbox import Letterbox, letterbox, letterbox_meta, unletterbox
@@ -54,5 +55,7 @@ __all__ = [
     "rle_encode",
     "read_split",
     "select_names",
+    "SelfTrainingDataset",
+    "SoftLabelDataset",
     "transforms_to_dict",
 ]

@@ -12,6 +12,7 @@ from typing import Callable, List, Mapping, Optional, Sequence
 from podium.datasets.csv_rle import RleTable
 from podium.datasets.exclusion import apply_exclusion, read_exclusion_list, resolve_data_path
 from podium.datasets.image_folder import ImageFolderDataset, index_images, index_masks, resolve_layout
+from podium.datasets.soft_labels import SelfTrainingDataset, SoftLabelDataset, soft_label_sources
 from podium.datasets.split import read_split, select_names
 from podium.errors import PodiumError, check_keys
 
@@ -39,13 +40,15 @@ def build_segmentation_datasets(
     in_channels: Optional[int] = None,
     exclude: Optional[str] = None,
     on_bad_sample: str = "error",
+    soft_labels=None,
 ) -> "OrderedDict[str, ImageFolderDataset]":
     """train/valid datasets: by the `split` column, or (with `fold`) valid = fold k, train = the rest.
 
     With `fold` and a file that also has a `split` column, only rows of `train_split` are folded,
     so a held-out test split never leaks into cross-validation. `exclude` (a names file, relative
     to root) removes images from both; `masks_csv` (relative to root) reads masks from a Kaggle
-    RLE table; the other keys are ImageFolderDataset's.
+    RLE table; `soft_labels` (folders of podium pseudo-label, see soft_labels.py) appends
+    soft-labeled images to train; the other keys are ImageFolderDataset's.
     """
     _check_root(root)
     df = read_split(root, split_file)
@@ -69,7 +72,21 @@ def build_segmentation_datasets(
     for key in ("train", "valid"):
         _check_not_empty(names[key], key, df, fold, exclude)
         datasets[key] = ImageFolderDataset(root, names[key], transforms=transforms[key], **common)
+    if soft_labels is not None:
+        datasets = _with_soft_labels(datasets, soft_labels, common)
     return datasets
+
+
+def _with_soft_labels(datasets, spec, common) -> "OrderedDict[str, SelfTrainingDataset]":
+    """Soft-labeled images appended to train, read and augmented like it; every loader gets the same keys."""
+    train = datasets["train"]
+    reading = {key: common[key] for key in ("normalize", "channels", "num_classes", "in_channels", "on_bad_sample")}
+    soft_sets = [
+        SoftLabelDataset(source["dir"], source["images"], transforms=train.transforms, target=train.target, **reading)
+        for source in soft_label_sources(spec)
+    ]
+    return OrderedDict((key, SelfTrainingDataset(dataset, soft_sets if key == "train" else ()))
+                       for key, dataset in datasets.items())
 
 
 def build_segmentation_dataset(
@@ -123,10 +140,16 @@ def check_data_keys(params: Mapping, builder: Callable = build_segmentation_data
     if not isinstance(params, Mapping):
         raise PodiumError(f"{where} must be a mapping of {builder.__name__} arguments, got {params!r}")
     signature = inspect.signature(builder).parameters
-    check_keys(params.keys(), signature, f"{where} (arguments of {builder.__name__})")
+    kinds = {parameter.kind for parameter in signature.values()}
+    if inspect.Parameter.VAR_KEYWORD not in kinds:  # a builder taking **kwargs takes any key
+        check_keys(params.keys(), signature, f"{where} (arguments of {builder.__name__})")
     for name, parameter in signature.items():
-        if parameter.default is inspect.Parameter.empty and name not in params:
-            raise PodiumError(f'{where} is missing the required key "{name}"')
+        variadic = parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        if parameter.default is inspect.Parameter.empty and not variadic and name not in params:
+            raise PodiumError(
+                f'{where} is missing the required key "{name}"; expected {name}: ... '
+                f"(an argument of {builder.__name__})"
+            )
 
 
 def _check_root(root) -> None:
