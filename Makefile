@@ -12,7 +12,7 @@ DEMO_DATA := data/nuclei
 DEMO_RUN  := logs/nuclei_demo
 DEMO_PRED := $(DEMO_RUN)/predictions
 
-.PHONY: setup demo test clean-demo
+.PHONY: setup demo test bench clean-demo
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ demo: setup
 
 test: setup
 	$(VENV)/bin/python -m pytest -q tests
+
+# Ratio benchmarks (podium vs a plain loop, loader, TTA) and peak memory: prints `overhead RATIOx`
+# and the others' lines; report in benchmarks/results/summary.md. Run it on an idle machine.
+bench: setup
+	$(PY) benchmarks/run_all.py
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_RUN)

@@ -1,0 +1,161 @@
+"""Run every benchmark and write one report: benchmarks/results/summary.json and summary.md.
+
+Runs, one after the other and each in a fresh process (so one's memory or threads never
+disturb the next): overhead.py (podium vs a plain PyTorch loop), loader.py (data loader vs
+model), tta.py (D4 TTA vs one forward), memory.py (peak RSS of training and prediction).
+Each writes its own JSON into the results folder and prints its parseable lines
+(`overhead 1.012x`, `loader 264.7x`, `resnet18 podium_d4 7.9x`, `memory train 1234 MB`, …),
+which are passed through. The summary puts each measured ratio beside its goal with pass/fail
+and the load average (1 min) before and after each benchmark: a load above the core count
+means the machine was shared and the timings are noisy.
+
+    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs
+    .venv/bin/python benchmarks/run_all.py --quick    # few repeats: checks that all of it runs
+    .venv/bin/python benchmarks/run_all.py --only overhead memory
+
+Exit status 1 if a benchmark crashed; a missed goal is reported (FAIL), not an error, unless
+`--strict`.
+"""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.join(REPO, "benchmarks")
+RESULTS = os.path.join(HERE, "results")
+BENCHMARKS = ("overhead", "loader", "tta", "memory")
+
+# benchmark → (full arguments, quick arguments)
+ARGUMENTS = {
+    "overhead": (["--repeats", "5", "--profile"], ["--repeats", "1", "--epochs", "1", "--batches", "3"]),
+    "loader": (["--repeats", "5"], ["--repeats", "1"]),
+    "tta": (["--repeats", "5"], ["--repeats", "1", "--models", "resnet18", "--batch", "2", "--size", "128"]),
+    "memory": ([], ["--train-epochs", "1", "1"]),
+}
+
+
+def run_benchmark(name: str, arguments: List[str], out: str) -> Dict:
+    """Run benchmarks/NAME.py in a fresh process; its printed result lines and the load average."""
+    command = [sys.executable, os.path.join(HERE, f"{name}.py"), *arguments, "--out", out]
+    load_before, start = os.getloadavg(), time.perf_counter()
+    process = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, text=True)  # stderr: live
+    lines = [line for line in process.stdout.splitlines() if line.strip()]
+    for line in lines:
+        print(line, flush=True)
+    return {
+        "returncode": process.returncode,
+        "lines": lines,
+        "seconds": time.perf_counter() - start,
+        "load_average_before": load_before[0],
+        "load_average_after": os.getloadavg()[0],
+        "command": " ".join([os.path.relpath(command[1], REPO), *command[2:]]),
+    }
+
+
+def summary_rows(name: str, result: Dict, run: Dict) -> List[Dict]:
+    """One row per measured quantity of a benchmark's results JSON."""
+    load = f"{run['load_average_before']:.1f} → {run['load_average_after']:.1f}"
+    if name == "overhead":
+        extra = f"{result['train_steps']} steps, {result['overhead_ms_per_step']:+.1f} ms/step"
+        if "ratio_cpu_time" in result:
+            extra += f", CPU-time ratio {result['ratio_cpu_time']:.3f}"
+        if "hand_zero_before_backward" in result:
+            early = result["hand_zero_before_backward"]["podium_ratio"]
+            extra += f"; vs a loop zeroing grads before backward {early:.3f}"
+        extra += f"; {result['torch_threads']} torch threads" if "torch_threads" in result else ""
+        if not result["same_batches"]:
+            extra += "; batches DIFFERED"
+        return [_row("overhead", "podium / plain PyTorch loop, train steps", result["ratio"], "<=", result["goal"],
+                     load, extra, ok=result["ok"])]
+    if name == "loader":
+        return [_row("loader", "loader images/s / model images/s", result["ratio"], ">=", result["goal"], load,
+                     f"{result['num_workers']} workers, batch {result['batch_size']}")]
+    if name == "tta":
+        goal = result["models"] and next(iter(result["models"].values()))["goal"]["podium_d4_max_ratio"]
+        return [_row(f"tta {model}", "podium D4 / one forward", values["ratios"]["podium_d4"], "<=", goal, load,
+                     f"input {'×'.join(map(str, result['input_shape']))}")
+                for model, values in result["models"].items()]
+    if name == "memory":
+        return [_row(f"memory {command}", "peak RSS, MB", values["peak_rss_mb"], None, None, load,
+                     "the floor: import torch, catalyst, podium" if command == "import"
+                     else f"{values['above_import_mb']:+.0f} MB above the import floor")
+                for command, values in result["peak_rss"].items()]
+    raise ValueError(f"unknown benchmark {name}")
+
+
+def _row(name, measures, value, relation, goal, load, note, ok=None) -> Dict:
+    if goal is not None and ok is None:
+        ok = value <= goal if relation == "<=" else value >= goal
+    return {
+        "benchmark": name,
+        "measures": measures,
+        "value": value,
+        "goal": None if goal is None else f"{relation} {goal}",
+        "ok": ok,
+        "load_average": load,
+        "note": note,
+    }
+
+
+def markdown(rows: List[Dict], when: str, cores: int, quick: bool = False) -> str:
+    lines = [
+        f"# Benchmarks ({when}, {cores} cores{', --quick: few repeats, smaller inputs' if quick else ''})",
+        "",
+        "| benchmark | measures | value | goal | result | load avg (1 min) | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        value = f"{row['value']:.0f}" if row["goal"] is None else f"{row['value']:.3f}×"
+        result = "—" if row["ok"] is None else ("pass" if row["ok"] else "FAIL")
+        goal = row["goal"] or "—"
+        lines.append(f"| {row['benchmark']} | {row['measures']} | {value} | {goal} | {result} | "
+                     f"{row['load_average']} | {row['note']} |")
+    lines += ["", f"A load average above {cores} means the machine was shared: timings are noisy, re-run "
+              "`make bench` on an idle machine. Details: the JSON file of each benchmark in this folder.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
+    parser.add_argument("--quick", action="store_true", help="few repeats, small inputs: checks the scripts run")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    parser.add_argument("--results", default=RESULTS, help="folder for every JSON and the summary")
+    args = parser.parse_args(argv)
+    os.makedirs(args.results, exist_ok=True)
+
+    runs, rows, crashed = {}, [], []
+    for name in args.only:
+        out = os.path.join(args.results, f"{name}.json")
+        runs[name] = run_benchmark(name, ARGUMENTS[name][1 if args.quick else 0], out)
+        if runs[name]["returncode"] != 0:
+            crashed.append(name)
+            rows.append(_row(name, "crashed", float("nan"), None, None, "", f"exit {runs[name]['returncode']}"))
+            rows[-1]["ok"] = False
+            continue
+        with open(out, encoding="utf-8") as handle:
+            rows += summary_rows(name, json.load(handle), runs[name])
+
+    when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    summary = {"when": when, "quick": args.quick, "cpu_count": os.cpu_count(), "rows": rows, "runs": runs}
+    with open(os.path.join(args.results, "summary.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
+        handle.write("\n")
+    with open(os.path.join(args.results, "summary.md"), "w", encoding="utf-8") as handle:
+        handle.write(markdown(rows, when, os.cpu_count(), args.quick))
+    failed = [row["benchmark"] for row in rows if row["ok"] is False]
+    where = os.path.abspath(os.path.join(args.results, "summary.md"))
+    print(f"summary: {os.path.relpath(where, REPO) if where.startswith(REPO + os.sep) else where}"
+          + (f"   missed or crashed: {', '.join(failed)}" if failed else "   all goals met"))
+    if crashed or (args.strict and failed):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
