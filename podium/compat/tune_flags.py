@@ -15,7 +15,7 @@ import functools
 
 __all__ = ["apply", "SEED_DEFAULT"]
 
-SEED_DEFAULT = 42  # catalyst-dl run's default, and ConfigRunner's without args/seed
+from podium.compat.run_seed import SEED_DEFAULT  # catalyst-dl run's default, and ConfigRunner's without args/seed
 
 
 def _fixed(build_args):

@@ -31,7 +31,7 @@ from copy import deepcopy
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-from podium.compat.tune_flags import SEED_DEFAULT
+from podium.compat.run_seed import seed_or_default
 from podium.errors import PodiumError
 
 __all__ = ["apply", "main", "suggest", "trial_logdir", "TRIAL_DIR", "UPSTREAM"]
@@ -116,8 +116,7 @@ def main(args, unknown_args):
     from catalyst.utils.torch import prepare_cudnn
 
     args, config = tune.parse_args_uargs(args, unknown_args)
-    if getattr(args, "seed", None) is None:  # neither --seed nor args/seed (podium.compat.tune_flags)
-        args.seed = config["args"]["seed"] = SEED_DEFAULT
+    seed_or_default(args, config)  # neither --seed nor args/seed: 42 (podium.compat.run_seed)
     set_global_seed(args.seed)
     prepare_cudnn(args.deterministic, args.benchmark)
     study_params = dict(config.pop("study", None) or {})
