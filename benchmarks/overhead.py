@@ -64,7 +64,7 @@ spin while the other core is taken): on a shared machine use `--threads 1`.
 Results go to benchmarks/results/overhead.json (with the load average before and after:
 numbers are only meaningful on an idle machine) and one line is printed: `overhead RATIOx`.
 
-    .venv/bin/python benchmarks/overhead.py [--repeats 5] [--epochs 3] [--batches 10] [--profile]
+    .venv/bin/python benchmarks/overhead.py [--repeats 9] [--epochs 3] [--batches 10] [--profile]
 """
 import argparse
 import contextlib
@@ -441,7 +441,7 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batches", type=int, default=10, help="train batches per epoch")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--profile", action="store_true", help="also: ms per step of each part, cProfile top")
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "overhead.json"))

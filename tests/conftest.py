@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,25 @@ def catalyst_run_in_process(logdir: Path, data: Path, *overrides: str, config=NU
         with pytest.raises(PodiumError) as error:
             main(args, unknown)
     return str(error.value)
+
+
+def run_two_ranks(worker, *args, start_method=None, timeout=120) -> None:
+    """`worker(rank, *args)` in two processes (a gloo DDP test), waited for; a hang fails the test.
+
+    Fork where the platform has it: a spawned worker re-imports podium (Catalyst, neptune,
+    toolbelt: 10-25 s each on the 2-core box), a forked one starts at once.
+    PODIUM_TEST_SPAWN=1 runs the same tests with spawn (what Catalyst's DDP engine uses).
+    A worker's exception fails the test with the worker's traceback.
+    """
+    import torch.multiprocessing as mp
+
+    if start_method is None:
+        fork = "fork" in mp.get_all_start_methods() and os.environ.get("PODIUM_TEST_SPAWN") != "1"
+        start_method = "fork" if fork else "spawn"
+    context = mp.start_processes(worker, args=args, nprocs=2, join=False, start_method=start_method)
+    deadline = time.time() + timeout
+    while not context.join(timeout=1):
+        if time.time() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("DDP workers hung")

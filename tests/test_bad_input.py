@@ -535,6 +535,37 @@ def test_metric_key_the_loader_does_not_log(tmp_path, tiny):
                             'loader valid (did you mean "dice"?); expected one of: dice')
 
 
+@pytest.mark.parametrize("override, culprit", [
+    ("--stages/warmup/callbacks/optimizer/metric_key=losss:str",
+     'stages/warmup/callbacks/optimizer/metric_key names "losss", which no callback logged for loader train '
+     '(did you mean "loss"?)'),
+    ("--stages/warmup/callbacks/loss/metrics={'loss_bce': 1.0, 'loss_dcie': 1.0}:dict",
+     'stages/warmup/callbacks/loss/metrics names "loss_dcie", which no callback logged for loader train '
+     '(did you mean "loss_dice"?)'),
+], ids=["optimizer", "aggregation"])
+def test_callback_reads_a_batch_metric_nobody_logs(override, culprit, tmp_path, tiny):
+    """Catalyst: a bare KeyError from inside OptimizerCallback / MetricAggregationCallback."""
+    message = catalyst_error("--config", NUCLEI_CONFIG, f"--args/logdir={tmp_path / 'run'}:str",
+                             f"--data/root={tiny}:str", *SHORT, override)
+    assert_message(message, culprit, "expected one of: ", "loss_bce")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full (every write: ENOSPC)")
+def test_cli_log_write_fails_mid_run(tmp_path, tiny):
+    """A CSV log that hits a full disk at the first epoch's flush (logs/train.csv is /dev/full):
+    one line naming the logger and the file; no traceback, and no second failure at exit."""
+    logdir = tmp_path / "run"
+    (logdir / "logs").mkdir(parents=True)
+    (logdir / "logs" / "train.csv").symlink_to("/dev/full")
+    result = cli("catalyst-dl", "run", "--config", NUCLEI_CONFIG, f"--args/logdir={logdir}:str",
+                 f"--data/root={tiny}:str", *SHORT)
+    assert_cli_error(result, f"loggers/csv (CSVLogger) cannot write {logdir / 'logs' / 'train.csv'}: "
+                             "No space left on device", "expected a writable run directory")
+    assert "Exception ignored" not in result.stderr, result.stderr[-3000:]
+    assert (logdir / "checkpoints" / "warmup.1.pth").is_file()  # written before the logs: kept
+    assert (logdir / "logs" / "train.csv").is_symlink()
+
+
 def test_cli_checkpoint_write_fails_and_the_old_file_stays(tmp_path, tiny):
     """A disk that fills up (here: a file-size limit) while a checkpoint is written: one line,
     and the checkpoint already at that path is byte-identical (atomic writes)."""

@@ -3,8 +3,6 @@
 `catalyst-dl run` + `podium predict-centernet` whose mAP equals the run's logged map50."""
 import math
 import os
-import socket
-import time
 from types import SimpleNamespace
 
 import albumentations as A
@@ -14,9 +12,8 @@ import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from conftest import REPO, run_command
+from conftest import REPO, run_command, run_two_ranks
 from podium.callbacks.detection_map import DetectionMAPCallback
 from podium.cli.main import main
 from podium.datasets.centernet import (
@@ -26,6 +23,7 @@ from podium.errors import PodiumError
 from podium.inference.centernet import CenterNetPredictor, tta_views, view_image
 from podium.metrics.detection_map import DetectionMAP, average_precision
 from podium.models.centernet import build_centernet, decode_centernet
+from podium.runners.engines import free_port
 
 CONFIG = REPO / "configs" / "centernet" / "resnet18_trees.yml"
 
@@ -279,12 +277,6 @@ def test_callback_decodes_and_matches_like_the_metric():
         _run_callback(DetectionMAPCallback(), [{k: v for k, v in batches[0].items() if k != "boxes"}])
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank, port, out_dir):
     torch.set_num_threads(1)
     batches = _map_batches()
@@ -297,14 +289,7 @@ def _ddp_worker(rank, port, out_dir):
 
 def test_map_under_ddp_equals_single_process(tmp_path):
     expected = _run_callback(DetectionMAPCallback(), _map_batches())
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.start_processes(_ddp_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=False, start_method=method)
-    deadline = time.time() + 120
-    while not ctx.join(timeout=1):
-        if time.time() > deadline:
-            for process in ctx.processes:
-                process.kill()
-            pytest.fail("DDP workers hung")
+    run_two_ranks(_ddp_worker, free_port(), str(tmp_path))
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert got["map50"] == pytest.approx(expected["map50"], abs=1e-12), rank

@@ -1,23 +1,23 @@
 """podium.compat: every fix is compared against Catalyst's unpatched original."""
 import os
 import pickle
-import socket
 import subprocess
 import sys
-import time
 import traceback
 import warnings
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import podium.compat as compat
-from podium.compat import checkpoint, distributed, metrics, neptune_noise, startup, tensorboard
+from podium.compat import checkpoint, distributed, metric_aggregation, metrics, neptune_noise, startup, tensorboard
 from podium.compat._patching import rebind
+from podium.errors import PodiumError
+from podium.runners.engines import free_port
+from conftest import run_two_ranks
 
 import catalyst.utils
 import catalyst.utils.distributed
@@ -31,10 +31,6 @@ GRAD_SCALAR = "requires_grad=True to a scalar"
 
 
 # ---------------------------------------------------------------- helpers
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class GradScalarProbe:
@@ -174,13 +170,7 @@ def _ddp_worker(rank, port, out_dir):
 
 
 def test_ddp_metrics_sync_on_gloo(tmp_path):
-    ctx = mp.spawn(_ddp_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=False)
-    deadline = time.time() + 120
-    while not ctx.join(timeout=2):
-        if time.time() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("DDP workers hung")
+    run_two_ranks(_ddp_worker, free_port(), str(tmp_path), start_method="spawn")
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         gathered = result["gathered"]
@@ -248,6 +238,27 @@ def test_tensorboardx_version_check():
 
 
 # ---------------------------------------------------------------- 5. checkpoints
+def test_metric_aggregation_weighted_mean_is_the_weighted_mean():
+    """(1·2 + 3·5) / (1 + 3) = 4.25 at batch and loader scope; Catalyst's own constructor raises
+    a TypeError for this mode, and past that line it would give the plain sum 7."""
+    from types import SimpleNamespace
+
+    from catalyst.callbacks import MetricAggregationCallback
+
+    runner = SimpleNamespace(device="cpu")
+    weights = {"loss_bce": 1.0, "loss_dice": 3.0}
+    for scope in ("batch", "loader"):
+        callback = MetricAggregationCallback("loss", metrics=weights, mode="weighted_mean", scope=scope)
+        logged = {"loss_bce": torch.tensor(2.0), "loss_dice": torch.tensor(5.0), "iou": torch.tensor(0.5)}
+        callback._process_metrics(scope, logged, runner)
+        assert float(logged["loss"]) == pytest.approx(4.25, abs=1e-6), scope
+    with pytest.raises(TypeError):
+        metric_aggregation.original_init(MetricAggregationCallback.__new__(MetricAggregationCallback),
+                                         "loss", metrics=weights, mode="weighted_mean")
+    with pytest.raises(PodiumError, match="sum to 0"):
+        MetricAggregationCallback("loss", metrics={"a": 1.0, "b": -1.0}, mode="weighted_mean")
+
+
 def test_catalyst_checkpoints_load_weights_only(patched_run):
     folder = os.path.join(patched_run["logdir"], "checkpoints")
     full = catalyst.utils.load_checkpoint(os.path.join(folder, "last_full.pth"))
@@ -283,14 +294,28 @@ def test_failed_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
         torch.load(old, weights_only=True)
 
 
-def test_best_and_last_copies_are_atomic(tmp_path, monkeypatch):
-    """CheckpointCallback copies stage.N.pth to best.pth / last.pth: a copy that dies half-way
-    must leave the previous best.pth whole (Catalyst's shutil.copyfile leaves it truncated)."""
-    import catalyst.callbacks.checkpoint as callback_module
+def test_best_and_last_are_atomic_links_or_copies(tmp_path, monkeypatch):
+    """CheckpointCallback makes best.pth / last.pth from stage.N.pth. Catalyst copies them with
+    shutil.copyfile: a copy that dies half-way leaves best.pth truncated, and every epoch
+    re-writes the bytes. podium hard-links them (atomic, nothing copied); on a filesystem without
+    hard links it copies through a temp file, so the previous best.pth stays whole."""
+    import errno
     import shutil
+
+    import catalyst.callbacks.checkpoint as callback_module
 
     runner = type("Runner", (), {"engine": dl.DeviceEngine("cpu")})()
     callback_module._save_checkpoint({"w": torch.ones(3)}, runner, tmp_path, "s.1", True, True)
+    for name in ("best.pth", "last.pth"):
+        assert os.path.samefile(tmp_path / name, tmp_path / "s.1.pth"), name  # a link, not a copy
+    callback_module._save_checkpoint({"w": torch.full((3,), 2.0)}, runner, tmp_path, "s.2", False, True)
+    os.remove(tmp_path / "s.1.pth")  # Catalyst's top-k clean-up removes the linked file
+    assert torch.equal(torch.load(tmp_path / "best.pth", weights_only=True)["w"], torch.ones(3))
+    assert torch.equal(torch.load(tmp_path / "last.pth", weights_only=True)["w"], torch.full((3,), 2.0))
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+    def no_hard_links(source, target):
+        raise OSError(errno.EPERM, "Operation not permitted")
 
     def half_then_fail(src, dst, *args, **kwargs):
         dst.write(src.read(50))
@@ -300,15 +325,16 @@ def test_best_and_last_copies_are_atomic(tmp_path, monkeypatch):
         with open(src, "rb") as fsrc, open(dst, "wb") as fdst:
             half_then_fail(fsrc, fdst)
 
+    monkeypatch.setattr(os, "link", no_hard_links)
     monkeypatch.setattr(shutil, "copyfileobj", half_then_fail)
     monkeypatch.setattr(shutil, "copyfile", half_copyfile)
     with pytest.raises(OSError, match="disk full"):
-        callback_module._save_checkpoint({"w": torch.zeros(3)}, runner, tmp_path, "s.2", True)
+        callback_module._save_checkpoint({"w": torch.zeros(3)}, runner, tmp_path, "s.3", True)
     assert torch.equal(torch.load(tmp_path / "best.pth", weights_only=True)["w"], torch.ones(3))
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
     with pytest.raises(OSError, match="disk full"):
-        checkpoint.original_callback_save({"w": torch.zeros(3)}, runner, tmp_path, "s.3", True)
+        checkpoint.original_callback_save({"w": torch.zeros(3)}, runner, tmp_path, "s.4", True)
     with pytest.raises(Exception):  # the unpatched copy truncated best.pth
         torch.load(tmp_path / "best.pth", weights_only=True)
 

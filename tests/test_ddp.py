@@ -9,21 +9,19 @@ tests fork two processes (no imports to repeat) for the engine's metric reductio
 """
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import torch.multiprocessing as mp
 import yaml
 from catalyst.engines.torch import DistributedDataParallelEngine
 from catalyst.metrics import AdditiveMetric
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from conftest import BIN, REPO
+from conftest import BIN, REPO, run_two_ranks
 from podium.datasets import build_segmentation_datasets
 from podium.errors import PodiumError
 from podium.metrics import SegmentationScores
@@ -303,15 +301,7 @@ def _sync_worker(rank, port, out_dir):
 
 
 def test_sync_metrics_weights_ranks_by_their_samples(tmp_path):
-    start = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.start_processes(_sync_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=False,
-                             start_method=start)
-    deadline = time.time() + 120
-    while not ctx.join(timeout=1):
-        if time.time() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("DDP workers hung")
+    run_two_ranks(_sync_worker, free_port(), str(tmp_path))
     everything = AdditiveMetric()  # one process, every batch of both ranks: the reference
     for value, size in _batches(0) + _batches(1):
         everything.update(value, size)

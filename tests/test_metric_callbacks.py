@@ -1,15 +1,12 @@
 """podium.callbacks.metrics: a real SupervisedRunner run, YAML instantiation, and 2-process gloo
 DDP where every rank sees half the data and logs the single-process value."""
 import os
-import socket
-import time
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import yaml
 from sklearn.metrics import accuracy_score, f1_score, jaccard_score, r2_score
 from torch import nn
@@ -25,14 +22,10 @@ from podium.callbacks.metrics import (
     SegmentationMetricsCallback,
 )
 from podium.metrics import SegmentationScores, R2Score
+from podium.runners.engines import free_port
+from conftest import run_two_ranks
 
 CITIES = np.array(["ATL", "JAX", "OMA", "ARG"])
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sigmoid(x):
@@ -321,22 +314,8 @@ def _ddp_worker(rank, port, out_dir):
                os.path.join(out_dir, f"rank{rank}.pt"))
 
 
-# Fork, not spawn: a spawned worker re-imports podium (Catalyst, neptune, toolbelt: 10-25 s each on
-# the 2-core box); a forked one starts at once. One intra-op thread per worker, as DataLoader's
-# forked workers do. PODIUM_TEST_SPAWN=1 runs the same test with spawn (Catalyst's DDP engine).
-FORK = "fork" in mp.get_all_start_methods() and os.environ.get("PODIUM_TEST_SPAWN") != "1"
-START_METHOD = "fork" if FORK else "spawn"
-
-
 def test_ddp_reduced_values_equal_single_process(tmp_path):
-    ctx = mp.start_processes(_ddp_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=False,
-                             start_method=START_METHOD)
-    deadline = time.time() + 120
-    while not ctx.join(timeout=1):
-        if time.time() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("DDP workers hung")
+    run_two_ranks(_ddp_worker, free_port(), str(tmp_path))
     results = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
     expected = results[0]["expected"]
     assert expected == results[1]["expected"]

@@ -10,7 +10,6 @@ config, the artifacts are the run directory's files byte for byte.
 import os
 import pickle
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -25,15 +24,10 @@ from tracking_helpers import NO_TELEMETRY, csv_logs, merged_config, run_in_proce
 from podium.errors import PodiumError
 from podium.loggers import MLflowLogger, check_logger_config
 from podium.loggers._params import flatten
+from podium.runners.engines import free_port
 
 SNIPPET = REPO / "configs" / "loggers" / "mlflow.yml"
 EXPERIMENT = "podium-tests"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ Offline mode configured as such, secrets, options, pickling and ranks: without t
 import base64
 import json
 import pickle
-import socket
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -34,6 +33,7 @@ from tracking_helpers import (
 from podium.errors import PodiumError
 from podium.loggers import NeptuneLogger, check_logger_config
 from podium.loggers.neptune import field_name
+from podium.runners.engines import free_port
 
 QUIET = {"capture_hardware_metrics": False, "git_ref": False}
 
@@ -41,12 +41,6 @@ QUIET = {"capture_hardware_metrics": False, "git_ref": False}
 @pytest.fixture(scope="module")
 def tiny(nuclei_data, tmp_path_factory):
     return tiny_nuclei(nuclei_data, tmp_path_factory.mktemp("tiny") / "nuclei")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def token_for(url: str, secret: str) -> str:

@@ -4,6 +4,7 @@ The reference for a resumed run is the same config run without interruption: sam
 stage, and — Catalyst re-seeds every epoch from (seed, global epoch) and podium restores the
 weights, optimizer, scheduler, callbacks and RNG — the same logged metrics.
 """
+import errno
 import io
 import json
 import os
@@ -290,7 +291,20 @@ def _copy_half_then_fail(source, target, *args, **kwargs):
     raise OSError("killed mid-write")
 
 
-@pytest.mark.parametrize("dies_in", ["torch.save", "the copy to best/last"])
+def _no_hard_links(source, target):
+    raise OSError(errno.EPERM, "Operation not permitted")
+
+
+_replace = os.replace
+
+
+def _replace_dies_for_best_and_last(source, target, *args, **kwargs):
+    if os.path.basename(target).startswith(("best", "last")):
+        raise OSError("killed mid-write")
+    return _replace(source, target, *args, **kwargs)
+
+
+@pytest.mark.parametrize("dies_in", ["torch.save", "the link to best/last", "the copy to best/last (no hard links)"])
 def test_a_write_dying_half_way_leaves_the_previous_checkpoints_whole(tmp_path, monkeypatch,
                                                                        dies_in):
     callback = CheckpointCallback(logdir=str(tmp_path), loader_key="valid", metric_key="dice",
@@ -302,7 +316,10 @@ def test_a_write_dying_half_way_leaves_the_previous_checkpoints_whole(tmp_path, 
 
     if dies_in == "torch.save":
         monkeypatch.setattr(torch, "save", _save_half_then_fail)
+    elif dies_in == "the link to best/last":
+        monkeypatch.setattr(os, "replace", _replace_dies_for_best_and_last)
     else:
+        monkeypatch.setattr(os, "link", _no_hard_links)
         monkeypatch.setattr(shutil, "copyfileobj", _copy_half_then_fail)
         monkeypatch.setattr(shutil, "copyfile", _copy_half_then_fail)
     with torch.no_grad():

@@ -9,12 +9,10 @@ whole image files (resized by the run's data/scale first); boxes in each image's
 """
 import argparse
 
-from podium.cli._inputs import image_paths
+from podium.cli._inputs import RGB_SUFFIXES, add_run_source_arguments, image_paths
 from podium.errors import PodiumError
 
 __all__ = ["register", "run"]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -26,19 +24,18 @@ def register(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--run", required=True, help="run directory written by catalyst-dl run (configs/, checkpoints/)")
-    parser.add_argument("--checkpoint", default="best", help="best, last or a .pth path (default best)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", nargs="+", metavar="PATH", help="image files and/or folders of images")
-    source.add_argument("--deepforest", choices=("train", "valid"), help="the run's deepforest tiles of this split")
-    parser.add_argument("--out", required=True, help="CSV to write")
-    parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation (default none)")
+    add_run_source_arguments(
+        parser,
+        split_flag="deepforest",
+        split_help="the run's deepforest tiles of this split",
+        out_help="CSV to write",
+        tta_modes=TTA_MODES,
+    )
     parser.add_argument("--min-score", type=float, default=0.1, help="lowest score written to the CSV (default 0.1)")
     parser.add_argument("--top-k", type=int, default=100, help="peaks kept per image (default 100)")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU threshold of the printed mAP (default 0.5)")
     parser.add_argument("--scale", type=float, default=None, help="resize factor before the model (default: the run's data/scale)")
     parser.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.set_defaults(func=run)
     return parser
 
@@ -55,7 +52,7 @@ def run(args) -> int:
     if args.deepforest:
         rows, summary = predict_deepforest(predictor, config, args.deepforest, args.min_score, args.iou)
     else:
-        rows = predict_images(predictor, image_paths(args.images, IMAGE_SUFFIXES), config, args.min_score)
+        rows = predict_images(predictor, image_paths(args.images, RGB_SUFFIXES), config, args.min_score)
     path = write_csv(rows, args.out)
     text = f"predict-centernet: {len(rows)} boxes with score >= {args.min_score} → {path}"
     if args.deepforest:

@@ -21,7 +21,6 @@ described in podium/inference/cv_runs.py; `podium submit --cv RUN_DIR` uses it.
 """
 import argparse
 import contextlib
-import gc
 import os
 import shlex
 import shutil
@@ -37,18 +36,18 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from podium.cli.lr_find import _OverridesParser, load_run_config as load_training_config
-from podium.datasets import build_segmentation_datasets, read_split
+from podium.datasets import read_split
 from podium.errors import PodiumError
 from podium.inference import cv_runs
 from podium.inference.checkpoint import load_run_config, run_data_config
 from podium.inference.config import load_inference_config, resolve_inference_config
+from podium.inference.oof import predict_out_of_fold, validation_names
 
-__all__ = ["register", "run", "read_folds", "parse_only", "validation_names", "run_child"]
+__all__ = ["register", "run", "read_folds", "parse_only", "run_child"]
 
 # Overrides podium cv sets itself: a user value would silently undo the fold split or the layout.
 RESERVED = ("args/logdir", "args/baselogdir", "args/resume", "args/autoresume", "data/split_file", "data/fold")
 FOLD_KEYS = ("split_file", "fold")
-OOF_OUTPUTS = {"masks": False, "probabilities": True, "overlays": False, "submission": None}
 LOCK = ".cv.lock"
 
 
@@ -314,7 +313,7 @@ def _run_fold(run_dir: Path, fold: int, position: int, count: int, settings: Dic
     data = run_data_config(load_run_config(path))
     names = validation_names(data)
     cv_runs.write_fold_names(path, names)
-    oof = _predict_oof(run_dir, path, data, settings["predict"])
+    oof = predict_out_of_fold(run_dir, path, data, settings["predict"])
     metrics = dict(best.pop("metrics"))
     metrics.update(oof)
     done = {"fold": fold, **best, "metrics": metrics, "images": len(names), "tta": settings["predict"]["tta"],
@@ -346,48 +345,6 @@ def _catalyst_dl() -> List[str]:
         return [str(script)]
     found = shutil.which("catalyst-dl")
     return [found] if found else [sys.executable, "-m", "catalyst.dl"]
-
-
-def validation_names(data: Dict[str, Any]) -> List[str]:
-    """The validation images of a run's data block, selected by the builder the run trained with."""
-    params = {key: value for key, value in data.items() if key not in ("train_transforms", "valid_transforms")}
-    return list(build_segmentation_datasets(**params)["valid"].names)
-
-
-def _predict_oof(run_dir: Path, path: Path, data: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, float]:
-    """The fold's best checkpoint over its validation images → RUN_DIR/oof/probabilities; OOF Dice/IoU."""
-    from podium.inference.pipeline import predict
-
-    out = run_dir / "oof"
-    config = deepcopy(settings)
-    config.update(
-        models=[{"run": str(path), "checkpoint": "best"}],
-        data={"root": str(data["root"]), "names": str((path / cv_runs.NAMES).resolve())},
-        outputs=dict(OOF_OUTPUTS), out=str(out),
-    )
-    summary = predict(resolve_inference_config(config))
-    # predict's per-run files belong to the fold, not to the shared oof/ folder
-    for name, target in (("metrics.json", cv_runs.OOF_METRICS), ("timings.json", "oof_timings.json"),
-                         ("predict_config.yml", "oof_predict.yml")):
-        if (out / name).is_file():
-            os.replace(out / name, path / target)
-    _release_memory()
-    if "dice" not in summary:
-        return {}
-    metrics = {"oof_dice": summary["dice_macro"], "oof_iou": summary["iou_macro"]}
-    if len(summary["dice"]) > 1:
-        for name, dice, iou in zip(summary["classes"], summary["dice"], summary["iou"]):
-            metrics[f"oof_dice/{name}"], metrics[f"oof_iou/{name}"] = dice, iou
-    return metrics
-
-
-def _release_memory() -> None:
-    """Give the prediction's cached GPU memory back before the next fold's process starts."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 # ---------------------------------------------------------------------------- child processes

@@ -9,12 +9,10 @@ printed. Boxes come back through the exact inverse of the letterbox the model sa
 """
 import argparse
 
-from podium.cli._inputs import image_paths
+from podium.cli._inputs import RGB_SUFFIXES, add_run_source_arguments, image_paths
 from podium.errors import PodiumError
 
 __all__ = ["register", "run"]
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -26,16 +24,15 @@ def register(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--run", required=True, help="run directory written by catalyst-dl run (configs/, checkpoints/)")
-    parser.add_argument("--checkpoint", default="best", help="best, last or a .pth path (default best)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", nargs="+", metavar="PATH", help="image files and/or folders of images")
-    source.add_argument("--deepforest", choices=("train", "valid"), help="the run's deepforest windows of this split")
-    parser.add_argument("--out", required=True, help="CSV to write")
+    add_run_source_arguments(
+        parser,
+        split_flag="deepforest",
+        split_help="the run's deepforest windows of this split",
+        out_help="CSV to write",
+        tta_modes=TTA_MODES,
+    )
     parser.add_argument("--threshold", type=float, default=0.5, help="score above which label = 1 (default 0.5)")
-    parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation (default none)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--no-clip", action="store_true", help="keep boxes that reach beyond the image")
     parser.set_defaults(func=run)
     return parser
@@ -55,7 +52,7 @@ def run(args) -> int:
     if args.deepforest:
         rows = predict_deepforest(predictor, config, args.deepforest, args.threshold)
     else:
-        rows = predict_images(predictor, image_paths(args.images, IMAGE_SUFFIXES), args.threshold)
+        rows = predict_images(predictor, image_paths(args.images, RGB_SUFFIXES), args.threshold)
     path = write_csv(rows, args.out)
     summary = summarize(rows)
     text = f"predict-detector: {summary['count']} predictions → {path}"

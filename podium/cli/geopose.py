@@ -11,7 +11,7 @@ Writes, per image, NAME_AGL.tif, NAME_MAG.tif, NAME_VFLOW.json, and predictions.
 """
 import argparse
 
-from podium.cli._inputs import image_paths
+from podium.cli._inputs import add_run_source_arguments, image_paths
 from podium.errors import PodiumError
 
 __all__ = ["register", "run"]
@@ -26,19 +26,17 @@ def register(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--run", required=True,
-                        help="run directory written by catalyst-dl run (configs/, checkpoints/)")
-    parser.add_argument("--checkpoint", default="best", help="best, last or a .pth path (default best)")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", nargs="+", metavar="PATH", help="image files and/or folders of images")
-    source.add_argument("--synthetic", choices=("train", "valid"), help="the run's synthetic scenes of this split")
-    parser.add_argument("--out", required=True, help="folder for the maps, predictions.csv and metrics.json")
-    parser.add_argument("--tta", default="none", choices=TTA_MODES, help="test-time augmentation (default none)")
+    add_run_source_arguments(
+        parser,
+        split_flag="synthetic",
+        split_help="the run's synthetic scenes of this split",
+        out_help="folder for the maps, predictions.csv and metrics.json",
+        tta_modes=TTA_MODES,
+    )
     parser.add_argument("--scalar", action="append", default=[], metavar="NAME=VALUE",
                         help="a scalar input of the model for every --images file, e.g. gsd=1.2 (repeatable)")
     parser.add_argument("--no-maps", action="store_true", help="write only predictions.csv / metrics.json")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.set_defaults(func=run)
     return parser
 

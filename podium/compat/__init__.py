@@ -5,6 +5,8 @@ Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP worker
 
 - `distributed`: DDP metric sync (`all_gather`) on the process group's device, not "cuda".
 - `metrics`: detach grad tensors before `float()` (the "requires_grad ... to a scalar" warning).
+- `metric_aggregation`: `MetricAggregationCallback(mode="weighted_mean")` crashed in its
+  constructor, and past that would have returned the plain sum.
 - `checkpoint`: atomic checkpoint writes, `weights_only=True` loads.
 - `callback_state`: counters of Catalyst's stateful callbacks (early stopping, checkpoint
   selection), which have no `state_dict`, for resuming mid-stage (used, not applied).
@@ -40,13 +42,16 @@ def apply() -> None:
 
     import_noise.apply()
 
-    from podium.compat import checkpoint, collections_abc, config_loading, distributed, metrics, run_seed
+    from podium.compat import (
+        checkpoint, collections_abc, config_loading, distributed, metric_aggregation, metrics, run_seed,
+    )
 
     collections_abc.apply()
     config_loading.apply()
     run_seed.apply()
     distributed.apply()
     metrics.apply()
+    metric_aggregation.apply()
     checkpoint.apply()
 
     # after config_loading: catalyst.dl.scripts.tune then imports the checked parse_args_uargs

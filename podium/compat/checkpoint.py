@@ -4,7 +4,10 @@
 disk or a killed job mid-write leaves a truncated `last_full.pth`/`best.pth` in place of the good
 one. The replacement writes a temp file in the same folder, fsyncs it and `os.replace`s it.
 `CheckpointCallback` then makes `best.pth` / `last.pth` with a bare `shutil.copyfile`, which a
-kill truncates the same way: those copies go through the same temp-file-and-rename.
+kill truncates the same way, and which re-writes up to twice the checkpoint's size every epoch
+(0.6 s per epoch for the demo's 230 MB full checkpoint on CPU): they become hard links to the
+file just written (a temp link renamed over the target: atomic, no bytes copied), or, where the
+filesystem has no hard links, copies through the same temp-file-and-rename.
 A write that fails (disk full, quota, a file-size limit) raises `CheckpointWriteError` (a
 PodiumError and an OSError): one line naming the file, instead of torch's
 "[enforce fail at inline_container.cc] unexpected pos" traceback; the previous file stays.
@@ -16,11 +19,10 @@ state dicts, counters, epoch metrics) are plain containers and load fine that wa
 import os
 import pickle
 import re
+import shutil
 from typing import Any, Mapping
 
 import torch
-
-import shutil
 
 import catalyst.callbacks.checkpoint
 import catalyst.engines.torch  # noqa: F401  (binds both functions by name)
@@ -31,7 +33,7 @@ from podium.errors import PodiumError
 
 __all__ = [
     "CheckpointWriteError", "describe_load_error",
-    "save_checkpoint", "load_checkpoint", "copy_checkpoint", "save_callback_checkpoint",
+    "save_checkpoint", "load_checkpoint", "copy_checkpoint", "link_checkpoint", "save_callback_checkpoint",
     "original_save", "original_load", "original_callback_save", "apply",
 ]
 
@@ -54,11 +56,29 @@ def _write_failure(path: str, error: BaseException) -> CheckpointWriteError:
     )
 
 
+def _temporary_name(path: str):
+    folder, name = os.path.split(os.path.abspath(path))
+    return folder, os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+
+
+def _fsync_folder(folder: str) -> None:
+    """Persist a rename (not supported on every OS/filesystem: then nothing to do)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _write_atomically(path: str, write) -> None:
     """`write(file)` into `.<name>.<pid>.tmp` next to `path`, fsync, then replace `path`."""
     path = os.fspath(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
+    folder, tmp = _temporary_name(path)
     try:
         with open(tmp, "wb") as f:
             write(f)
@@ -71,16 +91,7 @@ def _write_atomically(path: str, write) -> None:
         if isinstance(error, (OSError, RuntimeError)) and not isinstance(error, PodiumError):
             raise _write_failure(path, error) from error  # torch's writer: RuntimeError
         raise
-    try:  # persist the rename itself (not supported on every OS/filesystem)
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    _fsync_folder(folder)
 
 
 def save_checkpoint(checkpoint: Mapping[str, Any], path: str) -> None:
@@ -94,17 +105,39 @@ def copy_checkpoint(source: str, target: str) -> None:
         _write_atomically(target, lambda f: shutil.copyfileobj(src, f))
 
 
+def link_checkpoint(source: str, target: str) -> None:
+    """`target` becomes a hard link to `source` (already written and fsynced), atomically: a
+    temp link renamed over `target`. Every checkpoint write replaces its file (a new inode), so
+    the link never changes after the fact, and deleting `source` (Catalyst's top-k clean-up)
+    leaves `target` whole. Without hard links (some network / FAT filesystems): an atomic copy."""
+    source, target = os.fspath(source), os.fspath(target)
+    folder, tmp = _temporary_name(target)
+    try:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        os.link(source, tmp)
+    except OSError:
+        copy_checkpoint(source, target)
+        return
+    try:
+        os.replace(tmp, target)
+    except OSError as error:
+        os.remove(tmp)
+        raise _write_failure(target, error) from error
+    _fsync_folder(folder)
+
+
 def save_callback_checkpoint(
     checkpoint, runner, logdir, suffix, is_best=False, is_last=False, extra_suffix=""
 ) -> str:
-    """CheckpointCallback's `_save_checkpoint`, with atomic best/last copies."""
+    """CheckpointCallback's `_save_checkpoint`, with best/last as atomic hard links."""
     os.makedirs(logdir, exist_ok=True)
     filename = f"{logdir}/{suffix}.pth"
     runner.engine.save_checkpoint(checkpoint, filename)
     if is_best:
-        copy_checkpoint(filename, f"{logdir}/best{extra_suffix}.pth")
+        link_checkpoint(filename, f"{logdir}/best{extra_suffix}.pth")
     if is_last:
-        copy_checkpoint(filename, f"{logdir}/last{extra_suffix}.pth")
+        link_checkpoint(filename, f"{logdir}/last{extra_suffix}.pth")
     return filename
 
 

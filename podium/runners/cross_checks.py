@@ -11,7 +11,10 @@ from typing import Any, Iterable, List, Mapping, Optional
 
 from podium.errors import PodiumError, did_you_mean
 
-__all__ = ["check_references", "check_stage_references", "check_model_fits_data", "check_metric_keys"]
+__all__ = [
+    "check_references", "check_stage_references", "check_model_fits_data", "check_metric_keys",
+    "explain_missing_batch_metric",
+]
 
 # callback argument -> the stage block whose named entries it picks
 _NAMED_BLOCKS = {"criterion_key": "criterion", "optimizer_key": "optimizer", "scheduler_key": "scheduler"}
@@ -182,3 +185,37 @@ def check_metric_keys(runner) -> None:
                 f'stages/{runner.stage_key}/callbacks/{name}/metric_key "{metric}" is not a metric '
                 f"of loader {runner.loader_key}{_one_of(metric, sorted(logged))}"
             )
+
+
+def _metric_readers(runner):
+    """(name, field, wanted keys, metrics they are read from) of the optimizer and
+    metric-aggregation callbacks: what they read from batch / loader metrics."""
+    from catalyst.callbacks import MetricAggregationCallback
+    from catalyst.core.callback import IOptimizerCallback
+
+    for name, callback in runner.callbacks.items():
+        callback = getattr(callback, "callback", callback)  # Catalyst's loader-filter wrappers
+        if isinstance(callback, IOptimizerCallback) and isinstance(getattr(callback, "metric_key", None), str):
+            yield name, "metric_key", [callback.metric_key], runner.batch_metrics
+        elif isinstance(callback, MetricAggregationCallback) and callback.metrics is not None:
+            scope = runner.batch_metrics if callback.scope == "batch" else runner.loader_metrics
+            yield name, "metrics", [str(key) for key in callback.metrics], scope
+
+
+def explain_missing_batch_metric(runner, error: BaseException) -> None:
+    """After a KeyError in a loader: an optimizer or MetricAggregationCallback that reads a
+    metric no callback logged is named, with the metrics there are (Catalyst: a bare KeyError
+    from inside its callback, at the first batch)."""
+    if not isinstance(error, KeyError) or not error.args:
+        return
+    raised = error.args[0]  # the key (OptimizerCallback), Catalyst's sentence (aggregation)
+    for name, field, wanted, logged in _metric_readers(runner):
+        missing = [key for key in wanted if key not in logged]
+        # Catalyst's aggregation error lists the keys it looked in: it tells batch from loader scope
+        ours = raised in missing or raised == f"Could not found required key out of {logged.keys()}"
+        if missing and ours:
+            raise PodiumError(
+                f'stages/{runner.stage_key}/callbacks/{name}/{field} names "{missing[0]}", which no '
+                f"callback logged for loader {runner.loader_key}{_one_of(missing[0], sorted(logged))} "
+                f"(the loss keys of the criterion callbacks, or a metric callback's keys)"
+            ) from error

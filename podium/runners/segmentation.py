@@ -13,7 +13,8 @@ What it adds to a Catalyst config:
   via `worker_init_fn`, in-process loaders at loader start): the same `args/seed` gives the same
   augmented batches.
 - checks of podium's blocks (top-level keys, stage keys, `data`, `model`) with one clear
-  error naming the culprit, instead of a traceback from deep inside object creation.
+  error naming the culprit, instead of a traceback from deep inside object creation; at run
+  time, the same for a callback reading a metric nobody logs and a logger that cannot write.
 - DDP (`engine: {_target_: podium.runners.engines.DDPEngine}`; Catalyst's
   DistributedDataParallelEngine runs as one, with the same settings): under `catalyst-dl run`
   the workers are spawned once and each runs every stage, as under torchrun, so weights,
@@ -50,8 +51,9 @@ from podium.datasets import (
 )
 from podium.errors import PodiumError
 from podium.runners.config_checks import check_config
-from podium.runners.cross_checks import check_metric_keys, check_references
+from podium.runners.cross_checks import check_metric_keys, check_references, explain_missing_batch_metric
 from podium.runners.engines import DDPEngine, torchrun_world_size
+from podium.runners.log_guard import guard_loggers
 from podium.runners.resume import ResumeMixin
 from podium.runners.samplers import ShardSampler
 from podium.targets import accepted_keys, call_target, check_call_params, resolve_target
@@ -283,6 +285,11 @@ class SegmentationRunner(ResumeMixin, SupervisedConfigRunner):
         check_metric_keys(self)
         super().on_loader_end(runner)
 
+    def on_exception(self, runner) -> None:
+        """A callback reading a metric nobody logged: one line naming it, not a KeyError."""
+        explain_missing_batch_metric(self, self.exception)
+        super().on_exception(runner)
+
     def on_batch_start(self, runner) -> None:
         """Counts this process's samples for the DDP engine's sample-weighted metric reduction."""
         super().on_batch_start(runner)
@@ -323,7 +330,9 @@ class SegmentationRunner(ResumeMixin, SupervisedConfigRunner):
                     raise PodiumError(f"loggers/{name} needs a logdir: set args/logdir")
                 logger_params.update(logdir=self._logdir, use_logdir_postfix=True)
         self._config["loggers"] = params
-        return super().get_loggers()
+        loggers = super().get_loggers()
+        guard_loggers(loggers)  # a failed log write: one line, not a traceback from the loop
+        return loggers
 
     def get_model(self, stage: str) -> nn.Module:
         """The model (built in __init__, kept across stages), frozen or not as the stage says.
