@@ -45,15 +45,23 @@ mean loss (`check_run_epoch_loss`: equal up to Catalyst's no-weight-decay-on-bia
 forward, the runner's hooks and data loading (podium) beside data / forward / loss / backward +
 step (hand), podium's ms per epoch outside its train loaders, and a cProfile top list.
 
-Measured 2026-11 on the 2-core box at a quiet moment (load 1.0 → 1.6), 2 threads, 30 steps,
-5 repeats: ratio 1.021 (CPU time 1.019, fastest runs 1.004), +3.2 ms on a ~155 ms step. Where
-it goes: podium's callbacks and runner hooks ~1.5 ms per step (IoU + Dice 0.45, runner hooks
-0.5, Catalyst's loop 0.15, loss sum + sigmoid 0.1 ms); forward, loss, backward + step and data
-loading cost what the hand loop's do (Catalyst's one-param-group-per-tensor AdamW included).
-With 1 thread under load 2.2–2.7: 1.026. Outside the train loaders the checkpoint callback
-dominates: 0.6 s per epoch, 40 % on top of these 10-step epochs (the model and the full
-checkpoint — model, optimizer, scheduler, ~230 MB — written with fsync, then copied to best /
-last: up to 0.7 GB per epoch, which is also why each run's folder is deleted right after it).
+Measured 2026-11-29 on the idle 2-core box, 2 threads, 30 steps. The median ratio moved
+between idle runs:
+- 1.054 with 5 repeats;
+- 1.019 and 0.999 with 9 repeats (hence the default of 9).
+
+One loop's runs spread by up to ±9 %. The profile is steadier. podium's own work per step:
+- 2.8 ms for callbacks, runner hooks and Catalyst's loop;
+- 1.3 ms of that is the two loss terms, which the hand loop computes too;
+- so ≈ 1.4 ms of a ~150 ms step (IoU + Dice 0.5, runner hooks 0.6, Catalyst's loop 0.3).
+
+Forward, backward + step and data loading cost what the hand loop's do (Catalyst's
+one-param-group-per-tensor AdamW included). With 1 thread under load 2.2–2.7: 1.026.
+
+Outside the train loaders the checkpoint callback dominates: 0.29 s per epoch (it was 0.68 s
+while best / last were copies; they are hard links now). It writes, with fsync, the model and
+the full checkpoint (model, optimizer, scheduler, ~230 MB). That is also why each run's folder
+is deleted right after it.
 The hand loop with `zero_grad` before backward was 3.5 % faster than the tutorial loop
 (podium / it: 1.057): on CPU, gradients freed after the step go back to the OS and the next
 backward page-faults them in again (15 700 vs 8 900 faults per step); keeping them through
