@@ -581,6 +581,22 @@ def test_cli_checkpoint_write_fails_and_the_old_file_stays(tmp_path, tiny):
     assert not [p.name for p in (logdir / "checkpoints").iterdir() if p.name.endswith(".tmp")]
 
 
+def test_cli_predict_write_fails_and_the_earlier_prediction_stays(run_dir, tiny, predictions):
+    """A disk that fills up half-way through `podium predict` into the folder of an earlier
+    prediction (here: a file-size limit the first overlay exceeds): one line naming the file, and
+    every file of the earlier prediction has its bytes (cv2.imwrite deleted the old overlay)."""
+    def contents():
+        return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(predictions.rglob("*")) if p.is_file()}
+
+    before = contents()
+    result = cli("podium", "predict", "--no-progress", "--run", run_dir, "--data", tiny, "--split", "valid",
+                 "--out", predictions, limit_file_size=8 << 10)
+    assert_cli_error(result, f"cannot write {predictions / 'overlays'}", "File too large",
+                     "expected a writable output folder with free space")
+    assert contents() == before
+    assert not [p for p in predictions.rglob("*.tmp")]
+
+
 # ---------------------------------------------------------------------------- checkpoints
 def test_cli_predict_truncated_checkpoint(tmp_path, run_dir, tiny, predictions):
     broken = tmp_path / "broken.pth"

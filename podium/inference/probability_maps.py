@@ -15,7 +15,6 @@ holding PNGs is a class, in sorted order. 16-bit PNGs are read as value / 65535.
 """
 import json
 import os
-import threading
 from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from podium.errors import PodiumError
 from podium.inference.postprocess import as_numpy
+from podium.inference.writers import write_bytes_atomically
 from podium.metrics.segmentation import default_class_names
 
 __all__ = [
@@ -164,22 +164,11 @@ def _write_manifest(folder: Path, classes: List[str]) -> None:
             raise PodiumError(f"{path} lists classes {present} but these maps have {classes}; expected an empty folder or the same classes")
         return
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, json.dumps({"classes": classes, "scale": SCALE}, indent=1).encode())
+    write_bytes_atomically(path, json.dumps({"classes": classes, "scale": SCALE}, indent=1).encode())
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
     ok, data = cv2.imencode(".png", array)
     if not ok:
-        raise OSError(f"could not encode {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, data.tobytes())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        raise PodiumError(f"cannot encode {path} as a PNG; expected a uint8 map")
+    write_bytes_atomically(path, data.tobytes())

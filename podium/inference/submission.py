@@ -44,6 +44,7 @@ import numpy as np
 from podium.datasets.rle import rle_encode
 from podium.errors import PodiumError, did_you_mean
 from podium.inference.postprocess import MODES, as_numpy, components
+from podium.inference.writers import writing
 
 __all__ = ["SubmissionWriter", "FIELDS"]
 
@@ -226,11 +227,12 @@ def _write_csv(path: Path, header: Sequence[str], rows: List[Tuple[str, ...]]) -
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        with writing(path), open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(header)
             writer.writerows(rows)
-        os.replace(tmp, path)
+        with writing(path):
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -1,12 +1,65 @@
-"""Files a prediction run leaves on disk: masks, overlays and a metrics summary."""
+"""Files a prediction run leaves on disk: masks, overlays and a metrics summary.
+
+Every output of a prediction is written inside `writing(path)`. A write that fails (disk full,
+quota, a read-only or vanished folder) stops with one line naming the file, instead of a
+traceback from cv2 or the csv module. Images go to a temp file renamed over the target
+(`write_bytes_atomically`): a failed write leaves the file of an earlier prediction whole,
+where `cv2.imwrite` would leave it truncated or deleted.
+"""
+import contextlib
 import json
+import os
+import threading
 from pathlib import Path
 from typing import Optional
 
 import cv2
 import numpy as np
 
-__all__ = ["to_mask", "write_mask", "write_overlay", "write_json"]
+from podium.errors import PodiumError
+
+__all__ = [
+    "OutputWriteError", "writing", "write_bytes_atomically", "to_mask", "write_mask", "write_overlay", "write_json",
+]
+
+
+class OutputWriteError(PodiumError, OSError):
+    """A prediction output could not be written; the files written before it are kept."""
+
+
+@contextlib.contextmanager
+def writing(path):
+    """Turn an OSError raised while writing `path` into one clear OutputWriteError."""
+    try:
+        yield
+    except OSError as error:
+        if isinstance(error, PodiumError):
+            raise
+        reason = error.strerror or str(error) or type(error).__name__
+        raise OutputWriteError(
+            f"cannot write {path}: {reason}; expected a writable output folder with free space "
+            f"(the files written before it are kept)"
+        ) from error
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """`data` into a temp file next to `path`, renamed over it (the folder is created)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _imwrite(path: Path, image: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(path.suffix or ".png", image)
+    if not ok:
+        raise PodiumError(f"cannot encode {path} as a {path.suffix} image; expected .png, .jpg or .tif")
+    write_bytes_atomically(path, encoded.tobytes())
 
 
 def to_mask(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -17,9 +70,7 @@ def to_mask(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
 
 
 def write_mask(path: Path, mask: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), mask):
-        raise OSError(f"could not write {path}")
+    _imwrite(path, mask)
 
 
 def _display(image: np.ndarray) -> np.ndarray:
@@ -43,13 +94,12 @@ def write_overlay(
         mask = (mask > 0).astype(np.uint8)
         outline = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, kernel) > 0
         canvas[outline] = colour
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
+    _imwrite(path, cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(path)
