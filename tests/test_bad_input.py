@@ -597,6 +597,39 @@ def test_cli_predict_write_fails_and_the_earlier_prediction_stays(run_dir, tiny,
     assert not [p for p in predictions.rglob("*.tmp")]
 
 
+def _write_centernet(out):
+    from podium.inference.centernet import write_csv
+    return write_csv([{"image": "a.png", "x1": 1, "y1": 2, "x2": 3, "y2": 4, "score": 0.9}], out / "boxes.csv")
+
+
+def _write_detector(out):
+    from podium.inference.detector import write_csv
+    return write_csv([{"image": "a.png", "score": 0.9, "label": 1}], out / "preds.csv")
+
+
+def _write_geopose(out):
+    from podium.inference.geopose import write_table
+    return write_table([{"name": "a", "angle": 1.0, "scale": 2.0}], None, out)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full (every write: ENOSPC)")
+@pytest.mark.parametrize("write, name", [(_write_centernet, "boxes.csv"), (_write_detector, "preds.csv"),
+                                         (_write_geopose, "predictions.csv")], ids=["centernet", "detector", "geopose"])
+def test_task_predictor_write_fails_and_the_old_file_stays(tmp_path, write, name):
+    """predict-centernet / -detector / -geopose on a full disk (their temp file is /dev/full):
+    one line naming the file; the file of an earlier prediction keeps its bytes; no temp left."""
+    from podium.errors import PodiumError
+
+    (tmp_path / name).write_text("earlier prediction\n")
+    (tmp_path / f"{name}.tmp").symlink_to("/dev/full")
+    with pytest.raises(PodiumError) as caught:
+        write(tmp_path)
+    assert_message(str(caught.value), f"cannot write {tmp_path / name}: No space left on device",
+                   "expected a writable output folder with free space")
+    assert (tmp_path / name).read_text() == "earlier prediction\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
 # ---------------------------------------------------------------------------- checkpoints
 def test_cli_predict_truncated_checkpoint(tmp_path, run_dir, tiny, predictions):
     broken = tmp_path / "broken.pth"

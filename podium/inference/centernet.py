@@ -39,6 +39,7 @@ from podium.datasets.normalize import build_normalizer
 from podium.datasets.readers import read_image
 from podium.errors import PodiumError
 from podium.inference.checkpoint import load_model, run_data_config
+from podium.inference.writers import writing
 from podium.metrics.detection_map import DetectionMAP
 from podium.models.centernet import decode_centernet
 
@@ -224,6 +225,11 @@ def write_csv(rows: Sequence[Dict[str, Any]], path) -> Path:
     columns = ["image", "name", "x1", "y1", "x2", "y2", "score", "label", "class"]
     frame = pd.DataFrame(list(rows), columns=[c for c in columns if any(c in r for r in rows)] or columns)
     temporary = path.with_name(path.name + ".tmp")
-    frame.to_csv(temporary, index=False)
-    os.replace(temporary, path)
+    try:
+        with writing(path):
+            frame.to_csv(temporary, index=False)
+            os.replace(temporary, path)
+    finally:
+        if temporary.exists() or temporary.is_symlink():
+            temporary.unlink()
     return path

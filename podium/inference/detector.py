@@ -37,6 +37,7 @@ from podium.errors import PodiumError
 from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.tta import MODES as TTA_MODES
 from podium.inference.tta import build_tta
+from podium.inference.writers import writing
 from podium.metrics.boxes import box_iou
 
 __all__ = ["BoxPredictor", "TTA_MODES", "load_box_predictor",
@@ -185,9 +186,14 @@ def write_csv(rows: Sequence[Dict[str, Any]], path) -> Path:
     for row in rows:
         columns += [key for key in row if key not in columns]
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    try:
+        with writing(path):
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(rows)
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
     return path

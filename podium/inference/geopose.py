@@ -44,6 +44,7 @@ from podium.datasets.readers import read_image
 from podium.errors import PodiumError
 from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.tta import TTA, build_tta
+from podium.inference.writers import writing
 from podium.metrics.regression import R2Score
 
 __all__ = [
@@ -216,9 +217,15 @@ def predict_images(predictor: GeoposePredictor, paths: Sequence, scalars: Option
 
 
 def _replace(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(temporary)`, then rename it over `path`; a failed write is one line, the old file stays."""
     temporary = path.with_name(path.name + ".tmp")
-    write(temporary)
-    os.replace(temporary, path)
+    try:
+        with writing(path):
+            write(temporary)
+            os.replace(temporary, path)
+    finally:
+        if temporary.exists() or temporary.is_symlink():
+            temporary.unlink()
 
 
 def write_outputs(out_dir, name: str, found: Dict[str, np.ndarray]) -> None:
