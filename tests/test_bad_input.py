@@ -619,9 +619,10 @@ def test_task_predictor_write_fails_and_the_old_file_stays(tmp_path, write, name
     """predict-centernet / -detector / -geopose on a full disk (their temp file is /dev/full):
     one line naming the file; the file of an earlier prediction keeps its bytes; no temp left."""
     from podium.errors import PodiumError
+    from podium.inference.writers import temporary_path
 
     (tmp_path / name).write_text("earlier prediction\n")
-    (tmp_path / f"{name}.tmp").symlink_to("/dev/full")
+    temporary_path(tmp_path / name).symlink_to("/dev/full")
     with pytest.raises(PodiumError) as caught:
         write(tmp_path)
     assert_message(str(caught.value), f"cannot write {tmp_path / name}: No space left on device",

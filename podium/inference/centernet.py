@@ -39,7 +39,7 @@ from podium.datasets.normalize import build_normalizer
 from podium.datasets.readers import read_image
 from podium.errors import PodiumError
 from podium.inference.checkpoint import load_model, run_data_config
-from podium.inference.writers import writing
+from podium.inference.writers import write_atomically
 from podium.metrics.detection_map import DetectionMAP
 from podium.models.centernet import decode_centernet
 
@@ -220,16 +220,6 @@ def predict_images(predictor: CenterNetPredictor, paths: Sequence, config: Dict[
 
 def write_csv(rows: Sequence[Dict[str, Any]], path) -> Path:
     """Rows to CSV atomically (a temp file in the same folder, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = ["image", "name", "x1", "y1", "x2", "y2", "score", "label", "class"]
     frame = pd.DataFrame(list(rows), columns=[c for c in columns if any(c in r for r in rows)] or columns)
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with writing(path):
-            frame.to_csv(temporary, index=False)
-            os.replace(temporary, path)
-    finally:
-        if temporary.exists() or temporary.is_symlink():
-            temporary.unlink()
-    return path
+    return write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))

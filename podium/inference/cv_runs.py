@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from podium.errors import PodiumError
-from podium.inference.writers import write_json
+from podium.inference.writers import write_atomically, write_json
 
 __all__ = [
     "SETTINGS", "FOLDS", "SUMMARY", "DONE", "NAMES", "OOF_METRICS", "OOF_PROBABILITIES",
@@ -99,14 +99,13 @@ def fold_names(path) -> List[str]:
 
 
 def write_fold_names(path, names: Sequence[str]) -> Path:
-    target = Path(path) / NAMES
-    tmp = target.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["name"])
-        writer.writerows([name] for name in names)
-    tmp.replace(target)
-    return target
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["name"])
+            writer.writerows([name] for name in names)
+
+    return write_atomically(Path(path) / NAMES, write)
 
 
 def best_checkpoint_info(path) -> Dict[str, Any]:
@@ -180,15 +179,15 @@ def write_summary(run_dir, done: Optional[Sequence[Dict[str, Any]]] = None) -> P
     if done is None:
         done = [read_cv_done(path) for path in finished_folds(run_dir)]
     rows = summary_rows(done)
-    path = run_dir / SUMMARY
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=_columns(rows), restval="")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: _cell(value) for key, value in row.items()})
-    tmp.replace(path)
-    return path
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=_columns(rows), restval="")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({key: _cell(value) for key, value in row.items()})
+
+    return write_atomically(run_dir / SUMMARY, write)
 
 
 def _columns(rows: Sequence[Dict[str, Any]]) -> List[str]:

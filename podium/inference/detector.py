@@ -20,7 +20,6 @@ CSV columns: name, score, label (score > threshold), x1, y1, x2, y2 and, for dee
 source, window_x0..window_y1, true_label, true_x1..true_y2, iou (empty for crops without a crown).
 """
 import csv
-import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -37,7 +36,7 @@ from podium.errors import PodiumError
 from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.tta import MODES as TTA_MODES
 from podium.inference.tta import build_tta
-from podium.inference.writers import writing
+from podium.inference.writers import write_atomically
 from podium.metrics.boxes import box_iou
 
 __all__ = ["BoxPredictor", "TTA_MODES", "load_box_predictor",
@@ -180,20 +179,14 @@ def summarize(rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
 
 def write_csv(rows: Sequence[Dict[str, Any]], path) -> Path:
     """Rows to CSV, atomically (a temp file in the same folder, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns: List[str] = []
     for row in rows:
         columns += [key for key in row if key not in columns]
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with writing(path):
-            with open(tmp, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=columns)
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists() or tmp.is_symlink():
-            tmp.unlink()
-    return path
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return write_atomically(path, write)

@@ -27,7 +27,6 @@ Files, per image, in Geopose's submission style: `<name>_AGL.tif` (float32 metre
 """
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -44,7 +43,7 @@ from podium.datasets.readers import read_image
 from podium.errors import PodiumError
 from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.tta import TTA, build_tta
-from podium.inference.writers import writing
+from podium.inference.writers import write_atomically
 from podium.metrics.regression import R2Score
 
 __all__ = [
@@ -216,27 +215,15 @@ def predict_images(predictor: GeoposePredictor, paths: Sequence, scalars: Option
     return rows
 
 
-def _replace(path: Path, write: Callable[[Path], None]) -> None:
-    """`write(temporary)`, then rename it over `path`; a failed write is one line, the old file stays."""
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        with writing(path):
-            write(temporary)
-            os.replace(temporary, path)
-    finally:
-        if temporary.exists() or temporary.is_symlink():
-            temporary.unlink()
-
-
 def write_outputs(out_dir, name: str, found: Dict[str, np.ndarray]) -> None:
     """`<name>_AGL.tif`, `<name>_MAG.tif` (float32) and `<name>_VFLOW.json` into out_dir."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for key, suffix in (("height", "AGL"), ("magnitude", "MAG")):
         array = np.ascontiguousarray(found[key][0], np.float32)
-        _replace(out_dir / f"{name}_{suffix}.tif", lambda p: tifffile.imwrite(p, array))
+        write_atomically(out_dir / f"{name}_{suffix}.tif", lambda p: tifffile.imwrite(p, array))
     vflow = {"scale": float(found["scale"][0]), "angle": _angle(found["direction"])}
-    _replace(out_dir / f"{name}_VFLOW.json", lambda p: p.write_text(json.dumps(vflow)))
+    write_atomically(out_dir / f"{name}_VFLOW.json", lambda p: p.write_text(json.dumps(vflow)))
 
 
 def write_table(rows: Sequence[Dict[str, Any]], summary: Optional[Dict[str, Any]], out_dir) -> Path:
@@ -244,7 +231,7 @@ def write_table(rows: Sequence[Dict[str, Any]], summary: Optional[Dict[str, Any]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "predictions.csv"
-    _replace(path, lambda p: pd.DataFrame(list(rows)).to_csv(p, index=False))
+    write_atomically(path, lambda p: pd.DataFrame(list(rows)).to_csv(p, index=False))
     if summary is not None:
-        _replace(out_dir / "metrics.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
+        write_atomically(out_dir / "metrics.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
     return path

@@ -46,7 +46,7 @@ from podium.inference.probability_maps import write_probability_map
 from podium.inference.sharding import Shards
 from podium.inference.submission import SubmissionWriter
 from podium.inference.tiles import TiledPrediction
-from podium.inference.writers import write_json, write_mask, write_overlay, writing
+from podium.inference.writers import write_atomically, write_json, write_mask, write_overlay
 from podium.metrics import ConfusionCounts
 from podium.metrics.segmentation import default_class_names
 
@@ -492,8 +492,4 @@ def _predict_batch(predictor: Predictor, group: ReadingGroup, batch: List[Dict[s
 
 
 def _write_yaml(path: Path, config: Dict[str, Any]) -> None:
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
-        tmp.replace(path)
+    write_atomically(path, lambda tmp: tmp.write_text(yaml.safe_dump(config, sort_keys=False)))

@@ -23,7 +23,7 @@ import numpy as np
 
 from podium.errors import PodiumError
 from podium.inference.postprocess import as_numpy
-from podium.inference.writers import write_bytes_atomically
+from podium.inference.writers import write_atomically
 from podium.metrics.segmentation import default_class_names
 
 __all__ = [
@@ -164,11 +164,11 @@ def _write_manifest(folder: Path, classes: List[str]) -> None:
             raise PodiumError(f"{path} lists classes {present} but these maps have {classes}; expected an empty folder or the same classes")
         return
     folder.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomically(path, json.dumps({"classes": classes, "scale": SCALE}, indent=1).encode())
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps({"classes": classes, "scale": SCALE}, indent=1)))
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
     ok, data = cv2.imencode(".png", array)
     if not ok:
         raise PodiumError(f"cannot encode {path} as a PNG; expected a uint8 map")
-    write_bytes_atomically(path, data.tobytes())
+    write_atomically(path, lambda tmp: tmp.write_bytes(data.tobytes()))

@@ -34,7 +34,7 @@ from podium.errors import PodiumError, check_output_folder
 from podium.inference import cv_runs
 from podium.inference.checkpoint import CONFIG_PATH
 from podium.inference.probability_maps import probability_map_classes, probability_map_names, read_probability_map
-from podium.inference.writers import write_json
+from podium.inference.writers import write_atomically, write_json
 
 __all__ = [
     "CHECKPOINTS", "PREDICT_FILES", "teacher_models", "cv_predict_settings", "image_stats", "choose_kinds",
@@ -107,14 +107,15 @@ def choose_kinds(stats: Mapping[str, Tuple[float, float]], threshold: float,
 
 def write_manifest(path: Path, rows: Sequence[Dict[str, Any]]) -> None:
     """manifest.csv (name, kind, max_prob, positive_fraction), written to a temporary file and renamed."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["name", "kind", "max_prob", "positive_fraction"])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "max_prob": f"{row['max_prob']:.6f}",
-                             "positive_fraction": f"{row['positive_fraction']:.6f}"})
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["name", "kind", "max_prob", "positive_fraction"])
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({**row, "max_prob": f"{row['max_prob']:.6f}",
+                                 "positive_fraction": f"{row['positive_fraction']:.6f}"})
+
+    write_atomically(path, write)
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:

@@ -32,10 +32,8 @@ writer. `close()` (or leaving the `with` block without an error) writes a tempor
 next to `path` and renames it, so a crashed run never leaves half a submission.
 """
 import csv
-import os
 import re
 import string
-import threading
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -44,7 +42,7 @@ import numpy as np
 from podium.datasets.rle import rle_encode
 from podium.errors import PodiumError, did_you_mean
 from podium.inference.postprocess import MODES, as_numpy, components
-from podium.inference.writers import writing
+from podium.inference.writers import write_atomically
 
 __all__ = ["SubmissionWriter", "FIELDS"]
 
@@ -224,16 +222,11 @@ def _natural(text: str):
 
 def _write_csv(path: Path, header: Sequence[str], rows: List[Tuple[str, ...]]) -> Path:
     rows = sorted(rows, key=lambda row: tuple(_natural(v) for v in row))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with writing(path), open(tmp, "w", newline="", encoding="utf-8") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(header)
             writer.writerows(rows)
-        with writing(path):
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+
+    return write_atomically(path, write)

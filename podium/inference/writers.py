@@ -2,16 +2,16 @@
 
 Every output of a prediction is written inside `writing(path)`. A write that fails (disk full,
 quota, a read-only or vanished folder) stops with one line naming the file, instead of a
-traceback from cv2 or the csv module. Images go to a temp file renamed over the target
-(`write_bytes_atomically`): a failed write leaves the file of an earlier prediction whole,
-where `cv2.imwrite` would leave it truncated or deleted.
+traceback from cv2 or the csv module. Every file goes to a temp file renamed over the target
+(`write_atomically`): a failed write leaves the file of an earlier prediction whole, where
+`cv2.imwrite` would leave it truncated or deleted.
 """
 import contextlib
 import json
 import os
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -19,7 +19,8 @@ import numpy as np
 from podium.errors import PodiumError
 
 __all__ = [
-    "OutputWriteError", "writing", "write_bytes_atomically", "to_mask", "write_mask", "write_overlay", "write_json",
+    "OutputWriteError", "writing", "temporary_path", "write_atomically", "to_mask", "write_mask", "write_overlay",
+    "write_json",
 ]
 
 
@@ -42,24 +43,34 @@ def writing(path):
         ) from error
 
 
-def write_bytes_atomically(path: Path, data: bytes) -> None:
-    """`data` into a temp file next to `path`, renamed over it (the folder is created)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+def temporary_path(path: Path) -> Path:
+    """Where a write of `path` goes before its rename: hidden, one per process and thread."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def write_atomically(path, write: Callable[[Path], None]) -> Path:
+    """`write(temp)` next to `path`, then rename it over `path` (the folder is created).
+
+    A failed write is one OutputWriteError naming `path`; the old file stays, no temp is left.
+    """
+    path = Path(path)
+    tmp = temporary_path(path)
     try:
         with writing(path):
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
+            write(tmp)
             os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if tmp.exists() or tmp.is_symlink():
             tmp.unlink()
+    return path
 
 
 def _imwrite(path: Path, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(path.suffix or ".png", image)
     if not ok:
         raise PodiumError(f"cannot encode {path} as a {path.suffix} image; expected .png, .jpg or .tif")
-    write_bytes_atomically(path, encoded.tobytes())
+    write_atomically(path, lambda tmp: tmp.write_bytes(encoded.tobytes()))
 
 
 def to_mask(probability: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -98,8 +109,4 @@ def write_overlay(
 
 
 def write_json(path: Path, data: dict) -> None:
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(path)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2)))

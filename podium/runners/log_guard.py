@@ -26,7 +26,7 @@ class LogWriteError(PodiumError, OSError):
 
 def _close_quietly(logger: Any) -> Optional[str]:
     """Close the logger's open files / writers; the name of the first that failed to flush."""
-    handles = getattr(logger, "loggers", None)  # CSV: {loader: file}, TensorBoard: {loader: writer}
+    handles = getattr(logger, "logger", None)  # public: CSV {loader: file}, TensorBoard {loader: writer}
     failed = None
     for handle in handles.values() if isinstance(handles, Mapping) else ():
         try:
