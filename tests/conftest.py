@@ -1,5 +1,6 @@
 """Shared fixtures: the real nuclei sample, and running podium's commands as a user would."""
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,6 +11,61 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 NUCLEI_CONFIG = REPO / "configs" / "nuclei" / "unet_resnet18.yml"
+
+# --- Disk. A training run writes ~370 MB of checkpoints (57 MB weights + 172 MB with the
+# optimizer, per epoch kept), and the suite makes ~25 of them: kept to the end, they filled
+# 8 GB. Function-scoped tmp_path folders of passing tests go at once (pyproject:
+# tmp_path_retention_policy = "failed"); the folders a module-scoped fixture makes with
+# tmp_path_factory go when that fixture is torn down, unless a test of the module failed.
+# Session fixtures (the nuclei sample, trained_run) keep theirs to the end of the session.
+_fixtures_being_set_up: list = []
+_folders_of_module_fixtures: dict = {}
+_modules_with_failures: set = set()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    _fixtures_being_set_up.append(fixturedef)
+    try:
+        yield
+    finally:
+        _fixtures_being_set_up.pop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.failed:
+        _modules_with_failures.add(item.path)
+
+
+def pytest_fixture_post_finalizer(fixturedef, request):
+    folders = _folders_of_module_fixtures.pop(id(fixturedef), [])
+    if request.path not in _modules_with_failures:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class _CleaningTempPathFactory:
+    """pytest's tmp_path_factory, remembering which module-scoped fixture made each folder."""
+
+    def __init__(self, factory):
+        self._factory = factory
+
+    def mktemp(self, basename: str, numbered: bool = True) -> Path:
+        folder = self._factory.mktemp(basename, numbered)
+        if _fixtures_being_set_up and _fixtures_being_set_up[-1].scope == "module":
+            owner = id(_fixtures_being_set_up[-1])
+            _folders_of_module_fixtures.setdefault(owner, []).append(folder)
+        return folder
+
+    def __getattr__(self, name):  # getbasetemp, and what pytest's own tmp_path reads
+        return getattr(self._factory, name)
+
+
+@pytest.fixture(scope="session")
+def tmp_path_factory(tmp_path_factory):
+    return _CleaningTempPathFactory(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
