@@ -28,7 +28,7 @@ import yaml
 
 from conftest import BIN, NUCLEI_CONFIG, REPO
 from podium.cli.main import main as podium_main
-from podium.errors import PodiumError, _format
+from podium.errors import _format
 from tracking_helpers import run_in_process, tiny_nuclei
 
 SHORT = ("--stages/warmup/num_epochs=1:int", "--stages/train/num_epochs=1:int")
@@ -619,7 +619,7 @@ def test_task_predictor_write_fails_and_the_old_file_stays(tmp_path, write, name
     """predict-centernet / -detector / -geopose on a full disk (their temp file is /dev/full):
     one line naming the file; the file of an earlier prediction keeps its bytes; no temp left."""
     from podium.errors import PodiumError
-    from podium.inference.writers import temporary_path
+    from podium.files import temporary_path
 
     (tmp_path / name).write_text("earlier prediction\n")
     temporary_path(tmp_path / name).symlink_to("/dev/full")

@@ -15,12 +15,16 @@ logdir starts a fresh history.
 """
 import json
 import math
-import os
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
 
 from catalyst.core.callback import Callback, CallbackNode, CallbackOrder
+
+from podium.files import write_atomically
+
+if TYPE_CHECKING:
+    from catalyst.core.runner import IRunner
 
 __all__ = ["ProgressPlotCallback", "plot_progress", "default_metric_keys"]
 
@@ -102,11 +106,7 @@ def plot_progress(
         figure.suptitle(title)
     figure.tight_layout()
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    figure.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: figure.savefig(tmp, format="png"))
     return True
 
 
@@ -178,8 +178,5 @@ class ProgressPlotCallback(Callback):
         png, state = self._paths(runner)
         if png is None or not self.history:
             return
-        png.parent.mkdir(parents=True, exist_ok=True)
-        tmp = state.with_name(f".{state.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"run": str(runner.run_key), "history": self.history}))
-        os.replace(tmp, state)
+        write_atomically(state, lambda tmp: tmp.write_text(json.dumps({"run": str(runner.run_key), "history": self.history})))
         plot_progress(self.history, png, self.metrics, title=png.parent.name)

@@ -56,7 +56,6 @@ Catalyst stops at stage start with an assertion.)
 import math
 from typing import List, Optional, Sequence, Union
 
-import torch
 from catalyst.core.callback import CallbackNode, CallbackOrder, IOptimizerCallback, \
     ISchedulerCallback
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR

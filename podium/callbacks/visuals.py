@@ -10,7 +10,7 @@
 Per-sample Dice (or IoU) is computed on the fly in `on_batch_end` from the batch's logits and
 targets; only the `num_best` highest and `num_worst` lowest samples are kept (image, predicted
 and true mask, on the CPU), so memory is bounded whatever the size of the loader. At the end
-of the loader the overlays are written by `podium.inference.writers.write_overlay` into
+of the loader the overlays are written by `podium.overlays.write_overlay` into
 
     <logdir>/overlays/<stage>/epoch_<k>/{best,worst}_<rank>_<name>_<dice>.png
 
@@ -22,13 +22,16 @@ import heapq
 import itertools
 import re
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from catalyst.core.callback import Callback, CallbackNode, CallbackOrder
 
-from podium.inference.writers import write_overlay
+from podium.overlays import write_overlay
+
+if TYPE_CHECKING:
+    from catalyst.core.runner import IRunner
 
 __all__ = ["OverlayCallback", "per_sample_scores", "predicted_masks"]
 

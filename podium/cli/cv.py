@@ -21,7 +21,6 @@ described in podium/inference/cv_runs.py; `podium submit --cv RUN_DIR` uses it.
 """
 import argparse
 import contextlib
-import os
 import shlex
 import shutil
 import signal
@@ -38,6 +37,7 @@ import yaml
 from podium.cli.lr_find import _OverridesParser, load_run_config as load_training_config
 from podium.datasets import read_split
 from podium.errors import PodiumError
+from podium.files import write_atomically
 from podium.inference import cv_runs
 from podium.inference.checkpoint import load_run_config, run_data_config
 from podium.inference.config import load_inference_config, resolve_inference_config
@@ -287,9 +287,7 @@ def _exclusive(run_dir: Path):
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    write_atomically(path, lambda tmp: tmp.write_bytes(data))
 
 
 # ---------------------------------------------------------------------------- one fold

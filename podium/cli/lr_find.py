@@ -21,7 +21,6 @@ the LR at the minimum divided by 10 is printed too.
 import argparse
 import csv
 import math
-import os
 import re
 import sys
 from collections import OrderedDict
@@ -43,6 +42,7 @@ import torch
 from podium.callbacks.progress import ProgressPlotCallback
 from podium.callbacks.visuals import OverlayCallback
 from podium.errors import PodiumError, did_you_mean
+from podium.files import write_atomically
 
 __all__ = [
     "register", "run", "lr_schedule", "default_smoothing", "smooth", "suggest_lr",
@@ -326,9 +326,7 @@ def write_outputs(records: List[Dict], out: Path, suggestion: Dict, title: str) 
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    tmp = out / f".lr_find.png.{os.getpid()}.tmp"
-    figure.savefig(tmp, format="png")
-    os.replace(tmp, out / "lr_find.png")
+    write_atomically(out / "lr_find.png", lambda tmp: figure.savefig(tmp, format="png"))
 
 
 def run(args) -> int:

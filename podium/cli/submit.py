@@ -27,6 +27,7 @@ import yaml
 from podium.cli.tune_postprocess import AGGREGATES, DEFAULT_THRESHOLDS, METRICS, parse_grid, tune
 from podium.datasets import ImageFolderDataset
 from podium.errors import PodiumError
+from podium.files import write_atomically
 from podium.inference import cv_runs
 from podium.inference.checkpoint import load_run_config, run_data_config
 from podium.inference.config import load_inference_config, resolve_inference_config
@@ -166,6 +167,5 @@ def _write_yaml(path: Path, config: Dict[str, Any], run_dir: Path, folds: List[P
         f"# written by podium submit: the ensemble of folds {indices} of {run_dir};\n"
         f"# postprocess tuned on {images} out-of-fold images ({metric}). Rerun: podium predict --config {path}\n"
     )
-    tmp = path.with_suffix(".yml.tmp")
-    tmp.write_text(header + yaml.safe_dump(config, sort_keys=False))
-    tmp.replace(path)
+    text = header + yaml.safe_dump(config, sort_keys=False)
+    write_atomically(path, lambda tmp: tmp.write_text(text))

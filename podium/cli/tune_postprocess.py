@@ -25,8 +25,6 @@ nearest the default (0.5; 0 = plain argmax for multiclass).
 """
 import argparse
 import math
-import os
-import threading
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -35,6 +33,7 @@ import yaml
 
 from podium.datasets import ImageFolderDataset, read_split, select_names
 from podium.errors import PodiumError
+from podium.files import write_atomically
 from podium.inference.postprocess import (
     PostProcess, binary_class_mask, components, default_threshold, multiclass_class_mask,
 )
@@ -113,7 +112,7 @@ def run(args) -> int:
     comment = (f"{TUNED}: {args.metric} ({args.aggregate}) on {len(names)} images of "
                f"{args.data}{f' (split {args.split})' if args.split else ''}, maps {args.probabilities}")
     text, kept = replace_yaml_block(config_text, BLOCK, block, comment)
-    _write_atomically(out, text)
+    write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(result.table([classes[c] for c in result.classes], args.metric))
     print(f"wrote {BLOCK}: {_inline(block)} into {out}")
     if not kept:
@@ -409,12 +408,3 @@ def _inline(block: dict) -> str:
     return yaml.safe_dump(block, default_flow_style=True, sort_keys=False, width=1 << 16).strip()
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

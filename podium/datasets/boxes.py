@@ -58,7 +58,7 @@ import torch
 from torch.utils.data import Dataset
 
 from podium.datasets.deepforest import ForestImage, read_deepforest_annotations
-from podium.datasets.letterbox import letterbox, letterbox_meta
+from podium.datasets.letterbox import letterbox
 from podium.datasets.normalize import Normalizer, build_normalizer
 from podium.datasets.readers import read_image
 from podium.datasets.transforms import build_transforms

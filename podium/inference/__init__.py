@@ -8,7 +8,9 @@ from podium.inference.geometry import GeometryInverse, ImagePipeline
 from podium.inference.pipeline import READING_KEYS, predict
 from podium.inference.predictor import Predictor, default_device
 from podium.inference.tiles import TiledPrediction
-from podium.inference.writers import to_mask, write_json, write_mask, write_overlay
+from podium.files import write_json
+from podium.inference.writers import to_mask, write_mask
+from podium.overlays import write_overlay
 
 __all__ = [
     "GeometryInverse", "ImagePipeline", "Predictor", "READING_KEYS", "TiledPrediction",

@@ -39,7 +39,7 @@ from podium.datasets.normalize import build_normalizer
 from podium.datasets.readers import read_image
 from podium.errors import PodiumError
 from podium.inference.checkpoint import load_model, run_data_config
-from podium.inference.writers import write_atomically
+from podium.files import write_atomically
 from podium.metrics.detection_map import DetectionMAP
 from podium.models.centernet import decode_centernet
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from podium.errors import PodiumError
-from podium.inference.writers import write_atomically, write_json
+from podium.files import write_atomically, write_json
 
 __all__ = [
     "SETTINGS", "FOLDS", "SUMMARY", "DONE", "NAMES", "OOF_METRICS", "OOF_PROBABILITIES",

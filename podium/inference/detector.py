@@ -36,7 +36,7 @@ from podium.errors import PodiumError
 from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.tta import MODES as TTA_MODES
 from podium.inference.tta import build_tta
-from podium.inference.writers import write_atomically
+from podium.files import write_atomically
 from podium.metrics.boxes import box_iou
 
 __all__ = ["BoxPredictor", "TTA_MODES", "load_box_predictor",

@@ -43,7 +43,7 @@ from podium.datasets.readers import read_image
 from podium.errors import PodiumError
 from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.tta import TTA, build_tta
-from podium.inference.writers import write_atomically
+from podium.files import write_atomically
 from podium.metrics.regression import R2Score
 
 __all__ = [

@@ -46,7 +46,9 @@ from podium.inference.probability_maps import write_probability_map
 from podium.inference.sharding import Shards
 from podium.inference.submission import SubmissionWriter
 from podium.inference.tiles import TiledPrediction
-from podium.inference.writers import write_atomically, write_json, write_mask, write_overlay
+from podium.files import write_atomically, write_json
+from podium.inference.writers import write_mask
+from podium.overlays import write_overlay
 from podium.metrics import ConfusionCounts
 from podium.metrics.segmentation import default_class_names
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from podium.errors import PodiumError
 from podium.inference.postprocess import as_numpy
-from podium.inference.writers import write_atomically
+from podium.files import write_atomically
 from podium.metrics.segmentation import default_class_names
 
 __all__ = [

@@ -42,7 +42,7 @@ import numpy as np
 from podium.datasets.rle import rle_encode
 from podium.errors import PodiumError, did_you_mean
 from podium.inference.postprocess import MODES, as_numpy, components
-from podium.inference.writers import write_atomically
+from podium.files import write_atomically
 
 __all__ = ["SubmissionWriter", "FIELDS"]
 

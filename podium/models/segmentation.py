@@ -11,9 +11,8 @@ or encoder, channels < 1, weights that cannot be downloaded) raises `PodiumError
 No Catalyst here: models know nothing of the training loop.
 """
 import difflib
-from typing import List, Optional, Sequence, Union
+from typing import List, Sequence, Union
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

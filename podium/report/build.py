@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from podium.errors import PodiumError
+from podium.files import write_atomically
 from podium.inference import cv_runs
 from podium.report import html as h
 from podium.report.config_text import config_yaml, file_as_yaml
@@ -423,8 +424,5 @@ def write_report(run_dir, out=None, num_overlays: int = 4) -> Tuple[Path, List[s
     if num_overlays < 0:
         raise PodiumError(f"--num-overlays must be >= 0, got {num_overlays}")
     text, notes = build_report(run_dir, num_overlays, link_base=out.resolve().parent)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return out, notes

@@ -27,8 +27,6 @@ What it adds to a Catalyst config:
   checkpoint; checkpoints come from podium's resumable `CheckpointCallback`.
 Everything else — loaders, criterion dict, callbacks, loggers, engine — is Catalyst's own.
 """
-import json
-import os
 from collections import OrderedDict
 from copy import deepcopy
 from pathlib import Path
@@ -50,6 +48,7 @@ from podium.datasets import (
     worker_init_fn,
 )
 from podium.errors import PodiumError
+from podium.files import write_json
 from podium.runners.config_checks import check_config
 from podium.runners.cross_checks import check_metric_keys, check_references, explain_missing_batch_metric
 from podium.runners.engines import DDPEngine, torchrun_world_size
@@ -73,11 +72,6 @@ def set_encoder_trainable(model: nn.Module, trainable: bool) -> None:
         parameter.requires_grad_(trainable)
 
 
-def _write_json(path: Path, content: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(content, indent=2))
-    os.replace(temporary, path)
 
 
 def _bare(model: nn.Module) -> nn.Module:
@@ -263,7 +257,7 @@ class SegmentationRunner(ResumeMixin, SupervisedConfigRunner):
                 for name, dataset in datasets.items()
             }
             path = Path(self._logdir) / "configs" / f"transforms_{self.stage_key}.json"
-            _write_json(path, pipelines)
+            write_json(path, pipelines)
 
     def on_loader_start(self, runner) -> None:
         """Seeds an in-process loader's augmentations (workers seed themselves)."""
