@@ -612,19 +612,32 @@ def _write_geopose(out):
     return write_table([{"name": "a", "angle": 1.0, "scale": 2.0}], None, out)
 
 
+def _write_progress_plot(out):
+    from podium.callbacks.progress import plot_progress
+    return plot_progress([{"epoch": 1, "stage": "train", "metrics": {"train": {"loss": 1.0}}}], out / "progress.png")
+
+
+def _write_report(out, run_dir):
+    from podium.report.build import write_report
+    return write_report(run_dir, out / "report.html")
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full (every write: ENOSPC)")
-@pytest.mark.parametrize("write, name", [(_write_centernet, "boxes.csv"), (_write_detector, "preds.csv"),
-                                         (_write_geopose, "predictions.csv")], ids=["centernet", "detector", "geopose"])
-def test_task_predictor_write_fails_and_the_old_file_stays(tmp_path, write, name):
-    """predict-centernet / -detector / -geopose on a full disk (their temp file is /dev/full):
-    one line naming the file; the file of an earlier prediction keeps its bytes; no temp left."""
+@pytest.mark.parametrize("write, name", [
+    (_write_centernet, "boxes.csv"), (_write_detector, "preds.csv"), (_write_geopose, "predictions.csv"),
+    (_write_progress_plot, "progress.png"), (_write_report, "report.html"),
+], ids=["predict-centernet", "predict-detector", "predict-geopose", "progress-plot", "report"])
+def test_output_write_fails_and_the_old_file_stays(tmp_path, write, name, run_dir):
+    """An output of predict-centernet / -detector / -geopose, the training progress plot and
+    `podium report` on a full disk (the temp file is /dev/full): one line naming the file; the
+    earlier file keeps its bytes; no temp left."""
     from podium.errors import PodiumError
     from podium.files import temporary_path
 
     (tmp_path / name).write_text("earlier prediction\n")
     temporary_path(tmp_path / name).symlink_to("/dev/full")
     with pytest.raises(PodiumError) as caught:
-        write(tmp_path)
+        write(tmp_path, run_dir) if write is _write_report else write(tmp_path)
     assert_message(str(caught.value), f"cannot write {tmp_path / name}: No space left on device",
                    "expected a writable output folder with free space")
     assert (tmp_path / name).read_text() == "earlier prediction\n"
