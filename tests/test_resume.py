@@ -233,6 +233,58 @@ def test_resume_at_a_stage_boundary_starts_the_next_stage(config_file, reference
     assert all(p.requires_grad for p in runner.model.encoder.parameters())  # train: unfrozen
 
 
+def _start(command: list, log: Path) -> subprocess.Popen:
+    """A command in its own process group (so a kill takes its DDP workers too), output to `log`."""
+    with open(log, "w") as output:
+        return subprocess.Popen(list(map(str, command)), cwd=REPO, stdout=output,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def test_ddp_run_killed_mid_stage_then_resumed_ends_like_an_uninterrupted_ddp_run(config_file, tmp_path):
+    """2 gloo processes (Catalyst spawns them): the whole process group is SIGKILLed in
+    epoch 2 of stage `train`, as a preempted node would be; `--autoresume last`, still under
+    DDP, logs what the uninterrupted DDP run logs (rank 0 wrote the checkpoint; every rank
+    restores from it)."""
+    engine = tmp_path / "ddp.yml"
+    engine.write_text("engine: {_target_: podium.runners.engines.DDPEngine, backend: gloo, num_processes: 2}\n")
+    command = [BIN / "catalyst-dl", "run", "--config", config_file, engine]
+    reference, logdir = tmp_path / "reference", tmp_path / "run"
+    uninterrupted = _start(command + [f"--args/logdir={reference}:str"], tmp_path / "reference.log")
+    killed = _start(command + [f"--args/logdir={logdir}:str"], tmp_path / "killed.log")
+    try:
+        deadline = time.monotonic() + 600
+        while logged_epochs(logdir) < 2:  # epoch 1 of `train` logged: now in its epoch 2
+            assert killed.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no epoch 1 of stage train within 600 s"
+            time.sleep(0.02)
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait(timeout=60)
+        assert uninterrupted.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-3000:]
+    finally:
+        for process in (uninterrupted, killed):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    state = torch.load(logdir / "checkpoints" / "last_full.pth", weights_only=True)
+    assert (state["stage_key"], state["stage_epoch_step"]) == ("train", 1)  # not finished
+
+    resumed = _start(command + [f"--args/logdir={logdir}:str", "--autoresume", "last"], tmp_path / "resumed.log")
+    try:
+        assert resumed.wait(timeout=600) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
+    finally:
+        if resumed.poll() is None:
+            os.killpg(resumed.pid, signal.SIGKILL)
+    assert "(stage train, epoch 1): running stage train from epoch 2" in (tmp_path / "resumed.log").read_text()
+
+    expected, got = csv_rows(reference), csv_rows(logdir)
+    assert epochs_per_stage(expected) == [1, 2]  # early stopping ended `train` after epoch 2
+    assert epochs_per_stage(got) == epochs_per_stage(expected)
+    for want, have in zip(expected, got):
+        assert have == pytest.approx(want, rel=1e-5, abs=1e-7)
+    final = torch.load(logdir / "checkpoints" / "last_full.pth", weights_only=True)
+    assert (final["stage_key"], final["stage_epoch_step"], final["global_epoch_step"]) == ("train", 2, 3)
+
+
 # ---------------------------------------------------------------- resume: bad input
 def test_resume_errors_name_the_file(config_file, reference, tmp_path):
     checkpoints = reference / "checkpoints"
