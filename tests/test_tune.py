@@ -154,3 +154,60 @@ def test_suggestions_are_replaced_in_mappings_and_lists():
 def test_trial_logdir():
     assert tune_main.trial_logdir({"args": {"logdir": "logs/x"}}, 3) == "logs/x/trial_3"
     assert tune_main.trial_logdir({"args": {}}, 3) is None
+
+
+def _two_stage_trial(on_epoch_end, scores_per_stage):
+    """One optuna trial fed by a fresh OptunaPruningCallback per stage (as Catalyst builds them)."""
+    from types import SimpleNamespace
+
+    from catalyst.callbacks import OptunaPruningCallback
+
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask()
+    runner = SimpleNamespace(trial=trial, global_epoch_step=0)
+    for stage, scores in scores_per_stage.items():
+        callback = OptunaPruningCallback(loader_key="valid", metric_key="dice", minimize=False)
+        runner.stage_key = stage
+        callback.on_stage_start(runner)
+        for epoch, score in enumerate(scores, 1):
+            runner.stage_epoch_step, runner.global_epoch_step = epoch, runner.global_epoch_step + 1
+            runner.epoch_metrics = {"valid": {"dice": score}}
+            on_epoch_end(callback, runner)
+    study.tell(trial, trial.best_score)
+    return study.trials[0]
+
+
+def test_pruning_callback_reports_every_stage_by_global_epoch():
+    """Frozen-encoder stage then unfrozen: every epoch is reported at its global epoch, and the
+    trial's score is its best epoch in any stage (Catalyst: stage 2's epoch 1 ignored, and the
+    best of stage 2 only)."""
+    from catalyst.callbacks import OptunaPruningCallback
+
+    from podium.compat import optuna_pruning
+
+    scores = {"warmup": [0.5], "train": [0.4, 0.45]}
+    trial = _two_stage_trial(OptunaPruningCallback.on_epoch_end, scores)
+    assert trial.intermediate_values == {1: 0.5, 2: 0.4, 3: 0.45}
+    assert trial.value == 0.5
+
+    with pytest.warns(UserWarning, match="already reported"):
+        upstream = _two_stage_trial(optuna_pruning.original_on_epoch_end, scores)
+    assert upstream.intermediate_values == {1: 0.5, 2: 0.45}  # stage 2's epoch 1 was dropped
+    assert upstream.value == 0.45
+
+
+def test_a_two_stage_config_is_tuned_by_global_epoch(nuclei_data, tmp_path, monkeypatch):
+    """catalyst-dl tune's main on the shipped config with a frozen-encoder stage before `tune`."""
+    def two_stages(config):
+        config["data"].update(root=str(nuclei_data), split_file=str(small_split(nuclei_data, tmp_path / "split.csv")))
+        tune_stage = dict(config["stages"]["tune"], num_epochs=1)
+        config["stages"] = {"frozen": dict(tune_stage, freeze_encoder=True), "tune": tune_stage}
+
+    config = write_config(tmp_path, two_stages)
+    study = run_main(tune_main.main, config, f"--args/logdir={tmp_path / 'tune'}:str", monkeypatch=monkeypatch)
+    trial = study.trials[0]
+    valid = pd.read_csv(tmp_path / "tune" / "trial_0" / "logs" / "valid.csv")
+    dice = valid.loc[valid["step"] != "step", "dice"].astype(float).tolist()  # a header per stage
+    assert len(dice) == 2
+    assert trial.intermediate_values == pytest.approx({1: dice[0], 2: dice[1]})
+    assert trial.value == pytest.approx(max(dice))

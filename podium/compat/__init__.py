@@ -22,6 +22,8 @@ Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP worker
 - `import_noise`: hide the FutureWarnings pytorch-toolbelt prints when imported.
 - `tune_flags` / `tune_main`: `catalyst-dl tune` (optuna): `--seed`, `--storage URL`, no
   `--expdir` needed, one logdir per trial, dotted sampler/pruner names (see each module).
+- `optuna_pruning`: `OptunaPruningCallback` reports by global epoch and keeps the trial's best
+  over every stage, so multi-stage configs can be tuned.
 
 `apply()` is idempotent; it runs once on import.
 """
@@ -55,10 +57,11 @@ def apply() -> None:
     checkpoint.apply()
 
     # after config_loading: catalyst.dl.scripts.tune then imports the checked parse_args_uargs
-    from podium.compat import tune_flags, tune_main
+    from podium.compat import optuna_pruning, tune_flags, tune_main
 
     tune_flags.apply()
     tune_main.apply()
+    optuna_pruning.apply()
     _applied = True
 
 
