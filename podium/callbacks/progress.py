@@ -178,5 +178,6 @@ class ProgressPlotCallback(Callback):
         png, state = self._paths(runner)
         if png is None or not self.history:
             return
-        write_atomically(state, lambda tmp: tmp.write_text(json.dumps({"run": str(runner.run_key), "history": self.history})))
+        saved = json.dumps({"run": str(runner.run_key), "history": self.history})
+        write_atomically(state, lambda tmp: tmp.write_text(saved))
         plot_progress(self.history, png, self.metrics, title=png.parent.name)
