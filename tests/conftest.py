@@ -14,10 +14,11 @@ NUCLEI_CONFIG = REPO / "configs" / "nuclei" / "unet_resnet18.yml"
 
 # --- Disk. A training run writes ~370 MB of checkpoints (57 MB weights + 172 MB with the
 # optimizer, per epoch kept), and the suite makes ~25 of them: kept to the end, they filled
-# 8 GB. Function-scoped tmp_path folders of passing tests go at once (pyproject:
-# tmp_path_retention_policy = "failed"); the folders a module-scoped fixture makes with
-# tmp_path_factory go when that fixture is torn down, unless a test of the module failed.
-# Session fixtures (the nuclei sample, trained_run) keep theirs to the end of the session.
+# 8 GB. So a passing test's tmp_path goes at once, and the folders a module-scoped fixture
+# makes with tmp_path_factory go when that fixture is torn down, unless a test of the module
+# failed. pytest's tmp_path_retention_policy ("failed", in pyproject.toml) decides both:
+# `-o tmp_path_retention_policy=all` keeps everything for a look afterwards. Session fixtures
+# (the nuclei sample, trained_run) keep theirs to the end of the session.
 _fixtures_being_set_up: list = []
 _folders_of_module_fixtures: dict = {}
 _modules_with_failures: set = set()
@@ -41,7 +42,8 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_fixture_post_finalizer(fixturedef, request):
     folders = _folders_of_module_fixtures.pop(id(fixturedef), [])
-    if request.path not in _modules_with_failures:
+    policy = request.config.getini("tmp_path_retention_policy")  # -o tmp_path_retention_policy=all keeps all
+    if policy == "none" or (policy == "failed" and request.path not in _modules_with_failures):
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
 
