@@ -28,7 +28,7 @@ import yaml
 
 from conftest import BIN, NUCLEI_CONFIG, REPO
 from podium.cli.main import main as podium_main
-from podium.errors import _format
+from podium.errors import PodiumError, _format
 from tracking_helpers import run_in_process, tiny_nuclei
 
 SHORT = ("--stages/warmup/num_epochs=1:int", "--stages/train/num_epochs=1:int")
@@ -597,22 +597,22 @@ def test_cli_predict_write_fails_and_the_earlier_prediction_stays(run_dir, tiny,
     assert not [p for p in predictions.rglob("*.tmp")]
 
 
-def _write_centernet(out):
+def _write_centernet(out, run_dir):
     from podium.inference.centernet import write_csv
     return write_csv([{"image": "a.png", "x1": 1, "y1": 2, "x2": 3, "y2": 4, "score": 0.9}], out / "boxes.csv")
 
 
-def _write_detector(out):
+def _write_detector(out, run_dir):
     from podium.inference.detector import write_csv
     return write_csv([{"image": "a.png", "score": 0.9, "label": 1}], out / "preds.csv")
 
 
-def _write_geopose(out):
+def _write_geopose(out, run_dir):
     from podium.inference.geopose import write_table
     return write_table([{"name": "a", "angle": 1.0, "scale": 2.0}], None, out)
 
 
-def _write_progress_plot(out):
+def _write_progress_plot(out, run_dir):
     from podium.callbacks.progress import plot_progress
     return plot_progress([{"epoch": 1, "stage": "train", "metrics": {"train": {"loss": 1.0}}}], out / "progress.png")
 
@@ -631,13 +631,12 @@ def test_output_write_fails_and_the_old_file_stays(tmp_path, write, name, run_di
     """An output of predict-centernet / -detector / -geopose, the training progress plot and
     `podium report` on a full disk (the temp file is /dev/full): one line naming the file; the
     earlier file keeps its bytes; no temp left."""
-    from podium.errors import PodiumError
     from podium.files import temporary_path
 
     (tmp_path / name).write_text("earlier prediction\n")
     temporary_path(tmp_path / name).symlink_to("/dev/full")
     with pytest.raises(PodiumError) as caught:
-        write(tmp_path, run_dir) if write is _write_report else write(tmp_path)
+        write(tmp_path, run_dir)
     assert_message(str(caught.value), f"cannot write {tmp_path / name}: No space left on device",
                    "expected a writable output folder with free space")
     assert (tmp_path / name).read_text() == "earlier prediction\n"

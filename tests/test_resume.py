@@ -154,34 +154,35 @@ def _start_first_stage(config: dict) -> SegmentationRunner:
 
 
 # ---------------------------------------------------------------- SIGKILL, then resume
-def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(config_file, reference,
-                                                                      tmp_path):
-    logdir, log = tmp_path / "run", tmp_path / "killed.log"
+def _start(command: list, log: Path) -> subprocess.Popen:
+    """A command in its own process group (so a kill takes its DDP workers too), output to `log`."""
     with open(log, "w") as output:
-        process = subprocess.Popen(
-            [str(BIN / "catalyst-dl"), "run", "--config", str(config_file),
-             f"--args/logdir={logdir}:str"],
-            cwd=REPO, stdout=output, stderr=subprocess.STDOUT,
-        )
-    try:  # wait until epoch 1 of stage 2 is logged (its checkpoint is written before): the
-        # process is then in epoch 2 of stage 2
-        deadline = time.monotonic() + 300
+        return subprocess.Popen(list(map(str, command)), cwd=REPO, stdout=output,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _kill_in_epoch_2_of_train(process: subprocess.Popen, logdir: Path, log: Path, seconds: float) -> None:
+    """SIGKILL the process group once epoch 1 of stage 2 is logged (its checkpoint is written
+    before): the run is then in epoch 2 of stage 2."""
+    try:
+        deadline = time.monotonic() + seconds
         while logged_epochs(logdir) < 2:
-            assert process.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "no epoch 1 of stage train within 300 s"
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"no epoch 1 of stage train within {seconds:.0f} s"
             time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
     finally:
         if process.poll() is None:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert process.returncode == -signal.SIGKILL
     killed = torch.load(logdir / "checkpoints" / "last_full.pth", weights_only=True)
     assert (killed["stage_key"], killed["stage_epoch_step"]) == ("train", 1)  # not finished
 
-    run_in_process(config_file, logdir, "--resume", str(logdir))  # --resume RUN_DIR
 
+def _assert_ends_like(reference: Path, logdir: Path) -> None:
+    """The resumed run logged what the uninterrupted one did and ended where it ended."""
     expected, got = csv_rows(reference), csv_rows(logdir)
     assert epochs_per_stage(expected) == [1, 2]  # early stopping ended `train` after epoch 2
     assert epochs_per_stage(got) == epochs_per_stage(expected)
@@ -191,6 +192,16 @@ def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(config_fil
     assert (final["stage_key"], final["stage_epoch_step"], final["global_epoch_step"]) == \
         ("train", 2, 3)
     assert final[RESUME_KEY]["early_stop"] is True
+
+
+def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(config_file, reference,
+                                                                      tmp_path):
+    logdir, log = tmp_path / "run", tmp_path / "killed.log"
+    process = _start([BIN / "catalyst-dl", "run", "--config", config_file, f"--args/logdir={logdir}:str"], log)
+    _kill_in_epoch_2_of_train(process, logdir, log, seconds=300)
+
+    run_in_process(config_file, logdir, "--resume", str(logdir))  # --resume RUN_DIR
+    _assert_ends_like(reference, logdir)
 
     # every checkpoint in the run directory is whole: none was left truncated by the kill
     files = sorted(os.listdir(logdir / "checkpoints"))
@@ -233,13 +244,6 @@ def test_resume_at_a_stage_boundary_starts_the_next_stage(config_file, reference
     assert all(p.requires_grad for p in runner.model.encoder.parameters())  # train: unfrozen
 
 
-def _start(command: list, log: Path) -> subprocess.Popen:
-    """A command in its own process group (so a kill takes its DDP workers too), output to `log`."""
-    with open(log, "w") as output:
-        return subprocess.Popen(list(map(str, command)), cwd=REPO, stdout=output,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
 def test_ddp_run_killed_mid_stage_then_resumed_ends_like_an_uninterrupted_ddp_run(config_file, tmp_path):
     """2 gloo processes (Catalyst spawns them): the whole process group is SIGKILLed in
     epoch 2 of stage `train`, as a preempted node would be; `--autoresume last`, still under
@@ -250,23 +254,14 @@ def test_ddp_run_killed_mid_stage_then_resumed_ends_like_an_uninterrupted_ddp_ru
     command = [BIN / "catalyst-dl", "run", "--config", config_file, engine]
     reference, logdir = tmp_path / "reference", tmp_path / "run"
     uninterrupted = _start(command + [f"--args/logdir={reference}:str"], tmp_path / "reference.log")
-    killed = _start(command + [f"--args/logdir={logdir}:str"], tmp_path / "killed.log")
     try:
-        deadline = time.monotonic() + 600
-        while logged_epochs(logdir) < 2:  # epoch 1 of `train` logged: now in its epoch 2
-            assert killed.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "no epoch 1 of stage train within 600 s"
-            time.sleep(0.02)
-        os.killpg(killed.pid, signal.SIGKILL)
-        killed.wait(timeout=60)
+        killed = _start(command + [f"--args/logdir={logdir}:str"], tmp_path / "killed.log")
+        _kill_in_epoch_2_of_train(killed, logdir, tmp_path / "killed.log", seconds=600)
         assert uninterrupted.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-3000:]
     finally:
-        for process in (uninterrupted, killed):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    state = torch.load(logdir / "checkpoints" / "last_full.pth", weights_only=True)
-    assert (state["stage_key"], state["stage_epoch_step"]) == ("train", 1)  # not finished
+        if uninterrupted.poll() is None:
+            os.killpg(uninterrupted.pid, signal.SIGKILL)
+            uninterrupted.wait()
 
     resumed = _start(command + [f"--args/logdir={logdir}:str", "--autoresume", "last"], tmp_path / "resumed.log")
     try:
@@ -276,13 +271,7 @@ def test_ddp_run_killed_mid_stage_then_resumed_ends_like_an_uninterrupted_ddp_ru
             os.killpg(resumed.pid, signal.SIGKILL)
     assert "(stage train, epoch 1): running stage train from epoch 2" in (tmp_path / "resumed.log").read_text()
 
-    expected, got = csv_rows(reference), csv_rows(logdir)
-    assert epochs_per_stage(expected) == [1, 2]  # early stopping ended `train` after epoch 2
-    assert epochs_per_stage(got) == epochs_per_stage(expected)
-    for want, have in zip(expected, got):
-        assert have == pytest.approx(want, rel=1e-5, abs=1e-7)
-    final = torch.load(logdir / "checkpoints" / "last_full.pth", weights_only=True)
-    assert (final["stage_key"], final["stage_epoch_step"], final["global_epoch_step"]) == ("train", 2, 3)
+    _assert_ends_like(reference, logdir)
 
 
 # ---------------------------------------------------------------- resume: bad input

@@ -27,6 +27,7 @@ import numpy as np
 import tifffile
 
 from podium.errors import PodiumError, did_you_mean
+from podium.files import write_image
 
 __all__ = [
     "SAMPLES", "TILE_SIZES", "sample_names", "write_sample", "write_nuclei", "nuclei_tiles",
@@ -119,11 +120,7 @@ def _prepare_folders(out, keep: set) -> None:
 
 def _write_png(path: str, array: np.ndarray) -> None:
     """Lossless PNG keeping the dtype (uint16 stays 16-bit); same array → same bytes."""
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(array))
-    if not ok:
-        raise PodiumError(f"cannot encode {path} as PNG")
-    with open(path, "wb") as handle:
-        handle.write(data.tobytes())
+    write_image(path, np.ascontiguousarray(array))
 
 
 def _write_text(path: str, text: str) -> None:

@@ -38,8 +38,8 @@ from podium.datasets.centernet import build_deepforest_tiles, transform_maps
 from podium.datasets.normalize import build_normalizer
 from podium.datasets.readers import read_image
 from podium.errors import PodiumError
-from podium.inference.checkpoint import load_model, run_data_config
 from podium.files import write_atomically
+from podium.inference.checkpoint import load_model, run_data_config
 from podium.metrics.detection_map import DetectionMAP
 from podium.models.centernet import decode_centernet
 

@@ -33,10 +33,10 @@ from podium.datasets.boxes import (
 from podium.datasets.normalize import build_normalizer
 from podium.datasets.readers import read_image
 from podium.errors import PodiumError
+from podium.files import write_atomically
 from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.tta import MODES as TTA_MODES
 from podium.inference.tta import build_tta
-from podium.files import write_atomically
 from podium.metrics.boxes import box_iou
 
 __all__ = ["BoxPredictor", "TTA_MODES", "load_box_predictor",

@@ -41,9 +41,9 @@ from podium.datasets.geopose import build_geopose_datasets
 from podium.datasets.normalize import build_normalizer
 from podium.datasets.readers import read_image
 from podium.errors import PodiumError
+from podium.files import write_atomically
 from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.tta import TTA, build_tta
-from podium.files import write_atomically
 from podium.metrics.regression import R2Score
 
 __all__ = [
@@ -218,7 +218,6 @@ def predict_images(predictor: GeoposePredictor, paths: Sequence, scalars: Option
 def write_outputs(out_dir, name: str, found: Dict[str, np.ndarray]) -> None:
     """`<name>_AGL.tif`, `<name>_MAG.tif` (float32) and `<name>_VFLOW.json` into out_dir."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for key, suffix in (("height", "AGL"), ("magnitude", "MAG")):
         array = np.ascontiguousarray(found[key][0], np.float32)
         write_atomically(out_dir / f"{name}_{suffix}.tif", lambda p: tifffile.imwrite(p, array))
@@ -229,7 +228,6 @@ def write_outputs(out_dir, name: str, found: Dict[str, np.ndarray]) -> None:
 def write_table(rows: Sequence[Dict[str, Any]], summary: Optional[Dict[str, Any]], out_dir) -> Path:
     """`predictions.csv` (and `metrics.json` when scored) into out_dir, atomically."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "predictions.csv"
     write_atomically(path, lambda p: pd.DataFrame(list(rows)).to_csv(p, index=False))
     if summary is not None:

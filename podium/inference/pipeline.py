@@ -37,6 +37,7 @@ from podium.datasets.exclusion import apply_exclusion, read_exclusion_list, reso
 from podium.datasets.image_folder import index_masks
 from podium.datasets.readers import IMAGE_EXTENSIONS
 from podium.errors import PodiumError
+from podium.files import write_atomically, write_json
 from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.ensemble import Ensemble
 from podium.inference.geometry import ImagePipeline, WithOriginalSize
@@ -46,11 +47,10 @@ from podium.inference.probability_maps import write_probability_map
 from podium.inference.sharding import Shards
 from podium.inference.submission import SubmissionWriter
 from podium.inference.tiles import TiledPrediction
-from podium.files import write_atomically, write_json
 from podium.inference.writers import write_mask
-from podium.overlays import write_overlay
 from podium.metrics import ConfusionCounts
 from podium.metrics.segmentation import default_class_names
+from podium.overlays import write_overlay
 
 __all__ = ["READING_KEYS", "LoadedModel", "load_models", "predict"]
 

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 
 from podium.errors import PodiumError
+from podium.files import write_atomically, write_image
 from podium.inference.postprocess import as_numpy
-from podium.files import write_atomically
 from podium.metrics.segmentation import default_class_names
 
 __all__ = [
@@ -53,7 +53,7 @@ def write_probability_map(folder, name: str, probabilities, class_names: Optiona
     _write_manifest(folder, classes)
     quantised = np.rint(np.clip(probabilities, 0.0, 1.0) * SCALE).astype(np.uint8)
     for c, class_name in enumerate(classes):
-        _write_png(_png_path(folder, classes, c, name), quantised[c])
+        write_image(_png_path(folder, classes, c, name), quantised[c])
 
 
 def read_probability_map(folder, name: str) -> np.ndarray:
@@ -163,12 +163,4 @@ def _write_manifest(folder: Path, classes: List[str]) -> None:
         if present != classes:
             raise PodiumError(f"{path} lists classes {present} but these maps have {classes}; expected an empty folder or the same classes")
         return
-    folder.mkdir(parents=True, exist_ok=True)
     write_atomically(path, lambda tmp: tmp.write_text(json.dumps({"classes": classes, "scale": SCALE}, indent=1)))
-
-
-def _write_png(path: Path, array: np.ndarray) -> None:
-    ok, data = cv2.imencode(".png", array)
-    if not ok:
-        raise PodiumError(f"cannot encode {path} as a PNG; expected a uint8 map")
-    write_atomically(path, lambda tmp: tmp.write_bytes(data.tobytes()))

@@ -31,10 +31,10 @@ import yaml
 
 from podium.datasets.soft_labels import KINDS, MANIFEST, MAPS, SETTINGS
 from podium.errors import PodiumError, check_output_folder
+from podium.files import write_atomically, write_json
 from podium.inference import cv_runs
 from podium.inference.checkpoint import CONFIG_PATH
 from podium.inference.probability_maps import probability_map_classes, probability_map_names, read_probability_map
-from podium.files import write_atomically, write_json
 
 __all__ = [
     "CHECKPOINTS", "PREDICT_FILES", "teacher_models", "cv_predict_settings", "image_stats", "choose_kinds",

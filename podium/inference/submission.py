@@ -41,8 +41,8 @@ import numpy as np
 
 from podium.datasets.rle import rle_encode
 from podium.errors import PodiumError, did_you_mean
-from podium.inference.postprocess import MODES, as_numpy, components
 from podium.files import write_atomically
+from podium.inference.postprocess import MODES, as_numpy, components
 
 __all__ = ["SubmissionWriter", "FIELDS"]
 

@@ -72,8 +72,6 @@ def set_encoder_trainable(model: nn.Module, trainable: bool) -> None:
         parameter.requires_grad_(trainable)
 
 
-
-
 def _bare(model: nn.Module) -> nn.Module:
     """The model inside DataParallel / DistributedDataParallel wrappers."""
     while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
