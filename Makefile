@@ -12,7 +12,7 @@ DEMO_DATA := data/nuclei
 DEMO_RUN  := logs/nuclei_demo
 DEMO_PRED := $(DEMO_RUN)/predictions
 
-.PHONY: setup demo test bench clean-demo
+.PHONY: setup demo test test-deps bench clean-demo
 
 setup: $(STAMP)
 
@@ -35,10 +35,15 @@ demo: setup
 	$(VENV)/bin/catalyst-dl run --config configs/nuclei/unet_resnet18.yml \
 		--args/logdir=$(DEMO_RUN):str
 	$(VENV)/bin/podium predict --run $(DEMO_RUN) --data $(DEMO_DATA) --split valid --out $(DEMO_PRED)
-	@echo "run directory: $(DEMO_RUN)   predicted masks: $(DEMO_PRED)"
+	$(VENV)/bin/podium report $(DEMO_RUN) --out $(DEMO_RUN)/report.html
+	@echo "run directory: $(DEMO_RUN)   predicted masks: $(DEMO_PRED)/masks   report: $(DEMO_RUN)/report.html"
 
-test: setup
+# scripts/test-deps.sh first: a program the suite needs (chromium) is installed or named at once
+test: test-deps setup
 	$(VENV)/bin/python -m pytest -q tests
+
+test-deps:
+	bash scripts/test-deps.sh
 
 # Ratio benchmarks (podium vs a plain loop, loader, TTA) and peak memory: prints `overhead RATIOx`
 # and the others' lines; report in benchmarks/results/summary.md. Run it on an idle machine.

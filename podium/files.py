@@ -17,6 +17,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from podium import interrupts
 from podium.errors import PodiumError
 
 __all__ = ["OutputWriteError", "writing", "temporary_path", "write_atomically", "write_json", "write_image"]
@@ -32,7 +33,7 @@ def writing(path):
     try:
         yield
     except OSError as error:
-        if isinstance(error, PodiumError):
+        if isinstance(error, PodiumError) or interrupts.pending():
             raise
         reason = error.strerror or str(error) or type(error).__name__
         raise OutputWriteError(
@@ -54,7 +55,7 @@ def write_atomically(path, write: Callable[[Path], None]) -> Path:
     path = Path(path)
     tmp = temporary_path(path)
     try:
-        with writing(path):
+        with interrupts.deferred(str(path)), writing(path):  # Ctrl-C waits for the file
             path.parent.mkdir(parents=True, exist_ok=True)
             write(tmp)
             os.replace(tmp, path)

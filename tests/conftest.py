@@ -24,6 +24,18 @@ _folders_of_module_fixtures: dict = {}
 _modules_with_failures: set = set()
 
 
+# --- Programs beyond the Python packages. `make test` installs them (scripts/test-deps.sh); a
+# plain `pytest` without them stops here, before any test, instead of failing minutes later.
+PROGRAMS = {"chromium": ("test_report.py", "sudo apt-get install -y chromium, or run make test")}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    files = {item.path.name for item in items}
+    for program, (needed_by, install) in PROGRAMS.items():
+        if needed_by in files and shutil.which(program) is None:
+            pytest.exit(f"{program} is not installed and tests/{needed_by} needs it: {install}", returncode=1)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(fixturedef, request):
     _fixtures_being_set_up.append(fixturedef)

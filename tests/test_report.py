@@ -5,8 +5,8 @@ CSVLogger, cv_done.json / cv_summary.csv by podium cv's own writers — with han
 so every number on the page is checked against a value computed here. One test reads a real
 `catalyst-dl run` logdir (the shared `trained_run` fixture).
 
-Chromium (Debian's `chromium` package) is required: the CI installs it; without it the
-rendering tests fail, they do not skip.
+Chromium (Debian's `chromium` package) is required: `make test` installs it; a plain pytest
+without it stops before the first test (conftest.py), it does not skip.
 """
 import base64
 import csv

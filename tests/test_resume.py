@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -271,6 +272,72 @@ def test_ddp_run_killed_mid_stage_then_resumed_ends_like_an_uninterrupted_ddp_ru
             os.killpg(resumed.pid, signal.SIGKILL)
     assert "(stage train, epoch 1): running stage train from epoch 2" in (tmp_path / "resumed.log").read_text()
 
+    _assert_ends_like(reference, logdir)
+
+
+# ---------------------------------------------------------------- Ctrl-C / SIGTERM, then resume
+def _with_signal(config_file: Path, folder: Path, **sender) -> Path:
+    """The test config with tests/signal_sender.py's SendSignal in stage `train` (fires once)."""
+    config = yaml.safe_load(config_file.read_text())
+    sender = {"_target_": "signal_sender.SendSignal", "stage": "train", "epoch": 2, **sender}
+    config["stages"]["train"]["callbacks"]["send_signal"] = sender
+    path = folder / "config.yml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _interrupted_run(config: Path, logdir: Path, log: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    command = [str(BIN / "catalyst-dl"), "run", "--config", str(config), f"--args/logdir={logdir}:str"]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    log.write_text(result.stdout + result.stderr)
+    return result
+
+
+STOPS = {  # what SendSignal does in epoch 2 of stage train → what the one line must say
+    "mid-batch": (dict(signum=int(signal.SIGINT), loader="train", batch=1), 130,
+                  "interrupted by Ctrl-C (SIGINT) in stage train, epoch 2 of 3 (loader train, batch 1 of 2); "
+                  "the last complete checkpoint is {ckpt}/train.1_full.pth (stage train, epoch 1)"),
+    "validation": (dict(signum=int(signal.SIGTERM), loader="valid", batch=1), 143,
+                   "interrupted by SIGTERM in stage train, epoch 2 of 3 (loader valid, batch 1 of 1); "
+                   "the last complete checkpoint is {ckpt}/train.1_full.pth (stage train, epoch 1)"),
+    "checkpoint write": (dict(signum=int(signal.SIGINT), during_save=True), 130,
+                         "while writing the end of epoch 2 (checkpoints and logs) (completed first); "
+                         "the last complete checkpoint is {ckpt}/train.2_full.pth (stage train, epoch 2)"),
+    "second signal in the write": (dict(signum=int(signal.SIGINT), during_save=True, count=2), 130,
+                                   "while writing the end of epoch 2 (checkpoints and logs) (stopped; what was "
+                                   "written before is unchanged); the last complete checkpoint is "
+                                   "{ckpt}/train.1_full.pth (stage train, epoch 1)"),
+}
+
+
+@pytest.mark.parametrize("moment", list(STOPS))
+def test_signal_stops_with_one_line_and_the_printed_command_resumes(moment, config_file, reference, tmp_path):
+    """A real SIGINT / SIGTERM at a chosen moment of epoch 2 of stage `train`: one line (where,
+    the last complete checkpoint, the command that continues), exit status 128 + signal, no
+    traceback, never "disk full"; every checkpoint left is whole; the printed command then
+    ends the run exactly like the uninterrupted one."""
+    sender, status, expected = STOPS[moment]
+    logdir = tmp_path / "run"
+    config = _with_signal(config_file, tmp_path, once_file=str(tmp_path / "sent"), **sender)
+    result = _interrupted_run(config, logdir, tmp_path / "interrupted.log")
+
+    assert result.returncode == status, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if "interrupted" in line or "Error" in line]
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "disk full" not in result.stderr
+    assert lines[0].startswith("catalyst-dl run: interrupted by ")
+    assert expected.format(ckpt=logdir / "checkpoints") in lines[0]
+    command = lines[0].split("; continue with: ")[1]
+    assert shlex.split(command) == ["catalyst-dl", "run", "--config", str(config),
+                                    f"--args/logdir={logdir}:str", "--autoresume", "last"]
+    files = sorted(os.listdir(logdir / "checkpoints"))
+    assert not [name for name in files if name.endswith(".tmp")]
+    for name in files:
+        if name.endswith(".pth"):
+            torch.load(logdir / "checkpoints" / name, weights_only=True)
+
+    run_in_process(config, logdir, *shlex.split(command)[4:])  # the printed command, in this process
     _assert_ends_like(reference, logdir)
 
 

@@ -42,6 +42,7 @@ from catalyst.core.callback import CallbackOrder
 from catalyst.utils.config import save_config
 from torch import nn
 
+from podium import interrupts
 from podium.compat.callback_state import catalyst_callback_state, load_catalyst_callback_state
 
 __all__ = [
@@ -208,6 +209,10 @@ class CheckpointCallback(_CatalystCheckpointCallback):
             self.best_score = score
         if self.save_n_best == 0:
             return
+        with interrupts.deferred(self._path(runner)):  # Ctrl-C waits for the epoch's whole set
+            self._save_epoch(runner, score, is_best)
+
+    def _save_epoch(self, runner, score: float, is_best: bool) -> None:
         record = (float(score), self._path(runner), runner.stage_key, runner.stage_epoch_step,
                   dict(runner.epoch_metrics))
         self.top_best_metrics.append(record)

@@ -21,12 +21,12 @@ described in podium/inference/cv_runs.py; `podium submit --cv RUN_DIR` uses it.
 """
 import argparse
 import contextlib
+import os
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from copy import deepcopy
 from pathlib import Path
@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
+from podium import interrupts
 from podium.cli.lr_find import _OverridesParser, load_run_config as load_training_config
 from podium.datasets import read_split
 from podium.errors import PodiumError
@@ -96,7 +97,7 @@ def run(args) -> int:
     _refuse_foreign_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fold = None
-    with _exclusive(run_dir), _terminate_as_exception():
+    with _exclusive(run_dir):
         try:
             _prepare(run_dir, settings, texts, Path(args.folds).read_bytes())
             for position, fold in enumerate(selected, start=1):
@@ -106,11 +107,14 @@ def run(args) -> int:
                     continue
                 _run_fold(run_dir, fold, position, len(selected), settings, stages_with_fold_keys)
                 cv_runs.write_summary(run_dir)
-        except (KeyboardInterrupt, _Terminated) as stop:
-            where = f" in fold {fold}" if fold is not None else ""
-            print(f"podium cv: interrupted{where}; run the same command again to resume at the first unfinished fold",
-                  file=sys.stderr, flush=True)
-            return stop.code if isinstance(stop, _Terminated) else 130
+        except KeyboardInterrupt as stop:
+            finished = [path.name for path in cv_runs.finished_folds(run_dir)]
+            kept = f"finished folds are kept ({', '.join(finished)})" if finished else "no fold had finished"
+            return interrupts.report(
+                "podium cv", stop, f"in fold {fold}" if fold is not None else "before the first fold",
+                f"{kept} in {run_dir}; continue with the same command, which trains the unfinished folds: "
+                f"{interrupts.command_line()}",
+            )
     summary = cv_runs.write_summary(run_dir)
     print(_report(run_dir, summary))
     return 0
@@ -346,34 +350,15 @@ def _catalyst_dl() -> List[str]:
 
 
 # ---------------------------------------------------------------------------- child processes
-class _Terminated(SystemExit):
-    """SIGTERM, as an exception: the child is stopped and the fold left unfinished."""
-
-
-@contextlib.contextmanager
-def _terminate_as_exception():
-    """In the main thread, SIGTERM raises _Terminated (exit status 143) instead of ending at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise _Terminated(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_child(command: Sequence[str], stop_timeout: float = 30.0) -> int:
     """Run `command` and return its exit status; if this process is interrupted meanwhile, stop it first.
 
     On Linux the child also gets SIGTERM if this process dies without a word (SIGKILL), so a
     killed `podium cv` never leaves a training process writing into a fold directory.
     """
-    process = subprocess.Popen(list(command), preexec_fn=_parent_death_signal())
+    # podium cv reports an interruption itself: the child's own line would be a second one
+    env = {**os.environ, interrupts.QUIET_ENV: "1"}
+    process = subprocess.Popen(list(command), preexec_fn=_parent_death_signal(), env=env)
     try:
         return process.wait()
     except BaseException:

@@ -6,6 +6,7 @@ Each sub-command module exposes `register(subparsers)`, which adds its parser an
 import argparse
 import sys
 
+from podium import interrupts
 from podium.errors import PodiumError
 
 SUBCOMMANDS = [
@@ -40,10 +41,18 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with interrupts.handled():
+            return int(args.func(args) or 0)
     except PodiumError as error:
         print(f"podium: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as stop:  # Ctrl-C / SIGTERM: every file written so far is whole
+        command = interrupts.command_line(None if argv is None else ["podium", *argv])
+        return interrupts.report(
+            f"podium {args.command}", stop, "",
+            "the files written before it are complete (each file is written whole or not at "
+            f"all); run the same command again: {command}",
+        )
 
 
 if __name__ == "__main__":

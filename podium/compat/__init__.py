@@ -22,6 +22,8 @@ Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP worker
 - `import_noise`: hide the FutureWarnings pytorch-toolbelt prints when imported.
 - `tune_flags` / `tune_main`: `catalyst-dl tune` (optuna): `--seed`, `--storage URL`, no
   `--expdir` needed, one logdir per trial, dotted sampler/pruner names (see each module).
+- `cli_interrupts`: `catalyst-dl` stops on Ctrl-C / SIGTERM with one line (where, the last
+  checkpoint, the command that continues) and status 130 / 143, not a traceback.
 - `optuna_pruning`: `OptunaPruningCallback` reports by global epoch and keeps the trial's best
   over every stage, so multi-stage configs can be tuned.
 
@@ -62,6 +64,10 @@ def apply() -> None:
     tune_flags.apply()
     tune_main.apply()
     optuna_pruning.apply()
+
+    from podium.compat import cli_interrupts
+
+    cli_interrupts.apply()
     _applied = True
 
 

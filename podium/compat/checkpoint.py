@@ -28,6 +28,7 @@ import catalyst.callbacks.checkpoint
 import catalyst.engines.torch  # noqa: F401  (binds both functions by name)
 import catalyst.utils.torch
 
+from podium import interrupts
 from podium.compat._patching import rebind
 from podium.errors import PodiumError
 
@@ -79,18 +80,20 @@ def _write_atomically(path: str, write) -> None:
     """`write(file)` into `.<name>.<pid>.tmp` next to `path`, fsync, then replace `path`."""
     path = os.fspath(path)
     folder, tmp = _temporary_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if isinstance(error, (OSError, RuntimeError)) and not isinstance(error, PodiumError):
-            raise _write_failure(path, error) from error  # torch's writer: RuntimeError
-        raise
+    with interrupts.deferred(path):  # Ctrl-C waits for the file; a second one stops it
+        try:
+            with open(tmp, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException as error:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            failed = isinstance(error, (OSError, RuntimeError)) and not isinstance(error, PodiumError)
+            if failed and not interrupts.pending():  # torch's writer raises RuntimeError
+                raise _write_failure(path, error) from error
+            raise
     _fsync_folder(folder)
 
 

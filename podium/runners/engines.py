@@ -35,6 +35,7 @@ batches. Without counts (another runner) it falls back to Catalyst's plain mean.
 import os
 import pickle
 import socket
+import time
 from datetime import timedelta
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -45,6 +46,7 @@ from catalyst.engines.torch import DistributedDataParallelEngine
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from podium import interrupts
 from podium.errors import PodiumError
 
 __all__ = ["DDPEngine", "BACKENDS", "torchrun_world_size", "free_port"]
@@ -82,11 +84,39 @@ def _worker(local_rank: int, payload: bytes, env: Dict[str, str], threads: int, 
     if threads:
         torch.set_num_threads(threads)
     try:
-        fn, args = pickle.loads(payload)
-        fn(local_rank, int(env["WORLD_SIZE"]), *args)
+        with interrupts.handled():
+            fn, args = pickle.loads(payload)
+            fn(local_rank, int(env["WORLD_SIZE"]), *args)
     except PodiumError as error:  # the parent re-raises it as one clear line
-        errors.put(str(error))
+        errors.put(error)
         raise
+    except KeyboardInterrupt as stop:  # rank 0 says where the run stopped; the parent prints it
+        if local_rank == 0:
+            errors.put(interrupts.interrupted(stop))
+        raise
+
+
+def _stop_workers(processes, signum: int, grace: float = 3.0, timeout: float = 120.0) -> None:
+    """Every worker ends: on the terminal's Ctrl-C they got the signal too; otherwise (a SIGTERM
+    to this process alone) they get it from here after `grace` seconds. Past `timeout`, or on a
+    second signal here, the ones left are killed."""
+    try:
+        _join_all(processes, grace)
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+        _join_all(processes, timeout)
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+            process.join()
+
+
+def _join_all(processes, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
 
 
 class DDPEngine(DistributedDataParallelEngine):
@@ -237,14 +267,20 @@ class DDPEngine(DistributedDataParallelEngine):
         # once per process). Catalyst's spawn engine does exactly that.
         payload = pickle.dumps((fn, args))
         errors = mp.get_context("spawn").SimpleQueue()
+        workers = mp.start_processes(
+            _worker, args=(payload, env, threads, errors), nprocs=nprocs, join=False,
+            start_method="spawn",
+        )
         try:
-            mp.start_processes(
-                _worker, args=(payload, env, threads, errors), nprocs=nprocs, join=True,
-                start_method="spawn",
-            )
+            while not workers.join():
+                pass
+        except KeyboardInterrupt as stop:  # Ctrl-C / SIGTERM: the whole group stops
+            _stop_workers(workers.processes, interrupts.interrupted(stop).signum)
+            reported = errors.get() if not errors.empty() else None
+            raise reported if isinstance(reported, KeyboardInterrupt) else stop
         except (mp.ProcessRaisedException, mp.ProcessExitedException):
             if not errors.empty():
-                raise PodiumError(errors.get()) from None
+                raise PodiumError(str(errors.get())) from None
             raise
 
     def setup_process(self, rank: int = -1, world_size: int = 1) -> None:

@@ -47,10 +47,12 @@ from podium.datasets import (
     transforms_to_dict,
     worker_init_fn,
 )
+from podium import interrupts
 from podium.errors import PodiumError
 from podium.files import write_json
 from podium.runners.config_checks import check_config
 from podium.runners.cross_checks import check_metric_keys, check_references, explain_missing_batch_metric
+from podium.runners import interruption
 from podium.runners.engines import DDPEngine, torchrun_world_size
 from podium.runners.log_guard import guard_loggers
 from podium.runners.resume import ResumeMixin
@@ -277,9 +279,22 @@ class SegmentationRunner(ResumeMixin, SupervisedConfigRunner):
         check_metric_keys(self)
         super().on_loader_end(runner)
 
+    def _run_event(self, event: str) -> None:
+        """An epoch's end (checkpoints, then its log rows) is not cut by Ctrl-C / SIGTERM:
+        the signal waits for it, so a checkpoint never lacks its epoch's logs."""
+        if event != "on_epoch_end":
+            super()._run_event(event)
+            return
+        with interrupts.deferred(f"the end of epoch {self.stage_epoch_step} (checkpoints and logs)"):
+            super()._run_event(event)
+
     def on_exception(self, runner) -> None:
-        """A callback reading a metric nobody logged: one line naming it, not a KeyError."""
+        """A callback reading a metric nobody logged: one line naming it, not a KeyError.
+        Ctrl-C / SIGTERM: where the run stopped, its last checkpoint and how to go on."""
         explain_missing_batch_metric(self, self.exception)
+        stop = interrupts.interrupted(self.exception)
+        if stop is not None:
+            raise interruption.explain(self, stop) from None
         super().on_exception(runner)
 
     def on_batch_start(self, runner) -> None:
