@@ -398,9 +398,12 @@ def test_both_launchers_train_the_same(runs):
         assert run["process"].returncode == 0, launcher
         logs[launcher] = {loader: pd.read_csv(run["logdir"] / "logs" / f"{loader}.csv")
                           for loader in ("train", "valid")}
-    for loader in ("train", "valid"):
+    # every key must be in both logs: a key missing from both must not pass unchecked
+    keys = {"train": ("loss", "loss_focal", "loss_dice", "dice", "iou", "grad_norm"),
+            "valid": ("loss", "loss_focal", "loss_dice", "dice", "iou")}
+    for loader, names in keys.items():
         spawn, torchrun = logs["spawn"][loader], logs["torchrun"][loader]
-        for key in ("loss", "loss_focal", "loss_dice", "dice", "iou", "grad_norm"):
-            if key in spawn:
-                np.testing.assert_allclose(spawn[key], torchrun[key], rtol=1e-6,
-                                           err_msg=f"{loader}/{key}")
+        for key in names:
+            for launcher, log in (("spawn", spawn), ("torchrun", torchrun)):
+                assert key in log.columns, f"{launcher} {loader}.csv has no {key}: {list(log.columns)}"
+            np.testing.assert_allclose(spawn[key], torchrun[key], rtol=1e-6, err_msg=f"{loader}/{key}")

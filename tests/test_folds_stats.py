@@ -90,6 +90,36 @@ def test_classes_stratification(tmp_path):
     assert train["fold"].value_counts().max() - train["fold"].value_counts().min() <= 1
 
 
+def test_classes_stratification_balances_every_class_combination(tmp_path):
+    """Each class combination (counts not multiples of k, every one >= k so none is pooled) is
+    spread over the folds with per-fold counts differing by at most one; the combinations are
+    read back from the mask files by hand."""
+    combinations = {(): 7, (1,): 8, (2,): 7, (1, 2): 10, (3,): 5, (1, 3): 4, (1, 2, 3): 11}
+    root = tmp_path / "combos"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"img{i:03d}" for i in range(sum(combinations.values()))]
+    order = rng.permutation(len(names))  # combinations interleaved in name order
+    labels = [combo for combo, count in combinations.items() for _ in range(count)]
+    for name, index in zip(names, order):
+        mask = np.zeros((SIZE, SIZE), np.uint8)
+        for label in labels[index]:
+            mask[label * 3 : label * 3 + 3, : 2 + index % 12] = label
+        cv2.imwrite(str(root / "images" / f"{name}.png"), rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8))
+        cv2.imwrite(str(root / "masks" / f"{name}.png"), mask)
+    k = 3
+    df = make_folds(root, k=k, stratify="classes", seed=0)
+    present = {n: "+".join(str(v) for v in np.unique(cv2.imread(str(root / "masks" / f"{n}.png"), cv2.IMREAD_UNCHANGED)) if v)
+               or "none" for n in names}
+    assert sorted(pd.Series(present).value_counts().items()) == sorted(
+        ("+".join(map(str, combo)) or "none", count) for combo, count in combinations.items())
+    counts = pd.crosstab(df["name"].map(present), df["fold"])  # combination × fold
+    assert list(counts.columns) == [0, 1, 2] and len(counts) == len(combinations)
+    spread = counts.max(axis=1) - counts.min(axis=1)
+    assert (spread <= 1).all(), counts
+
+
 def test_folds_file_round_trips_through_read_split(folder, tmp_path):
     out = tmp_path / "folds.csv"
     assert main([

@@ -189,6 +189,27 @@ def test_overlap_losses_match_toolbelt_and_numpy(loss_cls, kind, toolbelt_cls):
         assert torch.allclose(loss_cls(mode)(blogits, btarget), toolbelt_cls(mode)(blogits, btarget), atol=1e-6)
 
 
+@pytest.mark.parametrize("loss_cls, kind", [(L.DiceLoss, "dice"), (L.JaccardLoss, "jaccard")])
+def test_log_loss_is_minus_log_of_the_soft_score(loss_cls, kind):
+    """log_loss: -log(soft Dice) (-log(soft IoU)) per class, then the mean; by hand in numpy."""
+    logits, target = multiclass_batch(seed=1)
+    probs = np_softmax(logits.numpy().astype(np.float64)).reshape(2, 3, -1)
+    onehot = np.eye(3)[target.numpy().reshape(2, -1)].transpose(0, 2, 1)
+    for per_image in (False, True):
+        axes = (2,) if per_image else (0, 2)
+        inter, card = (probs * onehot).sum(axes), (probs + onehot).sum(axes)
+        score = 2 * inter / card if kind == "dice" else inter / (card - inter)
+        assert (onehot.sum(axes) > 0).all() and (score < 0.9).all()  # every class present, far from perfect
+        ours = loss_cls("multiclass", log_loss=True, per_image=per_image)(logits, target)
+        assert ours.item() == pytest.approx(np.mean(-np.log(score)), rel=1e-5), per_image
+    # binary: one global score over the batch
+    blogits, btarget = binary_batch(seed=2)
+    p, t = torch.sigmoid(blogits.double()), btarget.double()
+    inter, card = (p * t).sum(), (p + t).sum()
+    score = 2 * inter / card if kind == "dice" else inter / (card - inter)
+    assert loss_cls("binary", log_loss=True)(blogits, btarget).item() == pytest.approx(-math.log(score.item()), rel=1e-5)
+
+
 def test_dice_classes_as_list_toolbelt_raises():
     logits, target = multiclass_batch()
     # toolbelt's to_tensor turns a list into np.ndarray(SHAPE=[1, 2]): uninitialised memory,

@@ -262,6 +262,33 @@ def test_letterboxed_run_predicts_in_the_original_geometry(tmp_path):
     assert json.loads((out / "metrics.json").read_text())["dice"][0] == pytest.approx(2 * tp / total)
 
 
+def test_resized_run_predicts_in_the_original_geometry(tmp_path):
+    """A Resize is undone by resizing the whole output back (stretching), not as a letterbox:
+    on non-square images the two differ everywhere."""
+    run = fake_run(tmp_path / "run", valid_transforms=[{"Resize": {"height": 64, "width": 64}}])
+    best = run / "checkpoints" / "best.pth"
+    checkpoint = torch.load(best)
+    checkpoint["model_state_dict"]["head.final.weight"] *= 300  # probabilities far from 0.5: geometry shows
+    torch.save(checkpoint, best)
+    shapes = [(48, 80), (70, 40)]
+    data = small_folder(tmp_path / "data", shapes)
+    out = tmp_path / "out"
+    assert predict("--run", run, "--data", data, "--probabilities", "--out", out, "--batch-size", 2) == 0
+    model, _ = load_model(run, "best")
+    for i, (height, width) in enumerate(shapes):
+        assert read_png(out / "masks" / f"img{i}.png").shape == (height, width)
+        # by hand: scale to [0, 1], stretch to 64², standardise, model, sigmoid, stretch back (cv2 linear)
+        raw = read_png(data / "images" / f"img{i}.png").astype(np.float32) / 255
+        stretched = cv2.resize(raw, (64, 64), interpolation=cv2.INTER_LINEAR)
+        with torch.no_grad():
+            logits = model(torch.from_numpy((stretched - 0.5) / 0.25)[None, None])
+        probs = torch.sigmoid(logits)[0, 0].numpy()
+        expected = cv2.resize(probs, (width, height), interpolation=cv2.INTER_LINEAR)
+        got = read_probability_map(out / "probabilities", f"img{i}")
+        assert got.shape == (1, height, width) and expected.max() - expected.min() > 0.5
+        np.testing.assert_allclose(got[0], expected, atol=0.5 / 255 + 1e-4)
+
+
 def test_a_valid_pipeline_that_cannot_be_undone_is_refused(tmp_path, capsys):
     run = fake_run(tmp_path / "run", valid_transforms=[{"CenterCrop": {"height": 32, "width": 32}}])
     data = small_folder(tmp_path / "data", [(48, 48)])

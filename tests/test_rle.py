@@ -75,6 +75,17 @@ def test_overrun_names_image_and_amount():
         rle_decode("1 2 18 6", (4, 5), name="img7.jpg")
 
 
+def test_overrun_by_one_pixel_is_an_error_and_ending_on_the_last_pixel_is_not():
+    # 4×5 = 20 pixels: "17 5" (pixels 17..21) overruns by exactly one; "17 4" (17..20) ends on the last pixel
+    with pytest.raises(PodiumError, match=r"overruns the image by 1 pixel\(s\): run 1 starts at pixel 17 with length 5"):
+        rle_decode("17 5", (4, 5))
+    with pytest.raises(PodiumError, match=r"RLE of a overruns the image by 1 pixel\(s\): run 2 starts at pixel 20 with length 2"):
+        rle_decode("1 1 20 2", (4, 5), name="a")
+    expected = np.zeros((4, 5), np.uint8)
+    expected[:, 4] = 1  # pixels 17..20: the last column (column-major)
+    np.testing.assert_array_equal(rle_decode("17 4", (4, 5)), expected)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [("1 2 3", "3 numbers; expected pairs"), ("1 x", 'non-integer value "x"'), ("0 2", r"run 1 = \(0, 2\); expected 1-based")],

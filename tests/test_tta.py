@@ -273,6 +273,43 @@ def test_pixel_vectors_are_divided_by_the_real_scale():
     torch.testing.assert_close(got, torch.stack(expected).mean(dim=0), rtol=0, atol=1e-5)
 
 
+def view_extent_hw(images: torch.Tensor) -> torch.Tensor:
+    """The view's own height and width in pixels, per image (B×2, h then w): an extent in pixels."""
+    size = torch.tensor([float(images.shape[-2]), float(images.shape[-1])])
+    return size.repeat(images.shape[0], 1)
+
+
+def test_pixel_rules_use_each_axis_rounded_scale_on_odd_sizes():
+    """65×97 at scale 0.7 is 46×68 (45.5 → 46, 67.9 → 68): real scales 46/65 ≈ 0.708 for y and
+    68/97 ≈ 0.701 for x, neither is 0.7. Each pixel quantity is divided by its own axis's scale."""
+    size, scaled = (65, 97), (46, 68)  # rounded by hand, halves up
+    images = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(12)) ** 4
+    images[:, :, 5:15, 60:80] += 2.0  # a bright patch off-centre: a centroid of tens of pixels
+    # the view's own extent, in pixels, maps back to the image's extent exactly, through every D4 view
+    extents = {"hw": view_extent_hw, "wh": lambda x: view_extent_hw(x).flip(1),
+               "hw_map": lambda x: view_extent_hw(x)[:, :, None, None].expand(-1, -1, *x.shape[-2:])}
+    fn = lambda x: {key: f(x) for key, f in extents.items()}  # noqa: E731
+    tta = build_tta({"views": "d4", "scales": [0.7]},
+                    vector_keys={"hw": "hw_pixels", "wh": "wh_pixels", "hw_map": "hw_pixels"})
+    got = tta(fn, images)
+    torch.testing.assert_close(got["hw"], torch.tensor([[65.0, 97.0]] * 2), rtol=0, atol=1e-4)
+    torch.testing.assert_close(got["wh"], torch.tensor([[97.0, 65.0]] * 2), rtol=0, atol=1e-4)
+    torch.testing.assert_close(got["hw_map"], torch.tensor([65.0, 97.0])[None, :, None, None].expand(2, 2, *size),
+                               rtol=0, atol=1e-4)
+    for view in D4:
+        view = View(view.transpose, view.hflip, view.vflip, 0.7)
+        seen = view_extent_hw(augment(images, view))
+        torch.testing.assert_close(deaugment_vectors(seen, view, "hw_pixels", size), torch.tensor([[65.0, 97.0]] * 2),
+                                   rtol=0, atol=1e-4)
+    # a pixel vector (centroid) of the scaled view, x divided by 68/97 and y by 46/65
+    got = build_tta({"views": "flip", "scales": [0.7]}, vector_keys="xy_pixels")(centroid, images)
+    resized = F.interpolate(images, size=scaled, mode="bilinear", align_corners=False)
+    plain, flipped = centroid(resized), centroid(resized.flip(3)) * torch.tensor([-1.0, 1.0])
+    expected = (plain + flipped) / 2 / torch.tensor([68 / 97, 46 / 65])
+    assert (expected.abs() > 3).all()  # 1 % of it (0.701 vs 0.708 vs 0.7) is far above the tolerance
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+
+
 def test_toolbelt_d4_labels_deaugment_drops_a_view():
     """toolbelt averages views [1, 2, 3, 4, 5, 7, 7, 8]; d4_vector_deaugment uses each once."""
     labels = torch.arange(8, dtype=torch.float32).repeat_interleave(2)[:, None]  # 8 views × B=2, value = view index
