@@ -4,6 +4,7 @@ Tests put it in a config (with tests/ on PYTHONPATH) to stop `catalyst-dl run` m
 during validation or in the middle of a checkpoint write, as Ctrl-C or `kill` would.
 """
 import os
+import time
 
 import torch
 from catalyst.core.callback import Callback, CallbackOrder
@@ -54,3 +55,16 @@ class SendSignal(Callback):
                     return getattr(self.file, name)
 
             torch.save = lambda obj, file, *args, **kwargs: save(obj, SignalMidWrite(file), *args, **kwargs)
+
+
+class Slow(Callback):
+    """Sleeps `seconds` after every batch of `stage`/`epoch`: a run that stays in that epoch
+    long enough for a test to signal it from outside."""
+
+    def __init__(self, stage: str, epoch: int, seconds: float):
+        super().__init__(order=CallbackOrder.External)
+        self.stage, self.epoch, self.seconds = stage, epoch, seconds
+
+    def on_batch_end(self, runner) -> None:
+        if (runner.stage_key, runner.stage_epoch_step) == (self.stage, self.epoch):
+            time.sleep(self.seconds)

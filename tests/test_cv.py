@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from conftest import NUCLEI_CONFIG
+from podium import interrupts
 from podium.cli import cv as cv_cli
 from podium.cli import submit as submit_cli
 from podium.cli.main import main as podium_main
@@ -265,16 +266,16 @@ def test_sigterm_stops_the_training_process(tmp_path):
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=kill_me, daemon=True).start()
-    with pytest.raises(SystemExit) as stopped:
-        with cv_cli._terminate_as_exception():
+    with pytest.raises(interrupts.Interrupted) as stopped:
+        with interrupts.handled():
             cv_cli.run_child([sys.executable, "-c", _SLEEPER, str(pid_file)])
     child = int(pid_file.read_text())
     alive = _alive(child)
     if alive:
         os.kill(child, signal.SIGKILL)
-    assert stopped.value.code == 128 + signal.SIGTERM
+    assert stopped.value.signum == signal.SIGTERM and interrupts.exit_status(stopped.value) == 143
     assert not alive
-    assert signal.getsignal(signal.SIGTERM) == previous  # the handler lives only while podium cv runs
+    assert signal.getsignal(signal.SIGTERM) == previous  # the handler lives only while the command runs
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")

@@ -341,6 +341,56 @@ def test_signal_stops_with_one_line_and_the_printed_command_resumes(moment, conf
     _assert_ends_like(reference, logdir)
 
 
+def _children(pid: int) -> list:
+    """Process ids whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(") ", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def test_sigterm_to_a_ddp_run_stops_every_rank_with_rank_0s_line(config_file, tmp_path):
+    """`kill <catalyst-dl>` of a 2-process gloo run (the workers get no signal themselves): the
+    parent passes it on, every worker ends, and the one line is rank 0's (stage, epoch, the
+    last checkpoint, the command); exit status 143."""
+    engine = tmp_path / "ddp.yml"
+    engine.write_text("engine: {_target_: podium.runners.engines.DDPEngine, backend: gloo, num_processes: 2}\n")
+    config = yaml.safe_load(config_file.read_text())  # epoch 2 of train lasts > 8 s: signalled inside it
+    config["stages"]["train"]["callbacks"]["slow"] = {"_target_": "signal_sender.Slow", "stage": "train",
+                                                      "epoch": 2, "seconds": 4}
+    (tmp_path / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    logdir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(
+        [str(BIN / "catalyst-dl"), "run", "--config", str(tmp_path / "config.yml"), str(engine),
+         f"--args/logdir={logdir}:str"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while logged_epochs(logdir) < 2:  # epoch 1 of stage train is logged: epoch 2 runs
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+            time.sleep(0.05)
+        workers = [pid for pid in _children(process.pid) if b"spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 2
+        os.kill(process.pid, signal.SIGTERM)
+        _, stderr = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 143, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if "interrupted" in line or "Error" in line]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert lines[0].startswith("catalyst-dl run: interrupted by SIGTERM in stage train, epoch 2 of 3 (loader train")
+    assert f"the last complete checkpoint is {logdir / 'checkpoints' / 'train.1_full.pth'} (stage train, epoch 1)" in lines[0]
+    assert lines[0].endswith(f"--args/logdir={logdir}:str --autoresume last")
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # every rank ended
+
+
 # ---------------------------------------------------------------- resume: bad input
 def test_resume_errors_name_the_file(config_file, reference, tmp_path):
     checkpoints = reference / "checkpoints"

@@ -277,7 +277,11 @@ class DDPEngine(DistributedDataParallelEngine):
         except KeyboardInterrupt as stop:  # Ctrl-C / SIGTERM: the whole group stops
             _stop_workers(workers.processes, interrupts.interrupted(stop).signum)
             reported = errors.get() if not errors.empty() else None
-            raise reported if isinstance(reported, KeyboardInterrupt) else stop
+            if isinstance(reported, KeyboardInterrupt):
+                raise reported from None
+            if reported is None and all(p.exitcode == 0 for p in workers.processes):
+                return None  # the run had ended before the signal reached a worker
+            raise
         except (mp.ProcessRaisedException, mp.ProcessExitedException):
             if not errors.empty():
                 raise PodiumError(str(errors.get())) from None

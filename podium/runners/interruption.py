@@ -23,9 +23,9 @@ def position(runner) -> str:
     epoch, epochs = getattr(runner, "stage_epoch_step", 0), getattr(runner, "stage_epoch_len", 0)
     if epoch:
         text += f", epoch {epoch}" + (f" of {epochs}" if epochs else "")
-    loader = getattr(runner, "loader_key", None)
-    if loader and getattr(runner, "loader_batch_len", 0):
-        text += f" (loader {loader}, batch {runner.loader_batch_step} of {runner.loader_batch_len})"
+    loader, batch, batches = (getattr(runner, key, None) for key in ("loader_key", "loader_batch_step", "loader_batch_len"))
+    if loader and batch:
+        text += f" (loader {loader}, batch {batch}" + (f" of {batches})" if batches and batch <= batches else ")")
     return text
 
 
@@ -49,10 +49,10 @@ def last_checkpoint(folder: Optional[Path]) -> Optional[str]:
     return str(last)
 
 
-def explain(runner, stop: interrupts.Interrupted) -> interrupts.Interrupted:
+def explain(runner, stop: interrupts.Interrupted, where: str = "") -> interrupts.Interrupted:
     """`stop` with where the run was, its last complete checkpoint and the command that continues."""
     command = interrupts.command_line(drop=("--resume", "--autoresume"), add=("--autoresume", "last"))
     checkpoint = last_checkpoint(_checkpoint_folder(runner))
     safe = (f"the last complete checkpoint is {checkpoint}" if checkpoint
             else "no epoch had ended, so there is no checkpoint yet (the command below starts anew)")
-    return stop.with_message(position(runner), f"{safe}; continue with: {command}")
+    return stop.with_message(where or position(runner), f"{safe}; continue with: {command}")

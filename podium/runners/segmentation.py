@@ -172,7 +172,13 @@ class SegmentationRunner(ResumeMixin, SupervisedConfigRunner):
         """With a DDPEngine outside torchrun: spawn the workers, each runs the whole experiment."""
         engine = self.get_engine()
         if isinstance(engine, DDPEngine) and not engine.joined:
-            engine.spawn(_run_rank, self)
+            try:
+                engine.spawn(_run_rank, self)
+            except KeyboardInterrupt as stop:  # rank 0 could not say where: the checkpoints can
+                found = interrupts.interrupted(stop)
+                if found.then:
+                    raise
+                raise interruption.explain(self, found, where="in a DDP run") from None
             return self
         return super().run()
 
