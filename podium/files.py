@@ -33,7 +33,7 @@ def writing(path):
     try:
         yield
     except OSError as error:
-        if isinstance(error, PodiumError) or interrupts.pending():
+        if isinstance(error, PodiumError):
             raise
         reason = error.strerror or str(error) or type(error).__name__
         raise OutputWriteError(

@@ -16,7 +16,7 @@ import threading
 from typing import Optional, Sequence
 
 __all__ = [
-    "Interrupted", "QUIET_ENV", "handled", "deferred", "pending", "interrupted", "exit_status", "report",
+    "Interrupted", "QUIET_ENV", "handled", "deferred", "interrupted", "exit_status", "report",
     "command_line",
 ]
 
@@ -111,12 +111,6 @@ def deferred(what: str):
         raise Interrupted(signum, during=what)
 
 
-def pending() -> bool:
-    """A signal arrived during the current deferred() block: a write failing now was cut by
-    it (not by a full disk)."""
-    return _state.pending is not None
-
-
 def interrupted(error: BaseException) -> Optional[Interrupted]:
     """The Interrupted (or plain KeyboardInterrupt, as SIGINT) in `error` or its causes."""
     seen = set()
@@ -154,6 +148,13 @@ def command_line(argv: Optional[Sequence[str]] = None, drop: Sequence[str] = (),
     return shlex.join(kept + list(add))
 
 
+def _close_progress_bars() -> None:
+    """A tqdm bar left open ends its line, so the report starts on a line of its own."""
+    tqdm = getattr(sys.modules.get("tqdm"), "tqdm", None)
+    for bar in list(getattr(tqdm, "_instances", None) or []):
+        bar.close()
+
+
 def report(program: str, error: BaseException, where: str = "", then: str = "") -> int:
     """Print the one line for an interruption and return the exit status (128 + signal).
 
@@ -161,6 +162,7 @@ def report(program: str, error: BaseException, where: str = "", then: str = "") 
     go on. Silent when a parent process reports it (QUIET_ENV)."""
     found = interrupted(error) or Interrupted()
     if os.environ.get(QUIET_ENV) != "1":
+        _close_progress_bars()
         what = _NAMES.get(found.signum, f"signal {found.signum}")
         where, then = where or found.where, then or found.then
         during = ""

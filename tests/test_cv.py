@@ -9,6 +9,7 @@ import csv
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -276,6 +277,39 @@ def test_sigterm_stops_the_training_process(tmp_path):
     assert stopped.value.signum == signal.SIGTERM and interrupts.exit_status(stopped.value) == 143
     assert not alive
     assert signal.getsignal(signal.SIGTERM) == previous  # the handler lives only while the command runs
+
+
+def test_ctrl_c_in_a_fold_is_one_line_from_podium_cv(cv_run, tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while fold 0 trains:
+    exit 130 and one line, podium cv's (the training process is quiet): the fold, what is kept
+    and the command that goes on; no training process is left."""
+    run_dir = tmp_path / "run"
+    slow = "{'_target_': 'signal_sender.Slow', 'stage': 'train', 'epoch': 1, 'seconds': 3}"
+    args = _cv_args(cv_run["data"], cv_run["folds"], run_dir, "--only", "0", f"--stages/train/callbacks/slow={slow}:dict")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    process = subprocess.Popen([str(Path(sys.executable).parent / "podium"), *args], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        warmup_log = cv_runs.fold_dir(run_dir, 0) / "logs" / "valid.csv"
+        deadline = time.monotonic() + 400
+        while not warmup_log.is_file():  # stage warmup is done: stage train's slow batches run
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+            time.sleep(0.1)
+        time.sleep(2)
+        children = [int(p) for p in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+        os.killpg(process.pid, signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if "interrupted" in line or "rror" in line]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
+    assert lines[0].startswith(f"podium cv: interrupted by Ctrl-C (SIGINT) in fold 0; no fold had finished in {run_dir}; "
+                               f"continue with the same command")
+    assert lines[0].endswith(shlex.join(["podium", *args]))
+    assert children and not [pid for pid in children if _alive(pid)]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")

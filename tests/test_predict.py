@@ -7,6 +7,7 @@ which load in a fraction of a second.
 import importlib.util
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +110,45 @@ def test_yaml_and_flags_give_identical_outputs(trained_run, nuclei_data, tmp_pat
     # the resolved config written next to the predictions runs again to the same masks
     assert predict("--config", b / "predict_config.yml", "--out", tmp_path / "c") == 0
     assert pngs(tmp_path / "c" / "masks") == pngs(b / "masks")
+
+
+_SIGTERM_AT_THIRD_IMAGE = """
+import os, signal
+import cv2
+_encode, _calls = cv2.imencode, []
+def imencode(*args, **kwargs):
+    _calls.append(1)
+    if len(_calls) == 3:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return _encode(*args, **kwargs)
+cv2.imencode = imencode
+"""
+
+
+def test_sigterm_during_predict_is_one_line_and_the_files_stay_whole(trained_run, nuclei_data, tmp_path):
+    """A real SIGTERM while `podium predict` encodes its third image (a sitecustomize in the
+    child sends it): exit 143, one line that says the files written are whole and gives the
+    command again; no temp file is left, and that command then writes every mask."""
+    run_dir, _ = trained_run
+    hook, out = tmp_path / "hook", tmp_path / "out"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_SIGTERM_AT_THIRD_IMAGE)
+    args = ["predict", "--run", str(run_dir), "--data", str(nuclei_data), "--split", "valid", "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(hook))
+    result = subprocess.run([str(Path(sys.executable).parent / "podium"), *args], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 143, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if "interrupted" in line or "rror" in line]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[0].startswith("podium predict: interrupted by SIGTERM; the files written before it are complete")
+    assert lines[0].endswith("run the same command again: " + shlex.join(["podium", *args]))
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert not [p for p in written if p.name.endswith(".tmp")]
+    assert all(cv2.imread(str(p), cv2.IMREAD_UNCHANGED) is not None for p in written if p.suffix == ".png")
+    assert len([p for p in written if p.suffix == ".png"]) == 2  # the third was never written
+
+    assert predict(*args[1:]) == 0
+    assert len(pngs(out / "masks")) == 4
 
 
 def test_ensemble_is_the_weighted_mean_of_its_models(trained_run, nuclei_data, tmp_path):

@@ -80,7 +80,8 @@ def _write_atomically(path: str, write) -> None:
     """`write(file)` into `.<name>.<pid>.tmp` next to `path`, fsync, then replace `path`."""
     path = os.fspath(path)
     folder, tmp = _temporary_name(path)
-    with interrupts.deferred(path):  # Ctrl-C waits for the file; a second one stops it
+    # Ctrl-C waits for the file; a second one stops it (an Interrupted, not a "disk full")
+    with interrupts.deferred(path):
         try:
             with open(tmp, "wb") as f:
                 write(f)
@@ -90,9 +91,8 @@ def _write_atomically(path: str, write) -> None:
         except BaseException as error:
             if os.path.exists(tmp):
                 os.remove(tmp)
-            failed = isinstance(error, (OSError, RuntimeError)) and not isinstance(error, PodiumError)
-            if failed and not interrupts.pending():  # torch's writer raises RuntimeError
-                raise _write_failure(path, error) from error
+            if isinstance(error, (OSError, RuntimeError)) and not isinstance(error, PodiumError):
+                raise _write_failure(path, error) from error  # torch's writer: RuntimeError
             raise
     _fsync_folder(folder)
 
