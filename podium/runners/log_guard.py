@@ -11,11 +11,15 @@ PodiumError): one line naming the logger and the file. The logger's open files a
 so nothing is retried at exit. What the logger wrote before, and every checkpoint, stays on disk.
 """
 import functools
-from typing import Any, Mapping, Optional
+from copy import deepcopy
+from typing import Any, Dict, Mapping, Optional
+
+from catalyst.registry import REGISTRY
 
 from podium.errors import PodiumError
+from podium.targets import accepted_keys
 
-__all__ = ["LogWriteError", "guard_loggers"]
+__all__ = ["LogWriteError", "guard_loggers", "fill_logdirs"]
 
 _WRITING_METHODS = ("log_metrics", "log_image", "log_hparams", "log_artifact", "flush_log", "close_log")
 
@@ -64,3 +68,16 @@ def guard_loggers(loggers: Mapping[str, Any]) -> None:
             method = getattr(logger, method_name, None)
             if callable(method):
                 setattr(logger, method_name, _guarded(method, name, logger))
+
+
+def fill_logdirs(params: Mapping[str, Any], logdir: Optional[str]) -> Dict[str, Any]:
+    """The `loggers:` block with the run's logdir filled in where a logger needs one and has
+    none (CSV, TensorBoard, ...): `--args/logdir=...` moves every output of the run at once."""
+    params = deepcopy(dict(params or {}))
+    for name, logger_params in params.items():
+        factory = REGISTRY.get(logger_params.get("_target_"))  # short Catalyst names too
+        if "logdir" not in logger_params and "logdir" in (accepted_keys(factory) or []):
+            if logdir is None:
+                raise PodiumError(f"loggers/{name} needs a logdir: set args/logdir")
+            logger_params.update(logdir=logdir, use_logdir_postfix=True)
+    return params
