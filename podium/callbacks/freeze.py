@@ -28,9 +28,11 @@ does not hold the parameters (a Python-API run that built it from `requires_grad
 only), `UnfreezeCallback` adds them as a new param group (`lr`, default the first group's) and
 appends that lr to the scheduler's `base_lrs` when the scheduler has them.
 
-These callbacks act after the runner: SegmentationRunner's `freeze_encoder: true|false` is
-applied when the stage's model is set up, then FreezeCallback freezes its blocks on top
-(blocks it does not select are left as the stage set them).
+The stage key `freeze_encoder: true|false` (PodiumRunner) is the simple form and the same
+mechanism: `stage_freezing` applies `FreezeCallback(module="encoder")` as the stage's model is
+set up (before the engine wraps it, so DDP syncs exactly what trains); a stage without the
+key trains the whole encoder again, whatever the previous stage froze. FreezeCallbacks of the
+stage then freeze their blocks on top (blocks they do not select stay as the stage set them).
 """
 from typing import Iterable, List, Optional, Sequence, Tuple
 
@@ -46,6 +48,7 @@ __all__ = [
     "resolve_module",
     "select_blocks",
     "set_trainable",
+    "stage_freezing",
 ]
 
 _BATCHNORM = (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)
@@ -201,10 +204,16 @@ class _BlocksCallback(Callback):
             )
 
     def blocks(self, runner) -> List[nn.Module]:
+        return self.select(runner.model)
+
+    def select(self, model) -> List[nn.Module]:
+        """The selected blocks of the model; no first / last / all_but_last: the whole module."""
+        module = resolve_module(model, self.module)
+        if self.first is None and self.last is None and self.all_but_last is None:
+            return [module]
         return select_blocks(
-            encoder_blocks(resolve_module(runner.model, self.module)),
-            first=self.first, last=self.last, all_but_last=self.all_but_last,
-            where=type(self).__name__,
+            encoder_blocks(module), first=self.first, last=self.last,
+            all_but_last=self.all_but_last, where=type(self).__name__,
         )
 
 
@@ -234,9 +243,12 @@ class FreezeCallback(_BlocksCallback):
         self.freeze_bn = bool(freeze_bn)
         self._frozen: List[nn.Module] = []
 
-    def on_stage_start(self, runner) -> None:
-        self._frozen = self.blocks(runner)
+    def freeze(self, model) -> None:
+        self._frozen = self.select(model)
         set_trainable(self._frozen, False)
+
+    def on_stage_start(self, runner) -> None:
+        self.freeze(runner.model)
 
     def on_loader_start(self, runner) -> None:
         # the runner has just called model.train(); put frozen BatchNorms back in eval mode
@@ -297,3 +309,18 @@ class UnfreezeCallback(_BlocksCallback):
         scheduler = runner.scheduler
         if scheduler is not None and isinstance(getattr(scheduler, "base_lrs", None), list):
             scheduler.base_lrs.append(lr)
+
+
+def stage_freezing(model: nn.Module, freeze_encoder: bool) -> nn.Module:
+    """The stage key `freeze_encoder`: true is `FreezeCallback(module="encoder")` applied now;
+    false trains the encoder again. Returns the model without (D)DP wrappers."""
+    model = _unwrap(model)
+    encoder = getattr(model, "encoder", None)
+    if freeze_encoder and not isinstance(encoder, nn.Module):
+        raise PodiumError(f"freeze_encoder needs a model with an `.encoder` module; "
+                          f"{type(model).__name__} has none")
+    if freeze_encoder:
+        FreezeCallback(module="encoder").freeze(model)
+    elif isinstance(encoder, nn.Module):
+        set_trainable([encoder], True)
+    return model

@@ -1,5 +1,5 @@
 """Catalyst config runners assembled from podium's YAML blocks."""
 from podium.runners.engines import DDPEngine
-from podium.runners.runner import PodiumRunner, SegmentationRunner, set_encoder_trainable
+from podium.runners.runner import PodiumRunner, SegmentationRunner
 
-__all__ = ["PodiumRunner", "SegmentationRunner", "set_encoder_trainable", "DDPEngine"]
+__all__ = ["PodiumRunner", "SegmentationRunner", "DDPEngine"]

@@ -29,6 +29,7 @@ from catalyst.runners.config import SupervisedConfigRunner
 from torch import nn
 
 from podium import interrupts
+from podium.callbacks.freeze import stage_freezing
 from podium.errors import PodiumError
 from podium.runners import interruption
 from podium.runners.config_checks import check_config
@@ -40,26 +41,7 @@ from podium.runners.resume import ResumeMixin
 from podium.runners.seeding import AugmentationSeeds
 from podium.targets import call_target, check_call_params
 
-__all__ = ["PodiumRunner", "SegmentationRunner", "set_encoder_trainable", "check_ddp_batch_sizes"]
-
-
-def set_encoder_trainable(model: nn.Module, trainable: bool) -> None:
-    """Switch gradients of `model.encoder` on or off (BatchNorm statistics keep updating)."""
-    encoder = getattr(model, "encoder", None)
-    if encoder is None:
-        raise PodiumError(
-            f"freeze_encoder needs a model with an `.encoder` attribute; "
-            f"{type(model).__name__} has none"
-        )
-    for parameter in encoder.parameters():
-        parameter.requires_grad_(trainable)
-
-
-def _bare(model: nn.Module) -> nn.Module:
-    """The model inside DataParallel / DistributedDataParallel wrappers."""
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return model
+__all__ = ["PodiumRunner", "SegmentationRunner", "check_ddp_batch_sizes"]
 
 
 def _run_rank(local_rank: int, world_size: int, runner: "PodiumRunner") -> None:
@@ -226,17 +208,12 @@ class PodiumRunner(ResumeMixin, SupervisedConfigRunner):
         return loggers
 
     def get_model(self, stage: str) -> nn.Module:
-        """The model (built in __init__, kept across stages), frozen or not as the stage says.
+        """The model (built in __init__, kept across stages), frozen as `freeze_encoder` says.
 
         Returned without the previous stage's (D)DP wrapper: the engine wraps it again, after
         freezing, so DDP's gradient sync covers exactly the parameters this stage trains.
         """
-        model = _bare(self.model)
-        # A stage without the key trains every layer, whatever the previous stage did.
-        freeze = bool(self._stage_config[stage].get("freeze_encoder", False))
-        if freeze or hasattr(model, "encoder"):
-            set_encoder_trainable(model, not freeze)
-        return model
+        return stage_freezing(self.model, bool(self._stage_config[stage].get("freeze_encoder", False)))
 
 
 SegmentationRunner = PodiumRunner  # its first name: configs with it keep working

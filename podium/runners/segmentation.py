@@ -1,5 +1,5 @@
 """The runner's first module: `SegmentationRunner` is `podium.runners.runner.PodiumRunner`."""
 from podium.runners.data import check_ddp_batch_sizes
-from podium.runners.runner import PodiumRunner, SegmentationRunner, set_encoder_trainable
+from podium.runners.runner import PodiumRunner, SegmentationRunner
 
-__all__ = ["PodiumRunner", "SegmentationRunner", "set_encoder_trainable", "check_ddp_batch_sizes"]
+__all__ = ["PodiumRunner", "SegmentationRunner", "check_ddp_batch_sizes"]
