@@ -12,7 +12,7 @@ DEMO_DATA := data/nuclei
 DEMO_RUN  := logs/nuclei_demo
 DEMO_PRED := $(DEMO_RUN)/predictions
 
-.PHONY: setup demo test test-deps bench clean-demo
+.PHONY: setup demo test test-deps bench clean-demo docs
 
 setup: $(STAMP)
 
@@ -49,6 +49,12 @@ test-deps:
 # and the others' lines; report in benchmarks/results/summary.md. Run it on an idle machine.
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+# The documentation site (docs/ + mkdocs.yml) into site/: open site/index.html. --strict: a broken
+# link or anchor, or a page missing from the nav, is an error (tests/test_docs.py builds it too).
+# NO_MKDOCS_2_WARNING hides mkdocs-material's end-of-life notice (docs/install.md).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_RUN)
