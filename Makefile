@@ -2,7 +2,10 @@
 # Both run `make setup` first; setup is idempotent (a stamp file records a finished install,
 # so a second call reuses .venv and does no network work).
 
-PYTHON ?= python3.11
+# The interpreter .venv is built with (only when .venv does not exist yet): PYTHON if given
+# (`make demo PYTHON=/path/to/python`), else python3.11, python3.12, python3.13 —
+# scripts/find_python.sh picks it, says which and why, or names what it found and how to get one.
+PYTHON ?=
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
@@ -17,10 +20,12 @@ DEMO_PRED := $(DEMO_RUN)/predictions
 setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml podium/compat/startup.py
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@if test -x $(PIP); then echo "make setup: reusing $(VENV) ($$($(PY) -V 2>&1))"; \
+	else py="$$(sh scripts/find_python.sh '$(PYTHON)')" && "$$py" -m venv $(VENV); fi
 	# Catalyst 21.6-22.4 publish requirement strings such as `tensorboardX (<2.3.0>=2.1.0)`;
 	# pip >= 24.1 rejects them as invalid metadata, so the venv's pip is held at exactly 24.0.
-	$(PIP) install --quiet "pip==24.0"
+	# A Python >= 3.12 venv has no setuptools, which `-e .` (--no-build-isolation) builds with.
+	$(PIP) install --quiet "pip==24.0" "setuptools>=64"
 	$(PIP) install --quiet -r requirements.txt
 	# catalyst (stale pins) and stardist (sample data only) without their dependencies.
 	$(PIP) install --quiet --no-deps -r requirements-nodeps.txt

@@ -3,6 +3,8 @@
 Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP workers and
 `podium …` commands all run patched. One fix per module, each documenting why it exists:
 
+- `distutils_version`: `distutils.version.LooseVersion` (imported by `catalyst.callbacks`) on
+  Python 3.12+, where `distutils` is gone; applied first, before anything imports Catalyst.
 - `distributed`: DDP metric sync (`all_gather`) on the process group's device, not "cuda".
 - `metrics`: detach grad tensors before `float()` (the "requires_grad ... to a scalar" warning).
 - `metric_aggregation`: `MetricAggregationCallback(mode="weighted_mean")` crashed in its
@@ -11,6 +13,8 @@ Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP worker
 - `callback_state`: counters of Catalyst's stateful callbacks (early stopping, checkpoint
   selection), which have no `state_dict`, for resuming mid-stage (used, not applied).
 - `tensorboard`: clear error for a tensorboardX older than 2.6.
+- `tensorboard_exit`: a tensorboardX writer left open no longer prints a traceback at exit on
+  Python 3.12+ (no thread may start in an atexit callback).
 - `neptune_noise` / `startup`: hide neptune's `neptune.new` deprecation warning.
 - `collections_abc`: `collections.Mapping` (gone in 3.10) for Catalyst's config merging, so
   `catalyst-dl run --config a.yml b.yml` works.
@@ -29,7 +33,7 @@ Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP worker
 
 `apply()` is idempotent; it runs once on import.
 """
-from podium.compat import import_noise, neptune_noise, tensorboard
+from podium.compat import distutils_version, import_noise, neptune_noise, tensorboard, tensorboard_exit
 
 __all__ = ["apply"]
 
@@ -41,6 +45,7 @@ def apply() -> None:
     global _applied
     if _applied:
         return
+    distutils_version.apply()  # first: every fix below imports Catalyst
     tensorboard.check()
     neptune_noise.apply()  # must run before catalyst imports neptune.new
 
@@ -57,6 +62,7 @@ def apply() -> None:
     metrics.apply()
     metric_aggregation.apply()
     checkpoint.apply()
+    tensorboard_exit.apply()
 
     # after config_loading: catalyst.dl.scripts.tune then imports the checked parse_args_uargs
     from podium.compat import optuna_pruning, tune_flags, tune_main
