@@ -3,7 +3,7 @@
 Resume (`catalyst-dl run --config x.yml --resume RUN_DIR | CHECKPOINT`, or `--autoresume last`):
 Catalyst 21.12 restores weights, optimizer, scheduler and the global counters into the *first*
 stage and then runs every stage from its first epoch (it loads stage 2's optimizer into stage 1).
-`SegmentationRunner` instead reads the full checkpoint (`last_full.pth`) itself:
+`PodiumRunner` instead reads the full checkpoint (`last_full.pth`) itself, through `Resumption`:
 - stages before the checkpoint's stage are skipped; when that stage had ended (its last epoch,
   or early stopping), the run goes on with the next stage from epoch 1, with the weights the
   stage ended with (its CheckpointCallback's `load_on_stage_end`, e.g. `best`, is replayed);
@@ -42,18 +42,9 @@ from podium.compat.checkpoint import describe_load_error
 from podium.errors import PodiumError, check_keys
 
 __all__ = [
-    "ResumeMixin",
-    "ResumePoint",
-    "InitFrom",
-    "find_resume_checkpoint",
-    "read_checkpoint",
-    "plan_resume",
-    "restore_stage",
-    "replay_stage_end",
-    "load_model_weights",
-    "parse_init_from",
-    "check_init_from",
-    "warm_start",
+    "Resumption", "ResumePoint", "InitFrom", "find_resume_checkpoint", "read_checkpoint",
+    "plan_resume", "load_model_weights", "parse_init_from", "check_init_from", "warm_start",
+    "resumable_checkpoints",
 ]
 
 RESUME_FILE = "last_full.pth"
@@ -161,33 +152,6 @@ def _bare(model: nn.Module) -> nn.Module:
     return model
 
 
-def restore_stage(runner, checkpoint: Mapping[str, Any]) -> None:
-    """Everything a mid-stage checkpoint holds, back into the runner's freshly built stage."""
-    where = f"--resume {runner._resume_point.path}"
-    try:
-        runner.engine.unpack_checkpoint(
-            checkpoint, model=runner.model, criterion=runner.criterion,
-            optimizer=runner.optimizer, scheduler=runner.scheduler,
-        )
-    except (KeyError, RuntimeError, ValueError) as error:
-        raise PodiumError(
-            f"{where}: the checkpoint does not fit stage {runner.stage_key} of this config "
-            f"(was the model, optimizer or scheduler changed?): {str(error).splitlines()[0]}"
-        ) from None
-    for key in ("global_epoch_step", "global_batch_step", "global_sample_step",
-                "stage_epoch_step", "stage_batch_step", "stage_sample_step"):
-        setattr(runner, key, int(checkpoint[key]))
-    state = checkpoint.get(RESUME_KEY) or {}
-    for name, callback_state in (state.get("callbacks") or {}).items():
-        callback = (runner.callbacks or {}).get(name)
-        if callback is not None:
-            load_callback_state(callback, callback_state)
-    if "frozen" in state:
-        set_frozen_parameters(runner.model, state["frozen"])
-    if "rng" in state:
-        set_rng_state(state["rng"])
-
-
 def _stage_end_source(mapping, folder: Path) -> Optional[Path]:
     """The file Catalyst's `load_on_stage_end` took the model from (None: the last weights)."""
     if isinstance(mapping, Mapping):
@@ -197,18 +161,6 @@ def _stage_end_source(mapping, folder: Path) -> Optional[Path]:
     if mapping in ("best", "best_full"):
         return folder / f"{mapping}.pth"
     return Path(mapping)
-
-
-def replay_stage_end(runner, checkpoint: Mapping[str, Any]) -> None:
-    """The weights the checkpoint's stage ended with, into the model of the next stage."""
-    point = runner._resume_point
-    state = checkpoint.get(RESUME_KEY) or {}
-    source = _stage_end_source(state.get("load_on_stage_end"), Path(point.path).parent)
-    weights = checkpoint["model_state_dict"]
-    if source is not None:
-        weights = read_checkpoint(source, f"load_on_stage_end of stage {point.saved_stage}")
-        weights = weights["model_state_dict"]
-    load_model_weights(runner.model, weights, source or point.path)
 
 
 def _shapes(state_dict: Mapping[str, Any]) -> Dict[str, tuple]:
@@ -351,91 +303,87 @@ def _load_optimizer_state(optimizer, state: Mapping[str, Any], path, where: str)
         group.update(settings)
 
 
-class ResumeMixin:
-    """Runner side of resume and warm start, mixed in before Catalyst's config runner:
-    `class SegmentationRunner(ResumeMixin, SupervisedConfigRunner)`.
+def resumable_checkpoints(callbacks, params: Mapping[str, Any]):
+    """A stage's callbacks with podium's CheckpointCallback (resumable) in place of Catalyst's;
+    `params`: the stage's `callbacks:` block."""
+    for name, callback in callbacks.items():
+        if type(callback) is _CatalystCheckpointCallback:
+            kwargs = {"logdir": callback.logdir}
+            if name in (params or {}):
+                kwargs = {k: v for k, v in params[name].items() if k != "_target_"}
+            callbacks[name] = CheckpointCallback(**kwargs)
+    return callbacks
 
-    Reads `args/resume` (set by `--resume`, or by `--autoresume` when the file exists) and the
-    `init_from` keys; the runner calls `check_checkpoints()` once its model is built.
-    """
 
-    resume_pending = False  # from the start of a stage resumed mid-way to its first epoch
+class Resumption:
+    """Resume and warm start of one run: where it goes on (`point`, None for a fresh run), the
+    warm starts of the stages that start afresh (`warm_starts`) and whether the stage resumed
+    mid-way still waits for its state (`pending`: from its start to its first epoch).
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._resume_point: Optional[ResumePoint] = None
-        if self._resume is not None:
-            path = find_resume_checkpoint(self._resume)
+    Built from the config and `args/resume` (set by `--resume`, or by `--autoresume` when the
+    file exists); the runner calls `check` once its model is built, and the `on_*` methods from
+    its hooks of the same name."""
+
+    def __init__(self, config: Mapping[str, Any], resume, stage_lengths: Mapping[str, int]):
+        self.point: Optional[ResumePoint] = None
+        self.pending = False
+        stages = list(config["stages"])
+        if resume is not None:
+            path = find_resume_checkpoint(resume)
             checkpoint = read_checkpoint(path, "--resume checkpoint")
-            stages = list(self._stage_config)
-            lengths = {stage: self.get_stage_len(stage) for stage in stages}
-            self._resume_point = plan_resume(checkpoint, path, stages, lengths)
-            self._resume = None  # Catalyst's CheckpointCallback would load it into stage 1
-        self._init_from = self._warm_starts()
+            self.point = plan_resume(checkpoint, path, stages, stage_lengths)
+        self.warm_starts = self._warm_starts(config, self.stages(stages))
 
-    def _warm_starts(self) -> Dict[str, tuple]:
+    def stages(self, stages: Sequence[str]) -> list:
+        """The stages this run trains: when resuming, those not finished yet."""
+        return list(self.point.stages) if self.point is not None else list(stages)
+
+    def _warm_starts(self, config, stages) -> Dict[str, tuple]:
         """{stage: (InitFrom, where)} for the stages that start afresh in this run."""
-        first = next(iter(self._stage_config))
+        stage_config = config["stages"]
+        first = next(iter(stage_config))
         specs = {}
-        if self._config.get("init_from") is not None:
-            if self._stage_config[first].get("init_from") is not None:
+        if config.get("init_from") is not None:
+            if stage_config[first].get("init_from") is not None:
                 raise PodiumError(
                     f"init_from is given at the top level and in stages/{first}: the top-level "
                     f"one is for the first stage; keep one of them"
                 )
-            specs[first] = (self._config["init_from"], "init_from")
-        for stage, params in self._stage_config.items():
+            specs[first] = (config["init_from"], "init_from")
+        for stage, params in stage_config.items():
             if params.get("init_from") is not None:
                 specs[stage] = (params["init_from"], f"stages/{stage}/init_from")
-        point = self._resume_point
+        point = self.point
         resumed = point.stages[0] if point is not None and point.stage_epoch > 0 else None
         return {
             stage: (parse_init_from(value, where), where)
             for stage, (value, where) in specs.items()
-            if stage in self.stages and stage != resumed
+            if stage in stages and stage != resumed
         }
 
-    def check_checkpoints(self) -> None:
+    def check(self, model) -> None:
         """The resume checkpoint and every `init_from` of this run against the built model:
         a wrong file fails now, before anything is written or trained."""
-        point = self._resume_point
+        point = self.point
         if point is not None and point.stages:
-            problem = _mismatch(_shapes(_bare(self.model).state_dict()), point.shapes)
+            problem = _mismatch(_shapes(_bare(model).state_dict()), point.shapes)
             if problem:
                 raise PodiumError(
                     f"--resume {point.path} does not fit the config's model "
-                    f"{type(_bare(self.model)).__name__}: {problem}"
+                    f"{type(_bare(model)).__name__}: {problem}"
                 )
-        for spec, where in self._init_from.values():
-            check_init_from(spec, self.model, where)
-
-    @property
-    def stages(self):
-        """The config's stages; when resuming, those not finished yet."""
-        point = getattr(self, "_resume_point", None)
-        return list(point.stages) if point is not None else super().stages
-
-    def get_callbacks(self, stage: str):
-        """Catalyst's, with podium's CheckpointCallback (resumable) in place of Catalyst's."""
-        callbacks = super().get_callbacks(stage)
-        params = self._stage_config[stage].get("callbacks") or {}
-        for name, callback in callbacks.items():
-            if type(callback) is _CatalystCheckpointCallback:
-                kwargs = {"logdir": callback.logdir}
-                if name in params:
-                    kwargs = {k: v for k, v in params[name].items() if k != "_target_"}
-                callbacks[name] = CheckpointCallback(**kwargs)
-        return callbacks
+        for spec, where in self.warm_starts.values():
+            check_init_from(spec, model, where)
 
     def on_experiment_start(self, runner) -> None:
-        super().on_experiment_start(runner)
-        point = self._resume_point
+        """The run's key and global counters as they were when the first stage to run began."""
+        point = self.point
         if point is None:
             return
-        self.run_key = point.run_key or self.run_key  # the same run: progress history goes on
+        runner.run_key = point.run_key or runner.run_key  # the same run: history goes on
         for key, value in point.counters.items():
-            setattr(self, key, value)
-        if self.engine.is_master_process:
+            setattr(runner, key, value)
+        if runner.engine.is_master_process:
             if point.stage_epoch:
                 where = f"stage {point.stages[0]} from epoch {point.stage_epoch + 1}"
             elif point.stages:
@@ -446,20 +394,60 @@ class ResumeMixin:
                   f"{point.saved_epoch}): running {where}")
 
     def on_stage_start(self, runner) -> None:
-        super().on_stage_start(runner)
-        point = self._resume_point
-        if point is not None and point.stages and self.stage_key == point.stages[0]:
+        """The stage just built: resumed mid-way (restored at its first epoch start), after an
+        ended stage (its end replayed), or warm-started."""
+        point = self.point
+        if point is not None and point.stages and runner.stage_key == point.stages[0]:
             if point.stage_epoch > 0:
-                self.resume_pending = True  # restored at the first epoch start (see on_epoch_start)
+                self.pending = True
             else:
-                replay_stage_end(self, read_checkpoint(point.path, "--resume checkpoint"))
-        if not self.resume_pending and self.stage_key in self._init_from:
-            warm_start(self, *self._init_from[self.stage_key])
+                self.replay_stage_end(runner.model, self._checkpoint())
+        if not self.pending and runner.stage_key in self.warm_starts:
+            warm_start(runner, *self.warm_starts[runner.stage_key])
 
     def on_epoch_start(self, runner) -> None:
-        """A stage resumed mid-way gets its state back here: after the callbacks' own
+        """A stage resumed mid-way gets its state back: after the callbacks' own
         on_stage_start (which reset their counters, build schedulers), before the epoch."""
-        if self.resume_pending:
-            restore_stage(self, read_checkpoint(self._resume_point.path, "--resume checkpoint"))
-            self.resume_pending = False
-        super().on_epoch_start(runner)
+        if self.pending:
+            self.restore_stage(runner, self._checkpoint())
+            self.pending = False
+
+    def _checkpoint(self) -> Dict[str, Any]:
+        return read_checkpoint(self.point.path, "--resume checkpoint")
+
+    def restore_stage(self, runner, checkpoint: Mapping[str, Any]) -> None:
+        """Everything a mid-stage checkpoint holds, back into the runner's freshly built stage."""
+        try:
+            runner.engine.unpack_checkpoint(
+                checkpoint, model=runner.model, criterion=runner.criterion,
+                optimizer=runner.optimizer, scheduler=runner.scheduler,
+            )
+        except (KeyError, RuntimeError, ValueError) as error:
+            raise PodiumError(
+                f"--resume {self.point.path}: the checkpoint does not fit stage "
+                f"{runner.stage_key} of this config (was the model, optimizer or scheduler "
+                f"changed?): {str(error).splitlines()[0]}"
+            ) from None
+        for key in ("global_epoch_step", "global_batch_step", "global_sample_step",
+                    "stage_epoch_step", "stage_batch_step", "stage_sample_step"):
+            setattr(runner, key, int(checkpoint[key]))
+        state = checkpoint.get(RESUME_KEY) or {}
+        for name, callback_state in (state.get("callbacks") or {}).items():
+            callback = (runner.callbacks or {}).get(name)
+            if callback is not None:
+                load_callback_state(callback, callback_state)
+        if "frozen" in state:
+            set_frozen_parameters(runner.model, state["frozen"])
+        if "rng" in state:
+            set_rng_state(state["rng"])
+
+    def replay_stage_end(self, model, checkpoint: Mapping[str, Any]) -> None:
+        """The weights the checkpoint's stage ended with, into the model of the next stage."""
+        point = self.point
+        state = checkpoint.get(RESUME_KEY) or {}
+        source = _stage_end_source(state.get("load_on_stage_end"), Path(point.path).parent)
+        weights = checkpoint["model_state_dict"]
+        if source is not None:
+            weights = read_checkpoint(source, f"load_on_stage_end of stage {point.saved_stage}")
+            weights = weights["model_state_dict"]
+        load_model_weights(model, weights, source or point.path)

@@ -37,7 +37,7 @@ from podium.runners.cross_checks import check_metric_keys, check_references, exp
 from podium.runners.data import StageData, check_ddp_batch_sizes, world_size
 from podium.runners.engines import DDPEngine, torchrun_world_size
 from podium.runners.log_guard import fill_logdirs, guard_loggers
-from podium.runners.resume import ResumeMixin
+from podium.runners.resume import Resumption, resumable_checkpoints
 from podium.runners.seeding import AugmentationSeeds
 from podium.targets import call_target, check_call_params
 
@@ -50,7 +50,7 @@ def _run_rank(local_rank: int, world_size: int, runner: "PodiumRunner") -> None:
     runner.run()
 
 
-class PodiumRunner(ResumeMixin, SupervisedConfigRunner):
+class PodiumRunner(SupervisedConfigRunner):
     """Supervised runner for `image` → `logits` with `mask` targets (keys are configurable)."""
 
     def __init__(
@@ -64,12 +64,15 @@ class PodiumRunner(ResumeMixin, SupervisedConfigRunner):
         check_config(config)
         super().__init__(config=config, input_key=input_key, output_key=output_key,
                          target_key=target_key, loss_key=loss_key)
+        lengths = {stage: self.get_stage_len(stage) for stage in self._stage_config}
+        self.resumption = Resumption(self._config, self._resume, lengths)
+        self._resume = None  # Catalyst's CheckpointCallback would load it into stage 1
         # Build what podium's blocks describe now, before Catalyst writes anything into the
         # logdir: a wrong encoder, data folder or key fails in seconds, not at stage start.
         self.data = StageData(self._config, self.stages)
         self.augmentation_seeds = AugmentationSeeds(self.seed)
         self.model = call_target(self._config.get("model"), "model")
-        self.check_checkpoints()  # --resume, init_from: a wrong checkpoint fails now
+        self.resumption.check(self.model)  # --resume, init_from: a wrong checkpoint fails now
         for stage in self.stages:  # model ↔ data, callbacks ↔ loaders / criteria / schedulers
             check_references(self._config, stage, self.data.get(stage))
         # Under torchrun the DDP engine joins the process group when built: from here on
@@ -110,6 +113,18 @@ class PodiumRunner(ResumeMixin, SupervisedConfigRunner):
             return self
         return super().run()
 
+    @property
+    def stages(self):
+        """The config's stages; when resuming, those not finished yet."""
+        resumption = getattr(self, "resumption", None)
+        return resumption.stages(super().stages) if resumption is not None else super().stages
+
+    @property
+    def resume_pending(self) -> bool:
+        """From the start of a stage resumed mid-way to its first epoch (its state comes back then)."""
+        resumption = getattr(self, "resumption", None)
+        return resumption is not None and resumption.pending
+
     def get_datasets(self, stage: str) -> "OrderedDict[str, Any]":
         """Train/valid datasets from the `data:` block (Catalyst's loaders/datasets still work)."""
         datasets = self.data.get(stage)
@@ -131,11 +146,24 @@ class PodiumRunner(ResumeMixin, SupervisedConfigRunner):
             self.augmentation_seeds.prepare(loader)
         return loaders
 
+    def get_callbacks(self, stage: str):
+        """Catalyst's, with podium's CheckpointCallback (resumable) in place of Catalyst's."""
+        return resumable_checkpoints(super().get_callbacks(stage), self._stage_config[stage].get("callbacks"))
+
+    def on_experiment_start(self, runner) -> None:
+        super().on_experiment_start(runner)
+        self.resumption.on_experiment_start(self)
+
     def on_stage_start(self, runner) -> None:
-        """Also saves the stage's resolved augmentation pipelines into the run directory."""
+        """Resume / warm start; saves the stage's augmentation pipelines into the run directory."""
         super().on_stage_start(runner)
+        self.resumption.on_stage_start(self)
         if self.engine.is_master_process:
             self.data.save_pipelines(self.stage_key, self._logdir)
+
+    def on_epoch_start(self, runner) -> None:
+        self.resumption.on_epoch_start(self)  # a stage resumed mid-way: before the epoch
+        super().on_epoch_start(runner)
 
     def on_loader_start(self, runner) -> None:
         """Seeds an in-process loader's augmentations; DDP: sampler epoch, model rewrapped."""
