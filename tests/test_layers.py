@@ -8,13 +8,16 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "podium"
 
-BOTTOM = {"errors", "files", "overlays", "targets"}
+BOTTOM = {"errors", "interrupts", "files", "overlays", "targets", "checkpoints", "validation"}
 PLAIN = {"losses", "metrics", "models", "datasets"}  # plain torch / numpy: no Catalyst
 ALLOWED = {
     "errors": set(),
-    "files": {"errors"},
+    "interrupts": set(),
+    "files": {"errors", "interrupts"},
     "overlays": {"errors", "files"},
     "targets": {"errors"},
+    "checkpoints": {"errors"},
+    "validation": {"errors"},
     "compat": BOTTOM,
     **{name: BOTTOM | {"compat"} for name in PLAIN},
     "callbacks": BOTTOM | {"compat"} | PLAIN,
@@ -34,7 +37,10 @@ def _layer(path: Path) -> str:
 def _imports(path: Path):
     """(line, dotted module) of every import in the file, wherever it sits (functions too)."""
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        if isinstance(node, ast.ImportFrom) and node.module == "podium" and node.level == 0:
+            for alias in node.names:  # `from podium import files`: the module podium.files
+                yield node.lineno, f"podium.{alias.name}"
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             yield node.lineno, node.module
         elif isinstance(node, ast.Import):
             for alias in node.names:

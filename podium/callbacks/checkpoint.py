@@ -43,6 +43,7 @@ from catalyst.utils.config import save_config
 from torch import nn
 
 from podium import interrupts
+from podium.checkpoints import unwrap
 from podium.compat.callback_state import catalyst_callback_state, load_catalyst_callback_state
 
 __all__ = [
@@ -108,12 +109,7 @@ def load_callback_state(callback, state: Dict[str, Any]) -> bool:
 
 def _models(model) -> Dict[str, nn.Module]:
     models = model if isinstance(model, Mapping) else {"": model}
-    bare = {}
-    for key, module in models.items():
-        while isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            module = module.module
-        bare[key] = module
-    return bare
+    return {key: unwrap(module) for key, module in models.items()}
 
 
 def frozen_parameters(model) -> List[str]:

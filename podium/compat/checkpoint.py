@@ -15,10 +15,9 @@ PodiumError and an OSError): one line naming the file, instead of torch's
 (or an older torch) turns off, so a checkpoint could run arbitrary code on load; it now passes
 `weights_only=True` explicitly. Catalyst's own checkpoints (model/criterion/optimizer/scheduler
 state dicts, counters, epoch metrics) are plain containers and load fine that way.
+Reading, with its one-line errors, is in `podium.checkpoints` (`describe_load_error` re-exported).
 """
 import os
-import pickle
-import re
 import shutil
 from typing import Any, Mapping
 
@@ -29,6 +28,7 @@ import catalyst.engines.torch  # noqa: F401  (binds both functions by name)
 import catalyst.utils.torch
 
 from podium import interrupts
+from podium.checkpoints import describe_load_error, load  # noqa: F401  (re-exported)
 from podium.compat._patching import rebind
 from podium.errors import PodiumError
 
@@ -144,33 +144,7 @@ def save_callback_checkpoint(
     return filename
 
 
-_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch's zip format; legacy (pickle protocol 2+)
-
-
-def describe_load_error(path, error: Exception, what: str = "checkpoint") -> str:
-    """One line for a failed `torch.load(path, weights_only=True)`: torch's own message is a page
-    with ANSI codes that suggests turning weights_only off. `what` names the file (checkpoint,
-    --resume checkpoint, init_from ...)."""
-    with open(path, "rb") as file:
-        head = file.read(4)
-    if not head.startswith(_TORCH_MAGIC):
-        return (f"{what} {path} is not a torch file (it starts with {head!r}); expected a "
-                f".pth written by catalyst-dl run or torch.save")
-    text = str(error)
-    if isinstance(error, pickle.UnpicklingError):
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        named = f" (it names {found.group(1)})" if found else ""
-        return (f"{what} {path} was refused: it holds more than tensors and plain data"
-                f"{named}, and a pickle can carry code; loading uses weights_only=True, nothing "
-                f"in it was run. Expected a checkpoint of catalyst-dl run or a torch.save'd state dict")
-    first = (text.splitlines() or [type(error).__name__])[0].split(". ")[0]
-    return (f"{what} {path} cannot be read (truncated or not a torch file): {first}; "
-            f"expected a complete .pth file")
-
-
-def load_checkpoint(path: str) -> Any:
-    """torch.load on CPU that refuses pickles carrying code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+load_checkpoint = load  # torch.load on CPU that refuses pickles carrying code
 
 
 def apply() -> None:

@@ -6,15 +6,13 @@ dumped by Catalyst) and `checkpoints/{best,last}.pth`. Checkpoints are loaded wi
 """
 import json
 from copy import deepcopy
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-from podium.compat.checkpoint import describe_load_error
+from podium import checkpoints
 from podium.errors import PodiumError
 from podium.targets import call_target
 
@@ -61,18 +59,7 @@ def resolve_checkpoint(run_dir: Optional[Path], checkpoint: str) -> Path:
 
 def load_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     """Model weights from a Catalyst checkpoint (`model_state_dict`) or a bare state dict."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile) as error:
-        raise PodiumError(describe_load_error(path, error)) from None
-    if isinstance(checkpoint, dict) and "model_state_dict" in checkpoint:
-        checkpoint = checkpoint["model_state_dict"]
-    if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        raise PodiumError(
-            f"checkpoint {path} holds no model weights; expected a state dict of tensors "
-            f"or a Catalyst checkpoint with model_state_dict"
-        )
-    return checkpoint
+    return checkpoints.model_weights(path)
 
 
 def load_model(

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 
+from podium import checkpoints
 from podium.errors import PodiumError
 from podium.files import write_atomically, write_json
 
@@ -120,10 +120,7 @@ def best_checkpoint_info(path) -> Dict[str, Any]:
             f"{checkpoint} does not exist: the fold trained but saved no best checkpoint; expected a "
             f"catalyst.callbacks.CheckpointCallback (loader_key, metric_key) in the training config"
         )
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # truncated file, not a torch zip
-        raise PodiumError(f"cannot read {checkpoint}: {str(error).splitlines()[0]}") from None
+    state = checkpoints.read(checkpoint, mmap=True)
     loader = state.get("checkpointer_loader_key") or "valid"
     metrics = (state.get("epoch_metrics") or {}).get(loader) or {}
     return {
