@@ -27,6 +27,7 @@ from catalyst.core.callback import Callback, CallbackNode, CallbackOrder
 from podium.errors import PodiumError
 from podium.metrics.detection_map import DetectionMAP
 from podium.models.centernet import decode_centernet
+from podium.validation import check_int
 
 __all__ = ["DetectionMAPCallback"]
 
@@ -53,8 +54,7 @@ class DetectionMAPCallback(Callback):
         super().__init__(order=CallbackOrder.metric, node=CallbackNode.all)
         self.metric = DetectionMAP(num_classes, iou_threshold, class_names)
         for name, value in (("output_stride", output_stride), ("top_k", top_k), ("pool_size", pool_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise PodiumError(f"DetectionMAPCallback {name} must be an integer >= 1, got {value!r}")
+            check_int(value, f"DetectionMAPCallback {name}", 1)
         if pool_size % 2 == 0:
             raise PodiumError(f"DetectionMAPCallback pool_size must be odd (a centred window), got {pool_size}")
         self.output_stride, self.top_k = output_stride, top_k

@@ -32,6 +32,7 @@ import torch
 from catalyst.callbacks.optimizer import OptimizerCallback as _CatalystOptimizerCallback
 
 from podium.errors import PodiumError
+from podium.validation import check_int, check_number
 
 __all__ = ["OptimizerCallback", "grad_norm", "is_step_batch", "optimizer_steps"]
 
@@ -87,12 +88,7 @@ class OptimizerCallback(_CatalystOptimizerCallback):
         grad_clip: Optional[Dict] = None,
         log_grad_norm: bool = True,
     ):
-        if isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int) \
-                or accumulation_steps < 1:
-            raise PodiumError(
-                f"OptimizerCallback: accumulation_steps must be an integer >= 1, "
-                f"got {accumulation_steps!r}"
-            )
+        check_int(accumulation_steps, "OptimizerCallback: accumulation_steps", 1)
         if grad_clip is not None and grad_clip_fn is not None:
             raise PodiumError("OptimizerCallback: give grad_clip or grad_clip_fn, not both")
         super().__init__(
@@ -132,10 +128,8 @@ class OptimizerCallback(_CatalystOptimizerCallback):
             raise PodiumError(
                 f'OptimizerCallback: grad_clip mode must be "norm" or "value", not {mode!r}'
             )
-        value = grad_clip["max"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise PodiumError(f"OptimizerCallback: grad_clip max must be > 0, got {value!r}")
-        return {"mode": mode, "max": float(value),
+        value = check_number(grad_clip["max"], "OptimizerCallback: grad_clip max", "> 0", "> 0")
+        return {"mode": mode, "max": value,
                 "norm_type": float(grad_clip.get("norm_type", 2.0))}
 
     # -- events ----------------------------------------------------------------------------

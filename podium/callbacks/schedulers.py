@@ -62,6 +62,7 @@ from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 
 from podium.callbacks.optimizer import is_step_batch, optimizer_steps
 from podium.errors import PodiumError
+from podium.validation import check_int
 
 __all__ = [
     "LoaderScheduleCallback",
@@ -112,14 +113,8 @@ class LoaderScheduleCallback(ISchedulerCallback):
 
     def __init__(self, accumulation_steps: Optional[int] = None, optimizer_key: str = None):
         super().__init__(order=CallbackOrder.Scheduler, node=CallbackNode.all)
-        if accumulation_steps is not None and (
-            isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int)
-            or accumulation_steps < 1
-        ):
-            raise PodiumError(
-                f"{type(self).__name__}: accumulation_steps must be an integer >= 1, "
-                f"got {accumulation_steps!r}"
-            )
+        if accumulation_steps is not None:
+            check_int(accumulation_steps, f"{type(self).__name__}: accumulation_steps", 1)
         self.accumulation_steps = accumulation_steps
         self.optimizer_key = optimizer_key
         self.scheduler = None

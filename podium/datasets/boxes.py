@@ -63,6 +63,7 @@ from podium.datasets.normalize import Normalizer, build_normalizer
 from podium.datasets.readers import read_image
 from podium.datasets.transforms import build_transforms
 from podium.errors import PodiumError
+from podium.validation import check_int, check_number
 
 __all__ = [
     "IGNORE", "IMAGENET_NORMALIZE", "SPLITS", "CrownCrops", "Window", "build_deepforest_datasets",
@@ -338,17 +339,14 @@ def build_deepforest_datasets(
     split. max_other: draw only unambiguous windows (module docstring); null: any window. seed: the window draw (independent of the training seed). folder: another folder of
     Pascal VOC XMLs + images (default: the deepforest wheel's data). splits: which to build.
     """
-    size = _int_at_least(size, 8, "size")
+    size = check_int(size, "data size", 8)
     crop_size = _crop_size(crop_size)
-    counts = {"train": _int_at_least(num_train, 1, "num_train"), "valid": _int_at_least(num_valid, 1, "num_valid")}
+    counts = {"train": check_int(num_train, "data num_train", 1), "valid": check_int(num_valid, "data num_valid", 1)}
     for key, value in (("positive_fraction", positive_fraction), ("min_inside", min_inside)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise PodiumError(f"data {key} must be a number in [0, 1], got {value!r}")
-    if isinstance(valid_fraction, bool) or not isinstance(valid_fraction, (int, float)) or not 0 < valid_fraction < 1:
-        raise PodiumError(f"data valid_fraction must be a number in (0, 1), got {valid_fraction!r}")
-    if max_other is not None and (isinstance(max_other, bool) or not isinstance(max_other, (int, float))
-                                  or not 0 <= max_other < min_inside):
-        raise PodiumError(f"data max_other must be null or a number in [0, min_inside), got {max_other!r}")
+        check_number(value, f"data {key}", "[0, 1]")
+    check_number(valid_fraction, "data valid_fraction", "(0, 1)")
+    if max_other is not None:
+        check_number(max_other, "data max_other", f"[0, {min_inside})", "null or a number in [0, min_inside)")
     if min_inside == 0:
         raise PodiumError("data min_inside must be > 0 (0 would count crowns entirely outside the crop)")
     unknown = [s for s in splits if s not in SPLITS]
@@ -376,16 +374,10 @@ def _read_rgb(item: ForestImage) -> np.ndarray:
     return image[..., :3]
 
 
-def _int_at_least(value, low: int, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise PodiumError(f"data {key} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
 def _crop_size(value) -> Tuple[int, int]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise PodiumError(f"data crop_size must be [min, max] window side in pixels, got {value!r}")
-    low, high = (_int_at_least(v, 8, "crop_size") for v in value)
+    low, high = (check_int(v, "data crop_size", 8) for v in value)
     if low > high:
         raise PodiumError(f"data crop_size {list(value)}: min must not exceed max")
     return low, high

@@ -54,6 +54,7 @@ from podium.datasets.normalize import build_normalizer
 from podium.datasets.readers import read_image
 from podium.datasets.transforms import build_transforms
 from podium.errors import PodiumError
+from podium.validation import check_int, check_number
 
 __all__ = [
     "IGNORE", "CrownTiles", "Scene", "TileWindow", "build_deepforest_tiles", "draw_gaussian",
@@ -344,18 +345,18 @@ def build_deepforest_tiles(
     num_train / num_valid: keep only that many tiles of the split, evenly spaced over its list
     (quick runs and tests); null keeps every tile.
     """
-    tile_size = _int_at_least(tile_size, 8, "tile_size")
-    output_stride = _int_at_least(output_stride, 1, "output_stride")
+    tile_size = check_int(tile_size, "data tile_size", 8)
+    output_stride = check_int(output_stride, "data output_stride", 1)
     if tile_size % output_stride:
         raise PodiumError(f"data tile_size {tile_size} must be a multiple of output_stride {output_stride}")
-    train_stride = tile_size // 2 if train_stride is None else _int_at_least(train_stride, 1, "train_stride")
-    max_objects = _int_at_least(max_objects, 1, "max_objects")
-    limits = {split: None if value is None else _int_at_least(value, 1, f"num_{split}")
+    train_stride = tile_size // 2 if train_stride is None else check_int(train_stride, "data train_stride", 1)
+    max_objects = check_int(max_objects, "data max_objects", 1)
+    limits = {split: None if value is None else check_int(value, f"data num_{split}", 1)
               for split, value in (("train", num_train), ("valid", num_valid))}
-    _number_in(scale, "scale", 0.0, 4.0)
-    _number_in(valid_fraction, "valid_fraction", 0.0, 1.0, high_inclusive=False)
-    _number_in(min_overlap, "min_overlap", 0.0, 1.0, high_inclusive=False)
-    _number_in(min_visibility, "min_visibility", 0.0, 1.0)
+    check_number(scale, "data scale", "(0.0, 4.0]")
+    check_number(valid_fraction, "data valid_fraction", "(0.0, 1.0)")
+    check_number(min_overlap, "data min_overlap", "(0.0, 1.0)")
+    check_number(min_visibility, "data min_visibility", "(0.0, 1.0]")
     if classes is not None:
         if isinstance(classes, str) or not classes or len(set(classes)) != len(classes):
             raise PodiumError(f"data classes must be null or a list of distinct names from {list(CLASSES)}, got {classes!r}")
@@ -381,16 +382,3 @@ def build_deepforest_tiles(
     return datasets
 
 
-def _int_at_least(value, low: int, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise PodiumError(f"data {key} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _number_in(value, key: str, low: float, high: float, high_inclusive: bool = True) -> float:
-    """A number in (low, high] (or (low, high)), else a PodiumError naming the key."""
-    inside = not isinstance(value, bool) and isinstance(value, (int, float)) and low < value and (
-        value <= high if high_inclusive else value < high)
-    if not inside:
-        raise PodiumError(f"data {key} must be a number in ({low}, {high}{']' if high_inclusive else ')'}, got {value!r}")
-    return float(value)

@@ -32,6 +32,7 @@ import numpy as np
 from albumentations.core.transforms_interface import DualTransform
 
 from podium.errors import PodiumError
+from podium.validation import POSITIVE, check_int, check_probability
 
 __all__ = ["PositiveCrop", "RandomScaleCrop", "choose_window", "crop_window"]
 
@@ -52,9 +53,9 @@ class RandomScaleCrop(DualTransform):
         p: float = 1.0,
     ):
         super().__init__(p=p)
-        self.height, self.width = _positive_int(height, "height"), _positive_int(width, "width")
+        self.height, self.width = check_int(height, "height", 1, POSITIVE), check_int(width, "width", 1, POSITIVE)
         self.scale_range = _scale_range(scale_range)
-        self.positive_p = _probability(positive_p, "positive_p")
+        self.positive_p = check_probability(positive_p, "positive_p")
         self.interpolation = int(interpolation)
         self.mask_interpolation = int(mask_interpolation)
         self.fill, self.fill_mask = fill, fill_mask
@@ -159,18 +160,6 @@ def _clip_start(start: int, length: int, window: int) -> int:
     if window >= length:
         return -((window - length) // 2)
     return min(max(start, 0), length - window)
-
-
-def _positive_int(value, key: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise PodiumError(f"{key} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _probability(value, key: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-        raise PodiumError(f"{key} must be a probability in [0, 1], got {value!r}")
-    return float(value)
 
 
 def _scale_range(value) -> Tuple[float, float]:

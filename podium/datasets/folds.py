@@ -31,6 +31,7 @@ import pandas as pd
 from podium.datasets.image_folder import index_images, index_masks, resolve_layout
 from podium.datasets.readers import read_image, read_mask
 from podium.errors import PodiumError, did_you_mean
+from podium.validation import check_choice, check_int
 
 __all__ = ["STRATIFY", "make_folds", "write_folds", "coverage_strata", "class_strata", "fold_summary"]
 
@@ -56,10 +57,8 @@ def make_folds(
     """The split table with a `fold` column (0..k-1; -1 for rows of other splits).
     With coverage stratification, `df.attrs["coverage"]` holds {name: foreground fraction}."""
     stratify = "none" if stratify in (None, "") else stratify
-    if stratify not in STRATIFY:
-        raise PodiumError(f'--stratify {stratify!r} is not supported{did_you_mean(stratify, STRATIFY)}; expected one of: {", ".join(STRATIFY)}')
-    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
-        raise PodiumError(f"--k must be an integer >= 2, got {k!r}")
+    check_choice(stratify, STRATIFY, "--stratify")
+    check_int(k, "--k", 2)
     folder_layout = resolve_layout(root, layout, image_dir, mask_dir, mask_suffix)
     df = _table(root, split_file, folder_layout)
     pool = _pool(df, split, os.path.join(str(root), split_file))

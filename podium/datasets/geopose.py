@@ -48,6 +48,7 @@ from podium.datasets.boxes import IMAGENET_NORMALIZE
 from podium.datasets.normalize import build_normalizer
 from podium.datasets.transforms import build_transforms
 from podium.errors import PodiumError, did_you_mean
+from podium.validation import check_int, check_number
 
 __all__ = [
     "CITIES", "CityStyle", "IGNORE", "Shape", "SceneGeometry", "SyntheticGeoposeScenes", "augment_sample",
@@ -315,20 +316,17 @@ def build_geopose_datasets(
     with NaN height gaps. Transforms: albumentations from YAML; geometric ones must be
     similarities (the targets follow them, see `augment_sample`).
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
-        raise PodiumError(f"data image_size must be an integer >= 32, got {image_size!r}")
+    check_int(image_size, "data image_size", 32)
     counts = {"train": num_train, "valid": num_valid}
     for split, count in counts.items():
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise PodiumError(f"data num_{split} must be an integer >= 1, got {count!r}")
+        check_int(count, f"data num_{split}", 1)
     if isinstance(cities, str) or not cities or len(set(cities)) != len(cities):
         raise PodiumError(f"data cities must be a list of distinct names from {list(CITIES)}, got {cities!r}")
     for city in cities:
         if city not in CITIES:
             raise PodiumError(f'data cities: unknown city "{city}"{did_you_mean(city, CITIES)}; '
                               f"expected some of: {', '.join(CITIES)}")
-    if isinstance(missing_prob, bool) or not isinstance(missing_prob, (int, float)) or not 0 <= missing_prob <= 1:
-        raise PodiumError(f"data missing_prob must be a number in [0, 1], got {missing_prob!r}")
+    check_number(missing_prob, "data missing_prob", "[0, 1]")
     if isinstance(splits, str) or not splits or any(s not in SPLITS for s in splits):
         raise PodiumError(f"data splits {splits!r}: expected a non-empty subset of {list(SPLITS)}")
     transforms = {"train": train_transforms, "valid": valid_transforms}

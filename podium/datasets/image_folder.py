@@ -46,7 +46,8 @@ from podium.datasets.exclusion import resolve_data_path
 from podium.datasets.normalize import build_normalizer
 from podium.datasets.readers import IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_image, read_mask
 from podium.datasets.transforms import build_transforms
-from podium.errors import PodiumError, did_you_mean
+from podium.errors import PodiumError
+from podium.validation import POSITIVE, check_choice, check_int, is_int
 
 __all__ = [
     "ImageFolderDataset", "FolderLayout", "LAYOUTS", "TARGETS", "ON_BAD_SAMPLE",
@@ -95,9 +96,9 @@ class ImageFolderDataset(Dataset):
         self.transforms = build_transforms(transforms) if not callable(transforms) else transforms
         self.normalizer = build_normalizer(normalize)
         self.channels = _check_channels(channels)
-        self.num_classes = _check_num_classes(num_classes)
+        self.num_classes = check_int(num_classes, "num_classes", 1, f"{POSITIVE} (1 for a binary mask)")
         self.in_channels = _check_in_channels(in_channels, self.channels)
-        self.on_bad_sample = _check_choice(on_bad_sample, ON_BAD_SAMPLE, "on_bad_sample")
+        self.on_bad_sample = check_choice(on_bad_sample, ON_BAD_SAMPLE, "on_bad_sample")
         self.with_masks = bool(with_masks)
         if self.channels is not None:
             self.normalizer.check_channels(len(self.channels))
@@ -274,7 +275,7 @@ class ImageFolderDataset(Dataset):
 
 def resolve_layout(root, layout: str = "auto", image_dir: str = "images", mask_dir: str = "masks", mask_suffix: str = "_mask") -> FolderLayout:
     """Where images and masks are for this `layout` (see the module docstring)."""
-    layout = _check_choice(layout, LAYOUTS, "layout")
+    layout = check_choice(layout, LAYOUTS, "layout")
     root = str(root)
     image_folder = os.path.join(root, image_dir)
     if layout == "auto":
@@ -343,19 +344,11 @@ def _augment(transforms, image: np.ndarray, mask: Optional[np.ndarray]):
 def _check_channels(channels) -> Optional[List[int]]:
     if channels is None:
         return None
-    if isinstance(channels, int) and not isinstance(channels, bool):
+    if is_int(channels):
         channels = [channels]
-    if not isinstance(channels, (list, tuple)) or not channels or not all(
-        isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in channels
-    ):
+    if not isinstance(channels, (list, tuple)) or not channels or not all(is_int(c) and c >= 0 for c in channels):
         raise PodiumError(f"channels must be a non-empty list of channel indices like [0, 2], got {channels!r}")
     return list(channels)
-
-
-def _check_num_classes(num_classes) -> int:
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-        raise PodiumError(f"num_classes must be a positive integer (1 for a binary mask), got {num_classes!r}")
-    return num_classes
 
 
 def _channels_last(array: np.ndarray, channels: int) -> np.ndarray:
@@ -367,17 +360,10 @@ def _channels_last(array: np.ndarray, channels: int) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _check_choice(value, choices: Sequence[str], key: str) -> str:
-    if value not in choices:
-        raise PodiumError(f"{key} {value!r} is not supported{did_you_mean(value, choices)}; expected one of: {', '.join(choices)}")
-    return value
-
-
 def _check_in_channels(in_channels, channels) -> Optional[int]:
     if in_channels is None:
         return None
-    if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
-        raise PodiumError(f"in_channels must be a positive integer, got {in_channels!r}")
+    check_int(in_channels, "in_channels", 1, POSITIVE)
     if channels is not None and len(channels) != in_channels:
         raise PodiumError(f"channels {channels} selects {len(channels)} channel(s) but in_channels is {in_channels}; expected as many")
     return in_channels
@@ -395,7 +381,7 @@ def _resolve_target(target, num_classes: int, table: Optional[RleTable]) -> str:
             target = "multilabel"
         else:
             target = "binary" if num_classes == 1 else "multiclass"
-    target = _check_choice(target, TARGETS, "target")
+    target = check_choice(target, TARGETS, "target")
     if target == "binary" and num_classes != 1:
         raise PodiumError(f"target binary needs num_classes 1, got {num_classes}; for index masks use target: multiclass")
     if target == "multiclass" and num_classes < 2:

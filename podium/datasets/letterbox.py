@@ -25,8 +25,9 @@ import cv2
 import numpy as np
 from albumentations.core.transforms_interface import DualTransform
 
-from podium.datasets.crops import _positive_int, _resize
+from podium.datasets.crops import _resize
 from podium.errors import PodiumError
+from podium.validation import POSITIVE, check_int, is_int
 
 __all__ = ["Letterbox", "letterbox", "letterbox_meta", "unletterbox"]
 
@@ -98,7 +99,7 @@ class Letterbox(DualTransform):
         p: float = 1.0,
     ):
         super().__init__(p=p)
-        self.height, self.width = _positive_int(height, "height"), _positive_int(width, "width")
+        self.height, self.width = check_int(height, "height", 1, POSITIVE), check_int(width, "width", 1, POSITIVE)
         self.interpolation, self.mask_interpolation = int(interpolation), int(mask_interpolation)
         self.fill, self.fill_mask = fill, fill_mask
 
@@ -140,8 +141,8 @@ def _interpolation(array: np.ndarray, interpolation) -> int:
 
 
 def _size(size: Size) -> Tuple[int, int]:
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+    if is_int(size):
         size = (size, size)
     if not isinstance(size, (list, tuple)) or len(size) != 2:
         raise PodiumError(f"letterbox size must be an integer or [height, width], got {size!r}")
-    return _positive_int(size[0], "letterbox height"), _positive_int(size[1], "letterbox width")
+    return check_int(size[0], "letterbox height", 1, POSITIVE), check_int(size[1], "letterbox width", 1, POSITIVE)

@@ -27,6 +27,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from podium.errors import PodiumError, check_keys, did_you_mean
+from podium.validation import is_number
 
 __all__ = ["Normalizer", "build_normalizer", "load_stats_normalize"]
 
@@ -133,23 +134,19 @@ def _check_values(spec: Mapping) -> None:
     if spec.get("std") is not None and not all(_positive(v) for v in np.atleast_1d(_as_vector(spec["std"], "std"))):
         raise PodiumError(f"normalize.std must hold positive numbers, got {spec['std']!r}")
     low, high = spec.get("low", 1.0), spec.get("high", 99.0)
-    if not (_number(low) and _number(high) and 0 <= low < high <= 100):
+    if not (is_number(low) and is_number(high) and 0 <= low < high <= 100):
         raise PodiumError(f"normalize.low/high must satisfy 0 <= low < high <= 100, got low={low!r} high={high!r}")
 
 
 def _as_vector(values, key: str) -> np.ndarray:
     values = [values] if np.isscalar(values) else values
-    if not isinstance(values, Sequence) and not isinstance(values, np.ndarray) or not all(map(_number, values)):
+    if not isinstance(values, Sequence) and not isinstance(values, np.ndarray) or not all(map(is_number, values)):
         raise PodiumError(f"normalize.{key} must be a number or a list of numbers, got {values!r}")
     return np.asarray(values, dtype=np.float32)
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-
-
 def _positive(value) -> bool:
-    return _number(value) and value > 0
+    return is_number(value) and value > 0
 
 
 def _percentile_scale(image: np.ndarray, low: float, high: float) -> np.ndarray:

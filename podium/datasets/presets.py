@@ -36,6 +36,7 @@ import copy
 from typing import Any, Dict, List, Mapping
 
 from podium.errors import PodiumError, check_keys, did_you_mean
+from podium.validation import is_int
 
 __all__ = ["PRESETS", "PRESET_KEYS", "preset_transforms", "is_preset"]
 
@@ -162,12 +163,9 @@ def _names(items: List[dict]) -> List[str]:
 
 
 def _size(size, preset: str):
-    if isinstance(size, int) and not isinstance(size, bool):
+    if is_int(size):
         size = [size, size]
-    if (
-        not isinstance(size, (list, tuple)) or len(size) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
-    ):
+    if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(is_int(v) and v > 0 for v in size):
         raise PodiumError(f"size of preset {preset} must be a positive integer or [height, width], got {size!r}")
     return int(size[0]), int(size[1])
 

@@ -42,6 +42,7 @@ from podium.files import write_atomically
 from podium.inference.checkpoint import load_model, run_data_config
 from podium.metrics.detection_map import DetectionMAP
 from podium.models.centernet import decode_centernet
+from podium.validation import check_number
 
 __all__ = [
     "CenterNetPredictor", "DEEPFOREST_BUILDER", "TTA_MODES", "decode_centernet", "load_centernet_predictor",
@@ -151,8 +152,7 @@ def load_centernet_predictor(run, checkpoint: str = "best", tta: str = "none", b
     params = run_data_config(config)
     if scale is None:
         scale = params.get("scale", _default("scale")) if params.get("_target_") == DEEPFOREST_BUILDER else 1.0
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale <= 0:
-        raise PodiumError(f"scale must be a number > 0, got {scale!r}")
+    check_number(scale, "scale", "> 0")
     channels = int((config.get("model") or {}).get("in_channels", 3))
     predictor = CenterNetPredictor(model, params.get("normalize"), float(scale), tta, batch_size, device, top_k,
                                    channels=channels)

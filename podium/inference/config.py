@@ -25,7 +25,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
 
-from podium.errors import PodiumError, check_keys, check_output_folder, did_you_mean
+from podium.errors import PodiumError, check_keys, check_output_folder
+from podium.validation import check_bool, check_choice, check_int, check_number, is_int
 
 __all__ = [
     "DEFAULTS", "TILE_WEIGHTS",
@@ -147,9 +148,9 @@ def resolve_inference_config(config: Mapping[str, Any]) -> Dict[str, Any]:
         raise PodiumError("no output folder: give `out:` in the inference config or --out DIR")
     resolved["out"] = _check_path(resolved["out"], "out")
     check_output_folder(resolved["out"], "out")  # before any model is loaded or file written
-    resolved["batch_size"] = _positive_int(resolved["batch_size"], "batch_size")
-    resolved["num_workers"] = _non_negative_int(resolved["num_workers"], "num_workers")
-    resolved["progress"] = _bool(resolved["progress"], "progress")
+    resolved["batch_size"] = check_int(resolved["batch_size"], "batch_size", 1)
+    resolved["num_workers"] = check_int(resolved["num_workers"], "num_workers", 0)
+    resolved["progress"] = check_bool(resolved["progress"], "progress")
     if resolved["device"] is not None and not isinstance(resolved["device"], str):
         raise PodiumError(f"device must be a string like cpu, cuda or cuda:1 (or null for auto), got {resolved['device']!r}")
     return resolved
@@ -215,8 +216,7 @@ def _check_models(models) -> List[Dict[str, Any]]:
         checkpoints = model.get("checkpoint", "best")
         checkpoints = checkpoints if isinstance(checkpoints, list) else [checkpoints]
         weight = model.get("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
-            raise PodiumError(f"{where}/weight must be a number > 0, got {weight!r}")
+        check_number(weight, f"{where}/weight", "> 0")
         for checkpoint in checkpoints:
             if not isinstance(checkpoint, str) or not checkpoint:
                 raise PodiumError(f"{where}/checkpoint must be best, last or a path to a .pth file, got {checkpoint!r}")
@@ -250,8 +250,8 @@ def _check_data(data) -> Dict[str, Any]:
     chosen = [key for key in ("split", "fold", "names") if data[key] is not None]
     if len(chosen) > 1:
         raise PodiumError(f"data gives both {chosen[0]} and {chosen[1]}; expected one way to select images: split, fold or names")
-    if data["fold"] is not None and (isinstance(data["fold"], bool) or not isinstance(data["fold"], int)):
-        raise PodiumError(f"data/fold must be an integer fold index, got {data['fold']!r}")
+    if data["fold"] is not None:
+        check_int(data["fold"], "data/fold", expected="an integer fold index")
     for key in ("root", "names", "split_file", "exclude"):
         if data[key] is not None:
             data[key] = _check_path(data[key], f"data/{key}")
@@ -294,7 +294,7 @@ def _check_postprocess(postprocess) -> Dict[str, Any]:
 def _check_tiles(tiles) -> Optional[Dict[str, Any]]:
     if tiles is None or tiles is False:
         return None
-    if isinstance(tiles, int) and not isinstance(tiles, bool):
+    if is_int(tiles):
         tiles = {"size": tiles}
     tiles = _check_mapping(tiles, "tiles")
     check_keys(list(tiles), TILE_KEYS, "tiles")
@@ -302,18 +302,17 @@ def _check_tiles(tiles) -> Optional[Dict[str, Any]]:
         raise PodiumError("tiles needs a size: {size: 512, overlap: 128}")
     size = tiles["size"]
     if isinstance(size, list) and len(size) == 2:
-        size = [_positive_int(s, "tiles/size") for s in size]
+        size = [check_int(s, "tiles/size", 1) for s in size]
     else:
-        size = [_positive_int(size, "tiles/size")] * 2
+        size = [check_int(size, "tiles/size", 1)] * 2
     overlap = tiles.get("overlap", min(size) // 4)
-    overlap = _non_negative_int(overlap, "tiles/overlap")
+    overlap = check_int(overlap, "tiles/overlap", 0)
     if overlap >= min(size):
         raise PodiumError(f"tiles/overlap {overlap} must be smaller than the tile size {min(size)}")
     weight = tiles.get("weight", "pyramid")
-    if weight not in TILE_WEIGHTS:
-        raise PodiumError(f"tiles/weight {weight!r} is not supported{did_you_mean(weight, TILE_WEIGHTS)}; expected one of: {', '.join(TILE_WEIGHTS)}")
+    check_choice(weight, TILE_WEIGHTS, "tiles/weight")
     batch_size = tiles.get("batch_size")
-    batch_size = None if batch_size is None else _positive_int(batch_size, "tiles/batch_size")
+    batch_size = None if batch_size is None else check_int(batch_size, "tiles/batch_size", 1)
     return {"size": size, "overlap": overlap, "weight": weight, "batch_size": batch_size}
 
 
@@ -323,7 +322,7 @@ def _check_outputs(outputs) -> Dict[str, Any]:
     resolved = dict(DEFAULTS["outputs"])
     resolved.update(outputs)
     for key in ("masks", "probabilities", "overlays"):
-        resolved[key] = _bool(resolved[key], f"outputs/{key}")
+        resolved[key] = check_bool(resolved[key], f"outputs/{key}")
     submission = resolved["submission"]
     if isinstance(submission, str):
         submission = {"path": submission}
@@ -360,21 +359,3 @@ def _check_path(value, key: str) -> str:
     if not isinstance(value, (str, Path)) or not str(value):
         raise PodiumError(f"{key} must be a path, got {value!r}")
     return str(value)
-
-
-def _positive_int(value, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PodiumError(f"{key} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def _non_negative_int(value, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise PodiumError(f"{key} must be an integer >= 0, got {value!r}")
-    return value
-
-
-def _bool(value, key: str) -> bool:
-    if not isinstance(value, bool):
-        raise PodiumError(f"{key} must be true or false, got {value!r}")
-    return value

@@ -38,6 +38,7 @@ from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.tta import MODES as TTA_MODES
 from podium.inference.tta import build_tta
 from podium.metrics.boxes import box_iou
+from podium.validation import check_int, check_number
 
 __all__ = ["BoxPredictor", "TTA_MODES", "load_box_predictor",
            "predict_deepforest", "predict_images", "summarize", "write_csv"]
@@ -103,16 +104,9 @@ def load_box_predictor(run, checkpoint: str = "best", tta: str = "none", batch_s
     model, config = load_model(Path(run), checkpoint)
     params = run_data_config(config)
     size = params.get("size", 128)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-        raise PodiumError(f"{run}: data/size must be an integer >= 8 (the letterbox side), got {size!r}")
+    check_int(size, f"{run}: data/size", 8, "an integer >= 8 (the letterbox side)")
     channels = int((config.get("model") or {}).get("in_channels", 3))
     return BoxPredictor(model, size, params.get("normalize"), tta, batch_size, device, clip, channels), config
-
-
-def _threshold(threshold: float) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise PodiumError(f"threshold must be a number in [0, 1], got {threshold!r}")
-    return float(threshold)
 
 
 def _row(name: str, score: np.ndarray, box: np.ndarray, threshold: float) -> Dict[str, Any]:
@@ -125,7 +119,7 @@ def _row(name: str, score: np.ndarray, box: np.ndarray, threshold: float) -> Dic
 
 def predict_images(predictor: BoxPredictor, paths: Sequence, threshold: float = 0.5) -> List[Dict[str, Any]]:
     """One row per image file (boxes in that image's pixels)."""
-    threshold = _threshold(threshold)
+    threshold = check_number(threshold, "threshold", "[0, 1]")
     if not paths:
         raise PodiumError("no images to predict: give image files or a folder holding .png/.jpg/.tif files")
     crops = []
@@ -142,7 +136,7 @@ def predict_images(predictor: BoxPredictor, paths: Sequence, threshold: float = 
 def predict_deepforest(predictor: BoxPredictor, config: Dict[str, Any], split: str = "valid",
                        threshold: float = 0.5) -> List[Dict[str, Any]]:
     """One row per window of the run's deepforest `split`: prediction and truth in scene pixels."""
-    threshold = _threshold(threshold)
+    threshold = check_number(threshold, "threshold", "[0, 1]")
     params = run_data_config(config)
     if params.pop("_target_", None) != DEEPFOREST_BUILDER:
         raise PodiumError(f"the run was not trained on {DEEPFOREST_BUILDER} (its data/_target_); "

@@ -23,12 +23,12 @@ uses — is unchanged by dividing every class of a pixel by the same sum. The fu
 tell the two apart, so re-normalising is opt-in: `normalize=True` divides by the sum over the
 channel axis, for softmax outputs whose probabilities are thresholded or written to disk.
 """
-from numbers import Real
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from podium.errors import PodiumError, check_keys, did_you_mean
+from podium.errors import PodiumError, check_keys
+from podium.validation import check_choice, check_number, is_number
 
 __all__ = ["METHODS", "Ensemble", "average_probabilities"]
 
@@ -92,10 +92,8 @@ class Ensemble:
 
 
 def _check_method(method, power):
-    if method not in METHODS:
-        raise PodiumError(f"ensemble method {method!r} is not supported{did_you_mean(method, METHODS)}; expected one of: {', '.join(METHODS)}")
-    if isinstance(power, bool) or not isinstance(power, Real) or not np.isfinite(power) or power <= 0:
-        raise PodiumError(f"ensemble power must be a number > 0, got {power!r}")
+    check_choice(method, METHODS, "ensemble method")
+    check_number(power, "ensemble power", "> 0", finite=True)
     if method != "power" and power != 1:
         raise PodiumError(f"ensemble power {power} is only used by method power, but method is {method}; set method: power or drop power")
     return method, float(power)
@@ -108,7 +106,7 @@ def _check_weights(weights, count: int) -> list:
     if len(weights) != count:
         raise PodiumError(f"ensemble weights list {len(weights)} values {weights} for {count} models; expected one weight per model")
     for w in weights:
-        if isinstance(w, bool) or not isinstance(w, Real) or not np.isfinite(w) or w < 0:
+        if not is_number(w, finite=True) or w < 0:
             raise PodiumError(f"ensemble weights must be numbers >= 0, got {weights}")
     if sum(weights) <= 0:
         raise PodiumError(f"ensemble weights {weights} sum to 0; expected at least one positive weight")

@@ -31,15 +31,14 @@ Modes (what `__call__` returns):
   ignored. Class c's mask thus depends only on the argmax and class c's own values, which is
   what lets `podium tune-postprocess` tune each class on its own.
 """
-import math
-from numbers import Real
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
-from podium.errors import PodiumError, check_keys, did_you_mean
+from podium.errors import PodiumError, check_keys
+from podium.validation import check_choice, check_probability, is_number
 
 __all__ = [
     "MODES", "CONFIG_KEYS", "PostProcess", "default_threshold", "fill_enclosed", "components",
@@ -112,9 +111,7 @@ class PostProcess:
         mode: str = "binary",
         class_names: Optional[Sequence[str]] = None,
     ):
-        if mode not in MODES:
-            raise PodiumError(f"post-processing mode {mode!r} is not supported{did_you_mean(mode, MODES)}; expected one of: {', '.join(MODES)}")
-        self.mode = mode
+        self.mode = check_choice(mode, MODES, "post-processing mode")
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         if self.class_names is not None and mode == "binary" and len(self.class_names) != 1:
             raise PodiumError(f"binary post-processing has one class, but class_names lists {len(self.class_names)}: {self.class_names}")
@@ -199,13 +196,11 @@ def _check_values(key: str, value, check):
 
 
 def _threshold(key, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= float(value) <= 1.0:
-        raise PodiumError(f"postprocess {key} must be a probability in [0, 1] (or a list of them), got {value!r}")
-    return float(value)
+    return check_probability(value, f"postprocess {key}", note=" (or a list of them)")
 
 
 def _min_size(key, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or value < 0 or value != int(value):
+    if not is_number(value, finite=True) or value < 0 or value != int(value):
         raise PodiumError(f"postprocess {key} must be a whole number of pixels >= 0 (or a list of them), got {value!r}")
     return int(value)
 

@@ -35,6 +35,7 @@ from podium.files import write_atomically, write_json
 from podium.inference import cv_runs
 from podium.inference.checkpoint import CONFIG_PATH
 from podium.inference.probability_maps import probability_map_classes, probability_map_names, read_probability_map
+from podium.validation import check_int, check_probability
 
 __all__ = [
     "CHECKPOINTS", "PREDICT_FILES", "teacher_models", "cv_predict_settings", "image_stats", "choose_kinds",
@@ -132,10 +133,9 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
 
 
 def _check_settings(negatives: Optional[int], threshold: float) -> None:
-    if negatives is not None and (isinstance(negatives, bool) or not isinstance(negatives, int) or negatives < 0):
-        raise PodiumError(f"--negatives must be an integer >= 0 (the most negatives to keep), got {negatives!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold <= 1:
-        raise PodiumError(f"--negative-threshold must be a probability in (0, 1], got {threshold!r}")
+    if negatives is not None:
+        check_int(negatives, "--negatives", 0, "an integer >= 0 (the most negatives to keep)")
+    check_probability(threshold, "--negative-threshold", "(0, 1]")
 
 
 def _delete_maps(maps: Path, classes: List[str], name: str) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from podium.errors import PodiumError
+from podium.validation import check_int
 
 __all__ = ["Shards", "launch"]
 
@@ -79,8 +79,7 @@ class Shards:
 
 def launch(nproc: int, argv: Sequence[str]) -> int:
     """Run `podium <argv>` in `nproc` processes with torch's launcher (torchrun); exit code."""
-    if not isinstance(nproc, int) or nproc < 1:
-        raise PodiumError(f"--nproc must be an integer >= 1, got {nproc!r}")
+    check_int(nproc, "--nproc", 1)
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
         "-m", "podium", *argv,

@@ -43,6 +43,7 @@ from podium.datasets.rle import rle_encode
 from podium.errors import PodiumError, did_you_mean
 from podium.files import write_atomically
 from podium.inference.postprocess import MODES, as_numpy, components
+from podium.validation import check_choice
 
 __all__ = ["SubmissionWriter", "FIELDS"]
 
@@ -68,8 +69,8 @@ class SubmissionWriter:
         self.templates = _templates(columns, name_format)
         self.empty = str(empty)
         self.class_names = None if class_names is None else [str(c) for c in class_names]
-        if mode is not None and mode not in MODES:
-            raise PodiumError(f"submission mode {mode!r} is not supported{did_you_mean(mode, MODES)}; expected one of: {', '.join(MODES)}")
+        if mode is not None:
+            check_choice(mode, MODES, "submission mode")
         if mode == "multiclass" and (self.class_names is None or len(self.class_names) < 2):
             raise PodiumError("a multiclass submission needs class_names with the background first (e.g. [background, car, road])")
         self.mode = mode

@@ -50,7 +50,6 @@ the correct counterpart of toolbelt's `d4_labels_deaugment` for toolbelt's `d4_i
 """
 import math
 from dataclasses import dataclass
-from numbers import Real
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -58,6 +57,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from podium.errors import PodiumError, check_keys, did_you_mean
+from podium.validation import check_int, is_number
 
 __all__ = [
     "AUTO_PIXELS_PER_BATCH", "CHANNELS_LAST_MIN_PIXELS", "DEFAULT_SCALES", "MODES", "RULES", "TOOLBELT_D4_VIEWS",
@@ -384,9 +384,7 @@ def _named_outputs(outputs) -> Tuple[Dict[Optional[str], Tensor], bool]:
 def _check_max_views(value) -> Optional[int]:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PodiumError(f"tta max_views_per_batch must be null (by device) or an integer >= 1, got {value!r}")
-    return value
+    return check_int(value, "tta max_views_per_batch", 1, "null (by device) or an integer >= 1")
 
 
 def _check_vector_keys(vector_keys):
@@ -409,7 +407,7 @@ def _check_scales(scales) -> List[float]:
         raise PodiumError(f"tta scales must be a non-empty list of numbers > 0, e.g. [0.75, 1.0, 1.25], got {scales!r}")
     checked = []
     for scale in scales:
-        if isinstance(scale, bool) or not isinstance(scale, Real) or not math.isfinite(scale) or scale <= 0:
+        if not is_number(scale, finite=True) or scale <= 0:
             raise PodiumError(f"tta scales must be numbers > 0, got {scale!r} in {list(scales)}")
         if float(scale) in checked:
             raise PodiumError(f"tta scales lists {scale} twice: {list(scales)}")

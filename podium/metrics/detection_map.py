@@ -25,6 +25,7 @@ from podium.errors import PodiumError
 from podium.metrics._distributed import all_gather_object, all_reduce_sum, world_size
 from podium.metrics.base import Accumulator, as_tensor
 from podium.metrics.boxes import box_iou
+from podium.validation import check_int, check_number
 
 __all__ = ["DetectionMAP", "average_precision", "match_detections"]
 
@@ -75,10 +76,8 @@ class DetectionMAP(Accumulator):
 
     def __init__(self, num_classes: int = 1, iou_threshold: float = 0.5,
                  class_names: Optional[Sequence[str]] = None):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise PodiumError(f"DetectionMAP num_classes must be an integer >= 1, got {num_classes!r}")
-        if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, (int, float)) or not 0 < iou_threshold <= 1:
-            raise PodiumError(f"DetectionMAP iou_threshold must be a number in (0, 1], got {iou_threshold!r}")
+        check_int(num_classes, "DetectionMAP num_classes", 1)
+        check_number(iou_threshold, "DetectionMAP iou_threshold", "(0, 1]")
         if class_names is not None and len(class_names) != num_classes:
             raise PodiumError(f"DetectionMAP class_names has {len(class_names)} names for {num_classes} classes")
         self.num_classes, self.iou_threshold = num_classes, float(iou_threshold)

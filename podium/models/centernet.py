@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from podium.errors import PodiumError
-from podium.models.segmentation import _check_encoder_name, _check_positive_int, _create_encoder
+from podium.models.segmentation import _check_encoder_name, _create_encoder
+from podium.validation import check_int
 
 __all__ = ["CenterNet", "HEADS", "build_centernet", "decode_centernet"]
 
@@ -95,10 +96,10 @@ def build_centernet(
     from pytorch_toolbelt.modules.decoders import UNetDecoder
     from pytorch_toolbelt.modules.encoders.timm import GenericTimmEncoder
 
-    in_channels = _check_positive_int(in_channels, "in_channels")
-    num_classes = _check_positive_int(num_classes, "num_classes")
-    head_channels = _check_positive_int(head_channels, "head_channels")
-    output_stride = _check_positive_int(output_stride, "output_stride")
+    in_channels = check_int(in_channels, "model in_channels", 1)
+    num_classes = check_int(num_classes, "model num_classes", 1)
+    head_channels = check_int(head_channels, "model head_channels", 1)
+    output_stride = check_int(output_stride, "model output_stride", 1)
     name = _check_encoder_name(encoder)
     every_stage = _create_encoder(name, in_channels, bool(pretrained))
     strides = [int(s) for s in every_stage.get_output_spec().strides]
@@ -118,7 +119,7 @@ def build_centernet(
     if len(decoder_channels) != num_stages:
         raise PodiumError(f"model decoder_channels has {len(decoder_channels)} values; {name} at output_stride "
                           f"{output_stride} has {num_stages} U-Net stages (fine to coarse)")
-    decoder_channels = [_check_positive_int(c, "decoder_channels") for c in decoder_channels]
+    decoder_channels = [check_int(c, "model decoder_channels", 1) for c in decoder_channels]
     decoder = UNetDecoder(spec, out_channels=decoder_channels)
     features = decoder_channels[0]
     prior_bias = -math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR)  # −2.19

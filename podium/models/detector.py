@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from podium.errors import PodiumError
-from podium.models.segmentation import _check_encoder_name, _check_positive_int
+from podium.models.segmentation import _check_encoder_name
+from podium.validation import check_int, check_number
 
 __all__ = ["BoxClassifier", "build_box_classifier"]
 
@@ -91,13 +92,12 @@ def build_box_classifier(
     """
     import timm
 
-    in_channels = _check_positive_int(in_channels, "in_channels")
-    num_classes = _check_positive_int(num_classes, "num_classes")
-    box_hidden = _check_positive_int(box_hidden, "box_hidden")
-    box_grid = _check_positive_int(box_grid, "box_grid")
-    box_channels = _check_positive_int(box_channels, "box_channels")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise PodiumError(f"model dropout must be a number in [0, 1), got {dropout!r}")
+    in_channels = check_int(in_channels, "model in_channels", 1)
+    num_classes = check_int(num_classes, "model num_classes", 1)
+    box_hidden = check_int(box_hidden, "model box_hidden", 1)
+    box_grid = check_int(box_grid, "model box_grid", 1)
+    box_channels = check_int(box_channels, "model box_channels", 1)
+    check_number(dropout, "model dropout", "[0, 1)")
     name = _check_encoder_name(encoder)
     try:
         backbone = timm.create_model(name, pretrained=bool(pretrained), num_classes=0, in_chans=in_channels)

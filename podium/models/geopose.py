@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from podium.errors import PodiumError
-from podium.models.segmentation import _check_encoder_name, _check_positive_int, _create_encoder, _unet_channels
+from podium.models.segmentation import _check_encoder_name, _create_encoder, _unet_channels
+from podium.validation import check_int
 
 __all__ = ["GeoposeModel", "HEADS", "build_geopose_model"]
 
@@ -131,9 +132,9 @@ def build_geopose_model(
     """
     from pytorch_toolbelt.modules.decoders import UNetDecoder
 
-    in_channels = _check_positive_int(in_channels, "in_channels")
-    head_channels = _check_positive_int(head_channels, "head_channels")
-    hidden_features = _check_positive_int(hidden_features, "hidden_features")
+    in_channels = check_int(in_channels, "model in_channels", 1)
+    head_channels = check_int(head_channels, "model head_channels", 1)
+    hidden_features = check_int(hidden_features, "model hidden_features", 1)
     if isinstance(scalar_inputs, str) or not all(isinstance(n, str) and n.isidentifier() for n in scalar_inputs) \
             or len(set(scalar_inputs)) != len(scalar_inputs) or "image" in scalar_inputs:
         raise PodiumError(f"model scalar_inputs must be a list of distinct batch keys other than image "

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from podium.errors import PodiumError, did_you_mean
+from podium.validation import check_int, check_number, is_int
 
 __all__ = ["ARCHITECTURES", "SegmentationModel", "build_segmentation_model"]
 
@@ -72,12 +73,6 @@ class SegmentationModel(nn.Module):
         if pad_h or pad_w:
             logits = logits[..., :height, :width]
         return logits
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PodiumError(f"model {name} must be an integer >= 1, got {value!r}")
-    return value
 
 
 def _check_architecture(architecture) -> str:
@@ -141,15 +136,15 @@ def _unet_channels(decoder_channels, strides: Sequence[int]) -> List[int]:
     num_stages = len(strides) - 1
     if decoder_channels is None:  # fine → coarse, 32 at stride 2 … 256 at stride 16
         return [min(256, 16 * int(s)) for s in strides[:-1]]
-    if isinstance(decoder_channels, int) and not isinstance(decoder_channels, bool):
-        return [_check_positive_int(decoder_channels, "decoder_channels")] * num_stages
+    if is_int(decoder_channels):
+        return [check_int(decoder_channels, "model decoder_channels", 1)] * num_stages
     channels = list(decoder_channels)
     if len(channels) != num_stages:
         raise PodiumError(
             f"model decoder_channels has {len(channels)} values, but this encoder gives "
             f"{num_stages} U-Net stages; expected {num_stages} integers (fine to coarse) or one"
         )
-    return [_check_positive_int(c, "decoder_channels") for c in channels]
+    return [check_int(c, "model decoder_channels", 1) for c in channels]
 
 
 def build_segmentation_model(
@@ -173,10 +168,9 @@ def build_segmentation_model(
     from pytorch_toolbelt.modules.heads import ResizeHead
 
     architecture = _check_architecture(architecture)
-    in_channels = _check_positive_int(in_channels, "in_channels")
-    num_classes = _check_positive_int(num_classes, "num_classes")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise PodiumError(f"model dropout must be a number in [0, 1), got {dropout!r}")
+    in_channels = check_int(in_channels, "model in_channels", 1)
+    num_classes = check_int(num_classes, "model num_classes", 1)
+    check_number(dropout, "model dropout", "[0, 1)")
     encoder_name = _check_encoder_name(encoder)
 
     encoder_module = _create_encoder(encoder_name, in_channels, bool(pretrained))
@@ -188,11 +182,8 @@ def build_segmentation_model(
             decoder_channels = FPN_DEFAULT_CHANNELS
         if isinstance(decoder_channels, (list, tuple)) and len(decoder_channels) == 1:
             decoder_channels = decoder_channels[0]
-        if isinstance(decoder_channels, bool) or not isinstance(decoder_channels, int):
-            raise PodiumError(
-                f"model decoder_channels for fpn must be one integer, got {decoder_channels!r}"
-            )
-        decoder = FPNDecoder(spec, out_channels=_check_positive_int(decoder_channels, "decoder_channels"))
+        check_int(decoder_channels, "model decoder_channels for fpn", expected="one integer")
+        decoder = FPNDecoder(spec, out_channels=check_int(decoder_channels, "model decoder_channels", 1))
     head = ResizeHead(decoder.get_output_spec(), num_classes=num_classes, kernel_size=1,
                       dropout_rate=float(dropout))
     return SegmentationModel(encoder_module, decoder, head, architecture=architecture,
