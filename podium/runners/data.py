@@ -1,11 +1,7 @@
-"""The datasets and loaders of a run, from podium's `data:` blocks.
-
-`data:` (top level, overridable per stage as `stages/<s>/data`) holds the keyword arguments of
-`podium.datasets.build_segmentation_datasets`; with a `_target_:` key, of that builder instead
-(any function returning {loader name: dataset}). A stage with Catalyst's own
-`loaders/datasets` form keeps it. Under DDP, validation/inference loaders shard the data
-without padding (`ShardSampler`) and training loaders use a DistributedSampler seeded with
-`args/seed`.
+"""The datasets and loaders of a run, from podium's `data:` blocks: the keyword arguments of
+`podium.datasets.build_segmentation_datasets`, or with `_target_:` of another builder (any
+function returning {loader name: dataset}); top level, overridden per stage. A stage with
+Catalyst's own `loaders/datasets` keeps it. Under DDP: ShardSampler / seeded DistributedSampler.
 """
 from collections import OrderedDict
 from copy import deepcopy

@@ -15,7 +15,7 @@ Two ways to start a run:
   workers from every rank there and overwrites RANK/MASTER_PORT: it hangs.
 - `catalyst-dl run --config x.yml`: `spawn` starts `num_processes` workers on this machine
   (a free port unless `port` is given), each with torchrun's environment, so from then on both
-  ways run the same code. `SegmentationRunner` spawns once per run and every worker runs all
+  ways run the same code. `PodiumRunner` spawns once per run and every worker runs all
   stages, so weights, counters, seeds and open logs carry over from stage to stage. The
   runner goes to the workers as a plain pickle: Catalyst hands it over through
   torch.multiprocessing, whose pickler moves tensors into shared memory, so all its workers
@@ -28,7 +28,7 @@ builds a new DDP wrapper when freeze/unfreeze callbacks changed what trains afte
 Loader metrics of Catalyst's batch-metric callbacks (CriterionCallback's `loss`, `loss/mean`,
 `loss/std`, accuracy, ...) are per-process sample-weighted means; Catalyst averages them over
 ranks as if every rank had seen as many samples. `sync_metrics` weights them by the samples each
-rank saw in the loader (counted with `count_samples`, which SegmentationRunner calls on every
+rank saw in the loader (counted with `count_samples`, which PodiumRunner calls on every
 batch) and pools `<key>/std` exactly, so the result equals the one-process value over the same
 batches. Without counts (another runner) it falls back to Catalyst's plain mean.
 """
@@ -345,7 +345,7 @@ class DDPEngine(DistributedDataParallelEngine):
         freezing one later (podium's FreezeCallback at stage start) makes the next step fail
         with "Expected to have finished reduction in the prior iteration"; unfreezing one
         (UnfreezeCallback) leaves its gradient unsynced, so the ranks drift apart. Collective:
-        every rank calls it at the same point (SegmentationRunner: each training loader start).
+        every rank calls it at the same point (PodiumRunner: each training loader start).
         """
         if isinstance(model, dict):
             return {key: self.rewrap(value) for key, value in model.items()}

@@ -1,23 +1,14 @@
-"""PodiumRunner: Catalyst's SupervisedConfigRunner with podium's blocks; every task trains
-through it (`SegmentationRunner` is the same class under its first name).
-
-What it adds to a Catalyst config, each through a small collaborator the runner's hooks call:
-- `data:` (top level, overridable per stage): the stage's datasets (`podium.runners.data`).
-- `stages/<s>/freeze_encoder: true|false` (default false): the decoder trains alone while
-  the encoder's weights stay fixed (`podium.callbacks.freeze`, as FreezeCallback does).
-- reproducible augmentation: the same `args/seed` gives the same augmented batches
-  (`podium.runners.seeding`).
-- loggers without a `logdir:` write into the run's `args/logdir` (`podium.runners.log_guard`).
-- checks of podium's blocks before anything is written (`config_checks`, `cross_checks`); at
-  run time, one clear line for a metric nobody logs and for a logger that cannot write.
-- DDP (`engine: {_target_: podium.runners.engines.DDPEngine}`; Catalyst's
-  DistributedDataParallelEngine runs as one): under `catalyst-dl run` the workers are spawned
-  once and each runs every stage, as under torchrun, so weights, counters and open logs carry
-  over from stage to stage; every batch is counted for the sample-weighted metric reduction.
-  Only rank 0 has loggers and writes into the run directory.
-- resume and warm start (`podium.runners.resume`): `--resume RUN_DIR` / `--autoresume last`
-  go on at the stage and epoch where the run stopped; `init_from:` starts from another run's
-  checkpoint; checkpoints come from podium's resumable `CheckpointCallback`.
+"""PodiumRunner: Catalyst's SupervisedConfigRunner with podium's blocks, for every task
+(`SegmentationRunner` is the same class under its first name). Its hooks delegate to:
+- `data:` (top level, overridable per stage) → the stage's datasets: `runners.data.StageData`;
+- `stages/<s>/freeze_encoder: true|false` → `callbacks.freeze.stage_freezing` (FreezeCallback);
+- reproducible augmentation (same `args/seed`, same batches) → `runners.seeding`;
+- loggers without `logdir:` write into `args/logdir` → `runners.log_guard.fill_logdirs`;
+- `--resume` / `--autoresume` / `init_from:` → `runners.resume.Resumption`;
+- checks before anything is written → `runners.config_checks`, `runners.cross_checks`.
+DDP (`engine: {_target_: podium.runners.engines.DDPEngine}`; Catalyst's DDP engine runs as one):
+under `catalyst-dl run` the workers are spawned once and each runs every stage, as under
+torchrun, so weights, counters and open logs carry over; only rank 0 has loggers.
 Everything else — loaders, criterion dict, callbacks, loggers, engine — is Catalyst's own.
 """
 from collections import OrderedDict
@@ -53,14 +44,8 @@ def _run_rank(local_rank: int, world_size: int, runner: "PodiumRunner") -> None:
 class PodiumRunner(SupervisedConfigRunner):
     """Supervised runner for `image` → `logits` with `mask` targets (keys are configurable)."""
 
-    def __init__(
-        self,
-        config: Dict,
-        input_key: str = "image",
-        output_key: str = "logits",
-        target_key: str = "mask",
-        loss_key: str = "loss",
-    ):
+    def __init__(self, config: Dict, input_key: str = "image", output_key: str = "logits",
+                 target_key: str = "mask", loss_key: str = "loss"):
         check_config(config)
         super().__init__(config=config, input_key=input_key, output_key=output_key,
                          target_key=target_key, loss_key=loss_key)
@@ -116,14 +101,12 @@ class PodiumRunner(SupervisedConfigRunner):
     @property
     def stages(self):
         """The config's stages; when resuming, those not finished yet."""
-        resumption = getattr(self, "resumption", None)
-        return resumption.stages(super().stages) if resumption is not None else super().stages
+        return self.resumption.stages(super().stages) if hasattr(self, "resumption") else super().stages
 
     @property
     def resume_pending(self) -> bool:
         """From the start of a stage resumed mid-way to its first epoch (its state comes back then)."""
-        resumption = getattr(self, "resumption", None)
-        return resumption is not None and resumption.pending
+        return hasattr(self, "resumption") and self.resumption.pending
 
     def get_datasets(self, stage: str) -> "OrderedDict[str, Any]":
         """Train/valid datasets from the `data:` block (Catalyst's loaders/datasets still work)."""
