@@ -39,6 +39,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 from catalyst.core.callback import Callback, CallbackNode, CallbackOrder
 from torch import nn
 
+from podium.checkpoints import unwrap as _unwrap
 from podium.errors import PodiumError
 
 __all__ = [
@@ -52,13 +53,6 @@ __all__ = [
 ]
 
 _BATCHNORM = (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DataParallel / DistributedDataParallel wrappers."""
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return model
 
 
 def resolve_module(model, module: Optional[str] = None) -> nn.Module:

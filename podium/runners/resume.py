@@ -21,15 +21,11 @@ step counts) under the stage's own hyper-parameters (lr, weight decay: the confi
 Every checkpoint is read with `weights_only=True`; a missing, truncated or foreign file is a
 `PodiumError` naming it.
 """
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
-import torch
 from catalyst.callbacks.checkpoint import CheckpointCallback as _CatalystCheckpointCallback
-from torch import nn
 
 from podium.callbacks.checkpoint import (
     RESUME_KEY,
@@ -38,7 +34,8 @@ from podium.callbacks.checkpoint import (
     set_frozen_parameters,
     set_rng_state,
 )
-from podium.compat.checkpoint import describe_load_error
+from podium.checkpoints import load_model_weights, read_checkpoint
+from podium.checkpoints import mismatch as _mismatch, shapes as _shapes, unwrap as _bare
 from podium.errors import PodiumError, check_keys
 
 __all__ = [
@@ -90,24 +87,6 @@ def find_resume_checkpoint(value) -> Path:
     return path
 
 
-def read_checkpoint(path, what: str, bare_ok: bool = False) -> Dict[str, Any]:
-    """A checkpoint dict, loaded on CPU with weights_only=True; PodiumError if unreadable.
-    `bare_ok`: a plain state dict (`torch.save(model.state_dict())`) counts as its weights."""
-    path = Path(path)
-    if not path.is_file():
-        raise PodiumError(f"{what} {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise PodiumError(describe_load_error(path, error, what)) from None
-    if bare_ok and isinstance(checkpoint, dict) and "model_state_dict" not in checkpoint and \
-            checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        checkpoint = {"model_state_dict": checkpoint}
-    if not isinstance(checkpoint, dict) or "model_state_dict" not in checkpoint:
-        raise PodiumError(f"{what} {path} is not a Catalyst checkpoint (no model_state_dict)")
-    return checkpoint
-
-
 def plan_resume(
     checkpoint: Mapping[str, Any], path, stages: Sequence[str], stage_lengths: Mapping[str, int]
 ) -> ResumePoint:
@@ -146,12 +125,6 @@ def plan_resume(
                        checkpoint.get("run_key"), stage, epoch, shapes)
 
 
-def _bare(model: nn.Module) -> nn.Module:
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return model
-
-
 def _stage_end_source(mapping, folder: Path) -> Optional[Path]:
     """The file Catalyst's `load_on_stage_end` took the model from (None: the last weights)."""
     if isinstance(mapping, Mapping):
@@ -161,49 +134,6 @@ def _stage_end_source(mapping, folder: Path) -> Optional[Path]:
     if mapping in ("best", "best_full"):
         return folder / f"{mapping}.pth"
     return Path(mapping)
-
-
-def _shapes(state_dict: Mapping[str, Any]) -> Dict[str, tuple]:
-    return {str(k): tuple(getattr(v, "shape", ())) for k, v in state_dict.items()}
-
-
-def _mismatch(own: Mapping[str, tuple], saved: Mapping[str, tuple]) -> str:
-    """A brief summary of how two {name: shape} differ ("" when they match)."""
-    missing = sorted(set(own) - set(saved))
-    unexpected = sorted(set(saved) - set(own))
-    shapes = [
-        f"{k}: checkpoint {saved[k]} vs model {own[k]}"
-        for k in sorted(set(own) & set(saved)) if saved[k] != own[k]
-    ]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
-    if shapes:
-        parts.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:2])})")
-    return ", ".join(parts)
-
-
-def load_model_weights(model, weights: Mapping[str, Any], path, strict: bool = True) -> str:
-    """Load `weights` into the (possibly DDP-wrapped) model; PodiumError naming the mismatch.
-
-    `strict=False` loads the keys whose names and shapes match and returns a summary of the
-    others (e.g. a head for another number of classes)."""
-    if isinstance(model, Mapping):
-        raise PodiumError(f"{path}: loading weights needs one model, not a dict of models")
-    model = _bare(model)
-    own = model.state_dict()
-    problem = _mismatch(_shapes(own), _shapes(weights))
-    if problem and strict:
-        raise PodiumError(
-            f"checkpoint {path} does not fit the model {type(model).__name__}: {problem}"
-        )
-    if problem:
-        weights = {k: v for k, v in weights.items()
-                   if k in own and tuple(getattr(v, "shape", ())) == tuple(own[k].shape)}
-    model.load_state_dict(weights, strict=strict)
-    return problem
 
 
 def parse_init_from(value, where: str) -> InitFrom:
