@@ -65,7 +65,8 @@ def test_python_given_wins(tmp_path):
 
 
 def test_python311_preferred(tmp_path):
-    code, out, err = choose(tmp_path, {"python3.13": "3.13.0", "python3.12": "3.12.1", "python3.11": "3.11.7"})
+    present = {"python3.13": "3.13.0", "python3.12": "3.12.1", "python3.11": "3.11.7"}
+    code, out, err = choose(tmp_path, present)
     assert (code, out) == (0, str(tmp_path / "bin" / "python3.11"))
     assert "Python 3.11.7" in err and "whole test suite" in err
 
