@@ -97,10 +97,11 @@ def deferred(what: str):
     try:
         yield
     except BaseException as error:
-        if outer and _state.pending is not None and not isinstance(error, Interrupted):
-            # a second signal broke the write (torch's zip writer turns it into a RuntimeError)
+        if outer and _state.pending is not None:
             signum, _state.pending = _state.pending, None
-            raise Interrupted(signum, during=what, completed=False) from error
+            if not isinstance(error, Interrupted):
+                # a second signal broke the write (torch's zip writer turns it into a RuntimeError)
+                raise Interrupted(signum, during=what, completed=False) from error
         raise
     finally:
         _state.depth -= 1
