@@ -113,14 +113,13 @@ def deferred(what: str):
 
 
 def interrupted(error: BaseException) -> Optional[Interrupted]:
-    """The Interrupted (or plain KeyboardInterrupt, as SIGINT) in `error` or its causes."""
+    """The Interrupted in `error` or its causes. A plain KeyboardInterrupt is not one: Catalyst's
+    LRFinder raises it to end its sweep."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, Interrupted):
             return error
-        if isinstance(error, KeyboardInterrupt):
-            return Interrupted(signal.SIGINT)
         error = error.__cause__ or error.__context__
     return None
 

@@ -107,7 +107,7 @@ def run(args) -> int:
                     continue
                 _run_fold(run_dir, fold, position, len(selected), settings, stages_with_fold_keys)
                 cv_runs.write_summary(run_dir)
-        except KeyboardInterrupt as stop:
+        except interrupts.Interrupted as stop:
             finished = [path.name for path in cv_runs.finished_folds(run_dir)]
             kept = f"finished folds are kept ({', '.join(finished)})" if finished else "no fold had finished"
             return interrupts.report(

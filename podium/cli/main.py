@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     except PodiumError as error:
         print(f"podium: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt as stop:  # Ctrl-C / SIGTERM: every file written so far is whole
+    except interrupts.Interrupted as stop:  # Ctrl-C / SIGTERM: every file written so far is whole
         command = interrupts.command_line(None if argv is None else ["podium", *argv])
         return interrupts.report(
             f"podium {args.command}", stop, "",

@@ -20,7 +20,7 @@ def _reporting(main):
         try:
             with interrupts.handled():
                 return main(*args, **kwargs)
-        except KeyboardInterrupt as stop:
+        except interrupts.Interrupted as stop:
             if int(os.environ.get("RANK", "0") or 0) > 0:  # torchrun: rank 0 speaks for all
                 os.environ[interrupts.QUIET_ENV] = "1"
             command = " ".join(["catalyst-dl", *sys.argv[1:2]])

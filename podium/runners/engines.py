@@ -90,7 +90,7 @@ def _worker(local_rank: int, payload: bytes, env: Dict[str, str], threads: int, 
     except PodiumError as error:  # the parent re-raises it as one clear line
         errors.put(error)
         raise
-    except KeyboardInterrupt as stop:  # rank 0 says where the run stopped; the parent prints it
+    except interrupts.Interrupted as stop:  # rank 0 says where the run stopped; the parent prints it
         if local_rank == 0:
             errors.put(interrupts.interrupted(stop))
         raise
@@ -274,10 +274,10 @@ class DDPEngine(DistributedDataParallelEngine):
         try:
             while not workers.join():
                 pass
-        except KeyboardInterrupt as stop:  # Ctrl-C / SIGTERM: the whole group stops
+        except interrupts.Interrupted as stop:  # Ctrl-C / SIGTERM: the whole group stops
             _stop_workers(workers.processes, interrupts.interrupted(stop).signum)
             reported = errors.get() if not errors.empty() else None
-            if isinstance(reported, KeyboardInterrupt):
+            if isinstance(reported, interrupts.Interrupted):
                 raise reported from None
             if reported is None and all(p.exitcode == 0 for p in workers.processes):
                 return None  # the run had ended before the signal reached a worker

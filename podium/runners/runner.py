@@ -90,7 +90,7 @@ class PodiumRunner(SupervisedConfigRunner):
         if isinstance(engine, DDPEngine) and not engine.joined:
             try:
                 engine.spawn(_run_rank, self)
-            except KeyboardInterrupt as stop:  # rank 0 could not say where: the checkpoints can
+            except interrupts.Interrupted as stop:  # rank 0 could not say where: the checkpoints can
                 found = interrupts.interrupted(stop)
                 if found.then:
                     raise
