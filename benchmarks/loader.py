@@ -16,6 +16,7 @@ and one line `loader RATIOx` is printed.
 
 The data is the nuclei sample written to a temporary folder (podium.datasets.samples).
 """
+
 import argparse
 import json
 import os
@@ -38,10 +39,14 @@ from podium.models import build_segmentation_model  # noqa: E402
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=os.path.join(REPO, "configs", "nuclei", "unet_resnet18.yml"))
+    parser.add_argument(
+        "--config", default=os.path.join(REPO, "configs", "nuclei", "unet_resnet18.yml")
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--model-steps", type=int, default=4, help="training steps per model measurement")
+    parser.add_argument(
+        "--model-steps", type=int, default=4, help="training steps per model measurement"
+    )
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "loader.json"))
     args = parser.parse_args(argv)
 
@@ -58,10 +63,18 @@ def main(argv=None) -> int:
         train = build_segmentation_datasets(**data)["train"]
         generator = torch.Generator().manual_seed(int(config.get("args", {}).get("seed", 42)))
         loader = torch.utils.data.DataLoader(
-            train, batch_size=batch_size, shuffle=True, num_workers=args.workers, drop_last=True,
-            worker_init_fn=worker_init_fn, generator=generator, persistent_workers=args.workers > 0,
+            train,
+            batch_size=batch_size,
+            shuffle=True,
+            num_workers=args.workers,
+            drop_last=True,
+            worker_init_fn=worker_init_fn,
+            generator=generator,
+            persistent_workers=args.workers > 0,
         )
-        batches = [batch for _, batch in zip(range(args.model_steps), loader)]  # warm-up epoch (workers start)
+        batches = [
+            batch for _, batch in zip(range(args.model_steps), loader)
+        ]  # warm-up epoch (workers start)
         for _ in loader:
             pass
         model = build_segmentation_model(**model_params).train()
@@ -73,7 +86,10 @@ def main(argv=None) -> int:
         for _ in range(args.repeats):
             loader_rates.append(_loader_rate(loader))
             model_rates.append(_model_rate(model, optimizer, criterion, batches))
-            print(f"  loader {loader_rates[-1]:7.1f} img/s   model {model_rates[-1]:6.1f} img/s", file=sys.stderr)
+            print(
+                f"  loader {loader_rates[-1]:7.1f} img/s   model {model_rates[-1]:6.1f} img/s",
+                file=sys.stderr,
+            )
 
     loader_median, model_median = statistics.median(loader_rates), statistics.median(model_rates)
     ratio = loader_median / model_median

@@ -21,6 +21,7 @@ is printed: `memory NAME PEAK_MB MB`.
 
     .venv/bin/python benchmarks/memory.py [--train-epochs 1 2] [--split valid]
 """
+
 import argparse
 import json
 import os
@@ -65,8 +66,13 @@ def peak_rss_mb(command: Sequence[str], log_path: str, cwd: str = REPO) -> dict:
     result_path = log_path + ".rss"
     start = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
-        subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, result_path, *command], cwd=cwd, stdout=log,
-                       stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        subprocess.run(
+            [sys.executable, "-S", "-c", _LAUNCHER, result_path, *command],
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
     seconds = time.perf_counter() - start
     with open(result_path, encoding="ascii") as handle:
         max_rss_kb, returncode = map(int, handle.read().split())
@@ -85,12 +91,28 @@ def commands(tmp: str, config: str, train_epochs: List[int], split: str) -> dict
     if len(train_epochs) != len(stages):
         raise SystemExit(f"--train-epochs needs one number per stage of {config}: {stages}")
     epochs = [f"--stages/{stage}/num_epochs={n}:int" for stage, n in zip(stages, train_epochs)]
-    predict = [os.path.join(BIN, "podium"), "predict", "--run", run, "--data", data, "--split", split,
-               "--no-progress"]
+    predict = [
+        os.path.join(BIN, "podium"),
+        "predict",
+        "--run",
+        run,
+        "--data",
+        data,
+        "--split",
+        split,
+        "--no-progress",
+    ]
     return {
         "import": [sys.executable, "-c", IMPORTS],
-        "train": [os.path.join(BIN, "catalyst-dl"), "run", "--config", config,
-                  f"--args/logdir={run}:str", f"--data/root={data}:str", *epochs],
+        "train": [
+            os.path.join(BIN, "catalyst-dl"),
+            "run",
+            "--config",
+            config,
+            f"--args/logdir={run}:str",
+            f"--data/root={data}:str",
+            *epochs,
+        ],
         "predict_d4": predict + ["--tta", "d4", "--out", os.path.join(tmp, "pred_d4")],
         "predict_no_tta": predict + ["--out", os.path.join(tmp, "pred")],
     }
@@ -106,21 +128,36 @@ def _stage_names(config: str) -> List[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=CONFIG)
-    parser.add_argument("--train-epochs", type=int, nargs="+", default=[1, 2], help="epochs of each stage")
-    parser.add_argument("--split", default="valid", help="split predicted (default: the demo's valid)")
+    parser.add_argument(
+        "--train-epochs", type=int, nargs="+", default=[1, 2], help="epochs of each stage"
+    )
+    parser.add_argument(
+        "--split", default="valid", help="split predicted (default: the demo's valid)"
+    )
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "memory.json"))
     args = parser.parse_args(argv)
 
     load_before = os.getloadavg()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([os.path.join(BIN, "podium"), "samples", "nuclei", "--out", os.path.join(tmp, "nuclei")],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                os.path.join(BIN, "podium"),
+                "samples",
+                "nuclei",
+                "--out",
+                os.path.join(tmp, "nuclei"),
+            ],
+            check=True,
+            capture_output=True,
+        )
         for name, command in commands(tmp, args.config, args.train_epochs, args.split).items():
             log = os.path.join(tmp, f"{name}.log")
             results[name] = peak_rss_mb(command, log)
-            print(f"  {name}: {results[name]['peak_rss_mb']:.0f} MB in {results[name]['seconds']:.1f}s",
-                  file=sys.stderr)
+            print(
+                f"  {name}: {results[name]['peak_rss_mb']:.0f} MB in {results[name]['seconds']:.1f}s",
+                file=sys.stderr,
+            )
             if results[name]["returncode"] != 0:
                 with open(log, encoding="utf-8") as handle:
                     sys.stderr.write(handle.read()[-3000:])

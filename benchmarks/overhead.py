@@ -74,6 +74,7 @@ numbers are only meaningful on an idle machine) and one line is printed: `overhe
 
     .venv/bin/python benchmarks/overhead.py [--repeats 9] [--epochs 3] [--batches 10] [--profile]
 """
+
 import argparse
 import contextlib
 import copy
@@ -119,11 +120,19 @@ CONFIG = os.path.join(REPO, "configs", "nuclei", "unet_resnet18.yml")
 def podium_config(config_path: str, stage: str, data_root: str, logdir: str, overrides=()):
     """(args, config) exactly as `catalyst-dl run --config ... --key=value:type` builds them,
     reduced to one stage."""
-    argv = ["--config", config_path, f"--args/logdir={logdir}:str", f"--data/root={data_root}:str", *overrides]
+    argv = [
+        "--config",
+        config_path,
+        f"--args/logdir={logdir}:str",
+        f"--data/root={data_root}:str",
+        *overrides,
+    ]
     args, unknown = build_args(argparse.ArgumentParser()).parse_known_args(argv)
     args, config = parse_args_uargs(args, unknown)
     if stage not in config["stages"]:
-        raise SystemExit(f"stage {stage!r} is not in {config_path}; stages: {list(config['stages'])}")
+        raise SystemExit(
+            f"stage {stage!r} is not in {config_path}; stages: {list(config['stages'])}"
+        )
     config["stages"] = {stage: config["stages"][stage]}
     return args, config
 
@@ -143,13 +152,23 @@ class Parts:
             self.wall[part] = self.wall.get(part, 0.0) + time.perf_counter() - wall
             self.cpu[part] = self.cpu.get(part, 0.0) + time.process_time() - cpu
 
-    def per_unit_ms(self, units: int, total_wall: float = None, total_cpu: float = None, rest: str = "rest") -> dict:
+    def per_unit_ms(
+        self, units: int, total_wall: float = None, total_cpu: float = None, rest: str = "rest"
+    ) -> dict:
         """{part: {wall_ms, cpu_ms}} per step (or epoch), largest first; `rest` = total − parts."""
         wall, cpu = dict(self.wall), dict(self.cpu)
         if total_wall is not None:
-            wall[rest], cpu[rest] = total_wall - sum(self.wall.values()), total_cpu - sum(self.cpu.values())
-        return {part: {"wall_ms": round(1000 * wall[part] / units, 2), "cpu_ms": round(1000 * cpu[part] / units, 2)}
-                for part in sorted(wall, key=lambda p: -wall[p])}
+            wall[rest], cpu[rest] = (
+                total_wall - sum(self.wall.values()),
+                total_cpu - sum(self.cpu.values()),
+            )
+        return {
+            part: {
+                "wall_ms": round(1000 * wall[part] / units, 2),
+                "cpu_ms": round(1000 * cpu[part] / units, 2),
+            }
+            for part in sorted(wall, key=lambda p: -wall[p])
+        }
 
 
 class _ClockedLoader:
@@ -174,7 +193,14 @@ class _ClockedLoader:
             yield batch
 
 
-EVENTS = ("on_epoch_start", "on_loader_start", "on_batch_start", "on_batch_end", "on_loader_end", "on_epoch_end")
+EVENTS = (
+    "on_epoch_start",
+    "on_loader_start",
+    "on_batch_start",
+    "on_batch_end",
+    "on_loader_end",
+    "on_epoch_end",
+)
 
 
 def timed_runner_class(base):
@@ -185,7 +211,12 @@ def timed_runner_class(base):
     class Timed(base):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.train_seconds, self.train_cpu_seconds, self.train_faults, self.train_loss = [], [], [], []
+            self.train_seconds, self.train_cpu_seconds, self.train_faults, self.train_loss = (
+                [],
+                [],
+                [],
+                [],
+            )
             self.fingerprints, self.parts, self.outside, self._in_train = None, None, None, False
 
         def _part(self, name: str):
@@ -193,7 +224,11 @@ def timed_runner_class(base):
             return contextlib.nullcontext() if parts is None else parts.clock(name)
 
         def on_loader_start(self, runner):
-            self._started = time.perf_counter(), time.process_time(), _minor_faults()  # runner hooks run first ...
+            self._started = (
+                time.perf_counter(),
+                time.process_time(),
+                _minor_faults(),
+            )  # runner hooks run first ...
             self._in_train = self.loader_key.startswith("train")
             with self._part("runner hooks (Catalyst + podium)"):
                 super().on_loader_start(runner)
@@ -237,12 +272,17 @@ def timed_runner_class(base):
             if self.parts is not None:
                 for name, callback in self.callbacks.items():
                     for event in EVENTS:
-                        setattr(callback, event, self._clocked(f"callback {name}", getattr(callback, event)))
+                        setattr(
+                            callback,
+                            event,
+                            self._clocked(f"callback {name}", getattr(callback, event)),
+                        )
 
         def _clocked(self, part, method):
             def clocked(*args):
                 with self._part(part):
                     return method(*args)
+
             return clocked
 
     return Timed
@@ -269,16 +309,33 @@ def run_podium(runner, record: bool = False, parts: bool = False) -> dict:
     total = time.perf_counter() - start
     if runner.exception is not None:
         raise runner.exception
-    shutil.rmtree(runner.logdir, ignore_errors=True)  # ~0.7 GB of checkpoints per epoch: the disk fills up
-    return {"train_s": sum(runner.train_seconds), "train_cpu_s": sum(runner.train_cpu_seconds), "run_s": total,
-            "train_minor_faults": sum(runner.train_faults), "epoch_loss": runner.train_loss,
-            "fingerprints": runner.fingerprints, "parts": runner.parts, "outside": runner.outside,
-            "dataset": runner.get_datasets(runner.stage_key)["train"]}
+    shutil.rmtree(
+        runner.logdir, ignore_errors=True
+    )  # ~0.7 GB of checkpoints per epoch: the disk fills up
+    return {
+        "train_s": sum(runner.train_seconds),
+        "train_cpu_s": sum(runner.train_cpu_seconds),
+        "run_s": total,
+        "train_minor_faults": sum(runner.train_faults),
+        "epoch_loss": runner.train_loss,
+        "fingerprints": runner.fingerprints,
+        "parts": runner.parts,
+        "outside": runner.outside,
+        "dataset": runner.get_datasets(runner.stage_key)["train"],
+    }
 
 
 # ------------------------------------------------------------------------------------- hand
-def hand_loop(config: dict, stage: str, dataset, seed: int, epochs: int, record: bool = False,
-              parts: "Parts" = None, zero_early: bool = False) -> dict:
+def hand_loop(
+    config: dict,
+    stage: str,
+    dataset,
+    seed: int,
+    epochs: int,
+    record: bool = False,
+    parts: "Parts" = None,
+    zero_early: bool = False,
+) -> dict:
     """A plain PyTorch training loop: the same model, data, loss, optimizer and schedule.
 
     Gradients are set to None after the step (PyTorch's tutorial loop, and Catalyst's
@@ -291,9 +348,15 @@ def hand_loop(config: dict, stage: str, dataset, seed: int, epochs: int, record:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = call_target(config["model"], "model").to(device).train()
     opt = stage_config["optimizer"]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=opt["lr"], weight_decay=opt.get("weight_decay", 0.01))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=opt["lr"], weight_decay=opt.get("weight_decay", 0.01)
+    )
     sched = stage_config.get("scheduler")
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=sched["T_max"]) if sched else None
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=sched["T_max"])
+        if sched
+        else None
+    )
     bce = torch.nn.BCEWithLogitsLoss()
     dice = DiceLoss(mode="binary", from_logits=True)
     loader = torch.utils.data.DataLoader(
@@ -305,7 +368,9 @@ def hand_loop(config: dict, stage: str, dataset, seed: int, epochs: int, record:
     for epoch in range(1, epochs + 1):
         # what the runner does before iterating a train loader (batch order, augmentations)
         set_global_seed(seed + epoch)
-        seed_transforms(dataset, int(np.random.SeedSequence([seed, 0, epoch, 0]).generate_state(1)[0]))
+        seed_transforms(
+            dataset, int(np.random.SeedSequence([seed, 0, epoch, 0]).generate_state(1)[0])
+        )
         start, cpu_start, faults_start = time.perf_counter(), time.process_time(), _minor_faults()
         total, count = torch.zeros((), device=device), 0
         batches = iter(loader)
@@ -337,8 +402,13 @@ def hand_loop(config: dict, stage: str, dataset, seed: int, epochs: int, record:
         faults += _minor_faults() - faults_start
         if scheduler is not None:
             scheduler.step()
-    return {"train_s": seconds, "train_cpu_s": cpu_seconds, "train_minor_faults": faults, "fingerprints": fingerprints,
-            "epoch_loss": losses}
+    return {
+        "train_s": seconds,
+        "train_cpu_s": cpu_seconds,
+        "train_minor_faults": faults,
+        "fingerprints": fingerprints,
+        "epoch_loss": losses,
+    }
 
 
 def check_hand_matches(stage_config: dict) -> None:
@@ -346,10 +416,18 @@ def check_hand_matches(stage_config: dict) -> None:
     criterion = {k: v.get("_target_") for k, v in stage_config["criterion"].items()}
     expected = {"bce": "torch.nn.BCEWithLogitsLoss", "dice": "pytorch_toolbelt.losses.DiceLoss"}
     optimizer = stage_config["optimizer"]["_target_"]
-    scheduler = (stage_config.get("scheduler") or {}).get("_target_", "torch.optim.lr_scheduler.CosineAnnealingLR")
-    if criterion != expected or optimizer != "torch.optim.AdamW" or not scheduler.endswith("CosineAnnealingLR"):
-        raise SystemExit(f"the hand loop implements {expected} + AdamW + CosineAnnealingLR; the stage has "
-                         f"{criterion} + {optimizer} + {scheduler}")
+    scheduler = (stage_config.get("scheduler") or {}).get(
+        "_target_", "torch.optim.lr_scheduler.CosineAnnealingLR"
+    )
+    if (
+        criterion != expected
+        or optimizer != "torch.optim.AdamW"
+        or not scheduler.endswith("CosineAnnealingLR")
+    ):
+        raise SystemExit(
+            f"the hand loop implements {expected} + AdamW + CosineAnnealingLR; the stage has "
+            f"{criterion} + {optimizer} + {scheduler}"
+        )
 
 
 def _minor_faults() -> int:
@@ -389,8 +467,9 @@ def profile(podium_once, hand_once, steps: int, epochs: int, top: int) -> dict:
     epoch); then a podium run under cProfile (its top podium / Catalyst / tensorboardX /
     toolbelt-loss functions by cumulative seconds)."""
     result = podium_once("profile", parts=True)
-    podium_parts = result["parts"].per_unit_ms(steps, result["train_s"], result["train_cpu_s"],
-                                               "rest (Catalyst's loop)")
+    podium_parts = result["parts"].per_unit_ms(
+        steps, result["train_s"], result["train_cpu_s"], "rest (Catalyst's loop)"
+    )
     outside = result["outside"].per_unit_ms(epochs)
     hand_parts = Parts()
     result = hand_once(hand_parts)
@@ -402,18 +481,45 @@ def profile(podium_once, hand_once, steps: int, epochs: int, top: int) -> dict:
     profiler.disable()
     rows = []
     for (path, line, name), (_, calls, _, cumulative, _) in pstats.Stats(profiler).stats.items():
-        if any(part in path for part in ("/catalyst/", "/podium/", "tensorboardX", "/pytorch_toolbelt/losses")):
+        if any(
+            part in path
+            for part in ("/catalyst/", "/podium/", "tensorboardX", "/pytorch_toolbelt/losses")
+        ):
             short = path.split("site-packages/")[-1].replace(REPO + os.sep, "")
-            rows.append({"function": f"{short}:{line}:{name}", "calls": calls, "cumulative_s": round(cumulative, 4)})
+            rows.append(
+                {
+                    "function": f"{short}:{line}:{name}",
+                    "calls": calls,
+                    "cumulative_s": round(cumulative, 4),
+                }
+            )
     rows.sort(key=lambda row: -row["cumulative_s"])
-    return {"podium_train_ms_per_step": podium_parts, "hand_train_ms_per_step": hand_parts,
-            "podium_outside_train_ms_per_epoch": outside, "cprofile_podium_run": rows[:top]}
+    return {
+        "podium_train_ms_per_step": podium_parts,
+        "hand_train_ms_per_step": hand_parts,
+        "podium_outside_train_ms_per_epoch": outside,
+        "cprofile_podium_run": rows[:top],
+    }
 
 
 def probe_argv(kind: str, options, tmp: str) -> list:
     """The arguments of a `--probe` run of `kind` (podium | hand) with these options."""
-    argv = ["--probe", kind, "--probe-dir", tmp, "--config", options.config, "--stage", options.stage,
-            "--epochs", str(options.epochs), "--batches", str(options.batches), "--threads", str(options.threads)]
+    argv = [
+        "--probe",
+        kind,
+        "--probe-dir",
+        tmp,
+        "--config",
+        options.config,
+        "--stage",
+        options.stage,
+        "--epochs",
+        str(options.epochs),
+        "--batches",
+        str(options.batches),
+        "--threads",
+        str(options.threads),
+    ]
     return argv + (["--batch-size", str(options.batch_size)] if options.batch_size else [])
 
 
@@ -429,15 +535,32 @@ def probe(kind: str, options, overrides) -> None:
     data_root = os.path.join(options.probe_dir, "nuclei")
     logdir = os.path.join(options.probe_dir, f"{kind}_{os.getpid()}")
     if kind == "podium":
-        runs = [run_podium(build_podium(*podium_config(options.config, options.stage, data_root, f"{logdir}_{i}",
-                                                        overrides)))
-                for i in range(2)]
+        runs = [
+            run_podium(
+                build_podium(
+                    *podium_config(
+                        options.config, options.stage, data_root, f"{logdir}_{i}", overrides
+                    )
+                )
+            )
+            for i in range(2)
+        ]
     else:
         args, config = podium_config(options.config, options.stage, data_root, logdir, overrides)
-        dataset = build_podium(args, config).get_datasets(options.stage)["train"]  # the runner's own dataset
-        runs = [hand_loop(config, options.stage, dataset, int(args.seed), options.epochs,
-                          zero_early=kind == HAND_ZERO_EARLY)
-                for _ in range(2)]
+        dataset = build_podium(args, config).get_datasets(options.stage)[
+            "train"
+        ]  # the runner's own dataset
+        runs = [
+            hand_loop(
+                config,
+                options.stage,
+                dataset,
+                int(args.seed),
+                options.epochs,
+                zero_early=kind == HAND_ZERO_EARLY,
+            )
+            for _ in range(2)
+        ]
     keys = ("train_s", "train_cpu_s", "train_minor_faults", "run_s", "epoch_loss")
     print(json.dumps({key: runs[-1][key] for key in keys if key in runs[-1]}))
 
@@ -445,15 +568,23 @@ def probe(kind: str, options, overrides) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=CONFIG)
-    parser.add_argument("--stage", default="train", help="the config's stage to run (its callbacks, optimizer ...)")
+    parser.add_argument(
+        "--stage", default="train", help="the config's stage to run (its callbacks, optimizer ...)"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batches", type=int, default=10, help="train batches per epoch")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--profile", action="store_true", help="also: ms per step of each part, cProfile top")
-    parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "overhead.json"))
-    parser.add_argument("--probe", choices=("podium", "hand", HAND_ZERO_EARLY), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile", action="store_true", help="also: ms per step of each part, cProfile top"
+    )
+    parser.add_argument(
+        "--out", default=os.path.join(REPO, "benchmarks", "results", "overhead.json")
+    )
+    parser.add_argument(
+        "--probe", choices=("podium", "hand", HAND_ZERO_EARLY), help=argparse.SUPPRESS
+    )
     parser.add_argument("--probe-dir", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if min(options.repeats, options.epochs, options.batches) < 1:
@@ -475,11 +606,15 @@ def main(argv=None) -> int:
         write_data(data_root, options.batches * batch_size)
 
         def podium_once(index, record: bool = False, parts: bool = False) -> dict:
-            args, config = podium_config(options.config, stage, data_root, os.path.join(tmp, f"run{index}"), overrides)
+            args, config = podium_config(
+                options.config, stage, data_root, os.path.join(tmp, f"run{index}"), overrides
+            )
             return run_podium(build_podium(args, config), record, parts)
 
         def hand_once(dataset, record: bool = False, parts: Parts = None) -> dict:
-            return hand_loop(base_config, stage, dataset, int(base_args.seed), options.epochs, record, parts)
+            return hand_loop(
+                base_config, stage, dataset, int(base_args.seed), options.epochs, record, parts
+            )
 
         # in this process: do both loops see the same batches and compute the same loss?
         check_podium = podium_once("check", record=True)
@@ -494,14 +629,22 @@ def main(argv=None) -> int:
             podium_runs.append(fresh_process("podium", options, tmp))
             hand_runs.append(fresh_process("hand", options, tmp))
             early_runs.append(fresh_process(HAND_ZERO_EARLY, options, tmp))
-            print(f"  repeat {repeat + 1}/{options.repeats}: podium {podium_runs[-1]['train_s']:.2f}s "
-                  f"(cpu {podium_runs[-1]['train_cpu_s']:.2f}s, whole run {podium_runs[-1]['run_s']:.2f}s)  "
-                  f"hand {hand_runs[-1]['train_s']:.2f}s (cpu {hand_runs[-1]['train_cpu_s']:.2f}s)  "
-                  f"hand, zero_grad before backward {early_runs[-1]['train_s']:.2f}s", file=sys.stderr)
+            print(
+                f"  repeat {repeat + 1}/{options.repeats}: podium {podium_runs[-1]['train_s']:.2f}s "
+                f"(cpu {podium_runs[-1]['train_cpu_s']:.2f}s, whole run {podium_runs[-1]['run_s']:.2f}s)  "
+                f"hand {hand_runs[-1]['train_s']:.2f}s (cpu {hand_runs[-1]['train_cpu_s']:.2f}s)  "
+                f"hand, zero_grad before backward {early_runs[-1]['train_s']:.2f}s",
+                file=sys.stderr,
+            )
         profiled = None
         if options.profile:
-            profiled = profile(podium_once, lambda parts: hand_once(dataset, parts=parts), steps, options.epochs,
-                               top=30)
+            profiled = profile(
+                podium_once,
+                lambda parts: hand_once(dataset, parts=parts),
+                steps,
+                options.epochs,
+                top=30,
+            )
     load_after = os.getloadavg()
 
     podium_s = [run["train_s"] for run in podium_runs]
@@ -525,13 +668,21 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "same_batches": same_batches,
-        "podium_train_s": {"median": statistics.median(podium_s), "min": min(podium_s), "all": podium_s},
+        "podium_train_s": {
+            "median": statistics.median(podium_s),
+            "min": min(podium_s),
+            "all": podium_s,
+        },
         "hand_train_s": {"median": statistics.median(hand_s), "min": min(hand_s), "all": hand_s},
         "podium_outside_train_s_per_epoch": {
-            "median": statistics.median(fixed_s) / options.epochs, "all": [s / options.epochs for s in fixed_s],
+            "median": statistics.median(fixed_s) / options.epochs,
+            "all": [s / options.epochs for s in fixed_s],
             "what": "runner.run() minus the train loaders: stage set-up, validation, checkpoints, logs; "
-                    "not in the ratio"},
-        "overhead_ms_per_step": 1000 * (statistics.median(podium_s) - statistics.median(hand_s)) / steps,
+            "not in the ratio",
+        },
+        "overhead_ms_per_step": 1000
+        * (statistics.median(podium_s) - statistics.median(hand_s))
+        / steps,
         "ratio": ratio,
         "ratio_of_min": min(podium_s) / min(hand_s),
         "ratio_of_pairs": statistics.median(p / h for p, h in zip(podium_s, hand_s)),
@@ -540,19 +691,26 @@ def main(argv=None) -> int:
         "ratio_cpu_time": statistics.median(podium_cpu) / statistics.median(hand_cpu),
         "minor_page_faults_per_step": {
             name: statistics.median(run["train_minor_faults"] for run in runs) / steps
-            for name, runs in (("podium", podium_runs), ("hand", hand_runs), (HAND_ZERO_EARLY, early_runs))
+            for name, runs in (
+                ("podium", podium_runs),
+                ("hand", hand_runs),
+                (HAND_ZERO_EARLY, early_runs),
+            )
         },
         HAND_ZERO_EARLY: {
             "train_s": {"median": statistics.median(early_s), "all": early_s},
             "podium_ratio": statistics.median(podium_s) / statistics.median(early_s),
             "hand_ratio": statistics.median(hand_s) / statistics.median(early_s),
             "what": "the hand loop with zero_grad(set_to_none=True) just before backward instead of after the "
-                    "step: gradients live through the forward (more peak memory), glibc reuses their blocks",
+            "step: gradients live through the forward (more peak memory), glibc reuses their blocks",
         },
         "goal": GOAL,
         "ok": ratio <= GOAL and same_batches,
-        "check_run_epoch_loss": {"podium": check_podium["epoch_loss"], "hand": check_hand["epoch_loss"],
-                                 "note": "same model, batches, loss: equal up to Catalyst's no weight decay on biases"},
+        "check_run_epoch_loss": {
+            "podium": check_podium["epoch_loss"],
+            "hand": check_hand["epoch_loss"],
+            "note": "same model, batches, loss: equal up to Catalyst's no weight decay on biases",
+        },
         "load_average_1_5_15_before": list(load_before),
         "load_average_1_5_15_after": list(load_after),
         "note": "with a load average above the core count the machine was shared: re-run on an idle machine",
@@ -564,7 +722,10 @@ def main(argv=None) -> int:
         json.dump(result, handle, indent=2)
         handle.write("\n")
     if not same_batches:
-        print("  warning: podium and the hand loop saw different batches (see same_batches)", file=sys.stderr)
+        print(
+            "  warning: podium and the hand loop saw different batches (see same_batches)",
+            file=sys.stderr,
+        )
     print(f"overhead {ratio:.3f}x")
     return 0
 

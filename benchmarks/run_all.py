@@ -16,6 +16,7 @@ means the machine was shared and the timings are noisy.
 Exit status 1 if a benchmark crashed; a missed goal is reported (FAIL), not an error, unless
 `--strict`.
 """
+
 import argparse
 import datetime
 import json
@@ -33,9 +34,15 @@ BENCHMARKS = ("overhead", "loader", "tta", "memory")
 # benchmark → (full arguments, quick arguments)
 ARGUMENTS = {
     # 9 repeats: with 5, the median ratio moved by ±3 % between idle runs (1.054 vs 1.019)
-    "overhead": (["--repeats", "9", "--profile"], ["--repeats", "1", "--epochs", "1", "--batches", "3"]),
+    "overhead": (
+        ["--repeats", "9", "--profile"],
+        ["--repeats", "1", "--epochs", "1", "--batches", "3"],
+    ),
     "loader": (["--repeats", "5"], ["--repeats", "1"]),
-    "tta": (["--repeats", "5"], ["--repeats", "1", "--models", "resnet18", "--batch", "2", "--size", "128"]),
+    "tta": (
+        ["--repeats", "5"],
+        ["--repeats", "1", "--models", "resnet18", "--batch", "2", "--size", "128"],
+    ),
     "memory": ([], ["--train-epochs", "1", "1"]),
 }
 
@@ -67,8 +74,11 @@ def summary_rows(name: str, result: Dict, run: Dict) -> List[Dict]:
             extra += f", CPU-time ratio {result['ratio_cpu_time']:.3f}"
         if "ratio_of_min" in result:
             extra += f", fastest runs {result['ratio_of_min']:.3f}"
-        spreads = [f"{who} {min(result[key]['all']):.2f}–{max(result[key]['all']):.2f} s"
-                   for who, key in (("podium", "podium_train_s"), ("hand", "hand_train_s")) if key in result]
+        spreads = [
+            f"{who} {min(result[key]['all']):.2f}–{max(result[key]['all']):.2f} s"
+            for who, key in (("podium", "podium_train_s"), ("hand", "hand_train_s"))
+            if key in result
+        ]
         if spreads:
             extra += f"; {result.get('repeats', '?')} runs each: " + ", ".join(spreads)
         if "hand_zero_before_backward" in result:
@@ -77,21 +87,62 @@ def summary_rows(name: str, result: Dict, run: Dict) -> List[Dict]:
         extra += f"; {result['torch_threads']} torch threads" if "torch_threads" in result else ""
         if not result["same_batches"]:
             extra += "; batches DIFFERED"
-        return [_row("overhead", "podium / plain PyTorch loop, train steps", result["ratio"], "<=", result["goal"],
-                     load, extra, ok=result["ok"])]
+        return [
+            _row(
+                "overhead",
+                "podium / plain PyTorch loop, train steps",
+                result["ratio"],
+                "<=",
+                result["goal"],
+                load,
+                extra,
+                ok=result["ok"],
+            )
+        ]
     if name == "loader":
-        return [_row("loader", "loader images/s / model images/s", result["ratio"], ">=", result["goal"], load,
-                     f"{result['num_workers']} workers, batch {result['batch_size']}")]
+        return [
+            _row(
+                "loader",
+                "loader images/s / model images/s",
+                result["ratio"],
+                ">=",
+                result["goal"],
+                load,
+                f"{result['num_workers']} workers, batch {result['batch_size']}",
+            )
+        ]
     if name == "tta":
-        goal = result["models"] and next(iter(result["models"].values()))["goal"]["podium_d4_max_ratio"]
-        return [_row(f"tta {model}", "podium D4 / one forward", values["ratios"]["podium_d4"], "<=", goal, load,
-                     f"input {'×'.join(map(str, result['input_shape']))}")
-                for model, values in result["models"].items()]
+        goal = (
+            result["models"]
+            and next(iter(result["models"].values()))["goal"]["podium_d4_max_ratio"]
+        )
+        return [
+            _row(
+                f"tta {model}",
+                "podium D4 / one forward",
+                values["ratios"]["podium_d4"],
+                "<=",
+                goal,
+                load,
+                f"input {'×'.join(map(str, result['input_shape']))}",
+            )
+            for model, values in result["models"].items()
+        ]
     if name == "memory":
-        return [_row(f"memory {command}", "peak RSS, MB", values["peak_rss_mb"], None, None, load,
-                     "the floor: import torch, catalyst, podium" if command == "import"
-                     else f"{values['above_import_mb']:+.0f} MB above the import floor")
-                for command, values in result["peak_rss"].items()]
+        return [
+            _row(
+                f"memory {command}",
+                "peak RSS, MB",
+                values["peak_rss_mb"],
+                None,
+                None,
+                load,
+                "the floor: import torch, catalyst, podium"
+                if command == "import"
+                else f"{values['above_import_mb']:+.0f} MB above the import floor",
+            )
+            for command, values in result["peak_rss"].items()
+        ]
     raise ValueError(f"unknown benchmark {name}")
 
 
@@ -120,17 +171,25 @@ def markdown(rows: List[Dict], when: str, cores: int, quick: bool = False) -> st
         value = f"{row['value']:.0f}" if row["goal"] is None else f"{row['value']:.3f}×"
         result = "—" if row["ok"] is None else ("pass" if row["ok"] else "FAIL")
         goal = row["goal"] or "—"
-        lines.append(f"| {row['benchmark']} | {row['measures']} | {value} | {goal} | {result} | "
-                     f"{row['load_average']} | {row['note']} |")
-    lines += ["", f"A load average above {cores} means the machine was shared: timings are noisy, re-run "
-              "`make bench` on an idle machine. Details: the JSON file of each benchmark in this folder.", ""]
+        lines.append(
+            f"| {row['benchmark']} | {row['measures']} | {value} | {goal} | {result} | "
+            f"{row['load_average']} | {row['note']} |"
+        )
+    lines += [
+        "",
+        f"A load average above {cores} means the machine was shared: timings are noisy, re-run "
+        "`make bench` on an idle machine. Details: the JSON file of each benchmark in this folder.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
-    parser.add_argument("--quick", action="store_true", help="few repeats, small inputs: checks the scripts run")
+    parser.add_argument(
+        "--quick", action="store_true", help="few repeats, small inputs: checks the scripts run"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     parser.add_argument("--results", default=RESULTS, help="folder for every JSON and the summary")
     args = parser.parse_args(argv)
@@ -142,14 +201,30 @@ def main(argv=None) -> int:
         runs[name] = run_benchmark(name, ARGUMENTS[name][1 if args.quick else 0], out)
         if runs[name]["returncode"] != 0:
             crashed.append(name)
-            rows.append(_row(name, "crashed", float("nan"), None, None, "", f"exit {runs[name]['returncode']}"))
+            rows.append(
+                _row(
+                    name,
+                    "crashed",
+                    float("nan"),
+                    None,
+                    None,
+                    "",
+                    f"exit {runs[name]['returncode']}",
+                )
+            )
             rows[-1]["ok"] = False
             continue
         with open(out, encoding="utf-8") as handle:
             rows += summary_rows(name, json.load(handle), runs[name])
 
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    summary = {"when": when, "quick": args.quick, "cpu_count": os.cpu_count(), "rows": rows, "runs": runs}
+    summary = {
+        "when": when,
+        "quick": args.quick,
+        "cpu_count": os.cpu_count(),
+        "rows": rows,
+        "runs": runs,
+    }
     with open(os.path.join(args.results, "summary.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)
         handle.write("\n")
@@ -157,8 +232,10 @@ def main(argv=None) -> int:
         handle.write(markdown(rows, when, os.cpu_count(), args.quick))
     failed = [row["benchmark"] for row in rows if row["ok"] is False]
     where = os.path.abspath(os.path.join(args.results, "summary.md"))
-    print(f"summary: {os.path.relpath(where, REPO) if where.startswith(REPO + os.sep) else where}"
-          + (f"   missed or crashed: {', '.join(failed)}" if failed else "   all goals met"))
+    print(
+        f"summary: {os.path.relpath(where, REPO) if where.startswith(REPO + os.sep) else where}"
+        + (f"   missed or crashed: {', '.join(failed)}" if failed else "   all goals met")
+    )
     if crashed or (args.strict and failed):
         return 1
     return 0

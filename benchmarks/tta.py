@@ -21,6 +21,7 @@ meaningful on an otherwise idle machine) and one line per model and method is pr
 
     .venv/bin/python benchmarks/tta.py [--models resnet18 efficientnet_b0] [--repeats 5] [--no-memory]
 """
+
 import argparse
 import json
 import os
@@ -79,20 +80,28 @@ def time_model(encoder: str, args) -> dict:
             run()
         names = list(runs)
         for repeat in range(args.repeats):
-            order = names[repeat % len(names):] + names[: repeat % len(names)]
+            order = names[repeat % len(names) :] + names[: repeat % len(names)]
             for name in order:
                 start = time.perf_counter()
                 runs[name]()
                 times[name].append(time.perf_counter() - start)
-            print(f"  {encoder} repeat {repeat + 1}/{args.repeats}: "
-                  + "  ".join(f"{n} {times[n][-1]:.2f}s" for n in names), file=sys.stderr)
+            print(
+                f"  {encoder} repeat {repeat + 1}/{args.repeats}: "
+                + "  ".join(f"{n} {times[n][-1]:.2f}s" for n in names),
+                file=sys.stderr,
+            )
     medians = {name: statistics.median(values) for name, values in times.items()}
     ratios = {name: medians[name] / medians["single"] for name in names}
     fastest = {name: min(values) for name, values in times.items()}
     return {
-        "seconds": {name: {"median": medians[name], "min": fastest[name], "all": times[name]} for name in names},
+        "seconds": {
+            name: {"median": medians[name], "min": fastest[name], "all": times[name]}
+            for name in names
+        },
         "ratios": ratios,
-        "ratios_of_min": {name: fastest[name] / fastest["single"] for name in names},  # least disturbed runs
+        "ratios_of_min": {
+            name: fastest[name] / fastest["single"] for name in names
+        },  # least disturbed runs
         "podium_d4_vs_single_channels_last": medians["podium_d4"] / medians["single_channels_last"],
         "goal": {"podium_d4_max_ratio": GOAL, "ok": ratios["podium_d4"] <= GOAL},
     }
@@ -103,9 +112,22 @@ def peak_memory(encoder: str, args) -> dict:
     peaks = {}
     for method in ("single", "podium_d4", "toolbelt_d4", "sequential_d4"):
         out = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--probe", encoder, method, "--batch", str(args.batch),
-             "--size", str(args.size), "--threads", str(args.threads)],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--probe",
+                encoder,
+                method,
+                "--batch",
+                str(args.batch),
+                "--size",
+                str(args.size),
+                "--threads",
+                str(args.threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         peaks[method] = float(out.stdout.strip().splitlines()[-1])
     return peaks
@@ -133,12 +155,16 @@ def probe(encoder: str, method: str, args) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["resnet18", "efficientnet_b0"], help="timm encoder names")
+    parser.add_argument(
+        "--models", nargs="+", default=["resnet18", "efficientnet_b0"], help="timm encoder names"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs")
+    parser.add_argument(
+        "--no-memory", dest="memory", action="store_false", help="skip the peak-memory runs"
+    )
     parser.add_argument("--probe", nargs=2, metavar=("MODEL", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "tta.json"))
     args = parser.parse_args(argv)
@@ -165,7 +191,7 @@ def main(argv=None) -> int:
         "load_average_1_5_15_before": list(load_before),
         "load_average_1_5_15_after": list(load_after),
         "note": "ratios are medians of interleaved runs in one process; with a load average above the "
-                "core count the machine was shared and the numbers are noisy: re-run on an idle machine",
+        "core count the machine was shared and the numbers are noisy: re-run on an idle machine",
         "goal": f"podium_d4 <= {GOAL}x one forward",
         "models": results,
     }

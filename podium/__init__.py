@@ -4,6 +4,7 @@ Importing podium first applies `podium.compat` (fixes for Catalyst 21.12 on toda
 tensorboardX and neptune), so every entry point — `catalyst-dl run`, DDP workers,
 `podium predict` — runs patched.
 """
+
 from podium import compat  # noqa: F401  (side effect: patches; must stay first)
 from podium.errors import PodiumError, install_excepthook
 

@@ -1,4 +1,5 @@
 """`python -m podium …` = `podium …` (what `torchrun -m podium predict …` runs in every rank)."""
+
 import sys
 
 from podium.cli.main import main

@@ -6,6 +6,7 @@ message is a page that suggests turning weights_only off). Also here: the model 
 DataParallel / DDP wrappers, and a short summary of how a model and a checkpoint differ.
 Nothing here imports Catalyst, so the bottom layer and everything above may use it.
 """
+
 import pickle
 import re
 import zipfile
@@ -17,8 +18,17 @@ from torch import nn
 
 from podium.errors import PodiumError
 
-__all__ = ["load", "describe_load_error", "read", "read_checkpoint", "model_weights",
-           "unwrap", "shapes", "mismatch", "load_model_weights"]
+__all__ = [
+    "load",
+    "describe_load_error",
+    "read",
+    "read_checkpoint",
+    "model_weights",
+    "unwrap",
+    "shapes",
+    "mismatch",
+    "load_model_weights",
+]
 
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch's zip format; legacy (pickle protocol 2+)
 _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError)
@@ -35,18 +45,24 @@ def describe_load_error(path, error: Exception, what: str = "checkpoint") -> str
     with open(path, "rb") as file:
         head = file.read(4)
     if not head.startswith(_TORCH_MAGIC):
-        return (f"{what} {path} is not a torch file (it starts with {head!r}); expected a "
-                f".pth written by catalyst-dl run or torch.save")
+        return (
+            f"{what} {path} is not a torch file (it starts with {head!r}); expected a "
+            f".pth written by catalyst-dl run or torch.save"
+        )
     text = str(error)
     if isinstance(error, pickle.UnpicklingError):
         found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
         named = f" (it names {found.group(1)})" if found else ""
-        return (f"{what} {path} was refused: it holds more than tensors and plain data"
-                f"{named}, and a pickle can carry code; loading uses weights_only=True, nothing "
-                f"in it was run. Expected a checkpoint of catalyst-dl run or a torch.save'd state dict")
+        return (
+            f"{what} {path} was refused: it holds more than tensors and plain data"
+            f"{named}, and a pickle can carry code; loading uses weights_only=True, nothing "
+            f"in it was run. Expected a checkpoint of catalyst-dl run or a torch.save'd state dict"
+        )
     first = (text.splitlines() or [type(error).__name__])[0].split(". ")[0]
-    return (f"{what} {path} cannot be read (truncated or not a torch file): {first}; "
-            f"expected a complete .pth file")
+    return (
+        f"{what} {path} cannot be read (truncated or not a torch file): {first}; "
+        f"expected a complete .pth file"
+    )
 
 
 def read(path, what: str = "checkpoint", mmap: bool = False) -> Any:
@@ -68,8 +84,13 @@ def read_checkpoint(path, what: str = "checkpoint", bare_ok: bool = False) -> Di
     """A Catalyst checkpoint dict (with `model_state_dict`). `bare_ok`: a plain state dict
     (`torch.save(model.state_dict())`) counts as its weights."""
     checkpoint = read(path, what)
-    if bare_ok and isinstance(checkpoint, dict) and "model_state_dict" not in checkpoint and \
-            checkpoint and _is_state_dict(checkpoint):
+    if (
+        bare_ok
+        and isinstance(checkpoint, dict)
+        and "model_state_dict" not in checkpoint
+        and checkpoint
+        and _is_state_dict(checkpoint)
+    ):
         checkpoint = {"model_state_dict": checkpoint}
     if not isinstance(checkpoint, dict) or "model_state_dict" not in checkpoint:
         raise PodiumError(f"{what} {Path(path)} is not a Catalyst checkpoint (no model_state_dict)")
@@ -107,7 +128,8 @@ def mismatch(own: Mapping[str, tuple], saved: Mapping[str, tuple]) -> str:
     unexpected = sorted(set(saved) - set(own))
     differ = [
         f"{k}: checkpoint {saved[k]} vs model {own[k]}"
-        for k in sorted(set(own) & set(saved)) if saved[k] != own[k]
+        for k in sorted(set(own) & set(saved))
+        if saved[k] != own[k]
     ]
     parts = []
     if missing:
@@ -134,7 +156,10 @@ def load_model_weights(model, weights: Mapping[str, Any], path, strict: bool = T
             f"checkpoint {path} does not fit the model {type(model).__name__}: {problem}"
         )
     if problem:
-        weights = {k: v for k, v in weights.items()
-                   if k in own and tuple(getattr(v, "shape", ())) == tuple(own[k].shape)}
+        weights = {
+            k: v
+            for k, v in weights.items()
+            if k in own and tuple(getattr(v, "shape", ())) == tuple(own[k].shape)
+        }
     model.load_state_dict(weights, strict=strict)
     return problem

@@ -5,6 +5,7 @@ Anything the user can fix (a config key, a data folder, an encoder name, a check
 makes an uncaught PodiumError print `podium: error: <message>` (exit status 1) — also
 under `catalyst-dl run`, where podium is imported while the config is being resolved.
 """
+
 import difflib
 import os
 import sys

@@ -7,6 +7,7 @@ earlier file whole, where `cv2.imwrite` or `open(..., "w")` would leave it trunc
 and stops with one OutputWriteError naming the file instead of a traceback. Checkpoints have
 their own writer with fsync (`podium.compat.checkpoint`).
 """
+
 import contextlib
 import json
 import os
@@ -20,7 +21,14 @@ import numpy as np
 from podium import interrupts
 from podium.errors import PodiumError
 
-__all__ = ["OutputWriteError", "writing", "temporary_path", "write_atomically", "write_json", "write_image"]
+__all__ = [
+    "OutputWriteError",
+    "writing",
+    "temporary_path",
+    "write_atomically",
+    "write_json",
+    "write_image",
+]
 
 
 class OutputWriteError(PodiumError, OSError):
@@ -74,5 +82,7 @@ def write_image(path, image: np.ndarray) -> Path:
     path = Path(path)
     ok, encoded = cv2.imencode(path.suffix or ".png", image)
     if not ok:
-        raise PodiumError(f"cannot encode {path} as a {path.suffix} image; expected .png, .jpg or .tif")
+        raise PodiumError(
+            f"cannot encode {path} as a {path.suffix} image; expected .png, .jpg or .tif"
+        )
     return write_atomically(path, lambda tmp: tmp.write_bytes(encoded.tobytes()))

@@ -7,6 +7,7 @@ a signal arriving there is held until the file is complete; a second one stops a
 writer then removes its temp file and the previous file stays). The command's top level
 prints one line (`report`) and exits with the usual status, 128 + the signal number.
 """
+
 import contextlib
 import os
 import shlex
@@ -16,7 +17,13 @@ import threading
 from typing import Optional, Sequence
 
 __all__ = [
-    "Interrupted", "QUIET_ENV", "handled", "deferred", "interrupted", "exit_status", "report",
+    "Interrupted",
+    "QUIET_ENV",
+    "handled",
+    "deferred",
+    "interrupted",
+    "exit_status",
+    "report",
     "command_line",
 ]
 
@@ -29,8 +36,14 @@ class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived. `during`: the file being written when it did, if any, and
     whether that write was `completed` (held signal) or stopped (a second signal)."""
 
-    def __init__(self, signum: int = signal.SIGINT, during: Optional[str] = None,
-                 completed: bool = True, where: str = "", then: str = ""):
+    def __init__(
+        self,
+        signum: int = signal.SIGINT,
+        during: Optional[str] = None,
+        completed: bool = True,
+        where: str = "",
+        then: str = "",
+    ):
         super().__init__(_NAMES.get(signum, f"signal {signum}"))
         self.signum = int(signum)
         self.during = during
@@ -86,8 +99,10 @@ def deferred(what: str):
     """Hold a signal until this block (writing `what`) is done, then raise Interrupted.
 
     A no-op outside the main thread and outside `handled()`."""
-    if threading.current_thread() is not threading.main_thread() or \
-            _handler not in (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)):
+    if threading.current_thread() is not threading.main_thread() or _handler not in (
+        signal.getsignal(signal.SIGINT),
+        signal.getsignal(signal.SIGTERM),
+    ):
         yield
         return
     outer = _state.depth == 0
@@ -130,7 +145,9 @@ def exit_status(error: BaseException) -> int:
     return 128 + (found.signum if found else signal.SIGINT)
 
 
-def command_line(argv: Optional[Sequence[str]] = None, drop: Sequence[str] = (), add: Sequence[str] = ()) -> str:
+def command_line(
+    argv: Optional[Sequence[str]] = None, drop: Sequence[str] = (), add: Sequence[str] = ()
+) -> str:
     """This process's command, shell-quoted, without the options in `drop` (each with its
     value) and with `add` appended: the command that continues the work."""
     argv = list(sys.argv if argv is None else argv)
@@ -167,7 +184,11 @@ def report(program: str, error: BaseException, where: str = "", then: str = "") 
         where, then = where or found.where, then or found.then
         during = ""
         if found.during:
-            state = "completed first" if found.completed else "stopped; what was written before is unchanged"
+            state = (
+                "completed first"
+                if found.completed
+                else "stopped; what was written before is unchanged"
+            )
             during = f" while writing {found.during} ({state})"
         line = f"{program}: interrupted by {what}{' ' + where if where else ''}{during}"
         sys.stderr.write(f"{line}{'; ' + then if then else ''}\n")

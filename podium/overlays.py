@@ -2,6 +2,7 @@
 
 Shared by the training callbacks (best / worst samples of an epoch) and `podium predict`.
 """
+
 from pathlib import Path
 from typing import Optional
 
@@ -22,7 +23,9 @@ def _display(image: np.ndarray) -> np.ndarray:
     return (stretched.transpose(1, 2, 0) * 255).astype(np.uint8)
 
 
-def draw_overlay(image: np.ndarray, prediction: np.ndarray, target: Optional[np.ndarray] = None) -> np.ndarray:
+def draw_overlay(
+    image: np.ndarray, prediction: np.ndarray, target: Optional[np.ndarray] = None
+) -> np.ndarray:
     """H×W×3 RGB uint8: predicted outlines in red and, if known, true outlines in green."""
     canvas = _display(image)
     kernel = np.ones((3, 3), np.uint8)

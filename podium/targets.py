@@ -6,6 +6,7 @@ TypeError from deep inside object creation. podium's blocks (`model`, `data`) go
 `call_target` instead: the callable is found, every key is checked against its signature
 (with a "did you mean"), and it is called.
 """
+
 import inspect
 from copy import deepcopy
 from typing import Any, Callable, List, Mapping, Optional
@@ -15,7 +16,11 @@ import hydra_slayer
 from podium.errors import PodiumError, did_you_mean
 
 __all__ = [
-    "resolve_target", "accepted_keys", "check_call_params", "call_target", "check_targets",
+    "resolve_target",
+    "accepted_keys",
+    "check_call_params",
+    "call_target",
+    "check_targets",
     "SAFE_TARGET_PACKAGES",
 ]
 
@@ -71,7 +76,15 @@ def call_target(params: Mapping[str, Any], where: str) -> Any:
 
 
 # With PODIUM_SAFE_TARGETS=1 a config may only name callables of these packages.
-SAFE_TARGET_PACKAGES = ("torch", "catalyst", "timm", "pytorch_toolbelt", "albumentations", "podium", "optuna")
+SAFE_TARGET_PACKAGES = (
+    "torch",
+    "catalyst",
+    "timm",
+    "pytorch_toolbelt",
+    "albumentations",
+    "podium",
+    "optuna",
+)
 
 
 def safe_targets_only() -> bool:
@@ -95,7 +108,9 @@ def check_targets(config: Any, where: str = "") -> None:
     """
     if isinstance(config, Mapping):
         if "_target_" in config:
-            factory = _check_target(config["_target_"], f"{where}/_target_" if where else "_target_")
+            factory = _check_target(
+                config["_target_"], f"{where}/_target_" if where else "_target_"
+            )
             if not where.startswith("loggers/"):  # podium.loggers checks these (secrets first)
                 _check_block_keys(factory, config, where or "the config")
         for key, value in config.items():
@@ -115,7 +130,7 @@ def _check_target(target: Any, path: str) -> None:
     if safe_targets_only() and dotted and target.split(".")[0] not in SAFE_TARGET_PACKAGES:
         raise PodiumError(
             f'{path} "{target}" is not allowed with PODIUM_SAFE_TARGETS=1 (allowed packages: '
-            f'{", ".join(SAFE_TARGET_PACKAGES)}); configs are code: run this one only if you trust it'
+            f"{', '.join(SAFE_TARGET_PACKAGES)}); configs are code: run this one only if you trust it"
         )
     try:  # dotted names are imported; short ones are Catalyst's registered names
         return REGISTRY.get(target)

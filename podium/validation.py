@@ -5,14 +5,24 @@ way: a bool is not a number (YAML `true` is not 1), NaN is in no interval, and t
 reads `<key> must be <expected>, got <value!r>`. One place, so the rule and the wording
 cannot drift apart between copies.
 """
+
 import math
 from numbers import Integral, Real
 from typing import Optional, Sequence
 
 from podium.errors import PodiumError, did_you_mean
 
-__all__ = ["POSITIVE", "is_int", "is_number", "in_interval",
-           "check_int", "check_number", "check_probability", "check_bool", "check_choice"]
+__all__ = [
+    "POSITIVE",
+    "is_int",
+    "is_number",
+    "in_interval",
+    "check_int",
+    "check_number",
+    "check_probability",
+    "check_bool",
+    "check_choice",
+]
 
 POSITIVE = "a positive integer"  # the `expected` of check_int(value, key, 1) where messages say so
 
@@ -24,7 +34,11 @@ def is_int(value) -> bool:
 
 def is_number(value, finite: bool = False) -> bool:
     """A real number (Python or numpy), not a bool; `finite`: not inf or NaN either."""
-    return isinstance(value, Real) and not isinstance(value, bool) and (not finite or math.isfinite(value))
+    return (
+        isinstance(value, Real)
+        and not isinstance(value, bool)
+        and (not finite or math.isfinite(value))
+    )
 
 
 def in_interval(value, interval: str) -> bool:
@@ -45,16 +59,23 @@ def _fail(value, key: str, expected: str):
     raise PodiumError(f"{key} must be {expected}, got {value!r}")
 
 
-def check_int(value, key: str, minimum: Optional[int] = None, expected: Optional[str] = None) -> int:
+def check_int(
+    value, key: str, minimum: Optional[int] = None, expected: Optional[str] = None
+) -> int:
     """`value` as an int >= `minimum`; else "<key> must be an integer >= <minimum>, got ..."
     (`expected` replaces "an integer >= <minimum>")."""
     if not is_int(value) or (minimum is not None and value < minimum):
-        _fail(value, key, expected or ("an integer" if minimum is None else f"an integer >= {minimum}"))
+        _fail(
+            value,
+            key,
+            expected or ("an integer" if minimum is None else f"an integer >= {minimum}"),
+        )
     return int(value)
 
 
-def check_number(value, key: str, interval: str = "", expected: Optional[str] = None,
-                 finite: bool = False) -> float:
+def check_number(
+    value, key: str, interval: str = "", expected: Optional[str] = None, finite: bool = False
+) -> float:
     """`value` as a float in `interval` (see `in_interval`); else "<key> must be a number in
     <interval>, got ..." (`expected` replaces "a number in <interval>")."""
     if not is_number(value, finite) or not in_interval(value, interval):
@@ -79,6 +100,8 @@ def check_choice(value, choices: Sequence[str], key: str):
     """`value` if it is one of `choices`; else "<key> 'x' is not supported (did you mean ...);
     expected one of: a, b"."""
     if value not in choices:
-        raise PodiumError(f"{key} {value!r} is not supported{did_you_mean(value, choices)}; "
-                          f"expected one of: {', '.join(choices)}")
+        raise PodiumError(
+            f"{key} {value!r} is not supported{did_you_mean(value, choices)}; "
+            f"expected one of: {', '.join(choices)}"
+        )
     return value

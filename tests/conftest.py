@@ -1,4 +1,5 @@
 """Shared fixtures: the real nuclei sample, and running podium's commands as a user would."""
+
 import os
 import shutil
 import subprocess
@@ -33,7 +34,10 @@ def pytest_collection_modifyitems(session, config, items):
     files = {item.path.name for item in items}
     for program, (needed_by, install) in PROGRAMS.items():
         if needed_by in files and shutil.which(program) is None:
-            pytest.exit(f"{program} is not installed and tests/{needed_by} needs it: {install}", returncode=1)
+            pytest.exit(
+                f"{program} is not installed and tests/{needed_by} needs it: {install}",
+                returncode=1,
+            )
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -54,7 +58,9 @@ def pytest_runtest_makereport(item, call):
 
 def pytest_fixture_post_finalizer(fixturedef, request):
     folders = _folders_of_module_fixtures.pop(id(fixturedef), [])
-    policy = request.config.getini("tmp_path_retention_policy")  # -o tmp_path_retention_policy=all keeps all
+    policy = request.config.getini(
+        "tmp_path_retention_policy"
+    )  # -o tmp_path_retention_policy=all keeps all
     if policy == "none" or (policy == "failed" and request.path not in _modules_with_failures):
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
@@ -97,15 +103,24 @@ def run_command(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run(
         [str(BIN / args[0]), *map(str, args[1:])],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def catalyst_run(logdir: Path, data: Path, *overrides: str, config=NUCLEI_CONFIG):
     """`catalyst-dl run` of a config with the run and data folders moved to tmp."""
     return run_command(
-        "catalyst-dl", "run", "--config", config,
-        f"--args/logdir={logdir}:str", f"--data/root={data}:str", *overrides,
+        "catalyst-dl",
+        "run",
+        "--config",
+        config,
+        f"--args/logdir={logdir}:str",
+        f"--data/root={data}:str",
+        *overrides,
     )
 
 
@@ -114,8 +129,10 @@ def trained_run(tmp_path_factory, nuclei_data):
     """One short real run of the nuclei config: 1 frozen-encoder epoch + 3 full epochs."""
     logdir = tmp_path_factory.mktemp("runs") / "nuclei"
     result = catalyst_run(
-        logdir, nuclei_data,
-        "--stages/warmup/num_epochs=1:int", "--stages/train/num_epochs=3:int",
+        logdir,
+        nuclei_data,
+        "--stages/warmup/num_epochs=1:int",
+        "--stages/train/num_epochs=3:int",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return logdir, result
@@ -127,8 +144,14 @@ def catalyst_run_in_process(logdir: Path, data: Path, *overrides: str, config=NU
 
     from podium.errors import PodiumError
 
-    argv = ["catalyst-dl", "--config", str(config), f"--args/logdir={logdir}:str",
-            f"--data/root={data}:str", *overrides]
+    argv = [
+        "catalyst-dl",
+        "--config",
+        str(config),
+        f"--args/logdir={logdir}:str",
+        f"--data/root={data}:str",
+        *overrides,
+    ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", argv)
         args, unknown = parse_args()

@@ -4,6 +4,7 @@ Used by tests/test_ddp.py through `_target_: ddp_probe.StageProbe` (the test put
 PYTHONPATH). Writes `<out>/<stage>_<start|end>_rank<r>.pt` outside the run directory: the bare
 model's state dict and the names of the rank's loggers.
 """
+
 import os
 
 import torch
@@ -24,8 +25,11 @@ class StageProbe(Callback):
 
     def _dump(self, runner, event: str) -> None:
         state = {k: v.detach().cpu().clone() for k, v in _bare(runner.model).state_dict().items()}
-        record = {"state": state, "loggers": sorted(runner.loggers),
-                  "world_size": runner.engine.world_size}
+        record = {
+            "state": state,
+            "loggers": sorted(runner.loggers),
+            "world_size": runner.engine.world_size,
+        }
         os.makedirs(self.out, exist_ok=True)
         name = f"{runner.stage_key}_{event}_rank{runner.engine.rank}.pt"
         torch.save(record, os.path.join(self.out, name))

@@ -1,4 +1,5 @@
 """Read TensorBoard event files back (TFRecord framing + tensorboardX protos), for tests."""
+
 import glob
 import os
 import struct
@@ -9,7 +10,9 @@ def read_events(folder):
     from tensorboardX.proto import event_pb2
 
     events = []
-    for path in sorted(glob.glob(os.path.join(folder, "**", "events.out.tfevents.*"), recursive=True)):
+    for path in sorted(
+        glob.glob(os.path.join(folder, "**", "events.out.tfevents.*"), recursive=True)
+    ):
         with open(path, "rb") as f:
             data = f.read()
         pos = 0

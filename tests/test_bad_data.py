@@ -1,5 +1,6 @@
 """Bad data: one clear PodiumError naming the file and what was expected — or, with
 `on_bad_sample: skip`, a warning per file, a replacement sample and a count."""
+
 import logging
 
 import cv2
@@ -20,9 +21,17 @@ def _folder(root, names=NAMES, channels=3, labels=2, size=(16, 20)):
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     for name in names:
-        cv2.imwrite(str(root / "images" / f"{name}.png"), rng.integers(0, 255, (*size, channels)).astype(np.uint8))
-        cv2.imwrite(str(root / "masks" / f"{name}.png"), rng.integers(0, labels, size).astype(np.uint8))
-    (root / "split.csv").write_text("name,split\n" + "".join(f"{n},{'valid' if i < 2 else 'train'}\n" for i, n in enumerate(names)))
+        cv2.imwrite(
+            str(root / "images" / f"{name}.png"),
+            rng.integers(0, 255, (*size, channels)).astype(np.uint8),
+        )
+        cv2.imwrite(
+            str(root / "masks" / f"{name}.png"), rng.integers(0, labels, size).astype(np.uint8)
+        )
+    (root / "split.csv").write_text(
+        "name,split\n"
+        + "".join(f"{n},{'valid' if i < 2 else 'train'}\n" for i, n in enumerate(names))
+    )
     return root
 
 
@@ -39,7 +48,10 @@ def _truncate(path, keep=0.5):
 # ---------------------------------------------------------------- one clear error each
 def test_corrupt_image(root):
     (root / "images" / "c.png").write_bytes(b"\x89PNG garbage")
-    with pytest.raises(PodiumError, match=r"cannot decode image file .*images/c\.png \(corrupt or truncated\); expected a readable PNG, JPEG or TIFF"):
+    with pytest.raises(
+        PodiumError,
+        match=r"cannot decode image file .*images/c\.png \(corrupt or truncated\); expected a readable PNG, JPEG or TIFF",
+    ):
         ImageFolderDataset(root, ["c"])[0]
 
 
@@ -61,13 +73,18 @@ def test_truncated_image(tmp_path, ext):
 
 def test_mask_missing(root):
     (root / "masks" / "d.png").unlink()
-    with pytest.raises(PodiumError, match=r"image .*images/d\.png has no mask; expected .*masks/d\.png"):
+    with pytest.raises(
+        PodiumError, match=r"image .*images/d\.png has no mask; expected .*masks/d\.png"
+    ):
         build_segmentation_datasets(root)
 
 
 def test_mask_size_differs(root):
     cv2.imwrite(str(root / "masks" / "a.png"), np.zeros((10, 20), np.uint8))
-    with pytest.raises(PodiumError, match=r"mask .*masks/a\.png is 20×10 but image .*images/a\.png is 20×16; expected the same size"):
+    with pytest.raises(
+        PodiumError,
+        match=r"mask .*masks/a\.png is 20×10 but image .*images/a\.png is 20×16; expected the same size",
+    ):
         ImageFolderDataset(root, ["a"])[0]
 
 
@@ -75,31 +92,51 @@ def test_mask_value_not_below_num_classes(root):
     mask = np.zeros((16, 20), np.uint8)
     mask[3, 4] = 7
     cv2.imwrite(str(root / "masks" / "b.png"), mask)
-    with pytest.raises(PodiumError, match=r"mask .*masks/b\.png has values 0\.\.7 but num_classes is 3; expected class indices 0\.\.2"):
+    with pytest.raises(
+        PodiumError,
+        match=r"mask .*masks/b\.png has values 0\.\.7 but num_classes is 3; expected class indices 0\.\.2",
+    ):
         ImageFolderDataset(root, ["b"], num_classes=3)[0]
 
 
 def test_wrong_channel_count(root):
-    with pytest.raises(PodiumError, match=r"image .*images/a\.png has 3 channel\(s\) but in_channels is 1; expected 1 channel"):
+    with pytest.raises(
+        PodiumError,
+        match=r"image .*images/a\.png has 3 channel\(s\) but in_channels is 1; expected 1 channel",
+    ):
         ImageFolderDataset(root, ["a"], in_channels=1)[0]
-    with pytest.raises(PodiumError, match=r"channels \[4\] requested but image .*images/a\.png has 3 channel"):
+    with pytest.raises(
+        PodiumError, match=r"channels \[4\] requested but image .*images/a\.png has 3 channel"
+    ):
         ImageFolderDataset(root, ["a"], channels=[4])[0]
-    with pytest.raises(PodiumError, match=r"channels \[0, 1\] selects 2 channel\(s\) but in_channels is 3"):
+    with pytest.raises(
+        PodiumError, match=r"channels \[0, 1\] selects 2 channel\(s\) but in_channels is 3"
+    ):
         ImageFolderDataset(root, ["a"], channels=[0, 1], in_channels=3)
-    assert ImageFolderDataset(root, ["a"], channels=[2], in_channels=1)[0]["image"].shape == (1, 16, 20)
+    assert ImageFolderDataset(root, ["a"], channels=[2], in_channels=1)[0]["image"].shape == (
+        1,
+        16,
+        20,
+    )
 
 
 def test_multilabel_mask_channel_count(root):
     tifffile.imwrite(root / "masks" / "a.tif", np.zeros((16, 20, 2), np.uint8))
     (root / "masks" / "a.png").unlink()
-    with pytest.raises(PodiumError, match=r"mask .*masks/a\.tif has 2 channel\(s\) but num_classes is 3; expected one channel per class"):
+    with pytest.raises(
+        PodiumError,
+        match=r"mask .*masks/a\.tif has 2 channel\(s\) but num_classes is 3; expected one channel per class",
+    ):
         ImageFolderDataset(root, ["a"], num_classes=3, target="multilabel")[0]
 
 
 def test_empty_split(root):
     (root / "split.csv").write_text("name,split\na,train\nb,valid\n")
     (root / "skip.txt").write_text("b\n")
-    with pytest.raises(PodiumError, match=r"the valid selection of .*split\.csv is empty after the exclusion list skip\.txt"):
+    with pytest.raises(
+        PodiumError,
+        match=r"the valid selection of .*split\.csv is empty after the exclusion list skip\.txt",
+    ):
         build_segmentation_datasets(root, exclude="skip.txt")
     (root / "split.csv").write_text("name,split\na,train\nb,valid\nc,test\n")
     with pytest.raises(PodiumError, match=r"the test selection is empty after the exclusion list"):
@@ -109,14 +146,24 @@ def test_empty_split(root):
 
 def test_rle_overrun(root):
     (root / "train.csv").write_text("ImageId,EncodedPixels\na.png,300 50\n")
-    with pytest.raises(PodiumError, match=r"image a\.png in .*train\.csv overruns the image by 29 pixel\(s\)"):
+    with pytest.raises(
+        PodiumError, match=r"image a\.png in .*train\.csv overruns the image by 29 pixel\(s\)"
+    ):
         build_segmentation_datasets(root, masks_csv="train.csv")["valid"][0]
 
 
 def test_bad_option_values(root):
     for key, value, message in [
-        ("on_bad_sample", "ignore", "on_bad_sample 'ignore' is not supported; expected one of: error, skip"),
-        ("target", "multilabl", 'target \'multilabl\' is not supported \\(did you mean "multilabel"\\?\\)'),
+        (
+            "on_bad_sample",
+            "ignore",
+            "on_bad_sample 'ignore' is not supported; expected one of: error, skip",
+        ),
+        (
+            "target",
+            "multilabl",
+            "target 'multilabl' is not supported \\(did you mean \"multilabel\"\\?\\)",
+        ),
         ("layout", "side-by-side", 'did you mean "side_by_side"'),
     ]:
         with pytest.raises(PodiumError, match=message):
@@ -137,7 +184,9 @@ def test_skip_replaces_logs_once_and_counts(root, caplog):
         assert ds.skipped == 1 and ds.skipped_names == ["e"]  # missing mask: known at once
         names = [ds[i]["name"] for i in range(len(ds))]
         names_again = [ds[i]["name"] for i in range(len(ds))]
-    assert names == names_again == ["a", "b", "f", "f", "f", "f"]  # the next good sample replaces a bad one
+    assert (
+        names == names_again == ["a", "b", "f", "f", "f", "f"]
+    )  # the next good sample replaces a bad one
     assert ds.skipped == 3 and ds.skipped_names == ["c", "d", "e"]
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 3  # once per file, not once per access
@@ -177,7 +226,9 @@ def test_skip_through_the_builder(root):
 
 # ---------------------------------------------------------------- exclusion lists
 def test_exclusion_list_with_comments_extensions_and_unknown_names(root, caplog):
-    (root / "bad.txt").write_text("# blurry images\nc.png   # out of focus\n\n  d\nghost\nphantom.jpg\n")
+    (root / "bad.txt").write_text(
+        "# blurry images\nc.png   # out of focus\n\n  d\nghost\nphantom.jpg\n"
+    )
     with caplog.at_level(logging.WARNING, logger="podium.datasets"):
         datasets = build_segmentation_datasets(root, exclude="bad.txt")
     assert datasets["train"].names == ["e", "f"] and datasets["valid"].names == ["a", "b"]
@@ -188,6 +239,14 @@ def test_exclusion_list_with_comments_extensions_and_unknown_names(root, caplog)
 
 def test_exclusion_list_for_prediction_and_missing_file(root):
     (root / "skip.txt").write_text("a\nb\n")
-    assert build_segmentation_dataset(root, exclude=str(root / "skip.txt")).names == ["c", "d", "e", "f"]
-    with pytest.raises(PodiumError, match=r"exclusion list .*nope\.txt does not exist; expected a text file with one image name per line"):
+    assert build_segmentation_dataset(root, exclude=str(root / "skip.txt")).names == [
+        "c",
+        "d",
+        "e",
+        "f",
+    ]
+    with pytest.raises(
+        PodiumError,
+        match=r"exclusion list .*nope\.txt does not exist; expected a text file with one image name per line",
+    ):
         build_segmentation_datasets(root, exclude="nope.txt")

@@ -1,4 +1,5 @@
 """The benchmark scripts run and write valid reports (tiny settings; no timing is asserted)."""
+
 import contextlib
 import importlib.util
 import io
@@ -14,7 +15,9 @@ from conftest import REPO
 
 def _script(name: str):
     """benchmarks/NAME.py as a module (benchmarks/ is a folder of scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "benchmarks" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", REPO / "benchmarks" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -23,7 +26,9 @@ def _script(name: str):
 def test_overhead_trains_the_same_batches_and_writes_its_report(tmp_path, capsys, monkeypatch):
     overhead = _script("overhead")
 
-    def same_process(kind, options, tmp):  # the `--probe` run, here instead of in a new process (speed)
+    def same_process(
+        kind, options, tmp
+    ):  # the `--probe` run, here instead of in a new process (speed)
         with contextlib.redirect_stdout(io.StringIO()) as printed:
             assert overhead.main(overhead.probe_argv(kind, options, tmp)) == 0
         return json.loads(printed.getvalue().splitlines()[-1])
@@ -32,8 +37,25 @@ def test_overhead_trains_the_same_batches_and_writes_its_report(tmp_path, capsys
     out = tmp_path / "overhead.json"
     threads = torch.get_num_threads()
     try:
-        assert overhead.main(["--epochs", "1", "--batches", "2", "--batch-size", "2", "--repeats", "1",
-                              "--threads", "1", "--out", str(out)]) == 0
+        assert (
+            overhead.main(
+                [
+                    "--epochs",
+                    "1",
+                    "--batches",
+                    "2",
+                    "--batch-size",
+                    "2",
+                    "--repeats",
+                    "1",
+                    "--threads",
+                    "1",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
     finally:
         torch.set_num_threads(threads)  # the benchmark sets this process's threads
 
@@ -48,7 +70,11 @@ def test_overhead_trains_the_same_batches_and_writes_its_report(tmp_path, capsys
     assert result["ok"] == (result["ratio"] <= result["goal"])
     assert len(result["load_average_1_5_15_before"]) == 3
     assert result["torch_threads"] == 1
-    assert set(result["minor_page_faults_per_step"]) == {"podium", "hand", "hand_zero_before_backward"}
+    assert set(result["minor_page_faults_per_step"]) == {
+        "podium",
+        "hand",
+        "hand_zero_before_backward",
+    }
     assert len(result["podium_train_s"]["all"]) == len(result["hand_train_s"]["all"]) == 1
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"overhead {result['ratio']:.3f}x"
 
@@ -60,51 +86,97 @@ def test_peak_rss_is_the_command_alone(tmp_path):
     import numpy as np
 
     memory = _script("memory")
-    ballast = np.ones(400 * 2**20 // 8)  # this process: big (Linux would pass it on to a child's ru_maxrss)
-    big = memory.peak_rss_mb([sys.executable, "-c", "import numpy; a = numpy.ones(300 * 2**20 // 8)"],
-                             str(tmp_path / "big.log"))
+    ballast = np.ones(
+        400 * 2**20 // 8
+    )  # this process: big (Linux would pass it on to a child's ru_maxrss)
+    big = memory.peak_rss_mb(
+        [sys.executable, "-c", "import numpy; a = numpy.ones(300 * 2**20 // 8)"],
+        str(tmp_path / "big.log"),
+    )
     small = memory.peak_rss_mb([sys.executable, "-c", "import numpy"], str(tmp_path / "small.log"))
     assert ballast.sum() > 0
     assert big["returncode"] == small["returncode"] == 0
     assert small["peak_rss_mb"] < 100
     assert big["peak_rss_mb"] - small["peak_rss_mb"] == pytest.approx(300, abs=15)
-    failed = memory.peak_rss_mb([sys.executable, "-c", "raise SystemExit(3)"], str(tmp_path / "f.log"))
+    failed = memory.peak_rss_mb(
+        [sys.executable, "-c", "raise SystemExit(3)"], str(tmp_path / "f.log")
+    )
     assert failed["returncode"] == 3
 
 
 def _fake_benchmark(folder, name: str, result: dict, line: str) -> None:
     """benchmarks/NAME.py stand-in: writes `result` to --out and prints `line`."""
-    (folder / f"{name}.py").write_text(textwrap.dedent(f"""
+    (folder / f"{name}.py").write_text(
+        textwrap.dedent(f"""
         import json, sys
         out = sys.argv[sys.argv.index("--out") + 1]
         json.dump({result!r}, open(out, "w"))
         print({line!r})
-    """))
+    """)
+    )
 
 
 def test_run_all_summary_puts_each_ratio_beside_its_goal(tmp_path, monkeypatch, capsys):
     run_all = _script("run_all")
     scripts = tmp_path / "scripts"
     scripts.mkdir()
-    _fake_benchmark(scripts, "overhead", {
-        "ratio": 1.05, "goal": 1.03, "ok": False, "same_batches": True, "train_steps": 30,
-        "overhead_ms_per_step": 7.5}, "overhead 1.050x")
-    _fake_benchmark(scripts, "loader", {"ratio": 3.5, "goal": 2.0, "num_workers": 2, "batch_size": 8}, "loader 3.5x")
-    _fake_benchmark(scripts, "tta", {"input_shape": [4, 3, 256, 256], "models": {
-        "resnet18": {"ratios": {"podium_d4": 7.9}, "goal": {"podium_d4_max_ratio": 8.0}},
-        "efficientnet_b0": {"ratios": {"podium_d4": 8.4}, "goal": {"podium_d4_max_ratio": 8.0}}}},
-        "resnet18 podium_d4 7.9x")
-    _fake_benchmark(scripts, "memory", {"peak_rss": {
-        "train": {"peak_rss_mb": 1441.0, "above_import_mb": 311.0}}}, "memory train 1441 MB")
+    _fake_benchmark(
+        scripts,
+        "overhead",
+        {
+            "ratio": 1.05,
+            "goal": 1.03,
+            "ok": False,
+            "same_batches": True,
+            "train_steps": 30,
+            "overhead_ms_per_step": 7.5,
+        },
+        "overhead 1.050x",
+    )
+    _fake_benchmark(
+        scripts,
+        "loader",
+        {"ratio": 3.5, "goal": 2.0, "num_workers": 2, "batch_size": 8},
+        "loader 3.5x",
+    )
+    _fake_benchmark(
+        scripts,
+        "tta",
+        {
+            "input_shape": [4, 3, 256, 256],
+            "models": {
+                "resnet18": {"ratios": {"podium_d4": 7.9}, "goal": {"podium_d4_max_ratio": 8.0}},
+                "efficientnet_b0": {
+                    "ratios": {"podium_d4": 8.4},
+                    "goal": {"podium_d4_max_ratio": 8.0},
+                },
+            },
+        },
+        "resnet18 podium_d4 7.9x",
+    )
+    _fake_benchmark(
+        scripts,
+        "memory",
+        {"peak_rss": {"train": {"peak_rss_mb": 1441.0, "above_import_mb": 311.0}}},
+        "memory train 1441 MB",
+    )
     (scripts / "crash.py").write_text("raise SystemExit(2)\n")
     monkeypatch.setattr(run_all, "HERE", str(scripts))
     monkeypatch.setitem(run_all.ARGUMENTS, "crash", ([], []))
     monkeypatch.setattr(run_all, "BENCHMARKS", (*run_all.BENCHMARKS, "crash"))
     results = tmp_path / "results"
 
-    assert run_all.main(["--results", str(results), "--only", "overhead", "loader", "tta", "memory"]) == 0
+    assert (
+        run_all.main(["--results", str(results), "--only", "overhead", "loader", "tta", "memory"])
+        == 0
+    )
     printed = capsys.readouterr().out
-    for line in ("overhead 1.050x", "loader 3.5x", "resnet18 podium_d4 7.9x", "memory train 1441 MB"):
+    for line in (
+        "overhead 1.050x",
+        "loader 3.5x",
+        "resnet18 podium_d4 7.9x",
+        "memory train 1441 MB",
+    ):
         assert line in printed.splitlines()  # each benchmark's own lines are passed through
     summary = json.loads((results / "summary.json").read_text())
     rows = {row["benchmark"]: row for row in summary["rows"]}
@@ -117,7 +189,9 @@ def test_run_all_summary_puts_each_ratio_beside_its_goal(tmp_path, monkeypatch, 
     }
     assert all("→" in row["load_average"] for row in rows.values())
     table = (results / "summary.md").read_text()
-    assert "| overhead | podium / plain PyTorch loop, train steps | 1.050× | <= 1.03 | FAIL |" in table
+    assert (
+        "| overhead | podium / plain PyTorch loop, train steps | 1.050× | <= 1.03 | FAIL |" in table
+    )
     assert "| memory train | peak RSS, MB | 1441 | — | — |" in table
 
     # a missed goal fails only with --strict; a crashed benchmark always does

@@ -1,6 +1,7 @@
 """CenterNet (PKU seed): Gaussian targets, flips of boxes vs. maps, peak decoding, TTA, VOC mAP
 (hand-computed, and exact under 2-process gloo DDP), the deepforest tiles, and an end-to-end
 `catalyst-dl run` + `podium predict-centernet` whose mAP equals the run's logged map50."""
+
 import math
 import os
 from types import SimpleNamespace
@@ -17,7 +18,12 @@ from conftest import REPO, run_command, run_two_ranks
 from podium.callbacks.detection_map import DetectionMAPCallback
 from podium.cli.main import main
 from podium.datasets.centernet import (
-    boxes_in_window, build_deepforest_tiles, draw_gaussian, gaussian_radius, render_targets, transform_maps,
+    boxes_in_window,
+    build_deepforest_tiles,
+    draw_gaussian,
+    gaussian_radius,
+    render_targets,
+    transform_maps,
 )
 from podium.errors import PodiumError
 from podium.inference.centernet import CenterNetPredictor, tta_views, view_image
@@ -30,6 +36,7 @@ CONFIG = REPO / "configs" / "centernet" / "resnet18_trees.yml"
 
 # ---------------------------------------------------------------- targets
 
+
 def test_gaussian_radius_hand_computed():
     # 10×10 box, min_overlap 0.7: the three roots (b + √Δ)/2 of CenterNet's code are
     # r1 = (20 + √(400 − 4·30/1.7))/2, r2 = (40 + √(1600 − 16·30))/2, r3 = (−28 + √(784 + 11.2·30))/2
@@ -38,7 +45,9 @@ def test_gaussian_radius_hand_computed():
     assert r3 < r1 and r3 == pytest.approx(2.7332, abs=1e-4)
     assert gaussian_radius(10, 10, 0.7) == pytest.approx(r3, rel=1e-12)
     # 4 × 12: r3 = (−22.4 + √(22.4² + 4·2.8·0.3·48))/2
-    assert gaussian_radius(4, 12, 0.7) == pytest.approx((-22.4 + math.sqrt(22.4 ** 2 + 2.8 * 4 * 0.3 * 48)) / 2)
+    assert gaussian_radius(4, 12, 0.7) == pytest.approx(
+        (-22.4 + math.sqrt(22.4**2 + 2.8 * 4 * 0.3 * 48)) / 2
+    )
 
 
 def test_draw_gaussian_values_and_clipping():
@@ -46,20 +55,22 @@ def test_draw_gaussian_values_and_clipping():
     draw_gaussian(heatmap, column=4, row=4, radius=2)
     sigma = 5 / 6
     assert heatmap[4, 4] == 1.0
-    assert heatmap[4, 6] == pytest.approx(math.exp(-4 / (2 * sigma ** 2)), rel=1e-6)
-    assert heatmap[3, 5] == pytest.approx(math.exp(-2 / (2 * sigma ** 2)), rel=1e-6)
+    assert heatmap[4, 6] == pytest.approx(math.exp(-4 / (2 * sigma**2)), rel=1e-6)
+    assert heatmap[3, 5] == pytest.approx(math.exp(-2 / (2 * sigma**2)), rel=1e-6)
     assert heatmap[4, 7] == 0 and heatmap[1, 4] == 0  # outside the radius
     corner = np.zeros((9, 9), np.float32)
     draw_gaussian(corner, column=0, row=8, radius=2)  # clipped at two borders: the visible quarter
     np.testing.assert_array_equal(corner[6:, :3], heatmap[2:5, 4:7])
     assert corner.sum() == pytest.approx(heatmap[2:5, 4:7].sum())
     draw_gaussian(heatmap, column=4, row=4, radius=1)  # overlapping Gaussians keep the max
-    assert heatmap[4, 6] == pytest.approx(math.exp(-4 / (2 * sigma ** 2)), rel=1e-6)
+    assert heatmap[4, 6] == pytest.approx(math.exp(-4 / (2 * sigma**2)), rel=1e-6)
 
 
 def test_render_targets_hand_computed():
     # box (13, 2)–(31, 26), stride 4 → centre (5.5, 3.5) cells: cell (row 3, col 5), offset (0, 0), size (4.5, 6)
-    targets = render_targets(np.array([[13, 2, 31, 26]]), [0], (32, 48), num_classes=2, output_stride=4)
+    targets = render_targets(
+        np.array([[13, 2, 31, 26]]), [0], (32, 48), num_classes=2, output_stride=4
+    )
     assert targets["heatmap"].shape == (2, 8, 12) and targets["size"].shape == (2, 8, 12)
     assert targets["heatmap"][0, 3, 5] == 1.0 and (targets["heatmap"][0] == 1).sum() == 1
     assert targets["heatmap"][1].max() == 0  # class 1 has no box
@@ -95,8 +106,14 @@ def _as_outputs(targets):
 def test_decode_inverts_render():
     boxes = _random_boxes(np.random.default_rng(0), 12, 128)
     out = _as_outputs(render_targets(boxes, [0] * 12, (128, 128)))
-    found = decode_centernet(out["heatmap"], out["size"], out["offset"], output_stride=4, probabilities=True,
-                             min_score=0.999)[0]
+    found = decode_centernet(
+        out["heatmap"],
+        out["size"],
+        out["offset"],
+        output_stride=4,
+        probabilities=True,
+        min_score=0.999,
+    )[0]
     assert len(found["boxes"]) == 12 and torch.all(found["scores"] == 1)
     order = np.lexsort((found["boxes"][:, 1].numpy(), found["boxes"][:, 0].numpy()))
     expected = boxes[np.lexsort((boxes[:, 1], boxes[:, 0]))]
@@ -104,18 +121,26 @@ def test_decode_inverts_render():
     # a peak is the max of its 3×3 neighbourhood: a lower neighbour of a peak is suppressed
     heatmap = torch.zeros(1, 1, 8, 8)
     heatmap[0, 0, 3, 3], heatmap[0, 0, 3, 4], heatmap[0, 0, 6, 6] = 0.9, 0.8, 0.5
-    found = decode_centernet(heatmap, torch.ones(1, 2, 8, 8), torch.zeros(1, 2, 8, 8), probabilities=True,
-                             min_score=0.1)[0]
+    found = decode_centernet(
+        heatmap, torch.ones(1, 2, 8, 8), torch.zeros(1, 2, 8, 8), probabilities=True, min_score=0.1
+    )[0]
     assert found["scores"].tolist() == pytest.approx([0.9, 0.5])
     np.testing.assert_allclose(found["boxes"].numpy(), [[12, 12, 16, 16], [24, 24, 28, 28]])
 
 
 def _albumentations_view(boxes, size, hflip, vflip, transpose):
     """The boxes of the (transposed, h-flipped, v-flipped) image — albumentations as reference."""
-    steps = ([A.Transpose(p=1)] if transpose else []) + ([A.HorizontalFlip(p=1)] if hflip else []) + (
-        [A.VerticalFlip(p=1)] if vflip else [])
-    pipeline = A.Compose(steps, bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"]))
-    out = pipeline(image=np.zeros((size, size, 3), np.float32), bboxes=boxes, labels=[0] * len(boxes))
+    steps = (
+        ([A.Transpose(p=1)] if transpose else [])
+        + ([A.HorizontalFlip(p=1)] if hflip else [])
+        + ([A.VerticalFlip(p=1)] if vflip else [])
+    )
+    pipeline = A.Compose(
+        steps, bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"])
+    )
+    out = pipeline(
+        image=np.zeros((size, size, 3), np.float32), bboxes=boxes, labels=[0] * len(boxes)
+    )
     return np.asarray(out["bboxes"], np.float64)
 
 
@@ -129,22 +154,42 @@ def test_flipping_maps_equals_rendering_flipped_boxes(view):
     assert np.all(np.abs(centres - np.round(centres)) > 1e-3)  # no centre on a cell border (a tie)
     moved = _albumentations_view(boxes, 128, hflip, vflip, transpose)
     direct = render_targets(moved, [0] * 10, (128, 128))
-    mapped = transform_maps({k: torch.from_numpy(v) for k, v in render_targets(boxes, [0] * 10, (128, 128)).items()},
-                            hflip=hflip, vflip=vflip, transpose=transpose)
+    mapped = transform_maps(
+        {k: torch.from_numpy(v) for k, v in render_targets(boxes, [0] * 10, (128, 128)).items()},
+        hflip=hflip,
+        vflip=vflip,
+        transpose=transpose,
+    )
     for key in ("heatmap", "size", "offset"):
-        np.testing.assert_allclose(mapped[key].numpy(), direct[key], atol=1e-5, equal_nan=True, err_msg=key)
+        np.testing.assert_allclose(
+            mapped[key].numpy(), direct[key], atol=1e-5, equal_nan=True, err_msg=key
+        )
 
 
 def test_flipped_maps_decode_to_flipped_boxes_even_on_cell_borders():
     """A centre exactly on a cell border lands in another cell when the boxes are flipped, but
     the flipped maps (offset +½ instead of −½) decode to the same box."""
-    boxes = np.array([[8.0, 8.0, 24.0, 20.0], [40.0, 4.0, 56.0, 28.0]])  # centres at x = 16, 48: borders
+    boxes = np.array(
+        [[8.0, 8.0, 24.0, 20.0], [40.0, 4.0, 56.0, 28.0]]
+    )  # centres at x = 16, 48: borders
     flipped = _albumentations_view(boxes, 64, True, False, False)
-    mapped = transform_maps({k: torch.from_numpy(np.nan_to_num(v)) for k, v in render_targets(boxes, [0, 0], (64, 64)).items()},
-                            hflip=True)
-    found = decode_centernet(mapped["heatmap"][None], mapped["size"][None], mapped["offset"][None],
-                             probabilities=True, min_score=0.999)[0]["boxes"].numpy()
-    np.testing.assert_allclose(found[np.argsort(found[:, 0])], flipped[np.argsort(flipped[:, 0])], atol=1e-5)
+    mapped = transform_maps(
+        {
+            k: torch.from_numpy(np.nan_to_num(v))
+            for k, v in render_targets(boxes, [0, 0], (64, 64)).items()
+        },
+        hflip=True,
+    )
+    found = decode_centernet(
+        mapped["heatmap"][None],
+        mapped["size"][None],
+        mapped["offset"][None],
+        probabilities=True,
+        min_score=0.999,
+    )[0]["boxes"].numpy()
+    np.testing.assert_allclose(
+        found[np.argsort(found[:, 0])], flipped[np.argsort(flipped[:, 0])], atol=1e-5
+    )
 
 
 class _BoxRenderer(torch.nn.Module):
@@ -160,8 +205,11 @@ class _BoxRenderer(torch.nn.Module):
     def forward(self, images):
         for view in tta_views("d4"):
             if torch.equal(images, view_image(self.reference, view)):
-                targets = render_targets(_albumentations_view(self.boxes, self.size, *view), [0] * len(self.boxes),
-                                         (self.size, self.size))
+                targets = render_targets(
+                    _albumentations_view(self.boxes, self.size, *view),
+                    [0] * len(self.boxes),
+                    (self.size, self.size),
+                )
                 out = _as_outputs(targets)
                 out["heatmap"] = torch.logit(out["heatmap"].clamp(1e-6, 1 - 1e-6))
                 return out
@@ -178,14 +226,21 @@ def test_tta_undoes_every_view_on_the_maps(tta):
     expected = render_targets(boxes, [0] * 8, (64, 64))
     np.testing.assert_allclose(maps["heatmap"][0].numpy(), expected["heatmap"], atol=1e-5)
     centres = ~np.isnan(expected["size"])
-    np.testing.assert_allclose(maps["size"][0].numpy()[centres], expected["size"][centres], atol=1e-6)
-    np.testing.assert_allclose(maps["offset"][0].numpy()[centres], expected["offset"][centres], atol=1e-6)
+    np.testing.assert_allclose(
+        maps["size"][0].numpy()[centres], expected["size"][centres], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        maps["offset"][0].numpy()[centres], expected["offset"][centres], atol=1e-6
+    )
     found = predictor.detect(image)[0]
     top = found["boxes"][found["scores"] > 0.99].numpy()
-    np.testing.assert_allclose(top[np.argsort(top[:, 0])], boxes[np.argsort(boxes[:, 0])], atol=1e-4)
+    np.testing.assert_allclose(
+        top[np.argsort(top[:, 0])], boxes[np.argsort(boxes[:, 0])], atol=1e-4
+    )
 
 
 # ---------------------------------------------------------------- mAP
+
 
 def _box(x, y, w=10.0, h=10.0):
     return [x, y, x + w, y + h]
@@ -198,13 +253,22 @@ def test_average_precision_hand_computed():
     # AP = 1/3 · 1 + 1/3 · 1/2 + 1/3 · 0 = 0.5
     metric = DetectionMAP(num_classes=1)
     gt1, gt2 = torch.tensor([_box(0, 0), _box(50, 50)]), torch.tensor([_box(0, 0)])
-    det1 = {"boxes": torch.tensor([_box(0, 0), _box(0, 0), _box(50, 52.5)]),  # IoU(B) = 75/125 = 0.6
-            "scores": torch.tensor([0.9, 0.8, 0.6]), "labels": torch.tensor([0, 0, 0])}
-    det2 = {"boxes": torch.tensor([_box(5, 0)]), "scores": torch.tensor([0.7]), "labels": torch.tensor([0])}  # IoU 1/3
+    det1 = {
+        "boxes": torch.tensor([_box(0, 0), _box(0, 0), _box(50, 52.5)]),  # IoU(B) = 75/125 = 0.6
+        "scores": torch.tensor([0.9, 0.8, 0.6]),
+        "labels": torch.tensor([0, 0, 0]),
+    }
+    det2 = {
+        "boxes": torch.tensor([_box(5, 0)]),
+        "scores": torch.tensor([0.7]),
+        "labels": torch.tensor([0]),
+    }  # IoU 1/3
     metric.update([det1, det2], [gt1, gt2], [torch.tensor([0, 0]), torch.tensor([0])])
     result = metric.compute()
     assert result["map"] == pytest.approx(0.5) and list(result["num_gt"]) == [3]
-    assert average_precision(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 0, 1]), 3) == pytest.approx(0.5)
+    assert average_precision(
+        np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 0, 1]), 3
+    ) == pytest.approx(0.5)
     assert metric.compute_key_value("valid_") == {"valid_map50": pytest.approx(0.5)}
     # the same update as one padded batch (labels −1 / NaN boxes are padding) gives the same value
     padded = DetectionMAP(num_classes=1)
@@ -217,15 +281,25 @@ def test_average_precision_hand_computed():
 def test_map_rules_threshold_classes_and_empty():
     # IoU exactly 0.5 counts (≥): [0, 20]×[0, 10] against [0, 10]² is 100 / 200
     metric = DetectionMAP(num_classes=3, class_names=["a", "b", "c"])
-    detection = {"boxes": torch.tensor([[0.0, 0, 20, 10]]), "scores": torch.tensor([0.5]), "labels": torch.tensor([0])}
-    metric.update([detection], [torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10]])], [torch.tensor([0, 1])])
+    detection = {
+        "boxes": torch.tensor([[0.0, 0, 20, 10]]),
+        "scores": torch.tensor([0.5]),
+        "labels": torch.tensor([0]),
+    }
+    metric.update(
+        [detection], [torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10]])], [torch.tensor([0, 1])]
+    )
     values = metric.compute()
     assert values["ap"][0] == pytest.approx(1.0)  # IoU 0.5 ≥ 0.5
     assert values["ap"][1] == 0.0  # ground truth, no detection
     assert np.isnan(values["ap"][2])  # no ground truth: left out of the mean
     assert values["map"] == pytest.approx(0.5)
-    assert metric.compute_key_value() == {"map50": pytest.approx(0.5), "map50/a": 1.0, "map50/b": 0.0,
-                                          "map50/c": pytest.approx(float("nan"), nan_ok=True)}
+    assert metric.compute_key_value() == {
+        "map50": pytest.approx(0.5),
+        "map50/a": 1.0,
+        "map50/b": 0.0,
+        "map50/c": pytest.approx(float("nan"), nan_ok=True),
+    }
     strict = DetectionMAP(num_classes=1, iou_threshold=0.75)
     strict.update([detection], [torch.tensor([[0.0, 0, 10, 10]])], [torch.tensor([0])])
     assert strict.compute_key_value() == {"map75": 0.0}
@@ -244,13 +318,15 @@ def _map_batches():
         boxes = _random_boxes(rng, int(rng.integers(1, 6)), 64, low=6, high=20)
         out = _as_outputs(render_targets(boxes, [0] * len(boxes), (64, 64)))
         heat = out["heatmap"].clamp(1e-3, 1 - 1e-3)
-        noisy = {"heatmap": torch.logit(heat) + torch.from_numpy(rng.normal(0, 3.0, heat.shape)).float(),
-                 "size": out["size"] + torch.from_numpy(rng.normal(0, 1.5, out["size"].shape)).float(),
-                 "offset": out["offset"]}
+        noisy = {
+            "heatmap": torch.logit(heat) + torch.from_numpy(rng.normal(0, 3.0, heat.shape)).float(),
+            "size": out["size"] + torch.from_numpy(rng.normal(0, 1.5, out["size"].shape)).float(),
+            "offset": out["offset"],
+        }
         padded = torch.full((1, 8, 4), float("nan"))
-        padded[0, :len(boxes)] = torch.from_numpy(boxes).float()
+        padded[0, : len(boxes)] = torch.from_numpy(boxes).float()
         labels = torch.full((1, 8), -1)
-        labels[0, :len(boxes)] = 0
+        labels[0, : len(boxes)] = 0
         batches.append({**noisy, "boxes": padded, "labels": labels})
     return batches
 
@@ -270,11 +346,20 @@ def test_callback_decodes_and_matches_like_the_metric():
     logged = _run_callback(DetectionMAPCallback(output_stride=4), batches)
     metric = DetectionMAP()
     for b in batches:
-        metric.update(decode_centernet(b["heatmap"], b["size"], b["offset"]), b["boxes"], b["labels"])
-    assert 0.05 < logged["map50"] < 0.99 and logged["map50"] == pytest.approx(metric.compute()["map"])
-    assert _run_callback(DetectionMAPCallback(loader_keys=["valid"]), batches, loader_key="train") == {}
+        metric.update(
+            decode_centernet(b["heatmap"], b["size"], b["offset"]), b["boxes"], b["labels"]
+        )
+    assert 0.05 < logged["map50"] < 0.99 and logged["map50"] == pytest.approx(
+        metric.compute()["map"]
+    )
+    assert (
+        _run_callback(DetectionMAPCallback(loader_keys=["valid"]), batches, loader_key="train")
+        == {}
+    )
     with pytest.raises(PodiumError, match="batch has no boxes"):
-        _run_callback(DetectionMAPCallback(), [{k: v for k, v in batches[0].items() if k != "boxes"}])
+        _run_callback(
+            DetectionMAPCallback(), [{k: v for k, v in batches[0].items() if k != "boxes"}]
+        )
 
 
 def _ddp_worker(rank, port, out_dir):
@@ -293,22 +378,32 @@ def test_map_under_ddp_equals_single_process(tmp_path):
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert got["map50"] == pytest.approx(expected["map50"], abs=1e-12), rank
-    halves = [_run_callback(DetectionMAPCallback(), _map_batches()[r::2])["map50"] for r in range(2)]
+    halves = [
+        _run_callback(DetectionMAPCallback(), _map_batches()[r::2])["map50"] for r in range(2)
+    ]
     assert all(abs(h - expected["map50"]) > 1e-6 for h in halves)  # so the test can fail
 
 
 # ---------------------------------------------------------------- model
 
+
 def test_centernet_model_shapes_and_heads():
     model = build_centernet("resnet18", num_classes=3, head_channels=16)
     out = model(torch.randn(2, 3, 70, 96))
     assert {k: tuple(v.shape) for k, v in out.items()} == {
-        "heatmap": (2, 3, 18, 24), "size": (2, 2, 18, 24), "offset": (2, 2, 18, 24)}
+        "heatmap": (2, 3, 18, 24),
+        "size": (2, 2, 18, 24),
+        "offset": (2, 2, 18, 24),
+    }
     assert tuple(model.encoder.get_output_spec().strides) == (4, 8, 16, 32)
-    assert torch.sigmoid(model.heads["heatmap"][-1].bias).tolist() == pytest.approx([0.1] * 3, abs=1e-6)
+    assert torch.sigmoid(model.heads["heatmap"][-1].bias).tolist() == pytest.approx(
+        [0.1] * 3, abs=1e-6
+    )
     from podium.callbacks.freeze import encoder_blocks
 
-    assert len(encoder_blocks(model.encoder)) == 5  # stem … layer4: the freeze callbacks see the timm stages
+    assert (
+        len(encoder_blocks(model.encoder)) == 5
+    )  # stem … layer4: the freeze callbacks see the timm stages
     with pytest.raises(PodiumError, match="output_stride 3 is not a feature stride"):
         build_centernet("resnet18", output_stride=3)
     with pytest.raises(PodiumError, match="decoder_channels has 2 values"):
@@ -316,6 +411,7 @@ def test_centernet_model_shapes_and_heads():
 
 
 # ---------------------------------------------------------------- deepforest tiles
+
 
 @pytest.fixture(scope="module")
 def tiles():
@@ -331,7 +427,7 @@ def test_tiles_split_is_spatial_and_covers_the_valid_region(tiles):
         for w in valid.windows:
             if w.source == scene_index:
                 assert w.x0 >= boundary
-                covered[w.y0:w.y1, w.x0:w.x1] = True
+                covered[w.y0 : w.y1, w.x0 : w.x1] = True
         assert covered[:, boundary:].all() and not covered[:, :boundary].any()
         assert all(w.x1 <= boundary for w in train.windows if w.source == scene_index)
     sample = valid[0]
@@ -339,15 +435,22 @@ def test_tiles_split_is_spatial_and_covers_the_valid_region(tiles):
     # every real box of a tile has its peak, size and offset
     n = int(sample["num_boxes"])
     assert n > 0 and torch.all(sample["labels"][:n] == 0) and torch.all(sample["labels"][n:] == -1)
-    assert int((sample["heatmap_target"] == 1).sum()) <= n and int((~torch.isnan(sample["size_target"][0])).sum()) <= n
+    assert (
+        int((sample["heatmap_target"] == 1).sum()) <= n
+        and int((~torch.isnan(sample["size_target"][0])).sum()) <= n
+    )
     total = sum(int(valid[i]["num_boxes"]) for i in range(len(valid)))
-    assert total > 300  # ~1/4 of 951 crowns, some counted in two tiles where the last tile moves inwards
+    assert (
+        total > 300
+    )  # ~1/4 of 951 crowns, some counted in two tiles where the last tile moves inwards
 
 
 def test_boxes_in_window_clips_and_drops():
     boxes = np.array([[0.0, 0, 10, 10], [8, 8, 28, 28], [95, 0, 110, 10]])
     kept, labels = boxes_in_window(boxes, np.array([0, 1, 2]), (5, 0, 100, 100), min_visibility=0.5)
-    np.testing.assert_allclose(kept, [[0, 0, 5, 10], [3, 8, 23, 28]])  # 50 % and 100 % inside; 1/3 dropped
+    np.testing.assert_allclose(
+        kept, [[0, 0, 5, 10], [3, 8, 23, 28]]
+    )  # 50 % and 100 % inside; 1/3 dropped
     assert labels.tolist() == [0, 1]
 
 
@@ -357,28 +460,44 @@ def _cells(boxes, stride=4):
 
 def test_tile_flip_moves_image_boxes_and_targets(tiles):
     plain = tiles["valid"]
-    flipped = build_deepforest_tiles(splits=["valid"], valid_transforms=[{"HorizontalFlip": {"p": 1.0}}])["valid"]
+    flipped = build_deepforest_tiles(
+        splits=["valid"], valid_transforms=[{"HorizontalFlip": {"p": 1.0}}]
+    )["valid"]
 
     def flip_boxes(sample):
-        boxes = sample["boxes"][:int(sample["num_boxes"])].numpy().astype(np.float64)
+        boxes = sample["boxes"][: int(sample["num_boxes"])].numpy().astype(np.float64)
         boxes[:, [0, 2]] = 128 - boxes[:, [2, 0]]
         return boxes
 
     # a tile with several crowns whose centres occupy distinct cells, before and after the flip
-    index = next(i for i in range(len(plain)) if plain[i]["num_boxes"] >= 3
-                 and len(set(_cells(flip_boxes(plain[i])))) == int(plain[i]["num_boxes"])
-                 and len(set(_cells(plain[i]["boxes"][:int(plain[i]["num_boxes"])].numpy()))) == int(plain[i]["num_boxes"]))
+    index = next(
+        i
+        for i in range(len(plain))
+        if plain[i]["num_boxes"] >= 3
+        and len(set(_cells(flip_boxes(plain[i])))) == int(plain[i]["num_boxes"])
+        and len(set(_cells(plain[i]["boxes"][: int(plain[i]["num_boxes"])].numpy())))
+        == int(plain[i]["num_boxes"])
+    )
     a, b = plain[index], flipped[index]
     torch.testing.assert_close(b["image"], a["image"].flip(-1))
     expected = flip_boxes(a)
-    got = b["boxes"][:int(b["num_boxes"])].numpy()
-    np.testing.assert_allclose(got[np.lexsort(got.T[::-1])], expected[np.lexsort(expected.T[::-1])], atol=1e-3)
+    got = b["boxes"][: int(b["num_boxes"])].numpy()
+    np.testing.assert_allclose(
+        got[np.lexsort(got.T[::-1])], expected[np.lexsort(expected.T[::-1])], atol=1e-3
+    )
     # the targets were drawn from the flipped boxes: they decode to exactly those boxes
-    found = decode_centernet(b["heatmap_target"][None], torch.nan_to_num(b["size_target"])[None],
-                             torch.nan_to_num(b["offset_target"])[None], probabilities=True, min_score=0.999)[0]
+    found = decode_centernet(
+        b["heatmap_target"][None],
+        torch.nan_to_num(b["size_target"])[None],
+        torch.nan_to_num(b["offset_target"])[None],
+        probabilities=True,
+        min_score=0.999,
+    )[0]
     decoded = found["boxes"].numpy()
     assert len(decoded) == len(expected)
-    np.testing.assert_allclose(decoded[np.lexsort(decoded.T[::-1])], expected[np.lexsort(expected.T[::-1])], atol=1e-3)
+    np.testing.assert_allclose(
+        decoded[np.lexsort(decoded.T[::-1])], expected[np.lexsort(expected.T[::-1])], atol=1e-3
+    )
 
 
 def test_bad_data_params():
@@ -388,36 +507,62 @@ def test_bad_data_params():
         build_deepforest_tiles(valid_fraction=1.0)
     with pytest.raises(PodiumError, match="class 'Tree', not in data classes"):
         build_deepforest_tiles(classes=["Alive", "Dead"])
-    with pytest.raises(PodiumError, match=r"holds \d+ boxes, more than data max_objects 4; raise max_objects"):
+    with pytest.raises(
+        PodiumError, match=r"holds \d+ boxes, more than data max_objects 4; raise max_objects"
+    ):
         tiles = build_deepforest_tiles(max_objects=4, splits=["valid"])["valid"]
         [tiles[i] for i in range(len(tiles))]
 
 
 # ---------------------------------------------------------------- end to end
 
+
 def test_train_then_predict_end_to_end(tmp_path):
     logdir = tmp_path / "run"
     result = run_command(
-        "catalyst-dl", "run", "--config", CONFIG, f"--args/logdir={logdir}:str",
-        "--data/num_train=16:int", "--data/num_valid=12:int", "--stages/train/num_epochs=1:int",
+        "catalyst-dl",
+        "run",
+        "--config",
+        CONFIG,
+        f"--args/logdir={logdir}:str",
+        "--data/num_train=16:int",
+        "--data/num_valid=12:int",
+        "--stages/train/num_epochs=1:int",
         "--model/head_channels=16:int",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     valid = pd.read_csv(logdir / "logs" / "valid.csv")
     assert {"map50", "loss_heatmap", "loss_size", "loss_offset"} <= set(valid.columns)
     assert valid["loss"].to_numpy() == pytest.approx(
-        (valid["loss_heatmap"] + 0.1 * valid["loss_size"] + valid["loss_offset"]).to_numpy(), rel=1e-5)
+        (valid["loss_heatmap"] + 0.1 * valid["loss_size"] + valid["loss_offset"]).to_numpy(),
+        rel=1e-5,
+    )
 
     # predicting the run's valid tiles without TTA reproduces the logged map50 exactly
     out = tmp_path / "valid.csv"
-    result = run_command("podium", "predict-centernet", "--run", logdir, "--deepforest", "valid", "--out", out,
-                         "--min-score", "0")
+    result = run_command(
+        "podium",
+        "predict-centernet",
+        "--run",
+        logdir,
+        "--deepforest",
+        "valid",
+        "--out",
+        out,
+        "--min-score",
+        "0",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     logged = float(valid["map50"].iloc[-1])
     assert f"valid map50 {logged:.4f} over 12 tiles" in result.stdout
     rows = pd.read_csv(out)
-    assert len(rows) == 12 * 100 and set(rows["class"]) == {"crown"}  # top 100 per tile, scene pixels
-    assert set(rows["image"]) <= {os.path.basename(s.item.image_path) for s in build_deepforest_tiles(splits=["valid"])["valid"].scenes}
+    assert len(rows) == 12 * 100 and set(rows["class"]) == {
+        "crown"
+    }  # top 100 per tile, scene pixels
+    assert set(rows["image"]) <= {
+        os.path.basename(s.item.image_path)
+        for s in build_deepforest_tiles(splits=["valid"])["valid"].scenes
+    }
 
     # a whole image file, with D4 TTA: boxes in its own pixels
     from podium.datasets.deepforest import read_deepforest_annotations
@@ -425,9 +570,29 @@ def test_train_then_predict_end_to_end(tmp_path):
     source = next(item for item in read_deepforest_annotations() if item.size == (400, 400))
     image = cv2.imread(source.image_path, cv2.IMREAD_UNCHANGED)
     cv2.imwrite(str(tmp_path / "scene.png"), image[:, :, :3] if image.ndim == 3 else image)
-    out_images = tmp_path / "images.csv"  # in this process: the same command without another start-up
-    assert main(["predict-centernet", "--run", str(logdir), "--images", str(tmp_path / "scene.png"),
-                 "--out", str(out_images), "--tta", "d4", "--min-score", "0", "--top-k", "5"]) == 0
+    out_images = (
+        tmp_path / "images.csv"
+    )  # in this process: the same command without another start-up
+    assert (
+        main(
+            [
+                "predict-centernet",
+                "--run",
+                str(logdir),
+                "--images",
+                str(tmp_path / "scene.png"),
+                "--out",
+                str(out_images),
+                "--tta",
+                "d4",
+                "--min-score",
+                "0",
+                "--top-k",
+                "5",
+            ]
+        )
+        == 0
+    )
     rows = pd.read_csv(out_images)
     assert len(rows) == 5 and set(rows["name"]) == {"scene"}
     assert rows["score"].is_monotonic_decreasing
@@ -440,7 +605,32 @@ def test_predict_centernet_errors(tmp_path, capsys):
         load_centernet_predictor(tmp_path)
     with pytest.raises(PodiumError, match='unknown tta "d8"'):
         tta_views("d8")
-    assert main(["predict-centernet", "--run", str(tmp_path), "--deepforest", "valid", "--out", str(tmp_path / "x.csv")]) != 0
+    assert (
+        main(
+            [
+                "predict-centernet",
+                "--run",
+                str(tmp_path),
+                "--deepforest",
+                "valid",
+                "--out",
+                str(tmp_path / "x.csv"),
+            ]
+        )
+        != 0
+    )
     assert "podium: error:" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["predict-centernet", "--run", str(tmp_path), "--images", "a.png", "--deepforest", "valid", "--out", "x.csv"])
+        main(
+            [
+                "predict-centernet",
+                "--run",
+                str(tmp_path),
+                "--images",
+                "a.png",
+                "--deepforest",
+                "valid",
+                "--out",
+                "x.csv",
+            ]
+        )

@@ -1,4 +1,5 @@
 """podium.checkpoints: reading .pth files, unwrapping models, summarising mismatches."""
+
 import pytest
 import torch
 from torch import nn
@@ -24,7 +25,10 @@ def test_read_checkpoint_and_model_weights(tmp_path):
     for path in (full, bare):
         weights = checkpoints.model_weights(path)
         assert sorted(weights) == ["bias", "weight"]
-    with pytest.raises(PodiumError, match=r"^--resume checkpoint .*bare.pth is not a Catalyst checkpoint \(no model_state_dict\)$"):
+    with pytest.raises(
+        PodiumError,
+        match=r"^--resume checkpoint .*bare.pth is not a Catalyst checkpoint \(no model_state_dict\)$",
+    ):
         checkpoints.read_checkpoint(bare, "--resume checkpoint")
 
 
@@ -35,15 +39,23 @@ def test_missing_truncated_foreign_and_code_files(tmp_path):
     torch.save({"a": torch.zeros(2)}, good)
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(good.read_bytes()[:40])
-    with pytest.raises(PodiumError, match=r"truncated.pth cannot be read \(truncated or not a torch file\): .*; expected a complete .pth file$"):
+    with pytest.raises(
+        PodiumError,
+        match=r"truncated.pth cannot be read \(truncated or not a torch file\): .*; expected a complete .pth file$",
+    ):
         checkpoints.read(truncated)
     png = tmp_path / "image.pth"
     png.write_bytes(b"\x89PNG\r\n\x1a\n")
-    with pytest.raises(PodiumError, match=r"^checkpoint .*image.pth is not a torch file \(it starts with b'\\x89PNG'\)"):
+    with pytest.raises(
+        PodiumError,
+        match=r"^checkpoint .*image.pth is not a torch file \(it starts with b'\\x89PNG'\)",
+    ):
         checkpoints.read(png)
     code = tmp_path / "code.pth"
     torch.save({"model": nn.Linear(1, 1)}, code)
-    with pytest.raises(PodiumError, match=r"code.pth was refused: .*\(it names torch.nn.modules.linear.Linear\)"):
+    with pytest.raises(
+        PodiumError, match=r"code.pth was refused: .*\(it names torch.nn.modules.linear.Linear\)"
+    ):
         checkpoints.read(code)
     with pytest.raises(PodiumError, match=r"holds no model weights"):
         checkpoints.model_weights(_plain(tmp_path))
@@ -75,7 +87,9 @@ def test_mismatch_summary():
 def test_load_model_weights_strict_and_loose():
     source, target = nn.Linear(3, 2), nn.Linear(3, 4)
     weights = source.state_dict()
-    with pytest.raises(PodiumError, match=r"^checkpoint x.pth does not fit the model Linear: 2 shape mismatches"):
+    with pytest.raises(
+        PodiumError, match=r"^checkpoint x.pth does not fit the model Linear: 2 shape mismatches"
+    ):
         checkpoints.load_model_weights(nn.DataParallel(target), weights, "x.pth")
     same = nn.Linear(3, 2)
     assert checkpoints.load_model_weights(nn.DataParallel(same), weights, "x.pth") == ""

@@ -1,4 +1,5 @@
 """podium.compat: every fix is compared against Catalyst's unpatched original."""
+
 import os
 import pickle
 import subprocess
@@ -13,7 +14,15 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import podium.compat as compat
-from podium.compat import checkpoint, distributed, metric_aggregation, metrics, neptune_noise, startup, tensorboard
+from podium.compat import (
+    checkpoint,
+    distributed,
+    metric_aggregation,
+    metrics,
+    neptune_noise,
+    startup,
+    tensorboard,
+)
 from podium.compat._patching import rebind
 from podium.errors import PodiumError
 from podium.runners.engines import free_port
@@ -85,7 +94,9 @@ def train_tiny(logdir, num_epochs=1):
             ),
             dl.IOUCallback(input_key="logits", target_key="targets"),
             dl.DiceCallback(input_key="logits", target_key="targets"),
-            dl.EarlyStoppingCallback(patience=2, loader_key="valid", metric_key="loss", minimize=True),
+            dl.EarlyStoppingCallback(
+                patience=2, loader_key="valid", metric_key="loss", minimize=True
+            ),
         ],
     )
     return runner
@@ -134,7 +145,14 @@ def test_all_gather_is_replaced_everywhere():
     import catalyst.metrics._confusion_matrix as confusion
     import catalyst.metrics._segmentation as segmentation
 
-    for module in (catalyst.utils.distributed, catalyst.utils, segmentation, classification, confusion, auc):
+    for module in (
+        catalyst.utils.distributed,
+        catalyst.utils,
+        segmentation,
+        classification,
+        confusion,
+        auc,
+    ):
         assert module.all_gather is distributed.all_gather, module.__name__
     assert distributed.original_all_gather is not distributed.all_gather
 
@@ -206,7 +224,10 @@ def test_no_float_of_grad_tensors_in_training(patched_run, tmp_path, monkeypatch
         monkeypatch.setattr(owner, name, original)
     probe = GradScalarProbe(monkeypatch)
     train_tiny(tmp_path)
-    files = {os.path.relpath(site.rsplit(":", 1)[0], os.path.dirname(catalyst.__file__)) for site in probe.sites}
+    files = {
+        os.path.relpath(site.rsplit(":", 1)[0], os.path.dirname(catalyst.__file__))
+        for site in probe.sites
+    }
     assert files == {"metrics/_functional_metric.py", "loggers/tensorboard.py", "callbacks/misc.py"}
 
 
@@ -217,7 +238,9 @@ def test_tensorboard_events_hold_catalyst_scalars(patched_run, tmp_path):
         for key in ("loss", "iou", "dice"):
             logged = values[(loader, f"{key}/epoch", 1)]
             assert logged == pytest.approx(epoch_metrics[loader][key], rel=1e-6)
-    batch = [v for (folder, tag, _), v in values.items() if folder == "train" and tag == "loss/batch"]
+    batch = [
+        v for (folder, tag, _), v in values.items() if folder == "train" and tag == "loss/batch"
+    ]
     assert len(batch) == 2 and all(v > 0 for v in batch)
     # dump_environment writes the config as a text summary
     dump_environment(str(tmp_path), config={"model": {"encoder": "resnet18"}}, configs_path=[])
@@ -248,13 +271,23 @@ def test_metric_aggregation_weighted_mean_is_the_weighted_mean():
     runner = SimpleNamespace(device="cpu")
     weights = {"loss_bce": 1.0, "loss_dice": 3.0}
     for scope in ("batch", "loader"):
-        callback = MetricAggregationCallback("loss", metrics=weights, mode="weighted_mean", scope=scope)
-        logged = {"loss_bce": torch.tensor(2.0), "loss_dice": torch.tensor(5.0), "iou": torch.tensor(0.5)}
+        callback = MetricAggregationCallback(
+            "loss", metrics=weights, mode="weighted_mean", scope=scope
+        )
+        logged = {
+            "loss_bce": torch.tensor(2.0),
+            "loss_dice": torch.tensor(5.0),
+            "iou": torch.tensor(0.5),
+        }
         callback._process_metrics(scope, logged, runner)
         assert float(logged["loss"]) == pytest.approx(4.25, abs=1e-6), scope
     with pytest.raises(TypeError):
-        metric_aggregation.original_init(MetricAggregationCallback.__new__(MetricAggregationCallback),
-                                         "loss", metrics=weights, mode="weighted_mean")
+        metric_aggregation.original_init(
+            MetricAggregationCallback.__new__(MetricAggregationCallback),
+            "loss",
+            metrics=weights,
+            mode="weighted_mean",
+        )
     with pytest.raises(PodiumError, match="sum to 0"):
         MetricAggregationCallback("loss", metrics={"a": 1.0, "b": -1.0}, mode="weighted_mean")
 
@@ -308,10 +341,14 @@ def test_best_and_last_are_atomic_links_or_copies(tmp_path, monkeypatch):
     callback_module._save_checkpoint({"w": torch.ones(3)}, runner, tmp_path, "s.1", True, True)
     for name in ("best.pth", "last.pth"):
         assert os.path.samefile(tmp_path / name, tmp_path / "s.1.pth"), name  # a link, not a copy
-    callback_module._save_checkpoint({"w": torch.full((3,), 2.0)}, runner, tmp_path, "s.2", False, True)
+    callback_module._save_checkpoint(
+        {"w": torch.full((3,), 2.0)}, runner, tmp_path, "s.2", False, True
+    )
     os.remove(tmp_path / "s.1.pth")  # Catalyst's top-k clean-up removes the linked file
     assert torch.equal(torch.load(tmp_path / "best.pth", weights_only=True)["w"], torch.ones(3))
-    assert torch.equal(torch.load(tmp_path / "last.pth", weights_only=True)["w"], torch.full((3,), 2.0))
+    assert torch.equal(
+        torch.load(tmp_path / "last.pth", weights_only=True)["w"], torch.full((3,), 2.0)
+    )
     assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
 
     def no_hard_links(source, target):
@@ -370,7 +407,9 @@ def test_startup_hook_silences_neptune_import_warning():
     with open(path) as f:
         assert f.read() == startup.HOOK
     assert startup.MESSAGE == neptune_noise.MESSAGE
-    assert "podium" not in startup.HOOK.split(";")[0] and "neptune" not in startup.HOOK.split(";")[0]
+    assert (
+        "podium" not in startup.HOOK.split(";")[0] and "neptune" not in startup.HOOK.split(";")[0]
+    )
 
     def run(code, **env):
         return subprocess.Popen(
@@ -399,10 +438,15 @@ def test_toolbelt_import_is_quiet():
     toolbelt before podium (so before its filters) still does — the filters are what quiet it."""
     toolbelt = "import pytorch_toolbelt.modules.encoders.timm, pytorch_toolbelt.losses"
     build = "from podium.models import build_segmentation_model as b; b(in_channels=1)"
-    quiet = subprocess.run([sys.executable, "-c", f"import podium; {toolbelt}; {build}"],
-                           capture_output=True, text=True, timeout=120)
-    noisy = subprocess.run([sys.executable, "-c", f"{toolbelt}; {build}"],
-                           capture_output=True, text=True, timeout=120)
+    quiet = subprocess.run(
+        [sys.executable, "-c", f"import podium; {toolbelt}; {build}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    noisy = subprocess.run(
+        [sys.executable, "-c", f"{toolbelt}; {build}"], capture_output=True, text=True, timeout=120
+    )
     assert quiet.returncode == 0 and noisy.returncode == 0, quiet.stderr + noisy.stderr
     assert "FutureWarning" in noisy.stderr
     assert "FutureWarning" not in quiet.stderr, quiet.stderr
@@ -447,11 +491,20 @@ def test_catalyst_dl_merges_two_config_files(tmp_path, nuclei_data):
 
     extra = tmp_path / "extra.yml"
     extra.write_text("model:\n  encoder: resnet_nope\n")
-    result = run_command("catalyst-dl", "run", "--config", NUCLEI_CONFIG, extra,
-                         f"--args/logdir={tmp_path / 'run'}:str", f"--data/root={nuclei_data}:str")
+    result = run_command(
+        "catalyst-dl",
+        "run",
+        "--config",
+        NUCLEI_CONFIG,
+        extra,
+        f"--args/logdir={tmp_path / 'run'}:str",
+        f"--data/root={nuclei_data}:str",
+    )
     assert result.returncode != 0
     assert "Mapping" not in result.stderr, result.stderr[-2000:]
-    assert "podium: error:" in result.stderr and "resnet_nope" in result.stderr, result.stderr[-2000:]
+    assert "podium: error:" in result.stderr and "resnet_nope" in result.stderr, result.stderr[
+        -2000:
+    ]
 
 
 def _load(tmp_path, monkeypatch, text):
@@ -472,6 +525,7 @@ def test_yaml_error_names_file_line_and_column(tmp_path, monkeypatch):
     with pytest.raises(PodiumError, match=rf"config {path}: invalid YAML at line 3, column 7"):
         parse(args, unknown)
     import yaml
+
     with pytest.raises(yaml.YAMLError):  # what Catalyst alone raises: a parser traceback
         parse.__wrapped__(args, unknown)
 
@@ -481,8 +535,11 @@ def test_unknown_target_names_the_key_path(tmp_path, monkeypatch):
 
     text = "stages:\n  train:\n    optimizer: {_target_: torch.optim.AdamWW, lr: 0.1}\n"
     parse, args, unknown, _ = _load(tmp_path, monkeypatch, text)
-    with pytest.raises(PodiumError, match=r'stages/train/optimizer/_target_ "torch.optim.AdamWW" '
-                                          r'cannot be imported \(did you mean "AdamW"\?\)'):
+    with pytest.raises(
+        PodiumError,
+        match=r'stages/train/optimizer/_target_ "torch.optim.AdamWW" '
+        r'cannot be imported \(did you mean "AdamW"\?\)',
+    ):
         parse(args, unknown)
     parse.__wrapped__(args, unknown)  # Catalyst alone reads it: the error would come much later
 
@@ -493,15 +550,21 @@ def test_safe_targets_refuses_other_packages_before_importing(tmp_path, monkeypa
 
     marker = tmp_path / "imported"
     (tmp_path / "sidefx_module.py").write_text(
-        f"open({str(marker)!r}, 'w').close()\ndef thing():\n    return 1\n")
+        f"open({str(marker)!r}, 'w').close()\ndef thing():\n    return 1\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
-    text = ("stages:\n  train:\n    callbacks:\n      x: {_target_: sidefx_module.thing}\n"
-            "      ok: {_target_: catalyst.callbacks.CriterionCallback}\n"
-            "      short: {_target_: CriterionCallback}\n")
+    text = (
+        "stages:\n  train:\n    callbacks:\n      x: {_target_: sidefx_module.thing}\n"
+        "      ok: {_target_: catalyst.callbacks.CriterionCallback}\n"
+        "      short: {_target_: CriterionCallback}\n"
+    )
     parse, args, unknown, _ = _load(tmp_path, monkeypatch, text)
     monkeypatch.setenv("PODIUM_SAFE_TARGETS", "1")
-    with pytest.raises(PodiumError, match=r"stages/train/callbacks/x/_target_ \"sidefx_module.thing\" "
-                                          r"is not allowed with PODIUM_SAFE_TARGETS=1"):
+    with pytest.raises(
+        PodiumError,
+        match=r"stages/train/callbacks/x/_target_ \"sidefx_module.thing\" "
+        r"is not allowed with PODIUM_SAFE_TARGETS=1",
+    ):
         parse(args, unknown)
     assert not marker.exists()
     monkeypatch.setenv("PODIUM_SAFE_TARGETS", "0")
@@ -509,18 +572,25 @@ def test_safe_targets_refuses_other_packages_before_importing(tmp_path, monkeypa
     assert marker.exists()
 
 
-@pytest.mark.parametrize("yaml_seed, flags, expected", [
-    (7, [], 7),                       # the config's args/seed (Catalyst alone: 42)
-    (7, ["--seed", "3"], 3),          # --seed wins
-    (None, [], 42),                   # neither: Catalyst's default
-])
+@pytest.mark.parametrize(
+    "yaml_seed, flags, expected",
+    [
+        (7, [], 7),  # the config's args/seed (Catalyst alone: 42)
+        (7, ["--seed", "3"], 3),  # --seed wins
+        (None, [], 42),  # neither: Catalyst's default
+    ],
+)
 def test_catalyst_dl_run_uses_the_config_seed(tmp_path, monkeypatch, yaml_seed, flags, expected):
     from catalyst.dl.scripts import _misc
     from catalyst.dl.scripts.run import parse_args
 
     path = tmp_path / "config.yml"
     seed = f"  seed: {yaml_seed}\n" if yaml_seed is not None else ""
-    path.write_text("args:\n  logdir: logs/x\n" + seed + "runner: {_target_: catalyst.runners.SupervisedConfigRunner}\n")
+    path.write_text(
+        "args:\n  logdir: logs/x\n"
+        + seed
+        + "runner: {_target_: catalyst.runners.SupervisedConfigRunner}\n"
+    )
     monkeypatch.setattr(sys, "argv", ["catalyst-dl", "--config", str(path), *flags])
     args, unknown = parse_args()
     args, config = _misc.parse_args_uargs(args, unknown)

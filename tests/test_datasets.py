@@ -1,4 +1,5 @@
 """podium.datasets: readers, normalisation, transforms from YAML, splits, the image-folder dataset."""
+
 import albumentations as A
 import cv2
 import numpy as np
@@ -7,7 +8,11 @@ import pytest
 import tifffile
 import torch
 
-from podium.datasets.builder import build_segmentation_dataset, build_segmentation_datasets, check_data_keys
+from podium.datasets.builder import (
+    build_segmentation_dataset,
+    build_segmentation_datasets,
+    check_data_keys,
+)
 from podium.datasets.image_folder import ImageFolderDataset
 from podium.datasets.normalize import build_normalizer
 from podium.datasets.readers import read_image, read_mask
@@ -128,7 +133,9 @@ def test_minmax_per_channel():
     image = _random((7, 7, 3), np.uint8)
     out = build_normalizer({"mode": "minmax"})(image)
     lo, hi = image.min(axis=(0, 1)), image.max(axis=(0, 1))
-    np.testing.assert_allclose(out, (image - lo) / (hi - lo).astype(np.float64), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out, (image - lo) / (hi - lo).astype(np.float64), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -162,7 +169,13 @@ COMPACT = [
 
 def test_compact_list_equals_albumentations_compose():
     ours = build_transforms(COMPACT)
-    theirs = A.Compose([A.HorizontalFlip(p=0.5), A.RandomRotate90(), A.RandomBrightnessContrast(brightness_limit=0.2, p=0.5)])
+    theirs = A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.RandomRotate90(),
+            A.RandomBrightnessContrast(brightness_limit=0.2, p=0.5),
+        ]
+    )
     ours.set_random_seed(7)
     theirs.set_random_seed(7)
     image = RNG.random((16, 16, 1)).astype(np.float32)
@@ -174,7 +187,9 @@ def test_compact_list_equals_albumentations_compose():
 
 
 def test_serialised_dict_round_trip_and_nesting():
-    compose = build_transforms(COMPACT + [{"OneOf": {"p": 0.3, "transforms": [{"GaussianBlur": {}}, "GaussNoise"]}}])
+    compose = build_transforms(
+        COMPACT + [{"OneOf": {"p": 0.3, "transforms": [{"GaussianBlur": {}}, "GaussNoise"]}}]
+    )
     saved = transforms_to_dict(compose)
     assert saved["transform"]["__class_fullname__"] == "Compose"
     assert transforms_to_dict(build_transforms(saved)) == saved
@@ -182,17 +197,38 @@ def test_serialised_dict_round_trip_and_nesting():
 
 
 def test_empty_transforms_mean_none():
-    assert build_transforms(None) is None and build_transforms([]) is None and transforms_to_dict(None) is None
+    assert (
+        build_transforms(None) is None
+        and build_transforms([]) is None
+        and transforms_to_dict(None) is None
+    )
 
 
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ([{"HorizontalFlp": {"p": 0.5}}], 'unknown transform "HorizontalFlp".*did you mean "HorizontalFlip"'),
+        (
+            [{"HorizontalFlp": {"p": 0.5}}],
+            'unknown transform "HorizontalFlp".*did you mean "HorizontalFlip"',
+        ),
         ([{"OneOf": {"transforms": [{"GausianBlur": {}}]}}], 'did you mean "GaussianBlur"'),
-        ([{"HorizontalFlip": {"pp": 0.5}}], 'unknown argument "pp" for transform HorizontalFlip.*did you mean "p"'),
-        ([{"RandomBrightnessContrast": {"brightness_limit": "abc"}}], 'RandomBrightnessContrast.*"brightness_limit"'),
-        ({"transform": {"__class_fullname__": "Compose", "transforms": [{"__class_fullname__": "VerticalFlp"}]}}, "VerticalFlip"),
+        (
+            [{"HorizontalFlip": {"pp": 0.5}}],
+            'unknown argument "pp" for transform HorizontalFlip.*did you mean "p"',
+        ),
+        (
+            [{"RandomBrightnessContrast": {"brightness_limit": "abc"}}],
+            'RandomBrightnessContrast.*"brightness_limit"',
+        ),
+        (
+            {
+                "transform": {
+                    "__class_fullname__": "Compose",
+                    "transforms": [{"__class_fullname__": "VerticalFlp"}],
+                }
+            },
+            "VerticalFlip",
+        ),
         ("HorizontalFlip", "must be a list"),
     ],
 )
@@ -203,7 +239,9 @@ def test_transform_errors(spec, message):
 
 # ---------------------------------------------------------------- splits
 def test_read_split_and_select(tmp_path):
-    (tmp_path / "split.csv").write_text("name,split,fold\n001,train,0\n002,train,1\n003,valid,0\n004,test,1\n")
+    (tmp_path / "split.csv").write_text(
+        "name,split,fold\n001,train,0\n002,train,1\n003,valid,0\n004,test,1\n"
+    )
     df = read_split(tmp_path)
     assert df["name"].tolist() == ["001", "002", "003", "004"]  # leading zeros kept
     assert select_names(df, split="train") == ["001", "002"]
@@ -237,7 +275,9 @@ def test_missing_split_file(tmp_path):
 
 
 # ---------------------------------------------------------------- dataset
-def _make_folder(root, names=("a", "b", "c", "d"), channels=3, dtype=np.uint16, labels=2, ext="tif"):
+def _make_folder(
+    root, names=("a", "b", "c", "d"), channels=3, dtype=np.uint16, labels=2, ext="tif"
+):
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     for i, name in enumerate(names):
@@ -246,7 +286,10 @@ def _make_folder(root, names=("a", "b", "c", "d"), channels=3, dtype=np.uint16, 
             tifffile.imwrite(root / "images" / f"{name}.tif", image)
         else:
             _write_png(root / "images" / f"{name}.{ext}", image[..., 0] if channels == 1 else image)
-        cv2.imwrite(str(root / "masks" / f"{name}.png"), RNG.integers(0, labels, size=(16, 20)).astype(np.uint8))
+        cv2.imwrite(
+            str(root / "masks" / f"{name}.png"),
+            RNG.integers(0, labels, size=(16, 20)).astype(np.uint8),
+        )
     rows = [f"{n},{'valid' if i % 2 else 'train'},{i % 2}" for i, n in enumerate(names)]
     (root / "split.csv").write_text("name,split,fold\n" + "\n".join(rows) + "\n")
     return root
@@ -254,7 +297,10 @@ def _make_folder(root, names=("a", "b", "c", "d"), channels=3, dtype=np.uint16, 
 
 def test_binary_item(tmp_path):
     root = _make_folder(tmp_path / "data", labels=3)
-    flips = [{"HorizontalFlip": {"p": 0.5}}, {"RandomBrightnessContrast": {"p": 1.0}}]  # 16×20: no rotate90
+    flips = [
+        {"HorizontalFlip": {"p": 0.5}},
+        {"RandomBrightnessContrast": {"p": 1.0}},
+    ]  # 16×20: no rotate90
     ds = ImageFolderDataset(root, ["a", "b"], normalize={"mode": "minmax"}, transforms=flips)
     item = ds[0]
     assert set(item) == {"image", "mask", "name"} and item["name"] == "a"
@@ -266,7 +312,9 @@ def test_binary_item(tmp_path):
 def test_binary_mask_is_label_greater_than_zero(tmp_path):
     root = _make_folder(tmp_path / "data", labels=3)
     mask = ImageFolderDataset(root, ["a"])[0]["mask"][0].numpy()
-    np.testing.assert_array_equal(mask, (read_mask(root / "masks" / "a.png") > 0).astype(np.float32))
+    np.testing.assert_array_equal(
+        mask, (read_mask(root / "masks" / "a.png") > 0).astype(np.float32)
+    )
 
 
 def test_multiclass_item_and_class_check(tmp_path):
@@ -281,11 +329,15 @@ def test_channel_selection_and_normalisation(tmp_path):
     root = _make_folder(tmp_path / "data", channels=4)
     raw = read_image(root / "images" / "a.tif")
     item = ImageFolderDataset(root, ["a"], channels=[2, 0])[0]
-    np.testing.assert_allclose(item["image"].numpy(), raw[..., [2, 0]].transpose(2, 0, 1) / 65535.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        item["image"].numpy(), raw[..., [2, 0]].transpose(2, 0, 1) / 65535.0, rtol=1e-6
+    )
     with pytest.raises(PodiumError, match="channels \\[5\\].*has 4 channel"):
         ImageFolderDataset(root, ["a"], channels=[5])[0]
     with pytest.raises(PodiumError, match="mean has 3 values but the image has 2"):
-        ImageFolderDataset(root, ["a"], channels=[0, 1], normalize={"mode": "fixed", "mean": [0, 0, 0]})
+        ImageFolderDataset(
+            root, ["a"], channels=[0, 1], normalize={"mode": "fixed", "mean": [0, 0, 0]}
+        )
 
 
 def test_png_images_and_without_masks(tmp_path):
@@ -295,14 +347,19 @@ def test_png_images_and_without_masks(tmp_path):
 
 
 def test_missing_folder_mask_and_names(tmp_path):
-    with pytest.raises(PodiumError, match="data folder .*nowhere does not exist \\(expected images/ and masks/ inside\\)"):
+    with pytest.raises(
+        PodiumError,
+        match="data folder .*nowhere does not exist \\(expected images/ and masks/ inside\\)",
+    ):
         ImageFolderDataset(tmp_path / "nowhere", ["a"])
     root = _make_folder(tmp_path / "data")
     (root / "masks" / "b.png").unlink()
     with pytest.raises(PodiumError, match="images/b.tif has no mask; expected .*masks/b.png"):
         ImageFolderDataset(root, ["a", "b"])
     names = ["a"] + [f"ghost{i}" for i in range(7)]
-    with pytest.raises(PodiumError, match="7 name\\(s\\) have no image file in .*ghost0, ghost1.* …"):
+    with pytest.raises(
+        PodiumError, match="7 name\\(s\\) have no image file in .*ghost0, ghost1.* …"
+    ):
         ImageFolderDataset(root, names)
 
 
@@ -314,7 +371,9 @@ def test_augmentation_keeps_image_and_mask_aligned(tmp_path):
     image[:4, :8] = 60000
     cv2.imwrite(str(root / "images" / "x.png"), image)
     cv2.imwrite(str(root / "masks" / "x.png"), (image > 0).astype(np.uint8) * 255)
-    ds = ImageFolderDataset(root, ["x"], transforms=[{"RandomRotate90": {"p": 1}}, {"HorizontalFlip": {"p": 1}}])
+    ds = ImageFolderDataset(
+        root, ["x"], transforms=[{"RandomRotate90": {"p": 1}}, {"HorizontalFlip": {"p": 1}}]
+    )
     for _ in range(4):
         item = ds[0]
         np.testing.assert_array_equal(item["image"][0].numpy() > 0.5, item["mask"][0].numpy() > 0)
@@ -343,7 +402,9 @@ def test_build_prediction_dataset(tmp_path):
 
 def test_check_data_keys():
     check_data_keys({"root": "x", "fold": 0, "normalize": {"mode": "minmax"}})
-    with pytest.raises(PodiumError, match='unknown key "trian_transforms".*did you mean "train_transforms"'):
+    with pytest.raises(
+        PodiumError, match='unknown key "trian_transforms".*did you mean "train_transforms"'
+    ):
         check_data_keys({"root": "x", "trian_transforms": []})
     with pytest.raises(PodiumError, match='missing the required key "root"'):
         check_data_keys({"fold": 1})
@@ -352,7 +413,7 @@ def test_check_data_keys():
 def test_empty_selection_is_an_error(tmp_path):
     root = _make_folder(tmp_path / "data")
     (root / "split.csv").write_text("name,split\na,train\nb,train\n")
-    with pytest.raises(PodiumError, match='split=\'valid\' is not in split file'):
+    with pytest.raises(PodiumError, match="split='valid' is not in split file"):
         build_segmentation_datasets(root)
 
 
@@ -366,7 +427,9 @@ def _side_by_side(folder, names=("a", "b"), suffix="_mask", image_ext="jpg"):
     folder.mkdir(parents=True)
     for name in names:
         _write_png(folder / f"{name}.{image_ext}", _random((16, 20, 3), np.uint8))
-        cv2.imwrite(str(folder / f"{name}{suffix}.png"), (RNG.random((16, 20)) > 0.5).astype(np.uint8) * 255)
+        cv2.imwrite(
+            str(folder / f"{name}{suffix}.png"), (RNG.random((16, 20)) > 0.5).astype(np.uint8) * 255
+        )
     return folder
 
 
@@ -378,20 +441,35 @@ def test_side_by_side_is_auto_detected(tmp_path):
     item = datasets["valid"][0]
     expected = (read_mask(root / "c_mask.png") > 0).astype(np.float32)
     np.testing.assert_array_equal(item["mask"][0].numpy(), expected)
-    assert build_segmentation_dataset(root).names == ["a", "b", "c"]  # *_mask files are never images
-    assert build_segmentation_dataset(root, image_dir=".").with_masks  # how `podium predict` reads a flat folder
+    assert build_segmentation_dataset(root).names == [
+        "a",
+        "b",
+        "c",
+    ]  # *_mask files are never images
+    assert build_segmentation_dataset(
+        root, image_dir="."
+    ).with_masks  # how `podium predict` reads a flat folder
 
 
 def test_side_by_side_in_a_subfolder_with_own_suffix(tmp_path):
     root = tmp_path / "nerve"
     _side_by_side(root / "train", names=("1_1", "1_2"), suffix="-seg", image_ext="tif")
     (root / "split.csv").write_text("name,split\n1_1,train\n1_2,valid\n")
-    datasets = build_segmentation_datasets(root, image_dir="train", layout="side_by_side", mask_suffix="-seg")
+    datasets = build_segmentation_datasets(
+        root, image_dir="train", layout="side_by_side", mask_suffix="-seg"
+    )
     assert datasets["valid"][0]["mask"].shape == (1, 16, 20)
     (root / "train" / "1_2-seg.png").unlink()
-    with pytest.raises(PodiumError, match=r"train/1_2\.tif has no mask; expected .*train/1_2-seg\.png"):
-        build_segmentation_datasets(root, image_dir="train", layout="side_by_side", mask_suffix="-seg")
-    with pytest.raises(PodiumError, match=r"no image files in .*empty; expected images/NAME.ext \+ masks/NAME.png, or NAME.ext \+ NAME_mask.png"):
+    with pytest.raises(
+        PodiumError, match=r"train/1_2\.tif has no mask; expected .*train/1_2-seg\.png"
+    ):
+        build_segmentation_datasets(
+            root, image_dir="train", layout="side_by_side", mask_suffix="-seg"
+        )
+    with pytest.raises(
+        PodiumError,
+        match=r"no image files in .*empty; expected images/NAME.ext \+ masks/NAME.png, or NAME.ext \+ NAME_mask.png",
+    ):
         (tmp_path / "empty").mkdir()
         ImageFolderDataset(tmp_path / "empty", ["a"])
 
@@ -406,7 +484,9 @@ def test_regression_target_keeps_float_values(tmp_path):
     np.testing.assert_array_equal(item["mask"][0].numpy(), depth)
     flow = RNG.random((2, 16, 20)).astype(np.float32)  # C×H×W file, two target channels
     tifffile.imwrite(root / "masks" / "a.tif", flow)
-    np.testing.assert_array_equal(ImageFolderDataset(root, ["a"], target="regression", num_classes=2)[0]["mask"].numpy(), flow)
+    np.testing.assert_array_equal(
+        ImageFolderDataset(root, ["a"], target="regression", num_classes=2)[0]["mask"].numpy(), flow
+    )
 
 
 def test_multilabel_from_a_multichannel_mask(tmp_path):
@@ -415,7 +495,14 @@ def test_multilabel_from_a_multichannel_mask(tmp_path):
     tifffile.imwrite(root / "masks" / "a.tif", masks)
     (root / "masks" / "a.png").unlink()
     flips = [{"HorizontalFlip": {"p": 1.0}}]
-    item = ImageFolderDataset(root, ["a"], target="multilabel", num_classes=3, transforms=flips, class_names=["x", "y", "z"])[0]
+    item = ImageFolderDataset(
+        root,
+        ["a"],
+        target="multilabel",
+        num_classes=3,
+        transforms=flips,
+        class_names=["x", "y", "z"],
+    )[0]
     assert item["mask"].dtype == torch.float32 and item["mask"].shape == (3, 16, 20)
     np.testing.assert_array_equal(item["mask"].numpy(), (masks[:, ::-1] > 0).transpose(2, 0, 1))
     with pytest.raises(PodiumError, match="class_names lists 2 names but num_classes is 3"):
@@ -435,9 +522,22 @@ def test_16bit_png_two_layouts_agree(tmp_path):
 
 
 def test_check_data_keys_knows_the_new_keys():
-    check_data_keys({"root": "x", "layout": "side_by_side", "mask_suffix": "_m", "target": "multilabel", "masks_csv": "t.csv",
-                     "class_names": ["a"], "in_channels": 3, "exclude": "bad.txt", "on_bad_sample": "skip"})
-    with pytest.raises(PodiumError, match='unknown key "on_bad_samples".*did you mean "on_bad_sample"'):
+    check_data_keys(
+        {
+            "root": "x",
+            "layout": "side_by_side",
+            "mask_suffix": "_m",
+            "target": "multilabel",
+            "masks_csv": "t.csv",
+            "class_names": ["a"],
+            "in_channels": 3,
+            "exclude": "bad.txt",
+            "on_bad_sample": "skip",
+        }
+    )
+    with pytest.raises(
+        PodiumError, match='unknown key "on_bad_samples".*did you mean "on_bad_sample"'
+    ):
         check_data_keys({"root": "x", "on_bad_samples": "skip"})
 
 

@@ -7,6 +7,7 @@ evaluation of its own saved checkpoint, for the weights handed from stage 1 to s
 rank, for a run directory that only rank 0 wrote, and against the other launcher. The unit
 tests fork two processes (no imports to repeat) for the engine's metric reduction and re-wrap.
 """
+
 import os
 import subprocess
 from pathlib import Path
@@ -45,19 +46,25 @@ def small_nuclei(nuclei_data: Path, root: Path, train: int = 8, valid: int = 3) 
     for folder in ("images", "masks"):
         os.symlink(nuclei_data / folder, root / folder)
     split = pd.read_csv(nuclei_data / "split.csv")
-    small = pd.concat([split[split.split == "train"].head(train),
-                       split[split.split == "valid"].head(valid)])
+    small = pd.concat(
+        [split[split.split == "train"].head(train), split[split.split == "valid"].head(valid)]
+    )
     small.to_csv(root / "split.csv", index=False)
     return root
 
 
 def overrides(path: Path, probe_dir: Path, engine=None) -> Path:
     """A third config file: 1 epoch per stage, global batch 4, the probe callback, an engine."""
-    config = {"stages": {stage: {
-        "num_epochs": 1,
-        "loaders": {"batch_size": 4},
-        "callbacks": {"probe": {"_target_": "ddp_probe.StageProbe", "out": str(probe_dir)}},
-    } for stage in STAGES}}
+    config = {
+        "stages": {
+            stage: {
+                "num_epochs": 1,
+                "loaders": {"batch_size": 4},
+                "callbacks": {"probe": {"_target_": "ddp_probe.StageProbe", "out": str(probe_dir)}},
+            }
+            for stage in STAGES
+        }
+    }
     if engine is not None:
         config["engine"] = engine
     path.write_text(yaml.safe_dump(config))
@@ -69,21 +76,51 @@ def launch(tmp: Path, data: Path, launcher: str) -> dict:
     logdir, probe = tmp / "run", tmp / "probe"
     args = [f"--args/logdir={logdir}:str", f"--data/root={data}:str"]
     if launcher == "spawn":  # Catalyst's own engine block: runs as podium's DDPEngine
-        engine = {"_target_": "catalyst.engines.DistributedDataParallelEngine",
-                  "num_node_workers": 2, "process_group_kwargs": {"backend": "gloo"}}
-        command = [BIN / "catalyst-dl", "run", "--config", FOCAL_DICE,
-                   overrides(tmp / "test.yml", probe, engine), *args]
+        engine = {
+            "_target_": "catalyst.engines.DistributedDataParallelEngine",
+            "num_node_workers": 2,
+            "process_group_kwargs": {"backend": "gloo"},
+        }
+        command = [
+            BIN / "catalyst-dl",
+            "run",
+            "--config",
+            FOCAL_DICE,
+            overrides(tmp / "test.yml", probe, engine),
+            *args,
+        ]
     else:
-        command = [BIN / "python", "-m", "torch.distributed.run", "--standalone",
-                   "--nproc_per_node=2", BIN / "catalyst-dl", "run", "--config", FOCAL_DICE,
-                   DDP_SNIPPET, overrides(tmp / "test.yml", probe), *args]
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+        command = [
+            BIN / "python",
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            BIN / "catalyst-dl",
+            "run",
+            "--config",
+            FOCAL_DICE,
+            DDP_SNIPPET,
+            overrides(tmp / "test.yml", probe),
+            *args,
+        ]
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    )
     log = open(tmp / "output.txt", "w")
-    process = subprocess.Popen(list(map(str, command)), cwd=REPO, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
-    return {"logdir": logdir, "probe": probe, "data": data, "process": process, "log": log,
-            "tmp": tmp}
+    process = subprocess.Popen(
+        list(map(str, command)), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    return {
+        "logdir": logdir,
+        "probe": probe,
+        "data": data,
+        "process": process,
+        "log": log,
+        "tmp": tmp,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +158,9 @@ def predictions(run):
     """
     config = yaml.safe_load(FOCAL_DICE.read_text())
     model = call_target(config["model"], "model")
-    checkpoint = torch.load(run["logdir"] / "checkpoints" / "last.pth", map_location="cpu",
-                            weights_only=True)
+    checkpoint = torch.load(
+        run["logdir"] / "checkpoints" / "last.pth", map_location="cpu", weights_only=True
+    )
     model.load_state_dict(checkpoint["model_state_dict"])
     model.eval()
     valid = build_segmentation_datasets(**dict(config["data"], root=str(run["data"])))["valid"]
@@ -138,8 +176,10 @@ def predictions(run):
     finally:
         torch.set_num_threads(threads)
     terms = config["stages"]["train"]["callbacks"]["loss"]["terms"]
-    criteria = {name: (call_target(term["criterion"], name), term.get("weight", 1.0))
-                for name, term in terms.items()}
+    criteria = {
+        name: (call_target(term["criterion"], name), term.get("weight", 1.0))
+        for name, term in terms.items()
+    }
     return {"logits": logits, "masks": masks, "criteria": criteria}
 
 
@@ -205,8 +245,9 @@ def _assert_same_state(a, b, what):
 
 def test_stage_two_starts_from_stage_one_weights_on_every_rank(run):
     end = _probe(run, "warmup", "end", 0)["state"]
-    saved = torch.load(run["logdir"] / "checkpoints" / "warmup.1.pth",
-                       weights_only=True)["model_state_dict"]
+    saved = torch.load(run["logdir"] / "checkpoints" / "warmup.1.pth", weights_only=True)[
+        "model_state_dict"
+    ]
     _assert_same_state(saved, end, "checkpoint of stage 1 vs rank 0 at stage end")
     initial = _probe(run, "warmup", "start", 0)["state"]
     changed = [k for k in end if end[k].is_floating_point() and not torch.equal(end[k], initial[k])]
@@ -221,8 +262,11 @@ def test_only_rank_zero_writes(run):
     logdir = run["logdir"]
     assert _probe(run, "train", "start", 0)["loggers"]
     assert _probe(run, "train", "start", 1)["loggers"] == []  # rank 1 has nothing to write with
-    files = [p.relative_to(logdir) for p in logdir.rglob("*")
-             if p.is_file() and p.parts[len(logdir.parts)] != "code"]
+    files = [
+        p.relative_to(logdir)
+        for p in logdir.rglob("*")
+        if p.is_file() and p.parts[len(logdir.parts)] != "code"
+    ]
     assert not [f for f in files if "rank" in str(f)], files
     logs = sorted(path.name for path in (logdir / "logs").iterdir())
     assert logs == ["_epoch_.csv", "hparams.yml", "train.csv", "valid.csv"]
@@ -249,8 +293,10 @@ def test_shard_sampler_takes_every_sample_once(size, world):
     lengths = [len(ShardSampler(range(size), num_replicas=world, rank=r)) for r in range(world)]
     assert lengths == [len(shard) for shard in shards]
     assert max(lengths) - min(lengths) <= 1
-    padded = [list(DistributedSampler(range(size), num_replicas=world, rank=r, shuffle=False))
-              for r in range(world)]
+    padded = [
+        list(DistributedSampler(range(size), num_replicas=world, rank=r, shuffle=False))
+        for r in range(world)
+    ]
     # what torch's sampler does instead: repeats samples when the size does not divide
     assert (sum(map(len, padded)) > size) == (size % world != 0)
 
@@ -262,8 +308,13 @@ def _batches(rank):
 
 def _sync_worker(rank, port, out_dir):
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE="2",
+        LOCAL_RANK=str(rank),
+    )
     engine = DDPEngine(backend="gloo")  # joins from the environment, as under torchrun
     meter = AdditiveMetric()
     engine.autocast_loader(None)  # loader start
@@ -281,7 +332,8 @@ def _sync_worker(rank, port, out_dir):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 1))
     wrapped, _, _, _ = engine.init_components(
-        lambda: model, lambda: None, lambda model: None, lambda optimizer: None)
+        lambda: model, lambda: None, lambda model: None, lambda optimizer: None
+    )
     grads = []
     for trainable in (False, True):
         for p in model[0].parameters():
@@ -294,8 +346,13 @@ def _sync_worker(rank, port, out_dir):
             wrapped(torch.full((2, 4), float(rank + step))).sum().backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     result["grads"] = grads
-    result["joined"] = (engine.joined, engine.rank, engine.world_size, str(engine.device),
-                        engine.backend)
+    result["joined"] = (
+        engine.joined,
+        engine.rank,
+        engine.world_size,
+        str(engine.device),
+        engine.backend,
+    )
     engine.close()
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
 
@@ -324,8 +381,9 @@ def test_sync_metrics_weights_ranks_by_their_samples(tmp_path):
         assert result["shard"] == [rank, rank + 2] + ([4] if rank == 0 else [])
         assert result["joined"] == (True, rank, 2, "cpu", "gloo")
     # after each rewrap, the gradients of every trainable layer are averaged over the ranks
-    grads = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)["grads"]
-             for rank in range(2)]
+    grads = [
+        torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)["grads"] for rank in range(2)
+    ]
     assert set(grads[0][0]) == {"1.weight", "1.bias"}
     assert set(grads[0][1]) == {"0.weight", "0.bias", "1.weight", "1.bias"}
     for phase in range(2):
@@ -349,14 +407,16 @@ def test_engine_settings_are_checked():
 
 
 def test_batch_size_must_divide_by_the_world_size():
-    check_ddp_batch_sizes({"batch_size": 8, "loaders_params": {"valid": {"batch_size": 2}}},
-                          "train", 2)
+    check_ddp_batch_sizes(
+        {"batch_size": 8, "loaders_params": {"valid": {"batch_size": 2}}}, "train", 2
+    )
     check_ddp_batch_sizes({"batch_size": 3, "per_gpu_scaling": True}, "train", 2)
     with pytest.raises(PodiumError, match=r"stages/train/loaders/batch_size is 6: .* divide by 4"):
         check_ddp_batch_sizes({"batch_size": 6}, "train", 4)
     with pytest.raises(PodiumError, match="loaders_params/valid/batch_size is 3"):
-        check_ddp_batch_sizes({"batch_size": 4, "loaders_params": {"valid": {"batch_size": 3}}},
-                              "train", 2)
+        check_ddp_batch_sizes(
+            {"batch_size": 4, "loaders_params": {"valid": {"batch_size": 3}}}, "train", 2
+        )
 
 
 def _config(data: Path, engine: dict) -> dict:
@@ -368,9 +428,13 @@ def _config(data: Path, engine: dict) -> dict:
 
 
 def test_catalyst_ddp_engine_runs_as_podium_engine(nuclei_data):
-    engine = {"_target_": "catalyst.engines.DistributedDataParallelEngine", "num_node_workers": 2,
-              "port": 23456, "process_group_kwargs": {"backend": "gloo"},
-              "ddp_kwargs": {"bucket_cap_mb": 5}}
+    engine = {
+        "_target_": "catalyst.engines.DistributedDataParallelEngine",
+        "num_node_workers": 2,
+        "port": 23456,
+        "process_group_kwargs": {"backend": "gloo"},
+        "ddp_kwargs": {"bucket_cap_mb": 5},
+    }
     runner = SegmentationRunner(_config(nuclei_data, engine))
     got = runner.get_engine()
     assert type(got) is DDPEngine and got is runner.get_engine()
@@ -378,8 +442,9 @@ def test_catalyst_ddp_engine_runs_as_podium_engine(nuclei_data):
     assert settings == ("gloo", 2, 23456, {"bucket_cap_mb": 5})
     assert not got.joined
     with pytest.raises(PodiumError, match='unknown key "sync_b" in engine.*did you mean "sync_bn"'):
-        SegmentationRunner(_config(nuclei_data, {"_target_": "podium.runners.engines.DDPEngine",
-                                                 "sync_b": True}))
+        SegmentationRunner(
+            _config(nuclei_data, {"_target_": "podium.runners.engines.DDPEngine", "sync_b": True})
+        )
 
 
 def test_torchrun_without_a_ddp_engine_is_refused(nuclei_data, monkeypatch):
@@ -396,14 +461,22 @@ def test_both_launchers_train_the_same(runs):
     logs = {}
     for launcher, run in runs.items():
         assert run["process"].returncode == 0, launcher
-        logs[launcher] = {loader: pd.read_csv(run["logdir"] / "logs" / f"{loader}.csv")
-                          for loader in ("train", "valid")}
+        logs[launcher] = {
+            loader: pd.read_csv(run["logdir"] / "logs" / f"{loader}.csv")
+            for loader in ("train", "valid")
+        }
     # every key must be in both logs: a key missing from both must not pass unchecked
-    keys = {"train": ("loss", "loss_focal", "loss_dice", "dice", "iou", "grad_norm"),
-            "valid": ("loss", "loss_focal", "loss_dice", "dice", "iou")}
+    keys = {
+        "train": ("loss", "loss_focal", "loss_dice", "dice", "iou", "grad_norm"),
+        "valid": ("loss", "loss_focal", "loss_dice", "dice", "iou"),
+    }
     for loader, names in keys.items():
         spawn, torchrun = logs["spawn"][loader], logs["torchrun"][loader]
         for key in names:
             for launcher, log in (("spawn", spawn), ("torchrun", torchrun)):
-                assert key in log.columns, f"{launcher} {loader}.csv has no {key}: {list(log.columns)}"
-            np.testing.assert_allclose(spawn[key], torchrun[key], rtol=1e-6, err_msg=f"{loader}/{key}")
+                assert key in log.columns, (
+                    f"{launcher} {loader}.csv has no {key}: {list(log.columns)}"
+                )
+            np.testing.assert_allclose(
+                spawn[key], torchrun[key], rtol=1e-6, err_msg=f"{loader}/{key}"
+            )

@@ -1,5 +1,6 @@
 """Classifier + box regression on the real deepforest crowns: reader, crops, letterbox geometry of
 boxes, model, TTA de-augmentation, and `catalyst-dl run` → `podium predict-detector` end to end."""
+
 import csv
 
 import cv2
@@ -10,8 +11,15 @@ import torch
 
 from conftest import REPO, run_command
 from podium.datasets.boxes import (
-    IGNORE, build_deepforest_datasets, cxcywh_to_xyxy, inside_fractions, letterbox_boxes, main_box, split_region,
-    unletterbox_boxes, window_to_scene,
+    IGNORE,
+    build_deepforest_datasets,
+    cxcywh_to_xyxy,
+    inside_fractions,
+    letterbox_boxes,
+    main_box,
+    split_region,
+    unletterbox_boxes,
+    window_to_scene,
 )
 from podium.datasets.deepforest import read_deepforest_annotations
 from podium.datasets.letterbox import letterbox, letterbox_meta
@@ -27,14 +35,23 @@ def small_datasets():
 
 # ---------------------------------------------------------------- reader (real files)
 
+
 def test_deepforest_reader_reads_every_box():
     items = read_deepforest_annotations()
     names = [item.image_path.replace("\\", "/").split("/")[-1] for item in items]
-    assert names == ["2019_YELL_2_528000_4978000_image_crop2.png", "2019_YELL_2_541000_4977000_image_crop.png",
-                     "OSBS_029.tif", "SOAP_061.png"]
+    assert names == [
+        "2019_YELL_2_528000_4978000_image_crop2.png",
+        "2019_YELL_2_541000_4977000_image_crop.png",
+        "OSBS_029.tif",
+        "SOAP_061.png",
+    ]
     assert [len(item.labels) for item in items] == [574, 279, 61, 37]  # 951, as real-data.md says
     labels = [label for item in items for label in item.labels]
-    assert {name: labels.count(name) for name in set(labels)} == {"Tree": 914, "Alive": 9, "Dead": 28}
+    assert {name: labels.count(name) for name in set(labels)} == {
+        "Tree": 914,
+        "Alive": 9,
+        "Dead": 28,
+    }
     assert [item.size for item in items] == [(2472, 2299), (1035, 1249), (400, 400), (400, 400)]
     # the first object of SOAP_061.xml, read by hand from the file
     assert items[3].labels[0] == "Dead" and items[3].boxes[0].tolist() == [149, 105, 173, 129]
@@ -54,12 +71,14 @@ def test_deepforest_reader_errors(tmp_path):
     (tmp_path / "a.xml").write_text(
         "<annotation><filename>a.png</filename><size><width>20</width><height>10</height></size>"
         "<object><name>Tree</name><bndbox><xmin>5</xmin><ymin>2</ymin><xmax>25</xmax><ymax>8</ymax></bndbox>"
-        "</object></annotation>")
+        "</object></annotation>"
+    )
     with pytest.raises(PodiumError, match="outside the 20×10 image"):
         read_deepforest_annotations(str(tmp_path))
 
 
 # ---------------------------------------------------------------- box geometry
+
 
 def test_letterbox_boxes_hand_computed():
     meta = letterbox_meta((100, 200), 64)  # 200 wide: scale 0.32 → 64×32, padded 16 top and bottom
@@ -68,13 +87,17 @@ def test_letterbox_boxes_hand_computed():
     assert letterbox_boxes(boxes, meta).tolist() == [[0, 16, 64, 48], [16, 24, 48, 40]]
 
 
-@pytest.mark.parametrize("shape,size", [((100, 200), 64), ((157, 61), 128), ((64, 64), 64), ((31, 250), (96, 80))])
+@pytest.mark.parametrize(
+    "shape,size", [((100, 200), 64), ((157, 61), 128), ((64, 64), 64), ((31, 250), (96, 80))]
+)
 def test_letterbox_boxes_round_trip_is_exact(shape, size):
     rng = np.random.default_rng(0)
     corners = rng.uniform(0, 1, size=(50, 2, 2)) * np.array(shape[::-1])
     boxes = np.concatenate([corners.min(1), corners.max(1)], axis=1)
     meta = letterbox_meta(shape, size)
-    np.testing.assert_allclose(unletterbox_boxes(letterbox_boxes(boxes, meta), meta), boxes, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        unletterbox_boxes(letterbox_boxes(boxes, meta), meta), boxes, rtol=0, atol=1e-9
+    )
 
 
 def test_letterbox_boxes_follow_the_image():
@@ -88,11 +111,14 @@ def test_letterbox_boxes_follow_the_image():
 
 
 def test_main_box_rule():
-    boxes = np.array([
-        [10, 10, 30, 30],    # fully inside, centre (20, 20)
-        [45, 45, 55, 55],    # fully inside, centre (50, 50): nearest the window centre (50, 50)
-        [90, 40, 130, 60],   # x 90..100 of 90..130 inside: a quarter, below min_inside 0.75
-    ], dtype=np.float32)
+    boxes = np.array(
+        [
+            [10, 10, 30, 30],  # fully inside, centre (20, 20)
+            [45, 45, 55, 55],  # fully inside, centre (50, 50): nearest the window centre (50, 50)
+            [90, 40, 130, 60],  # x 90..100 of 90..130 inside: a quarter, below min_inside 0.75
+        ],
+        dtype=np.float32,
+    )
     np.testing.assert_array_equal(main_box(boxes, (0, 0, 100, 100), 0.75), [45, 45, 55, 55])
     # in (80, 30, 110, 70) it is half inside (x 90..110): counts at min_inside 0.5, clipped, in crop pixels
     np.testing.assert_array_equal(main_box(boxes[2:], (80, 30, 110, 70), 0.5), [10, 10, 30, 30])
@@ -102,6 +128,7 @@ def test_main_box_rule():
 
 
 # ---------------------------------------------------------------- crops from the real files
+
 
 def test_crops_split_is_spatial_balanced_and_unambiguous(small_datasets):
     items = read_deepforest_annotations()
@@ -133,7 +160,9 @@ def test_crop_targets_map_back_to_the_annotated_boxes(small_datasets):
         meta = letterbox_meta((window.y1 - window.y0, window.x1 - window.x0), 64)
         crop_box = unletterbox_boxes(cxcywh_to_xyxy(sample["bbox"].double().numpy()) * 64, meta)
         scene = window_to_scene(crop_box, window[1:])
-        truth = np.clip(items[window.source].boxes, [window.x0, window.y0] * 2, [window.x1, window.y1] * 2)
+        truth = np.clip(
+            items[window.source].boxes, [window.x0, window.y0] * 2, [window.x1, window.y1] * 2
+        )
         assert np.abs(truth - scene).max(axis=1).min() < 1e-3  # float32 storage of bbox
     assert positives == 16
 
@@ -148,8 +177,13 @@ def test_crops_are_deterministic_and_seeded():
 
 def test_train_transforms_move_the_box():
     plain = build_deepforest_datasets(size=64, num_train=8, num_valid=1, splits=["train"])["train"]
-    flipped = build_deepforest_datasets(size=64, num_train=8, num_valid=1, splits=["train"],
-                                        train_transforms=[{"HorizontalFlip": {"p": 1.0}}])["train"]
+    flipped = build_deepforest_datasets(
+        size=64,
+        num_train=8,
+        num_valid=1,
+        splits=["train"],
+        train_transforms=[{"HorizontalFlip": {"p": 1.0}}],
+    )["train"]
     for index in range(8):
         a, b = plain[index], flipped[index]
         torch.testing.assert_close(b["image"], a["image"].flip(-1))
@@ -159,20 +193,24 @@ def test_train_transforms_move_the_box():
             torch.testing.assert_close(b["bbox"], expected, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("params,message", [
-    ({"crop_size": [160, 64]}, "min must not exceed max"),
-    ({"crop_size": 64}, r"crop_size must be \[min, max\]"),
-    ({"size": 4}, "size must be an integer >= 8"),
-    ({"valid_fraction": 1.0}, r"valid_fraction must be a number in \(0, 1\)"),
-    ({"splits": ["test"]}, "data splits"),
-    ({"max_other": 0.8}, r"max_other must be null or a number in \[0, min_inside\)"),
-])
+@pytest.mark.parametrize(
+    "params,message",
+    [
+        ({"crop_size": [160, 64]}, "min must not exceed max"),
+        ({"crop_size": 64}, r"crop_size must be \[min, max\]"),
+        ({"size": 4}, "size must be an integer >= 8"),
+        ({"valid_fraction": 1.0}, r"valid_fraction must be a number in \(0, 1\)"),
+        ({"splits": ["test"]}, "data splits"),
+        ({"max_other": 0.8}, r"max_other must be null or a number in \[0, min_inside\)"),
+    ],
+)
 def test_bad_data_params(params, message):
     with pytest.raises(PodiumError, match=message):
         build_deepforest_datasets(**params)
 
 
 # ---------------------------------------------------------------- model and TTA
+
 
 def test_box_classifier_outputs_and_blocks():
     from podium.callbacks.freeze import encoder_blocks
@@ -185,7 +223,9 @@ def test_box_classifier_outputs_and_blocks():
         assert out["logits"].shape == (2, 1) and out["boxes"].shape == (2, 4)
         assert ((out["boxes"] >= 0) & (out["boxes"] <= 1)).all()
     # the class head sees timm's own pooled features: the same as the timm classifier's pre-logits
-    features = model.encoder.forward_head(model.encoder.forward_features(torch.ones(1, 3, 64, 64)), pre_logits=True)
+    features = model.encoder.forward_head(
+        model.encoder.forward_features(torch.ones(1, 3, 64, 64)), pre_logits=True
+    )
     torch.testing.assert_close(features, model.encoder(torch.ones(1, 3, 64, 64)))
     assert len(encoder_blocks(model.encoder)) == 5  # stem, layer1..layer4: what freezing counts
     with pytest.raises(PodiumError, match="unknown encoder"):
@@ -210,17 +250,29 @@ class BrightSquare(torch.nn.Module):
 class Constant(torch.nn.Module):
     def forward(self, image):
         n = image.shape[0]
-        return {"logits": torch.zeros(n, 1), "boxes": torch.tensor([[0.2, 0.3, 0.1, 0.2]]).repeat(n, 1)}
+        return {
+            "logits": torch.zeros(n, 1),
+            "boxes": torch.tensor([[0.2, 0.3, 0.1, 0.2]]).repeat(n, 1),
+        }
 
 
 def test_tta_undoes_each_view_on_the_box():
     from podium.inference.detector import BoxPredictor
 
-    crop = np.zeros((36, 64, 3), np.uint8)  # letterboxed to 64: no resize (no blur), 14 px pad on top
+    crop = np.zeros(
+        (36, 64, 3), np.uint8
+    )  # letterboxed to 64: no resize (no blur), 14 px pad on top
     crop[5:15, 40:62] = 255  # off-centre and not square: a wrong inverse moves or reshapes it
     normalize = {"mode": "fixed", "max_value": 255}
-    for tta in ("none", "flip", "d4", {"views": "d4", "scales": [1.0, 2.0]}):  # x2: edges stay exact
-        predictor = BoxPredictor(BrightSquare(), size=64, normalize=normalize, tta=tta, device="cpu")
+    for tta in (
+        "none",
+        "flip",
+        "d4",
+        {"views": "d4", "scales": [1.0, 2.0]},
+    ):  # x2: edges stay exact
+        predictor = BoxPredictor(
+            BrightSquare(), size=64, normalize=normalize, tta=tta, device="cpu"
+        )
         _, boxes = predictor.predict([crop])
         np.testing.assert_allclose(boxes[0], [40, 5, 62, 15], atol=1e-4)  # back in crop pixels
     # the 8 inverses of a constant box, averaged by hand: (0.5, 0.5, (0.1 + 0.2) / 2, (0.2 + 0.1) / 2)
@@ -230,6 +282,7 @@ def test_tta_undoes_each_view_on_the_box():
 
 
 # ---------------------------------------------------------------- end to end
+
 
 def _block_names(model):
     from podium.callbacks.freeze import encoder_blocks
@@ -243,19 +296,33 @@ def test_train_then_predict_end_to_end(tmp_path):
 
     logdir = tmp_path / "run"
     result = run_command(
-        "catalyst-dl", "run", "--config", CONFIG, f"--args/logdir={logdir}:str",
-        "--data/size=64:int", "--data/num_train=16:int", "--data/num_valid=16:int",
-        "--stages/head/num_epochs=1:int", "--stages/last2/num_epochs=1:int", "--stages/all/num_epochs=1:int",
+        "catalyst-dl",
+        "run",
+        "--config",
+        CONFIG,
+        f"--args/logdir={logdir}:str",
+        "--data/size=64:int",
+        "--data/num_train=16:int",
+        "--data/num_valid=16:int",
+        "--stages/head/num_epochs=1:int",
+        "--stages/last2/num_epochs=1:int",
+        "--stages/all/num_epochs=1:int",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     valid = pd.read_csv(logdir / "logs" / "valid.csv")
     assert len(valid) == 3  # one epoch per stage
     assert {"accuracy", "f1", "box_iou", "loss_bce", "loss_box"} <= set(valid.columns)
-    assert valid["loss"].to_numpy() == pytest.approx((valid["loss_bce"] + 5 * valid["loss_box"]).to_numpy(), rel=1e-5)
+    assert valid["loss"].to_numpy() == pytest.approx(
+        (valid["loss_bce"] + 5 * valid["loss_box"]).to_numpy(), rel=1e-5
+    )
 
     # staged unfreezing: stage last2 trains only the last 2 of 6 backbone blocks, stage all every block
-    states = {stage: torch.load(logdir / "checkpoints" / f"{stage}.1.pth", weights_only=True)["model_state_dict"]
-              for stage in ("head", "last2", "all")}
+    states = {
+        stage: torch.load(logdir / "checkpoints" / f"{stage}.1.pth", weights_only=True)[
+            "model_state_dict"
+        ]
+        for stage in ("head", "last2", "all")
+    }
     blocks = _block_names(build_box_classifier("efficientnet_b0"))
     assert len(blocks) == 6
 
@@ -268,8 +335,17 @@ def test_train_then_predict_end_to_end(tmp_path):
     # predicting the run's own valid windows reproduces its logged metrics: the letterbox inverse
     # and the crop offset are exact, and IoU does not change under those axis-aligned maps
     out = tmp_path / "valid.csv"
-    result = run_command("podium", "predict-detector", "--run", logdir, "--deepforest", "valid",
-                         "--out", out, "--no-clip")
+    result = run_command(
+        "podium",
+        "predict-detector",
+        "--run",
+        logdir,
+        "--deepforest",
+        "valid",
+        "--out",
+        out,
+        "--no-clip",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == 16
@@ -279,16 +355,29 @@ def test_train_then_predict_end_to_end(tmp_path):
     assert accuracy == pytest.approx(valid["accuracy"].iloc[-1])
 
     # the same windows as image files: the boxes come back in each file's pixels
-    dataset = build_deepforest_datasets(size=64, num_train=16, num_valid=16, splits=["valid"])["valid"]
+    dataset = build_deepforest_datasets(size=64, num_train=16, num_valid=16, splits=["valid"])[
+        "valid"
+    ]
     folder = tmp_path / "crops"
     folder.mkdir()
     for index in (0, 9):
         w = dataset.windows[index]
-        crop = dataset.images[w.source][w.y0:w.y1, w.x0:w.x1]
-        cv2.imwrite(str(folder / f"{dataset.name(index)}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        crop = dataset.images[w.source][w.y0 : w.y1, w.x0 : w.x1]
+        cv2.imwrite(
+            str(folder / f"{dataset.name(index)}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)
+        )
     out_images = tmp_path / "images.csv"
-    result = run_command("podium", "predict-detector", "--run", logdir, "--images", folder,
-                         "--out", out_images, "--no-clip")
+    result = run_command(
+        "podium",
+        "predict-detector",
+        "--run",
+        logdir,
+        "--images",
+        folder,
+        "--out",
+        out_images,
+        "--no-clip",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     by_name = {r["name"]: r for r in rows}
     for row in csv.DictReader(open(out_images)):

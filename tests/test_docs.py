@@ -1,5 +1,6 @@
 """The documentation: the site under docs/ builds with `mkdocs build --strict` (a broken link or
 anchor, or a page left out of the nav, fails), and the README stays short with working links."""
+
 import os
 import re
 import subprocess
@@ -19,11 +20,26 @@ def test_mkdocs_build_strict(tmp_path):
     site = tmp_path / "site"
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")  # mkdocs-material's end-of-life notice
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(REPO / "mkdocs.yml"),
-         "--site-dir", str(site)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(REPO / "mkdocs.yml"),
+            "--site-dir",
+            str(site),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
-    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    assert result.returncode == 0, (
+        f"mkdocs build --strict failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    )
     pages = sorted(p.relative_to(DOCS).with_suffix(".html") for p in DOCS.rglob("*.md"))
     assert pages and all((site / page).is_file() for page in pages)
 
@@ -51,11 +67,15 @@ def test_readme_is_short():
 
 def _headings_slugs(path):
     text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.S | re.M)
-    return {slugify(re.sub(r"[`*]", "", h), "-") for h in re.findall(r"^#+ (.+?)\s*$", text, flags=re.M)}
+    return {
+        slugify(re.sub(r"[`*]", "", h), "-") for h in re.findall(r"^#+ (.+?)\s*$", text, flags=re.M)
+    }
 
 
 def test_readme_relative_links_resolve():
-    text = re.sub(r"^\s*```.*?^\s*```", "", README.read_text(), flags=re.S | re.M)  # not in code blocks
+    text = re.sub(
+        r"^\s*```.*?^\s*```", "", README.read_text(), flags=re.S | re.M
+    )  # not in code blocks
     targets = re.findall(r"\]\(([^)\s]+)\)", text)
     assert targets, "no links found in README.md"
     broken = []

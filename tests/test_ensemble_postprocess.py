@@ -1,4 +1,5 @@
 """Ensembles vs numpy by hand, post-processing vs hand-made masks (and scipy), probability-map PNGs."""
+
 import json
 
 import numpy as np
@@ -10,7 +11,11 @@ from podium.errors import PodiumError
 from podium.inference.ensemble import Ensemble, average_probabilities
 from podium.inference.postprocess import PostProcess
 from podium.inference.probability_maps import (
-    probability_map_classes, probability_map_names, read_probability_map, read_probability_maps, write_probability_map,
+    probability_map_classes,
+    probability_map_names,
+    read_probability_map,
+    read_probability_maps,
+    write_probability_map,
 )
 
 RNG = np.random.default_rng(0)
@@ -20,14 +25,20 @@ WEIGHTS = [3.0, 1.0, 0.5]
 
 # ---------------------------------------------------------------- ensembles
 def test_weighted_mean_is_numpy_average():
-    np.testing.assert_allclose(average_probabilities(MAPS, WEIGHTS), np.average(MAPS, axis=0, weights=WEIGHTS), rtol=1e-12)
-    np.testing.assert_allclose(average_probabilities(MAPS), (MAPS[0] + MAPS[1] + MAPS[2]) / 3, rtol=1e-12)
+    np.testing.assert_allclose(
+        average_probabilities(MAPS, WEIGHTS), np.average(MAPS, axis=0, weights=WEIGHTS), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        average_probabilities(MAPS), (MAPS[0] + MAPS[1] + MAPS[2]) / 3, rtol=1e-12
+    )
 
 
 def test_weighted_geometric_mean_by_hand():
     w = np.array(WEIGHTS) / sum(WEIGHTS)
     expected = MAPS[0] ** w[0] * MAPS[1] ** w[1] * MAPS[2] ** w[2]
-    np.testing.assert_allclose(average_probabilities(MAPS, WEIGHTS, method="geometric"), expected, rtol=1e-9)
+    np.testing.assert_allclose(
+        average_probabilities(MAPS, WEIGHTS, method="geometric"), expected, rtol=1e-9
+    )
 
 
 def test_geometric_is_eps_safe_and_zero_weight_models_are_left_out():
@@ -36,19 +47,27 @@ def test_geometric_is_eps_safe_and_zero_weight_models_are_left_out():
     with np.errstate(all="raise"):  # no log(0) / 0·inf warnings
         out = average_probabilities([zeros, halves], method="geometric")
         np.testing.assert_allclose(out, np.sqrt(1e-7 * 0.5), rtol=1e-6)  # 0 counts as eps
-        np.testing.assert_allclose(average_probabilities([zeros, halves], [0, 1], method="geometric"), halves, rtol=1e-12)
+        np.testing.assert_allclose(
+            average_probabilities([zeros, halves], [0, 1], method="geometric"), halves, rtol=1e-12
+        )
 
 
 def test_power_mean_by_hand():
     w = np.array(WEIGHTS) / sum(WEIGHTS)
     expected = w[0] * MAPS[0] ** 2 + w[1] * MAPS[1] ** 2 + w[2] * MAPS[2] ** 2
-    np.testing.assert_allclose(average_probabilities(MAPS, WEIGHTS, method="power", power=2.0), expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        average_probabilities(MAPS, WEIGHTS, method="power", power=2.0), expected, rtol=1e-12
+    )
     # 0.7 everywhere: mean of p**2 is 0.49 (not re-scaled to the probability scale)
-    np.testing.assert_allclose(average_probabilities([np.full((1, 2, 2), 0.7)] * 2, method="power", power=2), 0.49)
+    np.testing.assert_allclose(
+        average_probabilities([np.full((1, 2, 2), 0.7)] * 2, method="power", power=2), 0.49
+    )
 
 
 def test_normalize_for_softmax_sums_to_one_and_keeps_argmax():
-    softmax = [torch.softmax(torch.from_numpy(RNG.normal(size=(2, 4, 5, 5))), dim=1) for _ in range(3)]
+    softmax = [
+        torch.softmax(torch.from_numpy(RNG.normal(size=(2, 4, 5, 5))), dim=1) for _ in range(3)
+    ]
     raw = average_probabilities(softmax, method="power", power=3.0)
     normalised = average_probabilities(softmax, method="power", power=3.0, normalize=True)
     assert not torch.allclose(raw.sum(1), torch.ones_like(raw.sum(1)))
@@ -63,7 +82,9 @@ def test_torch_inputs_give_tensors_on_their_device_with_the_same_values():
     for method, power in (("mean", 1.0), ("geometric", 1.0), ("power", 2.0)):
         out = Ensemble(method, power)(tensors, WEIGHTS)
         assert isinstance(out, torch.Tensor) and out.device == tensors[0].device
-        np.testing.assert_allclose(out.numpy(), average_probabilities(MAPS, WEIGHTS, method, power), rtol=1e-12)
+        np.testing.assert_allclose(
+            out.numpy(), average_probabilities(MAPS, WEIGHTS, method, power), rtol=1e-12
+        )
     mixed = average_probabilities([tensors[0], MAPS[1]])  # numpy joins the tensor's device
     assert isinstance(mixed, torch.Tensor)
 
@@ -82,11 +103,20 @@ def test_ensemble_from_config():
         (lambda: average_probabilities(MAPS, [1, 2]), "2 values .* for 3 models"),
         (lambda: average_probabilities(MAPS, [1, -1, 1]), "weights must be numbers >= 0"),
         (lambda: average_probabilities(MAPS, [0, 0, 0]), "sum to 0"),
-        (lambda: average_probabilities([MAPS[0] * 4 - 2]), r"values -\S+\.\.\S+; expected probabilities in \[0, 1\] \(logits\?"),
+        (
+            lambda: average_probabilities([MAPS[0] * 4 - 2]),
+            r"values -\S+\.\.\S+; expected probabilities in \[0, 1\] \(logits\?",
+        ),
         (lambda: average_probabilities([(MAPS[0] * 255).astype(np.uint8)]), "dtype uint8"),
         (lambda: average_probabilities(MAPS, method="geometirc"), 'did you mean "geometric"'),
-        (lambda: average_probabilities(MAPS, method="power", power=0), "power must be a number > 0"),
-        (lambda: Ensemble.from_config({"method": "mean", "power": 2.0}), "only used by method power"),
+        (
+            lambda: average_probabilities(MAPS, method="power", power=0),
+            "power must be a number > 0",
+        ),
+        (
+            lambda: Ensemble.from_config({"method": "mean", "power": 2.0}),
+            "only used by method power",
+        ),
         (lambda: Ensemble.from_config({"methd": "mean"}), 'unknown key "methd" in ensemble'),
     ],
 )
@@ -154,16 +184,22 @@ def test_a_hole_open_to_the_border_is_not_filled():
 
 
 def test_multilabel_per_class_values():
-    p = np.stack([
-        _blobs((10, 10), [(0, 2, 0, 2), (5, 10, 5, 10)], 0.6),  # 4 + 25 pixels at 0.6
-        _blobs((10, 10), [(0, 2, 0, 2), (5, 10, 5, 10)], 0.6),
-    ])
-    post = PostProcess.from_config({"threshold": [0.5, 0.7], "min_size": [5, 0]}, mode="multilabel", class_names=["a", "b"])
+    p = np.stack(
+        [
+            _blobs((10, 10), [(0, 2, 0, 2), (5, 10, 5, 10)], 0.6),  # 4 + 25 pixels at 0.6
+            _blobs((10, 10), [(0, 2, 0, 2), (5, 10, 5, 10)], 0.6),
+        ]
+    )
+    post = PostProcess.from_config(
+        {"threshold": [0.5, 0.7], "min_size": [5, 0]}, mode="multilabel", class_names=["a", "b"]
+    )
     out = post(p)
     assert out.shape == (2, 10, 10) and out.dtype == np.uint8
     assert out[0].sum() == 25 and out[0][5:, 5:].all()  # class a: 4-pixel blob removed
     assert out[1].sum() == 0  # class b: 0.6 is below its threshold 0.7
-    np.testing.assert_array_equal(PostProcess.from_config({"min_size": 5}, mode="multilabel")(p)[1], out[0])
+    np.testing.assert_array_equal(
+        PostProcess.from_config({"min_size": 5}, mode="multilabel")(p)[1], out[0]
+    )
 
 
 def test_multiclass_argmax_threshold_min_size_and_holes():
@@ -181,9 +217,13 @@ def test_multiclass_argmax_threshold_min_size_and_holes():
     assert (out == 1).sum() == 0 and (out == 2).sum() == 8  # car 0.45 <= 0.5 → background, not road
     filled = PostProcess(fill_holes=[False, False, True], mode="multiclass")(p)
     assert filled[6, 6] == 2 and (filled == 2).sum() == 9
-    small = PostProcess(min_size=[0, 10, 9], mode="multiclass")(p)  # car 9 < 10 removed, road 8 < 9 removed
+    small = PostProcess(min_size=[0, 10, 9], mode="multiclass")(
+        p
+    )  # car 9 < 10 removed, road 8 < 9 removed
     assert not small.any()
-    small = PostProcess(min_size=[0, 10, 9], fill_holes=True, mode="multiclass")(p)  # filled road: 9 pixels
+    small = PostProcess(min_size=[0, 10, 9], fill_holes=True, mode="multiclass")(
+        p
+    )  # filled road: 9 pixels
     assert (small == 2).sum() == 9 and (small == 1).sum() == 0
 
 
@@ -198,7 +238,9 @@ def test_multiclass_fill_never_overwrites_another_class():
 
 
 def test_batch_and_torch_input():
-    p = torch.from_numpy(np.stack([_blobs((6, 6), [(0, 3, 0, 3)])[None], _blobs((6, 6), [(0, 1, 0, 1)])[None]]))
+    p = torch.from_numpy(
+        np.stack([_blobs((6, 6), [(0, 3, 0, 3)])[None], _blobs((6, 6), [(0, 1, 0, 1)])[None]])
+    )
     out = PostProcess(min_size=2)(p)
     assert out.shape == (2, 6, 6) and out[0].sum() == 9 and out[1].sum() == 0
 
@@ -206,7 +248,11 @@ def test_batch_and_torch_input():
 def test_to_config_round_trip():
     config = {"threshold": [0.4, 0.6], "min_size": [16, 0], "fill_holes": [True, False]}
     assert PostProcess.from_config(config, mode="multilabel").to_config() == config
-    assert PostProcess.from_config({}, mode="binary").to_config() == {"threshold": 0.5, "min_size": 0, "fill_holes": False}
+    assert PostProcess.from_config({}, mode="binary").to_config() == {
+        "threshold": 0.5,
+        "min_size": 0,
+        "fill_holes": False,
+    }
     assert PostProcess.from_config({}, mode="multiclass").threshold == 0.0
 
 
@@ -217,8 +263,16 @@ def test_to_config_round_trip():
         ({"min_size": -1}, {}, "min_size must be a whole number of pixels >= 0"),
         ({"min_size": 2.5}, {}, "min_size must be a whole number"),
         ({"fill_holes": "yes"}, {}, "fill_holes must be true or false"),
-        ({"threshod": 0.5}, {}, 'unknown key "threshod" in postprocess \\(did you mean "threshold"\\?\\)'),
-        ({"threshold": [0.5, 0.5, 0.5]}, {"mode": "multilabel", "class_names": ["a", "b"]}, r"threshold lists 3 values .* 2 classes \(a, b\)"),
+        (
+            {"threshod": 0.5},
+            {},
+            'unknown key "threshod" in postprocess \\(did you mean "threshold"\\?\\)',
+        ),
+        (
+            {"threshold": [0.5, 0.5, 0.5]},
+            {"mode": "multilabel", "class_names": ["a", "b"]},
+            r"threshold lists 3 values .* 2 classes \(a, b\)",
+        ),
         ({"min_size": []}, {}, "empty list"),
         ({}, {"mode": "multilable"}, 'did you mean "multilabel"'),
     ],
@@ -255,9 +309,13 @@ def test_multiclass_layout_one_folder_per_class(tmp_path):
     write_probability_map(tmp_path, "a", p, class_names=["bg", "car", "road"])
     assert json.loads((tmp_path / "classes.json").read_text())["classes"] == ["bg", "car", "road"]
     assert (tmp_path / "road" / "a.png").is_file()
-    assert probability_map_classes(tmp_path) == ["bg", "car", "road"] and probability_map_names(tmp_path) == ["a"]
+    assert probability_map_classes(tmp_path) == ["bg", "car", "road"] and probability_map_names(
+        tmp_path
+    ) == ["a"]
     assert np.abs(read_probability_map(tmp_path, "a") - p).max() <= 1 / 510 + 1e-7
-    with pytest.raises(PodiumError, match="lists classes .*'bg', 'car', 'road'.* but these maps have .*'x', 'y'"):
+    with pytest.raises(
+        PodiumError, match="lists classes .*'bg', 'car', 'road'.* but these maps have .*'x', 'y'"
+    ):
         write_probability_map(tmp_path, "b", p[:2], class_names=["x", "y"])
     (tmp_path / "road" / "a.png").unlink()
     with pytest.raises(PodiumError, match="class road .* miss 1 image\\(s\\): a"):

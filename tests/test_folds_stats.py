@@ -1,4 +1,5 @@
 """`podium folds` and `podium stats` on small synthetic folders (8- and 16-bit), checked against numpy."""
+
 import json
 
 import cv2
@@ -26,7 +27,9 @@ def _write_folder(root, count=60, groups=12, empty_every=4, classes=1, seed=0):
     rows = []
     for i in range(count):
         name = f"img{i:03d}"
-        cv2.imwrite(str(root / "images" / f"{name}.png"), rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8))
+        cv2.imwrite(
+            str(root / "images" / f"{name}.png"), rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
+        )
         mask = np.zeros((SIZE, SIZE), np.uint8)
         if i % empty_every:
             side = 1 + (i * 7) % 15
@@ -35,7 +38,14 @@ def _write_folder(root, count=60, groups=12, empty_every=4, classes=1, seed=0):
             if classes > 2 and i % 5 == 0:
                 mask[-2:, -2:] = classes - 1
         cv2.imwrite(str(root / "masks" / f"{name}.png"), mask)
-        rows.append({"name": name, "split": "train", "patient": f"p{i % groups:02d}", "site": "a" if i % 2 else "b"})
+        rows.append(
+            {
+                "name": name,
+                "split": "train",
+                "patient": f"p{i % groups:02d}",
+                "site": "a" if i % 2 else "b",
+            }
+        )
     rows += [{"name": "test000", "split": "test", "patient": "p99", "site": "a"}]
     cv2.imwrite(str(root / "images" / "test000.png"), np.zeros((SIZE, SIZE), np.uint8))
     cv2.imwrite(str(root / "masks" / "test000.png"), np.zeros((SIZE, SIZE), np.uint8))
@@ -65,7 +75,11 @@ def test_coverage_folds_balanced_and_stratified(folder):
 
 
 def test_folds_deterministic_for_a_seed(folder):
-    a, b, c = make_folds(folder, k=5, seed=1), make_folds(folder, k=5, seed=1), make_folds(folder, k=5, seed=2)
+    a, b, c = (
+        make_folds(folder, k=5, seed=1),
+        make_folds(folder, k=5, seed=1),
+        make_folds(folder, k=5, seed=2),
+    )
     pd.testing.assert_frame_equal(a, b)
     assert not a["fold"].equals(c["fold"])
 
@@ -106,14 +120,24 @@ def test_classes_stratification_balances_every_class_combination(tmp_path):
         mask = np.zeros((SIZE, SIZE), np.uint8)
         for label in labels[index]:
             mask[label * 3 : label * 3 + 3, : 2 + index % 12] = label
-        cv2.imwrite(str(root / "images" / f"{name}.png"), rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8))
+        cv2.imwrite(
+            str(root / "images" / f"{name}.png"), rng.integers(0, 256, (SIZE, SIZE), dtype=np.uint8)
+        )
         cv2.imwrite(str(root / "masks" / f"{name}.png"), mask)
     k = 3
     df = make_folds(root, k=k, stratify="classes", seed=0)
-    present = {n: "+".join(str(v) for v in np.unique(cv2.imread(str(root / "masks" / f"{n}.png"), cv2.IMREAD_UNCHANGED)) if v)
-               or "none" for n in names}
+    present = {
+        n: "+".join(
+            str(v)
+            for v in np.unique(cv2.imread(str(root / "masks" / f"{n}.png"), cv2.IMREAD_UNCHANGED))
+            if v
+        )
+        or "none"
+        for n in names
+    }
     assert sorted(pd.Series(present).value_counts().items()) == sorted(
-        ("+".join(map(str, combo)) or "none", count) for combo, count in combinations.items())
+        ("+".join(map(str, combo)) or "none", count) for combo, count in combinations.items()
+    )
     counts = pd.crosstab(df["name"].map(present), df["fold"])  # combination × fold
     assert list(counts.columns) == [0, 1, 2] and len(counts) == len(combinations)
     spread = counts.max(axis=1) - counts.min(axis=1)
@@ -122,9 +146,23 @@ def test_classes_stratification_balances_every_class_combination(tmp_path):
 
 def test_folds_file_round_trips_through_read_split(folder, tmp_path):
     out = tmp_path / "folds.csv"
-    assert main([
-        "folds", str(folder), "--k", "5", "--group", "patient", "--seed", "42", "--out", str(out),
-    ]) == 0
+    assert (
+        main(
+            [
+                "folds",
+                str(folder),
+                "--k",
+                "5",
+                "--group",
+                "patient",
+                "--seed",
+                "42",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     # read_split looks in a folder: put the file next to the data under a custom name
     (folder / "folds_test.csv").write_text(out.read_text())
     table = read_split(folder, "folds_test.csv")
@@ -206,16 +244,31 @@ def test_running_moments_merge_is_exact_for_large_offsets():
 def test_stats_normalisation_equals_fixed_mode(tmp_path):
     _stats_folder(tmp_path / "d", np.uint16, 2, [(16, 16), (12, 20)])
     out = tmp_path / "stats.json"
-    assert main(["stats", str(tmp_path / "d"), "--out", str(out), "--max-value", "4095", "--quiet"]) == 0
+    assert (
+        main(["stats", str(tmp_path / "d"), "--out", str(out), "--max-value", "4095", "--quiet"])
+        == 0
+    )
     saved = json.loads(out.read_text())
     block = saved["normalize"]
-    fixed = build_normalizer({"mode": "fixed", "max_value": block["max_value"], "mean": block["mean"], "std": block["std"]})
+    fixed = build_normalizer(
+        {
+            "mode": "fixed",
+            "max_value": block["max_value"],
+            "mean": block["mean"],
+            "std": block["std"],
+        }
+    )
     from_stats = build_normalizer({"mode": "stats", "path": str(out)})
     image = np.random.default_rng(2).integers(0, 4096, (8, 8, 2), dtype=np.uint16)
     np.testing.assert_array_equal(from_stats(image), fixed(image))
     assert block["max_value"] == 4095
     # standardised with the data's own statistics: mean ≈ 0, std ≈ 1 over the data set
-    pixels = np.concatenate([from_stats(tifffile.imread(p)).reshape(-1, 2) for p in sorted((tmp_path / "d" / "images").iterdir())])
+    pixels = np.concatenate(
+        [
+            from_stats(tifffile.imread(p)).reshape(-1, 2)
+            for p in sorted((tmp_path / "d" / "images").iterdir())
+        ]
+    )
     np.testing.assert_allclose(pixels.mean(axis=0), 0, atol=1e-5)
     np.testing.assert_allclose(pixels.std(axis=0), 1, atol=1e-4)
 
@@ -225,7 +278,10 @@ def test_stats_normalisation_equals_fixed_mode(tmp_path):
     [
         ({"mode": "stats"}, "needs path"),
         ({"mode": "stats", "path": "nowhere.json"}, "normalize.path nowhere.json does not exist"),
-        ({"mode": "stats", "path": "x.json", "mean": [1]}, 'unknown key "mean" in normalize \\(mode stats\\)'),
+        (
+            {"mode": "stats", "path": "x.json", "mean": [1]},
+            'unknown key "mean" in normalize \\(mode stats\\)',
+        ),
     ],
 )
 def test_stats_normalize_errors(spec, message):

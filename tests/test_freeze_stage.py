@@ -1,4 +1,5 @@
 """One freezing mechanism: the stage key `freeze_encoder` is FreezeCallback(module="encoder")."""
+
 import pytest
 import torch
 from torch import nn

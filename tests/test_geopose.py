@@ -1,5 +1,6 @@
 """Geopose dense regression: synthetic scenes, augmentation of vector targets, the multi-head
 model, D4 TTA (equivariance), and `catalyst-dl run` → `podium predict-geopose` end to end."""
+
 import json
 import math
 import random
@@ -13,7 +14,11 @@ import torch
 from conftest import REPO, run_command
 from podium.cli.main import main
 from podium.datasets.geopose import (
-    CITIES, SceneGeometry, SyntheticGeoposeScenes, build_geopose_datasets, render_scene,
+    CITIES,
+    SceneGeometry,
+    SyntheticGeoposeScenes,
+    build_geopose_datasets,
+    render_scene,
 )
 from podium.errors import PodiumError
 from podium.inference.geopose import GeoposePredictor, build_geopose_tta, geopose_tta
@@ -35,7 +40,9 @@ def one_torch_thread():
 
 # ---------------------------------------------------------------- D4 views (the test's own reference)
 
-D4_VIEWS = [(t, h, v) for t in (False, True) for h in (False, True) for v in (False, True)]  # (transpose, hflip, vflip)
+D4_VIEWS = [
+    (t, h, v) for t in (False, True) for h in (False, True) for v in (False, True)
+]  # (transpose, hflip, vflip)
 
 
 def _flip(array, axis):
@@ -101,15 +108,26 @@ def test_view_vector_moves_like_the_pixels(view):
 
 # ---------------------------------------------------------------- synthetic scenes
 
+
 def view_geometry(geometry: SceneGeometry, view) -> SceneGeometry:
     """The scene with every point, vector and array moved by the view."""
     size = geometry.size
-    shapes = [shape._replace(centre=view_point(shape.centre, view, size), axis=view_vector(shape.axis, view))
-              for shape in geometry.shapes]
-    arrays = {key: np.ascontiguousarray(apply_view(getattr(geometry, key), view, y_axis=0, x_axis=1))
-              for key in ("ground", "grain", "missing")}
-    return geometry._replace(shapes=shapes, direction=view_vector(geometry.direction, view),
-                             shadow=view_vector(geometry.shadow, view), **arrays)
+    shapes = [
+        shape._replace(
+            centre=view_point(shape.centre, view, size), axis=view_vector(shape.axis, view)
+        )
+        for shape in geometry.shapes
+    ]
+    arrays = {
+        key: np.ascontiguousarray(apply_view(getattr(geometry, key), view, y_axis=0, x_axis=1))
+        for key in ("ground", "grain", "missing")
+    }
+    return geometry._replace(
+        shapes=shapes,
+        direction=view_vector(geometry.direction, view),
+        shadow=view_vector(geometry.shadow, view),
+        **arrays,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +153,9 @@ def test_scene_targets_are_consistent(scenes):
     height, magnitude = sample["height_target"][0].numpy(), sample["magnitude_target"][0].numpy()
     scale = float(sample["scale_target"][0])
     missing = np.isnan(height)
-    assert missing.any() and np.array_equal(np.isnan(magnitude), missing)  # missing_prob 1: gaps everywhere
+    assert missing.any() and np.array_equal(
+        np.isnan(magnitude), missing
+    )  # missing_prob 1: gaps everywhere
     np.testing.assert_allclose(magnitude[~missing], scale * height[~missing], rtol=1e-6)
     assert height[~missing].min() == 0 and height[~missing].max() > 2
     assert torch.linalg.norm(sample["direction_target"]).item() == pytest.approx(1.0, abs=1e-6)
@@ -145,8 +165,11 @@ def test_scene_targets_are_consistent(scenes):
     assert style.off_nadir_deg[0] <= off_nadir <= style.off_nadir_deg[1]
     # deterministic; splits differ; cities in turn
     again = train[1]
-    assert all(torch.equal(again[k].nan_to_num(-1), sample[k].nan_to_num(-1)) for k in sample
-               if isinstance(sample[k], torch.Tensor))
+    assert all(
+        torch.equal(again[k].nan_to_num(-1), sample[k].nan_to_num(-1))
+        for k in sample
+        if isinstance(sample[k], torch.Tensor)
+    )
     assert not torch.equal(valid[1]["image"], sample["image"])
     assert [train.city(i) for i in range(5)] == ["ARG", "ATL", "JAX", "OMA", "ARG"]
     assert train.name(5) == "ATL_train_00005"
@@ -165,20 +188,34 @@ def test_d4_augmentation_moves_direction_with_the_image():
         seen.add(view)
         for key in ("height_target", "magnitude_target"):
             assert torch.equal(apply_view(a[key], view).nan_to_num(-1), b[key].nan_to_num(-1))
-        assert torch.allclose(b["direction_target"], view_vector(a["direction_target"], view), atol=1e-6)
-        assert torch.allclose(b["scale_target"], a["scale_target"]) and torch.allclose(b["gsd"], a["gsd"])
+        assert torch.allclose(
+            b["direction_target"], view_vector(a["direction_target"], view), atol=1e-6
+        )
+        assert torch.allclose(b["scale_target"], a["scale_target"]) and torch.allclose(
+            b["gsd"], a["gsd"]
+        )
     assert len(seen) >= 6  # the test saw (almost) every view
 
 
 def test_zoom_and_rotation_follow_through_keypoints():
     plain = SyntheticGeoposeScenes(2, image_size=64, missing_prob=0.0)[1]
-    zoomed = SyntheticGeoposeScenes(2, image_size=64, missing_prob=0.0,
-                                    transforms=[{"Affine": {"scale": 2.0, "rotate": 30.0, "p": 1.0}}])[1]
-    assert float(zoomed["scale_target"][0]) == pytest.approx(2 * float(plain["scale_target"][0]), rel=1e-4)
+    zoomed = SyntheticGeoposeScenes(
+        2,
+        image_size=64,
+        missing_prob=0.0,
+        transforms=[{"Affine": {"scale": 2.0, "rotate": 30.0, "p": 1.0}}],
+    )[1]
+    assert float(zoomed["scale_target"][0]) == pytest.approx(
+        2 * float(plain["scale_target"][0]), rel=1e-4
+    )
     assert float(zoomed["gsd"][0]) == pytest.approx(float(plain["gsd"][0]) / 2, rel=1e-4)
     # magnitude = scale × height still holds pixel by pixel after resampling
-    np.testing.assert_allclose(zoomed["magnitude_target"].numpy(),
-                               float(zoomed["scale_target"][0]) * zoomed["height_target"].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        zoomed["magnitude_target"].numpy(),
+        float(zoomed["scale_target"][0]) * zoomed["height_target"].numpy(),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     cosine = float(torch.dot(zoomed["direction_target"], plain["direction_target"]))
     assert math.degrees(math.acos(cosine)) == pytest.approx(30.0, abs=0.1)
     assert torch.linalg.norm(zoomed["direction_target"]).item() == pytest.approx(1.0, abs=1e-6)
@@ -199,6 +236,7 @@ def test_bad_data_is_refused():
 
 # ---------------------------------------------------------------- model
 
+
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
@@ -212,13 +250,22 @@ def test_model_heads_and_scalar_inputs(model):
         other = model(images, gsd=torch.tensor([[2.0], [1.0]]))
         odd = model(torch.randn(1, 3, 50, 70), gsd=torch.tensor([1.0]))
     assert {k: tuple(v.shape) for k, v in out.items()} == {
-        "height": (2, 1, 64, 96), "magnitude": (2, 1, 64, 96), "direction": (2, 2), "scale": (2, 1)}
+        "height": (2, 1, 64, 96),
+        "magnitude": (2, 1, 64, 96),
+        "direction": (2, 2),
+        "scale": (2, 1),
+    }
     assert odd["height"].shape == (1, 1, 50, 70)
     assert torch.allclose(out["direction"].norm(dim=1), torch.ones(2)) and (out["scale"] > 0).all()
     # the GSD reaches every head of the first image only
     for key in out:
-        assert not torch.allclose(out[key][0], other[key][0]) and torch.allclose(out[key][1], other[key][1])
-    with pytest.raises(PodiumError, match=r"takes the scalar inputs \[gsd\].*set runner/input_key to \[image, gsd\]"):
+        assert not torch.allclose(out[key][0], other[key][0]) and torch.allclose(
+            out[key][1], other[key][1]
+        )
+    with pytest.raises(
+        PodiumError,
+        match=r"takes the scalar inputs \[gsd\].*set runner/input_key to \[image, gsd\]",
+    ):
         model(images)
     with pytest.raises(PodiumError, match="scalar_inputs must be a list of distinct batch keys"):
         build_geopose_model(scalar_inputs="gsd")
@@ -237,7 +284,9 @@ def _check_equivariant(predict, images, views=GENERATORS, atol=1e-4):
         moved = predict(apply_view(images, view))
         for key in ("height", "magnitude"):
             assert torch.allclose(moved[key], apply_view(base[key], view), atol=atol), (key, view)
-        assert torch.allclose(moved["direction"], view_vector(base["direction"], view), atol=atol), view
+        assert torch.allclose(
+            moved["direction"], view_vector(base["direction"], view), atol=atol
+        ), view
         assert torch.allclose(moved["scale"], base["scale"], atol=atol)
 
 
@@ -250,14 +299,19 @@ def test_d4_tta_is_equivariant_for_any_model(model, views_per_batch):
     images = torch.randn(2, 3, 32, 32)
     gsd = torch.tensor([1.0, 1.3])
     _check_equivariant(lambda x: predictor.predict(x, {"gsd": gsd}), images)
-    assert torch.allclose(predictor.predict(images, {"gsd": gsd})["direction"].norm(dim=1), torch.ones(2))
+    assert torch.allclose(
+        predictor.predict(images, {"gsd": gsd})["direction"].norm(dim=1), torch.ones(2)
+    )
 
 
 def test_wrong_vector_deaugmentation_breaks_equivariance(model):
     """The test above can fail: directions averaged without undoing the views are not equivariant."""
     wrong = build_tta("d4", vector_keys={"direction": "scalar", "scale": "scalar"})
     with pytest.raises(AssertionError):
-        _check_equivariant(lambda x: geopose_tta(wrong, model, x, {"gsd": torch.ones(2, 1)}), torch.randn(2, 3, 32, 32))
+        _check_equivariant(
+            lambda x: geopose_tta(wrong, model, x, {"gsd": torch.ones(2, 1)}),
+            torch.randn(2, 3, 32, 32),
+        )
 
 
 def test_tta_keeps_an_equivariant_model_unchanged():
@@ -270,12 +324,17 @@ def test_tta_keeps_an_equivariant_model_unchanged():
     def fn(images):
         h, w = images.shape[-2:]
         xs, ys = (gx, gy) if (h, w) == (height, width) else (gy, gx)
-        weight = images[:, 0].relu() + 1e-3  # a direction from the image's centre of mass: a true vector
+        weight = (
+            images[:, 0].relu() + 1e-3
+        )  # a direction from the image's centre of mass: a true vector
         x = (weight * xs[None, None, :]).sum(dim=(1, 2)) / weight.sum(dim=(1, 2))
         y = (weight * ys[None, :, None]).sum(dim=(1, 2)) / weight.sum(dim=(1, 2))
-        return {"height": images.mean(dim=1, keepdim=True), "magnitude": images[:, 1:2] ** 2,
-                "direction": torch.nn.functional.normalize(torch.stack([x, y], dim=1), dim=1),
-                "scale": images.abs().mean(dim=(1, 2, 3))[:, None]}
+        return {
+            "height": images.mean(dim=1, keepdim=True),
+            "magnitude": images[:, 1:2] ** 2,
+            "direction": torch.nn.functional.normalize(torch.stack([x, y], dim=1), dim=1),
+            "scale": images.abs().mean(dim=(1, 2, 3))[:, None],
+        }
 
     images = torch.randn(3, 3, height, width)
     plain = fn(images)
@@ -292,20 +351,38 @@ def test_tta_keeps_an_equivariant_model_unchanged():
 
 # ---------------------------------------------------------------- end to end
 
+
 def test_train_then_predict_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the subprocesses too (see one_torch_thread)
     logdir = tmp_path / "run"
     result = run_command(
-        "catalyst-dl", "run", "--config", CONFIG, f"--args/logdir={logdir}:str",
-        "--data/num_train=16:int", "--data/num_valid=8:int", "--stages/train/num_epochs=1:int",
-        "--stages/train/loaders/batch_size=8:int", "--model/head_channels=8:int",
+        "catalyst-dl",
+        "run",
+        "--config",
+        CONFIG,
+        f"--args/logdir={logdir}:str",
+        "--data/num_train=16:int",
+        "--data/num_valid=8:int",
+        "--stages/train/num_epochs=1:int",
+        "--stages/train/loaders/batch_size=8:int",
+        "--model/head_channels=8:int",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     valid = pd.read_csv(logdir / "logs" / "valid.csv")
-    assert {"height_r2", "magnitude_r2", "geopose_r2", "height_r2/ARG", "magnitude_r2/OMA", "direction_r2",
-            "loss_hubercos", "loss_scale"} <= set(valid.columns)
+    assert {
+        "height_r2",
+        "magnitude_r2",
+        "geopose_r2",
+        "height_r2/ARG",
+        "magnitude_r2/OMA",
+        "direction_r2",
+        "loss_hubercos",
+        "loss_scale",
+    } <= set(valid.columns)
     row = valid.iloc[-1]
-    assert row["geopose_r2"] == pytest.approx((row["height_r2"] + row["magnitude_r2"]) / 2, rel=1e-5)
+    assert row["geopose_r2"] == pytest.approx(
+        (row["height_r2"] + row["magnitude_r2"]) / 2, rel=1e-5
+    )
     cities = [row[f"height_r2/{c}"] for c in CITIES]
     assert row["height_r2"] == pytest.approx(np.mean(cities), rel=1e-6)  # the mean over cities
     assert row["loss"] == pytest.approx(row["loss_hubercos"] + 10 * row["loss_scale"], rel=1e-5)
@@ -313,7 +390,10 @@ def test_train_then_predict_end_to_end(tmp_path, monkeypatch, capsys):
     # predicting the run's valid scenes without TTA reproduces the logged R2s (`podium
     # predict-geopose` in this process: the console script's code without another start-up)
     out = tmp_path / "preds"
-    assert main(["predict-geopose", "--run", str(logdir), "--synthetic", "valid", "--out", str(out)]) == 0
+    assert (
+        main(["predict-geopose", "--run", str(logdir), "--synthetic", "valid", "--out", str(out)])
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("height_r2", "magnitude_r2", "geopose_r2", "height_r2/JAX"):
         assert metrics[key] == pytest.approx(row[key], rel=1e-4, abs=1e-6), key
@@ -332,18 +412,61 @@ def test_train_then_predict_end_to_end(tmp_path, monkeypatch, capsys):
     image, _ = render_scene(SyntheticGeoposeScenes(1, image_size=64).geometry(0))
     cv2.imwrite(str(tmp_path / "tile.png"), image[:, :, ::-1])
     out_images = tmp_path / "images"
-    assert main(["predict-geopose", "--run", str(logdir), "--images", str(tmp_path / "tile.png"),
-                 "--scalar", "gsd=1.2", "--tta", "d4", "--out", str(out_images)]) == 0
+    assert (
+        main(
+            [
+                "predict-geopose",
+                "--run",
+                str(logdir),
+                "--images",
+                str(tmp_path / "tile.png"),
+                "--scalar",
+                "gsd=1.2",
+                "--tta",
+                "d4",
+                "--out",
+                str(out_images),
+            ]
+        )
+        == 0
+    )
     rows = pd.read_csv(out_images / "predictions.csv")
     assert list(rows["name"]) == ["tile"] and (out_images / "tile_MAG.tif").is_file()
     assert not (out_images / "metrics.json").exists()
 
 
 def test_predict_geopose_errors(tmp_path, capsys):
-    assert main(["predict-geopose", "--run", str(tmp_path), "--synthetic", "valid", "--out", str(tmp_path / "o")]) != 0
+    assert (
+        main(
+            [
+                "predict-geopose",
+                "--run",
+                str(tmp_path),
+                "--synthetic",
+                "valid",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        != 0
+    )
     assert "is not a podium run directory" in capsys.readouterr().err
-    assert main(["predict-geopose", "--run", str(tmp_path), "--images", "x.png", "--scalar", "gsd",
-                 "--out", str(tmp_path / "o")]) != 0
+    assert (
+        main(
+            [
+                "predict-geopose",
+                "--run",
+                str(tmp_path),
+                "--images",
+                "x.png",
+                "--scalar",
+                "gsd",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        != 0
+    )
     assert "--scalar 'gsd': expected NAME=NUMBER" in capsys.readouterr().err
     model = build_geopose_model(scalar_inputs=["gsd"], head_channels=8, hidden_features=8)
     from podium.inference.geopose import predict_images

@@ -1,4 +1,5 @@
 """podium.interrupts: real signals to this process, inside and outside deferred writes."""
+
 import os
 import signal
 
@@ -23,7 +24,11 @@ def test_a_signal_in_a_deferred_block_waits_for_its_end():
                 done.append("the rest of the write")
             done.append("after the block")  # never: the held signal is raised at the block's end
     assert done == ["the rest of the write"]
-    assert (stopped.value.signum, stopped.value.during, stopped.value.completed) == (signal.SIGTERM, "out.png", True)
+    assert (stopped.value.signum, stopped.value.during, stopped.value.completed) == (
+        signal.SIGTERM,
+        "out.png",
+        True,
+    )
     assert interrupts.exit_status(stopped.value) == 143
 
 
@@ -72,6 +77,16 @@ def test_a_second_signal_stops_a_checkpoint_write_and_is_not_a_full_disk(tmp_pat
 
 
 def test_command_line_replaces_the_resume_options():
-    argv = ["/venv/bin/catalyst-dl", "run", "--config", "a b.yml", "--resume", "logs/x", "--autoresume=last"]
-    command = interrupts.command_line(argv, drop=("--resume", "--autoresume"), add=("--autoresume", "last"))
+    argv = [
+        "/venv/bin/catalyst-dl",
+        "run",
+        "--config",
+        "a b.yml",
+        "--resume",
+        "logs/x",
+        "--autoresume=last",
+    ]
+    command = interrupts.command_line(
+        argv, drop=("--resume", "--autoresume"), add=("--autoresume", "last")
+    )
     assert command == "catalyst-dl run --config 'a b.yml' --autoresume last"

@@ -3,6 +3,7 @@
 cli ─► report ─► inference ─► models, datasets, metrics, losses ─► compat ─► errors, files, …
 cli ─► runners ─► callbacks, loggers ─► models, datasets, metrics, losses ─► compat ─► …
 """
+
 import ast
 from pathlib import Path
 
@@ -47,7 +48,11 @@ def _imports(path: Path):
                 yield node.lineno, alias.name
 
 
-MODULES = sorted(p for p in PACKAGE.rglob("*.py") if p.name not in ("__init__.py", "__main__.py") or p.parent != PACKAGE)
+MODULES = sorted(
+    p
+    for p in PACKAGE.rglob("*.py")
+    if p.name not in ("__init__.py", "__main__.py") or p.parent != PACKAGE
+)
 
 
 def test_every_package_has_a_layer():

@@ -1,6 +1,7 @@
 """podium.losses against references: torch built-ins, pytorch-toolbelt (where it is right) and
 numpy by hand; edge cases (empty masks, all pixels ignored, one class); each toolbelt defect
 that a podium loss fixes, shown on the toolbelt original."""
+
 import math
 import warnings
 
@@ -116,10 +117,14 @@ def test_binary_focal_matches_toolbelt_and_numpy():
         ours = L.FocalLoss("binary", alpha=alpha, gamma=2.0)(logits, target)
         toolbelt = TB.BinaryFocalLoss(alpha=alpha, gamma=2.0)(logits, target)
         assert torch.allclose(ours, toolbelt, atol=1e-6)
-        assert ours.item() == pytest.approx(np_binary_focal(logits.numpy(), target.numpy(), 2.0, alpha), rel=1e-5)
+        assert ours.item() == pytest.approx(
+            np_binary_focal(logits.numpy(), target.numpy(), 2.0, alpha), rel=1e-5
+        )
     # gamma = 0 is plain BCE
-    assert torch.allclose(L.BinaryFocalLoss(gamma=0.0)(logits, target),
-                          F.binary_cross_entropy_with_logits(logits, target))
+    assert torch.allclose(
+        L.BinaryFocalLoss(gamma=0.0)(logits, target),
+        F.binary_cross_entropy_with_logits(logits, target),
+    )
 
 
 def test_binary_focal_ignore_defect_of_toolbelt():
@@ -154,10 +159,14 @@ def test_softmax_focal_is_true_softmax_focal_toolbelt_is_not():
     alpha = [0.2, 0.5, 0.3]
     weighted = L.SoftmaxFocalLoss(alpha=alpha, ignore_index=IGNORE)(logits, target)
     assert weighted.item() == pytest.approx(
-        np_softmax_focal(logits.numpy(), target.numpy(), 2.0, alpha, IGNORE), rel=1e-5)
+        np_softmax_focal(logits.numpy(), target.numpy(), 2.0, alpha, IGNORE), rel=1e-5
+    )
     # gamma = 0: cross-entropy
-    assert torch.allclose(L.SoftmaxFocalLoss(gamma=0.0, ignore_index=IGNORE)(logits, target),
-                          F.cross_entropy(logits, target, ignore_index=IGNORE), atol=1e-6)
+    assert torch.allclose(
+        L.SoftmaxFocalLoss(gamma=0.0, ignore_index=IGNORE)(logits, target),
+        F.cross_entropy(logits, target, ignore_index=IGNORE),
+        atol=1e-6,
+    )
 
 
 # ---------------------------------------------------------------------------- dice / jaccard
@@ -172,21 +181,27 @@ def np_overlap(probs, onehot, per_image, kind, smooth=0.0, eps=1e-7):
     return (1 - score) * (onehot.sum(axes) > 0)
 
 
-@pytest.mark.parametrize("loss_cls, kind, toolbelt_cls",
-                         [(L.DiceLoss, "dice", TB.DiceLoss), (L.JaccardLoss, "jaccard", TB.JaccardLoss)])
+@pytest.mark.parametrize(
+    "loss_cls, kind, toolbelt_cls",
+    [(L.DiceLoss, "dice", TB.DiceLoss), (L.JaccardLoss, "jaccard", TB.JaccardLoss)],
+)
 def test_overlap_losses_match_toolbelt_and_numpy(loss_cls, kind, toolbelt_cls):
     logits, target = multiclass_batch()
     probs = np_softmax(logits.numpy().astype(np.float64)).reshape(2, 3, -1)
     onehot = np.eye(3)[target.numpy().reshape(2, -1)].transpose(0, 2, 1)
     for smooth in (0.0, 1.0):
         ours = loss_cls("multiclass", smooth=smooth)(logits, target)
-        assert torch.allclose(ours, toolbelt_cls("multiclass", smooth=smooth)(logits, target), atol=1e-6)
+        assert torch.allclose(
+            ours, toolbelt_cls("multiclass", smooth=smooth)(logits, target), atol=1e-6
+        )
         per_image = loss_cls("multiclass", smooth=smooth, per_image=True)(logits, target)
         reference = np_overlap(probs, onehot, True, kind, smooth).mean()
         assert per_image.item() == pytest.approx(reference, rel=1e-5)
     blogits, btarget = binary_batch()
     for mode in ("binary", "multilabel"):
-        assert torch.allclose(loss_cls(mode)(blogits, btarget), toolbelt_cls(mode)(blogits, btarget), atol=1e-6)
+        assert torch.allclose(
+            loss_cls(mode)(blogits, btarget), toolbelt_cls(mode)(blogits, btarget), atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("loss_cls, kind", [(L.DiceLoss, "dice"), (L.JaccardLoss, "jaccard")])
@@ -199,7 +214,9 @@ def test_log_loss_is_minus_log_of_the_soft_score(loss_cls, kind):
         axes = (2,) if per_image else (0, 2)
         inter, card = (probs * onehot).sum(axes), (probs + onehot).sum(axes)
         score = 2 * inter / card if kind == "dice" else inter / (card - inter)
-        assert (onehot.sum(axes) > 0).all() and (score < 0.9).all()  # every class present, far from perfect
+        assert (onehot.sum(axes) > 0).all() and (
+            score < 0.9
+        ).all()  # every class present, far from perfect
         ours = loss_cls("multiclass", log_loss=True, per_image=per_image)(logits, target)
         assert ours.item() == pytest.approx(np.mean(-np.log(score)), rel=1e-5), per_image
     # binary: one global score over the batch
@@ -207,7 +224,9 @@ def test_log_loss_is_minus_log_of_the_soft_score(loss_cls, kind):
     p, t = torch.sigmoid(blogits.double()), btarget.double()
     inter, card = (p * t).sum(), (p + t).sum()
     score = 2 * inter / card if kind == "dice" else inter / (card - inter)
-    assert loss_cls("binary", log_loss=True)(blogits, btarget).item() == pytest.approx(-math.log(score.item()), rel=1e-5)
+    assert loss_cls("binary", log_loss=True)(blogits, btarget).item() == pytest.approx(
+        -math.log(score.item()), rel=1e-5
+    )
 
 
 def test_dice_classes_as_list_toolbelt_raises():
@@ -215,22 +234,30 @@ def test_dice_classes_as_list_toolbelt_raises():
     # toolbelt's to_tensor turns a list into np.ndarray(SHAPE=[1, 2]): uninitialised memory,
     # so the loss raises IndexError or (when the garbage happens to be a valid index) is wrong
     broken = TB.DiceLoss("multiclass", classes=[1, 2])
-    assert broken.classes.shape == (1, 2) and not torch.equal(broken.classes[0], torch.tensor([1, 2]))
+    assert broken.classes.shape == (1, 2) and not torch.equal(
+        broken.classes[0], torch.tensor([1, 2])
+    )
     reference = TB.DiceLoss("multiclass", classes=torch.tensor([1, 2]))(logits, target)
     assert torch.allclose(L.DiceLoss("multiclass", classes=[1, 2])(logits, target), reference)
-    assert torch.allclose(L.JaccardLoss("multiclass", classes=[1, 2])(logits, target),
-                          TB.JaccardLoss("multiclass", classes=torch.tensor([1, 2]))(logits, target))
+    assert torch.allclose(
+        L.JaccardLoss("multiclass", classes=[1, 2])(logits, target),
+        TB.JaccardLoss("multiclass", classes=torch.tensor([1, 2]))(logits, target),
+    )
 
 
 def test_dice_ignore_matches_toolbelt():
     logits, target = multiclass_batch(ignore=True)
     ours = L.DiceLoss("multiclass", ignore_index=IGNORE)(logits, target)
-    assert torch.allclose(ours, TB.DiceLoss("multiclass", ignore_index=IGNORE)(logits, target), atol=1e-6)
+    assert torch.allclose(
+        ours, TB.DiceLoss("multiclass", ignore_index=IGNORE)(logits, target), atol=1e-6
+    )
     blogits, btarget = binary_batch(ignore=True)
     ours = L.DiceLoss("binary", ignore_index=IGNORE)(blogits, btarget)
     keep = btarget != IGNORE
     p, t = torch.sigmoid(blogits)[keep], btarget[keep]
-    assert ours.item() == pytest.approx(1 - (2 * (p * t).sum() / (p.sum() + t.sum())).item(), rel=1e-5)
+    assert ours.item() == pytest.approx(
+        1 - (2 * (p * t).sum() / (p.sum() + t.sum())).item(), rel=1e-5
+    )
 
 
 def test_dice_empty_mask_and_smooth():
@@ -281,29 +308,42 @@ def test_lovasz_multiclass_takes_logits_toolbelt_takes_probabilities():
     assert TB.LovaszLoss()(logits.softmax(1), target).item() == pytest.approx(reference, rel=1e-5)
     assert TB.LovaszLoss()(logits, target).item() != pytest.approx(reference, rel=0.05)  # defect
     per_image = L.LovaszLoss("multiclass", per_image=True)(logits, target)
-    assert torch.allclose(per_image, TB.LovaszLoss(per_image=True)(logits.softmax(1), target), atol=1e-6)
+    assert torch.allclose(
+        per_image, TB.LovaszLoss(per_image=True)(logits.softmax(1), target), atol=1e-6
+    )
 
 
 def test_lovasz_binary_matches_toolbelt_hinge_and_numpy():
     logits, target = binary_batch(ignore=True)
     keep = (target != IGNORE).numpy().reshape(-1)
-    reference = np_lovasz_hinge(logits.numpy().reshape(-1)[keep].astype(np.float64),
-                                target.numpy().reshape(-1)[keep].astype(np.float64))
+    reference = np_lovasz_hinge(
+        logits.numpy().reshape(-1)[keep].astype(np.float64),
+        target.numpy().reshape(-1)[keep].astype(np.float64),
+    )
     ours = L.LovaszLoss("binary", ignore_index=IGNORE)(logits, target)
     assert ours.item() == pytest.approx(reference, rel=1e-5)
     for per_image in (False, True):
         ref = TB.BinaryLovaszLoss(per_image=per_image, ignore_index=IGNORE)(logits, target)
-        assert torch.allclose(L.LovaszLoss("binary", per_image, IGNORE)(logits, target), ref, atol=1e-6)
+        assert torch.allclose(
+            L.LovaszLoss("binary", per_image, IGNORE)(logits, target), ref, atol=1e-6
+        )
     # multilabel: the binary hinge per channel, averaged
     ml_logits, ml_target = binary_batch(shape=(2, 3, 6, 6))
-    per_channel = [L.LovaszLoss("binary")(ml_logits[:, c:c + 1], ml_target[:, c:c + 1]) for c in range(3)]
-    assert torch.allclose(L.LovaszLoss("multilabel")(ml_logits, ml_target), torch.stack(per_channel).mean())
+    per_channel = [
+        L.LovaszLoss("binary")(ml_logits[:, c : c + 1], ml_target[:, c : c + 1]) for c in range(3)
+    ]
+    assert torch.allclose(
+        L.LovaszLoss("multilabel")(ml_logits, ml_target), torch.stack(per_channel).mean()
+    )
 
 
 # ---------------------------------------------------------------------------- regression
 def test_huber_smooth_l1_l1_with_ignore_value():
     g = gen(1)
-    prediction, target = torch.randn(2, 1, 8, 8, generator=g) * 3, torch.randn(2, 1, 8, 8, generator=g) * 3
+    prediction, target = (
+        torch.randn(2, 1, 8, 8, generator=g) * 3,
+        torch.randn(2, 1, 8, 8, generator=g) * 3,
+    )
     target_nan = target.clone()
     target_nan[0, 0, :4] = math.nan
     keep = ~torch.isnan(target_nan)
@@ -319,8 +359,10 @@ def test_huber_smooth_l1_l1_with_ignore_value():
         assert torch.allclose(value, reference(prediction[keep], target_nan[keep]))
         assert torch.isfinite(grad).all() and torch.all(grad[~keep] == 0)
     boxes = L.SmoothL1Loss(ignore_value=-1.0)
-    assert torch.allclose(boxes(prediction, torch.where(keep, target, -1.0)),
-                          F.smooth_l1_loss(prediction[keep], target[keep]))
+    assert torch.allclose(
+        boxes(prediction, torch.where(keep, target, -1.0)),
+        F.smooth_l1_loss(prediction[keep], target[keep]),
+    )
 
 
 def test_cosine_similarity_loss_and_geopose_stack():
@@ -328,26 +370,47 @@ def test_cosine_similarity_loss_and_geopose_stack():
     prediction, target = torch.randn(4, 2, 5, 5, generator=g), torch.randn(4, 2, 5, 5, generator=g)
     p, t = prediction.numpy().astype(np.float64), target.numpy().astype(np.float64)
     cos = (p * t).sum(1) / np.linalg.norm(p, axis=1) / np.linalg.norm(t, axis=1)
-    assert L.CosineSimilarityLoss()(prediction, target).item() == pytest.approx((1 - cos).mean(), rel=1e-5)
+    assert L.CosineSimilarityLoss()(prediction, target).item() == pytest.approx(
+        (1 - cos).mean(), rel=1e-5
+    )
     target[0, :, 0, 0] = 0
     zero_kept = L.CosineSimilarityLoss(ignore_zero=True)(prediction, target)
     mask = np.ones_like(cos, bool)
     mask[0, 0, 0] = False
     assert zero_kept.item() == pytest.approx((1 - cos)[mask].mean(), rel=1e-5)
 
-    height, height_target = torch.randn(2, 1, 6, 6, generator=g), torch.randn(2, 1, 6, 6, generator=g)
+    height, height_target = (
+        torch.randn(2, 1, 6, 6, generator=g),
+        torch.randn(2, 1, 6, 6, generator=g),
+    )
     height_target[0, 0, 0] = math.nan
     mag, mag_target = torch.rand(2, 1, 6, 6, generator=g), torch.rand(2, 1, 6, 6, generator=g) * 3
-    xydir, xydir_target = torch.randn(2, 2, generator=g), F.normalize(torch.randn(2, 2, generator=g), dim=1)
-    stack = L.HuberCosLoss(height_weight=2.0, magnitude_weight=0.5, cosine_weight=3.0,
-                           direction_mse_weight=0.25, delta=1.0)
-    value = stack(height=height, height_target=height_target, magnitude=mag, magnitude_target=mag_target,
-                  direction=xydir, direction_target=xydir_target)
+    xydir, xydir_target = (
+        torch.randn(2, 2, generator=g),
+        F.normalize(torch.randn(2, 2, generator=g), dim=1),
+    )
+    stack = L.HuberCosLoss(
+        height_weight=2.0,
+        magnitude_weight=0.5,
+        cosine_weight=3.0,
+        direction_mse_weight=0.25,
+        delta=1.0,
+    )
+    value = stack(
+        height=height,
+        height_target=height_target,
+        magnitude=mag,
+        magnitude_target=mag_target,
+        direction=xydir,
+        direction_target=xydir_target,
+    )
     keep = ~torch.isnan(height_target)
-    expected = (2.0 * F.huber_loss(height[keep], height_target[keep])
-                + 0.5 * F.huber_loss(mag, mag_target)
-                + 3.0 * (1 - F.cosine_similarity(xydir, xydir_target)).mean()
-                + 0.25 * F.mse_loss(xydir, xydir_target))
+    expected = (
+        2.0 * F.huber_loss(height[keep], height_target[keep])
+        + 0.5 * F.huber_loss(mag, mag_target)
+        + 3.0 * (1 - F.cosine_similarity(xydir, xydir_target)).mean()
+        + 0.25 * F.mse_loss(xydir, xydir_target)
+    )
     assert torch.allclose(value, expected)
     assert set(stack.last_terms) == {"height", "magnitude", "cosine", "direction_mse"}
 
@@ -360,20 +423,33 @@ def test_kl_div_and_soft_target_bce():
     ref = F.kl_div(F.log_softmax(logits, 1), q, reduction="batchmean")
     assert torch.allclose(L.KLDivLoss()(logits, q), ref)
     t = 2.0
-    ref_t = F.kl_div(F.log_softmax(logits / t, 1), (teacher / t).softmax(1), reduction="batchmean") * t * t
-    assert torch.allclose(L.KLDivLoss(temperature=t, target_logits=True)(logits, teacher), ref_t, atol=1e-6)
-    maps, map_teacher = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g).softmax(1)
+    ref_t = (
+        F.kl_div(F.log_softmax(logits / t, 1), (teacher / t).softmax(1), reduction="batchmean")
+        * t
+        * t
+    )
+    assert torch.allclose(
+        L.KLDivLoss(temperature=t, target_logits=True)(logits, teacher), ref_t, atol=1e-6
+    )
+    maps, map_teacher = (
+        torch.randn(2, 3, 4, 4, generator=g),
+        torch.randn(2, 3, 4, 4, generator=g).softmax(1),
+    )
     per_pixel = F.kl_div(F.log_softmax(maps, 1), map_teacher, reduction="none").sum(1).mean()
     assert torch.allclose(L.KLDivLoss()(maps, map_teacher), per_pixel)
     assert L.KLDivLoss()(logits, logits.softmax(1)).abs() < 1e-6  # identical distributions
 
     soft = torch.rand(2, 1, 4, 4, generator=g)
     blogits = torch.randn(2, 1, 4, 4, generator=g)
-    assert torch.allclose(L.SoftTargetBCEWithLogitsLoss()(blogits, soft),
-                          F.binary_cross_entropy_with_logits(blogits, soft))
+    assert torch.allclose(
+        L.SoftTargetBCEWithLogitsLoss()(blogits, soft),
+        F.binary_cross_entropy_with_logits(blogits, soft),
+    )
     teacher_logits = torch.randn(2, 1, 4, 4, generator=g)
-    assert torch.allclose(L.SoftTargetBCEWithLogitsLoss(target_logits=True)(blogits, teacher_logits),
-                          F.binary_cross_entropy_with_logits(blogits, torch.sigmoid(teacher_logits)))
+    assert torch.allclose(
+        L.SoftTargetBCEWithLogitsLoss(target_logits=True)(blogits, teacher_logits),
+        F.binary_cross_entropy_with_logits(blogits, torch.sigmoid(teacher_logits)),
+    )
 
 
 # ---------------------------------------------------------------------------- centernet
@@ -387,17 +463,26 @@ def test_centernet_focal_matches_numpy():
     x = logits.numpy().astype(np.float64)
     p = sigmoid(x)
     pos = heat == 1
-    expected = -(np.sum(((1 - p) ** 2 * np.log(p))[pos])
-                 + np.sum(((1 - heat) ** 4 * p ** 2 * np.log(1 - p))[~pos])) / pos.sum()
+    expected = (
+        -(
+            np.sum(((1 - p) ** 2 * np.log(p))[pos])
+            + np.sum(((1 - heat) ** 4 * p**2 * np.log(1 - p))[~pos])
+        )
+        / pos.sum()
+    )
     assert pos.sum() == 3
-    value, grad = value_and_grad(L.CenterNetFocalLoss(), logits, torch.tensor(heat, dtype=torch.float32))
+    value, grad = value_and_grad(
+        L.CenterNetFocalLoss(), logits, torch.tensor(heat, dtype=torch.float32)
+    )
     assert value.item() == pytest.approx(expected, rel=1e-5)
     assert torch.isfinite(grad).all()
     # no peak at all: normalised by 1, still finite
     value, grad = value_and_grad(L.CenterNetFocalLoss(), logits, torch.zeros_like(logits))
     assert torch.isfinite(value) and torch.isfinite(grad).all()
     # extreme logits stay finite (logsigmoid, no clamping)
-    value, grad = value_and_grad(L.CenterNetFocalLoss(), torch.full((1, 1, 2, 2), 80.0), torch.eye(2)[None, None])
+    value, grad = value_and_grad(
+        L.CenterNetFocalLoss(), torch.full((1, 1, 2, 2), 80.0), torch.eye(2)[None, None]
+    )
     assert torch.isfinite(value) and torch.isfinite(grad).all()
 
 
@@ -413,7 +498,10 @@ def segmentation_losses():
         "ce": (L.CrossEntropyLoss(ignore_index=IGNORE), "multiclass"),
         "mc_focal": (L.FocalLoss("multiclass", ignore_index=IGNORE), "multiclass"),
         "mc_dice": (L.DiceLoss("multiclass", ignore_index=IGNORE, per_image=True), "multiclass"),
-        "mc_lovasz": (L.LovaszLoss("multiclass", ignore_index=IGNORE, per_image=True), "multiclass"),
+        "mc_lovasz": (
+            L.LovaszLoss("multiclass", ignore_index=IGNORE, per_image=True),
+            "multiclass",
+        ),
     }
 
 
@@ -447,11 +535,15 @@ def test_misspelled_arguments_raise_podium_error_with_suggestion():
 def test_losses_build_from_yaml_targets():
     import hydra_slayer
 
-    loss = hydra_slayer.get_from_params(_target_="podium.losses.FocalLoss", mode="multiclass", gamma=1.5)
+    loss = hydra_slayer.get_from_params(
+        _target_="podium.losses.FocalLoss", mode="multiclass", gamma=1.5
+    )
     assert isinstance(loss, L.FocalLoss) and loss.gamma == 1.5
     # hydra-slayer wraps the constructor's error; the PodiumError is its cause
     with pytest.raises(RuntimeError) as error:
-        hydra_slayer.get_from_params(_target_="podium.losses.DiceLoss", mode="binary", per_imag=True)
+        hydra_slayer.get_from_params(
+            _target_="podium.losses.DiceLoss", mode="binary", per_imag=True
+        )
     assert isinstance(error.value.__cause__, PodiumError)
     assert 'did you mean "per_image"' in str(error.value.__cause__)
     assert not hasattr(TB, "JointLoss")  # gone from toolbelt: LossStackCallback replaces it

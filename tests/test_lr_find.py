@@ -1,4 +1,5 @@
 """`podium lr-find`: a real sweep of the nuclei config on the real sample, and its parts."""
+
 import csv
 import math
 import re
@@ -26,11 +27,18 @@ def sweep(tmp_path_factory, nuclei_data):
     torch.set_num_threads(1)  # twice as fast on the shared 2-core CPU (no oversubscription)
     try:
         with contextlib.redirect_stdout(stdout):
-            status = main([
-                "lr-find", "--config", str(NUCLEI_CONFIG), "--steps", "20",
-                f"--data/root={nuclei_data}:str", f"--args/logdir={logdir}:str",
-                "--stages/warmup/loaders/batch_size=4:int",
-            ])
+            status = main(
+                [
+                    "lr-find",
+                    "--config",
+                    str(NUCLEI_CONFIG),
+                    "--steps",
+                    "20",
+                    f"--data/root={nuclei_data}:str",
+                    f"--args/logdir={logdir}:str",
+                    "--stages/warmup/loaders/batch_size=4:int",
+                ]
+            )
     finally:
         torch.set_num_threads(threads)
     return status, stdout.getvalue(), logdir
@@ -75,7 +83,7 @@ def test_lr_find_leaves_the_run_alone(sweep):
 def test_unknown_stage_is_one_line_error(capsys):
     status = main(["lr-find", "--config", str(NUCLEI_CONFIG), "--stage", "trian"])
     assert status == 1  # podium: error: ... exits 1, like catalyst-dl run
-    assert 'no stage \'trian\'' in capsys.readouterr().err
+    assert "no stage 'trian'" in capsys.readouterr().err
 
 
 def test_schedule_smoothing_and_suggestion():
@@ -122,7 +130,8 @@ def test_configs_merge_and_overrides_apply_like_catalyst_dl_run(tmp_path):
     extra = tmp_path / "extra.yml"
     extra.write_text("stages:\n  train:\n    optimizer: {lr: 0.01}\n")
     config = load_run_config(
-        [str(NUCLEI_CONFIG), str(extra)], ["--stages/train/loaders/batch_size=2:int"])
+        [str(NUCLEI_CONFIG), str(extra)], ["--stages/train/loaders/batch_size=2:int"]
+    )
     assert config["stages"]["train"]["optimizer"]["lr"] == 0.01
     assert config["stages"]["train"]["optimizer"]["_target_"] == "torch.optim.AdamW"
     assert config["stages"]["train"]["loaders"]["batch_size"] == 2

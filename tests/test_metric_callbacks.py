@@ -1,5 +1,6 @@
 """podium.callbacks.metrics: a real SupervisedRunner run, YAML instantiation, and 2-process gloo
 DDP where every rank sees half the data and logs the single-process value."""
+
 import os
 from types import SimpleNamespace
 
@@ -41,7 +42,9 @@ def make_batches_data(n=12, seed=0):
     mask = (r.random((n, 2, 6, 6)) > 0.6).astype(np.float32)
     mask[r.random(mask.shape) < 0.1] = -1
     box = np.sort(r.random((n, 2, 2)) * 8, axis=1).transpose(0, 2, 1).reshape(n, 4)[:, [0, 2, 1, 3]]
-    box_true = np.sort(r.random((n, 2, 2)) * 8, axis=1).transpose(0, 2, 1).reshape(n, 4)[:, [0, 2, 1, 3]]
+    box_true = (
+        np.sort(r.random((n, 2, 2)) * 8, axis=1).transpose(0, 2, 1).reshape(n, 4)[:, [0, 2, 1, 3]]
+    )
     height_true = r.normal(size=(n, 1, 4, 4)) * 3
     # even samples (rank 0) come from ATL/JAX, odd ones (rank 1) from JAX/OMA: group sets differ
     city = np.where(np.arange(n) % 2 == 0, r.choice(["ATL", "JAX"], n), r.choice(["JAX", "OMA"], n))
@@ -64,9 +67,15 @@ def make_batches_data(n=12, seed=0):
 
 def make_callbacks():
     return [
-        SegmentationMetricsCallback("logits", "mask", ignore_value=-1, class_names=["a", "b"], prefix="seg_"),
-        SegmentationMetricsCallback("logits", "mask", ignore_value=-1, per_image=True, prefix="img_"),
-        SegmentationMetricsCallback("mc_logits", "labels_map", activation="softmax", ignore_value=255, prefix="mc_"),
+        SegmentationMetricsCallback(
+            "logits", "mask", ignore_value=-1, class_names=["a", "b"], prefix="seg_"
+        ),
+        SegmentationMetricsCallback(
+            "logits", "mask", ignore_value=-1, per_image=True, prefix="img_"
+        ),
+        SegmentationMetricsCallback(
+            "mc_logits", "labels_map", activation="softmax", ignore_value=255, prefix="mc_"
+        ),
         R2Callback("height", "height_true", group_key="city"),
         ClassificationMetricsCallback("cls_logits", "label", num_classes=3, prefix="cls_"),
         ClassificationMetricsCallback("bin_logit", "bin_label", prefix="bin_"),
@@ -82,7 +91,8 @@ def run_loader(callbacks, data, indices, batch_size=2):
     for start in range(0, len(indices), batch_size):
         idx = indices[start : start + batch_size]
         runner.batch = {
-            k: (list(v[idx]) if v.dtype.kind == "U" else torch.as_tensor(v[idx])) for k, v in data.items()
+            k: (list(v[idx]) if v.dtype.kind == "U" else torch.as_tensor(v[idx]))
+            for k, v in data.items()
         }
         for callback in callbacks:
             callback.on_batch_end(runner)
@@ -100,20 +110,43 @@ def test_loader_values_match_numpy():
     for c, name in enumerate("ab"):
         keep = y[:, c] != -1
         assert got[f"seg_dice/{name}"] == pytest.approx(f1_score(y[keep, c], p[keep, c]), abs=1e-9)
-        assert got[f"seg_iou/{name}"] == pytest.approx(jaccard_score(y[keep, c], p[keep, c]), abs=1e-9)
+        assert got[f"seg_iou/{name}"] == pytest.approx(
+            jaccard_score(y[keep, c], p[keep, c]), abs=1e-9
+        )
     keep = data["labels_map"] != 255
     yl, pl = data["labels_map"][keep], data["mc_logits"].argmax(1)[keep]
     assert got["mc_dice"] == pytest.approx(f1_score(yl, pl, average="macro"), abs=1e-9)
     assert got["mc_iou/_micro"] == pytest.approx(jaccard_score(yl, pl, average="micro"), abs=1e-9)
     cities = sorted(set(data["city"]))
-    per_city = [r2_score(data["height_true"][data["city"] == c].ravel(), data["height"][data["city"] == c].ravel())
-                for c in cities]
+    per_city = [
+        r2_score(
+            data["height_true"][data["city"] == c].ravel(),
+            data["height"][data["city"] == c].ravel(),
+        )
+        for c in cities
+    ]
     assert got["r2"] == pytest.approx(np.mean(per_city), abs=1e-9)
-    assert got["cls_f1"] == pytest.approx(f1_score(data["label"], data["cls_logits"].argmax(1), average="macro"))
-    assert got["bin_accuracy"] == pytest.approx(accuracy_score(data["bin_label"], data["bin_logit"][:, 0] > 0))
-    assert set(got) >= {"seg_dice", "seg_dice/_macro", "seg_dice/_micro", "img_dice", "img_iou/_micro",
-                        "r2/_pooled", "r2/ATL", "r2/OMA", "cls_accuracy", "cls_f1/_micro", "cls_f1/class_02",
-                        "bin_f1", "box_iou"}
+    assert got["cls_f1"] == pytest.approx(
+        f1_score(data["label"], data["cls_logits"].argmax(1), average="macro")
+    )
+    assert got["bin_accuracy"] == pytest.approx(
+        accuracy_score(data["bin_label"], data["bin_logit"][:, 0] > 0)
+    )
+    assert set(got) >= {
+        "seg_dice",
+        "seg_dice/_macro",
+        "seg_dice/_micro",
+        "img_dice",
+        "img_iou/_micro",
+        "r2/_pooled",
+        "r2/ATL",
+        "r2/OMA",
+        "cls_accuracy",
+        "cls_f1/_micro",
+        "cls_f1/class_02",
+        "bin_f1",
+        "box_iou",
+    }
 
 
 def test_log_on_batch_puts_batch_values_in_batch_metrics():
@@ -173,9 +206,14 @@ boxes:
 def test_yaml_snippets_instantiate():
     callbacks = dict(REGISTRY.get_from_params(**yaml.safe_load(README_SNIPPETS)))
     assert type(callbacks["seg_metrics"]).__name__ == "SegmentationMetricsCallback"
-    assert callbacks["mc_metrics"].metric.classes == [1, 2] and callbacks["mc_metrics"].metric.per_image
+    assert (
+        callbacks["mc_metrics"].metric.classes == [1, 2]
+        and callbacks["mc_metrics"].metric.per_image
+    )
     assert callbacks["r2"].extra_keys == {"group": "city"}
-    assert callbacks["cls"].metric.num_classes == 5 and callbacks["boxes"].metric.box_format == "xyxy"
+    assert (
+        callbacks["cls"].metric.num_classes == 5 and callbacks["boxes"].metric.box_format == "xyxy"
+    )
 
 
 # ------------------------------------------------------------------ a real Catalyst run
@@ -195,8 +233,14 @@ class HeadsDataset(Dataset):
     def __getitem__(self, i):
         x1, y1, x2, y2 = self.box[i][[0, 1, 3, 2]]
         box = torch.stack([x1, y1, x1 + x2, y1 + y2])
-        return {"features": self.features[i], "mask": self.mask[i], "label": self.label[i],
-                "height_true": self.height[i], "city": self.city[i], "bbox": box}
+        return {
+            "features": self.features[i],
+            "mask": self.mask[i],
+            "label": self.label[i],
+            "height_true": self.height[i],
+            "city": self.city[i],
+            "bbox": box,
+        }
 
 
 class TinyHeads(nn.Module):
@@ -210,14 +254,20 @@ class TinyHeads(nn.Module):
     def forward(self, features):
         pooled = features.mean(dim=(2, 3))
         xy, wh = self.box(pooled).split(2, dim=1)
-        return {"logits": self.seg(features), "height": self.reg(features), "cls_logits": self.cls(pooled),
-                "box": torch.cat([xy, xy + nn.functional.softplus(wh)], dim=1)}
+        return {
+            "logits": self.seg(features),
+            "height": self.reg(features),
+            "cls_logits": self.cls(pooled),
+            "box": torch.cat([xy, xy + nn.functional.softplus(wh)], dim=1),
+        }
 
 
 def test_supervised_runner_logs_metrics_equal_to_numpy(tmp_path):
     torch.manual_seed(0)
-    loaders = {"train": DataLoader(HeadsDataset(16, 0), batch_size=4),
-               "valid": DataLoader(HeadsDataset(10, 1), batch_size=4)}
+    loaders = {
+        "train": DataLoader(HeadsDataset(16, 0), batch_size=4),
+        "valid": DataLoader(HeadsDataset(10, 1), batch_size=4),
+    }
     model = TinyHeads()
     runner = dl.SupervisedRunner(input_key="features", output_key=None, target_key="mask")
     runner.train(
@@ -234,8 +284,12 @@ def test_supervised_runner_logs_metrics_equal_to_numpy(tmp_path):
         callbacks=[
             dl.CriterionCallback(input_key="logits", target_key="mask", metric_key="loss"),
             dl.OptimizerCallback(metric_key="loss"),
-            SegmentationMetricsCallback("logits", "mask", activation="sigmoid", class_names=["fg", "edge"]),
-            SegmentationMetricsCallback("logits", "mask", per_image=True, metrics=["dice"], prefix="img_"),
+            SegmentationMetricsCallback(
+                "logits", "mask", activation="sigmoid", class_names=["fg", "edge"]
+            ),
+            SegmentationMetricsCallback(
+                "logits", "mask", per_image=True, metrics=["dice"], prefix="img_"
+            ),
             R2Callback("height", "height_true", group_key="city"),
             ClassificationMetricsCallback("cls_logits", "label", num_classes=3),
             BoxIoUCallback("box", "bbox"),
@@ -247,8 +301,17 @@ def test_supervised_runner_logs_metrics_equal_to_numpy(tmp_path):
 
     # predictions: the trained model in eval mode over the valid loader
     model.eval()
-    batches = {"logits": [], "height": [], "cls_logits": [], "box": [], "mask": [], "height_true": [],
-               "label": [], "bbox": [], "city": []}
+    batches = {
+        "logits": [],
+        "height": [],
+        "cls_logits": [],
+        "box": [],
+        "mask": [],
+        "height_true": [],
+        "label": [],
+        "bbox": [],
+        "city": [],
+    }
     with torch.no_grad():
         for batch in loaders["valid"]:
             batch.update(model(batch["features"]))
@@ -265,13 +328,27 @@ def test_supervised_runner_logs_metrics_equal_to_numpy(tmp_path):
         "dice/_micro": f1_score(y, p, average="micro"),
         "iou": jaccard_score(y, p, average="macro"),
         "iou/_micro": jaccard_score(y, p, average="micro"),
-        "img_dice": np.mean([f1_score(y_i, p_i, average="macro", zero_division=1.0) for y_i, p_i in zip(
-            np.moveaxis(v["mask"], 1, -1).reshape(10, -1, 2),
-            np.moveaxis(sigmoid(v["logits"]) > 0.5, 1, -1).reshape(10, -1, 2))]),
-        "r2": np.mean([r2_score(v["height_true"][v["city"] == c].astype(np.float64).ravel(),
-                                v["height"][v["city"] == c].astype(np.float64).ravel())
-                       for c in sorted(set(v["city"]))]),
-        "r2/_pooled": r2_score(v["height_true"].astype(np.float64).ravel(), v["height"].astype(np.float64).ravel()),
+        "img_dice": np.mean(
+            [
+                f1_score(y_i, p_i, average="macro", zero_division=1.0)
+                for y_i, p_i in zip(
+                    np.moveaxis(v["mask"], 1, -1).reshape(10, -1, 2),
+                    np.moveaxis(sigmoid(v["logits"]) > 0.5, 1, -1).reshape(10, -1, 2),
+                )
+            ]
+        ),
+        "r2": np.mean(
+            [
+                r2_score(
+                    v["height_true"][v["city"] == c].astype(np.float64).ravel(),
+                    v["height"][v["city"] == c].astype(np.float64).ravel(),
+                )
+                for c in sorted(set(v["city"]))
+            ]
+        ),
+        "r2/_pooled": r2_score(
+            v["height_true"].astype(np.float64).ravel(), v["height"].astype(np.float64).ravel()
+        ),
         "accuracy": accuracy_score(v["label"], v["cls_logits"].argmax(1)),
         "f1": f1_score(v["label"], v["cls_logits"].argmax(1), average="macro"),
     }
@@ -287,7 +364,16 @@ def test_supervised_runner_logs_metrics_equal_to_numpy(tmp_path):
     # the keys reach the loggers as they are (CSV columns)
     with open(tmp_path / "valid.csv") as f:
         header = f.readline().strip().split(",")
-    assert {"dice", "dice/fg", "dice/_micro", "img_dice", "r2", "r2/JAX", "f1/_macro", "box_iou"} <= set(header)
+    assert {
+        "dice",
+        "dice/fg",
+        "dice/_micro",
+        "img_dice",
+        "r2",
+        "r2/JAX",
+        "f1/_macro",
+        "box_iou",
+    } <= set(header)
 
 
 # ------------------------------------------------------------------ DDP on gloo
@@ -299,19 +385,27 @@ def _ddp_worker(rank, port, out_dir):
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     callbacks = make_callbacks()
-    got = [run_loader(callbacks, data, everything[rank::2], batch_size=b) for b in (2, 3)]  # two loaders
+    got = [
+        run_loader(callbacks, data, everything[rank::2], batch_size=b) for b in (2, 3)
+    ]  # two loaders
 
     # accumulators alone: rank 0 adds nothing at all (its layout is learnt from rank 1)
     seg, r2 = SegmentationScores(ignore_value=-1), R2Score()
     if rank == 1:
         seg.update(torch.as_tensor(data["logits"]), torch.as_tensor(data["mask"]))
-        r2.update(torch.as_tensor(data["height"]), torch.as_tensor(data["height_true"]), group=list(data["city"]))
+        r2.update(
+            torch.as_tensor(data["height"]),
+            torch.as_tensor(data["height_true"]),
+            group=list(data["city"]),
+        )
     lazy = {**seg.reduced().compute_key_value(), **r2.reduced().compute_key_value()}
     untouched = seg.compute_key_value()  # reduced() leaves the local state alone
     dist.barrier()
     dist.destroy_process_group()
-    torch.save({"expected": expected, "got": got, "lazy": lazy, "untouched": untouched},
-               os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.save(
+        {"expected": expected, "got": got, "lazy": lazy, "untouched": untouched},
+        os.path.join(out_dir, f"rank{rank}.pt"),
+    )
 
 
 def test_ddp_reduced_values_equal_single_process(tmp_path):
@@ -327,7 +421,14 @@ def test_ddp_reduced_values_equal_single_process(tmp_path):
                 assert got[key] == pytest.approx(value, abs=1e-6, nan_ok=True), (rank, key)
         # the lazy accumulators: same data as the "seg_" callback (without class names) and "r2"
         full = {k: v for k, v in expected.items() if k.startswith("r2")}
-        full.update({k: expected[f"seg_{k}"] for k in ("dice", "dice/_macro", "dice/_micro", "iou", "iou/_micro")})
+        full.update(
+            {
+                k: expected[f"seg_{k}"]
+                for k in ("dice", "dice/_macro", "dice/_micro", "iou", "iou/_micro")
+            }
+        )
         for key, value in full.items():
             assert result["lazy"][key] == pytest.approx(value, abs=1e-6), (rank, key)
-    assert np.isnan(results[0]["untouched"]["dice"]) and not np.isnan(results[1]["untouched"]["dice"])
+    assert np.isnan(results[0]["untouched"]["dice"]) and not np.isnan(
+        results[1]["untouched"]["dice"]
+    )

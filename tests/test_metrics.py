@@ -1,4 +1,5 @@
 """podium.metrics against sklearn / numpy on random data (fixed seeds)."""
+
 import numpy as np
 import pytest
 import torch
@@ -32,8 +33,11 @@ def channels_last(a):
 def feed(metric, outputs, targets, batch_size=3, **extra):
     for start in range(0, len(outputs), batch_size):
         sl = slice(start, start + batch_size)
-        metric.update(torch.as_tensor(outputs[sl]), torch.as_tensor(targets[sl]),
-                      **{k: v[sl] for k, v in extra.items()})
+        metric.update(
+            torch.as_tensor(outputs[sl]),
+            torch.as_tensor(targets[sl]),
+            **{k: v[sl] for k, v in extra.items()},
+        )
     return metric
 
 
@@ -55,7 +59,9 @@ def test_binary_dice_iou_match_sklearn():
 def test_multilabel_per_class_micro_macro_match_sklearn():
     r = rng(2)
     logits = r.normal(size=(6, 3, 8, 8))
-    target = (r.random((6, 3, 8, 8)) > np.array([0.3, 0.6, 0.9])[None, :, None, None]).astype(np.float32)
+    target = (r.random((6, 3, 8, 8)) > np.array([0.3, 0.6, 0.9])[None, :, None, None]).astype(
+        np.float32
+    )
     metric = feed(SegmentationScores(class_names=["a", "b", "c"]), logits, target)
     y, p = channels_last(target), channels_last(sigmoid(logits) > 0.5)
     values = metric.compute_key_value(prefix="seg_")
@@ -68,7 +74,9 @@ def test_multilabel_per_class_micro_macro_match_sklearn():
     # a threshold per class
     metric = feed(SegmentationScores(threshold=[0.2, 0.5, 0.8]), logits, target)
     p = channels_last(sigmoid(logits) > np.array([0.2, 0.5, 0.8])[None, :, None, None])
-    assert metric.compute()["dice"]["per_class"] == pytest.approx(f1_score(y, p, average=None), abs=1e-12)
+    assert metric.compute()["dice"]["per_class"] == pytest.approx(
+        f1_score(y, p, average=None), abs=1e-12
+    )
 
 
 def test_multiclass_argmax_with_ignore_matches_sklearn():
@@ -83,9 +91,15 @@ def test_multiclass_argmax_with_ignore_matches_sklearn():
         metric = feed(SegmentationScores(activation=activation, ignore_value=255), logits, labels)
         result = metric.compute()
         for score, fn in (("dice", f1_score), ("iou", jaccard_score)):
-            assert result[score]["per_class"] == pytest.approx(fn(y, p, labels=classes, average=None), abs=1e-12)
-            assert result[score]["macro"] == pytest.approx(fn(y, p, labels=classes, average="macro"), abs=1e-12)
-            assert result[score]["micro"] == pytest.approx(fn(y, p, labels=classes, average="micro"), abs=1e-12)
+            assert result[score]["per_class"] == pytest.approx(
+                fn(y, p, labels=classes, average=None), abs=1e-12
+            )
+            assert result[score]["macro"] == pytest.approx(
+                fn(y, p, labels=classes, average="macro"), abs=1e-12
+            )
+            assert result[score]["micro"] == pytest.approx(
+                fn(y, p, labels=classes, average="micro"), abs=1e-12
+            )
         assert result["dice"]["micro"] == pytest.approx(accuracy_score(y, p))  # single label
     # (B, 1, H, W) index targets and one-hot targets give the same counts
     one_hot = np.eye(4, dtype=np.float32)[np.where(keep, labels, 0)].transpose(0, 3, 1, 2)
@@ -95,11 +109,19 @@ def test_multiclass_argmax_with_ignore_matches_sklearn():
         for name in ("tp", "fp", "fn"):
             assert torch.equal(other.state[name], metric.state[name])
     # background left out of the averages
-    metric = feed(SegmentationScores(activation="softmax", ignore_value=255, classes=[1, 2, 3]), logits, labels)
+    metric = feed(
+        SegmentationScores(activation="softmax", ignore_value=255, classes=[1, 2, 3]),
+        logits,
+        labels,
+    )
     values = metric.compute_key_value()
     assert "dice/class_00" not in values and "dice/class_03" in values
-    assert values["dice/_macro"] == pytest.approx(f1_score(y, p, labels=[1, 2, 3], average="macro"), abs=1e-12)
-    assert values["dice/_micro"] == pytest.approx(f1_score(y, p, labels=[1, 2, 3], average="micro"), abs=1e-12)
+    assert values["dice/_macro"] == pytest.approx(
+        f1_score(y, p, labels=[1, 2, 3], average="macro"), abs=1e-12
+    )
+    assert values["dice/_micro"] == pytest.approx(
+        f1_score(y, p, labels=[1, 2, 3], average="micro"), abs=1e-12
+    )
 
 
 def test_multilabel_ignore_masks_each_class_separately():
@@ -127,10 +149,26 @@ def test_per_image_is_the_mean_of_image_scores():
     dataset = feed(SegmentationScores(per_image=False), logits, target)
     pred = sigmoid(logits) > 0.5
     for score, fn in (("dice", f1_score), ("iou", jaccard_score)):
-        per = np.array([fn(channels_last(target[i : i + 1]), channels_last(pred[i : i + 1]), average=None,
-                           zero_division=1.0) for i in range(8)])
-        micro = [fn(channels_last(target[i : i + 1]), channels_last(pred[i : i + 1]), average="micro",
-                    zero_division=1.0) for i in range(8)]
+        per = np.array(
+            [
+                fn(
+                    channels_last(target[i : i + 1]),
+                    channels_last(pred[i : i + 1]),
+                    average=None,
+                    zero_division=1.0,
+                )
+                for i in range(8)
+            ]
+        )
+        micro = [
+            fn(
+                channels_last(target[i : i + 1]),
+                channels_last(pred[i : i + 1]),
+                average="micro",
+                zero_division=1.0,
+            )
+            for i in range(8)
+        ]
         got = per_image.compute()[score]
         assert got["per_class"] == pytest.approx(per.mean(0), abs=1e-12)
         assert got["macro"] == pytest.approx(per.mean(), abs=1e-12)
@@ -138,7 +176,9 @@ def test_per_image_is_the_mean_of_image_scores():
         assert per[2].tolist() == [1.0, 1.0] and per[3, 1] == 0.0
         # the same state answers both questions; the two differ on this data
         assert dataset.compute(per_image=True)[score]["macro"] == got["macro"]
-        assert per_image.compute(per_image=False)[score]["macro"] == dataset.compute()[score]["macro"]
+        assert (
+            per_image.compute(per_image=False)[score]["macro"] == dataset.compute()[score]["macro"]
+        )
         assert abs(got["macro"] - dataset.compute()[score]["macro"]) > 1e-3
 
 
@@ -147,7 +187,12 @@ def test_empty_case_convention():
     metric = SegmentationScores()
     metric.update(torch.full_like(empty, -10.0), empty)  # nothing predicted, nothing true
     assert metric.compute_key_value() == {
-        "dice": 1.0, "dice/_macro": 1.0, "dice/_micro": 1.0, "iou": 1.0, "iou/_macro": 1.0, "iou/_micro": 1.0,
+        "dice": 1.0,
+        "dice/_macro": 1.0,
+        "dice/_micro": 1.0,
+        "iou": 1.0,
+        "iou/_macro": 1.0,
+        "iou/_micro": 1.0,
     }
     skip = SegmentationScores(empty_score=None, per_image=True)
     skip.update(torch.full_like(empty, -10.0), empty)
@@ -209,9 +254,13 @@ def test_segmentation_bad_input_is_one_clear_error():
     with pytest.raises(PodiumError, match="does not match outputs"):
         SegmentationScores().update(torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 4))
     with pytest.raises(PodiumError, match=r"must lie in \[0, 3\)"):
-        SegmentationScores(activation="softmax").update(torch.zeros(1, 3, 2, 2), torch.full((1, 2, 2), 3))
+        SegmentationScores(activation="softmax").update(
+            torch.zeros(1, 3, 2, 2), torch.full((1, 2, 2), 3)
+        )
     with pytest.raises(PodiumError, match="class_names has 2 names for 3 classes"):
-        SegmentationScores(class_names=["a", "b"]).update(torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, 2))
+        SegmentationScores(class_names=["a", "b"]).update(
+            torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, 2)
+        )
 
 
 # ------------------------------------------------------------------ R2
@@ -261,7 +310,11 @@ def test_r2_edge_cases():
     assert metric.compute()["r2"] == pytest.approx(r2_score(y_nan[keep], p[keep]), abs=1e-10)
     # constant target: sklearn's force_finite convention
     constant = np.full(5, 3.7)
-    assert r2_from_sums(5, constant.sum(), (constant**2).sum(), 0.0) == 1.0 == r2_score(constant, constant)
+    assert (
+        r2_from_sums(5, constant.sum(), (constant**2).sum(), 0.0)
+        == 1.0
+        == r2_score(constant, constant)
+    )
     m = feed(R2Score(), constant + 0.1, constant)
     assert m.compute()["r2"] == 0.0 == r2_score(constant, constant + 0.1)
     assert np.isnan(R2Score().compute()["r2"])
@@ -273,7 +326,9 @@ def test_binary_accuracy_f1_match_sklearn():
     logits = r.normal(size=(50, 1))
     labels = (r.random(50) > 0.6).astype(np.float32)
     labels[:5] = -1  # ignored
-    metric = feed(ClassificationScores(num_classes=1, ignore_value=-1), logits, labels, batch_size=8)
+    metric = feed(
+        ClassificationScores(num_classes=1, ignore_value=-1), logits, labels, batch_size=8
+    )
     keep = labels != -1
     pred = (sigmoid(logits[:, 0]) > 0.5)[keep]
     values = metric.compute_key_value()
@@ -283,8 +338,14 @@ def test_binary_accuracy_f1_match_sklearn():
     }
     # probabilities in, another threshold
     probs = metric_probs = sigmoid(logits)
-    metric = feed(ClassificationScores(activation="none", threshold=0.7), metric_probs, labels[:, None].clip(0))
-    assert metric.compute()["f1"] == pytest.approx(f1_score(labels.clip(0), probs[:, 0] > 0.7), abs=1e-12)
+    metric = feed(
+        ClassificationScores(activation="none", threshold=0.7),
+        metric_probs,
+        labels[:, None].clip(0),
+    )
+    assert metric.compute()["f1"] == pytest.approx(
+        f1_score(labels.clip(0), probs[:, 0] > 0.7), abs=1e-12
+    )
     # no positives anywhere: F1 0 (sklearn's zero_division default)
     none = ClassificationScores()
     none.update(torch.full((4,), -3.0), torch.zeros(4))
@@ -296,26 +357,40 @@ def test_multiclass_accuracy_f1_match_sklearn():
     logits = r.normal(size=(60, 5))
     labels = r.integers(0, 4, size=60)  # class 4 never a target...
     logits[:, 4] -= 10  # ...nor predicted: left out of macro F1, like sklearn
-    metric = feed(ClassificationScores(num_classes=5, activation="softmax"), logits, labels, batch_size=16)
+    metric = feed(
+        ClassificationScores(num_classes=5, activation="softmax"), logits, labels, batch_size=16
+    )
     pred = logits.argmax(1)
     values = metric.compute_key_value()
     assert values["accuracy"] == pytest.approx(accuracy_score(labels, pred), abs=1e-12)
-    assert values["f1"] == values["f1/_macro"] == pytest.approx(f1_score(labels, pred, average="macro"), abs=1e-12)
+    assert (
+        values["f1"]
+        == values["f1/_macro"]
+        == pytest.approx(f1_score(labels, pred, average="macro"), abs=1e-12)
+    )
     assert values["f1/_micro"] == pytest.approx(f1_score(labels, pred, average="micro"), abs=1e-12)
     per_class = f1_score(labels, pred, average=None, labels=range(5), zero_division=0.0)
     assert [values[f"f1/class_{c:02d}"] for c in range(5)] == pytest.approx(per_class, abs=1e-12)
     # one-hot targets, ignore
     one_hot = np.eye(5)[labels]
     one_hot[:10] = -1
-    ignored = feed(ClassificationScores(num_classes=5, activation="argmax", ignore_value=-1), logits, one_hot)
-    assert ignored.compute()["f1"] == pytest.approx(f1_score(labels[10:], pred[10:], average="macro"), abs=1e-12)
+    ignored = feed(
+        ClassificationScores(num_classes=5, activation="argmax", ignore_value=-1), logits, one_hot
+    )
+    assert ignored.compute()["f1"] == pytest.approx(
+        f1_score(labels[10:], pred[10:], average="macro"), abs=1e-12
+    )
     assert ignored.compute()["confusion"].sum() == 50
 
 
 # ------------------------------------------------------------------ boxes
 def test_box_iou_by_hand():
-    predicted = torch.tensor([[0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 4, 2.0]])
-    target = torch.tensor([[1, 1, 3, 3], [0, 0, 2, 2], [2, 2, 3, 3], [1, 1, 1, 1], [2, 2, 2, 2], [1, 0, 3, 4.0]])
+    predicted = torch.tensor(
+        [[0, 0, 2, 2], [0, 0, 2, 2], [0, 0, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 4, 2.0]]
+    )
+    target = torch.tensor(
+        [[1, 1, 3, 3], [0, 0, 2, 2], [2, 2, 3, 3], [1, 1, 1, 1], [2, 2, 2, 2], [1, 0, 3, 4.0]]
+    )
     # overlap 1 / union 7; identical; disjoint; equal points; distinct points; 4 / (8 + 8 - 4)
     expected = [1 / 7, 1.0, 0.0, 1.0, 0.0, 4 / 12]
     assert box_iou(predicted, target).tolist() == pytest.approx(expected)
@@ -338,8 +413,16 @@ def test_box_iou_by_hand():
 
 def test_box_iou_random_against_numpy():
     r = rng(13)
-    a = np.sort(r.random((40, 2, 2)) * 10, axis=1).transpose(0, 2, 1).reshape(40, 4)[:, [0, 2, 1, 3]]
-    b = np.sort(r.random((40, 2, 2)) * 10, axis=1).transpose(0, 2, 1).reshape(40, 4)[:, [0, 2, 1, 3]]
+    a = (
+        np.sort(r.random((40, 2, 2)) * 10, axis=1)
+        .transpose(0, 2, 1)
+        .reshape(40, 4)[:, [0, 2, 1, 3]]
+    )
+    b = (
+        np.sort(r.random((40, 2, 2)) * 10, axis=1)
+        .transpose(0, 2, 1)
+        .reshape(40, 4)[:, [0, 2, 1, 3]]
+    )
     # a, b: x1 <= x2, y1 <= y2 per row
     assert (a[:, 2] >= a[:, 0]).all() and (a[:, 3] >= a[:, 1]).all()
     iw = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)

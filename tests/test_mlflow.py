@@ -7,6 +7,7 @@ MLFLOW_TRACKING_URI, and everything is read back with
 `MlflowClient`: metric histories equal the CSV logs exactly, the parameters are the resolved
 config, the artifacts are the run directory's files byte for byte.
 """
+
 import os
 import pickle
 import signal
@@ -39,10 +40,25 @@ def mlflow_server(tmp_path_factory):
     env = dict(os.environ, **NO_TELEMETRY, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     log = open(folder / "server.log", "w")
     server = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-         "--artifacts-destination", str(folder / "artifacts")],
-        cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+        ],
+        cwd=folder,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120
@@ -150,8 +166,12 @@ def test_artifacts_are_the_run_directorys_files(logged_run, client, tmp_path):
 
 def test_a_pickled_logger_logs_into_the_same_run(mlflow_server, client, tmp_path):
     """What Catalyst's spawn-DDP does: the worker's copy carries the run id, not the client."""
-    logger = MLflowLogger(experiment=EXPERIMENT + "-pickle", tracking_uri=mlflow_server,
-                          logdir=str(tmp_path), name="pickled")
+    logger = MLflowLogger(
+        experiment=EXPERIMENT + "-pickle",
+        tracking_uri=mlflow_server,
+        logdir=str(tmp_path),
+        name="pickled",
+    )
     logger.log_hparams({"model": {"encoder": "resnet18"}}, scope="experiment")
     copy = pickle.loads(pickle.dumps(logger))
     assert copy.logger is None and copy.run_id == logger.run_id
@@ -177,8 +197,10 @@ def test_an_unreachable_server_costs_one_warning_not_the_training(tmp_path, capl
 
 
 def test_credentials_belong_in_the_environment(monkeypatch):
-    block = {"_target_": "podium.loggers.MLflowLogger",
-             "tracking_uri": "https://me:s3cret@ml.example"}
+    block = {
+        "_target_": "podium.loggers.MLflowLogger",
+        "tracking_uri": "https://me:s3cret@ml.example",
+    }
     with pytest.raises(PodiumError) as error:
         check_logger_config({"loggers": {"mlflow": block}})
     assert "MLFLOW_TRACKING_USERNAME" in str(error.value) and "s3cret" not in str(error.value)
@@ -188,9 +210,16 @@ def test_credentials_belong_in_the_environment(monkeypatch):
 
 
 def test_flat_parameters_scrub_secrets_anywhere():
-    config = {"data": {"root": "d", "s3": {"aws_secret_access_key": "k", "password": "p"}},
-              "model": {"encoder": "resnet18", "input_key": "image"}, "t": [1, {"a": 2}]}
+    config = {
+        "data": {"root": "d", "s3": {"aws_secret_access_key": "k", "password": "p"}},
+        "model": {"encoder": "resnet18", "input_key": "image"},
+        "t": [1, {"a": 2}],
+    }
     assert flatten(config) == {
-        "data/root": "d", "data/s3/aws_secret_access_key": "***", "data/s3/password": "***",
-        "model/encoder": "resnet18", "model/input_key": "image", "t": '[1,{"a":2}]',
+        "data/root": "d",
+        "data/s3/aws_secret_access_key": "***",
+        "data/s3/password": "***",
+        "model/encoder": "resnet18",
+        "model/input_key": "image",
+        "t": '[1,{"a":2}]',
     }

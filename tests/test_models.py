@@ -1,4 +1,5 @@
 """podium.models: U-Net / FPN on timm encoders via pytorch-toolbelt (CPU, small inputs)."""
+
 import os
 import subprocess
 import sys
@@ -32,7 +33,10 @@ def test_output_shape_any_size(architecture, encoder):
 @pytest.mark.parametrize("architecture", ["unet", "fpn"])
 def test_channels_and_classes(architecture, in_channels, num_classes):
     model = build_segmentation_model(
-        architecture, "resnet18", in_channels=in_channels, num_classes=num_classes,
+        architecture,
+        "resnet18",
+        in_channels=in_channels,
+        num_classes=num_classes,
         decoder_channels=16,
     ).eval()
     with torch.no_grad():
@@ -48,8 +52,9 @@ def test_tiny_input_uses_replicate_fallback():
 @pytest.mark.parametrize("architecture", ["unet", "fpn"])
 def test_padding_is_reflect_bottom_right_and_cropped_back(architecture):
     torch.manual_seed(0)
-    model = build_segmentation_model(architecture, "resnet18", in_channels=3, num_classes=2,
-                                     decoder_channels=16).eval()
+    model = build_segmentation_model(
+        architecture, "resnet18", in_channels=3, num_classes=2, decoder_channels=16
+    ).eval()
     x = torch.randn(1, 3, 70, 70)
     with torch.no_grad():
         out = model(x)
@@ -69,8 +74,9 @@ def test_padding_is_reflect_bottom_right_and_cropped_back(architecture):
 
 
 def test_gradient_flows_to_encoder_and_freezing_keeps_decoder_trainable():
-    model = build_segmentation_model("unet", "resnet18", in_channels=1, num_classes=1,
-                                     decoder_channels=16).train()
+    model = build_segmentation_model(
+        "unet", "resnet18", in_channels=1, num_classes=1, decoder_channels=16
+    ).train()
     x = torch.randn(2, 1, 67, 45)
     model(x).mean().backward()
     encoder_grads = [p.grad for p in model.encoder.parameters()]
@@ -94,8 +100,9 @@ def test_gradient_flows_to_encoder_and_freezing_keeps_decoder_trainable():
 
 
 def test_decoder_channels_and_dropout():
-    model = build_segmentation_model("unet", "convnext_nano", decoder_channels=[8, 16, 32],
-                                     dropout=0.2)
+    model = build_segmentation_model(
+        "unet", "convnext_nano", decoder_channels=[8, 16, 32], dropout=0.2
+    )
     assert model.decoder.get_output_spec().channels == (8, 16, 32)
     assert model.head.dropout.p == 0.2
     with pytest.raises(PodiumError, match="decoder_channels has 4 values"):
@@ -106,8 +113,10 @@ def test_decoder_channels_and_dropout():
     "kwargs, expected",
     [
         (dict(encoder="resnet19"), r'unknown encoder "resnet19" \(did you mean "resnet18"\?\)'),
-        (dict(architecture="unte"),
-         r'unknown model architecture "unte" \(did you mean "unet"\?\).*unet, fpn'),
+        (
+            dict(architecture="unte"),
+            r'unknown model architecture "unte" \(did you mean "unet"\?\).*unet, fpn',
+        ),
         (dict(num_classes=0), r"num_classes must be an integer >= 1, got 0"),
         (dict(in_channels=-1), r"in_channels must be an integer >= 1, got -1"),
         (dict(dropout=1.5), r"dropout must be a number in \[0, 1\)"),
@@ -130,10 +139,16 @@ def test_pretrained_offline_fails_fast_with_podium_error(tmp_path):
             print("PODIUM:", error)
         """
     )
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"),
-               TORCH_HOME=str(tmp_path / "torch"), PYTHONWARNINGS="ignore")
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, timeout=60)
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_HOME=str(tmp_path / "hf"),
+        TORCH_HOME=str(tmp_path / "torch"),
+        PYTHONWARNINGS="ignore",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip()
     assert line.startswith("PODIUM:") and "\n" not in line

@@ -9,6 +9,7 @@ Short real runs of the focal+dice nuclei config (two stages of one epoch, one ba
   the checkpoint; the API token is in no file of the run and in no output.
 Offline mode configured as such, secrets, options, pickling and ranks: without training.
 """
+
 import base64
 import json
 import pickle
@@ -91,8 +92,12 @@ def debug_run(tiny, tmp_path_factory):
     """An in-process run in debug mode; the neptune run is read just before `stop()`."""
     folder = tmp_path_factory.mktemp("neptune_debug")
     logdir = folder / "run"
-    config = merged_config(folder / "config.yml", neptune_block(
-        mode="debug", fold=3, tags=["unit-test"], log_batch_metrics=True, run_kwargs=QUIET))
+    config = merged_config(
+        folder / "config.yml",
+        neptune_block(
+            mode="debug", fold=3, tags=["unit-test"], log_batch_metrics=True, run_kwargs=QUIET
+        ),
+    )
     seen = {}
     original = NeptuneLogger._close
 
@@ -108,8 +113,11 @@ def debug_run(tiny, tmp_path_factory):
         walk("", run.get_structure())
         seen.update(
             fields=set(fields),
-            series={p: run[p].fetch_values()["value"].tolist()
-                    for p in fields if p.startswith(("metrics/", "batch/"))},
+            series={
+                p: run[p].fetch_values()["value"].tolist()
+                for p in fields
+                if p.startswith(("metrics/", "batch/"))
+            },
             parameters=run["parameters"].fetch(),
             tags=run["sys/tags"].fetch(),
             fold=run["fold"].fetch(),
@@ -159,10 +167,15 @@ def unreachable_run(tiny, tmp_path_factory):
     secret = f"neptune-secret-{uuid.uuid4().hex}"
     token = token_for(url, secret)
     logdir = folder / "run"
-    config = merged_config(folder / "config.yml", neptune_block(
-        mode="async", connect_timeout=2, log_checkpoint=True, run_kwargs=QUIET))
+    config = merged_config(
+        folder / "config.yml",
+        neptune_block(mode="async", connect_timeout=2, log_checkpoint=True, run_kwargs=QUIET),
+    )
     result = run_subprocess(
-        logdir, tiny, config, env={"NEPTUNE_API_TOKEN": token, "NEPTUNE_PROJECT": "podium/tests"},
+        logdir,
+        tiny,
+        config,
+        env={"NEPTUNE_API_TOKEN": token, "NEPTUNE_PROJECT": "podium/tests"},
         timeout=240,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -192,7 +205,9 @@ def test_offline_run_on_disk_holds_the_values_and_files(unreachable_run):
     assert "config" in uploads
     overlays = [
         (op["path"][-1], value["value"]["name"])
-        for op in operations if op["type"] == "LogImages" for value in op["values"]
+        for op in operations
+        if op["type"] == "LogImages"
+        for value in op["values"]
     ]
     on_disk = sorted(
         (p.parts[-3], f"{p.parts[-2]}/{p.stem}") for p in (logdir / "overlays").rglob("*.png")
@@ -217,18 +232,24 @@ def test_offline_mode_writes_the_run_into_the_run_directory(tmp_path, monkeypatc
     Image.new("RGB", (8, 8)).save(tmp_path / "overlays" / "train" / "epoch_1" / "best_0_a.png")
     Image.new("RGB", (8, 8)).save(tmp_path / "progress.png")
     (tmp_path / "checkpoints" / "best.pth").write_bytes(b"weights")
-    logger = NeptuneLogger(mode="offline", logdir=str(tmp_path), log_checkpoint=True,
-                           tags=["t"], run_kwargs=QUIET)
+    logger = NeptuneLogger(
+        mode="offline", logdir=str(tmp_path), log_checkpoint=True, tags=["t"], run_kwargs=QUIET
+    )
     logger.log_hparams({"model": {"encoder": "resnet18"}, "data": {"fold": 2}}, scope="experiment")
-    logger.log_metrics({"train": {"loss": 0.5}, "valid": {"dice/_macro": 0.25}, "_epoch_": {}},
-                       scope="epoch", global_epoch_step=1)
+    logger.log_metrics(
+        {"train": {"loss": 0.5}, "valid": {"dice/_macro": 0.25}, "_epoch_": {}},
+        scope="epoch",
+        global_epoch_step=1,
+    )
     logger.log_metrics({"train": {"loss": 0.75}}, scope="batch", global_batch_step=3)  # off
     logger.close_log(scope="experiment")
     assert logger.mode_used == "offline"
 
     operations = offline_operations(tmp_path)
-    assert float_series(operations) == {"metrics/train/loss": [(1, 0.5)],
-                                        "metrics/valid/dice._macro": [(1, 0.25)]}
+    assert float_series(operations) == {
+        "metrics/train/loss": [(1, 0.5)],
+        "metrics/valid/dice._macro": [(1, 0.25)],
+    }
     by_path = {"/".join(op["path"]): op for op in operations}
     assert by_path["parameters/model/encoder"]["value"] == "resnet18"
     assert by_path["fold"]["value"] == 2  # from data/fold of the config
@@ -264,8 +285,11 @@ def test_a_server_that_fails_init_run_also_falls_back_to_offline(tmp_path, monke
         server.shutdown()
     assert any(url in r.message and "404" in r.message for r in caplog.records), caplog.text
     operations = offline_operations(tmp_path)
-    assert {"path": ["parameters", "model", "encoder"], "type": "AssignString",
-            "value": "resnet18"} in operations
+    assert {
+        "path": ["parameters", "model", "encoder"],
+        "type": "AssignString",
+        "value": "resnet18",
+    } in operations
 
 
 # -- secrets and options -------------------------------------------------------------------------
@@ -273,7 +297,8 @@ def test_api_token_in_the_yaml_is_refused_before_anything_is_written(tiny, tmp_p
     secret = f"neptune-secret-{uuid.uuid4().hex}"
     logdir = tmp_path / "run"
     message = catalyst_run_in_process(
-        logdir, tiny,
+        logdir,
+        tiny,
         "--loggers/neptune/_target_=podium.loggers.NeptuneLogger:str",
         "--loggers/neptune/mode=offline:str",
         f"--loggers/neptune/api_token={secret}:str",
@@ -286,19 +311,32 @@ def test_api_token_in_the_yaml_is_refused_before_anything_is_written(tiny, tmp_p
     assert not logdir.exists() or files_containing(logdir, secret) == []
 
 
-@pytest.mark.parametrize("options, expected", [
-    ({"project": "ws/p"},
-     "loggers/neptune/project: remove it from the config; neptune reads the NEPTUNE_PROJECT"),
-    ({"mode": "ofline"},
-     "mode 'ofline' is not one of async, sync, offline, debug (did you mean \"offline\"?)"),
-    ({"mode": "async"},
-     "mode async needs NEPTUNE_PROJECT and NEPTUNE_API_TOKEN in the environment"),
-    ({"mode": "debug", "run_kwargs": {"capture_stdot": False}},
-     'unknown key "capture_stdot" in run_kwargs (did you mean "capture_stdout"?)'),
-    ({"mode": "debug", "run_kwargs": {"custom_run_id": "x"}},
-     "run_kwargs/custom_run_id is set by podium"),
-    ({"mdoe": "debug"}, 'unknown key "mdoe" in loggers/neptune (did you mean "mode"?)'),
-])
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (
+            {"project": "ws/p"},
+            "loggers/neptune/project: remove it from the config; neptune reads the NEPTUNE_PROJECT",
+        ),
+        (
+            {"mode": "ofline"},
+            "mode 'ofline' is not one of async, sync, offline, debug (did you mean \"offline\"?)",
+        ),
+        (
+            {"mode": "async"},
+            "mode async needs NEPTUNE_PROJECT and NEPTUNE_API_TOKEN in the environment",
+        ),
+        (
+            {"mode": "debug", "run_kwargs": {"capture_stdot": False}},
+            'unknown key "capture_stdot" in run_kwargs (did you mean "capture_stdout"?)',
+        ),
+        (
+            {"mode": "debug", "run_kwargs": {"custom_run_id": "x"}},
+            "run_kwargs/custom_run_id is set by podium",
+        ),
+        ({"mdoe": "debug"}, 'unknown key "mdoe" in loggers/neptune (did you mean "mode"?)'),
+    ],
+)
 def test_config_mistakes_fail_at_config_time_with_one_line(options, expected, monkeypatch):
     monkeypatch.delenv("NEPTUNE_PROJECT", raising=False)
     monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)

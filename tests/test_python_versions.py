@@ -2,6 +2,7 @@
 (scripts/find_python.sh, with fake `python3.X` commands on PATH), and podium.compat's
 `distutils.version` for Catalyst where `distutils` is gone (3.12+), checked here on any version
 by hiding `distutils` from the interpreter's own finders."""
+
 import os
 import shutil
 import subprocess
@@ -34,10 +35,10 @@ def fake_python(folder: Path, name: str, version: str | None) -> Path:
             f'if [ "$1" = "-c" ]; then echo "{minor} {version} $0"; exit 0; fi\n'
             'if [ "$1 $2" = "-m venv" ]; then\n'
             '  /bin/mkdir -p "$3/bin"\n'
-            '  for tool in python pip; do\n'
+            "  for tool in python pip; do\n"
             f'    printf \'#!/bin/sh\\necho "%s $*" >> "%s/calls.log"\\n\' "$tool" "$3" > "$3/bin/$tool"\n'
             '    /bin/chmod +x "$3/bin/$tool"\n'
-            '  done\n'
+            "  done\n"
             f'  echo "venv by {name} {version}" > "$3/made-by"\n'
             "fi\n"
         )
@@ -52,8 +53,13 @@ def choose(tmp_path, versions: dict, python: str = ""):
     bin_dir.mkdir(exist_ok=True)
     for name, version in versions.items():
         fake_python(bin_dir, name, version)
-    result = subprocess.run([SH, str(FIND_PYTHON), python], capture_output=True, text=True,
-                            env={"PATH": str(bin_dir)}, timeout=30)
+    result = subprocess.run(
+        [SH, str(FIND_PYTHON), python],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(bin_dir)},
+        timeout=30,
+    )
     return result.returncode, result.stdout.strip(), result.stderr.strip()
 
 
@@ -71,11 +77,14 @@ def test_python311_preferred(tmp_path):
     assert "Python 3.11.7" in err and "whole test suite" in err
 
 
-@pytest.mark.parametrize("present, chosen", [
-    ({"python3.12": "3.12.1", "python3.13": "3.13.0"}, "python3.12"),
-    ({"python3.13": "3.13.0"}, "python3.13"),
-    ({"python3": "3.12.3"}, "python3"),  # no python3.X command, but python3 is a supported one
-])
+@pytest.mark.parametrize(
+    "present, chosen",
+    [
+        ({"python3.12": "3.12.1", "python3.13": "3.13.0"}, "python3.12"),
+        ({"python3.13": "3.13.0"}, "python3.13"),
+        ({"python3": "3.12.3"}, "python3"),  # no python3.X command, but python3 is a supported one
+    ],
+)
 def test_newer_supported_version_when_no_311(tmp_path, present, chosen):
     code, out, err = choose(tmp_path, present)
     assert (code, out) == (0, str(tmp_path / "bin" / chosen))
@@ -90,11 +99,16 @@ def test_broken_shim_is_skipped(tmp_path):
 
 
 def test_none_found_one_line(tmp_path):
-    code, out, err = choose(tmp_path, {"python3.11": None, "python3": "3.10.12", "python3.14": "3.14.0"})
+    code, out, err = choose(
+        tmp_path, {"python3.11": None, "python3": "3.10.12", "python3.14": "3.14.0"}
+    )
     assert code != 0 and out == ""
     assert len(err.splitlines()) == 1
     assert "podium runs on Python 3.11, 3.12 or 3.13" in err
-    assert "found: python3.11 (on PATH but does not run), python3 = 3.10.12, python3.14 = 3.14.0" in err
+    assert (
+        "found: python3.11 (on PATH but does not run), python3 = 3.10.12, python3.14 = 3.14.0"
+        in err
+    )
     assert "apt install python3.11-venv" in err and "uv python install 3.11" in err
     assert "make demo PYTHON=/path/to/python" in err
 
@@ -104,7 +118,9 @@ def test_nothing_on_path(tmp_path):
     assert code != 0 and out == "" and len(err.splitlines()) == 1 and "found: none" in err
 
 
-@pytest.mark.parametrize("version, says", [("3.10.13", "is Python 3.10.13"), (None, "does not run")])
+@pytest.mark.parametrize(
+    "version, says", [("3.10.13", "is Python 3.10.13"), (None, "does not run")]
+)
 def test_unsupported_python_given_refused(tmp_path, version, says):
     old = fake_python(tmp_path / "elsewhere", "python3.10", version)
     code, out, err = choose(tmp_path, {"python3.11": "3.11.7"}, python=str(old))
@@ -127,7 +143,12 @@ def _make_setup(tmp_path, versions: dict, *args):
     (project / "podium" / "compat").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "Makefile", project / "Makefile")
     shutil.copy(FIND_PYTHON, project / "scripts" / "find_python.sh")
-    for name in ("requirements.txt", "requirements-nodeps.txt", "pyproject.toml", "podium/compat/startup.py"):
+    for name in (
+        "requirements.txt",
+        "requirements-nodeps.txt",
+        "pyproject.toml",
+        "podium/compat/startup.py",
+    ):
         (project / name).touch()
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
@@ -136,8 +157,14 @@ def _make_setup(tmp_path, versions: dict, *args):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     for name, version in versions.items():
         fake_python(bin_dir, name, version)
-    result = subprocess.run([shutil.which("make"), "--no-print-directory", "setup", *args], cwd=project,
-                            capture_output=True, text=True, env={"PATH": str(bin_dir)}, timeout=60)
+    result = subprocess.run(
+        [shutil.which("make"), "--no-print-directory", "setup", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env={"PATH": str(bin_dir)},
+        timeout=60,
+    )
     return result, project
 
 
@@ -147,7 +174,10 @@ def test_make_setup_builds_with_the_chosen_python_then_reuses_it(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "python3.13 (Python 3.13.0): no working python3.11" in result.stderr
     assert (project / ".venv" / "made-by").read_text() == "venv by python3.13 3.13.0\n"
-    assert "pip install --quiet pip==24.0 setuptools>=64" in (project / ".venv" / "calls.log").read_text()
+    assert (
+        "pip install --quiet pip==24.0 setuptools>=64"
+        in (project / ".venv" / "calls.log").read_text()
+    )
     assert (project / ".venv" / ".podium-installed").exists()
 
     # stale stamp, no Python on PATH at all: the existing .venv is reused, nothing is chosen
@@ -165,12 +195,17 @@ def test_make_setup_stops_with_the_one_line(tmp_path):
     result, project = _make_setup(tmp_path, {"python3.10": "3.10.13"})
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if not line.startswith("make: ***")]
-    assert lines == [line for line in lines if line.startswith("make setup: no supported Python found")]
+    assert lines == [
+        line for line in lines if line.startswith("make setup: no supported Python found")
+    ]
     assert len(lines) == 1 and "found: python3.10 = 3.10.13" in lines[0]
     assert not (project / ".venv").exists()
 
     refused, _ = _make_setup(tmp_path, {"python3.10": "3.10.13"}, "PYTHON=python3.10")
-    assert refused.returncode != 0 and "make setup: PYTHON=python3.10 is Python 3.10.13;" in refused.stderr
+    assert (
+        refused.returncode != 0
+        and "make setup: PYTHON=python3.10 is Python 3.10.13;" in refused.stderr
+    )
 
 
 # ---------------------------------------------------------------- distutils.version (3.12+)
@@ -203,7 +238,9 @@ except ModuleNotFoundError:
 def test_catalyst_imports_without_distutils():
     """As `catalyst-dl run` starts: podium_startup.pth's line (podium first), then Catalyst's
     command line, whose `catalyst.callbacks` imports `distutils.version.LooseVersion`."""
-    code = HIDE_DISTUTILS + f"""
+    code = (
+        HIDE_DISTUTILS
+        + f"""
 sys.argv = ["/venv/bin/catalyst-dl", "run", "--help"]
 exec({startup.HOOK!r})
 from catalyst.dl.__main__ import main
@@ -219,9 +256,11 @@ except ModuleNotFoundError:
     pass
 print("ok", LooseVersion.__module__)
 """
+    )
     env = {**os.environ, "PODIUM_STARTUP_HOOK": "1"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                            cwd=REPO, timeout=240)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=240
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["ok", "podium.compat.distutils_version"]
 
@@ -283,8 +322,16 @@ def test_tensorboardx_writer_closes_when_no_thread_may_start(tmp_path):
     other.close()
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="before 3.12 an atexit callback may start a thread")
+@pytest.mark.skipif(
+    sys.version_info < (3, 12), reason="before 3.12 an atexit callback may start a thread"
+)
 def test_unclosed_tensorboardx_writer_exits_quietly(tmp_path):
-    code = f"import podium; from tensorboardX import SummaryWriter; SummaryWriter({str(tmp_path)!r})"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0 and "Exception ignored" not in result.stderr, result.stderr[-3000:]
+    code = (
+        f"import podium; from tensorboardX import SummaryWriter; SummaryWriter({str(tmp_path)!r})"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240
+    )
+    assert result.returncode == 0 and "Exception ignored" not in result.stderr, result.stderr[
+        -3000:
+    ]

@@ -8,6 +8,7 @@ so every number on the page is checked against a value computed here. One test r
 Chromium (Debian's `chromium` package) is required: `make test` installs it; a plain pytest
 without it stops before the first test (conftest.py), it does not skip.
 """
+
 import base64
 import csv
 import io
@@ -25,12 +26,25 @@ from podium.cli.main import main
 from podium.report import build_report
 from podium.report.run_logs import read_loader_csv, split_stages
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SECRETS = ("tok-SECRET-42", "hunter2", "ENV-SECRET-99")
 CLASSES = ("cell", "nucleus")
 # valid Dice per global epoch: warmup 1-2, train 1-3; the best of the last stage is train epoch 2
-VALID_DICE = [0.5012345678901234, 0.6023456789012345, 0.7034567890123456, 0.9045678901234567, 0.8056789012345678]
+VALID_DICE = [
+    0.5012345678901234,
+    0.6023456789012345,
+    0.7034567890123456,
+    0.9045678901234567,
+    0.8056789012345678,
+]
 STAGES = {"warmup": 2, "train": 3}
 MATPLOTLIB_BLUE = (0x1F, 0x77, 0xB4)  # C0, the train curve
 
@@ -41,12 +55,21 @@ def _values(dice: float, loader: str, epoch: int) -> dict:
     if loader == "train":
         dice += 0.0213
     values = {
-        "dice": dice, "dice/_macro": dice, "dice/_micro": dice + 0.0101,
-        "dice/cell": dice + 0.0511, "dice/nucleus": dice - 0.0511,
-        "iou": dice / (2 - dice), "iou/_macro": dice / (2 - dice), "iou/_micro": (dice + 0.0101) / (1.9899 - dice),
-        "iou/cell": (dice + 0.0511) / (1.9489 - dice), "iou/nucleus": (dice - 0.0511) / (2.0511 - dice),
-        "loss": 1.3 - dice, "loss/mean": 1.3 - dice, "loss/std": 0.01 * epoch,
-        "lr": 0.001 if epoch <= 2 else 0.0005 / (epoch - 2), "momentum": 0.9,
+        "dice": dice,
+        "dice/_macro": dice,
+        "dice/_micro": dice + 0.0101,
+        "dice/cell": dice + 0.0511,
+        "dice/nucleus": dice - 0.0511,
+        "iou": dice / (2 - dice),
+        "iou/_macro": dice / (2 - dice),
+        "iou/_micro": (dice + 0.0101) / (1.9899 - dice),
+        "iou/cell": (dice + 0.0511) / (1.9489 - dice),
+        "iou/nucleus": (dice - 0.0511) / (2.0511 - dice),
+        "loss": 1.3 - dice,
+        "loss/mean": 1.3 - dice,
+        "loss/std": 0.01 * epoch,
+        "lr": 0.001 if epoch <= 2 else 0.0005 / (epoch - 2),
+        "momentum": 0.9,
         "images_per_s": 40.0 + epoch + (10 if loader == "valid" else 0),
         "time/loader_s": (2.0 + 0.1 * epoch) if loader == "train" else 0.25,
         "time/data_fraction": 0.05 + 0.001 * epoch,
@@ -69,32 +92,62 @@ def write_run(path: Path, shift: float = 0.0) -> Path:
     config = {
         "args": {"logdir": str(path), "seed": 7},
         "runner": {"_target_": "podium.runners.SegmentationRunner"},
-        "model": {"_target_": "podium.models.build_segmentation_model", "architecture": "unet",
-                  "encoder": "resnet18", "num_classes": 2, "pretrained": False},
-        "loggers": {"mlflow": {"_target_": "podium.loggers.MLflowLogger", "api_token": SECRETS[0],
-                               "tracking_uri": f"http://alice:{SECRETS[1]}@mlflow.example:5000"}},
-        "stages": {name: {"num_epochs": epochs, "callbacks": {
-            "checkpoint": {"_target_": "catalyst.callbacks.CheckpointCallback", "loader_key": "valid",
-                           "metric_key": "dice", "minimize": False},
-            "overlays": {"_target_": "podium.callbacks.OverlayCallback", "metric": "dice"}}}
-            for name, epochs in STAGES.items()},
+        "model": {
+            "_target_": "podium.models.build_segmentation_model",
+            "architecture": "unet",
+            "encoder": "resnet18",
+            "num_classes": 2,
+            "pretrained": False,
+        },
+        "loggers": {
+            "mlflow": {
+                "_target_": "podium.loggers.MLflowLogger",
+                "api_token": SECRETS[0],
+                "tracking_uri": f"http://alice:{SECRETS[1]}@mlflow.example:5000",
+            }
+        },
+        "stages": {
+            name: {
+                "num_epochs": epochs,
+                "callbacks": {
+                    "checkpoint": {
+                        "_target_": "catalyst.callbacks.CheckpointCallback",
+                        "loader_key": "valid",
+                        "metric_key": "dice",
+                        "minimize": False,
+                    },
+                    "overlays": {"_target_": "podium.callbacks.OverlayCallback", "metric": "dice"},
+                },
+            }
+            for name, epochs in STAGES.items()
+        },
     }
     (path / "configs").mkdir(parents=True)
     (path / "configs" / "_config.json").write_text(json.dumps(config))
     (path / "configs" / "_environment.json").write_text(json.dumps({"MY_TOKEN": SECRETS[2]}))
-    (path / "configs" / "transforms_train.json").write_text(json.dumps({"train": {"transform": {"D4": {"p": 1.0}}}}))
+    (path / "configs" / "transforms_train.json").write_text(
+        json.dumps({"train": {"transform": {"D4": {"p": 1.0}}}})
+    )
     logger = CSVLogger(str(path / "logs"))
     epoch = 0
     for stage, epochs in STAGES.items():
         for step in range(1, epochs + 1):
             epoch += 1
-            metrics = {loader: _values(VALID_DICE[epoch - 1] + shift, loader, epoch) for loader in ("train", "valid")}
+            metrics = {
+                loader: _values(VALID_DICE[epoch - 1] + shift, loader, epoch)
+                for loader in ("train", "valid")
+            }
             logger.log_metrics(metrics, scope="epoch", stage_key=stage, stage_epoch_step=step)
     logger.close_log()
     best = {loader: _values(VALID_DICE[3] + shift, loader, 4) for loader in ("train", "valid")}
     (path / "checkpoints").mkdir()
-    (path / "checkpoints" / "_metrics.json").write_text(json.dumps({"best": {**best, "_epoch_": {}, "_score_": "train.2"}}))
-    for epoch_folder, names in (("epoch_2", ("a", "b", "c", "d")), ("epoch_3", ("w", "x", "y", "z"))):
+    (path / "checkpoints" / "_metrics.json").write_text(
+        json.dumps({"best": {**best, "_epoch_": {}, "_score_": "train.2"}})
+    )
+    for epoch_folder, names in (
+        ("epoch_2", ("a", "b", "c", "d")),
+        ("epoch_3", ("w", "x", "y", "z")),
+    ):
         folder = path / "overlays" / "train" / epoch_folder
         _png(folder / f"best_0_{names[0]}_0.9500.png", (250, 10, 10))
         _png(folder / f"best_1_{names[1]}_0.9000.png", (10, 250, 10))
@@ -104,12 +157,36 @@ def write_run(path: Path, shift: float = 0.0) -> Path:
     (predictions / "overlays").mkdir(parents=True)
     for i in range(6):
         _png(predictions / "overlays" / f"p{i}.png", (40 * i, 100, 100))
-    (predictions / "metrics.json").write_text(json.dumps({
-        "images": 6, "mode": "multiclass", "seconds": 1.25, "dice": [0.81234, 0.71234], "iou": [0.61234, 0.51234],
-        "dice_macro": 0.76234, "iou_macro": 0.56234, "classes": list(CLASSES), "macro_over": list(CLASSES)}))
-    (predictions / "timings.json").write_text(json.dumps({
-        "images": 6, "seconds": 1.25, "images_per_second": 4.8, "seconds_per_image": 0.2083, "peak_rss_mb": 812.5,
-        "peak_cuda_mb": None, "tiles": 0, "world_size": 1, "ranks": []}))
+    (predictions / "metrics.json").write_text(
+        json.dumps(
+            {
+                "images": 6,
+                "mode": "multiclass",
+                "seconds": 1.25,
+                "dice": [0.81234, 0.71234],
+                "iou": [0.61234, 0.51234],
+                "dice_macro": 0.76234,
+                "iou_macro": 0.56234,
+                "classes": list(CLASSES),
+                "macro_over": list(CLASSES),
+            }
+        )
+    )
+    (predictions / "timings.json").write_text(
+        json.dumps(
+            {
+                "images": 6,
+                "seconds": 1.25,
+                "images_per_second": 4.8,
+                "seconds_per_image": 0.2083,
+                "peak_rss_mb": 812.5,
+                "peak_cuda_mb": None,
+                "tiles": 0,
+                "world_size": 1,
+                "ranks": [],
+            }
+        )
+    )
     return path
 
 
@@ -156,11 +233,23 @@ def chromium(html: Path, tmp: Path, screenshot: bool = False) -> str:
     binary = shutil.which("chromium")
     assert binary, "Debian's chromium is needed to render the report: apt-get install -y chromium"
     flags = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={tmp / 'chromium-profile'}"]
-    dom = subprocess.run([*flags, "--dump-dom", html.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run(
+        [*flags, "--dump-dom", html.resolve().as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert dom.returncode == 0 and "</html>" in dom.stdout, dom.stderr[-2000:]
     if screenshot:
-        shot = subprocess.run([*flags, f"--screenshot={tmp / 'page.png'}", "--window-size=1400,3000",
-                               "--hide-scrollbars", html.resolve().as_uri()], capture_output=True, text=True, timeout=120)
+        shot = subprocess.run(
+            [
+                *flags,
+                f"--screenshot={tmp / 'page.png'}",
+                "--window-size=1400,3000",
+                "--hide-scrollbars",
+                html.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert shot.returncode == 0 and (tmp / "page.png").is_file(), shot.stderr[-2000:]
     return dom.stdout
 
@@ -168,7 +257,7 @@ def chromium(html: Path, tmp: Path, screenshot: bool = False) -> str:
 def decoded_png(src: str) -> Image.Image:
     prefix = "data:image/png;base64,"
     assert src.startswith(prefix), src[:60]
-    data = base64.b64decode(src[len(prefix):], validate=True)
+    data = base64.b64decode(src[len(prefix) :], validate=True)
     assert data.startswith(b"\x89PNG\r\n\x1a\n")
     image = Image.open(io.BytesIO(data))
     image.load()
@@ -188,15 +277,35 @@ def rendered_run(tmp_path_factory):
 def test_page_text_matches_the_logs(rendered_run):
     run, out, page, _ = rendered_run
     text = page.all_text
-    for expected in ("Best epoch", "stage train, epoch 2", "(epoch 4 of the run)", "criterion valid/dice (max)",
-                     "encoder: resnet18", "num_epochs: 3", "metric_key: dice", "transforms_train.json"):
+    for expected in (
+        "Best epoch",
+        "stage train, epoch 2",
+        "(epoch 4 of the run)",
+        "criterion valid/dice (max)",
+        "encoder: resnet18",
+        "num_epochs: 3",
+        "metric_key: dice",
+        "transforms_train.json",
+    ):
         assert expected in text
     # the best epoch is train epoch 2 = the 4th row of each CSV (Catalyst's file, read here with csv)
     for loader in ("train", "valid"):
         row = csv_rows(run / "logs" / f"{loader}.csv")[3]
-        assert row["step"] == 2 and row["dice"] == pytest.approx(VALID_DICE[3] + (0.0213 if loader == "train" else 0), abs=0)
-        for key in ("loss", "dice", "iou", "lr", "dice/cell", "dice/nucleus", "dice/_macro", "dice/_micro",
-                    "iou/cell", "iou/nucleus"):
+        assert row["step"] == 2 and row["dice"] == pytest.approx(
+            VALID_DICE[3] + (0.0213 if loader == "train" else 0), abs=0
+        )
+        for key in (
+            "loss",
+            "dice",
+            "iou",
+            "lr",
+            "dice/cell",
+            "dice/nucleus",
+            "dice/_macro",
+            "dice/_micro",
+            "iou/cell",
+            "iou/nucleus",
+        ):
             value, shown = page.cells[f"{loader}/{key}"]
             assert value == row[key], (loader, key)
             assert shown == format(row[key], ".4g")
@@ -208,7 +317,10 @@ def test_page_text_matches_the_logs(rendered_run):
     # timings: seconds summed over the 5 epochs of time/loader_s, from the CSV
     train = csv_rows(run / "logs" / "train.csv")
     assert sum(r["time/loader_s"] for r in train) == pytest.approx(2.0 * 5 + 0.1 * 15)
-    assert "predictions/timings.json" in text and page.cells["predictions/timings.json/images_per_second"][0] == 4.8
+    assert (
+        "predictions/timings.json" in text
+        and page.cells["predictions/timings.json/images_per_second"][0] == 4.8
+    )
 
 
 def test_page_has_no_secrets_and_no_network_assets(rendered_run):
@@ -228,10 +340,22 @@ def test_every_image_decodes_and_the_screenshot_shows_curves(rendered_run):
     for image in page.images:
         decoded_png(image["src"])
     curves = [a for a in alts if a.startswith("curve: ")]
-    assert curves == ["curve: loss", "curve: dice", "curve: iou", "curve: grad_norm", "curve: lr",
-                      "curve: dice per class (valid)", "curve: iou per class (valid)"]
+    assert curves == [
+        "curve: loss",
+        "curve: dice",
+        "curve: iou",
+        "curve: grad_norm",
+        "curve: lr",
+        "curve: dice per class (valid)",
+        "curve: iou per class (valid)",
+    ]
     # overlays of the best epoch (train/epoch_2), best by rank then worst, each linked to its file
-    assert [a for a in alts if not a.startswith("curve: ")] == ["best 1: a", "best 2: b", "worst 1: c", "worst 2: d"]
+    assert [a for a in alts if not a.startswith("curve: ")] == [
+        "best 1: a",
+        "best 2: b",
+        "worst 1: c",
+        "worst 2: d",
+    ]
     overlay = decoded_png(page.images[alts.index("best 1: a")]["src"])
     assert overlay.size == (24, 32) and overlay.convert("RGB").getpixel((0, 0)) == (250, 10, 10)
     assert "a — dice 0.9500" in page.all_text
@@ -247,7 +371,9 @@ def test_every_image_decodes_and_the_screenshot_shows_curves(rendered_run):
 def test_per_image_scores_rank_the_prediction_overlays(tmp_path):
     run = write_run(tmp_path / "run")
     metrics = json.loads((run / "predictions" / "metrics.json").read_text())
-    metrics["per_image"] = {f"p{i}": score for i, score in enumerate([0.5, 0.9, 0.1, 0.7, 0.3, 0.8])}
+    metrics["per_image"] = {
+        f"p{i}": score for i, score in enumerate([0.5, 0.9, 0.1, 0.7, 0.3, 0.8])
+    }
     (run / "predictions" / "metrics.json").write_text(json.dumps(metrics))
     page = Page(build_report(run, num_overlays=2)[0])
     alts = [image["alt"] for image in page.images if not image["alt"].startswith("curve")]
@@ -263,10 +389,18 @@ def test_cv_report_fold_table_and_fold_curves(tmp_path):
         write_run(cv / f"fold_{fold}", shift)
         if fold < 2:  # fold 2 is still training
             metrics = _values(VALID_DICE[3] + shift, "valid", 4)
-            cv_runs.write_cv_done(cv / f"fold_{fold}", {
-                "fold": fold, "stage": "train", "best_epoch": 2, "global_epoch": 4,
-                "metrics": {k: metrics[k] for k in ("dice", "iou", "loss")}, "images": 4,
-                "seconds": {"train": 30.5 + fold, "predict": 1.5}})
+            cv_runs.write_cv_done(
+                cv / f"fold_{fold}",
+                {
+                    "fold": fold,
+                    "stage": "train",
+                    "best_epoch": 2,
+                    "global_epoch": 4,
+                    "metrics": {k: metrics[k] for k in ("dice", "iou", "loss")},
+                    "images": 4,
+                    "seconds": {"train": 30.5 + fold, "predict": 1.5},
+                },
+            )
     cv_runs.write_summary(cv)
     (cv / "cv.yml").write_text(f"configs: [train.yml]\nseed: 7\napi_token: {SECRETS[0]}\n")
     out = tmp_path / "cv.html"
@@ -278,7 +412,9 @@ def test_cv_report_fold_table_and_fold_curves(tmp_path):
     for row in summary:
         for column in ("best_epoch", "dice", "iou", "loss"):
             assert page.cells[f"cv/{row['fold']}/{column}"][0] == float(row[column])
-    assert page.cells["cv/mean/dice"][0] == pytest.approx(np.mean([VALID_DICE[3], VALID_DICE[3] - 0.05]), abs=1e-15)
+    assert page.cells["cv/mean/dice"][0] == pytest.approx(
+        np.mean([VALID_DICE[3], VALID_DICE[3] - 0.05]), abs=1e-15
+    )
     assert page.cells["cv/1/seconds/train"][0] == 31.5
     assert "finished 0, 1; not finished (no cv_done.json): 2" in page.all_text
     alts = [image["alt"] for image in page.images]
@@ -318,27 +454,42 @@ def test_real_catalyst_run(trained_run, tmp_path):
 def test_csv_with_a_second_header_and_a_short_row(tmp_path):
     """A resumed run appends a header; a row with another field count is skipped with a note."""
     path = tmp_path / "valid.csv"
-    path.write_text("step,dice,loss\n1,0.5,1.0\n2,0.6,0.9\n1,0.7,0.8\nstep,dice,loss\n2,0.75,0.7\n3,0.8,0.6,0.1\n")
+    path.write_text(
+        "step,dice,loss\n1,0.5,1.0\n2,0.6,0.9\n1,0.7,0.8\nstep,dice,loss\n2,0.75,0.7\n3,0.8,0.6,0.1\n"
+    )
     notes = []
     rows = read_loader_csv(path, notes)
     assert [step for step, _ in rows] == [1, 2, 1, 2]
     assert rows[3][1] == {"dice": 0.75, "loss": 0.7}
     assert len(notes) == 1 and "1 row(s)" in notes[0]
     stages = split_stages(rows, ["warmup", "train"])
-    assert [(stage, step) for stage, step, _ in stages] == [("warmup", 1), ("warmup", 2), ("train", 1), ("train", 2)]
+    assert [(stage, step) for stage, step, _ in stages] == [
+        ("warmup", 1),
+        ("warmup", 2),
+        ("train", 1),
+        ("train", 2),
+    ]
     assert [s for s, _, _ in split_stages(rows + [(1, {})], ["warmup", "train"])][-1] == "stage 3"
 
 
-@pytest.mark.parametrize("make, expected", [
-    (lambda p: p / "missing", "no such directory"),
-    (lambda p: (p / "empty").mkdir() or p / "empty", "is not a run directory"),
-    (lambda p: (p / "file.txt").write_text("x") and p / "file.txt", "is a file"),
-])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: p / "missing", "no such directory"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "is not a run directory"),
+        (lambda p: (p / "file.txt").write_text("x") and p / "file.txt", "is a file"),
+    ],
+)
 def test_bad_run_dir_is_one_error_line(tmp_path, capsys, make, expected):
     path = make(tmp_path)
     assert main(["report", str(path)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("podium: error: ") and str(path) in err[0] and expected in err[0]
+    assert (
+        len(err) == 1
+        and err[0].startswith("podium: error: ")
+        and str(path) in err[0]
+        and expected in err[0]
+    )
     assert not (tmp_path / "report.html").exists()
 
 

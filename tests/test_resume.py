@@ -4,6 +4,7 @@ The reference for a resumed run is the same config run without interruption: sam
 stage, and — Catalyst re-seeds every epoch from (seed, global epoch) and podium restores the
 weights, optimizer, scheduler, callbacks and RNG — the same logged metrics.
 """
+
 import errno
 import io
 import json
@@ -41,45 +42,85 @@ def _config(data: Path, split: Path) -> dict:
     a warm-up cosine stage whose early stopping (patience 1, min_delta 1: no later epoch
     counts as better) ends it after epoch 2 of 3 — only if its counters survive a resume."""
     callbacks = {
-        "loss": {"_target_": "catalyst.callbacks.CriterionCallback", "input_key": "logits",
-                 "target_key": "mask", "metric_key": "loss"},
+        "loss": {
+            "_target_": "catalyst.callbacks.CriterionCallback",
+            "input_key": "logits",
+            "target_key": "mask",
+            "metric_key": "loss",
+        },
         "optimizer": {"_target_": "catalyst.callbacks.OptimizerCallback", "metric_key": "loss"},
-        "metrics": {"_target_": "podium.callbacks.SegmentationMetricsCallback",
-                    "input_key": "logits", "target_key": "mask", "activation": "sigmoid"},
-        "checkpoint": {"_target_": "catalyst.callbacks.CheckpointCallback",
-                       "use_runner_logdir": True, "use_logdir_postfix": True,
-                       "loader_key": "valid", "metric_key": "dice", "minimize": False,
-                       "save_n_best": 2},
+        "metrics": {
+            "_target_": "podium.callbacks.SegmentationMetricsCallback",
+            "input_key": "logits",
+            "target_key": "mask",
+            "activation": "sigmoid",
+        },
+        "checkpoint": {
+            "_target_": "catalyst.callbacks.CheckpointCallback",
+            "use_runner_logdir": True,
+            "use_logdir_postfix": True,
+            "loader_key": "valid",
+            "metric_key": "dice",
+            "minimize": False,
+            "save_n_best": 2,
+        },
     }
-    train_callbacks = dict(callbacks, **{
-        "scheduler": {"_target_": "podium.callbacks.WarmupCosineCallback", "warmup_epochs": 1},
-        "early_stopping": {"_target_": "catalyst.callbacks.EarlyStoppingCallback",
-                           "loader_key": "valid", "metric_key": "dice", "minimize": False,
-                           "patience": 1, "min_delta": 1.0},
-    })
-    stage = {"loaders": {"batch_size": 8, "num_workers": 0},
-             "criterion": {"_target_": "torch.nn.BCEWithLogitsLoss"}}
+    train_callbacks = dict(
+        callbacks,
+        **{
+            "scheduler": {"_target_": "podium.callbacks.WarmupCosineCallback", "warmup_epochs": 1},
+            "early_stopping": {
+                "_target_": "catalyst.callbacks.EarlyStoppingCallback",
+                "loader_key": "valid",
+                "metric_key": "dice",
+                "minimize": False,
+                "patience": 1,
+                "min_delta": 1.0,
+            },
+        },
+    )
+    stage = {
+        "loaders": {"batch_size": 8, "num_workers": 0},
+        "criterion": {"_target_": "torch.nn.BCEWithLogitsLoss"},
+    }
     return {
         "args": {"logdir": "unused", "seed": 7},
         "runner": {"_target_": "podium.runners.SegmentationRunner"},
         "engine": {"_target_": "catalyst.engines.DeviceEngine"},
         # 0.3 M parameters: every epoch writes six checkpoints (1.4 MB each, not resnet18's
         # 57/172 MB), so the test measures resuming, not the disk
-        "model": {"_target_": "podium.models.build_segmentation_model", "architecture": "unet",
-                  "encoder": "mobilenetv3_small_050", "decoder_channels": 16, "in_channels": 1,
-                  "num_classes": 1, "pretrained": False},
+        "model": {
+            "_target_": "podium.models.build_segmentation_model",
+            "architecture": "unet",
+            "encoder": "mobilenetv3_small_050",
+            "decoder_channels": 16,
+            "in_channels": 1,
+            "num_classes": 1,
+            "pretrained": False,
+        },
         "loggers": {"csv": {"_target_": "catalyst.loggers.CSVLogger"}},
-        "data": {"root": str(data), "split_file": str(split), "num_classes": 1,
-                 "normalize": {"mode": "fixed", "max_value": 255, "mean": [0.16], "std": [0.16]},
-                 "train_transforms": [{"RandomCrop": {"height": 64, "width": 64}}, {"D4": {}}],
-                 "valid_transforms": [{"CenterCrop": {"height": 64, "width": 64}}]},
+        "data": {
+            "root": str(data),
+            "split_file": str(split),
+            "num_classes": 1,
+            "normalize": {"mode": "fixed", "max_value": 255, "mean": [0.16], "std": [0.16]},
+            "train_transforms": [{"RandomCrop": {"height": 64, "width": 64}}, {"D4": {}}],
+            "valid_transforms": [{"CenterCrop": {"height": 64, "width": 64}}],
+        },
         "stages": {
-            "warmup": dict(stage, num_epochs=STAGE_LENGTHS["warmup"], freeze_encoder=True,
-                           optimizer={"_target_": "torch.optim.AdamW", "lr": 0.001},
-                           callbacks=callbacks),
-            "train": dict(stage, num_epochs=STAGE_LENGTHS["train"],
-                          optimizer={"_target_": "torch.optim.AdamW", "lr": 0.0005},
-                          callbacks=train_callbacks),
+            "warmup": dict(
+                stage,
+                num_epochs=STAGE_LENGTHS["warmup"],
+                freeze_encoder=True,
+                optimizer={"_target_": "torch.optim.AdamW", "lr": 0.001},
+                callbacks=callbacks,
+            ),
+            "train": dict(
+                stage,
+                num_epochs=STAGE_LENGTHS["train"],
+                optimizer={"_target_": "torch.optim.AdamW", "lr": 0.0005},
+                callbacks=train_callbacks,
+            ),
         },
     }
 
@@ -109,8 +150,11 @@ def csv_rows(logdir: Path, loader: str = "valid") -> list:
     """Data rows of Catalyst's CSV log (a resumed run appends a second header: skipped)."""
     lines = (logdir / "logs" / f"{loader}.csv").read_text().splitlines()
     header = lines[0].split(",")
-    return [dict(zip(header, map(float, line.split(","))))
-            for line in lines[1:] if not line.startswith("step,")]
+    return [
+        dict(zip(header, map(float, line.split(","))))
+        for line in lines[1:]
+        if not line.startswith("step,")
+    ]
 
 
 def logged_epochs(logdir: Path) -> int:
@@ -158,11 +202,18 @@ def _start_first_stage(config: dict) -> SegmentationRunner:
 def _start(command: list, log: Path) -> subprocess.Popen:
     """A command in its own process group (so a kill takes its DDP workers too), output to `log`."""
     with open(log, "w") as output:
-        return subprocess.Popen(list(map(str, command)), cwd=REPO, stdout=output,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            list(map(str, command)),
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
-def _kill_in_epoch_2_of_train(process: subprocess.Popen, logdir: Path, log: Path, seconds: float) -> None:
+def _kill_in_epoch_2_of_train(
+    process: subprocess.Popen, logdir: Path, log: Path, seconds: float
+) -> None:
     """SIGKILL the process group once epoch 1 of stage 2 is logged (its checkpoint is written
     before): the run is then in epoch 2 of stage 2."""
     try:
@@ -190,15 +241,21 @@ def _assert_ends_like(reference: Path, logdir: Path) -> None:
     for want, have in zip(expected, got):
         assert have == pytest.approx(want, rel=1e-5, abs=1e-7)  # same weights, batches, LR
     final = torch.load(logdir / "checkpoints" / "last_full.pth", weights_only=True)
-    assert (final["stage_key"], final["stage_epoch_step"], final["global_epoch_step"]) == \
-        ("train", 2, 3)
+    assert (final["stage_key"], final["stage_epoch_step"], final["global_epoch_step"]) == (
+        "train",
+        2,
+        3,
+    )
     assert final[RESUME_KEY]["early_stop"] is True
 
 
-def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(config_file, reference,
-                                                                      tmp_path):
+def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(
+    config_file, reference, tmp_path
+):
     logdir, log = tmp_path / "run", tmp_path / "killed.log"
-    process = _start([BIN / "catalyst-dl", "run", "--config", config_file, f"--args/logdir={logdir}:str"], log)
+    process = _start(
+        [BIN / "catalyst-dl", "run", "--config", config_file, f"--args/logdir={logdir}:str"], log
+    )
     _kill_in_epoch_2_of_train(process, logdir, log, seconds=300)
 
     run_in_process(config_file, logdir, "--resume", str(logdir))  # --resume RUN_DIR
@@ -230,8 +287,9 @@ def test_resume_at_a_stage_boundary_starts_the_next_stage(config_file, reference
     stage_end = torch.load(reference / "checkpoints" / "warmup.1_full.pth", weights_only=True)
     stage_end[RESUME_KEY]["load_on_stage_end"] = "best"
     torch.save(stage_end, folder / "last_full.pth")
-    best = {k: v + 1 if v.is_floating_point() else v
-            for k, v in stage_end["model_state_dict"].items()}
+    best = {
+        k: v + 1 if v.is_floating_point() else v for k, v in stage_end["model_state_dict"].items()
+    }
     torch.save({"model_state_dict": best}, folder / "best.pth")
 
     config = _runner_config(config_file, tmp_path, resume=str(tmp_path / "run"))
@@ -245,32 +303,43 @@ def test_resume_at_a_stage_boundary_starts_the_next_stage(config_file, reference
     assert all(p.requires_grad for p in runner.model.encoder.parameters())  # train: unfrozen
 
 
-def test_ddp_run_killed_mid_stage_then_resumed_ends_like_an_uninterrupted_ddp_run(config_file, tmp_path):
+def test_ddp_run_killed_mid_stage_then_resumed_ends_like_an_uninterrupted_ddp_run(
+    config_file, tmp_path
+):
     """2 gloo processes (Catalyst spawns them): the whole process group is SIGKILLed in
     epoch 2 of stage `train`, as a preempted node would be; `--autoresume last`, still under
     DDP, logs what the uninterrupted DDP run logs (rank 0 wrote the checkpoint; every rank
     restores from it)."""
     engine = tmp_path / "ddp.yml"
-    engine.write_text("engine: {_target_: podium.runners.engines.DDPEngine, backend: gloo, num_processes: 2}\n")
+    engine.write_text(
+        "engine: {_target_: podium.runners.engines.DDPEngine, backend: gloo, num_processes: 2}\n"
+    )
     command = [BIN / "catalyst-dl", "run", "--config", config_file, engine]
     reference, logdir = tmp_path / "reference", tmp_path / "run"
     uninterrupted = _start(command + [f"--args/logdir={reference}:str"], tmp_path / "reference.log")
     try:
         killed = _start(command + [f"--args/logdir={logdir}:str"], tmp_path / "killed.log")
         _kill_in_epoch_2_of_train(killed, logdir, tmp_path / "killed.log", seconds=600)
-        assert uninterrupted.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[-3000:]
+        assert uninterrupted.wait(timeout=600) == 0, (tmp_path / "reference.log").read_text()[
+            -3000:
+        ]
     finally:
         if uninterrupted.poll() is None:
             os.killpg(uninterrupted.pid, signal.SIGKILL)
             uninterrupted.wait()
 
-    resumed = _start(command + [f"--args/logdir={logdir}:str", "--autoresume", "last"], tmp_path / "resumed.log")
+    resumed = _start(
+        command + [f"--args/logdir={logdir}:str", "--autoresume", "last"], tmp_path / "resumed.log"
+    )
     try:
         assert resumed.wait(timeout=600) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
     finally:
         if resumed.poll() is None:
             os.killpg(resumed.pid, signal.SIGKILL)
-    assert "(stage train, epoch 1): running stage train from epoch 2" in (tmp_path / "resumed.log").read_text()
+    assert (
+        "(stage train, epoch 1): running stage train from epoch 2"
+        in (tmp_path / "resumed.log").read_text()
+    )
 
     _assert_ends_like(reference, logdir)
 
@@ -287,32 +356,55 @@ def _with_signal(config_file: Path, folder: Path, **sender) -> Path:
 
 
 def _interrupted_run(config: Path, logdir: Path, log: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
-    command = [str(BIN / "catalyst-dl"), "run", "--config", str(config), f"--args/logdir={logdir}:str"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [
+        str(BIN / "catalyst-dl"),
+        "run",
+        "--config",
+        str(config),
+        f"--args/logdir={logdir}:str",
+    ]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     log.write_text(result.stdout + result.stderr)
     return result
 
 
 STOPS = {  # what SendSignal does in epoch 2 of stage train → what the one line must say
-    "mid-batch": (dict(signum=int(signal.SIGINT), loader="train", batch=1), 130,
-                  "interrupted by Ctrl-C (SIGINT) in stage train, epoch 2 of 3 (loader train, batch 1 of 2); "
-                  "the last complete checkpoint is {ckpt}/train.1_full.pth (stage train, epoch 1)"),
-    "validation": (dict(signum=int(signal.SIGTERM), loader="valid", batch=1), 143,
-                   "interrupted by SIGTERM in stage train, epoch 2 of 3 (loader valid, batch 1 of 1); "
-                   "the last complete checkpoint is {ckpt}/train.1_full.pth (stage train, epoch 1)"),
-    "checkpoint write": (dict(signum=int(signal.SIGINT), during_save=True), 130,
-                         "while writing the end of epoch 2 (checkpoints and logs) (completed first); "
-                         "the last complete checkpoint is {ckpt}/train.2_full.pth (stage train, epoch 2)"),
-    "second signal in the write": (dict(signum=int(signal.SIGINT), during_save=True, count=2), 130,
-                                   "while writing the end of epoch 2 (checkpoints and logs) (stopped; what was "
-                                   "written before is unchanged); the last complete checkpoint is "
-                                   "{ckpt}/train.1_full.pth (stage train, epoch 1)"),
+    "mid-batch": (
+        dict(signum=int(signal.SIGINT), loader="train", batch=1),
+        130,
+        "interrupted by Ctrl-C (SIGINT) in stage train, epoch 2 of 3 (loader train, batch 1 of 2); "
+        "the last complete checkpoint is {ckpt}/train.1_full.pth (stage train, epoch 1)",
+    ),
+    "validation": (
+        dict(signum=int(signal.SIGTERM), loader="valid", batch=1),
+        143,
+        "interrupted by SIGTERM in stage train, epoch 2 of 3 (loader valid, batch 1 of 1); "
+        "the last complete checkpoint is {ckpt}/train.1_full.pth (stage train, epoch 1)",
+    ),
+    "checkpoint write": (
+        dict(signum=int(signal.SIGINT), during_save=True),
+        130,
+        "while writing the end of epoch 2 (checkpoints and logs) (completed first); "
+        "the last complete checkpoint is {ckpt}/train.2_full.pth (stage train, epoch 2)",
+    ),
+    "second signal in the write": (
+        dict(signum=int(signal.SIGINT), during_save=True, count=2),
+        130,
+        "while writing the end of epoch 2 (checkpoints and logs) (stopped; what was "
+        "written before is unchanged); the last complete checkpoint is "
+        "{ckpt}/train.1_full.pth (stage train, epoch 1)",
+    ),
 }
 
 
 @pytest.mark.parametrize("moment", list(STOPS))
-def test_signal_stops_with_one_line_and_the_printed_command_resumes(moment, config_file, reference, tmp_path):
+def test_signal_stops_with_one_line_and_the_printed_command_resumes(
+    moment, config_file, reference, tmp_path
+):
     """A real SIGINT / SIGTERM at a chosen moment of epoch 2 of stage `train`: one line (where,
     the last complete checkpoint, the command that continues), exit status 128 + signal, no
     traceback, never "disk full"; every checkpoint left is whole; the printed command then
@@ -323,21 +415,32 @@ def test_signal_stops_with_one_line_and_the_printed_command_resumes(moment, conf
     result = _interrupted_run(config, logdir, tmp_path / "interrupted.log")
 
     assert result.returncode == status, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if "interrupted" in line or "Error" in line]
+    lines = [
+        line for line in result.stderr.splitlines() if "interrupted" in line or "Error" in line
+    ]
     assert len(lines) == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr and "disk full" not in result.stderr
     assert lines[0].startswith("catalyst-dl run: interrupted by ")
     assert expected.format(ckpt=logdir / "checkpoints") in lines[0]
     command = lines[0].split("; continue with: ")[1]
-    assert shlex.split(command) == ["catalyst-dl", "run", "--config", str(config),
-                                    f"--args/logdir={logdir}:str", "--autoresume", "last"]
+    assert shlex.split(command) == [
+        "catalyst-dl",
+        "run",
+        "--config",
+        str(config),
+        f"--args/logdir={logdir}:str",
+        "--autoresume",
+        "last",
+    ]
     files = sorted(os.listdir(logdir / "checkpoints"))
     assert not [name for name in files if name.endswith(".tmp")]
     for name in files:
         if name.endswith(".pth"):
             torch.load(logdir / "checkpoints" / name, weights_only=True)
 
-    run_in_process(config, logdir, *shlex.split(command)[4:])  # the printed command, in this process
+    run_in_process(
+        config, logdir, *shlex.split(command)[4:]
+    )  # the printed command, in this process
     _assert_ends_like(reference, logdir)
 
 
@@ -358,23 +461,52 @@ def test_sigterm_to_a_ddp_run_stops_every_rank_with_rank_0s_line(config_file, tm
     parent passes it on, every worker ends, and the one line is rank 0's (stage, epoch, the
     last checkpoint, the command); exit status 143."""
     engine = tmp_path / "ddp.yml"
-    engine.write_text("engine: {_target_: podium.runners.engines.DDPEngine, backend: gloo, num_processes: 2}\n")
-    config = yaml.safe_load(config_file.read_text())  # epoch 2 of train lasts > 8 s: signalled inside it
-    config["stages"]["train"]["callbacks"]["slow"] = {"_target_": "signal_sender.Slow", "stage": "train",
-                                                      "epoch": 2, "seconds": 4}
+    engine.write_text(
+        "engine: {_target_: podium.runners.engines.DDPEngine, backend: gloo, num_processes: 2}\n"
+    )
+    config = yaml.safe_load(
+        config_file.read_text()
+    )  # epoch 2 of train lasts > 8 s: signalled inside it
+    config["stages"]["train"]["callbacks"]["slow"] = {
+        "_target_": "signal_sender.Slow",
+        "stage": "train",
+        "epoch": 2,
+        "seconds": 4,
+    }
     (tmp_path / "config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     logdir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+    }
     process = subprocess.Popen(
-        [str(BIN / "catalyst-dl"), "run", "--config", str(tmp_path / "config.yml"), str(engine),
-         f"--args/logdir={logdir}:str"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        [
+            str(BIN / "catalyst-dl"),
+            "run",
+            "--config",
+            str(tmp_path / "config.yml"),
+            str(engine),
+            f"--args/logdir={logdir}:str",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 600
         while logged_epochs(logdir) < 2:  # epoch 1 of stage train is logged: epoch 2 runs
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-3000:]
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][
+                -3000:
+            ]
             time.sleep(0.05)
-        workers = [pid for pid in _children(process.pid) if b"spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        workers = [
+            pid
+            for pid in _children(process.pid)
+            if b"spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
         assert len(workers) == 2
         os.kill(process.pid, signal.SIGTERM)
         _, stderr = process.communicate(timeout=240)
@@ -385,8 +517,13 @@ def test_sigterm_to_a_ddp_run_stops_every_rank_with_rank_0s_line(config_file, tm
     assert process.returncode == 143, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if "interrupted" in line or "Error" in line]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]
-    assert lines[0].startswith("catalyst-dl run: interrupted by SIGTERM in stage train, epoch 2 of 3 (loader train")
-    assert f"the last complete checkpoint is {logdir / 'checkpoints' / 'train.1_full.pth'} (stage train, epoch 1)" in lines[0]
+    assert lines[0].startswith(
+        "catalyst-dl run: interrupted by SIGTERM in stage train, epoch 2 of 3 (loader train"
+    )
+    assert (
+        f"the last complete checkpoint is {logdir / 'checkpoints' / 'train.1_full.pth'} (stage train, epoch 1)"
+        in lines[0]
+    )
     assert lines[0].endswith(f"--args/logdir={logdir}:str --autoresume last")
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # every rank ended
 
@@ -412,8 +549,9 @@ def test_resume_errors_name_the_file(config_file, reference, tmp_path):
     with pytest.raises(PodiumError, match="from stage 'train', which this config does not have"):
         SegmentationRunner(config)
 
-    config = _runner_config(config_file, tmp_path, resume=str(reference / "checkpoints"
-                                                               / "warmup.1_full.pth"))
+    config = _runner_config(
+        config_file, tmp_path, resume=str(reference / "checkpoints" / "warmup.1_full.pth")
+    )
     config["model"]["decoder_channels"] = 8
     with pytest.raises(PodiumError, match=r"does not fit the config's model .* shape mismatches"):
         SegmentationRunner(config)
@@ -424,12 +562,26 @@ def _fake_runner(model, epoch: int, dice: float):
     """What CheckpointCallback reads from a runner at epoch end."""
     optimizer = torch.optim.AdamW(model.parameters())
     return SimpleNamespace(
-        engine=dl.DeviceEngine("cpu"), model=model, criterion=None, optimizer=optimizer,
-        scheduler=None, callbacks={}, need_early_stop=False, is_infer_stage=False,
-        run_key="run", stage_key="train", loader_key="valid", loader_batch_step=1,
-        loader_sample_step=4, global_epoch_step=epoch, global_batch_step=epoch,
-        global_sample_step=4 * epoch, stage_epoch_step=epoch, stage_batch_step=epoch,
-        stage_sample_step=4 * epoch, epoch_metrics={"valid": {"dice": dice}},
+        engine=dl.DeviceEngine("cpu"),
+        model=model,
+        criterion=None,
+        optimizer=optimizer,
+        scheduler=None,
+        callbacks={},
+        need_early_stop=False,
+        is_infer_stage=False,
+        run_key="run",
+        stage_key="train",
+        loader_key="valid",
+        loader_batch_step=1,
+        loader_sample_step=4,
+        global_epoch_step=epoch,
+        global_batch_step=epoch,
+        global_sample_step=4 * epoch,
+        stage_epoch_step=epoch,
+        stage_batch_step=epoch,
+        stage_sample_step=4 * epoch,
+        epoch_metrics={"valid": {"dice": dice}},
     )
 
 
@@ -462,15 +614,21 @@ def _replace_dies_for_best_and_last(source, target, *args, **kwargs):
     return _replace(source, target, *args, **kwargs)
 
 
-@pytest.mark.parametrize("dies_in", ["torch.save", "the link to best/last", "the copy to best/last (no hard links)"])
-def test_a_write_dying_half_way_leaves_the_previous_checkpoints_whole(tmp_path, monkeypatch,
-                                                                       dies_in):
-    callback = CheckpointCallback(logdir=str(tmp_path), loader_key="valid", metric_key="dice",
-                                  minimize=False)
+@pytest.mark.parametrize(
+    "dies_in", ["torch.save", "the link to best/last", "the copy to best/last (no hard links)"]
+)
+def test_a_write_dying_half_way_leaves_the_previous_checkpoints_whole(
+    tmp_path, monkeypatch, dies_in
+):
+    callback = CheckpointCallback(
+        logdir=str(tmp_path), loader_key="valid", metric_key="dice", minimize=False
+    )
     model = torch.nn.Linear(3, 1)
     callback.on_epoch_end(_fake_runner(model, 1, dice=0.5))
-    saved = {name: (tmp_path / name).read_bytes() for name in
-             ("best.pth", "best_full.pth", "last.pth", "last_full.pth", "_metrics.json")}
+    saved = {
+        name: (tmp_path / name).read_bytes()
+        for name in ("best.pth", "best_full.pth", "last.pth", "last_full.pth", "_metrics.json")
+    }
 
     if dies_in == "torch.save":
         monkeypatch.setattr(torch, "save", _save_half_then_fail)
@@ -497,10 +655,17 @@ def test_a_write_dying_half_way_leaves_the_previous_checkpoints_whole(tmp_path, 
 
 
 def test_checkpoint_carries_the_resume_state(tmp_path):
-    callback = CheckpointCallback(logdir=str(tmp_path), loader_key="valid", metric_key="dice",
-                                  minimize=False, save_n_best=1, load_on_stage_end="best")
-    stopper = EarlyStoppingCallback(patience=3, loader_key="valid", metric_key="dice",
-                                    minimize=False)
+    callback = CheckpointCallback(
+        logdir=str(tmp_path),
+        loader_key="valid",
+        metric_key="dice",
+        minimize=False,
+        save_n_best=1,
+        load_on_stage_end="best",
+    )
+    stopper = EarlyStoppingCallback(
+        patience=3, loader_key="valid", metric_key="dice", minimize=False
+    )
     stopper.best_score, stopper.num_no_improvement_epochs = 0.75, 2
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
     model[0].weight.requires_grad_(False)
@@ -512,9 +677,11 @@ def test_checkpoint_carries_the_resume_state(tmp_path):
     callback.on_epoch_end(runner)
 
     state = torch.load(tmp_path / "last_full.pth", weights_only=True)[RESUME_KEY]
-    assert state["callbacks"]["early_stopping"] == \
-        {"best_score": 0.75, "num_no_improvement_epochs": 2}
-    best, = state["callbacks"]["checkpoint"]["top_best_metrics"]  # save_n_best: 1
+    assert state["callbacks"]["early_stopping"] == {
+        "best_score": 0.75,
+        "num_no_improvement_epochs": 2,
+    }
+    (best,) = state["callbacks"]["checkpoint"]["top_best_metrics"]  # save_n_best: 1
     assert best[:4] == (0.5, f"{tmp_path}/train.1.pth", "train", 1)
     assert state["callbacks"]["checkpoint"]["best_score"] == 0.5
     assert state["frozen"] == ["0.weight"]
@@ -524,16 +691,19 @@ def test_checkpoint_carries_the_resume_state(tmp_path):
 def test_catalyst_callback_counters_round_trip():
     """compat.callback_state: without it a resumed stage forgets early-stopping counts and
     the best score (Catalyst's callbacks have no state_dict)."""
-    stopper = EarlyStoppingCallback(patience=3, loader_key="valid", metric_key="dice",
-                                    minimize=False)
+    stopper = EarlyStoppingCallback(
+        patience=3, loader_key="valid", metric_key="dice", minimize=False
+    )
     stopper.best_score, stopper.num_no_improvement_epochs = 0.8, 2
     checkpointer = CatalystCheckpointCallback(logdir="x", loader_key="valid", metric_key="dice")
     checkpointer.best_score = 0.8
     checkpointer.top_best_metrics = [(0.8, "x/train.3.pth", "train", 3, {"valid": {"dice": 0.8}})]
-    fresh_stopper = EarlyStoppingCallback(patience=3, loader_key="valid", metric_key="dice",
-                                          minimize=False)
-    fresh_checkpointer = CatalystCheckpointCallback(logdir="x", loader_key="valid",
-                                                    metric_key="dice")
+    fresh_stopper = EarlyStoppingCallback(
+        patience=3, loader_key="valid", metric_key="dice", minimize=False
+    )
+    fresh_checkpointer = CatalystCheckpointCallback(
+        logdir="x", loader_key="valid", metric_key="dice"
+    )
     for old, new in ((stopper, fresh_stopper), (checkpointer, fresh_checkpointer)):
         buffer = io.BytesIO()
         torch.save(catalyst_callback_state(old), buffer)
@@ -570,13 +740,13 @@ def test_init_from_loads_weights_and_optimizer_state(config_file, reference, tmp
         assert torch.equal(tensor, saved["model_state_dict"][name]), name
     state = runner.optimizer.state_dict()
     assert state["state"][0]["step"] == saved["optimizer_state_dict"]["state"][0]["step"] > 0
-    assert torch.equal(state["state"][0]["exp_avg"],
-                       saved["optimizer_state_dict"]["state"][0]["exp_avg"])
+    assert torch.equal(
+        state["state"][0]["exp_avg"], saved["optimizer_state_dict"]["state"][0]["exp_avg"]
+    )
     assert runner.optimizer.param_groups[0]["lr"] == 0.0005  # the config's, not the saved one
 
 
-def test_top_level_init_from_is_for_the_first_stage_weights_only(config_file, reference,
-                                                                   tmp_path):
+def test_top_level_init_from_is_for_the_first_stage_weights_only(config_file, reference, tmp_path):
     config = _runner_config(config_file, tmp_path)
     config["init_from"] = str(reference)  # a run directory: its checkpoints/best.pth
     runner = _start_first_stage(config)
@@ -603,8 +773,10 @@ def test_init_from_errors(config_file, reference, tmp_path):
     evil = tmp_path / "evil.pth"
     torch.save({"model_state_dict": {}, "extra": _RunsCode()}, evil)
     cases = [
-        (str(tmp_path / "missing.pth"),
-         r"stages/train/init_from: checkpoint .*missing.pth does not exist"),
+        (
+            str(tmp_path / "missing.pth"),
+            r"stages/train/init_from: checkpoint .*missing.pth does not exist",
+        ),
         (str(truncated), r"truncated.pth cannot be read \(truncated or not a torch file\)"),
         (str(other), r"fpn.pth does not fit the model .*missing keys \(e.g. .*unexpected keys"),
         ({"path": str(tmp_path / "x.pth"), "optimizr": True}, 'did you mean "optimizer"'),
@@ -628,8 +800,9 @@ def test_init_from_strict_false_loads_what_fits(config_file, tmp_path):
     shape mismatch; `strict: false` loads every tensor that fits and leaves the head."""
     from podium.models import build_segmentation_model
 
-    two_classes = build_segmentation_model("unet", "mobilenetv3_small_050", in_channels=1,
-                                           num_classes=2, decoder_channels=16)
+    two_classes = build_segmentation_model(
+        "unet", "mobilenetv3_small_050", in_channels=1, num_classes=2, decoder_channels=16
+    )
     path = tmp_path / "two_classes.pth"
     torch.save(two_classes.state_dict(), path)  # a bare state dict works too
     config = _runner_config(config_file, tmp_path)

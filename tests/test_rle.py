@@ -1,4 +1,5 @@
 """Kaggle RLE: encode/decode round trips on real masks, the CSV forms, CSV-backed datasets."""
+
 import importlib.util
 import os
 
@@ -71,15 +72,24 @@ def test_round_trip_voc_class_masks(voc_masks):
 
 
 def test_overrun_names_image_and_amount():
-    with pytest.raises(PodiumError, match=r"RLE of img7\.jpg overruns the image by 3 pixel\(s\): run 2 starts at pixel 18 with length 6 .*4×5 image has 20 pixels"):
+    with pytest.raises(
+        PodiumError,
+        match=r"RLE of img7\.jpg overruns the image by 3 pixel\(s\): run 2 starts at pixel 18 with length 6 .*4×5 image has 20 pixels",
+    ):
         rle_decode("1 2 18 6", (4, 5), name="img7.jpg")
 
 
 def test_overrun_by_one_pixel_is_an_error_and_ending_on_the_last_pixel_is_not():
     # 4×5 = 20 pixels: "17 5" (pixels 17..21) overruns by exactly one; "17 4" (17..20) ends on the last pixel
-    with pytest.raises(PodiumError, match=r"overruns the image by 1 pixel\(s\): run 1 starts at pixel 17 with length 5"):
+    with pytest.raises(
+        PodiumError,
+        match=r"overruns the image by 1 pixel\(s\): run 1 starts at pixel 17 with length 5",
+    ):
         rle_decode("17 5", (4, 5))
-    with pytest.raises(PodiumError, match=r"RLE of a overruns the image by 1 pixel\(s\): run 2 starts at pixel 20 with length 2"):
+    with pytest.raises(
+        PodiumError,
+        match=r"RLE of a overruns the image by 1 pixel\(s\): run 2 starts at pixel 20 with length 2",
+    ):
         rle_decode("1 1 20 2", (4, 5), name="a")
     expected = np.zeros((4, 5), np.uint8)
     expected[:, 4] = 1  # pixels 17..20: the last column (column-major)
@@ -88,7 +98,11 @@ def test_overrun_by_one_pixel_is_an_error_and_ending_on_the_last_pixel_is_not():
 
 @pytest.mark.parametrize(
     "text, message",
-    [("1 2 3", "3 numbers; expected pairs"), ("1 x", 'non-integer value "x"'), ("0 2", r"run 1 = \(0, 2\); expected 1-based")],
+    [
+        ("1 2 3", "3 numbers; expected pairs"),
+        ("1 x", 'non-integer value "x"'),
+        ("0 2", r"run 1 = \(0, 2\); expected 1-based"),
+    ],
 )
 def test_malformed_rle(text, message):
     with pytest.raises(PodiumError, match=message):
@@ -100,8 +114,13 @@ def _image_folder(root, names, shape=(12, 10)):
     (root / "images").mkdir(parents=True)
     rng = np.random.default_rng(1)
     for name in names:
-        cv2.imwrite(str(root / "images" / f"{name}.jpg"), rng.integers(0, 255, (*shape, 3)).astype(np.uint8))
-    (root / "split.csv").write_text("name,split\n" + "".join(f"{n},{'valid' if i == 0 else 'train'}\n" for i, n in enumerate(names)))
+        cv2.imwrite(
+            str(root / "images" / f"{name}.jpg"), rng.integers(0, 255, (*shape, 3)).astype(np.uint8)
+        )
+    (root / "split.csv").write_text(
+        "name,split\n"
+        + "".join(f"{n},{'valid' if i == 0 else 'train'}\n" for i, n in enumerate(names))
+    )
     return root
 
 
@@ -113,37 +132,71 @@ def _masks(shape=(12, 10), seed=0, count=3):
 def test_image_label_csv_is_multilabel(tmp_path):
     root = _image_folder(tmp_path / "clouds", ["img1", "img2"])
     fish, flower, _ = _masks()
-    rows = [("img1.jpg_Fish", rle_encode(fish)), ("img1.jpg_Flower", ""), ("img2.jpg_Fish", ""), ("img2.jpg_Flower", rle_encode(flower))]
-    (root / "train.csv").write_text("Image_Label,EncodedPixels\n" + "".join(f"{a},{b}\n" for a, b in rows))
+    rows = [
+        ("img1.jpg_Fish", rle_encode(fish)),
+        ("img1.jpg_Flower", ""),
+        ("img2.jpg_Fish", ""),
+        ("img2.jpg_Flower", rle_encode(flower)),
+    ]
+    (root / "train.csv").write_text(
+        "Image_Label,EncodedPixels\n" + "".join(f"{a},{b}\n" for a, b in rows)
+    )
     table = RleTable(root / "train.csv")
-    assert table.multilabel and table.class_names == ["Fish", "Flower"] and table.names == ["img1", "img2"]
+    assert (
+        table.multilabel
+        and table.class_names == ["Fish", "Flower"]
+        and table.names == ["img1", "img2"]
+    )
     datasets = build_segmentation_datasets(root, masks_csv="train.csv", num_classes=2)
     item = datasets["valid"][0]  # img1
-    assert item["name"] == "img1" and item["mask"].dtype == torch.float32 and item["mask"].shape == (2, 12, 10)
+    assert (
+        item["name"] == "img1"
+        and item["mask"].dtype == torch.float32
+        and item["mask"].shape == (2, 12, 10)
+    )
     np.testing.assert_array_equal(item["mask"][0].numpy(), fish)
     assert item["mask"][1].sum() == 0
     np.testing.assert_array_equal(datasets["train"][0]["mask"][1].numpy(), flower)
     # written back identically
-    again = [(f"{n}.jpg_{c}", rle_encode(table.mask(n, (12, 10))[..., k])) for n in table.names for k, c in enumerate(table.class_names)]
+    again = [
+        (f"{n}.jpg_{c}", rle_encode(table.mask(n, (12, 10))[..., k]))
+        for n in table.names
+        for k, c in enumerate(table.class_names)
+    ]
     assert again == rows
 
 
 def test_class_names_from_config_fix_the_order_and_catch_typos(tmp_path):
     root = _image_folder(tmp_path / "c", ["img1"])
-    (root / "train.csv").write_text("Image_Label,EncodedPixels\nimg1.jpg_Fish,1 3\nimg1.jpg_Sugar,\n")
+    (root / "train.csv").write_text(
+        "Image_Label,EncodedPixels\nimg1.jpg_Fish,1 3\nimg1.jpg_Sugar,\n"
+    )
     table = RleTable(root / "train.csv", class_names=["Sugar", "Gravel", "Fish"])
     assert table.class_names == ["Sugar", "Gravel", "Fish"]
     assert table.mask("img1", (12, 10))[..., 2].sum() == 3
-    with pytest.raises(PodiumError, match='class "Fish", which is not in class_names \\(did you mean "Fsh"\\?\\)'):
+    with pytest.raises(
+        PodiumError, match='class "Fish", which is not in class_names \\(did you mean "Fsh"\\?\\)'
+    ):
         RleTable(root / "train.csv", class_names=["Fsh", "Sugar"])
-    with pytest.raises(PodiumError, match="has 2 class\\(es\\) \\(Fish, Sugar\\) but num_classes is 3"):
-        build_segmentation_datasets(root, masks_csv="train.csv", num_classes=3, split_file="split.csv", valid_split="valid", train_split="valid")
+    with pytest.raises(
+        PodiumError, match="has 2 class\\(es\\) \\(Fish, Sugar\\) but num_classes is 3"
+    ):
+        build_segmentation_datasets(
+            root,
+            masks_csv="train.csv",
+            num_classes=3,
+            split_file="split.csv",
+            valid_split="valid",
+            train_split="valid",
+        )
 
 
 def test_image_id_csv_merges_instances_into_binary(tmp_path):
     root = _image_folder(tmp_path / "ships", ["a", "b"])
     m1, m2, _ = _masks()
-    (root / "train.csv").write_text(f"ImageId,EncodedPixels\na.jpg,{rle_encode(m1)}\na.jpg,{rle_encode(m2)}\nb.jpg,\n")
+    (root / "train.csv").write_text(
+        f"ImageId,EncodedPixels\na.jpg,{rle_encode(m1)}\na.jpg,{rle_encode(m2)}\nb.jpg,\n"
+    )
     datasets = build_segmentation_datasets(root, masks_csv="train.csv")
     item = datasets["valid"][0]
     assert item["mask"].shape == (1, 12, 10)
@@ -153,10 +206,19 @@ def test_image_id_csv_merges_instances_into_binary(tmp_path):
 
 def test_class_id_csv_and_absent_images_are_empty(tmp_path):
     root = _image_folder(tmp_path / "steel", ["a", "b"])
-    (root / "train.csv").write_text("ImageId,ClassId,EncodedPixels\na.jpg,3,1 5\na.jpg,1,7 2\n")  # b has no row
-    datasets = build_segmentation_datasets(root, masks_csv="train.csv", num_classes=4, class_names=[1, 2, 3, 4])
+    (root / "train.csv").write_text(
+        "ImageId,ClassId,EncodedPixels\na.jpg,3,1 5\na.jpg,1,7 2\n"
+    )  # b has no row
+    datasets = build_segmentation_datasets(
+        root, masks_csv="train.csv", num_classes=4, class_names=[1, 2, 3, 4]
+    )
     mask = datasets["valid"][0]["mask"]
-    assert mask.shape == (4, 12, 10) and mask[2].sum() == 5 and mask[0].sum() == 2 and mask[1].sum() == 0
+    assert (
+        mask.shape == (4, 12, 10)
+        and mask[2].sum() == 5
+        and mask[0].sum() == 2
+        and mask[1].sum() == 0
+    )
     assert datasets["train"][0]["mask"].sum() == 0
 
 
@@ -164,7 +226,9 @@ def test_overrun_in_csv_names_the_image(tmp_path):
     root = _image_folder(tmp_path / "o", ["a", "b"])
     (root / "train.csv").write_text("ImageId,EncodedPixels\na.jpg,100 30\n")
     datasets = build_segmentation_datasets(root, masks_csv="train.csv")
-    with pytest.raises(PodiumError, match=r"image a\.jpg in .*train\.csv overruns the image by 9 pixel\(s\)"):
+    with pytest.raises(
+        PodiumError, match=r"image a\.jpg in .*train\.csv overruns the image by 9 pixel\(s\)"
+    ):
         datasets["valid"][0]
 
 
@@ -173,7 +237,10 @@ def test_overrun_in_csv_names_the_image(tmp_path):
     [
         ("ImageId,Pixels\na,1 1\n", "expected ImageId,EncodedPixels"),
         ("Image,EncodedPixels\na,1 1\n", "expected an image id column"),
-        ("Image_Label,EncodedPixels\nnolabel,1 1\n", 'line 2: Image_Label "nolabel" is not IMAGE_CLASS'),
+        (
+            "Image_Label,EncodedPixels\nnolabel,1 1\n",
+            'line 2: Image_Label "nolabel" is not IMAGE_CLASS',
+        ),
     ],
 )
 def test_bad_csv_tables(tmp_path, text, message):

@@ -1,4 +1,5 @@
 """SegmentationRunner: datasets from `data:`, per-stage encoder freezing, logdir for loggers."""
+
 import copy
 
 import pytest

@@ -1,4 +1,5 @@
 """The runner's collaborators alone: augmentation seeds, stage data, logger dirs (no training)."""
+
 from types import SimpleNamespace
 
 import albumentations as A
@@ -77,8 +78,10 @@ def test_loaders_with_workers_seed_themselves():
 
 
 def _config(**stage):
-    return {"data": {"_target_": "test_runner.tiny_datasets", "root": "x"},
-            "stages": {"a": {"loaders": {"batch_size": 2}, **stage}}}
+    return {
+        "data": {"_target_": "test_runner.tiny_datasets", "root": "x"},
+        "stages": {"a": {"loaders": {"batch_size": 2}, **stage}},
+    }
 
 
 def test_stage_data_builds_once_and_keeps_catalysts_form():
@@ -104,9 +107,11 @@ def test_stage_data_saves_the_pipelines(tmp_path):
 
 
 def test_loggers_get_the_run_logdir():
-    params = {"csv": {"_target_": "CSVLogger"},
-              "own": {"_target_": "CSVLogger", "logdir": "elsewhere"},
-              "console": {"_target_": "ConsoleLogger"}}
+    params = {
+        "csv": {"_target_": "CSVLogger"},
+        "own": {"_target_": "CSVLogger", "logdir": "elsewhere"},
+        "console": {"_target_": "ConsoleLogger"},
+    }
     filled = fill_logdirs(params, "run")
     assert filled["csv"] == {"_target_": "CSVLogger", "logdir": "run", "use_logdir_postfix": True}
     assert filled["own"]["logdir"] == "elsewhere" and "logdir" not in filled["console"]

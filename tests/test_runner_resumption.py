@@ -1,5 +1,6 @@
 """The resume collaborator alone (`Resumption`): plan, checks, hooks, on a tiny model and a
 hand-made checkpoint (the real runs: test_resume.py)."""
+
 from types import SimpleNamespace
 
 import pytest
@@ -15,13 +16,22 @@ LENGTHS = {"warmup": 2, "train": 3}
 
 
 def _checkpoint(path, model, stage, epoch, **state):
-    torch.save({
-        "model_state_dict": model.state_dict(), "optimizer_state_dict": {},
-        "stage_key": stage, "stage_epoch_step": epoch, "stage_batch_step": 4 * epoch,
-        "stage_sample_step": 16 * epoch, "global_epoch_step": 2 + epoch,
-        "global_batch_step": 8 + 4 * epoch, "global_sample_step": 32 + 16 * epoch,
-        "run_key": "run-1", RESUME_KEY: state,
-    }, path)
+    torch.save(
+        {
+            "model_state_dict": model.state_dict(),
+            "optimizer_state_dict": {},
+            "stage_key": stage,
+            "stage_epoch_step": epoch,
+            "stage_batch_step": 4 * epoch,
+            "stage_sample_step": 16 * epoch,
+            "global_epoch_step": 2 + epoch,
+            "global_batch_step": 8 + 4 * epoch,
+            "global_sample_step": 32 + 16 * epoch,
+            "run_key": "run-1",
+            RESUME_KEY: state,
+        },
+        path,
+    )
     return path
 
 
@@ -37,8 +47,16 @@ class Engine:
 
 
 def _runner(model, stage):
-    return SimpleNamespace(model=model, stage_key=stage, engine=Engine(), run_key="new",
-                           criterion=None, optimizer=None, scheduler=None, callbacks={})
+    return SimpleNamespace(
+        model=model,
+        stage_key=stage,
+        engine=Engine(),
+        run_key="new",
+        criterion=None,
+        optimizer=None,
+        scheduler=None,
+        callbacks={},
+    )
 
 
 def test_a_fresh_run_runs_every_stage_and_warm_starts(tmp_path):
@@ -46,7 +64,10 @@ def test_a_fresh_run_runs_every_stage_and_warm_starts(tmp_path):
     torch.save({"model_state_dict": model.state_dict()}, tmp_path / "w.pth")
     config = {"stages": {"warmup": {}, "train": {"init_from": str(tmp_path / "w.pth")}}}
     resumption = Resumption(config, None, LENGTHS)
-    assert resumption.point is None and resumption.stages(["warmup", "train"]) == ["warmup", "train"]
+    assert resumption.point is None and resumption.stages(["warmup", "train"]) == [
+        "warmup",
+        "train",
+    ]
     assert list(resumption.warm_starts) == ["train"]
     resumption.check(model)
     with pytest.raises(PodiumError, match="does not fit the model Linear"):
@@ -67,7 +88,9 @@ def test_mid_stage_resume_waits_for_the_first_epoch(tmp_path):
     resumption.on_stage_start(runner)
     assert resumption.pending and runner.engine.unpacked is None
     resumption.on_epoch_start(runner)
-    assert not resumption.pending and runner.stage_epoch_step == 1 and runner.global_batch_step == 12
+    assert (
+        not resumption.pending and runner.stage_epoch_step == 1 and runner.global_batch_step == 12
+    )
     assert torch.equal(runner.model.weight, saved.weight)
     assert not runner.model.bias.requires_grad and runner.model.weight.requires_grad
 

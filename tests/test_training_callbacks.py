@@ -2,6 +2,7 @@
 
 Tiny in-process Catalyst runs (a small conv net on random tensors, CPU, no logdir).
 """
+
 import copy
 import math
 import time
@@ -85,16 +86,31 @@ def criterion_cb(key="loss"):
     return dl.CriterionCallback(input_key="logits", target_key="mask", metric_key=key)
 
 
-def train(model, optimizer, loaders_, callbacks, num_epochs=1, scheduler=None,
-          criterion=None, loggers=None):
+def train(
+    model,
+    optimizer,
+    loaders_,
+    callbacks,
+    num_epochs=1,
+    scheduler=None,
+    criterion=None,
+    loggers=None,
+):
     runner = dl.SupervisedRunner(
         input_key="image", output_key="logits", target_key="mask", loss_key="loss"
     )
     recorder = Recorder()
     runner.train(
-        model=model, criterion=criterion or nn.MSELoss(), optimizer=optimizer,
-        scheduler=scheduler, loaders=loaders_, callbacks=callbacks, num_epochs=num_epochs,
-        loggers={"_console": recorder, **(loggers or {})}, verbose=False, seed=0,
+        model=model,
+        criterion=criterion or nn.MSELoss(),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loaders=loaders_,
+        callbacks=callbacks,
+        num_epochs=num_epochs,
+        loggers={"_console": recorder, **(loggers or {})},
+        verbose=False,
+        seed=0,
     )
     return runner, recorder
 
@@ -114,23 +130,40 @@ def test_accumulation_equals_one_big_batch_and_catalyst_sums():
     """k=3 batches of 4 == one batch of 12 (SGD, no BatchNorm); Catalyst's takes 3× the step."""
     k, b = 3, 4
     big = tiny_net()
-    train(big, torch.optim.SGD(big.parameters(), lr=0.5), loaders(k * b),
-          [criterion_cb(), dl.OptimizerCallback(metric_key="loss")], num_epochs=2)
+    train(
+        big,
+        torch.optim.SGD(big.parameters(), lr=0.5),
+        loaders(k * b),
+        [criterion_cb(), dl.OptimizerCallback(metric_key="loss")],
+        num_epochs=2,
+    )
 
     accumulated = tiny_net()
-    train(accumulated, torch.optim.SGD(accumulated.parameters(), lr=0.5), loaders(b),
-          [criterion_cb(), OptimizerCallback(metric_key="loss", accumulation_steps=k)],
-          num_epochs=2)
+    train(
+        accumulated,
+        torch.optim.SGD(accumulated.parameters(), lr=0.5),
+        loaders(b),
+        [criterion_cb(), OptimizerCallback(metric_key="loss", accumulation_steps=k)],
+        num_epochs=2,
+    )
     assert torch.allclose(weights(accumulated), weights(big), atol=1e-6, rtol=0)
 
     # Catalyst 21.12: the k gradients are summed, the step is k times too large
     start = weights(tiny_net())
     one_big = tiny_net()
-    train(one_big, torch.optim.SGD(one_big.parameters(), lr=0.5), loaders(k * b, n=k * b),
-          [criterion_cb(), dl.OptimizerCallback(metric_key="loss")])
+    train(
+        one_big,
+        torch.optim.SGD(one_big.parameters(), lr=0.5),
+        loaders(k * b, n=k * b),
+        [criterion_cb(), dl.OptimizerCallback(metric_key="loss")],
+    )
     catalyst = tiny_net()
-    train(catalyst, torch.optim.SGD(catalyst.parameters(), lr=0.5), loaders(b, n=k * b),
-          [criterion_cb(), dl.OptimizerCallback(metric_key="loss", accumulation_steps=k)])
+    train(
+        catalyst,
+        torch.optim.SGD(catalyst.parameters(), lr=0.5),
+        loaders(b, n=k * b),
+        [criterion_cb(), dl.OptimizerCallback(metric_key="loss", accumulation_steps=k)],
+    )
     assert not torch.allclose(weights(catalyst), weights(one_big), atol=1e-4)
     assert torch.allclose(weights(catalyst) - start, k * (weights(one_big) - start), atol=1e-6)
 
@@ -138,11 +171,18 @@ def test_accumulation_equals_one_big_batch_and_catalyst_sums():
 def test_accumulation_steps_at_loader_end_when_not_a_multiple():
     """5 batches of 4, k=2: windows of 2, 2, 1 batches == batches of 8, 8, 4, every epoch."""
     reference = tiny_net()
-    train(reference, torch.optim.SGD(reference.parameters(), lr=0.5), loaders(8, n=20),
-          [criterion_cb(), dl.OptimizerCallback(metric_key="loss")], num_epochs=2)
+    train(
+        reference,
+        torch.optim.SGD(reference.parameters(), lr=0.5),
+        loaders(8, n=20),
+        [criterion_cb(), dl.OptimizerCallback(metric_key="loss")],
+        num_epochs=2,
+    )
     model = tiny_net()
     runner, recorder = train(
-        model, torch.optim.SGD(model.parameters(), lr=0.5), loaders(4, n=20),
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.5),
+        loaders(4, n=20),
         [criterion_cb(), OptimizerCallback(metric_key="loss", accumulation_steps=2)],
         num_epochs=2,
     )
@@ -155,9 +195,15 @@ def test_clipping_once_before_the_step_equals_torch_by_hand(mode):
     k, b, limit, lr = 2, 4, (0.05 if mode == "norm" else 0.002), 0.5
     model = tiny_net()
     _, recorder = train(
-        model, torch.optim.SGD(model.parameters(), lr=lr), loaders(b, n=16),
-        [criterion_cb(), OptimizerCallback(metric_key="loss", accumulation_steps=k,
-                                           grad_clip={"mode": mode, "max": limit})],
+        model,
+        torch.optim.SGD(model.parameters(), lr=lr),
+        loaders(b, n=16),
+        [
+            criterion_cb(),
+            OptimizerCallback(
+                metric_key="loss", accumulation_steps=k, grad_clip={"mode": mode, "max": limit}
+            ),
+        ],
     )
 
     by_hand = tiny_net()
@@ -167,7 +213,7 @@ def test_clipping_once_before_the_step_equals_torch_by_hand(mode):
     for window in range(0, 16, k * b):
         optimizer.zero_grad()
         for start in range(window, window + k * b, b):
-            x, y = data.images[start:start + b], data.masks[start:start + b]
+            x, y = data.images[start : start + b], data.masks[start : start + b]
             (nn.functional.mse_loss(by_hand(x), y) / k).backward()
         if mode == "norm":
             norms.append(float(torch.nn.utils.clip_grad_norm_(by_hand.parameters(), limit)))
@@ -195,9 +241,15 @@ def _schedule_run(scheduler_cb, num_epochs=3, lr=0.1, **optimizer_kwargs):
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, **optimizer_kwargs)
     probe = StepProbe()
     runner, _ = train(
-        model, optimizer, loaders(4, n=20),
-        [criterion_cb(), OptimizerCallback(metric_key="loss", accumulation_steps=2),
-         scheduler_cb, probe],
+        model,
+        optimizer,
+        loaders(4, n=20),
+        [
+            criterion_cb(),
+            OptimizerCallback(metric_key="loss", accumulation_steps=2),
+            scheduler_cb,
+            probe,
+        ],
         num_epochs=num_epochs,
     )
     return runner, probe.lrs
@@ -227,7 +279,8 @@ def test_warmup_cosine_equals_the_formula():
     _, lrs = _schedule_run(callback, lr=0.1)
     total, warmup, base, low = 9, 3, 0.1, 0.001
     expected = [
-        base * (t + 1) / warmup if t < warmup
+        base * (t + 1) / warmup
+        if t < warmup
         else low + (base - low) * 0.5 * (1 + math.cos(math.pi * (t - warmup) / (total - warmup)))
         for t in range(total)
     ]
@@ -241,9 +294,18 @@ def test_schedule_callback_refuses_a_second_scheduler():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
     with pytest.raises(PodiumError, match="scheduler"):
-        train(model, optimizer, loaders(4, n=8),
-              [criterion_cb(), OptimizerCallback(metric_key="loss"),
-               dl.SchedulerCallback(), OneCycleCallback(max_lr=0.1)], scheduler=scheduler)
+        train(
+            model,
+            optimizer,
+            loaders(4, n=8),
+            [
+                criterion_cb(),
+                OptimizerCallback(metric_key="loss"),
+                dl.SchedulerCallback(),
+                OneCycleCallback(max_lr=0.1),
+            ],
+            scheduler=scheduler,
+        )
 
 
 def test_reduce_on_plateau_works_with_catalyst_scheduler_callback():
@@ -260,9 +322,19 @@ def test_reduce_on_plateau_works_with_catalyst_scheduler_callback():
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=0.5, patience=0
         )
-        return train(model, optimizer, loaders(4, n=8, valid=True),
-                     [criterion_cb(), OptimizerCallback(metric_key="loss"), ConstantScore(),
-                      scheduler_callback], scheduler=plateau, num_epochs=3)
+        return train(
+            model,
+            optimizer,
+            loaders(4, n=8, valid=True),
+            [
+                criterion_cb(),
+                OptimizerCallback(metric_key="loss"),
+                ConstantScore(),
+                scheduler_callback,
+            ],
+            scheduler=plateau,
+            num_epochs=3,
+        )
 
     _, recorder = run(dl.SchedulerCallback(loader_key="valid", metric_key="score"))
     assert [e["_epoch_"]["lr"] for e in recorder.epochs] == pytest.approx([0.1, 0.05, 0.025])
@@ -321,25 +393,40 @@ def test_freeze_all_but_last_and_unfreeze_at_epoch_in_a_config_run(seg_model):
 
     config = {
         "args": {"seed": 0},
-        "stages": {"train": {
-            "num_epochs": 3,
-            "loaders": {"batch_size": 4, "num_workers": 0},
-            "criterion": {"_target_": "torch.nn.MSELoss"},
-            "optimizer": {"_target_": "torch.optim.AdamW", "lr": 0.01},
-            "callbacks": {
-                "loss": {"_target_": "catalyst.callbacks.CriterionCallback",
-                         "input_key": "logits", "target_key": "mask", "metric_key": "loss"},
-                "optimizer": {"_target_": "podium.callbacks.optimizer.OptimizerCallback",
-                              "metric_key": "loss"},
-                "freeze": {"_target_": "podium.callbacks.freeze.FreezeCallback",
-                           "all_but_last": 2, "freeze_bn": True},
-                "unfreeze": {"_target_": "podium.callbacks.freeze.UnfreezeCallback",
-                             "epoch": 3, "last": 4},
-            },
-        }},
+        "stages": {
+            "train": {
+                "num_epochs": 3,
+                "loaders": {"batch_size": 4, "num_workers": 0},
+                "criterion": {"_target_": "torch.nn.MSELoss"},
+                "optimizer": {"_target_": "torch.optim.AdamW", "lr": 0.01},
+                "callbacks": {
+                    "loss": {
+                        "_target_": "catalyst.callbacks.CriterionCallback",
+                        "input_key": "logits",
+                        "target_key": "mask",
+                        "metric_key": "loss",
+                    },
+                    "optimizer": {
+                        "_target_": "podium.callbacks.optimizer.OptimizerCallback",
+                        "metric_key": "loss",
+                    },
+                    "freeze": {
+                        "_target_": "podium.callbacks.freeze.FreezeCallback",
+                        "all_but_last": 2,
+                        "freeze_bn": True,
+                    },
+                    "unfreeze": {
+                        "_target_": "podium.callbacks.freeze.UnfreezeCallback",
+                        "epoch": 3,
+                        "last": 4,
+                    },
+                },
+            }
+        },
     }
-    runner = Runner(config=config, input_key="image", output_key="logits",
-                    target_key="mask", loss_key="loss")
+    runner = Runner(
+        config=config, input_key="image", output_key="logits", target_key="mask", loss_key="loss"
+    )
     before = [state(b).clone() for b in blocks]
     runner.run()
     if runner.exception is not None:
@@ -359,17 +446,24 @@ def test_freeze_all_but_last_and_unfreeze_at_epoch_in_a_config_run(seg_model):
 
 
 def test_unfreeze_adds_params_the_optimizer_does_not_hold():
-    model = nn.Sequential(OrderedDict(
-        encoder=nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)),
-        head=nn.Conv2d(4, 1, 1),
-    ))
+    model = nn.Sequential(
+        OrderedDict(
+            encoder=nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)),
+            head=nn.Conv2d(4, 1, 1),
+        )
+    )
     for p in model.encoder.parameters():
         p.requires_grad_(False)
     optimizer = torch.optim.Adam(model.head.parameters(), lr=0.01)  # trainable params only
     unfreeze = UnfreezeCallback(epoch=2, module="encoder", lr=0.001)
     start = weights(model.encoder).clone()
-    train(model, optimizer, loaders(4, n=8),
-          [criterion_cb(), OptimizerCallback(metric_key="loss"), unfreeze], num_epochs=2)
+    train(
+        model,
+        optimizer,
+        loaders(4, n=8),
+        [criterion_cb(), OptimizerCallback(metric_key="loss"), unfreeze],
+        num_epochs=2,
+    )
     assert len(optimizer.param_groups) == 2 and optimizer.param_groups[1]["lr"] == 0.001
     assert len(unfreeze.added_params) == 4
     assert not torch.equal(weights(model.encoder), start)
@@ -416,24 +510,42 @@ def test_nan_guard_names_the_term_and_where():
             good.append(weights(model).clone())
 
     callbacks = [
-        dl.CriterionCallback(input_key="logits", target_key="mask", metric_key="loss_mse",
-                             criterion_key="mse"),
-        dl.CriterionCallback(input_key="logits", target_key="mask", metric_key="loss_l1",
-                             criterion_key="l1"),
-        dl.MetricAggregationCallback(metric_key="loss", metrics=["loss_mse", "loss_l1"],
-                                     mode="sum"),
+        dl.CriterionCallback(
+            input_key="logits", target_key="mask", metric_key="loss_mse", criterion_key="mse"
+        ),
+        dl.CriterionCallback(
+            input_key="logits", target_key="mask", metric_key="loss_l1", criterion_key="l1"
+        ),
+        dl.MetricAggregationCallback(
+            metric_key="loss", metrics=["loss_mse", "loss_l1"], mode="sum"
+        ),
         NanGuardCallback(batch_keys=["image", "logits"]),
         OptimizerCallback(metric_key="loss"),
         Keep(),
     ]
     with pytest.raises(PodiumError) as error:
-        train(model, torch.optim.SGD(model.parameters(), lr=0.1), loaders(4, n=20), callbacks,
-              num_epochs=3, criterion={"mse": nn.MSELoss(), "l1": nn.L1Loss()})
+        train(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            loaders(4, n=20),
+            callbacks,
+            num_epochs=3,
+            criterion={"mse": nn.MSELoss(), "l1": nn.L1Loss()},
+        )
     message = str(error.value)
     assert "\n" not in message
-    for part in ("stage train", "epoch 2 of 3", "loader train", "batch 3 of 5",
-                 "loss_mse=nan", "loss_l1=nan", "loss=nan", "samples: s_008, s_009",
-                 "image: finite", "logits: non-finite in samples s_009"):
+    for part in (
+        "stage train",
+        "epoch 2 of 3",
+        "loader train",
+        "batch 3 of 5",
+        "loss_mse=nan",
+        "loss_l1=nan",
+        "loss=nan",
+        "samples: s_008, s_009",
+        "image: finite",
+        "logits: non-finite in samples s_009",
+    ):
         assert part in message, (part, message)
     # stopped before the optimizer step: the weights are those of the last good batch
     assert torch.isfinite(weights(model)).all()
@@ -448,8 +560,9 @@ def test_throughput_lands_in_epoch_metrics_and_csv(tmp_path):
     model = tiny_net()
     started = time.perf_counter()
     _, recorder = train(
-        model, torch.optim.SGD(model.parameters(), lr=0.1), loaders(4, n=n, valid=True,
-                                                                     delay=delay),
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        loaders(4, n=n, valid=True, delay=delay),
         [criterion_cb(), OptimizerCallback(metric_key="loss"), ThroughputCallback()],
         loggers={"csv": CSVLogger(logdir=str(tmp_path))},
     )

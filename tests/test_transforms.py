@@ -1,5 +1,6 @@
 """Augmentations: compact-form coverage (albumentations 2.0.8 names), presets, podium's own
 transforms (PositiveCrop, RandomScaleCrop, Letterbox), serialisation and seeded workers."""
+
 import warnings
 
 import albumentations as A
@@ -12,7 +13,12 @@ from torch.utils.data import DataLoader, Dataset
 from podium.datasets.crops import PositiveCrop, RandomScaleCrop
 from podium.datasets.letterbox import Letterbox, letterbox, letterbox_meta, unletterbox
 from podium.datasets.presets import PRESETS
-from podium.datasets.transforms import build_transforms, seed_transforms, transforms_to_dict, worker_init_fn
+from podium.datasets.transforms import (
+    build_transforms,
+    seed_transforms,
+    transforms_to_dict,
+    worker_init_fn,
+)
 from podium.errors import PodiumError
 
 RNG = np.random.default_rng(0)
@@ -39,18 +45,70 @@ COVERAGE = [
     ({"VerticalFlip": {"p": 0.5}}, 1),
     ({"Transpose": {"p": 0.5}}, 1),
     ({"RandomRotate90": {"p": 1.0}}, 1),
-    ({"Affine": {"scale": [0.9, 1.1], "translate_percent": [-0.05, 0.05], "rotate": [-15, 15], "shear": [-5, 5], "p": 1.0}}, 1),
-    ({"ShiftScaleRotate": {"shift_limit": 0.05, "scale_limit": 0.1, "rotate_limit": 15, "p": 1.0}}, 1),
+    (
+        {
+            "Affine": {
+                "scale": [0.9, 1.1],
+                "translate_percent": [-0.05, 0.05],
+                "rotate": [-15, 15],
+                "shear": [-5, 5],
+                "p": 1.0,
+            }
+        },
+        1,
+    ),
+    (
+        {
+            "ShiftScaleRotate": {
+                "shift_limit": 0.05,
+                "scale_limit": 0.1,
+                "rotate_limit": 15,
+                "p": 1.0,
+            }
+        },
+        1,
+    ),
     ({"ElasticTransform": {"alpha": 30, "sigma": 6, "p": 1.0}}, 1),
     ({"GridDistortion": {"distort_limit": 0.2, "p": 1.0}}, 1),
     ({"RandomBrightnessContrast": {"brightness_limit": 0.2, "contrast_limit": 0.2, "p": 1.0}}, 1),
     ({"RandomGamma": {"gamma_limit": [80, 120], "p": 1.0}}, 1),
-    ({"HueSaturationValue": {"hue_shift_limit": 10, "sat_shift_limit": 20, "val_shift_limit": 10, "p": 1.0}}, 3),
-    ({"ColorJitter": {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.05, "p": 1.0}}, 3),
+    (
+        {
+            "HueSaturationValue": {
+                "hue_shift_limit": 10,
+                "sat_shift_limit": 20,
+                "val_shift_limit": 10,
+                "p": 1.0,
+            }
+        },
+        3,
+    ),
+    (
+        {
+            "ColorJitter": {
+                "brightness": 0.2,
+                "contrast": 0.2,
+                "saturation": 0.2,
+                "hue": 0.05,
+                "p": 1.0,
+            }
+        },
+        3,
+    ),
     ({"GaussNoise": {"std_range": [0.01, 0.05], "p": 1.0}}, 1),
     ({"GaussianBlur": {"blur_limit": [3, 5], "p": 1.0}}, 1),
     ({"MotionBlur": {"blur_limit": [3, 7], "p": 1.0}}, 1),
-    ({"CoarseDropout": {"num_holes_range": [1, 3], "hole_height_range": [0.1, 0.2], "hole_width_range": [0.1, 0.2], "p": 1.0}}, 1),
+    (
+        {
+            "CoarseDropout": {
+                "num_holes_range": [1, 3],
+                "hole_height_range": [0.1, 0.2],
+                "hole_width_range": [0.1, 0.2],
+                "p": 1.0,
+            }
+        },
+        1,
+    ),
     ({"RandomCrop": {"height": 32, "width": 32}}, 1),
     ({"RandomCrop": {"height": 96, "width": 96, "pad_if_needed": True}}, 1),
     ({"CenterCrop": {"height": 32, "width": 32}}, 1),
@@ -59,7 +117,15 @@ COVERAGE = [
     ({"PadIfNeeded": {"min_height": 64, "min_width": 96, "border_mode": 0}}, 1),
     ({"LongestMaxSize": {"max_size": 32}}, 1),
     ({"RandomScale": {"scale_limit": [-0.2, 0.2], "p": 1.0}}, 1),
-    ({"OneOf": {"p": 1.0, "transforms": [{"GaussianBlur": {}}, {"GaussNoise": {"std_range": [0.01, 0.02]}}]}}, 1),
+    (
+        {
+            "OneOf": {
+                "p": 1.0,
+                "transforms": [{"GaussianBlur": {}}, {"GaussNoise": {"std_range": [0.01, 0.02]}}],
+            }
+        },
+        1,
+    ),
 ]
 
 
@@ -71,7 +137,9 @@ def test_compact_form_covers_common_augmentations(item, channels):
     assert out["image"].dtype == np.float32 and out["image"].shape[-1] == channels
     assert out["image"].shape[:2] == out["mask"].shape[:2]
     assert set(np.unique(out["mask"])) <= {0, 1}  # masks stay labels (nearest)
-    assert transforms_to_dict(build_transforms(transforms_to_dict(compose))) == transforms_to_dict(compose)
+    assert transforms_to_dict(build_transforms(transforms_to_dict(compose))) == transforms_to_dict(
+        compose
+    )
 
 
 # ---------------------------------------------------------------- presets
@@ -90,11 +158,13 @@ def test_presets_build_and_run_on_1_and_3_channels(name, size):
 
 
 def test_preset_overrides_append_and_list_entry():
-    compose = build_transforms({
-        "preset": "medium",
-        "overrides": {"RandomBrightnessContrast": {"p": 0.9}, "GaussNoise": None},
-        "append": [{"CoarseDropout": {"p": 0.5}}],
-    })
+    compose = build_transforms(
+        {
+            "preset": "medium",
+            "overrides": {"RandomBrightnessContrast": {"p": 0.9}, "GaussNoise": None},
+            "append": [{"CoarseDropout": {"p": 0.5}}],
+        }
+    )
     names = [type(t).__name__ for t in compose.transforms]
     assert names[-1] == "CoarseDropout"
     rbc = next(t for t in compose.transforms if isinstance(t, A.RandomBrightnessContrast))
@@ -110,10 +180,19 @@ def test_preset_overrides_append_and_list_entry():
     [
         ({"preset": "meduim"}, 'unknown augmentation preset "meduim".*did you mean "medium"'),
         ({"preset": "light", "sise": 64}, 'unknown key "sise".*did you mean "size"'),
-        ({"preset": "light", "overrides": {"GausNoise": None}}, 'no such transform.*HorizontalFlip'),
+        (
+            {"preset": "light", "overrides": {"GausNoise": None}},
+            "no such transform.*HorizontalFlip",
+        ),
         ({"preset": "d4", "size": "big"}, "size of preset d4 must be"),
-        ([{"PositiveCrop": {"height": 32, "width": 32, "positive_p": 2}}], "PositiveCrop.*positive_p must be a probability"),
-        ([{"PositiveCrop": {"height": 32, "widht": 32}}], 'unknown argument "widht".*did you mean "width"'),
+        (
+            [{"PositiveCrop": {"height": 32, "width": 32, "positive_p": 2}}],
+            "PositiveCrop.*positive_p must be a probability",
+        ),
+        (
+            [{"PositiveCrop": {"height": 32, "widht": 32}}],
+            'unknown argument "widht".*did you mean "width"',
+        ),
         ([{"PositivCrop": {}}], 'did you mean "PositiveCrop"'),
     ],
 )
@@ -124,14 +203,19 @@ def test_preset_and_podium_transform_errors(spec, message):
 
 # ---------------------------------------------------------------- podium transforms by name, serialised
 def test_podium_transforms_by_name_and_serialisation():
-    compose = build_transforms([
-        {"PositiveCrop": {"height": 24, "width": 24, "positive_p": 0.5}},
-        {"RandomScaleCrop": {"height": 16, "width": 16, "scale_range": [0.5, 2.0]}},
-        {"Letterbox": {"height": 20, "width": 20}},
-    ])
+    compose = build_transforms(
+        [
+            {"PositiveCrop": {"height": 24, "width": 24, "positive_p": 0.5}},
+            {"RandomScaleCrop": {"height": 16, "width": 16, "scale_range": [0.5, 2.0]}},
+            {"Letterbox": {"height": 20, "width": 20}},
+        ]
+    )
     assert [type(t) for t in compose.transforms] == [PositiveCrop, RandomScaleCrop, Letterbox]
     saved = transforms_to_dict(compose)
-    assert saved["transform"]["transforms"][0]["__class_fullname__"] == "podium.datasets.crops.PositiveCrop"
+    assert (
+        saved["transform"]["transforms"][0]["__class_fullname__"]
+        == "podium.datasets.crops.PositiveCrop"
+    )
     assert saved["transform"]["transforms"][0]["positive_p"] == 0.5
     assert transforms_to_dict(build_transforms(saved)) == saved
     assert transforms_to_dict(A.from_dict(saved)) == saved
@@ -165,7 +249,18 @@ def test_positive_crop_without_foreground_and_small_images():
 
 # ---------------------------------------------------------------- multi-scale
 def test_random_scale_crop_output_size_constant():
-    compose = build_transforms([{"RandomScaleCrop": {"height": 48, "width": 40, "scale_range": [0.5, 2.0], "positive_p": 0.5}}])
+    compose = build_transforms(
+        [
+            {
+                "RandomScaleCrop": {
+                    "height": 48,
+                    "width": 40,
+                    "scale_range": [0.5, 2.0],
+                    "positive_p": 0.5,
+                }
+            }
+        ]
+    )
     seed_transforms(compose, 2)
     scales_seen = set()
     for height, width in [(30, 30), (64, 100), (200, 80), (48, 40)]:
@@ -179,13 +274,20 @@ def test_random_scale_crop_output_size_constant():
 
 
 def test_random_scale_crop_batches_stack():
-    ds = _ToyDataset(build_transforms([{"RandomScaleCrop": {"height": 32, "width": 32}}]), sizes=[(40, 50), (70, 30), (32, 32)])
+    ds = _ToyDataset(
+        build_transforms([{"RandomScaleCrop": {"height": 32, "width": 32}}]),
+        sizes=[(40, 50), (70, 30), (32, 32)],
+    )
     batch = next(iter(DataLoader(ds, batch_size=3)))
     assert batch.shape == (3, 1, 32, 32)
 
 
 # ---------------------------------------------------------------- letterbox
-@pytest.mark.parametrize("shape", [(60, 100), (100, 60), (33, 77), (64, 64)], ids=["horizontal", "vertical", "odd", "square"])
+@pytest.mark.parametrize(
+    "shape",
+    [(60, 100), (100, 60), (33, 77), (64, 64)],
+    ids=["horizontal", "vertical", "odd", "square"],
+)
 @pytest.mark.parametrize("size", [128, 48])
 def test_unletterbox_restores_geometry(shape, size):
     height, width = shape
@@ -196,9 +298,11 @@ def test_unletterbox_restores_geometry(shape, size):
     assert boxed.shape == (size, size) and boxed.dtype == np.uint8
     top, bottom, left, right = meta["pad"]
     assert (top + bottom == 0) or (left + right == 0)  # padding only along the short side
-    assert boxed[:top].sum() == 0 and boxed[size - bottom:].sum() == 0
+    assert boxed[:top].sum() == 0 and boxed[size - bottom :].sum() == 0
     back = unletterbox(boxed, meta)
-    assert back.shape == shape and back.dtype == np.uint8 and set(np.unique(back)) <= {0, 1, 2}  # nearest
+    assert (
+        back.shape == shape and back.dtype == np.uint8 and set(np.unique(back)) <= {0, 1, 2}
+    )  # nearest
     iou = ((back == 1) & (mask == 1)).sum() / ((back == 1) | (mask == 1)).sum()
     assert iou > (0.97 if size > max(shape) else 0.85)
 
@@ -235,15 +339,26 @@ class _ToyDataset(Dataset):
 
     def __getitem__(self, index):
         height, width = self.sizes[index]
-        image = np.arange(height * width, dtype=np.float32).reshape(height, width, 1) / (height * width)
+        image = np.arange(height * width, dtype=np.float32).reshape(height, width, 1) / (
+            height * width
+        )
         out = self.transforms(image=image, mask=np.zeros((height, width), np.uint8))
         return torch.from_numpy(np.ascontiguousarray(out["image"].transpose(2, 0, 1)))
 
 
 def _batches(seed, worker_init=worker_init_fn, epochs=2):
-    dataset = _ToyDataset(build_transforms([{"D4": {}}, {"RandomBrightnessContrast": {"p": 1.0}}]), count=8)
+    dataset = _ToyDataset(
+        build_transforms([{"D4": {}}, {"RandomBrightnessContrast": {"p": 1.0}}]), count=8
+    )
     generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(dataset, batch_size=2, num_workers=2, shuffle=True, generator=generator, worker_init_fn=worker_init)
+    loader = DataLoader(
+        dataset,
+        batch_size=2,
+        num_workers=2,
+        shuffle=True,
+        generator=generator,
+        worker_init_fn=worker_init,
+    )
     return [torch.cat(list(loader)) for _ in range(epochs)]
 
 
@@ -273,14 +388,21 @@ def test_preset_and_stats_normalisation_through_the_builder(tmp_path):
     (tmp_path / "masks").mkdir()
     rows = ["name,split"]
     for i in range(4):
-        cv2.imwrite(str(tmp_path / "images" / f"a{i}.png"), (RNG.random((20, 30)) * 4000).astype(np.uint16))
-        cv2.imwrite(str(tmp_path / "masks" / f"a{i}.png"), (RNG.random((20, 30)) > 0.7).astype(np.uint8) * 255)
+        cv2.imwrite(
+            str(tmp_path / "images" / f"a{i}.png"), (RNG.random((20, 30)) * 4000).astype(np.uint16)
+        )
+        cv2.imwrite(
+            str(tmp_path / "masks" / f"a{i}.png"),
+            (RNG.random((20, 30)) > 0.7).astype(np.uint8) * 255,
+        )
         rows.append(f"a{i},{'train' if i < 3 else 'valid'}")
     (tmp_path / "split.csv").write_text("\n".join(rows) + "\n")
     write_stats(compute_stats(tmp_path, max_value=4095, progress=False), tmp_path / "stats.json")
     datasets = build_segmentation_datasets(
-        tmp_path, normalize={"mode": "stats", "path": str(tmp_path / "stats.json")},
-        train_transforms={"preset": "hard", "size": 16}, valid_transforms={"preset": "d4"},
+        tmp_path,
+        normalize={"mode": "stats", "path": str(tmp_path / "stats.json")},
+        train_transforms={"preset": "hard", "size": 16},
+        valid_transforms={"preset": "d4"},
     )
     item = datasets["train"][0]
     assert item["image"].shape == (1, 16, 16) and item["mask"].shape == (1, 16, 16)

@@ -1,4 +1,5 @@
 """podium.inference.tta against pytorch-toolbelt's TTA, hand-made references and equivariance."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -6,8 +7,15 @@ from pytorch_toolbelt.inference import tta as toolbelt
 
 from podium.errors import PodiumError
 from podium.inference.tta import (
-    TOOLBELT_D4_VIEWS, TTA, View, augment, build_tta, d4_vector_deaugment, deaugment_maps,
-    deaugment_vectors, dihedral_views,
+    TOOLBELT_D4_VIEWS,
+    TTA,
+    View,
+    augment,
+    build_tta,
+    d4_vector_deaugment,
+    deaugment_maps,
+    deaugment_vectors,
+    dihedral_views,
 )
 from podium.models import build_segmentation_model
 
@@ -40,6 +48,7 @@ def images():
 
 # ---------------------------------------------------------------- hand-made references
 
+
 def forward_vector(vectors: torch.Tensor, view: View) -> torch.Tensor:
     """How a view moves an (x, y) vector: transpose swaps, h-flip negates x, v-flip negates y."""
     x, y = vectors[:, 0], vectors[:, 1]
@@ -59,7 +68,10 @@ def centroid(images: torch.Tensor) -> torch.Tensor:
     ys = torch.arange(height, dtype=images.dtype) - (height - 1) / 2
     xs = torch.arange(width, dtype=images.dtype) - (width - 1) / 2
     total = weights.sum(dim=(1, 2))
-    return torch.stack([(weights * xs).sum(dim=(1, 2)) / total, (weights * ys[:, None]).sum(dim=(1, 2)) / total], dim=1)
+    return torch.stack(
+        [(weights * xs).sum(dim=(1, 2)) / total, (weights * ys[:, None]).sum(dim=(1, 2)) / total],
+        dim=1,
+    )
 
 
 def spread(images: torch.Tensor) -> torch.Tensor:
@@ -94,7 +106,11 @@ class VectorNet(torch.nn.Module):
 
     def forward(self, images):
         features = torch.relu(self.conv(images)).mean(dim=(2, 3))
-        return {"direction": self.vector(features), "label": self.label(features), "map": self.conv(images)[:, :2]}
+        return {
+            "direction": self.vector(features),
+            "label": self.label(features),
+            "map": self.conv(images)[:, :2],
+        }
 
 
 def rot_reference(model, images):
@@ -110,13 +126,16 @@ def rot_reference(model, images):
 
 # ---------------------------------------------------------------- masks vs toolbelt
 
+
 @torch.no_grad()
 def test_d4_equals_toolbelt_d4_image2mask(unet, images):
     expected = toolbelt.d4_image2mask(unet, images)
     got = build_tta("d4")(unet, images)
     assert got.shape == expected.shape == (2, 2, 64, 64)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
-    assert (unet(images) - expected).abs().max() > 0.05  # the views really differ: the check can fail
+    assert (
+        unet(images) - expected
+    ).abs().max() > 0.05  # the views really differ: the check can fail
 
 
 @torch.no_grad()
@@ -125,7 +144,13 @@ def test_flip_and_d2_equal_toolbelt(unet, images):
     torch.testing.assert_close(build_tta("flip")(unet, images), flip, rtol=0, atol=1e-5)
     d2 = toolbelt.d2_image_deaugment(unet(toolbelt.d2_image_augment(images)))
     torch.testing.assert_close(build_tta("d2")(unet, images), d2, rtol=0, atol=1e-5)
-    assert [build_tta(m).num_views for m in ("none", "flip", "d2", "d4", "multiscale")] == [1, 2, 4, 8, 3]
+    assert [build_tta(m).num_views for m in ("none", "flip", "d2", "d4", "multiscale")] == [
+        1,
+        2,
+        4,
+        8,
+        3,
+    ]
 
 
 def test_toolbelt_d4_order_as_views(images):
@@ -151,7 +176,9 @@ def test_d4_output_is_equivariant(unet, images):
     tta, images = build_tta("d4"), images[:1]
     base = tta(unet, images)
     for view in D4:
-        torch.testing.assert_close(tta(unet, augment(images, view)), augment(base, view), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            tta(unet, augment(images, view)), augment(base, view), rtol=0, atol=1e-5
+        )
 
 
 @torch.no_grad()
@@ -164,10 +191,20 @@ def test_every_chunk_size_gives_the_same_result(unet):
         torch.testing.assert_close(tta(unet, images), reference, rtol=0, atol=1e-5)
     images = torch.cat([images, images])
     calls = []
-    build_tta(dict(spec, max_views_per_batch=3))(lambda x: calls.append(tuple(x.shape)) or x[:, :1], images)
+    build_tta(dict(spec, max_views_per_batch=3))(
+        lambda x: calls.append(tuple(x.shape)) or x[:, :1], images
+    )
     # views of different sizes never share a batch; each size's 4 views go 3 + 1
-    assert calls == [(6, 3, 64, 96), (2, 3, 64, 96), (6, 3, 96, 64), (2, 3, 96, 64),
-                     (6, 3, 48, 72), (2, 3, 48, 72), (6, 3, 72, 48), (2, 3, 72, 48)]
+    assert calls == [
+        (6, 3, 64, 96),
+        (2, 3, 64, 96),
+        (6, 3, 96, 64),
+        (2, 3, 96, 64),
+        (6, 3, 48, 72),
+        (2, 3, 48, 72),
+        (6, 3, 72, 48),
+        (2, 3, 72, 48),
+    ]
 
 
 def test_default_chunking_by_device():
@@ -177,15 +214,20 @@ def test_default_chunking_by_device():
     assert tta.views_per_batch(cpu, (256, 256)) == 1
     assert tta.views_per_batch(gpu_like, (256, 256)) == 8  # 2**21 px / (4·256²)
     assert tta.views_per_batch(torch.empty(16, 3, 1024, 1024, device="meta"), (1024, 1024)) == 1
-    assert build_tta({"views": "d4", "max_views_per_batch": 4}).views_per_batch(cpu, (256, 256)) == 4
+    assert (
+        build_tta({"views": "d4", "max_views_per_batch": 4}).views_per_batch(cpu, (256, 256)) == 4
+    )
     # channels_last: auto = CPU forwards of >= 2**17 pixels (faster there, measured), else as asked
     assert tta.use_channels_last(cpu) and not tta.use_channels_last(torch.empty(4, 3, 64, 64))
     assert not tta.use_channels_last(gpu_like)
-    assert build_tta({"views": "d4", "channels_last": True}).use_channels_last(torch.empty(1, 3, 8, 8))
+    assert build_tta({"views": "d4", "channels_last": True}).use_channels_last(
+        torch.empty(1, 3, 8, 8)
+    )
     assert not build_tta({"views": "d4", "channels_last": False}).use_channels_last(cpu)
 
 
 # ---------------------------------------------------------------- multiscale
+
 
 @torch.no_grad()
 def test_multiscale_scale_one_is_the_plain_forward(unet, images):
@@ -219,6 +261,7 @@ def test_scaled_sizes_round_half_up():
 
 # ---------------------------------------------------------------- vectors
 
+
 def test_deaugment_vectors_undoes_every_d4_view_exactly():
     images = torch.rand(3, 3, 40, 56, generator=torch.Generator().manual_seed(6)) ** 4
     xy, wh = centroid(images), spread(images)
@@ -226,9 +269,15 @@ def test_deaugment_vectors_undoes_every_d4_view_exactly():
         seen = augment(images, view)
         # the reference is right: centroid is equivariant, forward_vector moves it like the view
         torch.testing.assert_close(centroid(seen), forward_vector(xy, view), rtol=0, atol=1e-4)
-        torch.testing.assert_close(deaugment_vectors(centroid(seen), view, "xy"), xy, rtol=0, atol=1e-4)
-        torch.testing.assert_close(deaugment_vectors(centroid(seen).flip(1), view, "yx"), xy.flip(1), rtol=0, atol=1e-4)
-        torch.testing.assert_close(deaugment_vectors(spread(seen), view, "wh"), wh, rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            deaugment_vectors(centroid(seen), view, "xy"), xy, rtol=0, atol=1e-4
+        )
+        torch.testing.assert_close(
+            deaugment_vectors(centroid(seen).flip(1), view, "yx"), xy.flip(1), rtol=0, atol=1e-4
+        )
+        torch.testing.assert_close(
+            deaugment_vectors(spread(seen), view, "wh"), wh, rtol=0, atol=1e-4
+        )
     assert (xy.abs() > 0.1).all()
 
 
@@ -241,10 +290,14 @@ def test_tta_of_any_vector_function_is_equivariant():
         base = tta(net, images)
         for view in D4:
             moved = tta(net, augment(images, view))
-            torch.testing.assert_close(moved["direction"], forward_vector(base["direction"], view), rtol=0, atol=1e-5)
+            torch.testing.assert_close(
+                moved["direction"], forward_vector(base["direction"], view), rtol=0, atol=1e-5
+            )
             torch.testing.assert_close(moved["label"], base["label"], rtol=0, atol=1e-5)
             torch.testing.assert_close(moved["map"], augment(base["map"], view), rtol=0, atol=1e-5)
-        assert (net(images)["direction"] - base["direction"]).abs().max() > 1e-3  # averaging did something
+        assert (
+            net(images)["direction"] - base["direction"]
+        ).abs().max() > 1e-3  # averaging did something
 
 
 def test_vector_maps_are_deaugmented_per_pixel():
@@ -253,7 +306,9 @@ def test_vector_maps_are_deaugmented_per_pixel():
     for view in D4:
         back = deaugment_maps(gradient_field(augment(images, view)), view, (24, 40), rule="xy")
         torch.testing.assert_close(back, field, rtol=0, atol=1e-5)
-        wrong = deaugment_maps(gradient_field(augment(images, view)), view, (24, 40))  # undeclared: as scalars
+        wrong = deaugment_maps(
+            gradient_field(augment(images, view)), view, (24, 40)
+        )  # undeclared: as scalars
         if view.hflip or view.vflip or view.transpose:
             assert not torch.allclose(wrong, field, atol=1e-3)
     tta = build_tta("d4", vector_keys="xy")
@@ -262,7 +317,9 @@ def test_vector_maps_are_deaugmented_per_pixel():
 
 def test_pixel_vectors_are_divided_by_the_real_scale():
     images = torch.rand(2, 3, 30, 50, generator=torch.Generator().manual_seed(9))
-    got = build_tta({"views": "flip", "scales": [0.5, 1.3]}, vector_keys="xy_pixels")(centroid, images)
+    got = build_tta({"views": "flip", "scales": [0.5, 1.3]}, vector_keys="xy_pixels")(
+        centroid, images
+    )
     expected = []
     for size in ((15, 25), (39, 65)):
         scaled = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
@@ -286,34 +343,53 @@ def test_pixel_rules_use_each_axis_rounded_scale_on_odd_sizes():
     images = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(12)) ** 4
     images[:, :, 5:15, 60:80] += 2.0  # a bright patch off-centre: a centroid of tens of pixels
     # the view's own extent, in pixels, maps back to the image's extent exactly, through every D4 view
-    extents = {"hw": view_extent_hw, "wh": lambda x: view_extent_hw(x).flip(1),
-               "hw_map": lambda x: view_extent_hw(x)[:, :, None, None].expand(-1, -1, *x.shape[-2:])}
+    extents = {
+        "hw": view_extent_hw,
+        "wh": lambda x: view_extent_hw(x).flip(1),
+        "hw_map": lambda x: view_extent_hw(x)[:, :, None, None].expand(-1, -1, *x.shape[-2:]),
+    }
     fn = lambda x: {key: f(x) for key, f in extents.items()}  # noqa: E731
-    tta = build_tta({"views": "d4", "scales": [0.7]},
-                    vector_keys={"hw": "hw_pixels", "wh": "wh_pixels", "hw_map": "hw_pixels"})
+    tta = build_tta(
+        {"views": "d4", "scales": [0.7]},
+        vector_keys={"hw": "hw_pixels", "wh": "wh_pixels", "hw_map": "hw_pixels"},
+    )
     got = tta(fn, images)
     torch.testing.assert_close(got["hw"], torch.tensor([[65.0, 97.0]] * 2), rtol=0, atol=1e-4)
     torch.testing.assert_close(got["wh"], torch.tensor([[97.0, 65.0]] * 2), rtol=0, atol=1e-4)
-    torch.testing.assert_close(got["hw_map"], torch.tensor([65.0, 97.0])[None, :, None, None].expand(2, 2, *size),
-                               rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        got["hw_map"],
+        torch.tensor([65.0, 97.0])[None, :, None, None].expand(2, 2, *size),
+        rtol=0,
+        atol=1e-4,
+    )
     for view in D4:
         view = View(view.transpose, view.hflip, view.vflip, 0.7)
         seen = view_extent_hw(augment(images, view))
-        torch.testing.assert_close(deaugment_vectors(seen, view, "hw_pixels", size), torch.tensor([[65.0, 97.0]] * 2),
-                                   rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            deaugment_vectors(seen, view, "hw_pixels", size),
+            torch.tensor([[65.0, 97.0]] * 2),
+            rtol=0,
+            atol=1e-4,
+        )
     # a pixel vector (centroid) of the scaled view, x divided by 68/97 and y by 46/65
     got = build_tta({"views": "flip", "scales": [0.7]}, vector_keys="xy_pixels")(centroid, images)
     resized = F.interpolate(images, size=scaled, mode="bilinear", align_corners=False)
     plain, flipped = centroid(resized), centroid(resized.flip(3)) * torch.tensor([-1.0, 1.0])
     expected = (plain + flipped) / 2 / torch.tensor([68 / 97, 46 / 65])
-    assert (expected.abs() > 3).all()  # 1 % of it (0.701 vs 0.708 vs 0.7) is far above the tolerance
+    assert (
+        expected.abs() > 3
+    ).all()  # 1 % of it (0.701 vs 0.708 vs 0.7) is far above the tolerance
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
 def test_toolbelt_d4_labels_deaugment_drops_a_view():
     """toolbelt averages views [1, 2, 3, 4, 5, 7, 7, 8]; d4_vector_deaugment uses each once."""
-    labels = torch.arange(8, dtype=torch.float32).repeat_interleave(2)[:, None]  # 8 views × B=2, value = view index
-    assert toolbelt.d4_labels_deaugment(labels)[0, 0].item() == pytest.approx(29 / 8)  # (0+1+2+3+4+6+6+7)/8
+    labels = torch.arange(8, dtype=torch.float32).repeat_interleave(2)[
+        :, None
+    ]  # 8 views × B=2, value = view index
+    assert toolbelt.d4_labels_deaugment(labels)[0, 0].item() == pytest.approx(
+        29 / 8
+    )  # (0+1+2+3+4+6+6+7)/8
     assert d4_vector_deaugment(labels, rule="scalar")[0, 0].item() == pytest.approx(3.5)
 
     images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(10)) ** 4
@@ -324,13 +400,22 @@ def test_toolbelt_d4_labels_deaugment_drops_a_view():
     for view_output in per_view:  # every view, mapped back, is the unaugmented vector
         torch.testing.assert_close(view_output, exact, rtol=0, atol=1e-4)
     torch.testing.assert_close(d4_vector_deaugment(vectors), exact, rtol=0, atol=1e-4)
-    chunks = torch.chunk(vectors, 8)  # what toolbelt returns: no de-augmentation, view 6 lost, 7 twice
-    torch.testing.assert_close(toolbelt.d4_labels_deaugment(vectors),
-                               (sum(chunks) - chunks[5] + chunks[6]) / 8, rtol=0, atol=1e-6)
-    assert (toolbelt.d4_labels_deaugment(vectors) - exact).abs().max() > 0.5 * exact.abs().max() > 1.0
+    chunks = torch.chunk(
+        vectors, 8
+    )  # what toolbelt returns: no de-augmentation, view 6 lost, 7 twice
+    torch.testing.assert_close(
+        toolbelt.d4_labels_deaugment(vectors),
+        (sum(chunks) - chunks[5] + chunks[6]) / 8,
+        rtol=0,
+        atol=1e-6,
+    )
+    assert (
+        (toolbelt.d4_labels_deaugment(vectors) - exact).abs().max() > 0.5 * exact.abs().max() > 1.0
+    )
 
 
 # ---------------------------------------------------------------- outputs, errors
+
 
 def test_dict_outputs_and_their_rules():
     net = VectorNet()
@@ -347,31 +432,42 @@ def test_dict_outputs_and_their_rules():
     assert set(build_tta("none")(net, images)) == {"direction", "label", "map"}
 
 
-@pytest.mark.parametrize("spec, vector_keys, fn, message", [
-    ("flip", None, lambda x: {"m": x, "v": x.mean(dim=(2, 3))[:, :2]}, 'output "v" has no spatial dims'),
-    ("d4", {"v": "xy"}, lambda x: {"m": x}, 'vector_keys names output "v"'),
-    ("d4", "xy", lambda x: x[:, :3], 'needs 2 components'),
-    ("flip", None, lambda x: (x > 0).long(), "dtype torch.int64"),
-    ("flip", None, lambda x: F.avg_pool2d(x, 4), "de-augments maps at the input's resolution"),
-    ("flip", None, lambda x: x[:1], "expected 2 rows"),
-    ("flip", None, lambda x: [x], "expects a tensor or a dict"),
-])
+@pytest.mark.parametrize(
+    "spec, vector_keys, fn, message",
+    [
+        (
+            "flip",
+            None,
+            lambda x: {"m": x, "v": x.mean(dim=(2, 3))[:, :2]},
+            'output "v" has no spatial dims',
+        ),
+        ("d4", {"v": "xy"}, lambda x: {"m": x}, 'vector_keys names output "v"'),
+        ("d4", "xy", lambda x: x[:, :3], "needs 2 components"),
+        ("flip", None, lambda x: (x > 0).long(), "dtype torch.int64"),
+        ("flip", None, lambda x: F.avg_pool2d(x, 4), "de-augments maps at the input's resolution"),
+        ("flip", None, lambda x: x[:1], "expected 2 rows"),
+        ("flip", None, lambda x: [x], "expects a tensor or a dict"),
+    ],
+)
 def test_ambiguous_outputs_raise(spec, vector_keys, fn, message):
     with pytest.raises(PodiumError, match=message):
         build_tta(spec, vector_keys=vector_keys)(fn, torch.randn(2, 3, 16, 16))
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("flips", 'unknown tta views "flips" \\(did you mean "flip"\\?\\)'),
-    ({"views": "d4", "scale": [1.0]}, 'unknown key "scale" in tta'),
-    ({"views": "d4", "scales": []}, "non-empty list"),
-    ({"views": "d4", "scales": [1.0, -0.5]}, "numbers > 0"),
-    ({"views": "d4", "scales": [1.0, 1]}, "twice"),
-    ({"views": "d4", "max_views_per_batch": 0}, "max_views_per_batch"),
-    ({"views": "d4", "channels_last": "yes"}, "channels_last"),
-    ({"views": "d4", "vector_keys": {"v": "xyz"}}, 'unknown output rule "xyz"'),
-    (["d4"], "tta must be a mode"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("flips", 'unknown tta views "flips" \\(did you mean "flip"\\?\\)'),
+        ({"views": "d4", "scale": [1.0]}, 'unknown key "scale" in tta'),
+        ({"views": "d4", "scales": []}, "non-empty list"),
+        ({"views": "d4", "scales": [1.0, -0.5]}, "numbers > 0"),
+        ({"views": "d4", "scales": [1.0, 1]}, "twice"),
+        ({"views": "d4", "max_views_per_batch": 0}, "max_views_per_batch"),
+        ({"views": "d4", "channels_last": "yes"}, "channels_last"),
+        ({"views": "d4", "vector_keys": {"v": "xyz"}}, 'unknown output rule "xyz"'),
+        (["d4"], "tta must be a mode"),
+    ],
+)
 def test_bad_specs_raise(spec, message):
     with pytest.raises(PodiumError, match=message):
         build_tta(spec)

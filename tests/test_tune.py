@@ -1,5 +1,6 @@
 """`catalyst-dl tune` (optuna) on podium configs: the shipped search runs, and each compat fix
 (podium.compat.tune_flags, podium.compat.tune_main) against Catalyst's unpatched original."""
+
 import json
 import sys
 
@@ -21,7 +22,9 @@ TUNE_CONFIG = REPO / "configs" / "nuclei" / "tune.yml"
 
 def small_split(nuclei_data, path, train=8, valid=1):
     split = pd.read_csv(nuclei_data / "split.csv")
-    pd.concat([split[split["split"] == "train"].head(train), split[split["split"] == "valid"].head(valid)]).to_csv(path, index=False)
+    pd.concat(
+        [split[split["split"] == "train"].head(train), split[split["split"] == "valid"].head(valid)]
+    ).to_csv(path, index=False)
     return path
 
 
@@ -30,9 +33,20 @@ def test_two_trials_write_their_study_and_a_logdir_each(nuclei_data, tmp_path):
     storage = f"sqlite:///{tmp_path / 'db' / 'study.db'}"  # its folder does not exist yet
     logdir = tmp_path / "tune"
     result = run_command(
-        "catalyst-dl", "tune", "--config", TUNE_CONFIG, "--n-trials", 2, "--direction", "maximize",
-        "--storage", storage, f"--args/logdir={logdir}:str", f"--data/root={nuclei_data}:str",
-        f"--data/split_file={small_split(nuclei_data, tmp_path / 'split.csv')}:str", "--stages/tune/num_epochs=1:int",
+        "catalyst-dl",
+        "tune",
+        "--config",
+        TUNE_CONFIG,
+        "--n-trials",
+        2,
+        "--direction",
+        "maximize",
+        "--storage",
+        storage,
+        f"--args/logdir={logdir}:str",
+        f"--data/root={nuclei_data}:str",
+        f"--data/split_file={small_split(nuclei_data, tmp_path / 'split.csv')}:str",
+        "--stages/tune/num_epochs=1:int",
         "--args/seed=7:int",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -52,7 +66,9 @@ def test_two_trials_write_their_study_and_a_logdir_each(nuclei_data, tmp_path):
         assert stage["callbacks"]["loss"]["terms"]["dice"]["weight"] == trial.params["dice_weight"]
         assert (run / "checkpoints" / "best.pth").is_file()
         valid = pd.read_csv(run / "logs" / "valid.csv")
-        assert len(valid) == 1 and valid["dice"].iloc[0] == pytest.approx(trial.value)  # the reported score
+        assert len(valid) == 1 and valid["dice"].iloc[0] == pytest.approx(
+            trial.value
+        )  # the reported score
     assert trials[0].params != trials[1].params
 
 
@@ -105,10 +121,19 @@ def test_upstream_main_fails_on_podium_configs(tmp_path, monkeypatch):
 def test_a_config_without_the_pruning_callback_fails_before_training(tmp_path, monkeypatch):
     config = write_config(tmp_path, lambda c: c["stages"]["tune"]["callbacks"].pop("optuna"))
     with pytest.raises(PodiumError, match="no stage has one; add .*OptunaPruningCallback"):
-        run_main(tune_main.main, config, f"--args/logdir={tmp_path / 'never'}:str", monkeypatch=monkeypatch)
+        run_main(
+            tune_main.main,
+            config,
+            f"--args/logdir={tmp_path / 'never'}:str",
+            monkeypatch=monkeypatch,
+        )
     assert not (tmp_path / "never").exists()
-    config = write_config(tmp_path, lambda c: c["study"].update(sampler={"_target_": "torch.nn.ReLU"}))
-    with pytest.raises(PodiumError, match="study/sampler/_target_ must name a class of optuna.samplers"):
+    config = write_config(
+        tmp_path, lambda c: c["study"].update(sampler={"_target_": "torch.nn.ReLU"})
+    )
+    with pytest.raises(
+        PodiumError, match="study/sampler/_target_ must name a class of optuna.samplers"
+    ):
         run_main(tune_main.main, config, monkeypatch=monkeypatch)
 
 
@@ -122,13 +147,21 @@ def test_each_trial_gets_its_values_its_logdir_and_a_seed(tmp_path, monkeypatch)
 
     config = write_config(tmp_path, lambda c: c["args"].pop("seed"))
     monkeypatch.setattr(tune, "get_config_runner", record)
-    study = run_main(tune_main.main, config, "--n-trials", 2, f"--args/logdir={tmp_path / 'tune'}:str",
-                     monkeypatch=monkeypatch)
+    study = run_main(
+        tune_main.main,
+        config,
+        "--n-trials",
+        2,
+        f"--args/logdir={tmp_path / 'tune'}:str",
+        monkeypatch=monkeypatch,
+    )
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
     for number, (expdir, trial_config) in enumerate(built):
         assert expdir is None and trial_config["args"]["seed"] == tune_flags.SEED_DEFAULT
         assert trial_config["args"]["logdir"] == str(tmp_path / "tune" / f"trial_{number}")
-        assert trial_config["stages"]["tune"]["optimizer"]["lr"] == study.trials[number].params["lr"]
+        assert (
+            trial_config["stages"]["tune"]["optimizer"]["lr"] == study.trials[number].params["lr"]
+        )
         assert "study" not in trial_config
 
 
@@ -136,20 +169,32 @@ def test_suggestions_are_replaced_in_mappings_and_lists():
     trial = optuna.trial.FixedTrial({"lr": 0.01, "p": 0.25, "size": 64})
     config = {
         "optimizer": {"lr": "trial.suggest_float('lr', 1e-4, 1e-1, log=True)", "momentum": 0.9},
-        "train_transforms": [{"HorizontalFlip": {"p": "trial.suggest_float('p', 0.0, 0.5)"}},
-                             {"RandomCrop": {"height": "trial.suggest_int('size', 32, 96, step=32)", "width": 64}}],
+        "train_transforms": [
+            {"HorizontalFlip": {"p": "trial.suggest_float('p', 0.0, 0.5)"}},
+            {"RandomCrop": {"height": "trial.suggest_int('size', 32, 96, step=32)", "width": 64}},
+        ],
         "name": "unchanged",
     }
     assert tune_main.suggest(trial, config) == {
         "optimizer": {"lr": 0.01, "momentum": 0.9},
-        "train_transforms": [{"HorizontalFlip": {"p": 0.25}}, {"RandomCrop": {"height": 64, "width": 64}}],
+        "train_transforms": [
+            {"HorizontalFlip": {"p": 0.25}},
+            {"RandomCrop": {"height": 64, "width": 64}},
+        ],
         "name": "unchanged",
     }
-    with pytest.raises(PodiumError, match=r"stages/s/optimizer/lr: cannot evaluate .*trial.sugest_float"):
-        tune_main.suggest(trial, {"stages": {"s": {"optimizer": {"lr": "trial.sugest_float('lr', 0, 1)"}}}})
+    with pytest.raises(
+        PodiumError, match=r"stages/s/optimizer/lr: cannot evaluate .*trial.sugest_float"
+    ):
+        tune_main.suggest(
+            trial, {"stages": {"s": {"optimizer": {"lr": "trial.sugest_float('lr', 0, 1)"}}}}
+        )
     # Catalyst's own evaluation leaves suggestions inside lists as strings
     _, upstream = tune._process_trial_config(trial, config)
-    assert upstream["train_transforms"][0]["HorizontalFlip"]["p"] == "trial.suggest_float('p', 0.0, 0.5)"
+    assert (
+        upstream["train_transforms"][0]["HorizontalFlip"]["p"]
+        == "trial.suggest_float('p', 0.0, 0.5)"
+    )
 
 
 def test_trial_logdir():
@@ -199,13 +244,18 @@ def test_pruning_callback_reports_every_stage_by_global_epoch():
 
 def test_a_two_stage_config_is_tuned_by_global_epoch(nuclei_data, tmp_path, monkeypatch):
     """catalyst-dl tune's main on the shipped config with a frozen-encoder stage before `tune`."""
+
     def two_stages(config):
-        config["data"].update(root=str(nuclei_data), split_file=str(small_split(nuclei_data, tmp_path / "split.csv")))
+        config["data"].update(
+            root=str(nuclei_data), split_file=str(small_split(nuclei_data, tmp_path / "split.csv"))
+        )
         tune_stage = dict(config["stages"]["tune"], num_epochs=1)
         config["stages"] = {"frozen": dict(tune_stage, freeze_encoder=True), "tune": tune_stage}
 
     config = write_config(tmp_path, two_stages)
-    study = run_main(tune_main.main, config, f"--args/logdir={tmp_path / 'tune'}:str", monkeypatch=monkeypatch)
+    study = run_main(
+        tune_main.main, config, f"--args/logdir={tmp_path / 'tune'}:str", monkeypatch=monkeypatch
+    )
     trial = study.trials[0]
     valid = pd.read_csv(tmp_path / "tune" / "trial_0" / "logs" / "valid.csv")
     dice = valid.loc[valid["step"] != "step", "dice"].astype(float).tolist()  # a header per stage

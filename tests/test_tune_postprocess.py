@@ -1,5 +1,6 @@
 """`podium tune-postprocess` on synthetic probability maps whose best threshold / min-size per class is
 known by construction; the YAML edit keeps the rest of the file; bad input is one error line."""
+
 import cv2
 import numpy as np
 import pytest
@@ -28,10 +29,12 @@ outputs: {masks: true, overlays: false}
 
 def _object(truth, prob, y, x, h, w, rim, halo):
     """A true h×w box: inside 0.9, its 1-pixel rim `rim`, a 1-pixel halo outside it `halo`."""
-    prob[y - 1:y + h + 1, x - 1:x + w + 1] = np.maximum(prob[y - 1:y + h + 1, x - 1:x + w + 1], halo)
-    prob[y:y + h, x:x + w] = rim
-    prob[y + 1:y + h - 1, x + 1:x + w - 1] = 0.9
-    truth[y:y + h, x:x + w] = 1
+    prob[y - 1 : y + h + 1, x - 1 : x + w + 1] = np.maximum(
+        prob[y - 1 : y + h + 1, x - 1 : x + w + 1], halo
+    )
+    prob[y : y + h, x : x + w] = rim
+    prob[y + 1 : y + h - 1, x + 1 : x + w - 1] = 0.9
+    truth[y : y + h, x : x + w] = 1
 
 
 def _class_maps(index, rim, halo, noise, objects):
@@ -44,7 +47,9 @@ def _class_maps(index, rim, halo, noise, objects):
     for k, (h, w) in enumerate(objects if index else []):
         _object(truth, prob, 3 + 16 * k, 3 + 9 * index % 20, h, w, rim, halo)
     ny, nx = noise
-    prob[SIZE - 2 - ny:SIZE - 2, SIZE - 2 - nx:SIZE - 2] = 0.9  # a false blob far from the objects
+    prob[SIZE - 2 - ny : SIZE - 2, SIZE - 2 - nx : SIZE - 2] = (
+        0.9  # a false blob far from the objects
+    )
     return truth, prob
 
 
@@ -61,20 +66,37 @@ def binary(tmp_path_factory):
         cv2.imwrite(str(root / "images" / f"{name}.png"), np.zeros((SIZE, SIZE), np.uint8))
         cv2.imwrite(str(root / "masks" / f"{name}.png"), truth * 255)
         write_probability_map(maps, name, prob)
-    (root / "split.csv").write_text("name,split\n" + "".join(f"{n},{'valid' if i < 4 else 'train'}\n" for i, n in enumerate(names)))
+    (root / "split.csv").write_text(
+        "name,split\n"
+        + "".join(f"{n},{'valid' if i < 4 else 'train'}\n" for i, n in enumerate(names))
+    )
     return root, maps
 
 
 def _args(root, maps, config, *extra):
-    return ["tune-postprocess", "--probabilities", str(maps), "--data", str(root), "--config", str(config),
-            "--thresholds", "0.3:0.7:0.05", "--min-sizes", "0,4,16,64", *extra]
+    return [
+        "tune-postprocess",
+        "--probabilities",
+        str(maps),
+        "--data",
+        str(root),
+        "--config",
+        str(config),
+        "--thresholds",
+        "0.3:0.7:0.05",
+        "--min-sizes",
+        "0,4,16,64",
+        *extra,
+    ]
 
 
 def test_cli_finds_the_known_best_and_keeps_the_yaml(tmp_path, binary):
     root, maps = binary
     config = tmp_path / "infer.yml"
     config.write_text(CONFIG)
-    result = run_command("podium", *_args(root, maps, config, "--split", "valid", "--write", tmp_path / "tuned.yml"))
+    result = run_command(
+        "podium", *_args(root, maps, config, "--split", "valid", "--write", tmp_path / "tuned.yml")
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     header, row = result.stdout.splitlines()[:2]
     assert header.split() == ["class", "threshold", "min_size", "dice", "dice@0.5/0"]
@@ -85,11 +107,22 @@ def test_cli_finds_the_known_best_and_keeps_the_yaml(tmp_path, binary):
     tuned = (tmp_path / "tuned.yml").read_text()
     data = yaml.safe_load(tuned)
     assert data["postprocess"] == {"threshold": 0.4, "min_size": 16, "fill_holes": True}
-    assert data["models"] == [{"run": "logs/nuclei", "checkpoint": "best"}] and data["outputs"] == {"masks": True, "overlays": False}
-    for comment in ("# inference config of the nuclei demo", "# the best epoch", "# outputs follow"):
+    assert data["models"] == [{"run": "logs/nuclei", "checkpoint": "best"}] and data["outputs"] == {
+        "masks": True,
+        "overlays": False,
+    }
+    for comment in (
+        "# inference config of the nuclei demo",
+        "# the best epoch",
+        "# outputs follow",
+    ):
         assert comment in tuned
-    assert "  threshold: 0.4   # replaced by the tuned value" in tuned.splitlines()  # comments in the block stay too
-    assert tuned.splitlines()[4].startswith("  # tuned by podium tune-postprocess: dice (image) on 4 images")
+    assert (
+        "  threshold: 0.4   # replaced by the tuned value" in tuned.splitlines()
+    )  # comments in the block stay too
+    assert tuned.splitlines()[4].startswith(
+        "  # tuned by podium tune-postprocess: dice (image) on 4 images"
+    )
 
 
 def test_in_place_without_split_and_iou(tmp_path, binary, capsys):
@@ -98,9 +131,17 @@ def test_in_place_without_split_and_iou(tmp_path, binary, capsys):
     config.write_text("postprocess: {threshold: 0.5}\nout: predictions\n")
     assert main(_args(root, maps, config, "--metric", "iou")) == 0
     header, row = capsys.readouterr().out.splitlines()[:2]
-    assert header.split()[3:] == ["iou", "iou@0.5/0"] and row.split()[:4] == ["foreground", "0.4", "16", "1.0000"]
+    assert header.split()[3:] == ["iou", "iou@0.5/0"] and row.split()[:4] == [
+        "foreground",
+        "0.4",
+        "16",
+        "1.0000",
+    ]
     data = yaml.safe_load(config.read_text())
-    assert data == {"postprocess": {"threshold": 0.4, "min_size": 16, "fill_holes": False}, "out": "predictions"}
+    assert data == {
+        "postprocess": {"threshold": 0.4, "min_size": 16, "fill_holes": False},
+        "out": "predictions",
+    }
 
 
 def test_multilabel_from_a_kaggle_csv_tunes_each_class(tmp_path):
@@ -108,18 +149,31 @@ def test_multilabel_from_a_kaggle_csv_tunes_each_class(tmp_path):
     root, maps = tmp_path / "data", tmp_path / "probabilities"
     (root / "images").mkdir(parents=True)
     names = [f"img{i}" for i in range(4)]
-    with SubmissionWriter(root / "train.csv", columns=("Image_Label", "EncodedPixels"), name_format="{name}.png_{class}",
-                          class_names=["Fish", "Flower"]) as writer:
+    with SubmissionWriter(
+        root / "train.csv",
+        columns=("Image_Label", "EncodedPixels"),
+        name_format="{name}.png_{class}",
+        class_names=["Fish", "Flower"],
+    ) as writer:
         for i, name in enumerate(names):
             fish, p_fish = _class_maps(i, 0.42, 0.38, (3, 3), [(5, 8), (12, 12)])
             flower, p_flower = _class_maps(i, 0.62, 0.58, (5, 6), [(10, 10), (11, 12)])
             cv2.imwrite(str(root / "images" / f"{name}.png"), np.zeros((SIZE, SIZE), np.uint8))
             writer.add(name, np.stack([fish, flower]))
-            write_probability_map(maps, name, np.stack([p_fish, p_flower]), class_names=["Fish", "Flower"])
+            write_probability_map(
+                maps, name, np.stack([p_fish, p_flower]), class_names=["Fish", "Flower"]
+            )
     config = tmp_path / "infer.yml"
     config.write_text("")
-    assert main(_args(root, maps, config, "--masks-csv", "train.csv", "--min-sizes", "0,16,64,128")) == 0
-    assert yaml.safe_load(config.read_text())["postprocess"] == {"threshold": [0.4, 0.6], "min_size": [16, 64], "fill_holes": False}
+    assert (
+        main(_args(root, maps, config, "--masks-csv", "train.csv", "--min-sizes", "0,16,64,128"))
+        == 0
+    )
+    assert yaml.safe_load(config.read_text())["postprocess"] == {
+        "threshold": [0.4, 0.6],
+        "min_size": [16, 64],
+        "fill_holes": False,
+    }
 
 
 def test_multiclass_tunes_the_foreground_classes(tmp_path):
@@ -145,24 +199,38 @@ def test_multiclass_tunes_the_foreground_classes(tmp_path):
     config = tmp_path / "infer.yml"
     config.write_text("postprocess:\n  min_size: 0\n")
     args = _args(root, maps, config, "--min-sizes", "0,8,64")
-    del args[args.index("--thresholds"):args.index("--thresholds") + 2]
+    del args[args.index("--thresholds") : args.index("--thresholds") + 2]
     assert main(args) == 0
     block = yaml.safe_load(config.read_text())["postprocess"]
     assert block == {"threshold": [0.0, 0.5, 0.0], "min_size": [0, 0, 8], "fill_holes": False}
     post = PostProcess.from_config(block, mode="multiclass")
-    np.testing.assert_array_equal(post(read_probability_map(maps, "m0")), labels)  # the tuned values give the truth
+    np.testing.assert_array_equal(
+        post(read_probability_map(maps, "m0")), labels
+    )  # the tuned values give the truth
 
 
 def test_tuner_scores_equal_postprocess_then_dice(tmp_path):
     """The blob bookkeeping of `tune` gives the same per-image Dice as PostProcess + counting pixels."""
     rng = np.random.default_rng(0)
-    probs = [cv2.GaussianBlur(rng.random((2, 40, 40)).transpose(1, 2, 0).astype(np.float32), (7, 7), 2).transpose(2, 0, 1)
-             for _ in range(3)]
+    probs = [
+        cv2.GaussianBlur(
+            rng.random((2, 40, 40)).transpose(1, 2, 0).astype(np.float32), (7, 7), 2
+        ).transpose(2, 0, 1)
+        for _ in range(3)
+    ]
     probs = [(p - p.min()) / (p.max() - p.min()) for p in probs]
     truths = [rng.random((2, 40, 40)) > 0.5 for _ in range(3)]
     truths[0][1] = False  # an empty truth: the empty-vs-empty rule is exercised
     thresholds, sizes, fills = [0.3, 0.5, 0.7], [0, 5, 30], [True, False]
-    args = (["a", "b", "c"], dict(zip("abc", probs)).get, dict(zip("abc", truths)).get, "multilabel", thresholds, sizes, fills)
+    args = (
+        ["a", "b", "c"],
+        dict(zip("abc", probs)).get,
+        dict(zip("abc", truths)).get,
+        "multilabel",
+        thresholds,
+        sizes,
+        fills,
+    )
     per_image, pooled = tune(*args), tune(*args, aggregate="dataset")
     for k in range(2):
         for i, t in enumerate(thresholds):
@@ -171,18 +239,39 @@ def test_tuner_scores_equal_postprocess_then_dice(tmp_path):
                 dice, overlap, total = [], 0, 0
                 for p, truth in zip(probs, truths):
                     mask, gt = post(p)[k] > 0, truth[k]
-                    dice.append(1.0 if mask.sum() + gt.sum() == 0 else 2 * (mask & gt).sum() / (mask.sum() + gt.sum()))
+                    dice.append(
+                        1.0
+                        if mask.sum() + gt.sum() == 0
+                        else 2 * (mask & gt).sum() / (mask.sum() + gt.sum())
+                    )
                     overlap, total = overlap + (mask & gt).sum(), total + mask.sum() + gt.sum()
                 assert per_image.scores[k, i, j] == pytest.approx(np.mean(dice), abs=1e-12)
                 assert pooled.scores[k, i, j] == pytest.approx(2 * overlap / total, abs=1e-12)
 
 
 def test_parse_grid():
-    assert parse_grid("0.3:0.7:0.05", "--thresholds") == [0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7]
+    assert parse_grid("0.3:0.7:0.05", "--thresholds") == [
+        0.3,
+        0.35,
+        0.4,
+        0.45,
+        0.5,
+        0.55,
+        0.6,
+        0.65,
+        0.7,
+    ]
     assert parse_grid("0.5, 0.4,0.5", "--thresholds") == [0.4, 0.5]
     assert parse_grid("0:64:16", "--min-sizes", int) == [0, 16, 32, 48, 64]
     assert parse_grid("0, 0.3:0.5:0.1", "--thresholds") == [0.0, 0.3, 0.4, 0.5]
-    for text, kind in (("0.7:0.3:0.1", float), ("0.3:0.7", float), ("0.2,1.5", float), ("4,x", int), ("4.5", int), ("", int)):
+    for text, kind in (
+        ("0.7:0.3:0.1", float),
+        ("0.3:0.7", float),
+        ("0.2,1.5", float),
+        ("4,x", int),
+        ("4.5", int),
+        ("", int),
+    ):
         with pytest.raises(PodiumError, match="is not a grid of"):
             parse_grid(text, "--grid", kind)
 
@@ -190,29 +279,61 @@ def test_parse_grid():
 def test_yaml_block_edit_keeps_the_rest():
     block = {"threshold": [0.4, 0.6], "min_size": 3, "fill_holes": False}
     text, kept = replace_yaml_block(CONFIG, "postprocess", block)
-    expected = CONFIG.replace("threshold: 0.5 ", "threshold: [0.4, 0.6] ").replace("fill_holes: true\n", "fill_holes: false\n  min_size: 3\n")
+    expected = CONFIG.replace("threshold: 0.5 ", "threshold: [0.4, 0.6] ").replace(
+        "fill_holes: true\n", "fill_holes: false\n  min_size: 3\n"
+    )
     assert kept and text == expected
-    again, kept = replace_yaml_block(text, "postprocess", block, "tuned by podium tune-postprocess: 2nd")
-    again, kept = replace_yaml_block(again, "postprocess", block, "tuned by podium tune-postprocess: 3rd")
-    assert kept and again == expected.replace("postprocess:\n", "postprocess:\n  # tuned by podium tune-postprocess: 3rd\n")
+    again, kept = replace_yaml_block(
+        text, "postprocess", block, "tuned by podium tune-postprocess: 2nd"
+    )
+    again, kept = replace_yaml_block(
+        again, "postprocess", block, "tuned by podium tune-postprocess: 3rd"
+    )
+    assert kept and again == expected.replace(
+        "postprocess:\n", "postprocess:\n  # tuned by podium tune-postprocess: 3rd\n"
+    )
     multiline = "postprocess:\n  threshold:\n    - 0.1\n    - 0.2\n# next\nb: 2\n"
     text, kept = replace_yaml_block(multiline, "postprocess", block)
-    assert kept and text == "postprocess:\n  threshold: [0.4, 0.6]\n  min_size: 3\n  fill_holes: false\n# next\nb: 2\n"
+    assert (
+        kept
+        and text
+        == "postprocess:\n  threshold: [0.4, 0.6]\n  min_size: 3\n  fill_holes: false\n# next\nb: 2\n"
+    )
     appended, kept = replace_yaml_block("a: 1  # one\n", "postprocess", {"threshold": 0.5})
     assert kept and appended == "a: 1  # one\n\npostprocess:\n  threshold: 0.5\n"
-    flow, kept = replace_yaml_block("{a: 1, postprocess: {threshold: 0.2}}  # flow\n", "postprocess", {"threshold": 0.5})
+    flow, kept = replace_yaml_block(
+        "{a: 1, postprocess: {threshold: 0.2}}  # flow\n", "postprocess", {"threshold": 0.5}
+    )
     assert not kept and yaml.safe_load(flow) == {"a": 1, "postprocess": {"threshold": 0.5}}
 
 
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda a: a.__setitem__(2, "/nonexistent/maps"), "probability map folder /nonexistent/maps does not exist"),
-        (lambda a: a.__setitem__(4, "/nonexistent/data"), "data folder /nonexistent/data does not exist"),
-        (lambda a: a.__setitem__(6, "/nonexistent/infer.yml"), "inference config /nonexistent/infer.yml does not exist"),
-        (lambda a: a.__setitem__(8, "0.7:0.3:0.05"), '--thresholds "0.7:0.3:0.05" is not a grid of probabilities'),
-        (lambda a: a.__setitem__(10, "0,16,x"), '--min-sizes "0,16,x" is not a grid of pixel counts'),
-        (lambda a: a.extend(["--split", "valdi"]), "split='valdi' is not in split file .*did you mean \"valid\""),
+        (
+            lambda a: a.__setitem__(2, "/nonexistent/maps"),
+            "probability map folder /nonexistent/maps does not exist",
+        ),
+        (
+            lambda a: a.__setitem__(4, "/nonexistent/data"),
+            "data folder /nonexistent/data does not exist",
+        ),
+        (
+            lambda a: a.__setitem__(6, "/nonexistent/infer.yml"),
+            "inference config /nonexistent/infer.yml does not exist",
+        ),
+        (
+            lambda a: a.__setitem__(8, "0.7:0.3:0.05"),
+            '--thresholds "0.7:0.3:0.05" is not a grid of probabilities',
+        ),
+        (
+            lambda a: a.__setitem__(10, "0,16,x"),
+            '--min-sizes "0,16,x" is not a grid of pixel counts',
+        ),
+        (
+            lambda a: a.extend(["--split", "valdi"]),
+            "split='valdi' is not in split file .*did you mean \"valid\"",
+        ),
     ],
 )
 def test_bad_input_is_one_error_line(tmp_path, binary, capsys, change, message):
@@ -236,11 +357,16 @@ def test_maps_without_masks_or_split_images_without_maps(tmp_path, binary, capsy
     config = tmp_path / "infer.yml"
     config.write_text(CONFIG)
     assert main(_args(root, extra, config)) != 0
-    assert "1 name(s) have no image file" in capsys.readouterr().err  # stray has no image (nor mask)
+    assert (
+        "1 name(s) have no image file" in capsys.readouterr().err
+    )  # stray has no image (nor mask)
     (root / "images" / "stray.png").write_bytes((root / "images" / "img0.png").read_bytes())
     try:
         assert main(_args(root, extra, config)) != 0
-        assert "image " in (err := capsys.readouterr().err) and "stray.png has no mask; expected" in err
+        assert (
+            "image " in (err := capsys.readouterr().err)
+            and "stray.png has no mask; expected" in err
+        )
     finally:
         (root / "images" / "stray.png").unlink()
     assert main(_args(root, extra, config, "--split", "valid")) != 0

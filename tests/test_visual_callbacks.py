@@ -3,6 +3,7 @@
 A one-layer conv net on random 1×16×16 images (the mask is `image > 0.3`), built from a config
 the way `catalyst-dl run` builds it: callbacks come from YAML-like dicts, anew for each stage.
 """
+
 import hashlib
 import re
 from collections import OrderedDict
@@ -66,14 +67,26 @@ def stage(num_epochs, lr, extra_callbacks):
         "criterion": {"_target_": "torch.nn.BCEWithLogitsLoss"},
         "optimizer": {"_target_": "torch.optim.SGD", "lr": lr},
         "callbacks": {
-            "loss": {"_target_": "catalyst.callbacks.CriterionCallback", "input_key": "logits",
-                     "target_key": "mask", "metric_key": "loss"},
+            "loss": {
+                "_target_": "catalyst.callbacks.CriterionCallback",
+                "input_key": "logits",
+                "target_key": "mask",
+                "metric_key": "loss",
+            },
             "optimizer": {"_target_": "catalyst.callbacks.OptimizerCallback", "metric_key": "loss"},
-            "probs": {"_target_": "catalyst.callbacks.BatchTransformCallback",
-                      "transform": "torch.sigmoid", "scope": "on_batch_end",
-                      "input_key": "logits", "output_key": "probs"},
-            "dice": {"_target_": "catalyst.callbacks.DiceCallback", "input_key": "probs",
-                     "target_key": "mask", "threshold": 0.5},
+            "probs": {
+                "_target_": "catalyst.callbacks.BatchTransformCallback",
+                "transform": "torch.sigmoid",
+                "scope": "on_batch_end",
+                "input_key": "logits",
+                "output_key": "probs",
+            },
+            "dice": {
+                "_target_": "catalyst.callbacks.DiceCallback",
+                "input_key": "probs",
+                "target_key": "mask",
+                "threshold": 0.5,
+            },
             **extra_callbacks,
         },
     }
@@ -83,8 +96,11 @@ def stage(num_epochs, lr, extra_callbacks):
 def tiny_run(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("tiny") / "run"
     callbacks = {
-        "overlays": {"_target_": "podium.callbacks.visuals.OverlayCallback",
-                     "num_best": 3, "num_worst": 4},
+        "overlays": {
+            "_target_": "podium.callbacks.visuals.OverlayCallback",
+            "num_best": 3,
+            "num_worst": 4,
+        },
         "progress": {"_target_": "podium.callbacks.progress.ProgressPlotCallback"},
         "probe": {"_target_": "test_visual_callbacks.Probe"},
     }
@@ -92,14 +108,20 @@ def tiny_run(tmp_path_factory):
         "args": {"logdir": str(logdir), "seed": 0},
         "runner": {"_target_": "test_visual_callbacks.TinyRunner"},
         "engine": {"_target_": "catalyst.engines.DeviceEngine", "device": "cpu"},
-        "model": {"_target_": "torch.nn.Conv2d", "in_channels": 1, "out_channels": 1,
-                  "kernel_size": 3, "padding": 1},
+        "model": {
+            "_target_": "torch.nn.Conv2d",
+            "in_channels": 1,
+            "out_channels": 1,
+            "kernel_size": 3,
+            "padding": 1,
+        },
         "loggers": {"console": {"_target_": "catalyst.loggers.ConsoleLogger"}},
         "stages": {"first": stage(2, 0.5, callbacks), "second": stage(2, 0.1, callbacks)},
     }
     Probe.snapshots = []
-    runner = TinyRunner(config=config, input_key="image", output_key="logits",
-                        target_key="mask", loss_key="loss")
+    runner = TinyRunner(
+        config=config, input_key="image", output_key="logits", target_key="mask", loss_key="loss"
+    )
     runner.run()
     return runner, logdir
 
@@ -150,9 +172,11 @@ def test_best_and_worst_are_the_true_extremes_of_the_epoch(tiny_run):
     best = [files[("best", r)] for r in range(3)]
     worst = [files[("worst", r)] for r in range(4)]
     assert [score for _, score, _ in best] == pytest.approx(
-        [scores[n] for n in ranking[:3]], abs=1e-4)
+        [scores[n] for n in ranking[:3]], abs=1e-4
+    )
     assert [score for _, score, _ in worst] == pytest.approx(
-        [scores[n] for n in ranking[::-1][:4]], abs=1e-4)
+        [scores[n] for n in ranking[::-1][:4]], abs=1e-4
+    )
     for name, score, _ in best + worst:
         assert scores[name] == pytest.approx(score, abs=1e-4)
     assert len(set(scores.values())) > 7  # the extremes are not all one tie
@@ -169,8 +193,11 @@ def test_the_callback_keeps_only_the_extremes_in_memory():
     generator = torch.Generator().manual_seed(3)
     for _ in range(10):
         logits = torch.randn(4, 1, 8, 8, generator=generator)
-        runner.batch = {"image": torch.randn(4, 1, 8, 8), "logits": logits,
-                        "mask": (torch.randn(4, 1, 8, 8, generator=generator) > 0).float()}
+        runner.batch = {
+            "image": torch.randn(4, 1, 8, 8),
+            "logits": logits,
+            "mask": (torch.randn(4, 1, 8, 8, generator=generator) > 0).float(),
+        }
         callback.on_batch_end(runner)
         assert len(callback._best) <= 2 and len(callback._worst) <= 1
     assert callback._seen == 40
@@ -204,7 +231,11 @@ def test_progress_history_spans_both_stages(tiny_run):
     assert saved["run"] == runner.run_key
     history = saved["history"]
     assert [(r["epoch"], r["stage"], r["stage_epoch"]) for r in history] == [
-        (1, "first", 1), (2, "first", 2), (3, "second", 1), (4, "second", 2)]
+        (1, "first", 1),
+        (2, "first", 2),
+        (3, "second", 1),
+        (4, "second", 2),
+    ]
     for record in history:
         assert set(record["metrics"]) == {"train", "valid"}
         assert {"loss", "dice"} <= set(record["metrics"]["valid"])
@@ -213,11 +244,16 @@ def test_progress_history_spans_both_stages(tiny_run):
 
 def test_plot_progress_and_metric_selection(tmp_path):
     assert default_metric_keys(
-        ["loss", "loss/mean", "loss/std", "lr", "momentum", "dice", "dice/_micro", "x/_macro"]) == [
-        "loss", "lr", "dice", "x/_macro"]
-    history = [{"epoch": e, "stage": "a" if e < 3 else "b",
-                "metrics": {"train": {"loss": 1.0 / e}, "valid": {"loss": 1.2 / e, "dice": e / 5}}}
-               for e in range(1, 5)]
+        ["loss", "loss/mean", "loss/std", "lr", "momentum", "dice", "dice/_micro", "x/_macro"]
+    ) == ["loss", "lr", "dice", "x/_macro"]
+    history = [
+        {
+            "epoch": e,
+            "stage": "a" if e < 3 else "b",
+            "metrics": {"train": {"loss": 1.0 / e}, "valid": {"loss": 1.2 / e, "dice": e / 5}},
+        }
+        for e in range(1, 5)
+    ]
     assert plot_progress(history, tmp_path / "p.png")
     assert cv2.imread(str(tmp_path / "p.png")) is not None
     assert not plot_progress([], tmp_path / "empty.png")

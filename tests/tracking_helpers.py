@@ -1,4 +1,5 @@
 """Shared by the tracking tests: a tiny nuclei split, short real runs, the CSV logs."""
+
 import os
 import subprocess
 import sys
@@ -53,14 +54,27 @@ def merged_config(path: Path, *parts) -> Path:
     return path
 
 
-def run_subprocess(logdir: Path, data: Path, config: Path, *overrides, env=None,
-                   timeout=300) -> subprocess.CompletedProcess:
+def run_subprocess(
+    logdir: Path, data: Path, config: Path, *overrides, env=None, timeout=300
+) -> subprocess.CompletedProcess:
     """`catalyst-dl run --config CONFIG ...` (two short epochs), as a user runs it."""
-    command = [str(BIN / "catalyst-dl"), "run", "--config", str(config),
-               f"--args/logdir={logdir}:str", f"--data/root={data}:str", *SHORT, *overrides]
+    command = [
+        str(BIN / "catalyst-dl"),
+        "run",
+        "--config",
+        str(config),
+        f"--args/logdir={logdir}:str",
+        f"--data/root={data}:str",
+        *SHORT,
+        *overrides,
+    ]
     return subprocess.run(
-        command, cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
-        capture_output=True, text=True, timeout=timeout,
+        command,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -69,8 +83,15 @@ def run_in_process(logdir: Path, data: Path, config: Path, *overrides: str) -> N
     cost), expected to succeed."""
     from catalyst.dl.scripts.run import main, parse_args
 
-    argv = ["catalyst-dl", "--config", str(config), f"--args/logdir={logdir}:str",
-            f"--data/root={data}:str", *SHORT, *overrides]
+    argv = [
+        "catalyst-dl",
+        "--config",
+        str(config),
+        f"--args/logdir={logdir}:str",
+        f"--data/root={data}:str",
+        *SHORT,
+        *overrides,
+    ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", argv)
         args, unknown = parse_args()

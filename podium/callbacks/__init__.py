@@ -3,6 +3,7 @@
 
 Loss stacks, metrics (DDP-exact accumulation), freezing, accumulation/clipping, LR schedules
 sized from the loader, a NaN guard, throughput, overlays and progress plots."""
+
 from podium.callbacks.checkpoint import CheckpointCallback
 from podium.callbacks.detection_map import DetectionMAPCallback
 from podium.callbacks.freeze import FreezeCallback, UnfreezeCallback

@@ -30,6 +30,7 @@ so early stopping has counted the epoch when its state is taken. Files are writt
 (temp file + rename: `podium.compat.checkpoint`), `_metrics.json` too. A stage resumed
 mid-way skips `load_on_stage_start`: the runner restores the checkpoint's state instead.
 """
+
 import os
 import random
 from pathlib import Path
@@ -81,10 +82,15 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     """Undo of `rng_state` (CUDA states only where this process has the same devices)."""
     torch.set_rng_state(state["torch"].cpu())
     numpy = state["numpy"]
-    np.random.set_state((
-        "MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
-        numpy["has_gauss"], numpy["cached_gaussian"],
-    ))
+    np.random.set_state(
+        (
+            "MT19937",
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["pos"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
+    )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     cuda = state.get("cuda")
@@ -209,8 +215,13 @@ class CheckpointCallback(_CatalystCheckpointCallback):
             self._save_epoch(runner, score, is_best)
 
     def _save_epoch(self, runner, score: float, is_best: bool) -> None:
-        record = (float(score), self._path(runner), runner.stage_key, runner.stage_epoch_step,
-                  dict(runner.epoch_metrics))
+        record = (
+            float(score),
+            self._path(runner),
+            runner.stage_key,
+            runner.stage_epoch_step,
+            dict(runner.epoch_metrics),
+        )
         self.top_best_metrics.append(record)
         checkpoint = self._pack_checkpoint(runner)
         checkpoint[RESUME_KEY] = self.resume_state(runner)

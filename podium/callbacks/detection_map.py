@@ -20,6 +20,7 @@ gathered and the ground-truth counts summed over ranks, so every rank logs the m
 loader (a DistributedSampler that pads the last batch counts the repeated images twice, as it
 does for every Catalyst metric).
 """
+
 from typing import Optional, Sequence
 
 from catalyst.core.callback import Callback, CallbackNode, CallbackOrder
@@ -45,22 +46,44 @@ class DetectionMAPCallback(Callback):
         prefix: prepended to the logged keys.
     """
 
-    def __init__(self, num_classes: int = 1, iou_threshold: float = 0.5, output_stride: int = 4,
-                 top_k: int = 100, pool_size: int = 3, min_score: float = 0.0,
-                 heatmap_key: str = "heatmap", size_key: str = "size", offset_key: str = "offset",
-                 boxes_key: str = "boxes", labels_key: str = "labels",
-                 class_names: Optional[Sequence[str]] = None, loader_keys: Optional[Sequence[str]] = None,
-                 prefix: str = ""):
+    def __init__(
+        self,
+        num_classes: int = 1,
+        iou_threshold: float = 0.5,
+        output_stride: int = 4,
+        top_k: int = 100,
+        pool_size: int = 3,
+        min_score: float = 0.0,
+        heatmap_key: str = "heatmap",
+        size_key: str = "size",
+        offset_key: str = "offset",
+        boxes_key: str = "boxes",
+        labels_key: str = "labels",
+        class_names: Optional[Sequence[str]] = None,
+        loader_keys: Optional[Sequence[str]] = None,
+        prefix: str = "",
+    ):
         super().__init__(order=CallbackOrder.metric, node=CallbackNode.all)
         self.metric = DetectionMAP(num_classes, iou_threshold, class_names)
-        for name, value in (("output_stride", output_stride), ("top_k", top_k), ("pool_size", pool_size)):
+        for name, value in (
+            ("output_stride", output_stride),
+            ("top_k", top_k),
+            ("pool_size", pool_size),
+        ):
             check_int(value, f"DetectionMAPCallback {name}", 1)
         if pool_size % 2 == 0:
-            raise PodiumError(f"DetectionMAPCallback pool_size must be odd (a centred window), got {pool_size}")
+            raise PodiumError(
+                f"DetectionMAPCallback pool_size must be odd (a centred window), got {pool_size}"
+            )
         self.output_stride, self.top_k = output_stride, top_k
         self.pool_size, self.min_score = pool_size, float(min_score)
-        self.keys = {"heatmap": heatmap_key, "size": size_key, "offset": offset_key,
-                     "boxes": boxes_key, "labels": labels_key}
+        self.keys = {
+            "heatmap": heatmap_key,
+            "size": size_key,
+            "offset": offset_key,
+            "boxes": boxes_key,
+            "labels": labels_key,
+        }
         self.loader_keys = None if loader_keys is None else [str(k) for k in loader_keys]
         self.prefix = prefix or ""
         self._active = False
@@ -75,9 +98,18 @@ class DetectionMAPCallback(Callback):
         batch = runner.batch
         missing = [key for key in self.keys.values() if key not in batch]
         if missing:
-            raise PodiumError(f"DetectionMAPCallback: the batch has no {', '.join(missing)}; it has: {', '.join(batch)}")
-        detections = decode_centernet(batch[self.keys["heatmap"]], batch[self.keys["size"]], batch[self.keys["offset"]],
-                                      self.output_stride, self.top_k, self.pool_size, self.min_score)
+            raise PodiumError(
+                f"DetectionMAPCallback: the batch has no {', '.join(missing)}; it has: {', '.join(batch)}"
+            )
+        detections = decode_centernet(
+            batch[self.keys["heatmap"]],
+            batch[self.keys["size"]],
+            batch[self.keys["offset"]],
+            self.output_stride,
+            self.top_k,
+            self.pool_size,
+            self.min_score,
+        )
         self.metric.update(detections, batch[self.keys["boxes"]], batch[self.keys["labels"]])
 
     def on_loader_end(self, runner) -> None:

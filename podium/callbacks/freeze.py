@@ -34,6 +34,7 @@ set up (before the engine wraps it, so DDP syncs exactly what trains); a stage w
 key trains the whole encoder again, whatever the previous stage froze. FreezeCallbacks of the
 stage then freeze their blocks on top (blocks they do not select stay as the stage set them).
 """
+
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from catalyst.core.callback import Callback, CallbackNode, CallbackOrder
@@ -72,7 +73,7 @@ def resolve_module(model, module: Optional[str] = None) -> nn.Module:
             names = [name for name, _ in target.named_children()]
             raise PodiumError(
                 f'freeze/unfreeze: the model has no module "{module}" ({type(target).__name__} '
-                f"has no child \"{part}\"); children: {', '.join(names) or 'none'}"
+                f'has no child "{part}"); children: {", ".join(names) or "none"}'
             )
         target = child
     return target
@@ -156,8 +157,11 @@ def select_blocks(
     where: str = "FreezeCallback",
 ) -> List[nn.Module]:
     """All blocks, or the `first` N, the `last` N, or all but the last N (at most one given)."""
-    given = {k: v for k, v in (("first", first), ("last", last), ("all_but_last", all_but_last))
-             if v is not None}
+    given = {
+        k: v
+        for k, v in (("first", first), ("last", last), ("all_but_last", all_but_last))
+        if v is not None
+    }
     if len(given) > 1:
         raise PodiumError(f"{where}: give at most one of first, last, all_but_last; got {given}")
     for key, value in given.items():
@@ -171,7 +175,7 @@ def select_blocks(
     if first is not None:
         return blocks[:first]
     if last is not None:
-        return blocks[len(blocks) - last:]
+        return blocks[len(blocks) - last :]
     if all_but_last is not None:
         return blocks[: len(blocks) - all_but_last]
     return blocks
@@ -206,8 +210,11 @@ class _BlocksCallback(Callback):
         if self.first is None and self.last is None and self.all_but_last is None:
             return [module]
         return select_blocks(
-            encoder_blocks(module), first=self.first, last=self.last,
-            all_but_last=self.all_but_last, where=type(self).__name__,
+            encoder_blocks(module),
+            first=self.first,
+            last=self.last,
+            all_but_last=self.all_but_last,
+            where=type(self).__name__,
         )
 
 
@@ -311,8 +318,10 @@ def stage_freezing(model: nn.Module, freeze_encoder: bool) -> nn.Module:
     model = _unwrap(model)
     encoder = getattr(model, "encoder", None)
     if freeze_encoder and not isinstance(encoder, nn.Module):
-        raise PodiumError(f"freeze_encoder needs a model with an `.encoder` module; "
-                          f"{type(model).__name__} has none")
+        raise PodiumError(
+            f"freeze_encoder needs a model with an `.encoder` module; "
+            f"{type(model).__name__} has none"
+        )
     if freeze_encoder:
         FreezeCallback(module="encoder").freeze(model)
     elif isinstance(encoder, nn.Module):

@@ -43,6 +43,7 @@ is left out of that batch's total and of its loader mean, which counts the sampl
 `loss_hard` and `loss_soft` log the weighted sums of the hard and of the soft terms: per batch,
 loss = loss_hard + loss_soft (+ any term of all samples).
 """
+
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import torch
@@ -63,13 +64,22 @@ Keys = Union[str, Mapping[str, str]]
 class LossTerm:
     """One weighted criterion applied to batch[input_key], batch[target_key]."""
 
-    def __init__(self, name: str, criterion: Callable, input_key: Keys, target_key: Keys,
-                 weight: float = 1.0, samples: str = "all"):
+    def __init__(
+        self,
+        name: str,
+        criterion: Callable,
+        input_key: Keys,
+        target_key: Keys,
+        weight: float = 1.0,
+        samples: str = "all",
+    ):
         self.name, self.criterion, self.weight = name, criterion, float(weight)
         self.input_key, self.target_key = input_key, target_key
         if samples not in SAMPLES:
-            raise PodiumError(f"loss term {name}: samples {samples!r} is not one of {', '.join(SAMPLES)}"
-                              f"{did_you_mean(samples, SAMPLES)}")
+            raise PodiumError(
+                f"loss term {name}: samples {samples!r} is not one of {', '.join(SAMPLES)}"
+                f"{did_you_mean(samples, SAMPLES)}"
+            )
         self.samples = samples
         self.kwargs_form = isinstance(input_key, Mapping)
         if self.kwargs_form != isinstance(target_key, Mapping):
@@ -78,16 +88,21 @@ class LossTerm:
                 f"be mappings {{batch_key: argument}}"
             )
 
-    def __call__(self, batch: Mapping[str, Any], rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def __call__(
+        self, batch: Mapping[str, Any], rows: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """The criterion on the batch, or on the samples where `rows` (bool, one per sample) is true."""
+
         def take(key):
             value = batch[key]
             return value[rows] if rows is not None and isinstance(value, torch.Tensor) else value
 
         try:
             if self.kwargs_form:
-                kwargs = {arg: take(key) for key, arg in
-                          {**dict(self.input_key), **dict(self.target_key)}.items()}
+                kwargs = {
+                    arg: take(key)
+                    for key, arg in {**dict(self.input_key), **dict(self.target_key)}.items()
+                }
                 return self.criterion(**kwargs)
             return self.criterion(take(self.input_key), take(self.target_key))
         except KeyError as error:
@@ -110,32 +125,46 @@ def _build_term(name: str, params: Any) -> LossTerm:
     if isinstance(criterion, Mapping):
         criterion = call_target(criterion, f"{where}/criterion")
     if not callable(criterion):
-        raise PodiumError(f"{where}/criterion must be a `_target_` block or a callable, "
-                          f"got {type(criterion).__name__}")
+        raise PodiumError(
+            f"{where}/criterion must be a `_target_` block or a callable, "
+            f"got {type(criterion).__name__}"
+        )
     try:
         weight = float(params.get("weight", 1.0))
     except (TypeError, ValueError):
         raise PodiumError(
             f"{where}/weight must be a number, got {params.get('weight')!r}"
         ) from None
-    return LossTerm(name, criterion, params["input_key"], params["target_key"], weight,
-                    params.get("samples", "all"))
+    return LossTerm(
+        name,
+        criterion,
+        params["input_key"],
+        params["target_key"],
+        weight,
+        params.get("samples", "all"),
+    )
 
 
-def _group_keys(terms: Mapping[str, LossTerm], metric_key: str, sample_key: Optional[str]) -> Dict[str, str]:
+def _group_keys(
+    terms: Mapping[str, LossTerm], metric_key: str, sample_key: Optional[str]
+) -> Dict[str, str]:
     """{hard: loss_hard, soft: loss_soft} with a sample_key; checks that terms agree with it."""
     selective = [name for name, term in terms.items() if term.samples != "all"]
     if sample_key is None:
         if selective:
-            raise PodiumError(f"loss term {selective[0]} has samples: {terms[selective[0]].samples}, which needs "
-                              f"LossStackCallback's sample_key (the batch key of the soft flag, e.g. soft)")
+            raise PodiumError(
+                f"loss term {selective[0]} has samples: {terms[selective[0]].samples}, which needs "
+                f"LossStackCallback's sample_key (the batch key of the soft flag, e.g. soft)"
+            )
         return {}
     if not isinstance(sample_key, str) or not sample_key:
         raise PodiumError(f"LossStackCallback sample_key must be a batch key, got {sample_key!r}")
     keys = {group: f"{metric_key}_{group}" for group in ("hard", "soft")}
     for name in terms:
         if name in keys:
-            raise PodiumError(f"loss term {name}: the name is taken by the logged sum {keys[name]}; rename the term")
+            raise PodiumError(
+                f"loss term {name}: the name is taken by the logged sum {keys[name]}; rename the term"
+            )
     return keys
 
 
@@ -151,8 +180,12 @@ class LossStackCallback(ICriterionCallback):
             also logs `<metric_key>_hard` and `<metric_key>_soft`.
     """
 
-    def __init__(self, terms: Mapping[str, Mapping[str, Any]], metric_key: str = "loss",
-                 sample_key: Optional[str] = None):
+    def __init__(
+        self,
+        terms: Mapping[str, Mapping[str, Any]],
+        metric_key: str = "loss",
+        sample_key: Optional[str] = None,
+    ):
         super().__init__(order=CallbackOrder.metric, node=CallbackNode.all)
         if not isinstance(terms, Mapping) or not terms:
             raise PodiumError("LossStackCallback needs `terms: {name: {criterion: ..., ...}}`")
@@ -192,8 +225,10 @@ class LossStackCallback(ICriterionCallback):
             )
         flag = torch.as_tensor(batch[self.sample_key])
         if flag.dim() != 1 or flag.shape[0] != batch_size:
-            raise PodiumError(f"LossStackCallback: batch[{self.sample_key!r}] has shape {tuple(flag.shape)}; "
-                              f"expected one flag per sample ({batch_size})")
+            raise PodiumError(
+                f"LossStackCallback: batch[{self.sample_key!r}] has shape {tuple(flag.shape)}; "
+                f"expected one flag per sample ({batch_size})"
+            )
         soft = flag.bool()
         return {"all": None, "hard": ~soft, "soft": soft}
 
@@ -208,15 +243,20 @@ class LossStackCallback(ICriterionCallback):
                 continue  # none of its samples in this batch
             value = term(runner.batch, selected)
             if not isinstance(value, torch.Tensor):
-                raise PodiumError(f"loss term {name}: the criterion returned "
-                                  f"{type(value).__name__}, not a tensor")
+                raise PodiumError(
+                    f"loss term {name}: the criterion returned {type(value).__name__}, not a tensor"
+                )
             values[name], counts[name] = value, count
         if not values:
             kind = "soft" if bool(rows["soft"].all()) else "hard"
-            raise PodiumError(f"no loss term applies to the samples of this batch (all {kind}); expected a term "
-                              f"with samples: all or {kind}")
+            raise PodiumError(
+                f"no loss term applies to the samples of this batch (all {kind}); expected a term "
+                f"with samples: all or {kind}"
+            )
         # the same arithmetic as MetricAggregationCallback(mode="weighted_sum")
-        weighted = {name: (value * self.terms[name].weight).float() for name, value in values.items()}
+        weighted = {
+            name: (value * self.terms[name].weight).float() for name, value in values.items()
+        }
         total = torch.sum(torch.stack(list(weighted.values())))
         for name, value in values.items():
             detached = value.detach()
@@ -253,7 +293,7 @@ class LossStackCallback(ICriterionCallback):
                 continue
             mean = sum_x / n
             variance = max(sum_sq - n * mean * mean, 0.0) / max(n - 1.0, 1.0)
-            values[key] = (mean, variance ** 0.5)
+            values[key] = (mean, variance**0.5)
         return values
 
     def on_loader_end(self, runner) -> None:

@@ -19,6 +19,7 @@ summed over ranks (`Accumulator.reduced()`, one `all_reduce`), so every rank log
 process would compute on the whole loader. (A DistributedSampler that pads the last batch by
 repeating samples counts those samples twice — as it does for every Catalyst metric.)
 """
+
 import copy
 from typing import Dict, Optional, Sequence, Union
 
@@ -62,7 +63,9 @@ class AccumulatorCallback(Callback):
     ):
         super().__init__(order=CallbackOrder.metric, node=CallbackNode.all)
         if not isinstance(metric, Accumulator):
-            raise TypeError(f"metric must be a podium.metrics.Accumulator, got {type(metric).__name__}")
+            raise TypeError(
+                f"metric must be a podium.metrics.Accumulator, got {type(metric).__name__}"
+            )
         self.metric = metric
         self.input_key = input_key
         self.target_key = target_key
@@ -86,7 +89,9 @@ class AccumulatorCallback(Callback):
         if self.log_on_batch:
             batch_metric = copy.deepcopy(self._template)
             self._update(batch_metric, runner)
-            runner.batch_metrics.update(batch_metric.compute_key_value(self.prefix, **self.compute_kwargs))
+            runner.batch_metrics.update(
+                batch_metric.compute_key_value(self.prefix, **self.compute_kwargs)
+            )
 
     def on_loader_end(self, runner) -> None:
         values = self.metric.reduced().compute_key_value(self.prefix, **self.compute_kwargs)

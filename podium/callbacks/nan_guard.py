@@ -16,6 +16,7 @@ printed by podium's excepthook as one line:
 
 (without a `name` key in the batch, the samples are named by their index in the batch).
 """
+
 import math
 from typing import List, Optional, Sequence
 
@@ -67,8 +68,10 @@ class NanGuardCallback(Callback):
         # before the optimizer callback (60) steps
         super().__init__(order=CallbackOrder.MetricAggregation + 10, node=CallbackNode.all)
         self.prefix = str(prefix)
-        self.loaders = [loaders] if isinstance(loaders, str) else (
-            list(loaders) if loaders is not None else None
+        self.loaders = (
+            [loaders]
+            if isinstance(loaders, str)
+            else (list(loaders) if loaders is not None else None)
         )
         self.name_key = name_key
         self.batch_keys = list(batch_keys or [])

@@ -25,6 +25,7 @@ step) in the batch metrics, and `grad_norm` (mean over the loader's steps) plus 
 `model_key` / `optimizer_key`, Catalyst's `gradient/<key>/…`, `lr/<key>` naming is kept).
 `grad_clip_fn` / `grad_clip_params` (Catalyst's) still work and are now applied once per step.
 """
+
 import math
 from typing import Callable, Dict, Optional, Union
 
@@ -101,8 +102,9 @@ class OptimizerCallback(_CatalystOptimizerCallback):
         )
         self.grad_clip = self._check_grad_clip(grad_clip)
         self.log_grad_norm = bool(log_grad_norm)
-        self._grad_norm_key = "grad_norm" if self._prefix_gradient == "gradient" \
-            else f"{self._prefix_gradient}/norm"
+        self._grad_norm_key = (
+            "grad_norm" if self._prefix_gradient == "gradient" else f"{self._prefix_gradient}/norm"
+        )
         self._batch_index = 0
         self._pending = False
         self._norms = []
@@ -129,8 +131,7 @@ class OptimizerCallback(_CatalystOptimizerCallback):
                 f'OptimizerCallback: grad_clip mode must be "norm" or "value", not {mode!r}'
             )
         value = check_number(grad_clip["max"], "OptimizerCallback: grad_clip max", "> 0", "> 0")
-        return {"mode": mode, "max": value,
-                "norm_type": float(grad_clip.get("norm_type", 2.0))}
+        return {"mode": mode, "max": value, "norm_type": float(grad_clip.get("norm_type", 2.0))}
 
     # -- events ----------------------------------------------------------------------------
     def on_loader_start(self, runner) -> None:

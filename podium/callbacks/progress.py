@@ -13,6 +13,7 @@ so the history also goes to `<logdir>/progress.json` (tagged with the run's name
 stage's callback picks it up and the curves continue across stages. A new run in the same
 logdir starts a fresh history.
 """
+
 import json
 import math
 import warnings
@@ -84,8 +85,7 @@ def plot_progress(
             points = [
                 (r["epoch"], r["metrics"][loader][key])
                 for r in history
-                if key in r["metrics"].get(loader, {})
-                and math.isfinite(r["metrics"][loader][key])
+                if key in r["metrics"].get(loader, {}) and math.isfinite(r["metrics"][loader][key])
             ]
             if points:
                 xs, ys = zip(*points)
@@ -95,8 +95,16 @@ def plot_progress(
             if number > 0:
                 axes.axvline(x, color="grey", linestyle="--", linewidth=1)
             if len(stage_starts) > 1:
-                axes.text(x, 0.99, f" {stage}", transform=axes.get_xaxis_transform(),
-                          fontsize=8, color="grey", va="top", ha="left")
+                axes.text(
+                    x,
+                    0.99,
+                    f" {stage}",
+                    transform=axes.get_xaxis_transform(),
+                    fontsize=8,
+                    color="grey",
+                    va="top",
+                    ha="left",
+                )
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_title(key)
         axes.set_xlabel("epoch")
@@ -163,8 +171,12 @@ class ProgressPlotCallback(Callback):
         # a resumed run repeats epochs: the newest values win
         self.history = [record for record in self.history if record["epoch"] < epoch]
         self.history.append(
-            {"epoch": epoch, "stage": str(runner.stage_key),
-             "stage_epoch": int(runner.stage_epoch_step), "metrics": metrics}
+            {
+                "epoch": epoch,
+                "stage": str(runner.stage_key),
+                "stage_epoch": int(runner.stage_epoch_step),
+                "metrics": metrics,
+            }
         )
         self._save(runner)
 

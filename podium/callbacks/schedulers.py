@@ -53,11 +53,16 @@ value of one loader's metric, e.g.
 (`mode: max` for a score such as Dice, `min` for a loss; without `loader_key`/`metric_key`
 Catalyst stops at stage start with an assertion.)
 """
+
 import math
 from typing import List, Optional, Sequence, Union
 
-from catalyst.core.callback import CallbackNode, CallbackOrder, IOptimizerCallback, \
-    ISchedulerCallback
+from catalyst.core.callback import (
+    CallbackNode,
+    CallbackOrder,
+    IOptimizerCallback,
+    ISchedulerCallback,
+)
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR
 
 from podium.callbacks.optimizer import is_step_batch, optimizer_steps
@@ -73,8 +78,9 @@ __all__ = [
 ]
 
 
-def warmup_cosine_lr(step: int, base_lr: float, total_steps: int, warmup_steps: int,
-                     min_lr: float = 0.0) -> float:
+def warmup_cosine_lr(
+    step: int, base_lr: float, total_steps: int, warmup_steps: int, min_lr: float = 0.0
+) -> float:
     """The learning rate of optimizer step `step` (0-based); see the module docstring."""
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
@@ -95,8 +101,7 @@ class WarmupCosineFactor:
     def __call__(self, step: int) -> float:
         if self.base_lr == 0:
             return 0.0
-        lr = warmup_cosine_lr(step, self.base_lr, self.total_steps, self.warmup_steps,
-                              self.min_lr)
+        lr = warmup_cosine_lr(step, self.base_lr, self.total_steps, self.warmup_steps, self.min_lr)
         return lr / self.base_lr
 
 
@@ -132,8 +137,8 @@ class LoaderScheduleCallback(ISchedulerCallback):
         for callback in (runner.callbacks or {}).values():
             inner = getattr(callback, "callback", callback)  # Catalyst's wrappers
             if isinstance(inner, IOptimizerCallback) and (
-                self.optimizer_key is None or getattr(inner, "optimizer_key", None)
-                in (None, self.optimizer_key)
+                self.optimizer_key is None
+                or getattr(inner, "optimizer_key", None) in (None, self.optimizer_key)
             ):
                 return inner
         return None
@@ -223,10 +228,15 @@ class OneCycleCallback(LoaderScheduleCallback):
                 f"not {anneal_strategy!r}"
             )
         self.kwargs = dict(
-            max_lr=max_lr, pct_start=float(pct_start), anneal_strategy=anneal_strategy,
-            cycle_momentum=bool(cycle_momentum), base_momentum=base_momentum,
-            max_momentum=max_momentum, div_factor=float(div_factor),
-            final_div_factor=float(final_div_factor), three_phase=bool(three_phase),
+            max_lr=max_lr,
+            pct_start=float(pct_start),
+            anneal_strategy=anneal_strategy,
+            cycle_momentum=bool(cycle_momentum),
+            base_momentum=base_momentum,
+            max_momentum=max_momentum,
+            div_factor=float(div_factor),
+            final_div_factor=float(final_div_factor),
+            three_phase=bool(three_phase),
         )
 
     def make_scheduler(self, optimizer, total_steps: int, steps_per_epoch: int):
@@ -240,8 +250,11 @@ class OneCycleCallback(LoaderScheduleCallback):
         try:
             return OneCycleLR(optimizer, total_steps=total_steps, **kwargs)
         except ValueError as error:
-            hint = " (set cycle_momentum: false for this optimizer)" \
-                if "momentum" in str(error) else ""
+            hint = (
+                " (set cycle_momentum: false for this optimizer)"
+                if "momentum" in str(error)
+                else ""
+            )
             raise PodiumError(f"OneCycleCallback: {error}{hint}") from error
 
 
@@ -266,9 +279,15 @@ class WarmupCosineCallback(LoaderScheduleCallback):
         optimizer_key: str = None,
     ):
         super().__init__(accumulation_steps=accumulation_steps, optimizer_key=optimizer_key)
-        given = [k for k, v in (("warmup_epochs", warmup_epochs),
-                                ("warmup_fraction", warmup_fraction),
-                                ("warmup_steps", warmup_steps)) if v is not None]
+        given = [
+            k
+            for k, v in (
+                ("warmup_epochs", warmup_epochs),
+                ("warmup_fraction", warmup_fraction),
+                ("warmup_steps", warmup_steps),
+            )
+            if v is not None
+        ]
         if len(given) > 1:
             raise PodiumError(
                 f"WarmupCosineCallback: give one of warmup_epochs, warmup_fraction, "
@@ -278,8 +297,11 @@ class WarmupCosineCallback(LoaderScheduleCallback):
             raise PodiumError(
                 f"WarmupCosineCallback: warmup_fraction must be in [0, 1], got {warmup_fraction!r}"
             )
-        for key, value in (("warmup_epochs", warmup_epochs), ("warmup_steps", warmup_steps),
-                           ("min_lr", min_lr)):
+        for key, value in (
+            ("warmup_epochs", warmup_epochs),
+            ("warmup_steps", warmup_steps),
+            ("min_lr", min_lr),
+        ):
             if value is not None and float(value) < 0:
                 raise PodiumError(f"WarmupCosineCallback: {key} must be >= 0, got {value!r}")
         self.warmup_epochs = warmup_epochs

@@ -22,6 +22,7 @@ the optimizer step and metric callbacks count as model time. On CUDA, `synchroni
 waits for the GPU before each reading (exact split, slightly slower); without it, queued GPU
 work is counted where the CPU next waits for it.
 """
+
 import time
 from typing import Optional, Sequence
 
@@ -49,8 +50,10 @@ class ThroughputCallback(Callback):
         synchronize: bool = False,
     ):
         super().__init__(order=CallbackOrder.ExternalExtra + 100, node=CallbackNode.all)
-        self.loaders = [loaders] if isinstance(loaders, str) else (
-            list(loaders) if loaders is not None else None
+        self.loaders = (
+            [loaders]
+            if isinstance(loaders, str)
+            else (list(loaders) if loaders is not None else None)
         )
         self.data_time = bool(data_time)
         self.prefix = prefix or ""
@@ -104,10 +107,12 @@ class ThroughputCallback(Callback):
         }
         if self.data_time:
             busy = self._data + self._model
-            metrics.update({
-                "time/data_s": self._data,
-                "time/model_s": self._model,
-                "time/data_fraction": self._data / busy if busy > 0 else 0.0,
-            })
+            metrics.update(
+                {
+                    "time/data_s": self._data,
+                    "time/model_s": self._model,
+                    "time/data_fraction": self._data / busy if busy > 0 else 0.0,
+                }
+            )
         runner.loader_metrics.update({f"{self.prefix}{k}": v for k, v in metrics.items()})
         self._reset()

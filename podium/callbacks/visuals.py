@@ -18,6 +18,7 @@ where `k` is the epoch within the stage (1-based), rank 0 is the best (resp. wor
 `<dice>` has four decimals. Under DDP every process ranks its own shard; the candidates
 (at most num_best + num_worst per process) are gathered and the master process writes.
 """
+
 import heapq
 import itertools
 import re
@@ -245,4 +246,3 @@ class OverlayCallback(Callback):
                 name = _UNSAFE.sub("_", item["name"]) or "sample"
                 path = folder / f"{kind}_{rank}_{name}_{item['score']:.4f}.png"
                 write_overlay(path, item["image"], item["prediction"], item["target"])
-

@@ -19,6 +19,7 @@ unfinished one is deleted and trained again from scratch. A RUN_DIR started with
 overrides, seed, folds or prediction settings is refused: cv.yml holds them. The layout is
 described in podium/inference/cv_runs.py; `podium submit --cv RUN_DIR` uses it.
 """
+
 import argparse
 import contextlib
 import os
@@ -47,7 +48,14 @@ from podium.inference.oof import predict_out_of_fold, validation_names
 __all__ = ["register", "run", "read_folds", "parse_only", "run_child"]
 
 # Overrides podium cv sets itself: a user value would silently undo the fold split or the layout.
-RESERVED = ("args/logdir", "args/baselogdir", "args/resume", "args/autoresume", "data/split_file", "data/fold")
+RESERVED = (
+    "args/logdir",
+    "args/baselogdir",
+    "args/resume",
+    "args/autoresume",
+    "data/split_file",
+    "data/fold",
+)
 FOLD_KEYS = ("split_file", "fold")
 LOCK = ".cv.lock"
 
@@ -61,16 +69,39 @@ def register(subparsers) -> None:
         allow_abbrev=False,
     )
     parser.__class__ = _OverridesParser  # accept `--a/b=value:type` like catalyst-dl run
-    parser.add_argument("--config", "--configs", "-C", dest="configs", nargs="+", required=True, metavar="CONFIG",
-                        help="training YAML(s), merged in order as catalyst-dl run merges them")
-    parser.add_argument("--folds", type=Path, required=True, metavar="CSV",
-                        help="name,fold CSV (podium folds); rows with fold -1 always train")
-    parser.add_argument("--only", metavar="K[,K...]", help="train only these folds, e.g. 0,2 (default: every fold)")
-    parser.add_argument("--out", type=Path, metavar="RUN_DIR", help="run directory (default: <args/logdir>_cv)")
-    parser.add_argument("--tta", help="TTA of the out-of-fold predictions: none | flip | d2 | d4 | multiscale")
-    parser.add_argument("--predict-config", type=Path, metavar="YAML",
-                        help="inference YAML whose tta, tiles, batch_size, postprocess, outputs/submission … the OOF "
-                             "predictions and `podium submit` use (its models, data and out are set by podium cv)")
+    parser.add_argument(
+        "--config",
+        "--configs",
+        "-C",
+        dest="configs",
+        nargs="+",
+        required=True,
+        metavar="CONFIG",
+        help="training YAML(s), merged in order as catalyst-dl run merges them",
+    )
+    parser.add_argument(
+        "--folds",
+        type=Path,
+        required=True,
+        metavar="CSV",
+        help="name,fold CSV (podium folds); rows with fold -1 always train",
+    )
+    parser.add_argument(
+        "--only", metavar="K[,K...]", help="train only these folds, e.g. 0,2 (default: every fold)"
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="RUN_DIR", help="run directory (default: <args/logdir>_cv)"
+    )
+    parser.add_argument(
+        "--tta", help="TTA of the out-of-fold predictions: none | flip | d2 | d4 | multiscale"
+    )
+    parser.add_argument(
+        "--predict-config",
+        type=Path,
+        metavar="YAML",
+        help="inference YAML whose tta, tiles, batch_size, postprocess, outputs/submission … the OOF "
+        "predictions and `podium submit` use (its models, data and out are set by podium cv)",
+    )
     parser.add_argument("--seed", type=int, help="catalyst-dl run --seed (default: Catalyst's, 42)")
     parser.set_defaults(func=run, overrides=[])
 
@@ -103,15 +134,24 @@ def run(args) -> int:
             for position, fold in enumerate(selected, start=1):
                 path = cv_runs.fold_dir(run_dir, fold)
                 if (path / cv_runs.DONE).is_file():
-                    print(f"podium cv: fold {fold} is finished ({path / cv_runs.DONE}); skipped", flush=True)
+                    print(
+                        f"podium cv: fold {fold} is finished ({path / cv_runs.DONE}); skipped",
+                        flush=True,
+                    )
                     continue
                 _run_fold(run_dir, fold, position, len(selected), settings, stages_with_fold_keys)
                 cv_runs.write_summary(run_dir)
         except interrupts.Interrupted as stop:
             finished = [path.name for path in cv_runs.finished_folds(run_dir)]
-            kept = f"finished folds are kept ({', '.join(finished)})" if finished else "no fold had finished"
+            kept = (
+                f"finished folds are kept ({', '.join(finished)})"
+                if finished
+                else "no fold had finished"
+            )
             return interrupts.report(
-                "podium cv", stop, f"in fold {fold}" if fold is not None else "before the first fold",
+                "podium cv",
+                stop,
+                f"in fold {fold}" if fold is not None else "before the first fold",
                 f"{kept} in {run_dir}; continue with the same command, which trains the unfinished folds: "
                 f"{interrupts.command_line()}",
             )
@@ -125,13 +165,19 @@ def read_folds(path):
     """The folds table (podium.datasets.split.read_split checks it); it must have a fold column."""
     path = Path(path)
     if not path.is_file():
-        raise PodiumError(f"folds file {path} does not exist; expected a CSV with columns name,fold (podium folds writes one)")
+        raise PodiumError(
+            f"folds file {path} does not exist; expected a CSV with columns name,fold (podium folds writes one)"
+        )
     table = read_split(str(path.parent), path.name)
     if "fold" not in table.columns:
-        raise PodiumError(f"folds file {path} has no fold column (columns: {', '.join(map(str, table.columns))}); "
-                          f"expected name,fold as `podium folds` writes it")
+        raise PodiumError(
+            f"folds file {path} has no fold column (columns: {', '.join(map(str, table.columns))}); "
+            f"expected name,fold as `podium folds` writes it"
+        )
     if not (table["fold"] >= 0).any():
-        raise PodiumError(f"folds file {path} has no fold >= 0; expected folds 0..k-1 (-1 marks rows that always train)")
+        raise PodiumError(
+            f"folds file {path} has no fold >= 0; expected folds 0..k-1 (-1 marks rows that always train)"
+        )
     return table
 
 
@@ -145,10 +191,14 @@ def parse_only(text: Optional[str], fold_ids: Sequence[int], folds_path) -> List
         try:
             fold = int(part)
         except ValueError:
-            raise PodiumError(f'--only "{text}" is not a list of fold numbers; expected e.g. --only 0,2') from None
+            raise PodiumError(
+                f'--only "{text}" is not a list of fold numbers; expected e.g. --only 0,2'
+            ) from None
         if fold not in fold_ids:
-            raise PodiumError(f"--only names fold {fold}, which is not in {folds_path}; its folds are "
-                              f"{', '.join(map(str, fold_ids))}")
+            raise PodiumError(
+                f"--only names fold {fold}, which is not in {folds_path}; its folds are "
+                f"{', '.join(map(str, fold_ids))}"
+            )
         if fold not in selected:
             selected.append(fold)
     return sorted(selected)
@@ -158,10 +208,17 @@ def _check_overrides(overrides: Sequence[str]) -> None:
     for override in overrides:
         key = override.lstrip("-").split("=", 1)[0].strip("/")
         parts = key.split("/")
-        reserved = key in RESERVED or (len(parts) == 4 and parts[0] == "stages" and parts[2] == "data" and parts[3] in FOLD_KEYS)
+        reserved = key in RESERVED or (
+            len(parts) == 4
+            and parts[0] == "stages"
+            and parts[2] == "data"
+            and parts[3] in FOLD_KEYS
+        )
         if reserved:
-            raise PodiumError(f"override {override} is set by podium cv itself (the fold split goes to data/split_file "
-                              f"+ data/fold, each fold's logdir to RUN_DIR/fold_<k>); use --folds, --only and --out")
+            raise PodiumError(
+                f"override {override} is set by podium cv itself (the fold split goes to data/split_file "
+                f"+ data/fold, each fold's logdir to RUN_DIR/fold_<k>); use --folds, --only and --out"
+            )
 
 
 def _training_config(configs: Sequence[str], overrides: Sequence[str]) -> Dict[str, Any]:
@@ -170,32 +227,52 @@ def _training_config(configs: Sequence[str], overrides: Sequence[str]) -> Dict[s
         return load_training_config(configs, overrides)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f"{mark.name}, line {mark.line + 1}" if mark is not None else ", ".join(map(str, configs))
-        raise PodiumError(f"config {where}: invalid YAML: {getattr(error, 'problem', None) or error}") from None
+        where = (
+            f"{mark.name}, line {mark.line + 1}"
+            if mark is not None
+            else ", ".join(map(str, configs))
+        )
+        raise PodiumError(
+            f"config {where}: invalid YAML: {getattr(error, 'problem', None) or error}"
+        ) from None
 
 
 def _check_data_block(config: Dict[str, Any], configs) -> List[str]:
     """Stages whose own data block sets split_file / fold (the fold override must reach them too)."""
     stages = config.get("stages") or {}
     blocks = {"data": config.get("data") or {}}
-    blocks.update({f"stages/{name}/data": (stage or {}).get("data") or {} for name, stage in stages.items()})
+    blocks.update(
+        {f"stages/{name}/data": (stage or {}).get("data") or {} for name, stage in stages.items()}
+    )
     for where, block in blocks.items():
         if "_target_" in block:
-            raise PodiumError(f"{where}/_target_ is {block['_target_']}: podium cv folds the segmentation data block "
-                              f"(split_file + fold) and predicts it with podium predict; expected no _target_")
+            raise PodiumError(
+                f"{where}/_target_ is {block['_target_']}: podium cv folds the segmentation data block "
+                f"(split_file + fold) and predicts it with podium predict; expected no _target_"
+            )
     for name, stage in stages.items():
         if "datasets" in ((stage or {}).get("loaders") or {}):
-            raise PodiumError(f"stages/{name}/loaders/datasets builds Catalyst's own datasets, which podium cv cannot "
-                              f"fold; expected the data: block (root, split_file, fold)")
+            raise PodiumError(
+                f"stages/{name}/loaders/datasets builds Catalyst's own datasets, which podium cv cannot "
+                f"fold; expected the data: block (root, split_file, fold)"
+            )
     if not any(blocks.values()):
-        raise PodiumError(f"{', '.join(map(str, configs))} has no data: block; podium cv needs one (data: {{root: DIR}})")
-    return [name for name, stage in stages.items() if set(FOLD_KEYS) & set(((stage or {}).get("data") or {}))]
+        raise PodiumError(
+            f"{', '.join(map(str, configs))} has no data: block; podium cv needs one (data: {{root: DIR}})"
+        )
+    return [
+        name
+        for name, stage in stages.items()
+        if set(FOLD_KEYS) & set(((stage or {}).get("data") or {}))
+    ]
 
 
 def _default_run_dir(config: Dict[str, Any], configs) -> Path:
     logdir = (config.get("args") or {}).get("logdir")
     if not logdir:
-        raise PodiumError(f"{', '.join(map(str, configs))} sets no args/logdir; give the run directory with --out RUN_DIR")
+        raise PodiumError(
+            f"{', '.join(map(str, configs))} sets no args/logdir; give the run directory with --out RUN_DIR"
+        )
     return Path(f"{str(logdir).rstrip('/')}_cv")
 
 
@@ -209,7 +286,11 @@ def _predict_settings(path: Optional[Path], tta: Optional[str], run_dir: Path) -
     settings.setdefault("tta", "none")
     # checked now, not after the first fold has trained (podium submit sets the submission path)
     trial = deepcopy(settings)
-    submission = (trial.get("outputs") or {}).get("submission") if isinstance(trial.get("outputs"), dict) else None
+    submission = (
+        (trial.get("outputs") or {}).get("submission")
+        if isinstance(trial.get("outputs"), dict)
+        else None
+    )
     if isinstance(submission, dict):
         submission.setdefault("path", "submission.csv")
     trial.update(models=[{"run": str(cv_runs.fold_dir(run_dir, 0))}], out=str(run_dir / "oof"))
@@ -230,8 +311,10 @@ def _refuse_foreign_dir(run_dir: Path) -> None:
     if run_dir.is_dir() and not (run_dir / cv_runs.SETTINGS).is_file():
         ours = {LOCK, "configs", cv_runs.FOLDS}  # what a start interrupted before cv.yml leaves
         if any(p.name not in ours for p in run_dir.iterdir()):
-            raise PodiumError(f"{run_dir} exists and is not a podium cv run directory (no {cv_runs.SETTINGS}); "
-                              f"expected a new or empty folder, or one podium cv wrote")
+            raise PodiumError(
+                f"{run_dir} exists and is not a podium cv run directory (no {cv_runs.SETTINGS}); "
+                f"expected a new or empty folder, or one podium cv wrote"
+            )
 
 
 def _prepare(run_dir: Path, settings: Dict[str, Any], texts: List[str], folds: bytes) -> None:
@@ -255,7 +338,9 @@ def _prepare(run_dir: Path, settings: Dict[str, Any], texts: List[str], folds: b
     _write_bytes(path, (header + yaml.safe_dump(settings, sort_keys=False)).encode())
 
 
-def _difference(run_dir: Path, saved: Dict[str, Any], settings: Dict[str, Any], texts: List[str], folds: bytes) -> Optional[str]:
+def _difference(
+    run_dir: Path, saved: Dict[str, Any], settings: Dict[str, Any], texts: List[str], folds: bytes
+) -> Optional[str]:
     if saved.get("configs") != settings["configs"]:
         return f"configs {saved.get('configs')} before, {settings['configs']} now"
     for name, source, text in zip(settings["configs"], settings["sources"], texts):
@@ -283,7 +368,9 @@ def _exclusive(run_dir: Path):
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise PodiumError(f"another podium cv is running in {run_dir}; wait for it or stop it first") from None
+            raise PodiumError(
+                f"another podium cv is running in {run_dir}; wait for it or stop it first"
+            ) from None
         try:
             yield
         finally:
@@ -295,21 +382,37 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 # ---------------------------------------------------------------------------- one fold
-def _run_fold(run_dir: Path, fold: int, position: int, count: int, settings: Dict[str, Any], stages: List[str]) -> None:
+def _run_fold(
+    run_dir: Path, fold: int, position: int, count: int, settings: Dict[str, Any], stages: List[str]
+) -> None:
     path = cv_runs.fold_dir(run_dir, fold)
     if path.exists():
-        print(f"podium cv: {path} has no {cv_runs.DONE} (an interrupted fold): deleted, fold {fold} trains again", flush=True)
+        print(
+            f"podium cv: {path} has no {cv_runs.DONE} (an interrupted fold): deleted, fold {fold} trains again",
+            flush=True,
+        )
         shutil.rmtree(path)
     overlay = _write_fold_config(run_dir, fold, stages)
     configs = [str(run_dir / "configs" / name) for name in settings["configs"]] + [str(overlay)]
     seed = ["--seed", str(settings["seed"])] if settings["seed"] is not None else []
-    command = [*_catalyst_dl(), "run", "--config", *configs, "--logdir", str(path), *seed, *settings["overrides"]]
+    command = [
+        *_catalyst_dl(),
+        "run",
+        "--config",
+        *configs,
+        "--logdir",
+        str(path),
+        *seed,
+        *settings["overrides"],
+    ]
     print(f"podium cv: fold {fold} ({position}/{count}): {shlex.join(command)}", flush=True)
     started = time.perf_counter()
     status = run_child(command)
     if status != 0:
-        raise PodiumError(f"fold {fold}: catalyst-dl run failed (exit status {status}, its output is above); fix the "
-                          f"cause and run the same command again to resume at fold {fold}")
+        raise PodiumError(
+            f"fold {fold}: catalyst-dl run failed (exit status {status}, its output is above); fix the "
+            f"cause and run the same command again to resume at fold {fold}"
+        )
     trained = time.perf_counter()
     best = cv_runs.best_checkpoint_info(path)
     data = run_data_config(load_run_config(path))
@@ -318,14 +421,26 @@ def _run_fold(run_dir: Path, fold: int, position: int, count: int, settings: Dic
     oof = predict_out_of_fold(run_dir, path, data, settings["predict"])
     metrics = dict(best.pop("metrics"))
     metrics.update(oof)
-    done = {"fold": fold, **best, "metrics": metrics, "images": len(names), "tta": settings["predict"]["tta"],
-            "seconds": {"train": round(trained - started, 1), "predict": round(time.perf_counter() - trained, 1)},
-            "command": command}
+    done = {
+        "fold": fold,
+        **best,
+        "metrics": metrics,
+        "images": len(names),
+        "tta": settings["predict"]["tta"],
+        "seconds": {
+            "train": round(trained - started, 1),
+            "predict": round(time.perf_counter() - trained, 1),
+        },
+        "command": command,
+    }
     cv_runs.write_cv_done(path, done)
     key = best["selected_by"]["metric"]
     score = f"{key} {metrics[key]:.4f}, " if key in metrics else ""
-    print(f"podium cv: fold {fold} done: best epoch {best['best_epoch']} of stage {best['stage']}, {score}"
-          f"OOF Dice {oof.get('oof_dice', float('nan')):.4f} on {len(names)} images", flush=True)
+    print(
+        f"podium cv: fold {fold} done: best epoch {best['best_epoch']} of stage {best['stage']}, {score}"
+        f"OOF Dice {oof.get('oof_dice', float('nan')):.4f} on {len(names)} images",
+        flush=True,
+    )
 
 
 def _write_fold_config(run_dir: Path, fold: int, stages: List[str]) -> Path:
@@ -335,7 +450,9 @@ def _write_fold_config(run_dir: Path, fold: int, stages: List[str]) -> Path:
     if stages:
         overlay["stages"] = {name: {"data": dict(block)} for name in stages}
     path = run_dir / "configs" / f"cv_fold_{fold}.yml"
-    text = f"# written by podium cv: fold {fold} validates, the other folds of {cv_runs.FOLDS} train\n"
+    text = (
+        f"# written by podium cv: fold {fold} validates, the other folds of {cv_runs.FOLDS} train\n"
+    )
     _write_bytes(path, (text + yaml.safe_dump(overlay, sort_keys=False)).encode())
     return path
 

@@ -7,6 +7,7 @@
 deepforest windows; boxes in scene pixels beside the true ones, and accuracy + mean box IoU
 printed. Boxes come back through the exact inverse of the letterbox the model saw.
 """
+
 import argparse
 
 from podium.cli._inputs import RGB_SUFFIXES, add_run_source_arguments, image_paths
@@ -31,22 +32,36 @@ def register(subparsers) -> argparse.ArgumentParser:
         out_help="CSV to write",
         tta_modes=TTA_MODES,
     )
-    parser.add_argument("--threshold", type=float, default=0.5, help="score above which label = 1 (default 0.5)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
-    parser.add_argument("--no-clip", action="store_true", help="keep boxes that reach beyond the image")
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="score above which label = 1 (default 0.5)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="images per forward pass (default 16)"
+    )
+    parser.add_argument(
+        "--no-clip", action="store_true", help="keep boxes that reach beyond the image"
+    )
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args) -> int:
     from podium.inference.detector import (
-        load_box_predictor, predict_deepforest, predict_images, summarize, write_csv,
+        load_box_predictor,
+        predict_deepforest,
+        predict_images,
+        summarize,
+        write_csv,
     )
 
     if args.batch_size < 1:
         raise PodiumError(f"--batch-size must be >= 1, got {args.batch_size}")
     predictor, config = load_box_predictor(
-        args.run, args.checkpoint, tta=args.tta, batch_size=args.batch_size, device=args.device,
+        args.run,
+        args.checkpoint,
+        tta=args.tta,
+        batch_size=args.batch_size,
+        device=args.device,
         clip=not args.no_clip,
     )
     if args.deepforest:

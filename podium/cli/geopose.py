@@ -9,6 +9,7 @@ whole image files; the model's scalar inputs are given once for all (--scalar NA
 Writes, per image, NAME_AGL.tif, NAME_MAG.tif, NAME_VFLOW.json, and predictions.csv
 (+ metrics.json when scored) into --out.
 """
+
 import argparse
 
 from podium.cli._inputs import add_run_source_arguments, image_paths
@@ -33,10 +34,19 @@ def register(subparsers) -> argparse.ArgumentParser:
         out_help="folder for the maps, predictions.csv and metrics.json",
         tta_modes=TTA_MODES,
     )
-    parser.add_argument("--scalar", action="append", default=[], metavar="NAME=VALUE",
-                        help="a scalar input of the model for every --images file, e.g. gsd=1.2 (repeatable)")
-    parser.add_argument("--no-maps", action="store_true", help="write only predictions.csv / metrics.json")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    parser.add_argument(
+        "--scalar",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a scalar input of the model for every --images file, e.g. gsd=1.2 (repeatable)",
+    )
+    parser.add_argument(
+        "--no-maps", action="store_true", help="write only predictions.csv / metrics.json"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="images per forward pass (default 16)"
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -56,15 +66,23 @@ def parse_scalars(items) -> dict:
 
 
 def run(args) -> int:
-    from podium.inference.geopose import load_geopose_predictor, predict_images, predict_synthetic, write_table
+    from podium.inference.geopose import (
+        load_geopose_predictor,
+        predict_images,
+        predict_synthetic,
+        write_table,
+    )
 
     if args.batch_size < 1:
         raise PodiumError(f"--batch-size must be >= 1, got {args.batch_size}")
     scalars = parse_scalars(args.scalar)
     if args.synthetic and scalars:
-        raise PodiumError("--scalar is for --images; synthetic scenes carry their own scalar inputs")
-    predictor, config = load_geopose_predictor(args.run, args.checkpoint, tta=args.tta, batch_size=args.batch_size,
-                                               device=args.device)
+        raise PodiumError(
+            "--scalar is for --images; synthetic scenes carry their own scalar inputs"
+        )
+    predictor, config = load_geopose_predictor(
+        args.run, args.checkpoint, tta=args.tta, batch_size=args.batch_size, device=args.device
+    )
     maps_dir = None if args.no_maps else args.out
     summary = None
     if args.synthetic:
@@ -74,8 +92,10 @@ def run(args) -> int:
     path = write_table(rows, summary, args.out)
     text = f"predict-geopose: {len(rows)} images → {path.parent}"
     if summary is not None:
-        text += (f"; {args.synthetic} geopose_r2 {summary['geopose_r2']:.4f} (height_r2 {summary['height_r2']:.4f}, "
-                 f"magnitude_r2 {summary['magnitude_r2']:.4f}), direction error {summary['direction_error_deg']:.2f}°, "
-                 f"scale error {100 * summary['scale_error']:.1f}% over {summary['scenes']} scenes (tta {args.tta})")
+        text += (
+            f"; {args.synthetic} geopose_r2 {summary['geopose_r2']:.4f} (height_r2 {summary['height_r2']:.4f}, "
+            f"magnitude_r2 {summary['magnitude_r2']:.4f}), direction error {summary['direction_error_deg']:.2f}°, "
+            f"scale error {100 * summary['scale_error']:.1f}% over {summary['scenes']} scenes (tta {args.tta})"
+        )
     print(text)
     return 0

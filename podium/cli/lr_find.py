@@ -18,6 +18,7 @@ smoothed_loss) and `lr_find.png` (loss vs LR, log scale). The suggested LR is wh
 smoothed loss falls fastest (steepest negative slope against log LR, before its minimum);
 the LR at the minimum divided by 10 is printed too.
 """
+
 import argparse
 import csv
 import math
@@ -45,8 +46,15 @@ from podium.errors import PodiumError, did_you_mean
 from podium.files import write_atomically
 
 __all__ = [
-    "register", "run", "lr_schedule", "default_smoothing", "smooth", "suggest_lr",
-    "LRSweepCallback", "load_run_config", "build_sweep_runner",
+    "register",
+    "run",
+    "lr_schedule",
+    "default_smoothing",
+    "smooth",
+    "suggest_lr",
+    "LRSweepCallback",
+    "load_run_config",
+    "build_sweep_runner",
 ]
 
 # `--stages/train/loaders/batch_size=4:int`: a Catalyst override (a key path with "/")
@@ -73,17 +81,33 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.__class__ = _OverridesParser  # accept `--a/b=value:type` like catalyst-dl run
-    parser.add_argument("--config", "--configs", "-C", dest="configs", nargs="+",
-                        required=True, metavar="CONFIG", help="YAML config(s), merged in order")
+    parser.add_argument(
+        "--config",
+        "--configs",
+        "-C",
+        dest="configs",
+        nargs="+",
+        required=True,
+        metavar="CONFIG",
+        help="YAML config(s), merged in order",
+    )
     parser.add_argument("--stage", help="stage to sweep (default: the first)")
     parser.add_argument("--min-lr", type=float, default=1e-7)
     parser.add_argument("--max-lr", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=100, help="batches in the sweep")
-    parser.add_argument("--smoothing", type=float, default=None,
-                        help="EMA factor of the smoothed loss (default: 1 - 10/steps, "
-                             "clipped to 0.5 .. 0.98: 0.9 for 100 steps)")
-    parser.add_argument("--divergence", type=float, default=4.0,
-                        help="stop when the smoothed loss exceeds this × its best (default 4)")
+    parser.add_argument(
+        "--smoothing",
+        type=float,
+        default=None,
+        help="EMA factor of the smoothed loss (default: 1 - 10/steps, "
+        "clipped to 0.5 .. 0.98: 0.9 for 100 steps)",
+    )
+    parser.add_argument(
+        "--divergence",
+        type=float,
+        default=4.0,
+        help="stop when the smoothed loss exceeds this × its best (default 4)",
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: <logdir>/lr_find)")
     parser.set_defaults(func=run, overrides=[])
 
@@ -107,7 +131,7 @@ def smooth(losses: Sequence[float], beta: float = 0.98) -> List[float]:
     average, out = 0.0, []
     for i, loss in enumerate(losses, start=1):
         average = beta * average + (1 - beta) * loss
-        out.append(average / (1 - beta ** i))
+        out.append(average / (1 - beta**i))
     return out
 
 
@@ -138,8 +162,13 @@ class LRSweepCallback(Callback):
     """Sets the LR of every parameter group before each train batch, records the loss
     after it, and stops the stage after the last LR or when the loss diverges."""
 
-    def __init__(self, lrs: Sequence[float], beta: float = 0.98, divergence: float = 4.0,
-                 loss_key: Optional[str] = None):
+    def __init__(
+        self,
+        lrs: Sequence[float],
+        beta: float = 0.98,
+        divergence: float = 4.0,
+        loss_key: Optional[str] = None,
+    ):
         super().__init__(order=CallbackOrder.External, node=CallbackNode.all)
         self.lrs = list(lrs)
         self.beta = beta
@@ -188,8 +217,7 @@ class LRSweepCallback(Callback):
         if not math.isfinite(smoothed):
             self.stop_reason = f"loss is {loss} at step {step}"
         elif step > 0 and smoothed > self.divergence * self._best:
-            self.stop_reason = (
-                f"smoothed loss > {self.divergence:g}× its best at step {step}")
+            self.stop_reason = f"smoothed loss > {self.divergence:g}× its best at step {step}"
         elif len(self.records) == len(self.lrs):
             self.stop_reason = f"all {len(self.lrs)} steps done"
         self._best = min(self._best, smoothed) if math.isfinite(smoothed) else self._best
@@ -225,7 +253,8 @@ def load_run_config(configs: Sequence[str], overrides: Sequence[str]) -> Dict:
         config = _merge(config, load_config(str(path), ordered=True))
     try:
         config, _ = parse_config_args(
-            config=config, args=argparse.Namespace(), unknown_args=list(overrides))
+            config=config, args=argparse.Namespace(), unknown_args=list(overrides)
+        )
     except Exception as error:
         raise PodiumError(f"bad override in {' '.join(overrides)}: {error}") from None
     return config
@@ -255,8 +284,13 @@ def build_sweep_runner(config: Dict, stage: str, sweep):
         raise PodiumError("the config has no runner/_target_")
     base = REGISTRY.get(target)
     # outputs of a run, LR changes other than the sweep's, and watchers of other loaders
-    dropped = (ICheckpointCallback, ISchedulerCallback, EarlyStoppingCallback,
-               OverlayCallback, ProgressPlotCallback)
+    dropped = (
+        ICheckpointCallback,
+        ISchedulerCallback,
+        EarlyStoppingCallback,
+        OverlayCallback,
+        ProgressPlotCallback,
+    )
 
     class SweepRunner(base):
         def get_loggers(self):
@@ -284,8 +318,10 @@ def build_sweep_runner(config: Dict, stage: str, sweep):
 
     runner = SweepRunner(config=config, **runner_params)
     if runner.get_engine().is_ddp:
-        raise PodiumError("lr-find runs in one process: override the config's DDP engine, e.g. "
-                          "--engine/_target_=catalyst.engines.DeviceEngine:str")
+        raise PodiumError(
+            "lr-find runs in one process: override the config's DDP engine, e.g. "
+            "--engine/_target_=catalyst.engines.DeviceEngine:str"
+        )
     return runner
 
 
@@ -305,11 +341,17 @@ def write_outputs(records: List[Dict], out: Path, suggestion: Dict, title: str) 
     lrs = [r["lr"] for r in records]
     axes.plot(lrs, [r["loss"] for r in records], color="tab:blue", alpha=0.3, label="loss")
     axes.plot(lrs, [r["smoothed_loss"] for r in records], color="tab:blue", label="smoothed")
-    for key, colour, label in (("steepest", "tab:red", "steepest descent"),
-                               ("min_over_10", "tab:green", "min-loss LR / 10")):
+    for key, colour, label in (
+        ("steepest", "tab:red", "steepest descent"),
+        ("min_over_10", "tab:green", "min-loss LR / 10"),
+    ):
         if suggestion.get(key):
-            axes.axvline(suggestion[key], color=colour, linestyle="--",
-                         label=f"{label}: {suggestion[key]:.2e}")
+            axes.axvline(
+                suggestion[key],
+                color=colour,
+                linestyle="--",
+                label=f"{label}: {suggestion[key]:.2e}",
+            )
     smoothed = [r["smoothed_loss"] for r in records if math.isfinite(r["smoothed_loss"])]
     raw = [r["loss"] for r in records if math.isfinite(r["loss"])]
     if smoothed:  # keep a divergent tail from flattening the interesting part
@@ -347,13 +389,16 @@ def run(args) -> int:
         raise PodiumError("the config has no stages")
     stage = args.stage or stages[0]
     if stage not in stages:
-        raise PodiumError(f"no stage {stage!r} in the config (stages: {', '.join(stages)})"
-                          f"{did_you_mean(stage, stages)}")
+        raise PodiumError(
+            f"no stage {stage!r} in the config (stages: {', '.join(stages)})"
+            f"{did_you_mean(stage, stages)}"
+        )
     logdir = (config.get("args") or {}).get("logdir")
     out = args.out or (Path(logdir) / "lr_find" if logdir else Path("lr_find"))
 
     sweep = LRSweepCallback(
-        lr_schedule(args.min_lr, args.max_lr, args.steps), args.smoothing, args.divergence)
+        lr_schedule(args.min_lr, args.max_lr, args.steps), args.smoothing, args.divergence
+    )
     set_global_seed(int((config.get("args") or {}).get("seed", 42)))
     runner = build_sweep_runner(config, stage, sweep)
     runner.run()
@@ -364,10 +409,15 @@ def run(args) -> int:
     suggestion = suggest_lr(lrs, [r["smoothed_loss"] for r in sweep.records])
     write_outputs(sweep.records, out, suggestion, f"lr-find: stage {stage}")
     suggested = suggestion["steepest"] or suggestion["min_over_10"]
-    how = ("steepest descent of the smoothed loss" if suggestion["steepest"]
-           else "min-loss LR / 10: no descending stretch to measure")
-    print(f"lr-find: stage {stage}, {len(lrs)} steps, LR {lrs[0]:.2e} → {lrs[-1]:.2e} "
-          f"({sweep.stop_reason}); loss key {sweep.loss_key}")
+    how = (
+        "steepest descent of the smoothed loss"
+        if suggestion["steepest"]
+        else "min-loss LR / 10: no descending stretch to measure"
+    )
+    print(
+        f"lr-find: stage {stage}, {len(lrs)} steps, LR {lrs[0]:.2e} → {lrs[-1]:.2e} "
+        f"({sweep.stop_reason}); loss key {sweep.loss_key}"
+    )
     if suggestion["min_over_10"] is not None:
         print(f"min-loss LR / 10: {suggestion['min_over_10']:.3e}")
     print(f"wrote {out / 'lr_find.csv'} and {out / 'lr_find.png'}")

@@ -3,6 +3,7 @@
 Each sub-command module exposes `register(subparsers)`, which adds its parser and sets
 `func=callable(args) -> int|None` as the parser default.
 """
+
 import argparse
 import sys
 
@@ -49,7 +50,9 @@ def main(argv=None) -> int:
     except interrupts.Interrupted as stop:  # Ctrl-C / SIGTERM: every file written so far is whole
         command = interrupts.command_line(None if argv is None else ["podium", *argv])
         return interrupts.report(
-            f"podium {args.command}", stop, "",
+            f"podium {args.command}",
+            stop,
+            "",
             "the files written before it are complete (each file is written whole or not at "
             f"all); run the same command again: {command}",
         )

@@ -12,6 +12,7 @@ see podium.inference.pipeline.READING_KEYS); predictions come back at each image
 Under torchrun, spell --run as --run-dir: torchrun's argument parser matches option prefixes
 even after the script name, so `--run` stops it ("ambiguous option: --run could match --run-path").
 """
+
 import argparse
 import os
 import tempfile
@@ -25,9 +26,27 @@ from podium.inference.pipeline import READING_KEYS
 __all__ = ["register", "run", "READING_KEYS"]
 
 FLAGS = (
-    "runs", "checkpoints", "weights", "data", "split", "fold", "names", "out", "tta", "threshold", "min_size",
-    "submission", "probabilities", "overlays", "masks", "tile_size", "tile_overlap", "device", "batch_size",
-    "num_workers", "progress",
+    "runs",
+    "checkpoints",
+    "weights",
+    "data",
+    "split",
+    "fold",
+    "names",
+    "out",
+    "tta",
+    "threshold",
+    "min_size",
+    "submission",
+    "probabilities",
+    "overlays",
+    "masks",
+    "tile_size",
+    "tile_overlap",
+    "device",
+    "batch_size",
+    "num_workers",
+    "progress",
 )
 
 
@@ -38,39 +57,80 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", type=Path, help="inference YAML (e.g. configs/nuclei/infer.yml)")
+    parser.add_argument(
+        "--config", type=Path, help="inference YAML (e.g. configs/nuclei/infer.yml)"
+    )
     models = parser.add_argument_group("models")
-    models.add_argument("--run", "--run-dir", dest="runs", action="append", type=Path, default=[],
-                        help="run directory of catalyst-dl run (repeat for an ensemble; under torchrun write "
-                             "--run-dir: torchrun's parser takes --run for its --run-path)")
-    models.add_argument("--checkpoint", dest="checkpoints", action="append", default=[],
-                        help="best | last | path to a .pth (repeat: --checkpoint best --checkpoint last; default best)")
-    models.add_argument("--weight", dest="weights", action="append", type=float, default=[],
-                        help="ensemble weight, one per model (default 1)")
+    models.add_argument(
+        "--run",
+        "--run-dir",
+        dest="runs",
+        action="append",
+        type=Path,
+        default=[],
+        help="run directory of catalyst-dl run (repeat for an ensemble; under torchrun write "
+        "--run-dir: torchrun's parser takes --run for its --run-path)",
+    )
+    models.add_argument(
+        "--checkpoint",
+        dest="checkpoints",
+        action="append",
+        default=[],
+        help="best | last | path to a .pth (repeat: --checkpoint best --checkpoint last; default best)",
+    )
+    models.add_argument(
+        "--weight",
+        dest="weights",
+        action="append",
+        type=float,
+        default=[],
+        help="ensemble weight, one per model (default 1)",
+    )
     data = parser.add_argument_group("data")
-    data.add_argument("--data", type=Path,
-                      help="data folder: images/ (+ masks/, split.csv) or a plain folder of images "
-                           "(default: the run's data root); starts a new selection (the YAML's split is dropped)")
+    data.add_argument(
+        "--data",
+        type=Path,
+        help="data folder: images/ (+ masks/, split.csv) or a plain folder of images "
+        "(default: the run's data root); starts a new selection (the YAML's split is dropped)",
+    )
     data.add_argument("--split", help="a split of split.csv (default: every image)")
     data.add_argument("--fold", type=int, help="a fold of split.csv")
     data.add_argument("--names", help="CSV of image names (column name, else the first column)")
     how = parser.add_argument_group("prediction")
     how.add_argument("--tta", help="none | flip | d2 | d4 | multiscale (default none)")
-    how.add_argument("--tiles", dest="tile_size", type=int, metavar="SIZE", help="predict in SIZE×SIZE tiles")
-    how.add_argument("--tile-overlap", type=int, metavar="PIXELS", help="tile overlap (default SIZE/4)")
+    how.add_argument(
+        "--tiles", dest="tile_size", type=int, metavar="SIZE", help="predict in SIZE×SIZE tiles"
+    )
+    how.add_argument(
+        "--tile-overlap", type=int, metavar="PIXELS", help="tile overlap (default SIZE/4)"
+    )
     how.add_argument("--threshold", type=float, help="probability threshold (default 0.5)")
     how.add_argument("--min-size", type=int, help="remove blobs smaller than this many pixels")
-    how.add_argument("--batch-size", type=int, help="images (or tiles) per forward pass (default 8)")
+    how.add_argument(
+        "--batch-size", type=int, help="images (or tiles) per forward pass (default 8)"
+    )
     how.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
     how.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: auto)")
     how.add_argument("--nproc", type=int, help="shard the images over N processes (torchrun)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", help="output folder")
     out.add_argument("--submission", help="write a submission CSV (RLE) to this path")
-    out.add_argument("--probabilities", action="store_const", const=True, help="write uint8 probability maps")
-    out.add_argument("--no-overlays", dest="overlays", action="store_const", const=False, help="skip overlay PNGs")
-    out.add_argument("--no-masks", dest="masks", action="store_const", const=False, help="skip mask PNGs")
-    out.add_argument("--no-progress", dest="progress", action="store_const", const=False, help="no progress bar")
+    out.add_argument(
+        "--probabilities", action="store_const", const=True, help="write uint8 probability maps"
+    )
+    out.add_argument(
+        "--no-overlays",
+        dest="overlays",
+        action="store_const",
+        const=False,
+        help="skip overlay PNGs",
+    )
+    out.add_argument(
+        "--no-masks", dest="masks", action="store_const", const=False, help="skip mask PNGs"
+    )
+    out.add_argument(
+        "--no-progress", dest="progress", action="store_const", const=False, help="no progress bar"
+    )
     parser.set_defaults(func=run)
 
 
@@ -107,10 +167,17 @@ def _report(config, summary) -> str:
     out = config["out"]
     lines = [f"predicted {summary['images']} images in {summary['seconds']:.1f} s → {out}"]
     if "dice" in summary:
-        selection = config["data"].get("split") or (f"fold {config['data']['fold']}" if config["data"].get("fold") is not None else "all")
-        lines.append(f"{selection} Dice {summary['dice_macro']:.4f}  IoU {summary['iou_macro']:.4f}")
+        selection = config["data"].get("split") or (
+            f"fold {config['data']['fold']}" if config["data"].get("fold") is not None else "all"
+        )
+        lines.append(
+            f"{selection} Dice {summary['dice_macro']:.4f}  IoU {summary['iou_macro']:.4f}"
+        )
         if len(summary["dice"]) > 1:
-            per_class = ", ".join(f"{summary['classes'][c]} {summary['dice'][c]:.3f}" for c in range(len(summary["dice"])))
+            per_class = ", ".join(
+                f"{summary['classes'][c]} {summary['dice'][c]:.3f}"
+                for c in range(len(summary["dice"]))
+            )
             lines.append(f"Dice per class: {per_class}")
     submission = config["outputs"]["submission"]
     if submission is not None:

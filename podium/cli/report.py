@@ -5,6 +5,7 @@ the best / worst overlays, prediction metrics, timings; for a `podium cv` direct
 fold table and every fold's curves. Images are embedded: the file can be moved or mailed alone.
 See podium/report/build.py.
 """
+
 import argparse
 import sys
 
@@ -20,10 +21,17 @@ def register(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a catalyst-dl run logdir, or a podium cv directory")
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a catalyst-dl run logdir, or a podium cv directory"
+    )
     parser.add_argument("--out", help="HTML file to write (default RUN_DIR/report.html)")
-    parser.add_argument("--num-overlays", type=int, default=4, metavar="N",
-                        help="best and worst overlays to show, N of each (default 4)")
+    parser.add_argument(
+        "--num-overlays",
+        type=int,
+        default=4,
+        metavar="N",
+        help="best and worst overlays to show, N of each (default 4)",
+    )
     parser.set_defaults(func=run)
     return parser
 

@@ -1,4 +1,5 @@
 """`podium samples NAME --out DIR`: write a small real annotated dataset to try podium on."""
+
 import argparse
 
 from podium.datasets.samples import SAMPLES, TILE_SIZES, sample_names, write_sample
@@ -17,14 +18,26 @@ def register(subparsers) -> argparse.ArgumentParser:
         epilog=f"available samples:\n{listing}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("name", choices=sample_names(), metavar="NAME", help=f"sample to write: {', '.join(sample_names())}")
-    parser.add_argument("--out", required=True, help="output folder (created; re-running rewrites the same files)")
     parser.add_argument(
-        "--tile", type=int, default=None, choices=TILE_SIZES,
+        "name",
+        choices=sample_names(),
+        metavar="NAME",
+        help=f"sample to write: {', '.join(sample_names())}",
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder (created; re-running rewrites the same files)"
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        choices=TILE_SIZES,
         help="tile size in pixels for nuclei, voc, arc2017 (default 128; ndev writes whole frames)",
     )
     parser.add_argument(
-        "--train-stride", type=int, default=None,
+        "--train-stride",
+        type=int,
+        default=None,
         help="stride between training tiles, 8..tile (default 32 for nuclei, 64 for voc and arc2017)",
     )
     parser.set_defaults(func=run)
@@ -34,7 +47,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     options = {"tile": args.tile, "train_stride": args.train_stride}
     if args.name == "ndev" and any(v is not None for v in options.values()):
-        raise PodiumError("--tile and --train-stride do not apply to ndev, which is written as whole frames")
+        raise PodiumError(
+            "--tile and --train-stride do not apply to ndev, which is written as whole frames"
+        )
     summary = write_sample(args.name, args.out, **options)
     counts = summary["counts"]
     if "foreground" in summary:

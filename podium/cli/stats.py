@@ -3,6 +3,7 @@
 The JSON's `normalize` block is what `normalize: {mode: stats, path: stats.json}` reads.
 See podium/datasets/stats.py.
 """
+
 import argparse
 
 from podium.datasets.split import read_split, select_names
@@ -18,27 +19,54 @@ def register(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("data", metavar="DATA", help="image folder (images/, optional masks/ and split.csv)")
+    parser.add_argument(
+        "data", metavar="DATA", help="image folder (images/, optional masks/ and split.csv)"
+    )
     parser.add_argument("--out", required=True, help="JSON file to write")
-    parser.add_argument("--split", help="only images of this split of split.csv (e.g. train); default: all images")
-    parser.add_argument("--split-file", default="split.csv", help="split file inside DATA (default split.csv)")
-    parser.add_argument("--max-value", type=float,
-                        help="divide by this for the scaled mean/std (default: the dtype maximum, 255 / 65535)")
-    parser.add_argument("--image-dir", default="images", help="image folder inside DATA (default images)")
-    parser.add_argument("--mask-dir", default="masks", help="mask folder inside DATA (default masks)")
+    parser.add_argument(
+        "--split", help="only images of this split of split.csv (e.g. train); default: all images"
+    )
+    parser.add_argument(
+        "--split-file", default="split.csv", help="split file inside DATA (default split.csv)"
+    )
+    parser.add_argument(
+        "--max-value",
+        type=float,
+        help="divide by this for the scaled mean/std (default: the dtype maximum, 255 / 65535)",
+    )
+    parser.add_argument(
+        "--image-dir", default="images", help="image folder inside DATA (default images)"
+    )
+    parser.add_argument(
+        "--mask-dir", default="masks", help="mask folder inside DATA (default masks)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args) -> int:
-    names = select_names(read_split(args.data, args.split_file), split=args.split) if args.split else None
-    stats = compute_stats(args.data, names=names, max_value=args.max_value, image_dir=args.image_dir,
-                          mask_dir=args.mask_dir, progress=not args.quiet)
+    names = (
+        select_names(read_split(args.data, args.split_file), split=args.split)
+        if args.split
+        else None
+    )
+    stats = compute_stats(
+        args.data,
+        names=names,
+        max_value=args.max_value,
+        image_dir=args.image_dir,
+        mask_dir=args.mask_dir,
+        progress=not args.quiet,
+    )
     write_stats(stats, args.out)
     norm = stats["normalize"]
     masks = stats["masks"]
-    mask_text = f", {masks['empty']} of {masks['count']} masks empty, foreground {masks['foreground_fraction']:.1%}" if masks.get("count") else ""
+    mask_text = (
+        f", {masks['empty']} of {masks['count']} masks empty, foreground {masks['foreground_fraction']:.1%}"
+        if masks.get("count")
+        else ""
+    )
     print(
         f"wrote {args.out}: {stats['images']} images, {stats['channels']} channel(s) {'/'.join(stats['dtypes'])}, "
         f"raw mean {_fmt(stats['raw']['mean'])} std {_fmt(stats['raw']['std'])}; normalize "

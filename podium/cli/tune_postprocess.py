@@ -23,6 +23,7 @@ so removing false blobs from empty images pays; with --aggregate dataset the sco
 pixel counts summed over all images. Ties go to the smaller min_size, then to the threshold
 nearest the default (0.5; 0 = plain argmax for multiclass).
 """
+
 import argparse
 import math
 from pathlib import Path
@@ -35,9 +36,17 @@ from podium.datasets import ImageFolderDataset, read_split, select_names
 from podium.errors import PodiumError
 from podium.files import write_atomically
 from podium.inference.postprocess import (
-    PostProcess, binary_class_mask, components, default_threshold, multiclass_class_mask,
+    PostProcess,
+    binary_class_mask,
+    components,
+    default_threshold,
+    multiclass_class_mask,
 )
-from podium.inference.probability_maps import probability_map_classes, probability_map_names, read_probability_map
+from podium.inference.probability_maps import (
+    probability_map_classes,
+    probability_map_names,
+    read_probability_map,
+)
 from podium.metrics.segmentation import default_class_names
 
 __all__ = ["register", "run", "parse_grid", "tune", "replace_yaml_block"]
@@ -46,7 +55,11 @@ METRICS = ("dice", "iou")
 AGGREGATES = ("image", "dataset")
 TARGETS = ("binary", "multilabel", "multiclass")
 BLOCK = "postprocess"
-DEFAULT_THRESHOLDS = {"binary": "0.3:0.7:0.05", "multilabel": "0.3:0.7:0.05", "multiclass": "0,0.3:0.7:0.05"}
+DEFAULT_THRESHOLDS = {
+    "binary": "0.3:0.7:0.05",
+    "multilabel": "0.3:0.7:0.05",
+    "multiclass": "0,0.3:0.7:0.05",
+}
 TUNED = "tuned by podium tune-postprocess"
 
 
@@ -57,42 +70,90 @@ def register(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--probabilities", type=Path, required=True, metavar="DIR",
-                        help="probability maps written by podium predict (NAME.png or CLASS/NAME.png, classes.json)")
-    parser.add_argument("--data", type=Path, required=True, metavar="DATA", help="data folder with the true masks")
-    parser.add_argument("--split", help="score the images of this split of the split file (default: every map)")
-    parser.add_argument("--split-file", default="split.csv", help="split file inside DATA (default split.csv)")
-    parser.add_argument("--image-dir", default="images", help="image folder inside DATA (default images)")
-    parser.add_argument("--mask-dir", default="masks", help="mask folder inside DATA (default masks)")
-    parser.add_argument("--masks-csv", help="masks from a Kaggle RLE CSV inside DATA instead of mask files")
-    parser.add_argument("--target", choices=TARGETS, help="mask kind (default: from the number of channels, see above)")
-    parser.add_argument("--thresholds",
-                        help="comma list of values and START:STOP:STEP ranges, STOP included (default 0.3:0.7:0.05; "
-                             "multiclass 0,0.3:0.7:0.05, where 0 is the plain argmax)")
-    parser.add_argument("--min-sizes", default="0,16,32,64,128",
-                        help="comma list of pixel counts and START:STOP:STEP ranges (default 0,16,32,64,128)")
-    parser.add_argument("--metric", default="dice", choices=METRICS, help="score to maximise (default dice)")
-    parser.add_argument("--aggregate", default="image", choices=AGGREGATES,
-                        help="image: mean of per-image scores, empty vs empty = 1 (default); dataset: pooled pixel counts")
-    parser.add_argument("--config", type=Path, required=True, metavar="YAML",
-                        help="inference YAML whose postprocess: block is set (fill_holes is read from it)")
-    parser.add_argument("--write", type=Path, metavar="YAML", help="write the tuned YAML here (default: --config, in place)")
+    parser.add_argument(
+        "--probabilities",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="probability maps written by podium predict (NAME.png or CLASS/NAME.png, classes.json)",
+    )
+    parser.add_argument(
+        "--data", type=Path, required=True, metavar="DATA", help="data folder with the true masks"
+    )
+    parser.add_argument(
+        "--split", help="score the images of this split of the split file (default: every map)"
+    )
+    parser.add_argument(
+        "--split-file", default="split.csv", help="split file inside DATA (default split.csv)"
+    )
+    parser.add_argument(
+        "--image-dir", default="images", help="image folder inside DATA (default images)"
+    )
+    parser.add_argument(
+        "--mask-dir", default="masks", help="mask folder inside DATA (default masks)"
+    )
+    parser.add_argument(
+        "--masks-csv", help="masks from a Kaggle RLE CSV inside DATA instead of mask files"
+    )
+    parser.add_argument(
+        "--target",
+        choices=TARGETS,
+        help="mask kind (default: from the number of channels, see above)",
+    )
+    parser.add_argument(
+        "--thresholds",
+        help="comma list of values and START:STOP:STEP ranges, STOP included (default 0.3:0.7:0.05; "
+        "multiclass 0,0.3:0.7:0.05, where 0 is the plain argmax)",
+    )
+    parser.add_argument(
+        "--min-sizes",
+        default="0,16,32,64,128",
+        help="comma list of pixel counts and START:STOP:STEP ranges (default 0,16,32,64,128)",
+    )
+    parser.add_argument(
+        "--metric", default="dice", choices=METRICS, help="score to maximise (default dice)"
+    )
+    parser.add_argument(
+        "--aggregate",
+        default="image",
+        choices=AGGREGATES,
+        help="image: mean of per-image scores, empty vs empty = 1 (default); dataset: pooled pixel counts",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="YAML",
+        help="inference YAML whose postprocess: block is set (fill_holes is read from it)",
+    )
+    parser.add_argument(
+        "--write",
+        type=Path,
+        metavar="YAML",
+        help="write the tuned YAML here (default: --config, in place)",
+    )
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args) -> int:
-    thresholds = parse_grid(args.thresholds, "--thresholds", float) if args.thresholds is not None else None
+    thresholds = (
+        parse_grid(args.thresholds, "--thresholds", float) if args.thresholds is not None else None
+    )
     min_sizes = parse_grid(args.min_sizes, "--min-sizes", int)
     config_text, config = _read_config(args.config)
     if not args.data.is_dir():
-        raise PodiumError(f"data folder {args.data} does not exist (expected images/ and masks/ inside)")
+        raise PodiumError(
+            f"data folder {args.data} does not exist (expected images/ and masks/ inside)"
+        )
     classes = probability_map_classes(args.probabilities)
     names = _names(args)
     dataset = _truth_dataset(args, names, classes)
     mode = dataset.target
     if mode == "regression":
-        raise PodiumError("tune-postprocess needs binary, multilabel or multiclass masks; got target regression")
+        raise PodiumError(
+            "tune-postprocess needs binary, multilabel or multiclass masks; got target regression"
+        )
     if thresholds is None:
         thresholds = parse_grid(DEFAULT_THRESHOLDS[mode], "--thresholds", float)
     try:
@@ -103,20 +164,31 @@ def run(args) -> int:
 
     index = {name: i for i, name in enumerate(dataset.names)}
     result = tune(
-        names, lambda name: read_probability_map(args.probabilities, name), lambda name: _truth(dataset, index[name], len(classes)),
-        mode, thresholds, min_sizes, fills, metric=args.metric, aggregate=args.aggregate,
+        names,
+        lambda name: read_probability_map(args.probabilities, name),
+        lambda name: _truth(dataset, index[name], len(classes)),
+        mode,
+        thresholds,
+        min_sizes,
+        fills,
+        metric=args.metric,
+        aggregate=args.aggregate,
     )
     block = result.block(current.fill_holes, len(classes))
     PostProcess.from_config(block, mode=mode, class_names=classes)  # what we write must load
     out = args.write or args.config
-    comment = (f"{TUNED}: {args.metric} ({args.aggregate}) on {len(names)} images of "
-               f"{args.data}{f' (split {args.split})' if args.split else ''}, maps {args.probabilities}")
+    comment = (
+        f"{TUNED}: {args.metric} ({args.aggregate}) on {len(names)} images of "
+        f"{args.data}{f' (split {args.split})' if args.split else ''}, maps {args.probabilities}"
+    )
     text, kept = replace_yaml_block(config_text, BLOCK, block, comment)
     write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(result.table([classes[c] for c in result.classes], args.metric))
     print(f"wrote {BLOCK}: {_inline(block)} into {out}")
     if not kept:
-        print(f"note: {args.config} could not be edited line by line, so PyYAML rewrote it and its comments were dropped")
+        print(
+            f"note: {args.config} could not be edited line by line, so PyYAML rewrote it and its comments were dropped"
+        )
     return 0
 
 
@@ -125,8 +197,10 @@ def parse_grid(text: str, option: str, kind=float) -> list:
     """'0.3:0.7:0.05' (STOP included), '0,16,32' or both ('0,0.3:0.7:0.1') → sorted unique values of `kind`."""
     what = "probabilities in [0, 1]" if kind is float else "pixel counts >= 0"
     example = "0.3:0.7:0.05 or 0.4,0.5" if kind is float else "0:128:16 or 0,16,32"
-    bad = PodiumError(f'{option} "{text}" is not a grid of {what}; expected values and START:STOP:STEP ranges '
-                      f'separated by commas, e.g. {example}')
+    bad = PodiumError(
+        f'{option} "{text}" is not a grid of {what}; expected values and START:STOP:STEP ranges '
+        f"separated by commas, e.g. {example}"
+    )
     values = []
     try:
         for part in (p.strip() for p in str(text).split(",")):
@@ -168,7 +242,8 @@ class TuneResult:
         top = self.scores[k].max()
         candidates = [
             (s, abs(t - self.default_t), t, i, j)
-            for i, t in enumerate(self.thresholds) for j, s in enumerate(self.min_sizes)
+            for i, t in enumerate(self.thresholds)
+            for j, s in enumerate(self.min_sizes)
             if self.scores[k, i, j] >= top - 1e-12
         ]
         s, _, t, i, j = min(candidates)
@@ -179,7 +254,10 @@ class TuneResult:
         if num_classes == 1:
             t, s, _ = self.best[0]
             return {"threshold": t, "min_size": s, "fill_holes": fill_holes}
-        thresholds, sizes = [self.default_t] * num_classes, [0] * num_classes  # background keeps the defaults
+        thresholds, sizes = (
+            [self.default_t] * num_classes,
+            [0] * num_classes,
+        )  # background keeps the defaults
         for c, (t, s, _) in zip(self.classes, self.best):
             thresholds[c], sizes[c] = t, s
         return {"threshold": thresholds, "min_size": sizes, "fill_holes": fill_holes}
@@ -187,18 +265,29 @@ class TuneResult:
     def table(self, names: Sequence[str], metric: str) -> str:
         default = f"{metric}@{self.default_t:g}/0"
         width = max([5] + [len(n) for n in names])
-        lines = [f"{'class':<{width}}  {'threshold':>9}  {'min_size':>8}  {metric:>7}  {default:>10}"]
+        lines = [
+            f"{'class':<{width}}  {'threshold':>9}  {'min_size':>8}  {metric:>7}  {default:>10}"
+        ]
         for name, (t, s, score), base in zip(names, self.best, self.default_scores):
             lines.append(f"{name:<{width}}  {t:>9.3g}  {s:>8d}  {score:>7.4f}  {base:>10.4f}")
         if len(names) > 1:
             mean = np.mean([b[2] for b in self.best])
-            lines.append(f"{'mean':<{width}}  {'':>9}  {'':>8}  {mean:>7.4f}  {np.mean(self.default_scores):>10.4f}")
+            lines.append(
+                f"{'mean':<{width}}  {'':>9}  {'':>8}  {mean:>7.4f}  {np.mean(self.default_scores):>10.4f}"
+            )
         return "\n".join(lines)
 
 
 def tune(
-    names: Sequence[str], load_probabilities, load_truth, mode: str, thresholds: Sequence[float],
-    min_sizes: Sequence[int], fills: Sequence[bool], metric: str = "dice", aggregate: str = "image",
+    names: Sequence[str],
+    load_probabilities,
+    load_truth,
+    mode: str,
+    thresholds: Sequence[float],
+    min_sizes: Sequence[int],
+    fills: Sequence[bool],
+    metric: str = "dice",
+    aggregate: str = "image",
 ) -> TuneResult:
     """Score every (class, threshold, min_size) on images `names`.
 
@@ -247,7 +336,9 @@ def tune(
         scores = _score(counts[..., 0], counts[..., 1], counts[..., 2], metric)
     else:
         scores = score_sums / len(names)
-    return TuneResult(classes, list(thresholds), list(min_sizes), scores[:, :-1, :-1], scores[:, -1, -1], t0)
+    return TuneResult(
+        classes, list(thresholds), list(min_sizes), scores[:, :-1, :-1], scores[:, -1, -1], t0
+    )
 
 
 def _score(tp, fp, fn, metric: str):
@@ -276,8 +367,14 @@ def _names(args) -> List[str]:
 def _truth_dataset(args, names: List[str], classes: List[str]) -> ImageFolderDataset:
     generic = classes in (["foreground"], default_class_names(len(classes)))
     return ImageFolderDataset(
-        args.data, names, num_classes=len(classes), image_dir=args.image_dir, mask_dir=args.mask_dir,
-        with_masks=True, target=args.target, masks_csv=args.masks_csv,
+        args.data,
+        names,
+        num_classes=len(classes),
+        image_dir=args.image_dir,
+        mask_dir=args.mask_dir,
+        with_masks=True,
+        target=args.target,
+        masks_csv=args.masks_csv,
         class_names=None if (generic or args.masks_csv is None) else classes,
     )
 
@@ -298,10 +395,14 @@ def _read_config(path: Path):
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise PodiumError(f"cannot parse inference config {path}: {str(error).splitlines()[0]}") from None
+        raise PodiumError(
+            f"cannot parse inference config {path}: {str(error).splitlines()[0]}"
+        ) from None
     data = {} if data is None else data
     if not isinstance(data, dict):
-        raise PodiumError(f"inference config {path} must be a YAML mapping, got {type(data).__name__}")
+        raise PodiumError(
+            f"inference config {path} must be a YAML mapping, got {type(data).__name__}"
+        )
     return text, data
 
 
@@ -330,16 +431,26 @@ class _Dumper(yaml.SafeDumper):
     """Block mappings, one-line lists: `threshold: [0.4, 0.6]`."""
 
 
-_Dumper.add_representer(list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
+_Dumper.add_representer(
+    list,
+    lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True),
+)
 
 
 def _dump(data) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1 << 16, allow_unicode=True)
+    return yaml.dump(
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        width=1 << 16,
+        allow_unicode=True,
+    )
 
 
 def _flow(value) -> str:
     """A value as YAML text on one line: 0.45, [0.4, 0.6], false."""
-    return _dump({"v": value})[len("v: "):].strip()
+    return _dump({"v": value})[len("v: ") :].strip()
 
 
 def _top_level(text: str, key: str):
@@ -352,7 +463,11 @@ def _top_level(text: str, key: str):
     if not isinstance(root, yaml.MappingNode) or root.flow_style:
         return None
     for key_node, value_node in root.value:
-        if isinstance(key_node, yaml.ScalarNode) and key_node.value == key and key_node.start_mark.column == 0:
+        if (
+            isinstance(key_node, yaml.ScalarNode)
+            and key_node.value == key
+            and key_node.start_mark.column == 0
+        ):
             return lines, key_node, value_node
     return lines, None, None
 
@@ -363,7 +478,11 @@ def _edit_values(text: str, key: str, block: dict, comment: Optional[str]) -> Op
     if found is None or found[1] is None:
         return None
     lines, key_node, value_node = found
-    if not isinstance(value_node, yaml.MappingNode) or value_node.flow_style or not value_node.value:
+    if (
+        not isinstance(value_node, yaml.MappingNode)
+        or value_node.flow_style
+        or not value_node.value
+    ):
         return None
     items = {k.value: (k, v) for k, v in value_node.value if isinstance(k, yaml.ScalarNode)}
     indent = value_node.value[0][0].start_mark.column
@@ -377,12 +496,14 @@ def _edit_values(text: str, key: str, block: dict, comment: Optional[str]) -> Op
         line = k.start_mark.line
         if v.start_mark.line != line or v.end_mark.line != line:
             return None  # a value over several lines: replace the whole block instead
-        lines[line] = lines[line][: v.start_mark.column] + _flow(value) + lines[line][v.end_mark.column:]
-    lines[last + 1:last + 1] = added
+        lines[line] = (
+            lines[line][: v.start_mark.column] + _flow(value) + lines[line][v.end_mark.column :]
+        )
+    lines[last + 1 : last + 1] = added
     if comment:
         first = key_node.start_mark.line + 1
         tuned = first < len(lines) and lines[first].strip().startswith(f"# {TUNED}")
-        lines[first:first + tuned] = [" " * indent + f"# {comment}"]
+        lines[first : first + tuned] = [" " * indent + f"# {comment}"]
     return "\n".join(lines) + "\n"
 
 
@@ -399,12 +520,12 @@ def _replace_lines(text: str, key: str, block: dict, comment: Optional[str]) -> 
         return "\n".join(lines + tail + new) + "\n"
     start = key_node.start_mark.line
     end = value_node.end_mark.line + (1 if value_node.end_mark.column > 0 else 0)
-    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+    while end > start + 1 and (
+        not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")
+    ):
         end -= 1  # blank lines and comments before the next key belong to it
     return "\n".join(lines[:start] + new + lines[end:]) + "\n"
 
 
 def _inline(block: dict) -> str:
     return yaml.safe_dump(block, default_flow_style=True, sort_keys=False, width=1 << 16).strip()
-
-

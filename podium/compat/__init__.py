@@ -33,7 +33,14 @@ Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP worker
 
 `apply()` is idempotent; it runs once on import.
 """
-from podium.compat import distutils_version, import_noise, neptune_noise, tensorboard, tensorboard_exit
+
+from podium.compat import (
+    distutils_version,
+    import_noise,
+    neptune_noise,
+    tensorboard,
+    tensorboard_exit,
+)
 
 __all__ = ["apply"]
 
@@ -52,7 +59,13 @@ def apply() -> None:
     import_noise.apply()
 
     from podium.compat import (
-        checkpoint, collections_abc, config_loading, distributed, metric_aggregation, metrics, run_seed,
+        checkpoint,
+        collections_abc,
+        config_loading,
+        distributed,
+        metric_aggregation,
+        metrics,
+        run_seed,
     )
 
     collections_abc.apply()

@@ -1,4 +1,5 @@
 """One helper shared by the fixes: re-point every name bound to a Catalyst function."""
+
 import sys
 
 __all__ = ["rebind"]

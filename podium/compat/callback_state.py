@@ -13,6 +13,7 @@ count of epochs without improvement) and `CheckpointCallback` (best score and it
 Other Catalyst callbacks keep nothing from one epoch to the next (metrics and timers restart
 at each loader; scheduler state lives in `runner.scheduler`, saved by Catalyst).
 """
+
 from typing import Any, Dict, Optional
 
 from catalyst.callbacks.checkpoint import CheckpointCallback
@@ -31,7 +32,8 @@ def _records(records) -> list:
     for score, path, stage, epoch, metrics in records:
         metrics = {
             str(loader): {str(k): float(v) for k, v in values.items()}
-            for loader, values in dict(metrics).items() if isinstance(values, dict)
+            for loader, values in dict(metrics).items()
+            if isinstance(values, dict)
         }
         plain.append((float(score), str(path), str(stage), int(epoch), metrics))
     return plain

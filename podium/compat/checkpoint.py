@@ -17,6 +17,7 @@ PodiumError and an OSError): one line naming the file, instead of torch's
 state dicts, counters, epoch metrics) are plain containers and load fine that way.
 Reading, with its one-line errors, is in `podium.checkpoints` (`describe_load_error` re-exported).
 """
+
 import os
 import shutil
 from typing import Any, Mapping
@@ -33,9 +34,17 @@ from podium.compat._patching import rebind
 from podium.errors import PodiumError
 
 __all__ = [
-    "CheckpointWriteError", "describe_load_error",
-    "save_checkpoint", "load_checkpoint", "copy_checkpoint", "link_checkpoint", "save_callback_checkpoint",
-    "original_save", "original_load", "original_callback_save", "apply",
+    "CheckpointWriteError",
+    "describe_load_error",
+    "save_checkpoint",
+    "load_checkpoint",
+    "copy_checkpoint",
+    "link_checkpoint",
+    "save_callback_checkpoint",
+    "original_save",
+    "original_load",
+    "original_callback_save",
+    "apply",
 ]
 
 original_save = catalyst.utils.torch.save_checkpoint
@@ -48,7 +57,9 @@ class CheckpointWriteError(PodiumError, OSError):
 
 
 def _write_failure(path: str, error: BaseException) -> CheckpointWriteError:
-    reason = getattr(error, "strerror", None) or (str(error).splitlines() or [type(error).__name__])[0]
+    reason = (
+        getattr(error, "strerror", None) or (str(error).splitlines() or [type(error).__name__])[0]
+    )
     if isinstance(error, RuntimeError):  # torch's zip writer: "[enforce fail ...] unexpected pos"
         reason = "the write stopped short (disk full, quota or file-size limit?)"
     return CheckpointWriteError(

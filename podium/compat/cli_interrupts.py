@@ -5,6 +5,7 @@ ends the process at once (no `finally`, no closed logs). The wrapped entry point
 podium's handlers (`podium.interrupts`) and prints the runner's explanation instead: where the
 run stopped, its last complete checkpoint and the command that continues it.
 """
+
 import functools
 import os
 import sys

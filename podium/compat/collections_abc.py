@@ -6,6 +6,7 @@ files) and `flatten_dict` crash with `AttributeError: module 'collections' has n
 module gets its own `collections` namespace that also has the abc names. (Catalyst's contrib
 collate_fn and self-supervised runner have the same defect; podium uses neither.)
 """
+
 import collections
 import collections.abc
 import types

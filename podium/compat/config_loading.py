@@ -23,6 +23,7 @@ YAML anchors: Catalyst's loader returns ONE object for an anchor and its aliases
 silently changed every stage that shares the block. The files are loaded as plain trees
 (`load_config` in Catalyst's run script returns an unshared copy): an override changes one key.
 """
+
 import ast
 import functools
 import os
@@ -84,7 +85,9 @@ def _check_file(path) -> None:
 
 def _check_override(override: str) -> None:
     if not override.startswith("--") or override.count("=") != 1:
-        raise PodiumError(f"override {override!r}: {_OVERRIDE_FORM} (one '=': values may not contain '=')")
+        raise PodiumError(
+            f"override {override!r}: {_OVERRIDE_FORM} (one '=': values may not contain '=')"
+        )
     value = override.split("=")[1]
     if ":" not in value:
         raise PodiumError(f"override {override!r} has no :type; {_OVERRIDE_FORM}")

@@ -6,6 +6,7 @@ IoU/Dice/AUC/confusion-matrix/classification metrics crash under CPU (gloo) DDP 
 device from the backend (nccl → current CUDA device, anything else → CPU) and avoids the
 deprecated `torch.ByteStorage` API.
 """
+
 import pickle
 from typing import Any, List
 

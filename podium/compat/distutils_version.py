@@ -20,6 +20,7 @@ stack anyway (matplotlib, pytest, timm, … require it) and is what that warning
 Catalyst only compares PEP 440 versions; a string that is not one compares by its leading
 release numbers ("2.1.0-custom" as 2.1.0).
 """
+
 import importlib.abc
 import importlib.machinery
 import re

@@ -5,6 +5,7 @@ Importing toolbelt (every podium model does) prints four warnings about toolbelt
 `timm.models.factory` imports — on every `catalyst-dl run`. Users cannot act on them. The
 filters match those exact messages only, so the same deprecations in user code still show.
 """
+
 import warnings
 
 __all__ = ["MESSAGES", "apply"]

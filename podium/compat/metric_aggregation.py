@@ -6,6 +6,7 @@ wrong: `_get_metrics_list` applies the weights only for "weighted_sum", so "weig
 return the plain sum of the metrics. The fix normalises the weights and runs the callback as
 "weighted_sum": Σ (wᵢ / Σw) · mᵢ. Weights that sum to zero are a one-line error.
 """
+
 from typing import Mapping
 
 from catalyst.callbacks.metric_aggregation import MetricAggregationCallback
@@ -25,7 +26,10 @@ def _init(self, metric_key, metrics=None, mode="mean", scope="batch", multiplier
                 f"MetricAggregationCallback {metric_key}: the weights of `metrics` sum to 0 "
                 f"({dict(metrics)}); expected weights with a non-zero sum for mode weighted_mean"
             )
-        metrics, mode = {key: float(weight) / total for key, weight in metrics.items()}, "weighted_sum"
+        metrics, mode = (
+            {key: float(weight) / total for key, weight in metrics.items()},
+            "weighted_sum",
+        )
     original_init(self, metric_key, metrics=metrics, mode=mode, scope=scope, multiplier=multiplier)
 
 

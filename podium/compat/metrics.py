@@ -6,6 +6,7 @@ batch scalars and TqdmCallback call `float()` on it, which makes torch warn "Con
 with requires_grad=True to a scalar may lead to unexpected behavior". The values stay tensors
 with grad for the backward pass; only the copies handed to meters/loggers are detached.
 """
+
 from typing import Any, Dict
 
 import torch

@@ -6,6 +6,7 @@ filter for that category first, so the "ignore" filter must be added after neptu
 and before `neptune.new` is. When catalyst was imported first (`catalyst-dl run`), the warning
 is already printed; the startup hook in `podium.compat.startup` covers that case.
 """
+
 import sys
 import warnings
 

@@ -7,6 +7,7 @@ callback, so the trial's score (`trial.best_score`, what `catalyst-dl tune` opti
 best epoch of the last stage only. The fix reports at `runner.global_epoch_step` and keeps the
 trial's best over every stage. A single-stage config reports exactly as before.
 """
+
 import optuna
 from catalyst.callbacks.optuna import OptunaPruningCallback
 

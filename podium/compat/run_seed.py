@@ -7,6 +7,7 @@ command-line value win over the config's `args:` block whenever it is not None, 
 used, `--seed N` still wins over both, and with neither the seed is 42 as before
 (`seed_or_default`, called by the checked `parse_args_uargs` of `config_loading`).
 """
+
 import functools
 
 __all__ = ["apply", "SEED_DEFAULT", "seed_or_default"]

@@ -22,6 +22,7 @@ before the YAML is parsed.
 
 This module imports nothing beyond the standard library.
 """
+
 import argparse
 import os
 import sysconfig

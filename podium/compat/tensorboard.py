@@ -5,6 +5,7 @@ Catalyst 21.12 pins tensorboardX < 2.3, which breaks deep inside a run on protob
 converted"). With tensorboardX >= 2.6 Catalyst's TensorboardLogger and `dump_environment` work
 unchanged (scalars, images, text), so the only fix needed is this check at import.
 """
+
 from importlib.metadata import PackageNotFoundError, version
 
 __all__ = ["MIN_VERSION", "check"]

@@ -11,6 +11,7 @@ When exactly that happens nothing was ever queued, so the worker thread (a daemo
 to write: the stop signal is skipped and the writer's close goes on (flush, close the file).
 Any other error is raised as before.
 """
+
 __all__ = ["apply"]
 
 

@@ -11,11 +11,14 @@ The fix wraps `build_args`: `--seed` (no default: the config's `args/seed` is us
 flag is given, and 42 without either, see podium.compat.tune_main) and `--storage` as a string.
 (`catalyst-dl run`'s `--seed` defaults to 42, which overwrites the config's `args/seed`.)
 """
+
 import functools
 
 __all__ = ["apply", "SEED_DEFAULT"]
 
-from podium.compat.run_seed import SEED_DEFAULT  # catalyst-dl run's default, and ConfigRunner's without args/seed
+from podium.compat.run_seed import (
+    SEED_DEFAULT,
+)  # catalyst-dl run's default, and ConfigRunner's without args/seed
 
 
 def _fixed(build_args):
@@ -27,8 +30,12 @@ def _fixed(build_args):
                 action.type = str
                 action.help = "optuna storage URL, e.g. sqlite:///study.db (default: in memory)"
         if not any("--seed" in action.option_strings for action in parser._actions):
-            parser.add_argument("--seed", type=int, default=None,
-                                help=f"seed of every trial (default: the config's args/seed, else {SEED_DEFAULT})")
+            parser.add_argument(
+                "--seed",
+                type=int,
+                default=None,
+                help=f"seed of every trial (default: the config's args/seed, else {SEED_DEFAULT})",
+            )
         return parser
 
     wrapper._podium_fixed = True

@@ -26,6 +26,7 @@ the same flags, `study:` block and suggestion strings, and these fixes:
    anything trains.
 Also, a `sqlite:///path/study.db` storage gets its folder created (optuna creates only the file).
 """
+
 import os
 from copy import deepcopy
 from pathlib import Path
@@ -43,10 +44,14 @@ SUGGEST = "trial.suggest_"
 def suggest(trial, config: Any, where: str = "") -> Any:
     """A copy of `config` with every "trial.suggest_..." (or "trial.…") string replaced by its value for `trial`."""
     if isinstance(config, dict):
-        return type(config)((key, suggest(trial, value, f"{where}/{key}" if where else str(key)))
-                            for key, value in config.items())
+        return type(config)(
+            (key, suggest(trial, value, f"{where}/{key}" if where else str(key)))
+            for key, value in config.items()
+        )
     if isinstance(config, (list, tuple)):
-        return type(config)(suggest(trial, value, f"{where}[{i}]") for i, value in enumerate(config))
+        return type(config)(
+            suggest(trial, value, f"{where}[{i}]") for i, value in enumerate(config)
+        )
     if isinstance(config, str) and (SUGGEST in config or config.strip().startswith("trial.")):
         try:
             return eval(config, {"trial": trial})  # noqa: S307 - Catalyst's syntax: a config is code
@@ -71,11 +76,13 @@ def _optuna_object(params: Optional[Dict[str, Any]], module, where: str):
     params = dict(params)
     target = params.pop("_target_", None)
     prefix = module.__name__ + "."
-    name = target[len(prefix):] if isinstance(target, str) and target.startswith(prefix) else None
+    name = target[len(prefix) :] if isinstance(target, str) and target.startswith(prefix) else None
     factory = getattr(module, name, None) if name and "." not in name else None
     if factory is None:
-        raise PodiumError(f"{where}/_target_ must name a class of {module.__name__}, e.g. {prefix}"
-                          f"{'TPESampler' if 'sampler' in module.__name__ else 'MedianPruner'}; got {target!r}")
+        raise PodiumError(
+            f"{where}/_target_ must name a class of {module.__name__}, e.g. {prefix}"
+            f"{'TPESampler' if 'sampler' in module.__name__ else 'MedianPruner'}; got {target!r}"
+        )
     return factory(**params)
 
 
@@ -103,7 +110,7 @@ def _check_scored(config: Dict[str, Any]) -> None:
 def _sqlite_folder(storage: Optional[str]) -> None:
     prefix = "sqlite:///"
     if isinstance(storage, str) and storage.startswith(prefix) and storage != prefix + ":memory:":
-        Path(storage[len(prefix):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(storage[len(prefix) :]).parent.mkdir(parents=True, exist_ok=True)
 
 
 def main(args, unknown_args):
@@ -143,13 +150,19 @@ def main(args, unknown_args):
         runner.run()
         score = getattr(trial, "best_score", None)
         if score is None:
-            raise PodiumError(f"trial {trial.number} reported no score (did a stage with the OptunaPruningCallback run an epoch?)")
+            raise PodiumError(
+                f"trial {trial.number} reported no score (did a stage with the OptunaPruningCallback run an epoch?)"
+            )
         return float(score)
 
     study = optuna.create_study(sampler=sampler, pruner=pruner, **study_params)
     study.optimize(
-        objective, n_trials=args.n_trials, timeout=args.timeout, n_jobs=args.n_jobs or 1,
-        gc_after_trial=args.gc_after_trial, show_progress_bar=args.show_progress_bar,
+        objective,
+        n_trials=args.n_trials,
+        timeout=args.timeout,
+        n_jobs=args.n_jobs or 1,
+        gc_after_trial=args.gc_after_trial,
+        show_progress_bar=args.show_progress_bar,
     )
     return study
 

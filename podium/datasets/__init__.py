@@ -2,6 +2,7 @@
 pipelines from YAML, split files, Kaggle RLE CSV masks, exclusion lists and the builders the
 runner and `podium predict` call.
 Nothing here imports Catalyst."""
+
 from podium.datasets.builder import (
     build_segmentation_dataset,
     build_segmentation_datasets,

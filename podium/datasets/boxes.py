@@ -48,6 +48,7 @@ YAML (`data:` of a config)::
 `bbox_params`), so flips/rotations move it; a transform that removes the box turns its target
 into the ignore value (the label stays 1).
 """
+
 import os
 from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -66,26 +67,49 @@ from podium.errors import PodiumError
 from podium.validation import check_int, check_number
 
 __all__ = [
-    "IGNORE", "IMAGENET_NORMALIZE", "SPLITS", "CrownCrops", "Window", "build_deepforest_datasets",
-    "cxcywh_to_xyxy", "xyxy_to_cxcywh", "inside_fractions", "letterbox_boxes", "unletterbox_boxes", "main_box",
-    "prepare_input", "sample_windows", "split_region", "window_to_scene",
+    "IGNORE",
+    "IMAGENET_NORMALIZE",
+    "SPLITS",
+    "CrownCrops",
+    "Window",
+    "build_deepforest_datasets",
+    "cxcywh_to_xyxy",
+    "xyxy_to_cxcywh",
+    "inside_fractions",
+    "letterbox_boxes",
+    "unletterbox_boxes",
+    "main_box",
+    "prepare_input",
+    "sample_windows",
+    "split_region",
+    "window_to_scene",
 ]
 
 IGNORE = -1.0
 SPLITS = ("train", "valid")
-IMAGENET_NORMALIZE = {"mode": "fixed", "max_value": 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+IMAGENET_NORMALIZE = {
+    "mode": "fixed",
+    "max_value": 255,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
 
 
 # ---------------------------------------------------------------- box geometry (numpy, float64)
 
+
 def xyxy_to_cxcywh(boxes) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float64)
-    return np.concatenate([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], axis=-1)
+    return np.concatenate(
+        [(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], axis=-1
+    )
 
 
 def cxcywh_to_xyxy(boxes) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float64)
-    return np.concatenate([boxes[..., :2] - boxes[..., 2:] / 2, boxes[..., :2] + boxes[..., 2:] / 2], axis=-1)
+    return np.concatenate(
+        [boxes[..., :2] - boxes[..., 2:] / 2, boxes[..., :2] + boxes[..., 2:] / 2], axis=-1
+    )
 
 
 def _axis_scales(meta) -> Tuple[float, float]:
@@ -139,8 +163,15 @@ def main_box(boxes: np.ndarray, window: Sequence[int], min_inside: float) -> Opt
 
 def _clip(boxes: np.ndarray, window: Sequence[int]) -> np.ndarray:
     x0, y0, x1, y1 = (float(v) for v in window)
-    return np.stack([np.clip(boxes[:, 0], x0, x1), np.clip(boxes[:, 1], y0, y1),
-                     np.clip(boxes[:, 2], x0, x1), np.clip(boxes[:, 3], y0, y1)], axis=1)
+    return np.stack(
+        [
+            np.clip(boxes[:, 0], x0, x1),
+            np.clip(boxes[:, 1], y0, y1),
+            np.clip(boxes[:, 2], x0, x1),
+            np.clip(boxes[:, 3], y0, y1),
+        ],
+        axis=1,
+    )
 
 
 def inside_fractions(boxes, window: Sequence[int]) -> np.ndarray:
@@ -153,6 +184,7 @@ def inside_fractions(boxes, window: Sequence[int]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- windows
+
 
 class Window(NamedTuple):
     source: int
@@ -184,13 +216,22 @@ def sample_windows(
     """`count` windows of `split`: round(count·positive_fraction) around crowns, the rest empty
     (with `max_other`: unambiguous ones only, see the module docstring)."""
     regions = [split_region(item.size[1], split, valid_fraction) for item in items]
-    crowns = [(s, box) for s, item in enumerate(items) for box in item.boxes
-              if regions[s][0] <= box[0] and box[2] <= regions[s][1]]
+    crowns = [
+        (s, box)
+        for s, item in enumerate(items)
+        for box in item.boxes
+        if regions[s][0] <= box[0] and box[2] <= regions[s][1]
+    ]
     num_positive = int(round(count * positive_fraction))
     if num_positive and not crowns:
         raise PodiumError(f"the {split} region holds no crown: cannot draw positive windows")
-    windows = [_around_crown(items, regions, crowns, rng, crop_size, max_other) for _ in range(num_positive)]
-    areas = np.array([(r[1] - r[0]) * item.size[0] for r, item in zip(regions, items)], dtype=np.float64)
+    windows = [
+        _around_crown(items, regions, crowns, rng, crop_size, max_other)
+        for _ in range(num_positive)
+    ]
+    areas = np.array(
+        [(r[1] - r[0]) * item.size[0] for r, item in zip(regions, items)], dtype=np.float64
+    )
     tries = 0
     while len(windows) < count:
         tries += 1
@@ -232,16 +273,26 @@ def _around_crown(items, regions, crowns, rng, crop_size, max_other) -> Window:
         source, box = crowns[int(rng.integers(len(crowns)))]
         region, height = regions[source], items[source].size[0]
         width, win_h = _sides(rng, crop_size, region[1] - region[0], height)
-        bx0, by0, bx1, by1 = int(np.floor(box[0])), int(np.floor(box[1])), int(np.ceil(box[2])), int(np.ceil(box[3]))
+        bx0, by0, bx1, by1 = (
+            int(np.floor(box[0])),
+            int(np.floor(box[1])),
+            int(np.ceil(box[2])),
+            int(np.ceil(box[3])),
+        )
         x_low, x_high = max(region[0], bx1 - width), min(bx0, region[1] - width)
         y_low, y_high = max(0, by1 - win_h), min(by0, height - win_h)
         if x_low <= x_high and y_low <= y_high:
             x0, y0 = int(rng.integers(x_low, x_high + 1)), int(rng.integers(y_low, y_high + 1))
             window = Window(source, x0, y0, x0 + width, y0 + win_h)
-            if max_other is None or _second_largest(inside_fractions(items[source].boxes, window[1:])) <= max_other:
+            if (
+                max_other is None
+                or _second_largest(inside_fractions(items[source].boxes, window[1:])) <= max_other
+            ):
                 return window
-    raise PodiumError(f"no window of size {list(crop_size)} holds one crown alone (other crowns at most "
-                      f"max_other={max_other} inside) in 10000 tries; raise max_other or lower crop_size")
+    raise PodiumError(
+        f"no window of size {list(crop_size)} holds one crown alone (other crowns at most "
+        f"max_other={max_other} inside) in 10000 tries; raise max_other or lower crop_size"
+    )
 
 
 def _second_largest(values: np.ndarray) -> float:
@@ -251,8 +302,14 @@ def _second_largest(values: np.ndarray) -> float:
 
 # ---------------------------------------------------------------- samples
 
-def prepare_input(crop: np.ndarray, size: int, normalizer: Normalizer, transforms=None,
-                  box: Optional[np.ndarray] = None):
+
+def prepare_input(
+    crop: np.ndarray,
+    size: int,
+    normalizer: Normalizer,
+    transforms=None,
+    box: Optional[np.ndarray] = None,
+):
     """(C×size×size float tensor, letterbox meta, box) for a crop; `box` (xyxy crop pixels) comes
     back normalised to the letterboxed frame (xyxy in [0, 1]) after the transforms, or None."""
     image, meta = letterbox(normalizer.scale(crop), size)
@@ -260,11 +317,20 @@ def prepare_input(crop: np.ndarray, size: int, normalizer: Normalizer, transform
     if box is not None:
         boxed = np.clip(letterbox_boxes(box, meta) / size, 0.0, 1.0)
     if transforms is not None:
-        out = transforms(image=image, bboxes=np.asarray([boxed] if boxed is not None else [], np.float32).reshape(-1, 4),
-                         box_labels=[1] * (boxed is not None))
+        out = transforms(
+            image=image,
+            bboxes=np.asarray([boxed] if boxed is not None else [], np.float32).reshape(-1, 4),
+            box_labels=[1] * (boxed is not None),
+        )
         image = out["image"]
-        boxed = np.asarray(out["bboxes"][0], np.float64) if boxed is not None and len(out["bboxes"]) else None
-    tensor = torch.from_numpy(np.ascontiguousarray(normalizer.standardize(image).transpose(2, 0, 1)))
+        boxed = (
+            np.asarray(out["bboxes"][0], np.float64)
+            if boxed is not None and len(out["bboxes"])
+            else None
+        )
+    tensor = torch.from_numpy(
+        np.ascontiguousarray(normalizer.standardize(image).transpose(2, 0, 1))
+    )
     return tensor, meta, boxed
 
 
@@ -272,21 +338,35 @@ def _with_boxes(compose: Optional[A.Compose]) -> Optional[A.Compose]:
     """The pipeline's transforms again, now moving an attached normalised xyxy box."""
     if compose is None:
         return None
-    return A.Compose(list(compose.transforms), bbox_params=A.BboxParams(
-        format="albumentations", label_fields=["box_labels"], clip=True, min_visibility=0.0))
+    return A.Compose(
+        list(compose.transforms),
+        bbox_params=A.BboxParams(
+            format="albumentations", label_fields=["box_labels"], clip=True, min_visibility=0.0
+        ),
+    )
 
 
 class CrownCrops(Dataset):
     """Letterboxed windows of the deepforest scenes with label and main-crown box (see module doc)."""
 
-    def __init__(self, items: Sequence[ForestImage], images: Sequence[np.ndarray], windows: Sequence[Window],
-                 size: int = 128, normalize=None, transforms=None, min_inside: float = 0.75):
+    def __init__(
+        self,
+        items: Sequence[ForestImage],
+        images: Sequence[np.ndarray],
+        windows: Sequence[Window],
+        size: int = 128,
+        normalize=None,
+        transforms=None,
+        min_inside: float = 0.75,
+    ):
         self.items, self.images, self.windows = list(items), list(images), list(windows)
         self.size, self.min_inside = int(size), float(min_inside)
         self.normalizer = build_normalizer(IMAGENET_NORMALIZE if normalize is None else normalize)
         if isinstance(transforms, A.BasicTransform):
             transforms = A.Compose([transforms])
-        self.transforms = _with_boxes(transforms if isinstance(transforms, A.BaseCompose) else build_transforms(transforms))
+        self.transforms = _with_boxes(
+            transforms if isinstance(transforms, A.BaseCompose) else build_transforms(transforms)
+        )
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -304,7 +384,9 @@ class CrownCrops(Dataset):
     def __getitem__(self, index: int) -> Dict[str, object]:
         s, x0, y0, x1, y1 = self.windows[index]
         box = self.target(index)
-        image, _, boxed = prepare_input(self.images[s][y0:y1, x0:x1], self.size, self.normalizer, self.transforms, box)
+        image, _, boxed = prepare_input(
+            self.images[s][y0:y1, x0:x1], self.size, self.normalizer, self.transforms, box
+        )
         bbox = xyxy_to_cxcywh(boxed) if boxed is not None else np.full(4, IGNORE)
         return {
             "image": image,
@@ -341,17 +423,26 @@ def build_deepforest_datasets(
     """
     size = check_int(size, "data size", 8)
     crop_size = _crop_size(crop_size)
-    counts = {"train": check_int(num_train, "data num_train", 1), "valid": check_int(num_valid, "data num_valid", 1)}
+    counts = {
+        "train": check_int(num_train, "data num_train", 1),
+        "valid": check_int(num_valid, "data num_valid", 1),
+    }
     for key, value in (("positive_fraction", positive_fraction), ("min_inside", min_inside)):
         check_number(value, f"data {key}", "[0, 1]")
     check_number(valid_fraction, "data valid_fraction", "(0, 1)")
     if max_other is not None:
-        check_number(max_other, "data max_other", f"[0, {min_inside})", "null or a number in [0, min_inside)")
+        check_number(
+            max_other, "data max_other", f"[0, {min_inside})", "null or a number in [0, min_inside)"
+        )
     if min_inside == 0:
-        raise PodiumError("data min_inside must be > 0 (0 would count crowns entirely outside the crop)")
+        raise PodiumError(
+            "data min_inside must be > 0 (0 would count crowns entirely outside the crop)"
+        )
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
-        raise PodiumError(f"data splits {list(splits)!r}: expected a non-empty subset of {list(SPLITS)}")
+        raise PodiumError(
+            f"data splits {list(splits)!r}: expected a non-empty subset of {list(SPLITS)}"
+        )
     items = read_deepforest_annotations(folder)
     images = [_read_rgb(item) for item in items]
     transforms = {"train": train_transforms, "valid": valid_transforms}
@@ -360,17 +451,30 @@ def build_deepforest_datasets(
         if split not in splits:
             continue
         rng = np.random.default_rng([int(seed), index])
-        windows = sample_windows(items, split, counts[split], rng, crop_size, positive_fraction, min_inside,
-                                 valid_fraction, max_other)
-        datasets[split] = CrownCrops(items, images, windows, size, normalize, transforms[split], min_inside)
+        windows = sample_windows(
+            items,
+            split,
+            counts[split],
+            rng,
+            crop_size,
+            positive_fraction,
+            min_inside,
+            valid_fraction,
+            max_other,
+        )
+        datasets[split] = CrownCrops(
+            items, images, windows, size, normalize, transforms[split], min_inside
+        )
     return datasets
 
 
 def _read_rgb(item: ForestImage) -> np.ndarray:
     image = read_image(item.image_path)
     if image.shape[:2] != tuple(item.size):
-        raise PodiumError(f"{item.image_path} is {image.shape[1]}×{image.shape[0]}, its annotation says "
-                          f"{item.size[1]}×{item.size[0]}")
+        raise PodiumError(
+            f"{item.image_path} is {image.shape[1]}×{image.shape[0]}, its annotation says "
+            f"{item.size[1]}×{item.size[0]}"
+        )
     return image[..., :3]
 
 

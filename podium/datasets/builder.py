@@ -4,6 +4,7 @@ The runner passes the block as keyword arguments, so `check_data_keys` validates
 builder's signature first: a misspelled key becomes a one-line error with a suggestion instead
 of a TypeError deep inside Catalyst.
 """
+
 import inspect
 import os
 from collections import OrderedDict
@@ -11,7 +12,12 @@ from typing import Callable, List, Mapping, Optional, Sequence
 
 from podium.datasets.csv_rle import RleTable
 from podium.datasets.exclusion import apply_exclusion, read_exclusion_list, resolve_data_path
-from podium.datasets.image_folder import ImageFolderDataset, index_images, index_masks, resolve_layout
+from podium.datasets.image_folder import (
+    ImageFolderDataset,
+    index_images,
+    index_masks,
+    resolve_layout,
+)
 from podium.datasets.soft_labels import SelfTrainingDataset, SoftLabelDataset, soft_label_sources
 from podium.datasets.split import read_split, select_names
 from podium.errors import PodiumError, check_keys
@@ -53,19 +59,42 @@ def build_segmentation_datasets(
     _check_root(root)
     df = read_split(root, split_file)
     if fold is None:
-        names = {"train": select_names(df, split=train_split), "valid": select_names(df, split=valid_split)}
+        names = {
+            "train": select_names(df, split=train_split),
+            "valid": select_names(df, split=valid_split),
+        }
     else:
         if "split" in df:
-            select_names(df, split=train_split)  # validates train_split (did-you-mean) before folding
+            select_names(
+                df, split=train_split
+            )  # validates train_split (did-you-mean) before folding
         pool = df[df["split"] == str(train_split)] if "split" in df else df
         pool.attrs.update(df.attrs)
-        names = {"train": select_names(pool, exclude_fold=fold), "valid": select_names(pool, fold=fold)}
-    names["train"], names["valid"] = _exclude(root, exclude, [names["train"], names["valid"]], df["name"])
-    table = RleTable(resolve_data_path(root, masks_csv), class_names=class_names) if masks_csv is not None else None
+        names = {
+            "train": select_names(pool, exclude_fold=fold),
+            "valid": select_names(pool, fold=fold),
+        }
+    names["train"], names["valid"] = _exclude(
+        root, exclude, [names["train"], names["valid"]], df["name"]
+    )
+    table = (
+        RleTable(resolve_data_path(root, masks_csv), class_names=class_names)
+        if masks_csv is not None
+        else None
+    )
     common = dict(
-        normalize=normalize, channels=channels, num_classes=num_classes, image_dir=image_dir, mask_dir=mask_dir,
-        layout=layout, mask_suffix=mask_suffix, target=target, masks_csv=table, class_names=class_names,
-        in_channels=in_channels, on_bad_sample=on_bad_sample,
+        normalize=normalize,
+        channels=channels,
+        num_classes=num_classes,
+        image_dir=image_dir,
+        mask_dir=mask_dir,
+        layout=layout,
+        mask_suffix=mask_suffix,
+        target=target,
+        masks_csv=table,
+        class_names=class_names,
+        in_channels=in_channels,
+        on_bad_sample=on_bad_sample,
     )
     transforms = {"train": train_transforms, "valid": valid_transforms}
     datasets = OrderedDict()
@@ -80,13 +109,24 @@ def build_segmentation_datasets(
 def _with_soft_labels(datasets, spec, common) -> "OrderedDict[str, SelfTrainingDataset]":
     """Soft-labeled images appended to train, read and augmented like it; every loader gets the same keys."""
     train = datasets["train"]
-    reading = {key: common[key] for key in ("normalize", "channels", "num_classes", "in_channels", "on_bad_sample")}
+    reading = {
+        key: common[key]
+        for key in ("normalize", "channels", "num_classes", "in_channels", "on_bad_sample")
+    }
     soft_sets = [
-        SoftLabelDataset(source["dir"], source["images"], transforms=train.transforms, target=train.target, **reading)
+        SoftLabelDataset(
+            source["dir"],
+            source["images"],
+            transforms=train.transforms,
+            target=train.target,
+            **reading,
+        )
         for source in soft_label_sources(spec)
     ]
-    return OrderedDict((key, SelfTrainingDataset(dataset, soft_sets if key == "train" else ()))
-                       for key, dataset in datasets.items())
+    return OrderedDict(
+        (key, SelfTrainingDataset(dataset, soft_sets if key == "train" else ()))
+        for key, dataset in datasets.items()
+    )
 
 
 def build_segmentation_dataset(
@@ -128,23 +168,42 @@ def build_segmentation_dataset(
     if with_masks is None:
         with_masks = masks_csv is not None or _all_have_masks(folder_layout, names)
     return ImageFolderDataset(
-        root, names, transforms=transforms, normalize=normalize, channels=channels,
-        num_classes=num_classes, image_dir=image_dir, mask_dir=mask_dir, with_masks=with_masks,
-        layout=layout, mask_suffix=mask_suffix, target=target, masks_csv=masks_csv, class_names=class_names,
-        in_channels=in_channels, on_bad_sample=on_bad_sample,
+        root,
+        names,
+        transforms=transforms,
+        normalize=normalize,
+        channels=channels,
+        num_classes=num_classes,
+        image_dir=image_dir,
+        mask_dir=mask_dir,
+        with_masks=with_masks,
+        layout=layout,
+        mask_suffix=mask_suffix,
+        target=target,
+        masks_csv=masks_csv,
+        class_names=class_names,
+        in_channels=in_channels,
+        on_bad_sample=on_bad_sample,
     )
 
 
-def check_data_keys(params: Mapping, builder: Callable = build_segmentation_datasets, where: str = "data") -> None:
+def check_data_keys(
+    params: Mapping, builder: Callable = build_segmentation_datasets, where: str = "data"
+) -> None:
     """Unknown keys (with a did-you-mean) and missing required keys of a `data:` block."""
     if not isinstance(params, Mapping):
-        raise PodiumError(f"{where} must be a mapping of {builder.__name__} arguments, got {params!r}")
+        raise PodiumError(
+            f"{where} must be a mapping of {builder.__name__} arguments, got {params!r}"
+        )
     signature = inspect.signature(builder).parameters
     kinds = {parameter.kind for parameter in signature.values()}
     if inspect.Parameter.VAR_KEYWORD not in kinds:  # a builder taking **kwargs takes any key
         check_keys(params.keys(), signature, f"{where} (arguments of {builder.__name__})")
     for name, parameter in signature.items():
-        variadic = parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        variadic = parameter.kind in (
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+        )
         if parameter.default is inspect.Parameter.empty and not variadic and name not in params:
             raise PodiumError(
                 f'{where} is missing the required key "{name}"; expected {name}: ... '
@@ -169,7 +228,9 @@ def _check_not_empty(names, which, df, fold, exclude=None) -> None:
     if not names:
         where = f" of {df.attrs['path']}" if df is not None else ""
         after = f" after the exclusion list {exclude}" if exclude is not None else ""
-        raise PodiumError(f"the {which} selection{where} is empty{after} (fold={fold}); expected at least one image")
+        raise PodiumError(
+            f"the {which} selection{where} is empty{after} (fold={fold}); expected at least one image"
+        )
 
 
 def _all_have_masks(layout, names) -> bool:

@@ -36,6 +36,7 @@ Per sample: `image` C×T×T, `heatmap_target` C×h×w, `size_target` and `offset
 (class index, −1 padding), `num_boxes`, `window` (x0, y0, x1, y1 in scaled scene pixels),
 `source` (scene index), `name`.
 """
+
 import math
 import os
 from collections import OrderedDict
@@ -57,14 +58,24 @@ from podium.errors import PodiumError
 from podium.validation import check_int, check_number
 
 __all__ = [
-    "IGNORE", "CrownTiles", "Scene", "TileWindow", "build_deepforest_tiles", "draw_gaussian",
-    "gaussian_radius", "load_scenes", "render_targets", "tile_windows", "transform_maps",
+    "IGNORE",
+    "CrownTiles",
+    "Scene",
+    "TileWindow",
+    "build_deepforest_tiles",
+    "draw_gaussian",
+    "gaussian_radius",
+    "load_scenes",
+    "render_targets",
+    "tile_windows",
+    "transform_maps",
 ]
 
 IGNORE = float("nan")
 
 
 # ---------------------------------------------------------------- target rendering (numpy)
+
 
 def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> float:
     """CenterNet's `gaussian_radius` (CornerNet's, as in CenterNet/src/lib/utils/image.py).
@@ -76,13 +87,13 @@ def gaussian_radius(height: float, width: float, min_overlap: float = 0.7) -> fl
     """
     a1, b1 = 1.0, height + width
     c1 = width * height * (1 - min_overlap) / (1 + min_overlap)
-    r1 = (b1 + math.sqrt(b1 ** 2 - 4 * a1 * c1)) / 2
+    r1 = (b1 + math.sqrt(b1**2 - 4 * a1 * c1)) / 2
     a2, b2 = 4.0, 2 * (height + width)
     c2 = (1 - min_overlap) * width * height
-    r2 = (b2 + math.sqrt(b2 ** 2 - 4 * a2 * c2)) / 2
+    r2 = (b2 + math.sqrt(b2**2 - 4 * a2 * c2)) / 2
     a3, b3 = 4 * min_overlap, -2 * min_overlap * (height + width)
     c3 = (min_overlap - 1) * width * height
-    r3 = (b3 + math.sqrt(b3 ** 2 - 4 * a3 * c3)) / 2
+    r3 = (b3 + math.sqrt(b3**2 - 4 * a3 * c3)) / 2
     return min(r1, r2, r3)
 
 
@@ -96,13 +107,19 @@ def draw_gaussian(heatmap: np.ndarray, column: int, row: int, radius: int) -> No
     height, width = heatmap.shape
     left, right = min(column, radius), min(width - column, radius + 1)
     top, bottom = min(row, radius), min(height - row, radius + 1)
-    region = heatmap[row - top:row + bottom, column - left:column + right]
-    patch = gaussian[radius - top:radius + bottom, radius - left:radius + right]
+    region = heatmap[row - top : row + bottom, column - left : column + right]
+    patch = gaussian[radius - top : radius + bottom, radius - left : radius + right]
     np.maximum(region, patch.astype(heatmap.dtype), out=region)
 
 
-def render_targets(boxes: np.ndarray, labels: Sequence[int], image_size: Tuple[int, int], num_classes: int = 1,
-                   output_stride: int = 4, min_overlap: float = 0.7) -> Dict[str, np.ndarray]:
+def render_targets(
+    boxes: np.ndarray,
+    labels: Sequence[int],
+    image_size: Tuple[int, int],
+    num_classes: int = 1,
+    output_stride: int = 4,
+    min_overlap: float = 0.7,
+) -> Dict[str, np.ndarray]:
     """{"heatmap": C×h×w, "size": 2×h×w, "offset": 2×h×w} (float32, NaN = no target) for
     xyxy pixel `boxes` in an image of `image_size` (H, W); h, w = ceil(H / s), ceil(W / s)."""
     height, width = (math.ceil(int(v) / output_stride) for v in image_size)
@@ -125,8 +142,10 @@ def render_targets(boxes: np.ndarray, labels: Sequence[int], image_size: Tuple[i
 
 # ---------------------------------------------------------------- flips / D4 on maps (torch)
 
-def transform_maps(maps: Dict[str, Tensor], hflip: bool = False, vflip: bool = False,
-                   transpose: bool = False) -> Dict[str, Tensor]:
+
+def transform_maps(
+    maps: Dict[str, Tensor], hflip: bool = False, vflip: bool = False, transpose: bool = False
+) -> Dict[str, Tensor]:
     """The CenterNet maps of a transposed, then h-flipped, then v-flipped image (…×h×w tensors).
 
     heatmap: moved like the image. size: moved, (w, h) swapped by a transpose. offset: moved,
@@ -143,15 +162,19 @@ def transform_maps(maps: Dict[str, Tensor], hflip: bool = False, vflip: bool = F
         value = value.flip(-1) if hflip else value
         value = value.flip(-2) if vflip else value
         if key == "offset" and (hflip or vflip):
-            value = value * value.new_tensor([-1.0 if hflip else 1.0, -1.0 if vflip else 1.0]).view(2, 1, 1)
+            value = value * value.new_tensor([-1.0 if hflip else 1.0, -1.0 if vflip else 1.0]).view(
+                2, 1, 1
+            )
         out[key] = value
     return out
 
 
 # ---------------------------------------------------------------- deepforest scenes and tiles
 
+
 class Scene(NamedTuple):
     """A deepforest scene resized by `scale`: RGB image, boxes (scaled pixels), class indices."""
+
     item: ForestImage
     image: np.ndarray
     boxes: np.ndarray
@@ -167,33 +190,44 @@ class TileWindow(NamedTuple):
     y1: int
 
 
-def class_indices(labels: Sequence[str], classes: Optional[Sequence[str]], where: str) -> np.ndarray:
+def class_indices(
+    labels: Sequence[str], classes: Optional[Sequence[str]], where: str
+) -> np.ndarray:
     """Class index per deepforest label: all 0 without `classes`, else the label's position."""
     if classes is None:
         return np.zeros(len(labels), np.int64)
     unknown = sorted(set(labels) - set(classes))
     if unknown:
-        raise PodiumError(f"{where} has boxes of class {unknown[0]!r}, not in data classes {list(classes)}; "
-                          f"list every class ({', '.join(CLASSES)}) or leave classes null (one class)")
+        raise PodiumError(
+            f"{where} has boxes of class {unknown[0]!r}, not in data classes {list(classes)}; "
+            f"list every class ({', '.join(CLASSES)}) or leave classes null (one class)"
+        )
     return np.asarray([list(classes).index(label) for label in labels], np.int64)
 
 
-def load_scenes(scale: float = 0.5, classes: Optional[Sequence[str]] = None,
-                folder: Optional[str] = None) -> List[Scene]:
+def load_scenes(
+    scale: float = 0.5, classes: Optional[Sequence[str]] = None, folder: Optional[str] = None
+) -> List[Scene]:
     """Every annotated deepforest scene, resized by `scale` (cv2 INTER_AREA), boxes scaled alike."""
     scenes = []
     for item in read_deepforest_annotations(folder):
         image = read_image(item.image_path)[..., :3]
         if image.shape[:2] != tuple(item.size):
-            raise PodiumError(f"{item.image_path} is {image.shape[1]}×{image.shape[0]}, its annotation says "
-                              f"{item.size[1]}×{item.size[0]}")
+            raise PodiumError(
+                f"{item.image_path} is {image.shape[1]}×{image.shape[0]}, its annotation says "
+                f"{item.size[1]}×{item.size[0]}"
+            )
         height, width = item.size
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         if (new_w, new_h) != (width, height):
             image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
         sx, sy = new_w / width, new_h / height
         boxes = item.boxes.astype(np.float64) * np.array([sx, sy, sx, sy])
-        scenes.append(Scene(item, image, boxes, class_indices(item.labels, classes, item.image_path), (sx, sy)))
+        scenes.append(
+            Scene(
+                item, image, boxes, class_indices(item.labels, classes, item.image_path), (sx, sy)
+            )
+        )
     return scenes
 
 
@@ -207,8 +241,9 @@ def _starts(start: int, end: int, tile: int, stride: int) -> List[int]:
     return starts
 
 
-def tile_windows(scenes: Sequence[Scene], split: str, tile_size: int, stride: int,
-                 valid_fraction: float = 0.25) -> List[TileWindow]:
+def tile_windows(
+    scenes: Sequence[Scene], split: str, tile_size: int, stride: int, valid_fraction: float = 0.25
+) -> List[TileWindow]:
     """Windows of `split` (≤ tile_size per side) covering its region of every scene."""
     windows = []
     for source, scene in enumerate(scenes):
@@ -218,12 +253,17 @@ def tile_windows(scenes: Sequence[Scene], split: str, tile_size: int, stride: in
             continue
         for y0 in _starts(0, height, tile_size, stride):
             for x0 in _starts(left, right, tile_size, stride):
-                windows.append(TileWindow(source, x0, y0, min(x0 + tile_size, right), min(y0 + tile_size, height)))
+                windows.append(
+                    TileWindow(
+                        source, x0, y0, min(x0 + tile_size, right), min(y0 + tile_size, height)
+                    )
+                )
     return windows
 
 
-def boxes_in_window(boxes: np.ndarray, labels: np.ndarray, window: Sequence[int],
-                    min_visibility: float) -> Tuple[np.ndarray, np.ndarray]:
+def boxes_in_window(
+    boxes: np.ndarray, labels: np.ndarray, window: Sequence[int], min_visibility: float
+) -> Tuple[np.ndarray, np.ndarray]:
     """(boxes clipped to the window, in window pixels; their labels) with ≥ min_visibility inside."""
     if not len(boxes):
         return np.zeros((0, 4)), np.zeros(0, np.int64)
@@ -239,22 +279,42 @@ def _with_boxes(compose: Optional[A.BaseCompose], min_visibility: float) -> Opti
     """The pipeline's transforms again, now moving pixel xyxy boxes (pascal_voc) with the image."""
     if compose is None:
         return None
-    return A.Compose(list(compose.transforms), bbox_params=A.BboxParams(
-        format="pascal_voc", label_fields=["labels"], clip=True, min_visibility=min_visibility))
+    return A.Compose(
+        list(compose.transforms),
+        bbox_params=A.BboxParams(
+            format="pascal_voc", label_fields=["labels"], clip=True, min_visibility=min_visibility
+        ),
+    )
 
 
 class CrownTiles(Dataset):
     """Tiles of deepforest scenes with CenterNet targets (see the module docstring)."""
 
-    def __init__(self, scenes: Sequence[Scene], windows: Sequence[TileWindow], tile_size: int = 128,
-                 num_classes: int = 1, output_stride: int = 4, min_overlap: float = 0.7,
-                 min_visibility: float = 0.5, max_objects: int = 128, normalize=None, transforms=None):
+    def __init__(
+        self,
+        scenes: Sequence[Scene],
+        windows: Sequence[TileWindow],
+        tile_size: int = 128,
+        num_classes: int = 1,
+        output_stride: int = 4,
+        min_overlap: float = 0.7,
+        min_visibility: float = 0.5,
+        max_objects: int = 128,
+        normalize=None,
+        transforms=None,
+    ):
         self.scenes, self.windows = list(scenes), list(windows)
-        self.tile_size, self.num_classes, self.output_stride = int(tile_size), int(num_classes), int(output_stride)
+        self.tile_size, self.num_classes, self.output_stride = (
+            int(tile_size),
+            int(num_classes),
+            int(output_stride),
+        )
         self.min_overlap, self.min_visibility = float(min_overlap), float(min_visibility)
         self.max_objects = int(max_objects)
         self.normalizer = build_normalizer(IMAGENET_NORMALIZE if normalize is None else normalize)
-        built = transforms if isinstance(transforms, A.BaseCompose) else build_transforms(transforms)
+        built = (
+            transforms if isinstance(transforms, A.BaseCompose) else build_transforms(transforms)
+        )
         self.transforms = _with_boxes(built, self.min_visibility)
 
     def __len__(self) -> int:
@@ -262,20 +322,26 @@ class CrownTiles(Dataset):
 
     def name(self, index: int) -> str:
         source, x0, y0, x1, y1 = self.windows[index]
-        stem = os.path.splitext(os.path.basename(self.scenes[source].item.image_path))[0].replace(" ", "_")
+        stem = os.path.splitext(os.path.basename(self.scenes[source].item.image_path))[0].replace(
+            " ", "_"
+        )
         return f"{stem}_x{x0}_y{y0}_w{x1 - x0}_h{y1 - y0}"
 
     def target_boxes(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
         """The window's boxes in tile pixels (clipped, ≥ min_visibility inside) and class indices."""
         scene = self.scenes[self.windows[index].source]
-        return boxes_in_window(scene.boxes, scene.labels, self.windows[index][1:], self.min_visibility)
+        return boxes_in_window(
+            scene.boxes, scene.labels, self.windows[index][1:], self.min_visibility
+        )
 
     def _pad(self, image: np.ndarray) -> np.ndarray:
         """Pad bottom/right to tile_size with the mean colour (0 once standardised)."""
         height, width = image.shape[:2]
         if (height, width) == (self.tile_size, self.tile_size):
             return image
-        fill = self.normalizer.mean if self.normalizer.mean is not None else np.zeros(image.shape[-1])
+        fill = (
+            self.normalizer.mean if self.normalizer.mean is not None else np.zeros(image.shape[-1])
+        )
         padded = np.empty((self.tile_size, self.tile_size, image.shape[-1]), np.float32)
         padded[...] = np.asarray(fill, np.float32)
         padded[:height, :width] = image
@@ -286,24 +352,34 @@ class CrownTiles(Dataset):
         boxes, labels = self.target_boxes(index)
         image = self._pad(self.normalizer.scale(self.scenes[source].image[y0:y1, x0:x1]))
         if self.transforms is not None:
-            out = self.transforms(image=image, bboxes=boxes.astype(np.float32).reshape(-1, 4), labels=labels.tolist())
+            out = self.transforms(
+                image=image, bboxes=boxes.astype(np.float32).reshape(-1, 4), labels=labels.tolist()
+            )
             image = out["image"]
             boxes = np.asarray(out["bboxes"], np.float64).reshape(-1, 4)
             labels = np.asarray(out["labels"], np.int64).reshape(-1)
         if image.shape[:2] != (self.tile_size, self.tile_size):
-            raise PodiumError(f"train/valid transforms changed the tile size to {image.shape[1]}×{image.shape[0]}; "
-                              f"expected {self.tile_size}×{self.tile_size} (use size-preserving transforms)")
+            raise PodiumError(
+                f"train/valid transforms changed the tile size to {image.shape[1]}×{image.shape[0]}; "
+                f"expected {self.tile_size}×{self.tile_size} (use size-preserving transforms)"
+            )
         if len(boxes) > self.max_objects:
-            raise PodiumError(f"tile {self.name(index)} holds {len(boxes)} boxes, more than data max_objects "
-                              f"{self.max_objects}; raise max_objects")
-        targets = render_targets(boxes, labels, image.shape[:2], self.num_classes, self.output_stride, self.min_overlap)
+            raise PodiumError(
+                f"tile {self.name(index)} holds {len(boxes)} boxes, more than data max_objects "
+                f"{self.max_objects}; raise max_objects"
+            )
+        targets = render_targets(
+            boxes, labels, image.shape[:2], self.num_classes, self.output_stride, self.min_overlap
+        )
         padded_boxes = np.full((self.max_objects, 4), IGNORE, np.float32)
-        padded_boxes[:len(boxes)] = boxes
+        padded_boxes[: len(boxes)] = boxes
         padded_labels = np.full(self.max_objects, -1, np.int64)
-        padded_labels[:len(labels)] = labels
+        padded_labels[: len(labels)] = labels
         standardized = self.normalizer.standardize(image)
         return {
-            "image": torch.from_numpy(np.ascontiguousarray(standardized.transpose(2, 0, 1), np.float32)),
+            "image": torch.from_numpy(
+                np.ascontiguousarray(standardized.transpose(2, 0, 1), np.float32)
+            ),
             "heatmap_target": torch.from_numpy(targets["heatmap"]),
             "size_target": torch.from_numpy(targets["size"]),
             "offset_target": torch.from_numpy(targets["offset"]),
@@ -348,21 +424,31 @@ def build_deepforest_tiles(
     tile_size = check_int(tile_size, "data tile_size", 8)
     output_stride = check_int(output_stride, "data output_stride", 1)
     if tile_size % output_stride:
-        raise PodiumError(f"data tile_size {tile_size} must be a multiple of output_stride {output_stride}")
-    train_stride = tile_size // 2 if train_stride is None else check_int(train_stride, "data train_stride", 1)
+        raise PodiumError(
+            f"data tile_size {tile_size} must be a multiple of output_stride {output_stride}"
+        )
+    train_stride = (
+        tile_size // 2 if train_stride is None else check_int(train_stride, "data train_stride", 1)
+    )
     max_objects = check_int(max_objects, "data max_objects", 1)
-    limits = {split: None if value is None else check_int(value, f"data num_{split}", 1)
-              for split, value in (("train", num_train), ("valid", num_valid))}
+    limits = {
+        split: None if value is None else check_int(value, f"data num_{split}", 1)
+        for split, value in (("train", num_train), ("valid", num_valid))
+    }
     check_number(scale, "data scale", "(0.0, 4.0]")
     check_number(valid_fraction, "data valid_fraction", "(0.0, 1.0)")
     check_number(min_overlap, "data min_overlap", "(0.0, 1.0)")
     check_number(min_visibility, "data min_visibility", "(0.0, 1.0]")
     if classes is not None:
         if isinstance(classes, str) or not classes or len(set(classes)) != len(classes):
-            raise PodiumError(f"data classes must be null or a list of distinct names from {list(CLASSES)}, got {classes!r}")
+            raise PodiumError(
+                f"data classes must be null or a list of distinct names from {list(CLASSES)}, got {classes!r}"
+            )
         classes = [str(c) for c in classes]
     if not splits or any(s not in SPLITS for s in splits):
-        raise PodiumError(f"data splits {list(splits)!r}: expected a non-empty subset of {list(SPLITS)}")
+        raise PodiumError(
+            f"data splits {list(splits)!r}: expected a non-empty subset of {list(SPLITS)}"
+        )
     scenes = load_scenes(scale, classes, folder)
     num_classes = 1 if classes is None else len(classes)
     transforms = {"train": train_transforms, "valid": valid_transforms}
@@ -377,8 +463,16 @@ def build_deepforest_tiles(
         if limits[split] is not None and limits[split] < len(windows):
             keep = np.unique(np.linspace(0, len(windows) - 1, limits[split]).round().astype(int))
             windows = [windows[i] for i in keep]
-        datasets[split] = CrownTiles(scenes, windows, tile_size, num_classes, output_stride, min_overlap,
-                                     min_visibility, max_objects, normalize, transforms[split])
+        datasets[split] = CrownTiles(
+            scenes,
+            windows,
+            tile_size,
+            num_classes,
+            output_stride,
+            min_overlap,
+            min_visibility,
+            max_objects,
+            normalize,
+            transforms[split],
+        )
     return datasets
-
-

@@ -24,6 +24,7 @@ cv2.INTER_NEAREST_EXACT (pixel-centre correct, unlike cv2's INTER_NEAREST).
 Both pad with `fill` / `fill_mask` (constant) when the window is larger than the image, so any
 image size gives exactly height×width.
 """
+
 import math
 from typing import Any, Dict, Sequence, Tuple
 
@@ -53,7 +54,10 @@ class RandomScaleCrop(DualTransform):
         p: float = 1.0,
     ):
         super().__init__(p=p)
-        self.height, self.width = check_int(height, "height", 1, POSITIVE), check_int(width, "width", 1, POSITIVE)
+        self.height, self.width = (
+            check_int(height, "height", 1, POSITIVE),
+            check_int(width, "width", 1, POSITIVE),
+        )
         self.scale_range = _scale_range(scale_range)
         self.positive_p = check_probability(positive_p, "positive_p")
         self.interpolation = int(interpolation)
@@ -64,16 +68,22 @@ class RandomScaleCrop(DualTransform):
     def targets_as_params(self):
         return ["image"]
 
-    def get_params_dependent_on_data(self, params: Dict[str, Any], data: Dict[str, Any]) -> Dict[str, Any]:
+    def get_params_dependent_on_data(
+        self, params: Dict[str, Any], data: Dict[str, Any]
+    ) -> Dict[str, Any]:
         shape = params["shape"][:2]
         low, high = self.scale_range
-        scale = math.exp(self.py_random.uniform(math.log(low), math.log(high))) if high > low else low
+        scale = (
+            math.exp(self.py_random.uniform(math.log(low), math.log(high))) if high > low else low
+        )
         window = (max(1, round(self.height / scale)), max(1, round(self.width / scale)))
         mask = data.get("mask")
         if mask is None and data.get("masks") is not None and len(data["masks"]):
             mask = np.asarray(data["masks"]).max(axis=0)
         positive = self.positive_p > 0 and self.py_random.random() < self.positive_p
-        top, left = choose_window(shape, window, mask if positive else None, self.random_generator, self.py_random)
+        top, left = choose_window(
+            shape, window, mask if positive else None, self.random_generator, self.py_random
+        )
         return {"window": (top, left, window[0], window[1])}
 
     def apply(self, img: np.ndarray, window=(0, 0, 1, 1), **params) -> np.ndarray:
@@ -89,7 +99,16 @@ class RandomScaleCrop(DualTransform):
         return out
 
     def get_transform_init_args_names(self) -> Tuple[str, ...]:
-        return ("height", "width", "scale_range", "positive_p", "interpolation", "mask_interpolation", "fill", "fill_mask")
+        return (
+            "height",
+            "width",
+            "scale_range",
+            "positive_p",
+            "interpolation",
+            "mask_interpolation",
+            "fill",
+            "fill_mask",
+        )
 
 
 class PositiveCrop(RandomScaleCrop):
@@ -104,13 +123,23 @@ class PositiveCrop(RandomScaleCrop):
         fill_mask: float = 0.0,
         p: float = 1.0,
     ):
-        super().__init__(height, width, scale_range=(1.0, 1.0), positive_p=positive_p, fill=fill, fill_mask=fill_mask, p=p)
+        super().__init__(
+            height,
+            width,
+            scale_range=(1.0, 1.0),
+            positive_p=positive_p,
+            fill=fill,
+            fill_mask=fill_mask,
+            p=p,
+        )
 
     def get_transform_init_args_names(self) -> Tuple[str, ...]:
         return ("height", "width", "positive_p", "fill", "fill_mask")
 
 
-def choose_window(shape, window, mask=None, random_generator=None, py_random=None) -> Tuple[int, int]:
+def choose_window(
+    shape, window, mask=None, random_generator=None, py_random=None
+) -> Tuple[int, int]:
     """Top-left corner of a `window` (h, w) in an image of `shape` (H, W): centred on a random
     foreground pixel of `mask` if it has any, else uniform. Corners may be negative / overrun
     when the window is larger than the image (the crop then pads)."""
@@ -144,7 +173,9 @@ def _resize(array: np.ndarray, size, interpolation: int) -> np.ndarray:
     """cv2.resize that keeps a trailing channel axis (also 1 and > 4 channels)."""
     height, width = size
     if array.ndim == 3 and array.shape[-1] > 4:
-        return np.stack([_resize(array[..., c], size, interpolation) for c in range(array.shape[-1])], axis=-1)
+        return np.stack(
+            [_resize(array[..., c], size, interpolation) for c in range(array.shape[-1])], axis=-1
+        )
     out = cv2.resize(array, (width, height), interpolation=interpolation)
     return out[..., None] if array.ndim == 3 and out.ndim == 2 else out
 

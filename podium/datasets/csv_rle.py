@@ -13,6 +13,7 @@ with no row at all (Kaggle leaves defect-free images out). Class names come from
 order of first appearance; ClassId values sorted) unless `class_names` is given, which fixes
 the channel order and must cover every class in the table.
 """
+
 import os
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -45,7 +46,10 @@ class RleTable:
         df = _read(self.path)
         columns = [str(c) for c in df.columns]
         if "Image_Label" in columns:
-            ids_labels = [_split_image_label(v, self.path, row) for row, v in enumerate(df["Image_Label"], start=2)]
+            ids_labels = [
+                _split_image_label(v, self.path, row)
+                for row, v in enumerate(df["Image_Label"], start=2)
+            ]
             ids, labels = [i for i, _ in ids_labels], [lab for _, lab in ids_labels]
         elif "ClassId" in columns:
             ids = df[_id_column(columns, self.path)].tolist()
@@ -82,7 +86,9 @@ class RleTable:
         out = np.zeros((height, width, self.num_channels), dtype=np.uint8)
         for c, image_id, rle in self._runs.get(name, []):
             label = f"{image_id} (class {self.class_names[c]})" if self.multilabel else image_id
-            out[..., c] |= rle_decode(rle, (height, width), name=f"image {label} in {self.path}", order=self.order)
+            out[..., c] |= rle_decode(
+                rle, (height, width), name=f"image {label} in {self.path}", order=self.order
+            )
         return out if self.multilabel else out[..., 0]
 
     def _class_names(self, table_classes, class_names) -> List[str]:
@@ -109,7 +115,9 @@ class RleTable:
 
 def _read(path: str) -> pd.DataFrame:
     if not os.path.isfile(path):
-        raise PodiumError(f"masks_csv file {path} does not exist; expected a CSV with an {_PIXELS} column")
+        raise PodiumError(
+            f"masks_csv file {path} does not exist; expected a CSV with an {_PIXELS} column"
+        )
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as error:  # EmptyDataError, ParserError, UnicodeDecodeError …
@@ -128,13 +136,17 @@ def _id_column(columns: List[str], path: str) -> str:
         if column in columns:
             return column
     hint = "".join(did_you_mean(c, _ID_COLUMNS) for c in columns if c != _PIXELS)
-    raise PodiumError(f"masks_csv file {path} has columns {columns}; expected an image id column: ImageId (or Image_Label){hint}")
+    raise PodiumError(
+        f"masks_csv file {path} has columns {columns}; expected an image id column: ImageId (or Image_Label){hint}"
+    )
 
 
 def _split_image_label(value: str, path: str, row: int) -> Tuple[str, str]:
     image_id, sep, label = str(value).rpartition("_")
     if not sep or not image_id or not label:
-        raise PodiumError(f'masks_csv file {path} line {row}: Image_Label "{value}" is not IMAGE_CLASS (e.g. img1.jpg_Fish)')
+        raise PodiumError(
+            f'masks_csv file {path} line {row}: Image_Label "{value}" is not IMAGE_CLASS (e.g. img1.jpg_Fish)'
+        )
     return image_id, label
 
 

@@ -14,6 +14,7 @@ would pull torch-lightning, GDAL, …): the files are read from its folder.
 Coordinates are kept exactly as written in the XML (x to the right, y down, xmax/ymax the
 right/bottom edge); every box is checked to lie inside the image it belongs to.
 """
+
 import importlib.util
 import os
 import xml.etree.ElementTree as ElementTree
@@ -23,7 +24,13 @@ import numpy as np
 
 from podium.errors import PodiumError
 
-__all__ = ["CLASSES", "ForestImage", "deepforest_folder", "read_deepforest_annotations", "read_voc_boxes"]
+__all__ = [
+    "CLASSES",
+    "ForestImage",
+    "deepforest_folder",
+    "read_deepforest_annotations",
+    "read_voc_boxes",
+]
 
 CLASSES = ("Tree", "Alive", "Dead")
 
@@ -39,7 +46,9 @@ def deepforest_folder() -> str:
     """`deepforest/data` of the installed wheel (found without importing the package)."""
     spec = importlib.util.find_spec("deepforest")
     if spec is None or not spec.submodule_search_locations:
-        raise PodiumError("the deepforest tree-crown data needs the deepforest wheel: pip install --no-deps deepforest==2.1.0")
+        raise PodiumError(
+            "the deepforest tree-crown data needs the deepforest wheel: pip install --no-deps deepforest==2.1.0"
+        )
     folder = os.path.join(spec.submodule_search_locations[0], "data")
     if not os.path.isdir(folder):
         raise PodiumError(f"{folder} is missing; expected deepforest==2.1.0 with its data folder")
@@ -70,12 +79,18 @@ def read_voc_boxes(xml_path: str) -> ForestImage:
         label = _text(obj, "name", xml_path)
         box = [_number(obj, f"bndbox/{key}", xml_path) for key in ("xmin", "ymin", "xmax", "ymax")]
         if label not in CLASSES:
-            raise PodiumError(f"{xml_path}: object class {label!r} is unknown; expected one of {', '.join(CLASSES)}")
+            raise PodiumError(
+                f"{xml_path}: object class {label!r} is unknown; expected one of {', '.join(CLASSES)}"
+            )
         if not (0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height):
-            raise PodiumError(f"{xml_path}: box {box} of {label!r} is empty or outside the {width}×{height} image")
+            raise PodiumError(
+                f"{xml_path}: box {box} of {label!r} is empty or outside the {width}×{height} image"
+            )
         boxes.append(box)
         labels.append(label)
-    return ForestImage(image_path, np.asarray(boxes, np.float32).reshape(-1, 4), labels, (height, width))
+    return ForestImage(
+        image_path, np.asarray(boxes, np.float32).reshape(-1, 4), labels, (height, width)
+    )
 
 
 def _text(node, path: str, xml_path: str) -> str:

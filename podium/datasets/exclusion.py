@@ -6,6 +6,7 @@ built. A name in the list that the data does not contain is most likely a typo o
 so it is reported as one warning line (logger `podium.datasets`, shown on stderr), not silently
 ignored; it is not an error, so one list can serve several folds or data versions.
 """
+
 import logging
 import os
 from typing import Iterable, List, Sequence, Tuple
@@ -27,7 +28,9 @@ def resolve_data_path(root, path) -> str:
 def read_exclusion_list(path) -> List[str]:
     """Names listed in the file (extensions removed), in file order, without duplicates."""
     if not os.path.isfile(path):
-        raise PodiumError(f"exclusion list {path} does not exist; expected a text file with one image name per line")
+        raise PodiumError(
+            f"exclusion list {path} does not exist; expected a text file with one image name per line"
+        )
     try:
         with open(path, encoding="utf-8") as handle:
             lines = handle.read().splitlines()
@@ -41,7 +44,9 @@ def read_exclusion_list(path) -> List[str]:
     return list(dict.fromkeys(names))
 
 
-def apply_exclusion(selections: Sequence[List[str]], excluded: Iterable[str], known: Iterable[str], path: str) -> Tuple[List[List[str]], List[str]]:
+def apply_exclusion(
+    selections: Sequence[List[str]], excluded: Iterable[str], known: Iterable[str], path: str
+) -> Tuple[List[List[str]], List[str]]:
     """Remove `excluded` from each name list; warn once about excluded names not in `known`.
 
     Returns the filtered lists and the unknown names.
@@ -51,6 +56,10 @@ def apply_exclusion(selections: Sequence[List[str]], excluded: Iterable[str], kn
     known = set(known)
     unknown = [n for n in excluded if n not in known]
     if unknown:
-        shown = ", ".join(unknown[:5]) + (f" … ({len(unknown)} in total)" if len(unknown) > 5 else "")
-        LOGGER.warning(f"podium: warning: exclusion list {path} names {len(unknown)} image(s) not in the data: {shown}")
+        shown = ", ".join(unknown[:5]) + (
+            f" … ({len(unknown)} in total)" if len(unknown) > 5 else ""
+        )
+        LOGGER.warning(
+            f"podium: warning: exclusion list {path} names {len(unknown)} image(s) not in the data: {shown}"
+        )
     return [[n for n in names if n not in drop] for names in selections], unknown

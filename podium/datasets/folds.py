@@ -22,6 +22,7 @@ straddle train and validation.
 Deterministic: the same data, options and `seed` give the same file. It is read by
 `podium.datasets.split.read_split` and a config's `data: {fold: k}`.
 """
+
 import os
 from typing import Dict, List, Optional
 
@@ -33,7 +34,14 @@ from podium.datasets.readers import read_image, read_mask
 from podium.errors import PodiumError, did_you_mean
 from podium.validation import check_choice, check_int
 
-__all__ = ["STRATIFY", "make_folds", "write_folds", "coverage_strata", "class_strata", "fold_summary"]
+__all__ = [
+    "STRATIFY",
+    "make_folds",
+    "write_folds",
+    "coverage_strata",
+    "class_strata",
+    "fold_summary",
+]
 
 STRATIFY = ("coverage", "classes", "none")
 
@@ -64,10 +72,14 @@ def make_folds(
     pool = _pool(df, split, os.path.join(str(root), split_file))
     names = df.loc[pool, "name"].tolist()
     if len(names) < k:
-        raise PodiumError(f"cannot make {k} folds of {len(names)} image(s); expected at least k images")
+        raise PodiumError(
+            f"cannot make {k} folds of {len(names)} image(s); expected at least k images"
+        )
     groups = _groups(df, pool, group, groups_file, root, split_file)
     if groups is not None and len(set(groups)) < k:
-        raise PodiumError(f"--group {group} has {len(set(groups))} distinct value(s); expected at least k={k} groups")
+        raise PodiumError(
+            f"--group {group} has {len(set(groups))} distinct value(s); expected at least k={k} groups"
+        )
 
     coverage = None
     if stratify == "coverage":
@@ -116,7 +128,11 @@ def coverage_strata(coverage: np.ndarray, k: int, bins: int = 5) -> np.ndarray:
     n = int(nonempty.sum())
     q = max(1, min(int(bins), n // k))
     if n:
-        codes = pd.qcut(coverage[nonempty], q, labels=False, duplicates="drop") if q > 1 else np.zeros(n, dtype=int)
+        codes = (
+            pd.qcut(coverage[nonempty], q, labels=False, duplicates="drop")
+            if q > 1
+            else np.zeros(n, dtype=int)
+        )
         strata[nonempty] = np.asarray(codes, dtype=int) + 1
     return _merge_small(strata, k)
 
@@ -175,9 +191,13 @@ def _table(root, split_file: str, folder_layout) -> pd.DataFrame:
     except Exception as error:
         raise PodiumError(f"cannot read split file {path}: {error}") from error
     if "name" not in df:
-        raise PodiumError(f"split file {path} has columns {list(df.columns)}; expected a name column")
+        raise PodiumError(
+            f"split file {path} has columns {list(df.columns)}; expected a name column"
+        )
     if df["name"].isna().any() or df["name"].duplicated().any():
-        raise PodiumError(f"split file {path} has empty or repeated names; expected one row per image")
+        raise PodiumError(
+            f"split file {path} has empty or repeated names; expected one row per image"
+        )
     return df.reset_index(drop=True)
 
 
@@ -186,34 +206,50 @@ def _pool(df: pd.DataFrame, split: Optional[str], path: str) -> np.ndarray:
         return np.ones(len(df), dtype=bool)
     present = sorted(df["split"].dropna().unique().tolist())
     if str(split) not in present:
-        raise PodiumError(f"--split {split!r} is not in split file {path}{did_you_mean(split, present)}; present values: {present}")
+        raise PodiumError(
+            f"--split {split!r} is not in split file {path}{did_you_mean(split, present)}; present values: {present}"
+        )
     return (df["split"] == str(split)).to_numpy()
 
 
-def _groups(df: pd.DataFrame, pool: np.ndarray, group, groups_file, root, split_file) -> Optional[List]:
+def _groups(
+    df: pd.DataFrame, pool: np.ndarray, group, groups_file, root, split_file
+) -> Optional[List]:
     if group is None:
         if groups_file is not None:
-            raise PodiumError("--groups-file needs --group COLUMN (the column of that file holding the group)")
+            raise PodiumError(
+                "--groups-file needs --group COLUMN (the column of that file holding the group)"
+            )
         return None
     if groups_file is not None:
         if not os.path.isfile(groups_file):
-            raise PodiumError(f"groups file {groups_file} does not exist; expected a CSV with columns name,{group}")
+            raise PodiumError(
+                f"groups file {groups_file} does not exist; expected a CSV with columns name,{group}"
+            )
         table = pd.read_csv(groups_file, dtype={"name": str})
         where = f"groups file {groups_file}"
         if "name" not in table or group not in table:
-            raise PodiumError(f"{where} has columns {list(table.columns)}; expected name and {group}{did_you_mean(group, table.columns)}")
+            raise PodiumError(
+                f"{where} has columns {list(table.columns)}; expected name and {group}{did_you_mean(group, table.columns)}"
+            )
         mapping = dict(zip(table["name"], table[group]))
         names = df.loc[pool, "name"].tolist()
         missing = [n for n in names if n not in mapping or pd.isna(mapping[n])]
         if missing:
-            raise PodiumError(f"{where} has no {group} for {len(missing)} image(s): {', '.join(missing[:5])}")
+            raise PodiumError(
+                f"{where} has no {group} for {len(missing)} image(s): {', '.join(missing[:5])}"
+            )
         return [mapping[n] for n in names]
     where = f"split file {os.path.join(str(root), split_file)}"
     if group not in df:
-        raise PodiumError(f'--group "{group}" is not a column of {where}{did_you_mean(group, df.columns)}; columns: {list(df.columns)}')
+        raise PodiumError(
+            f'--group "{group}" is not a column of {where}{did_you_mean(group, df.columns)}; columns: {list(df.columns)}'
+        )
     values = df.loc[pool, group]
     if values.isna().any():
-        raise PodiumError(f"{where} has empty {group} values for: {', '.join(df.loc[pool][values.isna()]['name'][:5])}")
+        raise PodiumError(
+            f"{where} has empty {group} values for: {', '.join(df.loc[pool][values.isna()]['name'][:5])}"
+        )
     return values.tolist()
 
 
@@ -232,7 +268,14 @@ def _iterate(paths, progress: bool, what: str):
     from tqdm import tqdm
     import sys
 
-    return tqdm(paths, desc=f"podium folds: {what}", unit="mask", file=sys.stderr, disable=not progress, leave=False)
+    return tqdm(
+        paths,
+        desc=f"podium folds: {what}",
+        unit="mask",
+        file=sys.stderr,
+        disable=not progress,
+        leave=False,
+    )
 
 
 def _read_any_mask(path: str) -> np.ndarray:
@@ -255,7 +298,9 @@ def _presence(names: List[str], folder_layout, progress: bool) -> List[tuple]:
     for path in _iterate(_mask_paths(names, folder_layout), progress, "classes"):
         mask = _read_any_mask(path)
         if mask.ndim == 3:
-            present = tuple(int(c) for c in np.flatnonzero((mask > 0).reshape(-1, mask.shape[-1]).any(axis=0)))
+            present = tuple(
+                int(c) for c in np.flatnonzero((mask > 0).reshape(-1, mask.shape[-1]).any(axis=0))
+            )
         else:
             present = tuple(int(v) for v in np.unique(mask) if v > 0)
         presence.append(present)

@@ -35,6 +35,7 @@ A transform that is not a similarity (e.g. a non-uniform resize) is refused.
 Per sample: `image` 3×S×S (normalised), `gsd` (1,), `height_target` 1×S×S (NaN = missing),
 `magnitude_target` 1×S×S, `direction_target` (2,), `scale_target` (1,), `city`, `name`.
 """
+
 import math
 from collections import OrderedDict
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -51,8 +52,16 @@ from podium.errors import PodiumError, did_you_mean
 from podium.validation import check_int, check_number
 
 __all__ = [
-    "CITIES", "CityStyle", "IGNORE", "Shape", "SceneGeometry", "SyntheticGeoposeScenes", "augment_sample",
-    "build_geopose_datasets", "render_scene", "sample_geometry",
+    "CITIES",
+    "CityStyle",
+    "IGNORE",
+    "Shape",
+    "SceneGeometry",
+    "SyntheticGeoposeScenes",
+    "augment_sample",
+    "build_geopose_datasets",
+    "render_scene",
+    "sample_geometry",
 ]
 
 IGNORE = float("nan")
@@ -61,29 +70,66 @@ SPLITS = ("train", "valid")
 
 # ---------------------------------------------------------------- scene geometry and rendering
 
+
 class CityStyle(NamedTuple):
-    ground: Tuple[float, float, float]            # mean RGB of the ground
+    ground: Tuple[float, float, float]  # mean RGB of the ground
     roofs: Tuple[Tuple[float, float, float], ...]  # roof palette
-    buildings: Tuple[int, int]                    # count range per scene
-    footprint_m: Tuple[float, float]              # building side, metres
-    height_m: Tuple[float, float]                 # building height, metres
-    trees: Tuple[int, int]                        # count range per scene
-    gsd: Tuple[float, float]                      # metres per pixel
+    buildings: Tuple[int, int]  # count range per scene
+    footprint_m: Tuple[float, float]  # building side, metres
+    height_m: Tuple[float, float]  # building height, metres
+    trees: Tuple[int, int]  # count range per scene
+    gsd: Tuple[float, float]  # metres per pixel
     off_nadir_deg: Tuple[float, float]
-    sun_elevation_deg: Tuple[float, float]        # shadow length = height / tan(elevation)
+    sun_elevation_deg: Tuple[float, float]  # shadow length = height / tan(elevation)
 
 
 # Four styles named after the Geopose cities (Buenos Aires, Atlanta, Jacksonville, Omaha); the
 # names are labels for the groups, not a claim that the scenes look like those cities.
 CITIES: Dict[str, CityStyle] = {
-    "ARG": CityStyle((128, 124, 118), ((170, 90, 70), (150, 150, 150), (190, 180, 160)), (6, 10),
-                     (8.0, 16.0), (6.0, 24.0), (0, 2), (1.1, 1.5), (20.0, 38.0), (50.0, 60.0)),
-    "ATL": CityStyle((110, 120, 100), ((90, 90, 95), (200, 200, 205), (120, 110, 100)), (2, 5),
-                     (10.0, 24.0), (8.0, 24.0), (3, 7), (0.9, 1.2), (18.0, 32.0), (55.0, 65.0)),
-    "JAX": CityStyle((120, 130, 90), ((160, 140, 120), (110, 100, 95), (210, 200, 190)), (3, 7),
-                     (7.0, 12.0), (3.0, 9.0), (4, 9), (0.9, 1.2), (22.0, 40.0), (60.0, 70.0)),
-    "OMA": CityStyle((140, 135, 125), ((210, 210, 215), (100, 100, 105), (170, 160, 140)), (2, 4),
-                     (12.0, 26.0), (4.0, 14.0), (1, 4), (1.0, 1.4), (20.0, 36.0), (45.0, 55.0)),
+    "ARG": CityStyle(
+        (128, 124, 118),
+        ((170, 90, 70), (150, 150, 150), (190, 180, 160)),
+        (6, 10),
+        (8.0, 16.0),
+        (6.0, 24.0),
+        (0, 2),
+        (1.1, 1.5),
+        (20.0, 38.0),
+        (50.0, 60.0),
+    ),
+    "ATL": CityStyle(
+        (110, 120, 100),
+        ((90, 90, 95), (200, 200, 205), (120, 110, 100)),
+        (2, 5),
+        (10.0, 24.0),
+        (8.0, 24.0),
+        (3, 7),
+        (0.9, 1.2),
+        (18.0, 32.0),
+        (55.0, 65.0),
+    ),
+    "JAX": CityStyle(
+        (120, 130, 90),
+        ((160, 140, 120), (110, 100, 95), (210, 200, 190)),
+        (3, 7),
+        (7.0, 12.0),
+        (3.0, 9.0),
+        (4, 9),
+        (0.9, 1.2),
+        (22.0, 40.0),
+        (60.0, 70.0),
+    ),
+    "OMA": CityStyle(
+        (140, 135, 125),
+        ((210, 210, 215), (100, 100, 105), (170, 160, 140)),
+        (2, 4),
+        (12.0, 26.0),
+        (4.0, 14.0),
+        (1, 4),
+        (1.0, 1.4),
+        (20.0, 36.0),
+        (45.0, 55.0),
+    ),
 }
 TREE_COLOUR = (60, 95, 50)
 TREE_HEIGHT_M = (3.0, 12.0)
@@ -91,66 +137,107 @@ SHADOW_DARKENING = 0.55
 
 
 class Shape(NamedTuple):
-    centre: np.ndarray   # (x, y) of the footprint centre, pixel-edge coordinates
-    axis: np.ndarray     # unit vector of the first half-size (the second is perpendicular)
-    half: np.ndarray     # half sizes along axis and its perpendicular, pixels
-    height: float        # metres above ground
-    wall: np.ndarray     # RGB of the walls (trunk/crown side for trees)
-    roof: np.ndarray     # RGB of the roof (crown)
-    round: bool          # ellipse (tree) instead of rectangle
+    centre: np.ndarray  # (x, y) of the footprint centre, pixel-edge coordinates
+    axis: np.ndarray  # unit vector of the first half-size (the second is perpendicular)
+    half: np.ndarray  # half sizes along axis and its perpendicular, pixels
+    height: float  # metres above ground
+    wall: np.ndarray  # RGB of the walls (trunk/crown side for trees)
+    roof: np.ndarray  # RGB of the roof (crown)
+    round: bool  # ellipse (tree) instead of rectangle
 
 
 class SceneGeometry(NamedTuple):
     size: int
-    ground: np.ndarray   # S×S×3 float32 ground colour field
-    grain: np.ndarray    # S×S×3 float32 sensor noise added last
+    ground: np.ndarray  # S×S×3 float32 ground colour field
+    grain: np.ndarray  # S×S×3 float32 sensor noise added last
     shapes: List[Shape]
     direction: np.ndarray  # (2,) unit flow direction (sin θ, cos θ)
-    scale: float           # pixels per metre
-    gsd: float             # metres per pixel
-    missing: np.ndarray    # S×S bool: height unknown there
-    shadow: np.ndarray     # (2,) ground shift of a shadow per metre of height, pixels (away from the sun)
+    scale: float  # pixels per metre
+    gsd: float  # metres per pixel
+    missing: np.ndarray  # S×S bool: height unknown there
+    shadow: (
+        np.ndarray
+    )  # (2,) ground shift of a shadow per metre of height, pixels (away from the sun)
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int, channels: int) -> np.ndarray:
     import cv2
 
     coarse = rng.standard_normal((cells, cells, channels)).astype(np.float32)
-    return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC).reshape(size, size, channels)
+    return cv2.resize(coarse, (size, size), interpolation=cv2.INTER_CUBIC).reshape(
+        size, size, channels
+    )
 
 
-def sample_geometry(rng: np.random.Generator, size: int, style: CityStyle, missing_prob: float) -> SceneGeometry:
+def sample_geometry(
+    rng: np.random.Generator, size: int, style: CityStyle, missing_prob: float
+) -> SceneGeometry:
     """A random scene of one city style (all randomness drawn from `rng`)."""
     gsd = float(rng.uniform(*style.gsd))
     scale = math.tan(math.radians(rng.uniform(*style.off_nadir_deg))) / gsd
     theta = rng.uniform(0.0, 2 * math.pi)
     direction = np.array([math.sin(theta), math.cos(theta)])
     sun_azimuth = rng.uniform(0.0, 2 * math.pi)
-    shadow = np.array([math.sin(sun_azimuth), math.cos(sun_azimuth)]) \
-        / math.tan(math.radians(rng.uniform(*style.sun_elevation_deg))) / gsd
-    ground = np.asarray(style.ground, np.float32) + 12.0 * _smooth_noise(rng, size, 4, 1) \
+    shadow = (
+        np.array([math.sin(sun_azimuth), math.cos(sun_azimuth)])
+        / math.tan(math.radians(rng.uniform(*style.sun_elevation_deg)))
+        / gsd
+    )
+    ground = (
+        np.asarray(style.ground, np.float32)
+        + 12.0 * _smooth_noise(rng, size, 4, 1)
         + 6.0 * _smooth_noise(rng, size, 3, 3)
+    )
     grain = (4.0 * rng.standard_normal((size, size, 3))).astype(np.float32)
     shapes = []
     for _ in range(int(rng.integers(style.buildings[0], style.buildings[1] + 1))):
         half = rng.uniform(*style.footprint_m, size=2) / gsd / 2
         angle = rng.uniform(0, math.pi) if rng.random() < 0.5 else rng.choice([0.0, math.pi / 2])
-        roof = np.asarray(style.roofs[int(rng.integers(len(style.roofs)))], np.float64) + rng.normal(0, 10, 3)
-        shapes.append(Shape(rng.uniform(0, size, 2), np.array([math.cos(angle), math.sin(angle)]), half,
-                            float(rng.uniform(*style.height_m)), roof * 0.55, roof, False))
+        roof = np.asarray(
+            style.roofs[int(rng.integers(len(style.roofs)))], np.float64
+        ) + rng.normal(0, 10, 3)
+        shapes.append(
+            Shape(
+                rng.uniform(0, size, 2),
+                np.array([math.cos(angle), math.sin(angle)]),
+                half,
+                float(rng.uniform(*style.height_m)),
+                roof * 0.55,
+                roof,
+                False,
+            )
+        )
     for _ in range(int(rng.integers(style.trees[0], style.trees[1] + 1))):
         radius = rng.uniform(2.0, 4.5) / gsd
         crown = np.asarray(TREE_COLOUR, np.float64) + rng.normal(0, 8, 3)
-        shapes.append(Shape(rng.uniform(0, size, 2), np.array([1.0, 0.0]), np.array([radius, radius]),
-                            float(rng.uniform(*TREE_HEIGHT_M)), crown * 0.6, crown, True))
+        shapes.append(
+            Shape(
+                rng.uniform(0, size, 2),
+                np.array([1.0, 0.0]),
+                np.array([radius, radius]),
+                float(rng.uniform(*TREE_HEIGHT_M)),
+                crown * 0.6,
+                crown,
+                True,
+            )
+        )
     missing = np.zeros((size, size), bool)
     if rng.random() < missing_prob:
         for _ in range(int(rng.integers(1, 3))):
             w, h = rng.integers(size // 8, size // 3, size=2)
             x0, y0 = rng.integers(0, size - w), rng.integers(0, size - h)
-            missing[y0:y0 + h, x0:x0 + w] = True
-    return SceneGeometry(size, ground.astype(np.float32), grain, shapes, direction, float(scale), gsd, missing,
-                         shadow)
+            missing[y0 : y0 + h, x0 : x0 + w] = True
+    return SceneGeometry(
+        size,
+        ground.astype(np.float32),
+        grain,
+        shapes,
+        direction,
+        float(scale),
+        gsd,
+        missing,
+        shadow,
+    )
 
 
 def _inside(shape: Shape, centre: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -206,8 +293,16 @@ def render_scene(geometry: SceneGeometry) -> Tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- augmentation
 
-def augment_sample(transforms: Optional[A.Compose], image: np.ndarray, height: np.ndarray, magnitude: np.ndarray,
-                   direction: np.ndarray, scale: float, gsd: float) -> Tuple:
+
+def augment_sample(
+    transforms: Optional[A.Compose],
+    image: np.ndarray,
+    height: np.ndarray,
+    magnitude: np.ndarray,
+    direction: np.ndarray,
+    scale: float,
+    gsd: float,
+) -> Tuple:
     """Run the pipeline on image + height/magnitude masks and carry direction, scale and GSD along.
 
     The direction goes through as keypoints (centre, centre + r·e_x, centre + r·e_y): their moved
@@ -219,13 +314,19 @@ def augment_sample(transforms: Optional[A.Compose], image: np.ndarray, height: n
     size = image.shape[0]
     radius = size / 4.0
     centre = np.array([image.shape[1] / 2.0, size / 2.0])
-    keypoints = np.stack([centre, centre + [radius, 0.0], centre + [0.0, radius]]).astype(np.float32)
+    keypoints = np.stack([centre, centre + [radius, 0.0], centre + [0.0, radius]]).astype(
+        np.float32
+    )
     out = transforms(image=image, masks=[height, magnitude], keypoints=keypoints)
     moved = np.asarray(out["keypoints"], np.float64)[:, :2]
-    linear = np.stack([moved[1] - moved[0], moved[2] - moved[0]], axis=1) / radius  # columns: L·e_x, L·e_y
+    linear = (
+        np.stack([moved[1] - moved[0], moved[2] - moved[0]], axis=1) / radius
+    )  # columns: L·e_x, L·e_y
     zoom = math.sqrt(abs(float(np.linalg.det(linear))))
     gram = linear.T @ linear
-    if zoom < 1e-6 or not np.allclose(gram, zoom * zoom * np.eye(2), rtol=0, atol=2e-3 * max(1.0, zoom * zoom)):
+    if zoom < 1e-6 or not np.allclose(
+        gram, zoom * zoom * np.eye(2), rtol=0, atol=2e-3 * max(1.0, zoom * zoom)
+    ):
         raise PodiumError(
             f"data transforms: geopose targets need similarity transforms (flips, D4, rotations, crops, "
             f"uniform scaling); the pipeline applied a linear map {np.round(linear, 3).tolist()}, which is not "
@@ -234,16 +335,27 @@ def augment_sample(transforms: Optional[A.Compose], image: np.ndarray, height: n
     moved_direction = linear @ np.asarray(direction, np.float64)
     moved_direction /= np.linalg.norm(moved_direction)
     height, magnitude = out["masks"]
-    return (out["image"], height, magnitude * np.float32(zoom), moved_direction, scale * zoom, gsd / zoom)
+    return (
+        out["image"],
+        height,
+        magnitude * np.float32(zoom),
+        moved_direction,
+        scale * zoom,
+        gsd / zoom,
+    )
 
 
 def _with_keypoints(compose: Optional[A.BaseCompose]) -> Optional[A.Compose]:
     if compose is None:
         return None
-    return A.Compose(list(compose.transforms), keypoint_params=A.KeypointParams(format="xy", remove_invisible=False))
+    return A.Compose(
+        list(compose.transforms),
+        keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
+    )
 
 
 # ---------------------------------------------------------------- dataset and builder
+
 
 class SyntheticGeoposeScenes(Dataset):
     """`count` scenes of `image_size`² pixels, scene i of city cities[i % len(cities)].
@@ -252,12 +364,23 @@ class SyntheticGeoposeScenes(Dataset):
     arguments give the same scenes in any process (augmentations are seeded by the runner).
     """
 
-    def __init__(self, count: int, image_size: int = 64, cities: Sequence[str] = tuple(CITIES), seed: int = 0,
-                 split: str = "train", missing_prob: float = 0.3, normalize=None, transforms=None):
+    def __init__(
+        self,
+        count: int,
+        image_size: int = 64,
+        cities: Sequence[str] = tuple(CITIES),
+        seed: int = 0,
+        split: str = "train",
+        missing_prob: float = 0.3,
+        normalize=None,
+        transforms=None,
+    ):
         self.count, self.image_size, self.cities = int(count), int(image_size), list(cities)
         self.seed, self.split, self.missing_prob = int(seed), split, float(missing_prob)
         self.normalizer = build_normalizer(IMAGENET_NORMALIZE if normalize is None else normalize)
-        built = transforms if isinstance(transforms, A.BaseCompose) else build_transforms(transforms)
+        built = (
+            transforms if isinstance(transforms, A.BaseCompose) else build_transforms(transforms)
+        )
         self.transforms = _with_keypoints(built)
 
     def __len__(self) -> int:
@@ -281,11 +404,19 @@ class SyntheticGeoposeScenes(Dataset):
         image, height = render_scene(geometry)
         magnitude = (height * np.float32(geometry.scale)).astype(np.float32)
         image, height, magnitude, direction, scale, gsd = augment_sample(
-            self.transforms, self.normalizer.scale(image), height, magnitude, geometry.direction,
-            geometry.scale, geometry.gsd)
+            self.transforms,
+            self.normalizer.scale(image),
+            height,
+            magnitude,
+            geometry.direction,
+            geometry.scale,
+            geometry.gsd,
+        )
         standardized = self.normalizer.standardize(image)
         return {  # `image` first: Catalyst takes the batch size from the first key
-            "image": torch.from_numpy(np.ascontiguousarray(standardized.transpose(2, 0, 1), np.float32)),
+            "image": torch.from_numpy(
+                np.ascontiguousarray(standardized.transpose(2, 0, 1), np.float32)
+            ),
             "gsd": torch.tensor([gsd], dtype=torch.float32),
             "height_target": torch.from_numpy(np.ascontiguousarray(height, np.float32)[None]),
             "magnitude_target": torch.from_numpy(np.ascontiguousarray(magnitude, np.float32)[None]),
@@ -321,17 +452,33 @@ def build_geopose_datasets(
     for split, count in counts.items():
         check_int(count, f"data num_{split}", 1)
     if isinstance(cities, str) or not cities or len(set(cities)) != len(cities):
-        raise PodiumError(f"data cities must be a list of distinct names from {list(CITIES)}, got {cities!r}")
+        raise PodiumError(
+            f"data cities must be a list of distinct names from {list(CITIES)}, got {cities!r}"
+        )
     for city in cities:
         if city not in CITIES:
-            raise PodiumError(f'data cities: unknown city "{city}"{did_you_mean(city, CITIES)}; '
-                              f"expected some of: {', '.join(CITIES)}")
+            raise PodiumError(
+                f'data cities: unknown city "{city}"{did_you_mean(city, CITIES)}; '
+                f"expected some of: {', '.join(CITIES)}"
+            )
     check_number(missing_prob, "data missing_prob", "[0, 1]")
     if isinstance(splits, str) or not splits or any(s not in SPLITS for s in splits):
         raise PodiumError(f"data splits {splits!r}: expected a non-empty subset of {list(SPLITS)}")
     transforms = {"train": train_transforms, "valid": valid_transforms}
     return OrderedDict(
-        (split, SyntheticGeoposeScenes(counts[split], image_size, list(cities), int(seed), split,
-                                       float(missing_prob), normalize, transforms[split]))
-        for split in SPLITS if split in splits
+        (
+            split,
+            SyntheticGeoposeScenes(
+                counts[split],
+                image_size,
+                list(cities),
+                int(seed),
+                split,
+                float(missing_prob),
+                normalize,
+                transforms[split],
+            ),
+        )
+        for split in SPLITS
+        if split in splits
     )

@@ -31,6 +31,7 @@ count, an RLE overrunning its image) is a PodiumError naming the file — or, wi
 includes what DataLoader worker processes found, and it is printed to stderr when the
 process exits.
 """
+
 import atexit
 import logging
 import os
@@ -50,8 +51,15 @@ from podium.errors import PodiumError
 from podium.validation import POSITIVE, check_choice, check_int, is_int
 
 __all__ = [
-    "ImageFolderDataset", "FolderLayout", "LAYOUTS", "TARGETS", "ON_BAD_SAMPLE",
-    "resolve_layout", "index_images", "index_masks", "index_folder",
+    "ImageFolderDataset",
+    "FolderLayout",
+    "LAYOUTS",
+    "TARGETS",
+    "ON_BAD_SAMPLE",
+    "resolve_layout",
+    "index_images",
+    "index_masks",
+    "index_folder",
 ]
 
 LAYOUTS = ("auto", "folders", "side_by_side")
@@ -91,18 +99,26 @@ class ImageFolderDataset(Dataset):
     ):
         self.root = str(root)
         if not os.path.isdir(self.root):
-            raise PodiumError(f"data folder {self.root} does not exist (expected images/ and masks/ inside)")
+            raise PodiumError(
+                f"data folder {self.root} does not exist (expected images/ and masks/ inside)"
+            )
         self.names = [str(n) for n in names]
         self.transforms = build_transforms(transforms) if not callable(transforms) else transforms
         self.normalizer = build_normalizer(normalize)
         self.channels = _check_channels(channels)
-        self.num_classes = check_int(num_classes, "num_classes", 1, f"{POSITIVE} (1 for a binary mask)")
+        self.num_classes = check_int(
+            num_classes, "num_classes", 1, f"{POSITIVE} (1 for a binary mask)"
+        )
         self.in_channels = _check_in_channels(in_channels, self.channels)
         self.on_bad_sample = check_choice(on_bad_sample, ON_BAD_SAMPLE, "on_bad_sample")
         self.with_masks = bool(with_masks)
         if self.channels is not None:
             self.normalizer.check_channels(len(self.channels))
-        self.rle = _load_table(self.root, masks_csv, class_names) if (masks_csv is not None and self.with_masks) else None
+        self.rle = (
+            _load_table(self.root, masks_csv, class_names)
+            if (masks_csv is not None and self.with_masks)
+            else None
+        )
         self.target = _resolve_target(target, self.num_classes, self.rle)
         self.class_names = _check_class_names(class_names, self.rle, self.num_classes, self.target)
         self._bad = _shared_flags(len(self.names))
@@ -153,7 +169,9 @@ class ImageFolderDataset(Dataset):
     # ------------------------------------------------------------------ loading
     def _load(self, index: int) -> Dict[str, object]:
         name = self.names[index]
-        if self.image_paths[index] is None or (self.mask_paths is not None and self.mask_paths[index] is None):
+        if self.image_paths[index] is None or (
+            self.mask_paths is not None and self.mask_paths[index] is None
+        ):
             raise PodiumError(self._reasons.get(index, f"sample {name} has no image or mask file"))
         image = self.normalizer.scale(self._read_image(index))
         mask = self._read_mask(index, image.shape[:2]) if self.with_masks else None
@@ -165,7 +183,10 @@ class ImageFolderDataset(Dataset):
         if self.transforms is not None:
             image, mask = _augment(self.transforms, image, mask)
         image = self.normalizer.standardize(image)
-        item = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), "name": name}
+        item = {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "name": name,
+        }
         if mask is not None:
             item["mask"] = self._mask_tensor(mask)
         return item
@@ -193,14 +214,21 @@ class ImageFolderDataset(Dataset):
                 raise PodiumError(message)
             for i, n in enumerate(self.names):
                 if n not in index:
-                    self._mark_bad(i, f"image {n} not found in {folder}; expected NAME with extension {'/'.join(IMAGE_EXTENSIONS)}")
+                    self._mark_bad(
+                        i,
+                        f"image {n} not found in {folder}; expected NAME with extension {'/'.join(IMAGE_EXTENSIONS)}",
+                    )
         return [os.path.join(folder, index[n]) if n in index else None for n in self.names]
 
     def _find_masks(self) -> List[Optional[str]]:
         """Mask path per name; the first image without a mask is named with the path expected."""
         folder, suffix = self.layout.mask_folder, self.layout.mask_suffix
         index = index_masks(self.layout)
-        missing = [i for i, n in enumerate(self.names) if n not in index and self.image_paths[i] is not None]
+        missing = [
+            i
+            for i, n in enumerate(self.names)
+            if n not in index and self.image_paths[i] is not None
+        ]
         if missing and self.on_bad_sample == "skip" and len(missing) < len(self.names):
             for i in missing:
                 expected = os.path.join(folder, self.names[i] + suffix + ".png")
@@ -225,7 +253,9 @@ class ImageFolderDataset(Dataset):
                 )
             image = np.ascontiguousarray(image[..., self.channels])
         if self.in_channels is not None and image.shape[-1] != self.in_channels:
-            selected = f" after selecting channels {self.channels}" if self.channels is not None else ""
+            selected = (
+                f" after selecting channels {self.channels}" if self.channels is not None else ""
+            )
             raise PodiumError(
                 f"image {path} has {image.shape[-1]} channel(s){selected} but in_channels is {self.in_channels}; "
                 f"expected {self.in_channels} channel(s) (set channels: [...] to pick them)"
@@ -273,19 +303,29 @@ class ImageFolderDataset(Dataset):
         return state
 
 
-def resolve_layout(root, layout: str = "auto", image_dir: str = "images", mask_dir: str = "masks", mask_suffix: str = "_mask") -> FolderLayout:
+def resolve_layout(
+    root,
+    layout: str = "auto",
+    image_dir: str = "images",
+    mask_dir: str = "masks",
+    mask_suffix: str = "_mask",
+) -> FolderLayout:
     """Where images and masks are for this `layout` (see the module docstring)."""
     layout = check_choice(layout, LAYOUTS, "layout")
     root = str(root)
     image_folder = os.path.join(root, image_dir)
     if layout == "auto":
         is_root = os.path.realpath(image_folder) == os.path.realpath(root)
-        inside = os.path.isdir(image_folder) and (not is_root or os.path.isdir(os.path.join(root, mask_dir)))
+        inside = os.path.isdir(image_folder) and (
+            not is_root or os.path.isdir(os.path.join(root, mask_dir))
+        )
         layout = "folders" if inside else "side_by_side"
     if layout == "folders":
         return FolderLayout("folders", image_folder, os.path.join(root, mask_dir), "")
     if not isinstance(mask_suffix, str) or not mask_suffix:
-        raise PodiumError(f'mask_suffix must be a non-empty string like "_mask", got {mask_suffix!r}')
+        raise PodiumError(
+            f'mask_suffix must be a non-empty string like "_mask", got {mask_suffix!r}'
+        )
     folder = image_folder if os.path.isdir(image_folder) else root
     return FolderLayout("side_by_side", folder, folder, mask_suffix)
 
@@ -297,7 +337,9 @@ def index_images(layout: FolderLayout) -> Dict[str, str]:
             f"image folder {layout.image_folder} does not exist; expected a data folder with "
             f"images/ (and masks/), or images side by side with their masks"
         )
-    index = index_folder(layout.image_folder, IMAGE_EXTENSIONS, "image", skip_suffix=layout.mask_suffix or None)
+    index = index_folder(
+        layout.image_folder, IMAGE_EXTENSIONS, "image", skip_suffix=layout.mask_suffix or None
+    )
     if not index and layout.kind == "side_by_side":
         raise PodiumError(
             f"no image files in {layout.image_folder}; expected images/NAME.ext + masks/NAME.png, "
@@ -312,14 +354,22 @@ def index_masks(layout: FolderLayout) -> Dict[str, str]:
         return index_folder(layout.mask_folder, MASK_EXTENSIONS, "mask")
     suffix = layout.mask_suffix
     found = index_folder(layout.mask_folder, MASK_EXTENSIONS, "mask")
-    return {stem[: -len(suffix)]: f for stem, f in found.items() if stem.endswith(suffix) and len(stem) > len(suffix)}
+    return {
+        stem[: -len(suffix)]: f
+        for stem, f in found.items()
+        if stem.endswith(suffix) and len(stem) > len(suffix)
+    }
 
 
-def index_folder(folder: str, extensions: Sequence[str], kind: str, skip_suffix: Optional[str] = None) -> Dict[str, str]:
+def index_folder(
+    folder: str, extensions: Sequence[str], kind: str, skip_suffix: Optional[str] = None
+) -> Dict[str, str]:
     """{stem: file name} for files with the given extensions; ambiguous stems are an error.
     Stems ending with `skip_suffix` (mask files next to images) are left out."""
     if not os.path.isdir(folder):
-        raise PodiumError(f"{kind} folder {folder} does not exist (expected NAME{extensions[0]} files inside)")
+        raise PodiumError(
+            f"{kind} folder {folder} does not exist (expected NAME{extensions[0]} files inside)"
+        )
     index: Dict[str, str] = {}
     rank = {ext: i for i, ext in enumerate(extensions)}
     for file_name in sorted(os.listdir(folder)):
@@ -327,7 +377,9 @@ def index_folder(folder: str, extensions: Sequence[str], kind: str, skip_suffix:
         if ext.lower() not in rank or (skip_suffix and stem.endswith(skip_suffix)):
             continue
         if stem in index and kind == "image":
-            raise PodiumError(f"two image files for one name in {folder}: {index[stem]} and {file_name}")
+            raise PodiumError(
+                f"two image files for one name in {folder}: {index[stem]} and {file_name}"
+            )
         if stem not in index or rank[ext.lower()] < rank[os.path.splitext(index[stem])[1].lower()]:
             index[stem] = file_name
     return index
@@ -346,8 +398,14 @@ def _check_channels(channels) -> Optional[List[int]]:
         return None
     if is_int(channels):
         channels = [channels]
-    if not isinstance(channels, (list, tuple)) or not channels or not all(is_int(c) and c >= 0 for c in channels):
-        raise PodiumError(f"channels must be a non-empty list of channel indices like [0, 2], got {channels!r}")
+    if (
+        not isinstance(channels, (list, tuple))
+        or not channels
+        or not all(is_int(c) and c >= 0 for c in channels)
+    ):
+        raise PodiumError(
+            f"channels must be a non-empty list of channel indices like [0, 2], got {channels!r}"
+        )
     return list(channels)
 
 
@@ -365,7 +423,9 @@ def _check_in_channels(in_channels, channels) -> Optional[int]:
         return None
     check_int(in_channels, "in_channels", 1, POSITIVE)
     if channels is not None and len(channels) != in_channels:
-        raise PodiumError(f"channels {channels} selects {len(channels)} channel(s) but in_channels is {in_channels}; expected as many")
+        raise PodiumError(
+            f"channels {channels} selects {len(channels)} channel(s) but in_channels is {in_channels}; expected as many"
+        )
     return in_channels
 
 
@@ -383,12 +443,18 @@ def _resolve_target(target, num_classes: int, table: Optional[RleTable]) -> str:
             target = "binary" if num_classes == 1 else "multiclass"
     target = check_choice(target, TARGETS, "target")
     if target == "binary" and num_classes != 1:
-        raise PodiumError(f"target binary needs num_classes 1, got {num_classes}; for index masks use target: multiclass")
+        raise PodiumError(
+            f"target binary needs num_classes 1, got {num_classes}; for index masks use target: multiclass"
+        )
     if target == "multiclass" and num_classes < 2:
-        raise PodiumError("target multiclass needs num_classes >= 2 (background counts as a class); for one class use target: binary")
+        raise PodiumError(
+            "target multiclass needs num_classes >= 2 (background counts as a class); for one class use target: binary"
+        )
     if table is not None:
         if target in ("multiclass", "regression"):
-            raise PodiumError(f"masks_csv {table.path} gives binary or multilabel masks; target {target} is not supported with it")
+            raise PodiumError(
+                f"masks_csv {table.path} gives binary or multilabel masks; target {target} is not supported with it"
+            )
         if target == "multilabel" and table.num_channels != num_classes:
             raise PodiumError(
                 f"masks_csv {table.path} has {table.num_channels} class(es) ({', '.join(table.class_names)}) "
@@ -401,7 +467,9 @@ def _resolve_target(target, num_classes: int, table: Optional[RleTable]) -> str:
     return target
 
 
-def _check_class_names(class_names, table: Optional[RleTable], num_classes: int, target: str) -> Optional[List[str]]:
+def _check_class_names(
+    class_names, table: Optional[RleTable], num_classes: int, target: str
+) -> Optional[List[str]]:
     if table is not None:
         return list(table.class_names)
     if class_names is None:
@@ -409,7 +477,9 @@ def _check_class_names(class_names, table: Optional[RleTable], num_classes: int,
     if isinstance(class_names, str) or not isinstance(class_names, (list, tuple)):
         raise PodiumError(f"class_names must be a list of class names, got {class_names!r}")
     if len(class_names) != num_classes:
-        raise PodiumError(f"class_names lists {len(class_names)} names but num_classes is {num_classes}; expected one name per class")
+        raise PodiumError(
+            f"class_names lists {len(class_names)} names but num_classes is {num_classes}; expected one name per class"
+        )
     return [str(c) for c in class_names]
 
 

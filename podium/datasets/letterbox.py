@@ -19,6 +19,7 @@ DualTransform (usable by name in the compact YAML list)::
 
     - Letterbox: {height: 256, width: 256}
 """
+
 from typing import Any, Dict, Tuple, Union
 
 import cv2
@@ -38,10 +39,15 @@ def letterbox_meta(shape, size: Size) -> Dict[str, Any]:
     """Scale, resized shape and padding for an image of `shape` (H, W, ...) boxed into `size`."""
     height, width = int(shape[0]), int(shape[1])
     if height < 1 or width < 1:
-        raise PodiumError(f"cannot letterbox an image of shape {tuple(shape)}; expected height and width >= 1")
+        raise PodiumError(
+            f"cannot letterbox an image of shape {tuple(shape)}; expected height and width >= 1"
+        )
     out_h, out_w = _size(size)
     scale = min(out_h / height, out_w / width)
-    new_h, new_w = min(out_h, max(1, round(height * scale))), min(out_w, max(1, round(width * scale)))
+    new_h, new_w = (
+        min(out_h, max(1, round(height * scale))),
+        min(out_w, max(1, round(width * scale))),
+    )
     top, left = (out_h - new_h) // 2, (out_w - new_w) // 2
     return {
         "original": [height, width],
@@ -52,7 +58,9 @@ def letterbox_meta(shape, size: Size) -> Dict[str, Any]:
     }
 
 
-def letterbox(image: np.ndarray, size: Size, interpolation: int = cv2.INTER_LINEAR, fill: float = 0.0):
+def letterbox(
+    image: np.ndarray, size: Size, interpolation: int = cv2.INTER_LINEAR, fill: float = 0.0
+):
     """(boxed image, meta); image H×W or H×W×C of any dtype. For a mask pass
     interpolation=cv2.INTER_NEAREST_EXACT (bool masks always use nearest)."""
     image = np.asarray(image)
@@ -60,7 +68,9 @@ def letterbox(image: np.ndarray, size: Size, interpolation: int = cv2.INTER_LINE
     return _box(image, meta, int(interpolation), fill), meta
 
 
-def unletterbox(array, meta: Dict[str, Any], interpolation: int = None, channels_first: bool = False):
+def unletterbox(
+    array, meta: Dict[str, Any], interpolation: int = None, channels_first: bool = False
+):
     """Crop the padding off `array` (size meta['size']) and resize it to meta['original'].
 
     Floats (probabilities, logits) use linear interpolation, integer/bool masks nearest.
@@ -99,11 +109,16 @@ class Letterbox(DualTransform):
         p: float = 1.0,
     ):
         super().__init__(p=p)
-        self.height, self.width = check_int(height, "height", 1, POSITIVE), check_int(width, "width", 1, POSITIVE)
+        self.height, self.width = (
+            check_int(height, "height", 1, POSITIVE),
+            check_int(width, "width", 1, POSITIVE),
+        )
         self.interpolation, self.mask_interpolation = int(interpolation), int(mask_interpolation)
         self.fill, self.fill_mask = fill, fill_mask
 
-    def get_params_dependent_on_data(self, params: Dict[str, Any], data: Dict[str, Any]) -> Dict[str, Any]:
+    def get_params_dependent_on_data(
+        self, params: Dict[str, Any], data: Dict[str, Any]
+    ) -> Dict[str, Any]:
         return {"letterbox": letterbox_meta(params["shape"], (self.height, self.width))}
 
     def apply(self, img: np.ndarray, letterbox=None, **params) -> np.ndarray:
@@ -145,4 +160,6 @@ def _size(size: Size) -> Tuple[int, int]:
         size = (size, size)
     if not isinstance(size, (list, tuple)) or len(size) != 2:
         raise PodiumError(f"letterbox size must be an integer or [height, width], got {size!r}")
-    return check_int(size[0], "letterbox height", 1, POSITIVE), check_int(size[1], "letterbox width", 1, POSITIVE)
+    return check_int(size[0], "letterbox height", 1, POSITIVE), check_int(
+        size[1], "letterbox width", 1, POSITIVE
+    )

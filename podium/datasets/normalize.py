@@ -20,6 +20,7 @@ block of a `podium stats` file (mean/std already divided by that max_value), so 
 what `{mode: fixed, ...}` with the same numbers gives. A relative `path` is taken from the
 current directory (where `catalyst-dl run` is started).
 """
+
 import json
 import os
 from typing import Mapping, Optional, Sequence
@@ -59,7 +60,9 @@ class Normalizer:
             return _percentile_scale(image, self.low, self.high)
         if self.mode == "minmax":
             return _minmax_scale(image)
-        return (image.astype(np.float32) / np.float32(self._max_value(image.dtype))).astype(np.float32)
+        return (image.astype(np.float32) / np.float32(self._max_value(image.dtype))).astype(
+            np.float32
+        )
 
     def standardize(self, image: np.ndarray) -> np.ndarray:
         """(scaled - mean) / std per channel; a no-op unless mean or std were given."""
@@ -98,7 +101,9 @@ def build_normalizer(spec: Optional[Mapping] = None) -> Normalizer:
     if spec is None:
         return Normalizer()
     if not isinstance(spec, Mapping):
-        raise PodiumError(f"normalize must be a mapping like {{mode: percentile, low: 1, high: 99}}, got {spec!r}")
+        raise PodiumError(
+            f"normalize must be a mapping like {{mode: percentile, low: 1, high: 99}}, got {spec!r}"
+        )
     mode = spec.get("mode", "fixed")
     if mode not in MODES:
         raise PodiumError(
@@ -114,33 +119,56 @@ def build_normalizer(spec: Optional[Mapping] = None) -> Normalizer:
 def load_stats_normalize(path) -> dict:
     """{mode: fixed, max_value, mean, std} from the `normalize` block of a `podium stats` JSON file."""
     if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise PodiumError(f"normalize (mode stats) needs path: the JSON file written by `podium stats`, got {path!r}")
+        raise PodiumError(
+            f"normalize (mode stats) needs path: the JSON file written by `podium stats`, got {path!r}"
+        )
     if not os.path.isfile(path):
-        raise PodiumError(f"normalize.path {path} does not exist; expected the JSON file written by `podium stats DATA --out {path}`")
+        raise PodiumError(
+            f"normalize.path {path} does not exist; expected the JSON file written by `podium stats DATA --out {path}`"
+        )
     try:
         with open(path, encoding="utf-8") as handle:
             block = json.load(handle).get("normalize")
     except (OSError, ValueError, AttributeError) as error:
-        raise PodiumError(f"normalize.path {path} is not a `podium stats` JSON file: {error}") from error
+        raise PodiumError(
+            f"normalize.path {path} is not a `podium stats` JSON file: {error}"
+        ) from error
     if not isinstance(block, Mapping) or not {"mean", "std", "max_value"} <= set(block):
-        raise PodiumError(f"normalize.path {path} has no normalize block with max_value, mean and std; expected a file written by `podium stats`")
-    return {"mode": "fixed", "max_value": block["max_value"], "mean": block["mean"], "std": block["std"]}
+        raise PodiumError(
+            f"normalize.path {path} has no normalize block with max_value, mean and std; expected a file written by `podium stats`"
+        )
+    return {
+        "mode": "fixed",
+        "max_value": block["max_value"],
+        "mean": block["mean"],
+        "std": block["std"],
+    }
 
 
 def _check_values(spec: Mapping) -> None:
     """Reject values that would silently produce NaN or nonsense."""
     if spec.get("max_value") is not None and not _positive(spec["max_value"]):
-        raise PodiumError(f"normalize.max_value must be a positive number or null, got {spec['max_value']!r}")
-    if spec.get("std") is not None and not all(_positive(v) for v in np.atleast_1d(_as_vector(spec["std"], "std"))):
+        raise PodiumError(
+            f"normalize.max_value must be a positive number or null, got {spec['max_value']!r}"
+        )
+    if spec.get("std") is not None and not all(
+        _positive(v) for v in np.atleast_1d(_as_vector(spec["std"], "std"))
+    ):
         raise PodiumError(f"normalize.std must hold positive numbers, got {spec['std']!r}")
     low, high = spec.get("low", 1.0), spec.get("high", 99.0)
     if not (is_number(low) and is_number(high) and 0 <= low < high <= 100):
-        raise PodiumError(f"normalize.low/high must satisfy 0 <= low < high <= 100, got low={low!r} high={high!r}")
+        raise PodiumError(
+            f"normalize.low/high must satisfy 0 <= low < high <= 100, got low={low!r} high={high!r}"
+        )
 
 
 def _as_vector(values, key: str) -> np.ndarray:
     values = [values] if np.isscalar(values) else values
-    if not isinstance(values, Sequence) and not isinstance(values, np.ndarray) or not all(map(is_number, values)):
+    if (
+        not isinstance(values, Sequence)
+        and not isinstance(values, np.ndarray)
+        or not all(map(is_number, values))
+    ):
         raise PodiumError(f"normalize.{key} must be a number or a list of numbers, got {values!r}")
     return np.asarray(values, dtype=np.float32)
 

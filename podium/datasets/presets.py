@@ -32,6 +32,7 @@ or an entry of a compact list, expanded in place (same keys, e.g. to put transfo
       - PositiveCrop: {height: 96, width: 96, positive_p: 0.5}
       - {preset: d4}
 """
+
 import copy
 from typing import Any, Dict, List, Mapping
 
@@ -57,13 +58,25 @@ def _d4() -> List[dict]:
 def _medium() -> List[dict]:
     return [
         {"HorizontalFlip": {"p": 0.5}},
-        {"Affine": {"rotate": [-15, 15], "translate_percent": [-0.05, 0.05], "scale": [0.9, 1.1], "p": 0.5}},
+        {
+            "Affine": {
+                "rotate": [-15, 15],
+                "translate_percent": [-0.05, 0.05],
+                "scale": [0.9, 1.1],
+                "p": 0.5,
+            }
+        },
         {"RandomBrightnessContrast": {"brightness_limit": 0.2, "contrast_limit": 0.2, "p": 0.5}},
         {"RandomGamma": {"gamma_limit": [80, 120], "p": 0.3}},
-        {"OneOf": {"p": 0.2, "transforms": [
-            {"GaussianBlur": {"blur_limit": [3, 5]}},
-            {"GaussNoise": {"std_range": [0.01, 0.05]}},
-        ]}},
+        {
+            "OneOf": {
+                "p": 0.2,
+                "transforms": [
+                    {"GaussianBlur": {"blur_limit": [3, 5]}},
+                    {"GaussNoise": {"std_range": [0.01, 0.05]}},
+                ],
+            }
+        },
     ]
 
 
@@ -71,19 +84,44 @@ def _hard() -> List[dict]:
     return [
         {"HorizontalFlip": {"p": 0.5}},
         {"VerticalFlip": {"p": 0.5}},
-        {"Affine": {"rotate": [-45, 45], "shear": [-10, 10], "translate_percent": [-0.1, 0.1], "scale": [0.75, 1.33], "p": 0.7}},
-        {"OneOf": {"p": 0.25, "transforms": [
-            {"ElasticTransform": {"alpha": 30, "sigma": 6}},
-            {"GridDistortion": {"distort_limit": 0.2}},
-        ]}},
+        {
+            "Affine": {
+                "rotate": [-45, 45],
+                "shear": [-10, 10],
+                "translate_percent": [-0.1, 0.1],
+                "scale": [0.75, 1.33],
+                "p": 0.7,
+            }
+        },
+        {
+            "OneOf": {
+                "p": 0.25,
+                "transforms": [
+                    {"ElasticTransform": {"alpha": 30, "sigma": 6}},
+                    {"GridDistortion": {"distort_limit": 0.2}},
+                ],
+            }
+        },
         {"RandomBrightnessContrast": {"brightness_limit": 0.3, "contrast_limit": 0.3, "p": 0.8}},
         {"RandomGamma": {"gamma_limit": [70, 150], "p": 0.5}},
-        {"OneOf": {"p": 0.4, "transforms": [
-            {"GaussianBlur": {"blur_limit": [3, 7]}},
-            {"MotionBlur": {"blur_limit": [3, 7]}},
-            {"GaussNoise": {"std_range": [0.01, 0.08]}},
-        ]}},
-        {"CoarseDropout": {"num_holes_range": [1, 4], "hole_height_range": [0.05, 0.15], "hole_width_range": [0.05, 0.15], "p": 0.3}},
+        {
+            "OneOf": {
+                "p": 0.4,
+                "transforms": [
+                    {"GaussianBlur": {"blur_limit": [3, 7]}},
+                    {"MotionBlur": {"blur_limit": [3, 7]}},
+                    {"GaussNoise": {"std_range": [0.01, 0.08]}},
+                ],
+            }
+        },
+        {
+            "CoarseDropout": {
+                "num_holes_range": [1, 4],
+                "hole_height_range": [0.05, 0.15],
+                "hole_width_range": [0.05, 0.15],
+                "p": 0.3,
+            }
+        },
     ]
 
 
@@ -100,7 +138,9 @@ def preset_transforms(spec: Mapping) -> List[dict]:
     check_keys(spec.keys(), PRESET_KEYS, "transforms preset")
     name = spec["preset"]
     if name not in PRESETS:
-        raise PodiumError(f'unknown augmentation preset "{name}"{did_you_mean(name, PRESETS)}; expected one of: {", ".join(PRESETS)}')
+        raise PodiumError(
+            f'unknown augmentation preset "{name}"{did_you_mean(name, PRESETS)}; expected one of: {", ".join(PRESETS)}'
+        )
     items = PRESETS[name]()
     if spec.get("size") is not None:
         height, width = _size(spec["size"], name)
@@ -108,30 +148,42 @@ def preset_transforms(spec: Mapping) -> List[dict]:
             for item in items:  # the crop does the scaling
                 if "Affine" in item:
                     item["Affine"].pop("scale")
-            crop = {"RandomScaleCrop": {"height": height, "width": width, "scale_range": _SCALE_RANGE[name]}}
+            crop = {
+                "RandomScaleCrop": {
+                    "height": height,
+                    "width": width,
+                    "scale_range": _SCALE_RANGE[name],
+                }
+            }
         else:
             crop = {"RandomCrop": {"height": height, "width": width, "pad_if_needed": True}}
         items.insert(0, crop)
     overrides = spec.get("overrides") or {}
     if not isinstance(overrides, Mapping):
-        raise PodiumError(f"overrides of preset {name} must be a mapping like {{GaussNoise: {{p: 0.5}}}}, got {overrides!r}")
+        raise PodiumError(
+            f"overrides of preset {name} must be a mapping like {{GaussNoise: {{p: 0.5}}}}, got {overrides!r}"
+        )
     for transform, args in overrides.items():
         items = _override(items, transform, args, name)
     append = spec.get("append") or []
     if not isinstance(append, (list, tuple)):
-        raise PodiumError(f"append of preset {name} must be a list of transforms like [{{CLAHE: {{}}}}], got {append!r}")
+        raise PodiumError(
+            f"append of preset {name} must be a list of transforms like [{{CLAHE: {{}}}}], got {append!r}"
+        )
     return items + copy.deepcopy(list(append))
 
 
 def _override(items: List[dict], transform: str, args, preset: str) -> List[dict]:
     if args is not None and not isinstance(args, Mapping):
-        raise PodiumError(f"overrides.{transform} of preset {preset} must be a mapping of arguments or null, got {args!r}")
+        raise PodiumError(
+            f"overrides.{transform} of preset {preset} must be a mapping of arguments or null, got {args!r}"
+        )
     found = []
 
     def walk(entries: List[dict]) -> List[dict]:
         kept = []
         for entry in entries:
-            (key, entry_args), = entry.items()
+            ((key, entry_args),) = entry.items()
             if key == transform:
                 found.append(key)
                 if args is None:
@@ -155,7 +207,7 @@ def _override(items: List[dict], transform: str, args, preset: str) -> List[dict
 def _names(items: List[dict]) -> List[str]:
     names = []
     for entry in items:
-        (key, args), = entry.items()
+        ((key, args),) = entry.items()
         names.append(key)
         if isinstance(args.get("transforms"), list):
             names += _names(args["transforms"])
@@ -165,8 +217,14 @@ def _names(items: List[dict]) -> List[str]:
 def _size(size, preset: str):
     if is_int(size):
         size = [size, size]
-    if not isinstance(size, (list, tuple)) or len(size) != 2 or not all(is_int(v) and v > 0 for v in size):
-        raise PodiumError(f"size of preset {preset} must be a positive integer or [height, width], got {size!r}")
+    if (
+        not isinstance(size, (list, tuple))
+        or len(size) != 2
+        or not all(is_int(v) and v > 0 for v in size)
+    ):
+        raise PodiumError(
+            f"size of preset {preset} must be a positive integer or [height, width], got {size!r}"
+        )
     return int(size[0]), int(size[1])
 
 

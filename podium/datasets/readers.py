@@ -5,6 +5,7 @@ returns the same shapes (image H×W×C in the file's own dtype, mask H×W of int
 rest of the pipeline never branches on file format. cv2 is used for PNG/JPG because, unlike
 Pillow, it keeps 16-bit colour PNGs at 16 bits; its BGR order is undone here.
 """
+
 import os
 
 import cv2
@@ -30,10 +31,14 @@ def read_mask(path) -> np.ndarray:
     """Mask as H×W integer labels (for binary targets, any value > 0 is foreground)."""
     array = _read_tiff(path) if _is_tiff(path) else _read_cv2(path)
     array = np.squeeze(array) if array.ndim > 2 else array
-    if array.ndim == 3 and all(np.array_equal(array[..., 0], array[..., c]) for c in range(array.shape[-1])):
+    if array.ndim == 3 and all(
+        np.array_equal(array[..., 0], array[..., c]) for c in range(array.shape[-1])
+    ):
         array = array[..., 0]  # a grey mask saved as RGB
     if array.ndim != 2:
-        raise PodiumError(f"mask {path} has shape {array.shape}; expected a single-channel H×W label image")
+        raise PodiumError(
+            f"mask {path} has shape {array.shape}; expected a single-channel H×W label image"
+        )
     return _as_integer_labels(array, path)
 
 
@@ -56,7 +61,9 @@ def _read_tiff(path) -> np.ndarray:
         array = _decode_cv2(path)
         if array is not None:
             return array
-        raise PodiumError(f"cannot read TIFF file {path} (corrupt or truncated?): {error}") from error
+        raise PodiumError(
+            f"cannot read TIFF file {path} (corrupt or truncated?): {error}"
+        ) from error
 
 
 def _read_cv2(path) -> np.ndarray:
@@ -65,7 +72,9 @@ def _read_cv2(path) -> np.ndarray:
     array = _decode_cv2(path)
     if array is None:
         reason = "empty file" if os.path.getsize(path) == 0 else "corrupt or truncated"
-        raise PodiumError(f"cannot decode image file {path} ({reason}); expected a readable PNG, JPEG or TIFF file")
+        raise PodiumError(
+            f"cannot decode image file {path} ({reason}); expected a readable PNG, JPEG or TIFF file"
+        )
     return array
 
 
@@ -103,4 +112,6 @@ def _as_integer_labels(array: np.ndarray, path) -> np.ndarray:
         return array
     if np.issubdtype(array.dtype, np.floating) and np.array_equal(array, np.round(array)):
         return array.astype(np.int64)
-    raise PodiumError(f"mask {path} has non-integer values (dtype {array.dtype}); expected integer labels")
+    raise PodiumError(
+        f"mask {path} has non-integer values (dtype {array.dtype}); expected integer labels"
+    )

@@ -6,6 +6,7 @@ string. `rle_encode` always writes canonical runs (sorted, non-touching), so
 `rle_encode(rle_decode(s, shape)) == s` for every canonical `s` and
 `rle_decode(rle_encode(m), m.shape) == (m > 0)` for every mask.
 """
+
 from typing import Optional, Sequence
 
 import numpy as np
@@ -28,7 +29,9 @@ def rle_encode(mask: np.ndarray, order: str = "F") -> str:
     return " ".join(map(str, edges.tolist()))
 
 
-def rle_decode(rle, shape: Sequence[int], name: Optional[str] = None, order: str = "F") -> np.ndarray:
+def rle_decode(
+    rle, shape: Sequence[int], name: Optional[str] = None, order: str = "F"
+) -> np.ndarray:
     """uint8 H×W mask (0/1) from an RLE string; '' / None / NaN is an empty mask.
 
     A run that starts before pixel 1 or ends past the last pixel is a PodiumError naming `name`
@@ -72,13 +75,19 @@ def _parse(rle, name) -> np.ndarray:
         values = np.array([int(t) for t in tokens], dtype=np.int64)
     except ValueError:
         bad = next(t for t in tokens if not t.lstrip("-").isdigit())
-        raise PodiumError(f'RLE{where} has the non-integer value "{bad}"; expected "start length start length …"') from None
+        raise PodiumError(
+            f'RLE{where} has the non-integer value "{bad}"; expected "start length start length …"'
+        ) from None
     if values.size % 2:
-        raise PodiumError(f"RLE{where} has {values.size} numbers; expected pairs of start and length")
+        raise PodiumError(
+            f"RLE{where} has {values.size} numbers; expected pairs of start and length"
+        )
     return values
 
 
 def _check_order(order: str) -> str:
     if order not in _ORDERS:
-        raise PodiumError(f'RLE order must be "F" (column-major, Kaggle) or "C" (row-major), got {order!r}')
+        raise PodiumError(
+            f'RLE order must be "F" (column-major, Kaggle) or "C" (row-major), got {order!r}'
+        )
     return order

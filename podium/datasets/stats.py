@@ -12,6 +12,7 @@ One streaming pass over the images (and masks, if present):
 * masks: pixel count and fraction per label value (or per channel of multi-channel masks),
   how many images contain each, and the number of empty masks (no value > 0).
 """
+
 import json
 import os
 import sys
@@ -79,23 +80,31 @@ def compute_stats(
     images = index_images(folder_layout)
     names = sorted(images) if names is None else [str(n) for n in names]
     if not names:
-        raise PodiumError(f"no images in {folder_layout.image_folder}; expected NAME.png/.tif/.jpg files")
+        raise PodiumError(
+            f"no images in {folder_layout.image_folder}; expected NAME.png/.tif/.jpg files"
+        )
     missing = [n for n in names if n not in images]
     if missing:
-        raise PodiumError(f"{len(missing)} name(s) have no image file in {folder_layout.image_folder}: {', '.join(missing[:5])}")
+        raise PodiumError(
+            f"{len(missing)} name(s) have no image file in {folder_layout.image_folder}: {', '.join(missing[:5])}"
+        )
     masks = index_masks(folder_layout) if os.path.isdir(folder_layout.mask_folder) else {}
 
     moments = RunningMoments()
     sizes, dtypes = Counter(), Counter()
     channels, dtype_max = None, 0.0
     labels = _MaskCounter()
-    for name in tqdm(names, desc="podium stats", unit="image", file=sys.stderr, disable=not progress, leave=False):
+    for name in tqdm(
+        names, desc="podium stats", unit="image", file=sys.stderr, disable=not progress, leave=False
+    ):
         path = os.path.join(folder_layout.image_folder, images[name])
         image = read_image(path)
         if channels is None:
             channels = image.shape[-1]
         elif image.shape[-1] != channels:
-            raise PodiumError(f"image {path} has {image.shape[-1]} channel(s) but earlier images have {channels}; expected the same for all")
+            raise PodiumError(
+                f"image {path} has {image.shape[-1]} channel(s) but earlier images have {channels}; expected the same for all"
+            )
         sizes[f"{image.shape[0]}x{image.shape[1]}"] += 1
         dtypes[str(image.dtype)] += 1
         dtype_max = max(dtype_max, _dtype_max(image.dtype))
@@ -115,9 +124,19 @@ def compute_stats(
         "dtypes": dict(dtypes),
         "dtype_max": dtype_max,
         "sizes": dict(sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "raw": {"mean": _list(mean), "std": _list(std), "min": _list(moments.min), "max": _list(moments.max)},
+        "raw": {
+            "mean": _list(mean),
+            "std": _list(std),
+            "min": _list(moments.min),
+            "max": _list(moments.max),
+        },
         "scaled": {"max_value": scale, "mean": _list(mean / scale), "std": _list(std / scale)},
-        "normalize": {"mode": "fixed", "max_value": scale, "mean": _list(mean / scale), "std": _list(std / scale)},
+        "normalize": {
+            "mode": "fixed",
+            "max_value": scale,
+            "mean": _list(mean / scale),
+            "std": _list(std / scale),
+        },
         "masks": labels.summary(),
     }
 
@@ -152,7 +171,9 @@ class _MaskCounter:
         if self.kind is None:
             self.kind = kind
         elif kind != self.kind:
-            raise PodiumError(f"mask {path} is {'multi-channel' if kind == 'channels' else 'single-channel'} unlike earlier masks; expected one kind")
+            raise PodiumError(
+                f"mask {path} is {'multi-channel' if kind == 'channels' else 'single-channel'} unlike earlier masks; expected one kind"
+            )
         self.count += 1
         hw = mask.shape[0] * mask.shape[1]
         self.pixels += hw

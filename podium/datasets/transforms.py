@@ -36,6 +36,7 @@ dataset's pipeline in each worker from torch's per-worker seed (different per wo
 epoch, reproducible under `torch.manual_seed` / a loader `generator`); `seed_transforms` seeds
 it for the main process (num_workers 0).
 """
+
 import inspect
 from typing import Any, Mapping, Optional
 
@@ -46,7 +47,13 @@ from albumentations.core import serialization
 from podium.datasets.presets import is_preset, preset_transforms
 from podium.errors import PodiumError, did_you_mean
 
-__all__ = ["build_transforms", "transforms_to_dict", "podium_transforms", "seed_transforms", "worker_init_fn"]
+__all__ = [
+    "build_transforms",
+    "transforms_to_dict",
+    "podium_transforms",
+    "seed_transforms",
+    "worker_init_fn",
+]
 
 _META_KEYS = {"__class_fullname__", "__version__", "id"}
 
@@ -142,7 +149,10 @@ def _root_node(spec: Any) -> dict:
         spec = preset_transforms(spec)
     if isinstance(spec, (list, tuple)):
         items = _expand(spec)
-        return {"__class_fullname__": "Compose", "transforms": [_compact_to_node(item, "transforms") for item in items]}
+        return {
+            "__class_fullname__": "Compose",
+            "transforms": [_compact_to_node(item, "transforms") for item in items],
+        }
     if isinstance(spec, Mapping) and "transform" in spec:
         node = spec["transform"]
     elif isinstance(spec, Mapping) and "__class_fullname__" in spec:
@@ -153,7 +163,9 @@ def _root_node(spec: Any) -> dict:
             f"albumentations' serialised dict {{transform: {{__class_fullname__: Compose, transforms: [...]}}}}, got {spec!r}"
         )
     if not isinstance(node, Mapping) or "__class_fullname__" not in node:
-        raise PodiumError(f"transforms.transform must be a mapping with __class_fullname__, got {node!r}")
+        raise PodiumError(
+            f"transforms.transform must be a mapping with __class_fullname__, got {node!r}"
+        )
     return node
 
 
@@ -162,31 +174,41 @@ def _compact_to_node(item: Any, where: str) -> dict:
     if isinstance(item, str):
         item = {item: {}}
     if not isinstance(item, Mapping) or len(item) != 1:
-        raise PodiumError(f"each entry of {where} must be a one-key mapping like {{HorizontalFlip: {{p: 0.5}}}}, got {item!r}")
-    (name, args), = item.items()
+        raise PodiumError(
+            f"each entry of {where} must be a one-key mapping like {{HorizontalFlip: {{p: 0.5}}}}, got {item!r}"
+        )
+    ((name, args),) = item.items()
     args = {} if args is None else args
     if not isinstance(args, Mapping):
         raise PodiumError(f"arguments of {name} in {where} must be a mapping, got {args!r}")
     node = {"__class_fullname__": name, **args}
     if isinstance(node.get("transforms"), (list, tuple)):
-        node["transforms"] = [_compact_to_node(child, f"{name}.transforms") for child in node["transforms"]]
+        node["transforms"] = [
+            _compact_to_node(child, f"{name}.transforms") for child in node["transforms"]
+        ]
     return node
 
 
 def _instantiate(node: Mapping, where: str):
     """Build one node (and its children), naming the transform and argument in any error."""
     if not isinstance(node, Mapping) or "__class_fullname__" not in node:
-        raise PodiumError(f"entry in {where} must be a mapping with __class_fullname__, got {node!r}")
+        raise PodiumError(
+            f"entry in {where} must be a mapping with __class_fullname__, got {node!r}"
+        )
     name = _short(node["__class_fullname__"])
     cls = _lookup(name, where)
     args = {k: v for k, v in node.items() if k not in _META_KEYS}
     _check_arguments(cls, name, args)
     if "transforms" in args:
-        args["transforms"] = [_instantiate(child, f"{name}.transforms") for child in args["transforms"]]
+        args["transforms"] = [
+            _instantiate(child, f"{name}.transforms") for child in args["transforms"]
+        ]
     try:
         return cls(**args)
     except Exception as error:  # pydantic ValidationError, ValueError, TypeError
-        raise PodiumError(f"bad arguments for transform {name} in {where}: {_describe(error)}") from error
+        raise PodiumError(
+            f"bad arguments for transform {name} in {where}: {_describe(error)}"
+        ) from error
 
 
 def _registry() -> dict:
@@ -200,8 +222,12 @@ def _lookup(name: str, where: str):
     ours = podium_transforms()
     cls = ours.get(name) or registry.get(name) or getattr(A, name, None)
     if not inspect.isclass(cls):
-        choices = list(ours) + [key for key in registry if not key.startswith("Base") and "." not in key]
-        raise PodiumError(f'unknown transform "{name}" in {where}{did_you_mean(name, choices)}; see albumentations docs')
+        choices = list(ours) + [
+            key for key in registry if not key.startswith("Base") and "." not in key
+        ]
+        raise PodiumError(
+            f'unknown transform "{name}" in {where}{did_you_mean(name, choices)}; see albumentations docs'
+        )
     return cls
 
 

@@ -22,6 +22,7 @@ Two sources of images:
   detections in scene pixels, and mAP@`iou_threshold` of the tiles against their boxes;
 - `predict_images(paths)`: any image files, whole (the model is fully convolutional).
 """
+
 import inspect
 import os
 from pathlib import Path
@@ -45,8 +46,15 @@ from podium.models.centernet import decode_centernet
 from podium.validation import check_number
 
 __all__ = [
-    "CenterNetPredictor", "DEEPFOREST_BUILDER", "TTA_MODES", "decode_centernet", "load_centernet_predictor",
-    "predict_deepforest", "predict_images", "tta_views", "write_csv",
+    "CenterNetPredictor",
+    "DEEPFOREST_BUILDER",
+    "TTA_MODES",
+    "decode_centernet",
+    "load_centernet_predictor",
+    "predict_deepforest",
+    "predict_images",
+    "tta_views",
+    "write_csv",
 ]
 
 TTA_MODES = ("none", "flip", "d4")
@@ -82,10 +90,23 @@ def undo_view(maps: Dict[str, torch.Tensor], view: View) -> Dict[str, torch.Tens
 class CenterNetPredictor:
     """Normalise, (pad,) run the TTA views, average the maps, decode boxes."""
 
-    def __init__(self, model: torch.nn.Module, normalize=None, scale: float = 1.0, tta: str = "none",
-                 batch_size: int = 8, device=None, top_k: int = 100, pool_size: int = 3, channels: int = 3):
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        normalize=None,
+        scale: float = 1.0,
+        tta: str = "none",
+        batch_size: int = 8,
+        device=None,
+        top_k: int = 100,
+        pool_size: int = 3,
+        channels: int = 3,
+    ):
+        self.device = (
+            torch.device(device)
+            if device is not None
+            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
         self.model = model.to(self.device).eval()
         self.output_stride = int(getattr(model, "output_stride", 4))
         self.normalizer = build_normalizer(IMAGENET_NORMALIZE if normalize is None else normalize)
@@ -107,10 +128,20 @@ class CenterNetPredictor:
         total = None
         for view in self.views:
             out = self.model(view_image(images, view))
-            if not isinstance(out, dict) or any(key not in out for key in ("heatmap", "size", "offset")):
-                raise PodiumError("the model must return a dict with heatmap, size and offset (podium.models.centernet)")
-            maps = undo_view({"heatmap": torch.sigmoid(out["heatmap"].float()), "size": out["size"].float(),
-                              "offset": out["offset"].float()}, view)
+            if not isinstance(out, dict) or any(
+                key not in out for key in ("heatmap", "size", "offset")
+            ):
+                raise PodiumError(
+                    "the model must return a dict with heatmap, size and offset (podium.models.centernet)"
+                )
+            maps = undo_view(
+                {
+                    "heatmap": torch.sigmoid(out["heatmap"].float()),
+                    "size": out["size"].float(),
+                    "offset": out["offset"].float(),
+                },
+                view,
+            )
             total = maps if total is None else {key: total[key] + maps[key] for key in total}
         out_h, out_w = -(-height // self.output_stride), -(-width // self.output_stride)
         return {key: (value / len(self.views))[..., :out_h, :out_w] for key, value in total.items()}
@@ -118,55 +149,100 @@ class CenterNetPredictor:
     def detect(self, images: torch.Tensor) -> List[Dict[str, torch.Tensor]]:
         """Boxes (xyxy input pixels), scores, labels per standardised image (top_k, all scores)."""
         maps = self.maps(images)
-        return decode_centernet(maps["heatmap"], maps["size"], maps["offset"], self.output_stride,
-                                self.top_k, self.pool_size, probabilities=True)
+        return decode_centernet(
+            maps["heatmap"],
+            maps["size"],
+            maps["offset"],
+            self.output_stride,
+            self.top_k,
+            self.pool_size,
+            probabilities=True,
+        )
 
     def predict_image(self, image: np.ndarray) -> Dict[str, np.ndarray]:
         """Detections of one H×W×C raw image, boxes in its pixels (resized by `scale` first)."""
         if image.shape[-1] < self.channels:
-            raise PodiumError(f"the image has {image.shape[-1]} channel(s); the model expects {self.channels}")
-        image = image[..., :self.channels]
+            raise PodiumError(
+                f"the image has {image.shape[-1]} channel(s); the model expects {self.channels}"
+            )
+        image = image[..., : self.channels]
         height, width = image.shape[:2]
         new_w, new_h = max(1, round(width * self.scale)), max(1, round(height * self.scale))
         if (new_w, new_h) != (width, height):
             image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
-        tensor = torch.from_numpy(np.ascontiguousarray(self.normalizer(image).transpose(2, 0, 1), np.float32))
+        tensor = torch.from_numpy(
+            np.ascontiguousarray(self.normalizer(image).transpose(2, 0, 1), np.float32)
+        )
         found = self.detect(tensor[None])[0]
         factor = np.array([new_w / width, new_h / height] * 2)
-        return {"boxes": found["boxes"].cpu().numpy().astype(np.float64) / factor,
-                "scores": found["scores"].cpu().numpy(), "labels": found["labels"].cpu().numpy()}
+        return {
+            "boxes": found["boxes"].cpu().numpy().astype(np.float64) / factor,
+            "scores": found["scores"].cpu().numpy(),
+            "labels": found["labels"].cpu().numpy(),
+        }
 
 
 def _default(name: str):
     return inspect.signature(build_deepforest_tiles).parameters[name].default
 
 
-def load_centernet_predictor(run, checkpoint: str = "best", tta: str = "none", batch_size: int = 8,
-                             device=None, top_k: int = 100, scale: Optional[float] = None,
-                             ) -> Tuple[CenterNetPredictor, Dict[str, Any]]:
+def load_centernet_predictor(
+    run,
+    checkpoint: str = "best",
+    tta: str = "none",
+    batch_size: int = 8,
+    device=None,
+    top_k: int = 100,
+    scale: Optional[float] = None,
+) -> Tuple[CenterNetPredictor, Dict[str, Any]]:
     """(CenterNetPredictor with the run's weights, normalisation and scale; the run's config)."""
     model, config = load_model(Path(run), checkpoint)
     if not hasattr(model, "heads") or "heatmap" not in getattr(model, "heads", {}):
-        raise PodiumError(f"{run} is not a CenterNet run (model/_target_ {config['model'].get('_target_')}); "
-                          f"expected podium.models.centernet.build_centernet")
+        raise PodiumError(
+            f"{run} is not a CenterNet run (model/_target_ {config['model'].get('_target_')}); "
+            f"expected podium.models.centernet.build_centernet"
+        )
     params = run_data_config(config)
     if scale is None:
-        scale = params.get("scale", _default("scale")) if params.get("_target_") == DEEPFOREST_BUILDER else 1.0
+        scale = (
+            params.get("scale", _default("scale"))
+            if params.get("_target_") == DEEPFOREST_BUILDER
+            else 1.0
+        )
     check_number(scale, "scale", "> 0")
     channels = int((config.get("model") or {}).get("in_channels", 3))
-    predictor = CenterNetPredictor(model, params.get("normalize"), float(scale), tta, batch_size, device, top_k,
-                                   channels=channels)
+    predictor = CenterNetPredictor(
+        model,
+        params.get("normalize"),
+        float(scale),
+        tta,
+        batch_size,
+        device,
+        top_k,
+        channels=channels,
+    )
     return predictor, config
 
 
-def _rows(name: str, found: Dict[str, Any], min_score: float, class_names: Sequence[str]) -> List[Dict[str, Any]]:
+def _rows(
+    name: str, found: Dict[str, Any], min_score: float, class_names: Sequence[str]
+) -> List[Dict[str, Any]]:
     rows = []
     for box, score, label in zip(found["boxes"], found["scores"], found["labels"]):
         if float(score) < min_score:
             continue
-        rows.append({"name": name, "x1": round(float(box[0]), 2), "y1": round(float(box[1]), 2),
-                     "x2": round(float(box[2]), 2), "y2": round(float(box[3]), 2), "score": round(float(score), 5),
-                     "label": int(label), "class": class_names[int(label)]})
+        rows.append(
+            {
+                "name": name,
+                "x1": round(float(box[0]), 2),
+                "y1": round(float(box[1]), 2),
+                "x2": round(float(box[2]), 2),
+                "y2": round(float(box[3]), 2),
+                "score": round(float(score), 5),
+                "label": int(label),
+                "class": class_names[int(label)],
+            }
+        )
     return rows
 
 
@@ -177,28 +253,44 @@ def _class_names(params: Dict[str, Any], num_classes: int) -> List[str]:
     return ["crown"] if num_classes == 1 else [f"class_{c:02d}" for c in range(num_classes)]
 
 
-def predict_deepforest(predictor: CenterNetPredictor, config: Dict[str, Any], split: str = "valid",
-                       min_score: float = 0.1, iou_threshold: float = 0.5) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+def predict_deepforest(
+    predictor: CenterNetPredictor,
+    config: Dict[str, Any],
+    split: str = "valid",
+    min_score: float = 0.1,
+    iou_threshold: float = 0.5,
+) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """(rows: detections of the run's deepforest `split` tiles in scene pixels; {"map", "ap", ...}
     of those tiles at `iou_threshold`, computed from every top-k detection)."""
     params = run_data_config(config)
     if params.pop("_target_", None) != DEEPFOREST_BUILDER:
-        raise PodiumError(f"the run was not trained on {DEEPFOREST_BUILDER} (its data/_target_); use --images for other data")
+        raise PodiumError(
+            f"the run was not trained on {DEEPFOREST_BUILDER} (its data/_target_); use --images for other data"
+        )
     params.pop("train_transforms", None)
     params.pop("valid_transforms", None)
     dataset = build_deepforest_tiles(**{**params, "splits": [split]})[split]
     names = _class_names(params, dataset.num_classes)
-    metric = DetectionMAP(dataset.num_classes, iou_threshold, names if dataset.num_classes > 1 else None)
+    metric = DetectionMAP(
+        dataset.num_classes, iou_threshold, names if dataset.num_classes > 1 else None
+    )
     rows = []
     for start in range(0, len(dataset), predictor.batch_size):
-        samples = [dataset[i] for i in range(start, min(start + predictor.batch_size, len(dataset)))]
+        samples = [
+            dataset[i] for i in range(start, min(start + predictor.batch_size, len(dataset)))
+        ]
         found = predictor.detect(torch.stack([s["image"] for s in samples]))
         metric.update(found, [s["boxes"] for s in samples], [s["labels"] for s in samples])
         for sample, detection in zip(samples, found):
             scene = dataset.scenes[sample["source"]]
             x0, y0 = float(sample["window"][0]), float(sample["window"][1])
             sx, sy = scene.scale
-            boxes = (detection["boxes"].cpu().numpy().astype(np.float64) + [x0, y0, x0, y0]) / [sx, sy, sx, sy]
+            boxes = (detection["boxes"].cpu().numpy().astype(np.float64) + [x0, y0, x0, y0]) / [
+                sx,
+                sy,
+                sx,
+                sy,
+            ]
             tile_rows = _rows(sample["name"], {**detection, "boxes": boxes}, min_score, names)
             for row in tile_rows:
                 row["image"] = os.path.basename(scene.item.image_path)
@@ -206,11 +298,14 @@ def predict_deepforest(predictor: CenterNetPredictor, config: Dict[str, Any], sp
     return rows, {**metric.compute(), "tiles": len(dataset)}
 
 
-def predict_images(predictor: CenterNetPredictor, paths: Sequence, config: Dict[str, Any],
-                   min_score: float = 0.1) -> List[Dict[str, Any]]:
+def predict_images(
+    predictor: CenterNetPredictor, paths: Sequence, config: Dict[str, Any], min_score: float = 0.1
+) -> List[Dict[str, Any]]:
     """Detections of every image file (whole images), boxes in that image's pixels."""
     if not paths:
-        raise PodiumError("no images to predict: give image files or a folder holding .png/.jpg/.tif files")
+        raise PodiumError(
+            "no images to predict: give image files or a folder holding .png/.jpg/.tif files"
+        )
     names = _class_names(run_data_config(config), int(getattr(predictor.model, "num_classes", 1)))
     rows = []
     for path in paths:
@@ -221,5 +316,7 @@ def predict_images(predictor: CenterNetPredictor, paths: Sequence, config: Dict[
 def write_csv(rows: Sequence[Dict[str, Any]], path) -> Path:
     """Rows to CSV atomically (a temp file in the same folder, then os.replace)."""
     columns = ["image", "name", "x1", "y1", "x2", "y2", "score", "label", "class"]
-    frame = pd.DataFrame(list(rows), columns=[c for c in columns if any(c in r for r in rows)] or columns)
+    frame = pd.DataFrame(
+        list(rows), columns=[c for c in columns if any(c in r for r in rows)] or columns
+    )
     return write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False))

@@ -4,6 +4,7 @@ A run directory written by `catalyst-dl run` holds `configs/_config.json` (the r
 dumped by Catalyst) and `checkpoints/{best,last}.pth`. Checkpoints are loaded with
 `weights_only=True`: a checkpoint is data, never code.
 """
+
 import json
 from copy import deepcopy
 from pathlib import Path

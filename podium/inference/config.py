@@ -19,6 +19,7 @@ value names its key and what was expected. The `tta`, `ensemble`, `postprocess` 
 (YAML-serialisable): the resolved config is written next to the predictions and handed to
 `torchrun` ranks.
 """
+
 import copy
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
@@ -29,8 +30,11 @@ from podium.errors import PodiumError, check_keys, check_output_folder
 from podium.validation import check_bool, check_choice, check_int, check_number, is_int
 
 __all__ = [
-    "DEFAULTS", "TILE_WEIGHTS",
-    "load_inference_config", "apply_flags", "resolve_inference_config",
+    "DEFAULTS",
+    "TILE_WEIGHTS",
+    "load_inference_config",
+    "apply_flags",
+    "resolve_inference_config",
 ]
 
 TILE_WEIGHTS = ("pyramid", "mean")
@@ -61,7 +65,9 @@ def load_inference_config(path) -> Dict[str, Any]:
     """The YAML file as a dict (not yet validated)."""
     path = Path(path)
     if not path.is_file():
-        raise PodiumError(f"inference config {path} does not exist; expected a YAML file like configs/nuclei/infer.yml")
+        raise PodiumError(
+            f"inference config {path} does not exist; expected a YAML file like configs/nuclei/infer.yml"
+        )
     try:
         config = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
@@ -72,7 +78,9 @@ def load_inference_config(path) -> Dict[str, Any]:
     if config is None:
         return {}
     if not isinstance(config, Mapping):
-        raise PodiumError(f"inference config {path} must be a mapping of keys ({', '.join(DEFAULTS)}), got {type(config).__name__}")
+        raise PodiumError(
+            f"inference config {path} must be a mapping of keys ({', '.join(DEFAULTS)}), got {type(config).__name__}"
+        )
     return dict(config)
 
 
@@ -152,7 +160,9 @@ def resolve_inference_config(config: Mapping[str, Any]) -> Dict[str, Any]:
     resolved["num_workers"] = check_int(resolved["num_workers"], "num_workers", 0)
     resolved["progress"] = check_bool(resolved["progress"], "progress")
     if resolved["device"] is not None and not isinstance(resolved["device"], str):
-        raise PodiumError(f"device must be a string like cpu, cuda or cuda:1 (or null for auto), got {resolved['device']!r}")
+        raise PodiumError(
+            f"device must be a string like cpu, cuda or cuda:1 (or null for auto), got {resolved['device']!r}"
+        )
     return resolved
 
 
@@ -192,7 +202,9 @@ def _models_from_flags(models, given) -> List[Dict[str, Any]]:
     weights = given.get("weights")
     if weights:
         if len(weights) != len(entries):
-            raise PodiumError(f"{len(weights)} --weight values for {len(entries)} models; expected one weight per model")
+            raise PodiumError(
+                f"{len(weights)} --weight values for {len(entries)} models; expected one weight per model"
+            )
         for entry, weight in zip(entries, weights):
             entry["weight"] = weight
     return entries
@@ -200,18 +212,24 @@ def _models_from_flags(models, given) -> List[Dict[str, Any]]:
 
 def _check_models(models) -> List[Dict[str, Any]]:
     if models is None or models == []:
-        raise PodiumError("no model to predict with: give `models: [{run: RUN_DIR, checkpoint: best}]` or --run RUN_DIR")
+        raise PodiumError(
+            "no model to predict with: give `models: [{run: RUN_DIR, checkpoint: best}]` or --run RUN_DIR"
+        )
     if isinstance(models, (str, Mapping)):
         models = [models]
     if not isinstance(models, list):
-        raise PodiumError(f"models must be a list of {{run, checkpoint, weight}} entries, got {models!r}")
+        raise PodiumError(
+            f"models must be a list of {{run, checkpoint, weight}} entries, got {models!r}"
+        )
     entries = []
     for i, model in enumerate(models):
         where = f"models[{i}]"
         if isinstance(model, str):
             model = {"checkpoint": model} if model.endswith(".pth") else {"run": model}
         if not isinstance(model, Mapping):
-            raise PodiumError(f"{where} must be a run directory or a mapping {{run, checkpoint, weight}}, got {model!r}")
+            raise PodiumError(
+                f"{where} must be a run directory or a mapping {{run, checkpoint, weight}}, got {model!r}"
+            )
         check_keys(list(model), MODEL_KEYS, where)
         checkpoints = model.get("checkpoint", "best")
         checkpoints = checkpoints if isinstance(checkpoints, list) else [checkpoints]
@@ -219,9 +237,15 @@ def _check_models(models) -> List[Dict[str, Any]]:
         check_number(weight, f"{where}/weight", "> 0")
         for checkpoint in checkpoints:
             if not isinstance(checkpoint, str) or not checkpoint:
-                raise PodiumError(f"{where}/checkpoint must be best, last or a path to a .pth file, got {checkpoint!r}")
+                raise PodiumError(
+                    f"{where}/checkpoint must be best, last or a path to a .pth file, got {checkpoint!r}"
+                )
             run = model.get("run")
-            run = _run_of_checkpoint(checkpoint, where) if run is None else _check_path(run, f"{where}/run")
+            run = (
+                _run_of_checkpoint(checkpoint, where)
+                if run is None
+                else _check_path(run, f"{where}/run")
+            )
             entries.append({"run": run, "checkpoint": checkpoint, "weight": float(weight)})
     return entries
 
@@ -229,7 +253,9 @@ def _check_models(models) -> List[Dict[str, Any]]:
 def _run_of_checkpoint(checkpoint: str, where: str) -> str:
     """A .pth inside RUN/checkpoints/ belongs to RUN (its resolved config describes the model)."""
     if checkpoint in ("best", "last"):
-        raise PodiumError(f"{where} names checkpoint {checkpoint} but no run; expected run: RUN_DIR (or --run RUN_DIR)")
+        raise PodiumError(
+            f"{where} names checkpoint {checkpoint} but no run; expected run: RUN_DIR (or --run RUN_DIR)"
+        )
     path = Path(checkpoint)
     for parent in list(path.parents)[:2]:
         if (parent / RUN_CONFIG).is_file():
@@ -249,7 +275,9 @@ def _check_data(data) -> Dict[str, Any]:
     data = {key: data.get(key) for key in DATA_KEYS}
     chosen = [key for key in ("split", "fold", "names") if data[key] is not None]
     if len(chosen) > 1:
-        raise PodiumError(f"data gives both {chosen[0]} and {chosen[1]}; expected one way to select images: split, fold or names")
+        raise PodiumError(
+            f"data gives both {chosen[0]} and {chosen[1]}; expected one way to select images: split, fold or names"
+        )
     if data["fold"] is not None:
         check_int(data["fold"], "data/fold", expected="an integer fold index")
     for key in ("root", "names", "split_file", "exclude"):
@@ -275,7 +303,9 @@ def _check_tta(tta):
     if tta is None or tta == "none":
         return "none"
     if not isinstance(tta, (str, Mapping)):
-        raise PodiumError(f"tta must be a name (none, flip, d2, d4, multiscale) or a mapping like {{views: d4}}, got {tta!r}")
+        raise PodiumError(
+            f"tta must be a name (none, flip, d2, d4, multiscale) or a mapping like {{views: d4}}, got {tta!r}"
+        )
     from podium.inference.tta import build_tta
 
     build_tta(dict(tta) if isinstance(tta, Mapping) else tta)
@@ -342,7 +372,11 @@ def _check_submission(submission: Dict[str, Any]) -> None:
     """Columns, templates and options checked by the writer itself (nothing is written)."""
     from podium.inference.submission import SubmissionWriter
 
-    options = {k: (tuple(v) if k == "columns" and isinstance(v, list) else v) for k, v in submission.items() if k != "path"}
+    options = {
+        k: (tuple(v) if k == "columns" and isinstance(v, list) else v)
+        for k, v in submission.items()
+        if k != "path"
+    }
     SubmissionWriter(submission["path"], **options)
 
 

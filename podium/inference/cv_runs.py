@@ -15,6 +15,7 @@ A fold is finished when, and only when, fold_<k>/cv_done.json exists: everything
 directory without it (a run killed mid-epoch, half its maps) is thrown away by the next
 `podium cv`. Nothing here imports Catalyst; best.pth is read as plain data (weights_only).
 """
+
 import csv
 import json
 import math
@@ -29,9 +30,24 @@ from podium.errors import PodiumError
 from podium.files import write_atomically, write_json
 
 __all__ = [
-    "SETTINGS", "FOLDS", "SUMMARY", "DONE", "NAMES", "OOF_METRICS", "OOF_PROBABILITIES",
-    "fold_dir", "fold_index", "fold_dirs", "finished_folds", "read_cv_done", "write_cv_done",
-    "fold_names", "write_fold_names", "best_checkpoint_info", "summary_rows", "write_summary",
+    "SETTINGS",
+    "FOLDS",
+    "SUMMARY",
+    "DONE",
+    "NAMES",
+    "OOF_METRICS",
+    "OOF_PROBABILITIES",
+    "fold_dir",
+    "fold_index",
+    "fold_dirs",
+    "finished_folds",
+    "read_cv_done",
+    "write_cv_done",
+    "fold_names",
+    "write_fold_names",
+    "best_checkpoint_info",
+    "summary_rows",
+    "write_summary",
 ]
 
 SETTINGS = "cv.yml"
@@ -53,7 +69,9 @@ def fold_index(path) -> int:
     """k of a fold_<k> directory."""
     match = _FOLD.match(Path(path).name)
     if match is None:
-        raise PodiumError(f"{path} is not a fold directory; expected a folder named fold_<k> inside a podium cv run")
+        raise PodiumError(
+            f"{path} is not a fold directory; expected a folder named fold_<k> inside a podium cv run"
+        )
     return int(match.group(1))
 
 
@@ -77,9 +95,13 @@ def read_cv_done(path) -> Dict[str, Any]:
     try:
         return json.loads(done.read_text())
     except FileNotFoundError:
-        raise PodiumError(f"{done} does not exist: fold {Path(path).name} is not finished (rerun podium cv)") from None
+        raise PodiumError(
+            f"{done} does not exist: fold {Path(path).name} is not finished (rerun podium cv)"
+        ) from None
     except ValueError as error:
-        raise PodiumError(f"cannot read {done}: {error}; delete it and rerun podium cv to redo the fold") from None
+        raise PodiumError(
+            f"cannot read {done}: {error}; delete it and rerun podium cv to redo the fold"
+        ) from None
 
 
 def write_cv_done(path, info: Dict[str, Any]) -> Path:
@@ -93,7 +115,9 @@ def fold_names(path) -> List[str]:
     """The validation (out-of-fold) image names of a fold directory."""
     names = Path(path) / NAMES
     if not names.is_file():
-        raise PodiumError(f"{names} does not exist; expected the fold's validation names (rerun podium cv for this fold)")
+        raise PodiumError(
+            f"{names} does not exist; expected the fold's validation names (rerun podium cv for this fold)"
+        )
     with open(names, newline="") as file:
         return [row["name"] for row in csv.DictReader(file)]
 
@@ -127,8 +151,11 @@ def best_checkpoint_info(path) -> Dict[str, Any]:
         "stage": state.get("stage_key"),
         "best_epoch": state.get("stage_epoch_step"),
         "global_epoch": state.get("global_epoch_step"),
-        "selected_by": {"loader": loader, "metric": state.get("checkpointer_metric_key"),
-                        "minimize": state.get("checkpointer_minimize")},
+        "selected_by": {
+            "loader": loader,
+            "metric": state.get("checkpointer_metric_key"),
+            "minimize": state.get("checkpointer_minimize"),
+        },
         "metrics": scalar_metrics(metrics),
     }
 
@@ -138,7 +165,11 @@ def scalar_metrics(metrics: Dict[str, Any]) -> Dict[str, float]:
     out = {}
     for key, value in metrics.items():
         base, _, suffix = str(key).rpartition("/")
-        if key in _NOT_METRICS or base in _NOT_METRICS or (suffix in ("mean", "std") and base in metrics):
+        if (
+            key in _NOT_METRICS
+            or base in _NOT_METRICS
+            or (suffix in ("mean", "std") and base in metrics)
+        ):
             continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out[str(key)] = float(value)
@@ -157,14 +188,24 @@ def summary_rows(done: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     rows = []
     for d in done:
         metrics = d.get("metrics", {})
-        ordered = sorted(metrics, key=lambda key: (key != selected, not key.startswith("oof_")))  # stable sort
-        rows.append(dict(fold=d["fold"], best_epoch=d.get("best_epoch"), **{key: metrics[key] for key in ordered}))
+        ordered = sorted(
+            metrics, key=lambda key: (key != selected, not key.startswith("oof_"))
+        )  # stable sort
+        rows.append(
+            dict(
+                fold=d["fold"],
+                best_epoch=d.get("best_epoch"),
+                **{key: metrics[key] for key in ordered},
+            )
+        )
     columns = _columns(rows)
     if not rows:
         return rows
     stats = {"mean": {"fold": "mean"}, "std": {"fold": "std"}}
     for column in columns[1:]:
-        values = np.array([row[column] for row in rows if _is_number(row.get(column))], dtype=np.float64)
+        values = np.array(
+            [row[column] for row in rows if _is_number(row.get(column))], dtype=np.float64
+        )
         stats["mean"][column] = float(values.mean()) if len(values) else None
         stats["std"][column] = float(values.std()) if len(values) else None
     return rows + [stats["mean"], stats["std"]]

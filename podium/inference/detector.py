@@ -19,6 +19,7 @@ sigmoid taken.
 CSV columns: name, score, label (score > threshold), x1, y1, x2, y2 and, for deepforest,
 source, window_x0..window_y1, true_label, true_x1..true_y2, iou (empty for crops without a crown).
 """
+
 import csv
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -27,7 +28,11 @@ import numpy as np
 import torch
 
 from podium.datasets.boxes import (
-    IMAGENET_NORMALIZE, build_deepforest_datasets, cxcywh_to_xyxy, prepare_input, unletterbox_boxes,
+    IMAGENET_NORMALIZE,
+    build_deepforest_datasets,
+    cxcywh_to_xyxy,
+    prepare_input,
+    unletterbox_boxes,
     window_to_scene,
 )
 from podium.datasets.normalize import build_normalizer
@@ -40,8 +45,15 @@ from podium.inference.tta import build_tta
 from podium.metrics.boxes import box_iou
 from podium.validation import check_int, check_number
 
-__all__ = ["BoxPredictor", "TTA_MODES", "load_box_predictor",
-           "predict_deepforest", "predict_images", "summarize", "write_csv"]
+__all__ = [
+    "BoxPredictor",
+    "TTA_MODES",
+    "load_box_predictor",
+    "predict_deepforest",
+    "predict_images",
+    "summarize",
+    "write_csv",
+]
 
 DEEPFOREST_BUILDER = "podium.datasets.boxes.build_deepforest_datasets"
 
@@ -50,25 +62,45 @@ def _tta_outputs(model: torch.nn.Module) -> Callable[[torch.Tensor], Dict[str, t
     """The model's outputs in the terms `podium.inference.tta` knows how to undo: the box centre
     as an offset from the input's centre (a vector: flips negate it, a transpose swaps it) and
     the box size (an extent: a transpose swaps it), both normalised, so unchanged by rescaling."""
+
     def outputs(images: torch.Tensor) -> Dict[str, torch.Tensor]:
         out = model(images)
         if not isinstance(out, dict) or "logits" not in out or "boxes" not in out:
-            raise PodiumError("the model must return a dict with `logits` and `boxes` (podium.models.detector)")
+            raise PodiumError(
+                "the model must return a dict with `logits` and `boxes` (podium.models.detector)"
+            )
         boxes = out["boxes"].float()
         return {"logits": out["logits"].float(), "centre": boxes[:, :2] - 0.5, "size": boxes[:, 2:]}
+
     return outputs
 
 
 class BoxPredictor:
     """Letterbox, batch, predict, average TTA views, map boxes back to each crop's pixels."""
 
-    def __init__(self, model: torch.nn.Module, size: int = 128, normalize=None, tta="none",
-                 batch_size: int = 16, device: Optional[torch.device] = None, clip: bool = True,
-                 channels: int = 3):
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        size: int = 128,
+        normalize=None,
+        tta="none",
+        batch_size: int = 16,
+        device: Optional[torch.device] = None,
+        clip: bool = True,
+        channels: int = 3,
+    ):
+        self.device = (
+            torch.device(device)
+            if device is not None
+            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
         self.model = model.to(self.device).eval()
-        self.size, self.batch_size, self.clip, self.channels = int(size), int(batch_size), bool(clip), int(channels)
+        self.size, self.batch_size, self.clip, self.channels = (
+            int(size),
+            int(batch_size),
+            bool(clip),
+            int(channels),
+        )
         self.normalizer = build_normalizer(IMAGENET_NORMALIZE if normalize is None else normalize)
         self.tta = build_tta(tta, vector_keys={"logits": "scalar", "centre": "xy", "size": "wh"})
 
@@ -77,14 +109,19 @@ class BoxPredictor:
         """(probabilities N×C, boxes N×4 normalised cxcywh) for letterboxed inputs, TTA-averaged (logits)."""
         out = self.tta(_tta_outputs(self.model), images)
         logits = out["logits"]  # one logit: sigmoid (BCE); several classes: softmax
-        probabilities = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+        probabilities = (
+            torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+        )
         return probabilities, torch.cat([out["centre"] + 0.5, out["size"]], dim=1)
 
     def predict(self, crops: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
         """(scores N×C, boxes N×4 xyxy in each crop's pixels) for H×W×C crops of any size."""
         scores, boxes = [], []
         for start in range(0, len(crops), self.batch_size):
-            prepared = [prepare_input(crop, self.size, self.normalizer) for crop in crops[start:start + self.batch_size]]
+            prepared = [
+                prepare_input(crop, self.size, self.normalizer)
+                for crop in crops[start : start + self.batch_size]
+            ]
             batch = torch.stack([tensor for tensor, _, _ in prepared]).to(self.device)
             probabilities, normalised = self.forward(batch)
             framed = cxcywh_to_xyxy(normalised.cpu().numpy().astype(np.float64)) * self.size
@@ -98,15 +135,23 @@ class BoxPredictor:
         return np.concatenate(scores), np.asarray(boxes, np.float64).reshape(-1, 4)
 
 
-def load_box_predictor(run, checkpoint: str = "best", tta: str = "none", batch_size: int = 16,
-                       device=None, clip: bool = True) -> Tuple[BoxPredictor, Dict[str, Any]]:
+def load_box_predictor(
+    run,
+    checkpoint: str = "best",
+    tta: str = "none",
+    batch_size: int = 16,
+    device=None,
+    clip: bool = True,
+) -> Tuple[BoxPredictor, Dict[str, Any]]:
     """(BoxPredictor with the run's weights, size and normalisation, the run's config)."""
     model, config = load_model(Path(run), checkpoint)
     params = run_data_config(config)
     size = params.get("size", 128)
     check_int(size, f"{run}: data/size", 8, "an integer >= 8 (the letterbox side)")
     channels = int((config.get("model") or {}).get("in_channels", 3))
-    return BoxPredictor(model, size, params.get("normalize"), tta, batch_size, device, clip, channels), config
+    return BoxPredictor(
+        model, size, params.get("normalize"), tta, batch_size, device, clip, channels
+    ), config
 
 
 def _row(name: str, score: np.ndarray, box: np.ndarray, threshold: float) -> Dict[str, Any]:
@@ -117,45 +162,78 @@ def _row(name: str, score: np.ndarray, box: np.ndarray, threshold: float) -> Dic
     return row
 
 
-def predict_images(predictor: BoxPredictor, paths: Sequence, threshold: float = 0.5) -> List[Dict[str, Any]]:
+def predict_images(
+    predictor: BoxPredictor, paths: Sequence, threshold: float = 0.5
+) -> List[Dict[str, Any]]:
     """One row per image file (boxes in that image's pixels)."""
     threshold = check_number(threshold, "threshold", "[0, 1]")
     if not paths:
-        raise PodiumError("no images to predict: give image files or a folder holding .png/.jpg/.tif files")
+        raise PodiumError(
+            "no images to predict: give image files or a folder holding .png/.jpg/.tif files"
+        )
     crops = []
     for path in paths:
         image = read_image(path)
         if image.shape[-1] < predictor.channels:
-            raise PodiumError(f"image {path} has {image.shape[-1]} channel(s); the model expects {predictor.channels}")
-        crops.append(image[..., :predictor.channels])  # RGBA → RGB
+            raise PodiumError(
+                f"image {path} has {image.shape[-1]} channel(s); the model expects {predictor.channels}"
+            )
+        crops.append(image[..., : predictor.channels])  # RGBA → RGB
     scores, boxes = predictor.predict(crops)
-    return [{**_row(Path(p).stem, s, b, threshold), "image_width": c.shape[1], "image_height": c.shape[0]}
-            for p, s, b, c in zip(paths, scores, boxes, crops)]
+    return [
+        {
+            **_row(Path(p).stem, s, b, threshold),
+            "image_width": c.shape[1],
+            "image_height": c.shape[0],
+        }
+        for p, s, b, c in zip(paths, scores, boxes, crops)
+    ]
 
 
-def predict_deepforest(predictor: BoxPredictor, config: Dict[str, Any], split: str = "valid",
-                       threshold: float = 0.5) -> List[Dict[str, Any]]:
+def predict_deepforest(
+    predictor: BoxPredictor, config: Dict[str, Any], split: str = "valid", threshold: float = 0.5
+) -> List[Dict[str, Any]]:
     """One row per window of the run's deepforest `split`: prediction and truth in scene pixels."""
     threshold = check_number(threshold, "threshold", "[0, 1]")
     params = run_data_config(config)
     if params.pop("_target_", None) != DEEPFOREST_BUILDER:
-        raise PodiumError(f"the run was not trained on {DEEPFOREST_BUILDER} (its data/_target_); "
-                          f"use --images for other data")
+        raise PodiumError(
+            f"the run was not trained on {DEEPFOREST_BUILDER} (its data/_target_); "
+            f"use --images for other data"
+        )
     params.pop("train_transforms", None)
     params.pop("valid_transforms", None)
     dataset = build_deepforest_datasets(**{**params, "splits": [split]})[split]
-    crops = [dataset.images[w.source][w.y0:w.y1, w.x0:w.x1] for w in dataset.windows]
+    crops = [dataset.images[w.source][w.y0 : w.y1, w.x0 : w.x1] for w in dataset.windows]
     scores, boxes = predictor.predict(crops)
     rows = []
     for index, (window, score, box) in enumerate(zip(dataset.windows, scores, boxes)):
         row = _row(dataset.name(index), score, window_to_scene(box, window[1:]), threshold)
-        row.update(source=window.source, window_x0=window.x0, window_y0=window.y0, window_x1=window.x1, window_y1=window.y1)
+        row.update(
+            source=window.source,
+            window_x0=window.x0,
+            window_y0=window.y0,
+            window_x1=window.x1,
+            window_y1=window.y1,
+        )
         truth = dataset.target(index)
         row["true_label"] = int(truth is not None)
         if truth is not None:
             true_box = window_to_scene(truth, window[1:])
-            row.update({key: round(float(v), 3) for key, v in zip(("true_x1", "true_y1", "true_x2", "true_y2"), true_box)})
-            row["iou"] = round(float(box_iou(torch.as_tensor(window_to_scene(box, window[1:])), torch.as_tensor(true_box))), 6)
+            row.update(
+                {
+                    key: round(float(v), 3)
+                    for key, v in zip(("true_x1", "true_y1", "true_x2", "true_y2"), true_box)
+                }
+            )
+            row["iou"] = round(
+                float(
+                    box_iou(
+                        torch.as_tensor(window_to_scene(box, window[1:])), torch.as_tensor(true_box)
+                    )
+                ),
+                6,
+            )
         rows.append(row)
     return rows
 
@@ -166,7 +244,9 @@ def summarize(rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
     ious = [r["iou"] for r in labelled if "iou" in r]
     return {
         "count": len(rows),
-        "accuracy": float(np.mean([r["label"] == r["true_label"] for r in labelled])) if labelled else float("nan"),
+        "accuracy": float(np.mean([r["label"] == r["true_label"] for r in labelled]))
+        if labelled
+        else float("nan"),
         "box_iou": float(np.mean(ious)) if ious else float("nan"),
     }
 

@@ -23,6 +23,7 @@ uses — is unchanged by dividing every class of a pixel by the same sum. The fu
 tell the two apart, so re-normalising is opt-in: `normalize=True` divides by the sum over the
 channel axis, for softmax outputs whose probabilities are thresholded or written to disk.
 """
+
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
@@ -53,13 +54,17 @@ def average_probabilities(
     if method == "mean":
         result = _weighted_sum(pairs)
     elif method == "power":
-        result = _weighted_sum([(w, p ** power) for w, p in pairs])
+        result = _weighted_sum([(w, p**power) for w, p in pairs])
     else:
         log = _backend(arrays[0]).log
-        result = _backend(arrays[0]).exp(_weighted_sum([(w, log(p.clip(min=eps))) for w, p in pairs]))
+        result = _backend(arrays[0]).exp(
+            _weighted_sum([(w, log(p.clip(min=eps))) for w, p in pairs])
+        )
     if normalize:
         if result.shape[-3] < 2:
-            raise PodiumError("ensemble normalize: true needs softmax outputs (2 or more channels); got 1 channel")
+            raise PodiumError(
+                "ensemble normalize: true needs softmax outputs (2 or more channels); got 1 channel"
+            )
         total = result.sum(-3)[..., None, :, :]  # same call for numpy (axis) and torch (dim)
         result = result / total.clip(min=eps)
     return result
@@ -79,12 +84,18 @@ class Ensemble:
         """Keys: `method` (mean | geometric | power), `power` (method power), `normalize`."""
         config = {} if config is None else config
         if not isinstance(config, Mapping):
-            raise PodiumError(f"ensemble must be a mapping with keys {', '.join(CONFIG_KEYS)}, got {config!r}")
+            raise PodiumError(
+                f"ensemble must be a mapping with keys {', '.join(CONFIG_KEYS)}, got {config!r}"
+            )
         check_keys(config.keys(), CONFIG_KEYS, "ensemble")
-        return cls(config.get("method", "mean"), config.get("power", 1.0), config.get("normalize", False))
+        return cls(
+            config.get("method", "mean"), config.get("power", 1.0), config.get("normalize", False)
+        )
 
     def __call__(self, probabilities: Sequence, weights: Optional[Sequence[float]] = None):
-        return average_probabilities(probabilities, weights, self.method, self.power, self.normalize)
+        return average_probabilities(
+            probabilities, weights, self.method, self.power, self.normalize
+        )
 
     def __repr__(self) -> str:
         extra = f", power={self.power}" if self.method == "power" else ""
@@ -95,7 +106,9 @@ def _check_method(method, power):
     check_choice(method, METHODS, "ensemble method")
     check_number(power, "ensemble power", "> 0", finite=True)
     if method != "power" and power != 1:
-        raise PodiumError(f"ensemble power {power} is only used by method power, but method is {method}; set method: power or drop power")
+        raise PodiumError(
+            f"ensemble power {power} is only used by method power, but method is {method}; set method: power or drop power"
+        )
     return method, float(power)
 
 
@@ -104,12 +117,16 @@ def _check_weights(weights, count: int) -> list:
         return [1.0] * count
     weights = list(weights)
     if len(weights) != count:
-        raise PodiumError(f"ensemble weights list {len(weights)} values {weights} for {count} models; expected one weight per model")
+        raise PodiumError(
+            f"ensemble weights list {len(weights)} values {weights} for {count} models; expected one weight per model"
+        )
     for w in weights:
         if not is_number(w, finite=True) or w < 0:
             raise PodiumError(f"ensemble weights must be numbers >= 0, got {weights}")
     if sum(weights) <= 0:
-        raise PodiumError(f"ensemble weights {weights} sum to 0; expected at least one positive weight")
+        raise PodiumError(
+            f"ensemble weights {weights} sum to 0; expected at least one positive weight"
+        )
     return [float(w) for w in weights]
 
 
@@ -141,14 +158,22 @@ def _as_arrays(arrays: list) -> list:
         raise PodiumError(f"ensemble inputs must be C×H×W or B×C×H×W, got shape {shape}")
     for i, p in enumerate(arrays):
         if tuple(p.shape) != shape:
-            raise PodiumError(f"ensemble inputs differ in shape: model 1 gives {shape}, model {i + 1} gives {tuple(p.shape)}; expected one shape")
-        floating = p.is_floating_point() if tensor is not None else np.issubdtype(p.dtype, np.floating)
+            raise PodiumError(
+                f"ensemble inputs differ in shape: model 1 gives {shape}, model {i + 1} gives {tuple(p.shape)}; expected one shape"
+            )
+        floating = (
+            p.is_floating_point() if tensor is not None else np.issubdtype(p.dtype, np.floating)
+        )
         if not floating:
-            raise PodiumError(f"ensemble input {i + 1} has dtype {p.dtype}; expected float probabilities in [0, 1]")
+            raise PodiumError(
+                f"ensemble input {i + 1} has dtype {p.dtype}; expected float probabilities in [0, 1]"
+            )
         if p.shape and min(p.shape) > 0:
             low, high = float(p.min()), float(p.max())
             if not (0.0 <= low and high <= 1.0):
-                raise PodiumError(f"ensemble input {i + 1} has values {low:g}..{high:g}; expected probabilities in [0, 1] (logits? apply sigmoid/softmax first)")
+                raise PodiumError(
+                    f"ensemble input {i + 1} has values {low:g}..{high:g}; expected probabilities in [0, 1] (logits? apply sigmoid/softmax first)"
+                )
     return arrays
 
 

@@ -11,6 +11,7 @@ since `ImageFolderDataset` items do not carry it.
 that moves pixels (crops, pads, flips …) cannot be undone from the size alone and is refused
 when the dataset is built, before anything is predicted.
 """
+
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import albumentations as A
@@ -90,7 +91,9 @@ class GeometryInverse:
         else:  # Resize: the whole output is the image, stretched
             size = [int(output.shape[-2]), int(output.shape[-1])]
             meta = {"original": [height, width], "resized": size, "size": size, "pad": [0, 0, 0, 0]}
-        return np.ascontiguousarray(unletterbox(output.astype(np.float32), meta, channels_first=True))
+        return np.ascontiguousarray(
+            unletterbox(output.astype(np.float32), meta, channels_first=True)
+        )
 
 
 def _flatten(compose) -> List[A.BasicTransform]:
@@ -99,4 +102,3 @@ def _flatten(compose) -> List[A.BasicTransform]:
     if isinstance(compose, A.BaseCompose):
         return [leaf for child in compose.transforms for leaf in _flatten(child)]
     return [compose]
-

@@ -25,6 +25,7 @@ Files, per image, in Geopose's submission style: `<name>_AGL.tif` (float32 metre
 `<name>_MAG.tif` (float32 pixels), `<name>_VFLOW.json` ({"scale": px/m, "angle": θ radians with
 (sin θ, cos θ) = direction}); and `predictions.csv` (one row per image) and `metrics.json`.
 """
+
 import json
 import math
 from pathlib import Path
@@ -47,8 +48,16 @@ from podium.inference.tta import TTA, build_tta
 from podium.metrics.regression import R2Score
 
 __all__ = [
-    "GEOPOSE_BUILDER", "GeoposePredictor", "TTA_MODES", "VECTOR_RULES", "build_geopose_tta", "geopose_tta",
-    "load_geopose_predictor", "predict_images", "predict_synthetic", "write_outputs",
+    "GEOPOSE_BUILDER",
+    "GeoposePredictor",
+    "TTA_MODES",
+    "VECTOR_RULES",
+    "build_geopose_tta",
+    "geopose_tta",
+    "load_geopose_predictor",
+    "predict_images",
+    "predict_synthetic",
+    "write_outputs",
 ]
 
 TTA_MODES = ("none", "flip", "d2", "d4")
@@ -61,13 +70,19 @@ def build_geopose_tta(spec: Union[None, str, Mapping, TTA] = "none") -> TTA:
     """podium's TTA for a mode (none, flip, d2, d4) or mapping, with the geopose output rules."""
     tta = spec if isinstance(spec, TTA) else build_tta(spec, vector_keys=VECTOR_RULES)
     if any(view.scale != 1.0 for view in tta.views):
-        raise PodiumError("geopose tta takes flips and transposes only (none, flip, d2, d4): magnitudes and "
-                          "scales are in pixels, so rescaled views would need their values rescaled too")
+        raise PodiumError(
+            "geopose tta takes flips and transposes only (none, flip, d2, d4): magnitudes and "
+            "scales are in pixels, so rescaled views would need their values rescaled too"
+        )
     return tta
 
 
-def geopose_tta(tta: TTA, fn: Callable[..., Mapping[str, torch.Tensor]], images: torch.Tensor,
-                scalars: Optional[Mapping[str, torch.Tensor]] = None) -> Dict[str, torch.Tensor]:
+def geopose_tta(
+    tta: TTA,
+    fn: Callable[..., Mapping[str, torch.Tensor]],
+    images: torch.Tensor,
+    scalars: Optional[Mapping[str, torch.Tensor]] = None,
+) -> Dict[str, torch.Tensor]:
     """fn's {height, magnitude, direction, scale} averaged over the TTA's views of N×C×H×W images.
 
     `scalars` (N×K each) are repeated for every view a forward pass holds; each view's direction
@@ -81,10 +96,16 @@ def geopose_tta(tta: TTA, fn: Callable[..., Mapping[str, torch.Tensor]], images:
         out = fn(views, **{name: value.repeat(repeats, 1) for name, value in scalars.items()})
         missing = [key for key in (*MAPS, "direction", "scale") if key not in out]
         if missing:
-            raise PodiumError(f"the model must return height, magnitude, direction and scale "
-                              f"(podium.models.geopose); it returned no {', '.join(missing)}")
-        return {key: out[key].float() if key != "direction" else F.normalize(out[key].float(), dim=1, eps=1e-8)
-                for key in (*MAPS, "direction", "scale")}
+            raise PodiumError(
+                f"the model must return height, magnitude, direction and scale "
+                f"(podium.models.geopose); it returned no {', '.join(missing)}"
+            )
+        return {
+            key: out[key].float()
+            if key != "direction"
+            else F.normalize(out[key].float(), dim=1, eps=1e-8)
+            for key in (*MAPS, "direction", "scale")
+        }
 
     mean = tta(forward, images)
     mean["direction"] = F.normalize(mean["direction"], dim=1, eps=1e-8)
@@ -94,10 +115,20 @@ def geopose_tta(tta: TTA, fn: Callable[..., Mapping[str, torch.Tensor]], images:
 class GeoposePredictor:
     """Normalise, run the TTA views with the scalar inputs, average (see the module docstring)."""
 
-    def __init__(self, model: torch.nn.Module, normalize=None, tta: str = "none", batch_size: int = 16,
-                 device=None, channels: int = 3):
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        normalize=None,
+        tta: str = "none",
+        batch_size: int = 16,
+        device=None,
+        channels: int = 3,
+    ):
+        self.device = (
+            torch.device(device)
+            if device is not None
+            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
         self.model = model.to(self.device).eval()
         self.scalar_inputs = tuple(getattr(model, "scalar_inputs", ()))
         self.normalizer = build_normalizer(IMAGENET_NORMALIZE if normalize is None else normalize)
@@ -106,30 +137,43 @@ class GeoposePredictor:
         self.batch_size, self.channels = int(batch_size), int(channels)
 
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, scalars: Optional[Mapping[str, Any]] = None) -> Dict[str, torch.Tensor]:
+    def predict(
+        self, images: torch.Tensor, scalars: Optional[Mapping[str, Any]] = None
+    ) -> Dict[str, torch.Tensor]:
         """{height N×1×H×W, magnitude N×1×H×W, direction N×2, scale N×1} of standardised images."""
         images = images.to(self.device)
-        scalars = {name: torch.as_tensor(value, dtype=images.dtype, device=self.device).reshape(len(images), -1)
-                   for name, value in (scalars or {}).items()}
+        scalars = {
+            name: torch.as_tensor(value, dtype=images.dtype, device=self.device).reshape(
+                len(images), -1
+            )
+            for name, value in (scalars or {}).items()
+        }
         return geopose_tta(self.tta, self.model, images, scalars)
 
     def standardize(self, image: np.ndarray) -> torch.Tensor:
         """C×H×W float tensor of a raw H×W×C image, normalised as the run's data."""
         if image.shape[-1] < self.channels:
-            raise PodiumError(f"the image has {image.shape[-1]} channel(s); the model expects {self.channels}")
-        array = self.normalizer(image[..., :self.channels])
+            raise PodiumError(
+                f"the image has {image.shape[-1]} channel(s); the model expects {self.channels}"
+            )
+        array = self.normalizer(image[..., : self.channels])
         return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), np.float32))
 
 
-def load_geopose_predictor(run, checkpoint: str = "best", tta: str = "none", batch_size: int = 16,
-                           device=None) -> Tuple[GeoposePredictor, Dict[str, Any]]:
+def load_geopose_predictor(
+    run, checkpoint: str = "best", tta: str = "none", batch_size: int = 16, device=None
+) -> Tuple[GeoposePredictor, Dict[str, Any]]:
     """(GeoposePredictor with the run's weights and normalisation; the run's config)."""
     model, config = load_model(Path(run), checkpoint)
     if not hasattr(model, "magnitude_head"):
-        raise PodiumError(f"{run} is not a Geopose run (model/_target_ {config['model'].get('_target_')}); "
-                          f"expected podium.models.geopose.build_geopose_model")
+        raise PodiumError(
+            f"{run} is not a Geopose run (model/_target_ {config['model'].get('_target_')}); "
+            f"expected podium.models.geopose.build_geopose_model"
+        )
     channels = int((config.get("model") or {}).get("in_channels", 3))
-    predictor = GeoposePredictor(model, run_data_config(config).get("normalize"), tta, batch_size, device, channels)
+    predictor = GeoposePredictor(
+        model, run_data_config(config).get("normalize"), tta, batch_size, device, channels
+    )
     return predictor, config
 
 
@@ -138,10 +182,17 @@ def _angle(direction: np.ndarray) -> float:
     return float(math.atan2(direction[0], direction[1]) % (2 * math.pi))
 
 
-def _row(name: str, out: Dict[str, np.ndarray], extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def _row(
+    name: str, out: Dict[str, np.ndarray], extra: Optional[Dict[str, Any]] = None
+) -> Dict[str, Any]:
     direction = out["direction"]
-    row = {"name": name, "direction_x": round(float(direction[0]), 6), "direction_y": round(float(direction[1]), 6),
-           "angle": round(_angle(direction), 6), "scale": round(float(out["scale"][0]), 6)}
+    row = {
+        "name": name,
+        "direction_x": round(float(direction[0]), 6),
+        "direction_y": round(float(direction[1]), 6),
+        "angle": round(_angle(direction), 6),
+        "scale": round(float(out["scale"][0]), 6),
+    }
     return {**row, **(extra or {})}
 
 
@@ -149,8 +200,9 @@ def _numpy(out: Dict[str, torch.Tensor], index: int) -> Dict[str, np.ndarray]:
     return {key: value[index].detach().cpu().numpy() for key, value in out.items()}
 
 
-def predict_synthetic(predictor: GeoposePredictor, config: Dict[str, Any], split: str = "valid",
-                      out_dir=None) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+def predict_synthetic(
+    predictor: GeoposePredictor, config: Dict[str, Any], split: str = "valid", out_dir=None
+) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """(rows per scene, metrics) for the run's synthetic `split`; files into `out_dir` if given.
 
     Metrics: `height_r2`, `magnitude_r2` (R2 per city, averaged over cities, missing heights
@@ -159,20 +211,28 @@ def predict_synthetic(predictor: GeoposePredictor, config: Dict[str, Any], split
     """
     params = run_data_config(config)
     if params.pop("_target_", None) != GEOPOSE_BUILDER:
-        raise PodiumError(f"the run was not trained on {GEOPOSE_BUILDER} (its data/_target_); "
-                          f"use --images for other data")
+        raise PodiumError(
+            f"the run was not trained on {GEOPOSE_BUILDER} (its data/_target_); "
+            f"use --images for other data"
+        )
     params.pop("train_transforms", None)
     params.pop("valid_transforms", None)
     dataset = build_geopose_datasets(**{**params, "splits": [split]})[split]
     metrics = {key: R2Score(ignore_value=float("nan")) for key in MAPS}
     rows, angles, scale_errors = [], [], []
     for start in range(0, len(dataset), predictor.batch_size):
-        samples = [dataset[i] for i in range(start, min(start + predictor.batch_size, len(dataset)))]
-        scalars = {name: torch.stack([s[name] for s in samples]) for name in predictor.scalar_inputs}
+        samples = [
+            dataset[i] for i in range(start, min(start + predictor.batch_size, len(dataset)))
+        ]
+        scalars = {
+            name: torch.stack([s[name] for s in samples]) for name in predictor.scalar_inputs
+        }
         out = predictor.predict(torch.stack([s["image"] for s in samples]), scalars)
         cities = [s["city"] for s in samples]
         for key in MAPS:
-            metrics[key].update(out[key].cpu(), torch.stack([s[f"{key}_target"] for s in samples]), group=cities)
+            metrics[key].update(
+                out[key].cpu(), torch.stack([s[f"{key}_target"] for s in samples]), group=cities
+            )
         for index, sample in enumerate(samples):
             found = _numpy(out, index)
             truth = sample["direction_target"].numpy().astype(np.float64)
@@ -182,9 +242,18 @@ def predict_synthetic(predictor: GeoposePredictor, config: Dict[str, Any], split
             scale_error = abs(float(found["scale"][0]) - true_scale) / true_scale
             angles.append(angle_error)
             scale_errors.append(scale_error)
-            rows.append(_row(sample["name"], found, {
-                "city": sample["city"], "true_angle": round(_angle(truth), 6), "true_scale": round(true_scale, 6),
-                "angle_error_deg": round(angle_error, 4)}))
+            rows.append(
+                _row(
+                    sample["name"],
+                    found,
+                    {
+                        "city": sample["city"],
+                        "true_angle": round(_angle(truth), 6),
+                        "true_scale": round(true_scale, 6),
+                        "angle_error_deg": round(angle_error, 4),
+                    },
+                )
+            )
             if out_dir is not None:
                 write_outputs(out_dir, sample["name"], found)
     summary: Dict[str, Any] = {"split": split, "scenes": len(dataset), "tta": predictor.tta_name}
@@ -196,15 +265,23 @@ def predict_synthetic(predictor: GeoposePredictor, config: Dict[str, Any], split
     return rows, summary
 
 
-def predict_images(predictor: GeoposePredictor, paths: Sequence, scalars: Optional[Mapping[str, float]] = None,
-                   out_dir=None) -> List[Dict[str, Any]]:
+def predict_images(
+    predictor: GeoposePredictor,
+    paths: Sequence,
+    scalars: Optional[Mapping[str, float]] = None,
+    out_dir=None,
+) -> List[Dict[str, Any]]:
     """Rows per image file (whole images, one at a time); files into `out_dir` if given."""
     if not paths:
-        raise PodiumError("no images to predict: give image files or a folder holding .png/.jpg/.tif files")
+        raise PodiumError(
+            "no images to predict: give image files or a folder holding .png/.jpg/.tif files"
+        )
     scalars = dict(scalars or {})
     if set(scalars) != set(predictor.scalar_inputs):
-        raise PodiumError(f"the model takes the scalar inputs [{', '.join(predictor.scalar_inputs)}]; got "
-                          f"[{', '.join(scalars)}] (give each once: --scalar NAME=VALUE)")
+        raise PodiumError(
+            f"the model takes the scalar inputs [{', '.join(predictor.scalar_inputs)}]; got "
+            f"[{', '.join(scalars)}] (give each once: --scalar NAME=VALUE)"
+        )
     rows = []
     for path in paths:
         image = predictor.standardize(read_image(path))[None]
@@ -231,5 +308,7 @@ def write_table(rows: Sequence[Dict[str, Any]], summary: Optional[Dict[str, Any]
     path = out_dir / "predictions.csv"
     write_atomically(path, lambda p: pd.DataFrame(list(rows)).to_csv(p, index=False))
     if summary is not None:
-        write_atomically(out_dir / "metrics.json", lambda p: p.write_text(json.dumps(summary, indent=2)))
+        write_atomically(
+            out_dir / "metrics.json", lambda p: p.write_text(json.dumps(summary, indent=2))
+        )
     return path

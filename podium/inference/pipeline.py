@@ -17,6 +17,7 @@ Files in `out`: masks/NAME.png (binary 0/255, multiclass class index; multilabel
 masks/CLASS/NAME.png 0/255), probabilities/ (uint8 p × 255, see probability_maps.py),
 overlays/NAME.png, metrics.json, timings.json, predict_config.yml (the resolved config).
 """
+
 import json
 import os
 import resource
@@ -58,8 +59,18 @@ __all__ = ["READING_KEYS", "LoadedModel", "load_models", "predict"]
 # the arguments of build_segmentation_dataset minus the selection (root, split, fold, exclude),
 # augmentation, and on_bad_sample (a skipped test image would silently miss from the submission).
 READING_KEYS = (
-    "normalize", "channels", "in_channels", "num_classes", "image_dir", "mask_dir", "split_file",
-    "layout", "mask_suffix", "target", "masks_csv", "class_names",
+    "normalize",
+    "channels",
+    "in_channels",
+    "num_classes",
+    "image_dir",
+    "mask_dir",
+    "split_file",
+    "layout",
+    "mask_suffix",
+    "target",
+    "masks_csv",
+    "class_names",
 )
 MASK_MODES = {"binary": "binary", "multiclass": "multiclass", "multilabel": "multilabel"}
 
@@ -101,7 +112,11 @@ def load_models(entries: Sequence[Dict[str, Any]]) -> List[LoadedModel]:
                 f"is {first.mode} with {first.num_classes} class(es), {model.run} ({model.checkpoint}) is {model.mode} "
                 f"with {model.num_classes}"
             )
-        if first.class_names is not None and model.class_names is not None and list(first.class_names) != list(model.class_names):
+        if (
+            first.class_names is not None
+            and model.class_names is not None
+            and list(first.class_names) != list(model.class_names)
+        ):
             raise PodiumError(
                 f"the models of an ensemble must agree on class_names: {first.run} has {first.class_names}, "
                 f"{model.run} has {model.class_names}"
@@ -114,37 +129,66 @@ def reading_params(model: LoadedModel, root: Path, data: Dict[str, Any]) -> Dict
     """build_segmentation_dataset arguments that make `root` read the way `model`'s validation read."""
     reading = {key: deepcopy(model.data[key]) for key in READING_KEYS if key in model.data}
     if "in_channels" not in reading and "channels" not in reading and model.in_channels is not None:
-        reading["in_channels"] = int(model.in_channels)  # a wrong channel count names the image, not a conv layer
+        reading["in_channels"] = int(
+            model.in_channels
+        )  # a wrong channel count names the image, not a conv layer
     if data.get("split_file") is not None:
         reading["split_file"] = data["split_file"]
-    same_root = model.data.get("root") is not None and os.path.realpath(str(model.data["root"])) == os.path.realpath(str(root))
-    if reading.get("masks_csv") is not None and not same_root and not os.path.isfile(resolve_data_path(root, reading["masks_csv"])):
-        reading.pop("masks_csv")  # another folder (e.g. a test set) without the run's RLE table: no masks
+    same_root = model.data.get("root") is not None and os.path.realpath(
+        str(model.data["root"])
+    ) == os.path.realpath(str(root))
+    if (
+        reading.get("masks_csv") is not None
+        and not same_root
+        and not os.path.isfile(resolve_data_path(root, reading["masks_csv"]))
+    ):
+        reading.pop(
+            "masks_csv"
+        )  # another folder (e.g. a test set) without the run's RLE table: no masks
     image_dir = reading.get("image_dir", "images")
-    if reading.get("layout", "auto") == "folders" and not (root / image_dir).is_dir() and _has_images(root):
+    if (
+        reading.get("layout", "auto") == "folders"
+        and not (root / image_dir).is_dir()
+        and _has_images(root)
+    ):
         reading["layout"] = "side_by_side"  # a plain folder of images
     return reading
 
 
-def build_dataset(root: Path, data: Dict[str, Any], reading: Dict[str, Any], pipeline: ImagePipeline) -> ImageFolderDataset:
+def build_dataset(
+    root: Path, data: Dict[str, Any], reading: Dict[str, Any], pipeline: ImagePipeline
+) -> ImageFolderDataset:
     """The selected images of `root` (split, fold, names file, or all), read with `reading`."""
     if data.get("names") is None:
         return build_segmentation_dataset(
-            root, split=data.get("split"), fold=data.get("fold"), exclude=data.get("exclude"),
-            transforms=pipeline, **reading,
+            root,
+            split=data.get("split"),
+            fold=data.get("fold"),
+            exclude=data.get("exclude"),
+            transforms=pipeline,
+            **reading,
         )
     names = read_names(root, data["names"])
     if data.get("exclude") is not None:
         path = resolve_data_path(root, data["exclude"])
         (names,), _ = apply_exclusion([names], read_exclusion_list(path), names, path)
         if not names:
-            raise PodiumError(f"every image of {data['names']} is in the exclusion list {path}; expected at least one image")
-    layout = resolve_layout(root, reading.get("layout", "auto"), reading.get("image_dir", "images"),
-                            reading.get("mask_dir", "masks"), reading.get("mask_suffix", "_mask"))
+            raise PodiumError(
+                f"every image of {data['names']} is in the exclusion list {path}; expected at least one image"
+            )
+    layout = resolve_layout(
+        root,
+        reading.get("layout", "auto"),
+        reading.get("image_dir", "images"),
+        reading.get("mask_dir", "masks"),
+        reading.get("mask_suffix", "_mask"),
+    )
     with_masks = reading.get("masks_csv") is not None or (
         os.path.isdir(layout.mask_folder) and set(names) <= set(index_masks(layout))
     )
-    reading = {key: value for key, value in reading.items() if key != "split_file"}  # a names file selects, not a split
+    reading = {
+        key: value for key, value in reading.items() if key != "split_file"
+    }  # a names file selects, not a split
     return ImageFolderDataset(root, names, transforms=pipeline, with_masks=with_masks, **reading)
 
 
@@ -156,14 +200,20 @@ def read_names(root: Path, names_file: str) -> List[str]:
     if not os.path.isfile(path) and os.path.isfile(names_file):
         path = names_file
     if not os.path.isfile(path):
-        raise PodiumError(f"names file {names_file} does not exist (looked in {root} and the current folder); expected a CSV with a name column")
+        raise PodiumError(
+            f"names file {names_file} does not exist (looked in {root} and the current folder); expected a CSV with a name column"
+        )
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as error:  # EmptyDataError, ParserError, UnicodeDecodeError
         raise PodiumError(f"cannot read names file {path}: {str(error).splitlines()[0]}") from None
-    column = "name" if "name" in table.columns else (table.columns[0] if len(table.columns) else None)
+    column = (
+        "name" if "name" in table.columns else (table.columns[0] if len(table.columns) else None)
+    )
     if column is None or table.empty:
-        raise PodiumError(f"names file {path} lists no images; expected a CSV with a name column and one row per image")
+        raise PodiumError(
+            f"names file {path} lists no images; expected a CSV with a name column and one row per image"
+        )
     names = [image_id_to_name(n) for n in table[column].tolist() if str(n).strip()]
     return list(dict.fromkeys(names))  # first occurrence order, duplicates dropped
 
@@ -180,7 +230,9 @@ class ReadingGroup:
         self.inverse = dataset.pipeline.inverse
 
 
-def build_groups(models: List[LoadedModel], predictors: List[Predictor], data: Dict[str, Any]) -> List[ReadingGroup]:
+def build_groups(
+    models: List[LoadedModel], predictors: List[Predictor], data: Dict[str, Any]
+) -> List[ReadingGroup]:
     root = Path(data["root"])
     groups: Dict[str, ReadingGroup] = {}
     for index, (model, predictor) in enumerate(zip(models, predictors)):
@@ -206,7 +258,9 @@ def build_groups(models: List[LoadedModel], predictors: List[Predictor], data: D
 class Outputs:
     """Everything written per image, plus the merged files."""
 
-    def __init__(self, config: Dict[str, Any], mode: str, class_names: Sequence[str], shards: Shards):
+    def __init__(
+        self, config: Dict[str, Any], mode: str, class_names: Sequence[str], shards: Shards
+    ):
         self.out = Path(config["out"])
         self.options = config["outputs"]
         self.mode, self.class_names, self.shards = mode, list(class_names), shards
@@ -216,35 +270,66 @@ class Outputs:
             options = {k: v for k, v in submission.items() if k != "path"}
             if "columns" in options and isinstance(options["columns"], list):
                 options["columns"] = tuple(options["columns"])
-            if len(self.class_names) > 1 and "columns" not in options and "name_format" not in options:
-                options["columns"] = ("ImageId", "ClassId", "EncodedPixels")  # one row per image and class
+            if (
+                len(self.class_names) > 1
+                and "columns" not in options
+                and "name_format" not in options
+            ):
+                options["columns"] = (
+                    "ImageId",
+                    "ClassId",
+                    "EncodedPixels",
+                )  # one row per image and class
             self.submission_path = Path(submission["path"])
             part = self.submission_path if shards.world_size == 1 else self.part_path(shards.rank)
-            self.submission = SubmissionWriter(part, mode=mode, class_names=self._submission_classes(), **options)
+            self.submission = SubmissionWriter(
+                part, mode=mode, class_names=self._submission_classes(), **options
+            )
             # the writer checks columns against the mode at the first add(): check now, before any file is written
-            probe = np.zeros((len(self.class_names), 1, 1) if mode == "multilabel" else (1, 1), dtype=np.uint8)
-            SubmissionWriter(part, mode=mode, class_names=self._submission_classes(), **options).add("probe", probe)
+            probe = np.zeros(
+                (len(self.class_names), 1, 1) if mode == "multilabel" else (1, 1), dtype=np.uint8
+            )
+            SubmissionWriter(
+                part, mode=mode, class_names=self._submission_classes(), **options
+            ).add("probe", probe)
 
     def part_path(self, rank: int) -> Path:
-        return self.out / "_parts" / f"{self.submission_path.stem}.rank{rank}{self.submission_path.suffix}"
+        return (
+            self.out
+            / "_parts"
+            / f"{self.submission_path.stem}.rank{rank}{self.submission_path.suffix}"
+        )
 
     def _submission_classes(self) -> Optional[List[str]]:
         if self.mode == "binary":
             return None
         return self.class_names
 
-    def write(self, name: str, image: np.ndarray, probabilities: np.ndarray, mask: np.ndarray, target) -> None:
+    def write(
+        self, name: str, image: np.ndarray, probabilities: np.ndarray, mask: np.ndarray, target
+    ) -> None:
         if self.options["masks"]:
             if self.mode == "multilabel":
                 for c, class_name in enumerate(self.class_names):
-                    write_mask(self.out / "masks" / class_name / f"{name}.png", (mask[c] > 0).astype(np.uint8) * 255)
+                    write_mask(
+                        self.out / "masks" / class_name / f"{name}.png",
+                        (mask[c] > 0).astype(np.uint8) * 255,
+                    )
             else:
-                write_mask(self.out / "masks" / f"{name}.png", mask * 255 if self.mode == "binary" else mask)
+                write_mask(
+                    self.out / "masks" / f"{name}.png",
+                    mask * 255 if self.mode == "binary" else mask,
+                )
         if self.options["probabilities"]:
             names = None if self.mode == "binary" else self.class_names
             write_probability_map(self.out / "probabilities", name, probabilities, names)
         if self.options["overlays"]:
-            write_overlay(self.out / "overlays" / f"{name}.png", image, _flat(mask, self.mode), _flat(target, self.mode, truth=True))
+            write_overlay(
+                self.out / "overlays" / f"{name}.png",
+                image,
+                _flat(mask, self.mode),
+                _flat(target, self.mode, truth=True),
+            )
         if self.submission is not None:
             self.submission.add(name, mask)
 
@@ -273,7 +358,11 @@ def _flat(mask, mode: str, truth: bool = False) -> Optional[np.ndarray]:
         return None
     mask = np.asarray(mask)
     if mode == "multilabel" or (mode == "binary" and mask.ndim == 3):
-        return (mask > 0.5).any(axis=0).astype(np.uint8) if truth else (mask > 0).any(axis=0).astype(np.uint8)
+        return (
+            (mask > 0.5).any(axis=0).astype(np.uint8)
+            if truth
+            else (mask > 0).any(axis=0).astype(np.uint8)
+        )
     return mask
 
 
@@ -281,7 +370,13 @@ def _flat(mask, mode: str, truth: bool = False) -> Optional[np.ndarray]:
 class Scores:
     """Dataset-level Dice / IoU of the written masks, as the run's training metrics computed them."""
 
-    def __init__(self, mode: str, num_classes: int, class_names: Sequence[str], classes: Optional[Sequence[int]]):
+    def __init__(
+        self,
+        mode: str,
+        num_classes: int,
+        class_names: Sequence[str],
+        classes: Optional[Sequence[int]],
+    ):
         self.mode, self.num_classes, self.class_names = mode, num_classes, list(class_names)
         self.classes = list(classes) if classes is not None else list(range(num_classes))
         self.counts = ConfusionCounts(num_classes=num_classes)
@@ -290,7 +385,10 @@ class Scores:
     def add(self, mask: np.ndarray, target: np.ndarray) -> None:
         if self.mode == "multiclass":
             classes = np.arange(self.num_classes)[:, None, None]
-            predicted, truth = mask[None] == classes, np.asarray(target).reshape(mask.shape)[None] == classes
+            predicted, truth = (
+                mask[None] == classes,
+                np.asarray(target).reshape(mask.shape)[None] == classes,
+            )
         else:
             predicted = (mask > 0).reshape(self.num_classes, *mask.shape[-2:])
             truth = np.asarray(target).reshape(predicted.shape) > 0.5
@@ -298,16 +396,28 @@ class Scores:
         self.images += 1
 
     def reduce(self, shards: Shards) -> None:
-        counts = shards.sum(np.stack([self.counts.tp, self.counts.fp, self.counts.fn, np.full_like(self.counts.tp, self.images)]))
+        counts = shards.sum(
+            np.stack(
+                [
+                    self.counts.tp,
+                    self.counts.fp,
+                    self.counts.fn,
+                    np.full_like(self.counts.tp, self.images),
+                ]
+            )
+        )
         self.counts.tp, self.counts.fp, self.counts.fn = counts[0], counts[1], counts[2]
         self.images = int(counts[3][0])
 
     def summary(self) -> Dict[str, Any]:
         dice, iou = self.counts.dice(), self.counts.iou()
         return {
-            "dice": dice.tolist(), "iou": iou.tolist(),
-            "dice_macro": float(dice[self.classes].mean()), "iou_macro": float(iou[self.classes].mean()),
-            "classes": self.class_names, "macro_over": [self.class_names[c] for c in self.classes],
+            "dice": dice.tolist(),
+            "iou": iou.tolist(),
+            "dice_macro": float(dice[self.classes].mean()),
+            "iou_macro": float(iou[self.classes].mean()),
+            "classes": self.class_names,
+            "macro_over": [self.class_names[c] for c in self.classes],
         }
 
 
@@ -315,7 +425,9 @@ def _metric_classes(run_config: Dict[str, Any]) -> Optional[List[int]]:
     """`classes` of the run's SegmentationMetricsCallback (the classes its `dice` averaged), if any."""
     for stage in (run_config.get("stages") or {}).values():
         for callback in ((stage or {}).get("callbacks") or {}).values():
-            if isinstance(callback, dict) and str(callback.get("_target_", "")).endswith("SegmentationMetricsCallback"):
+            if isinstance(callback, dict) and str(callback.get("_target_", "")).endswith(
+                "SegmentationMetricsCallback"
+            ):
                 if callback.get("classes") is not None:
                     return [int(c) for c in callback["classes"]]
     return None
@@ -336,26 +448,40 @@ class Timings:
     def summary(self, tiles: int) -> Dict[str, Any]:
         seconds = time.perf_counter() - self.started
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux → MiB
-        peak_cuda = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None
+        peak_cuda = (
+            torch.cuda.max_memory_allocated(self.device) / 2**20
+            if self.device.type == "cuda"
+            else None
+        )
         return {
-            "images": self.images, "seconds": round(seconds, 4), "load_seconds": round(self.load_seconds, 4),
+            "images": self.images,
+            "seconds": round(seconds, 4),
+            "load_seconds": round(self.load_seconds, 4),
             "images_per_second": round(self.images / seconds, 4) if seconds > 0 else None,
             "seconds_per_image": round(seconds / self.images, 4) if self.images else None,
-            "peak_rss_mb": round(peak_rss, 1), "peak_cuda_mb": None if peak_cuda is None else round(peak_cuda, 1),
-            "tiles": tiles, "device": str(self.device),
+            "peak_rss_mb": round(peak_rss, 1),
+            "peak_cuda_mb": None if peak_cuda is None else round(peak_cuda, 1),
+            "tiles": tiles,
+            "device": str(self.device),
         }
 
 
 def merge_timings(ranks: List[Dict[str, Any]]) -> Dict[str, Any]:
     images = sum(r["images"] for r in ranks)
-    seconds = max(r["seconds"] for r in ranks)  # ranks run side by side: the slowest one is the wall time
+    seconds = max(
+        r["seconds"] for r in ranks
+    )  # ranks run side by side: the slowest one is the wall time
     cuda = [r["peak_cuda_mb"] for r in ranks if r["peak_cuda_mb"] is not None]
     return {
-        "images": images, "seconds": seconds,
+        "images": images,
+        "seconds": seconds,
         "images_per_second": round(images / seconds, 4) if seconds > 0 else None,
         "seconds_per_image": round(seconds / images, 4) if images else None,
-        "peak_rss_mb": max(r["peak_rss_mb"] for r in ranks), "peak_cuda_mb": max(cuda) if cuda else None,
-        "tiles": sum(r["tiles"] for r in ranks), "world_size": len(ranks), "ranks": ranks,
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in ranks),
+        "peak_cuda_mb": max(cuda) if cuda else None,
+        "tiles": sum(r["tiles"] for r in ranks),
+        "world_size": len(ranks),
+        "ranks": ranks,
     }
 
 
@@ -365,9 +491,13 @@ def resolve_device(device: Optional[str], shards: Shards) -> torch.device:
         try:
             device = torch.device(device)
         except RuntimeError:
-            raise PodiumError(f"device {device!r} is not a torch device; expected cpu, cuda or cuda:N") from None
+            raise PodiumError(
+                f"device {device!r} is not a torch device; expected cpu, cuda or cuda:N"
+            ) from None
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise PodiumError(f"device {device} was asked for, but torch sees no CUDA GPU; use --device cpu (or leave it out)")
+            raise PodiumError(
+                f"device {device} was asked for, but torch sees no CUDA GPU; use --device cpu (or leave it out)"
+            )
         return device
     if torch.cuda.is_available() and shards.world_size > 1:
         return torch.device("cuda", shards.local_rank % torch.cuda.device_count())
@@ -393,29 +523,44 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
         first = models[0]
         class_names = list(first.class_names or default_class_names(first.num_classes))
         ensemble = Ensemble.from_config(config["ensemble"])
-        post = PostProcess.from_config(config["postprocess"], mode=first.mode,
-                                       class_names=class_names if first.mode != "binary" else None)
+        post = PostProcess.from_config(
+            config["postprocess"],
+            mode=first.mode,
+            class_names=class_names if first.mode != "binary" else None,
+        )
         tta = build_tta(config["tta"])
         tiles = None
         if config["tiles"] is not None:
             t = config["tiles"]
-            tiles = TiledPrediction(t["size"], t["overlap"], t["weight"], t["batch_size"] or config["batch_size"])
-        predictors = [Predictor(m.model, device=device, mode=m.mode, tta=tta, tiles=tiles) for m in models]
+            tiles = TiledPrediction(
+                t["size"], t["overlap"], t["weight"], t["batch_size"] or config["batch_size"]
+            )
+        predictors = [
+            Predictor(m.model, device=device, mode=m.mode, tta=tta, tiles=tiles) for m in models
+        ]
         data = dict(config["data"])
         if data.get("root") is None:
             roots = {str(m.data.get("root")) for m in models if m.data.get("root") is not None}
             if len(roots) != 1:
-                raise PodiumError("no data folder: give data: {root: DIR} in the inference config or --data DIR")
+                raise PodiumError(
+                    "no data folder: give data: {root: DIR} in the inference config or --data DIR"
+                )
             data["root"] = roots.pop()
         groups = build_groups(models, predictors, data)
         total = len(groups[0].dataset)
         with_masks = groups[0].dataset.dataset.with_masks
-        scores = Scores(first.mode, first.num_classes, class_names, first.metric_classes) if with_masks else None
+        scores = (
+            Scores(first.mode, first.num_classes, class_names, first.metric_classes)
+            if with_masks
+            else None
+        )
         outputs = Outputs(config, first.mode, class_names, shards)
         timings = Timings(device)
         timings.load_seconds = time.perf_counter() - started
         indices = shards.indices(total)
-        _predict_images(config, groups, indices, models, ensemble, post, outputs, scores, timings, shards)
+        _predict_images(
+            config, groups, indices, models, ensemble, post, outputs, scores, timings, shards
+        )
         outputs.close()
         rank_timings = timings.summary(tiles.tiles_seen if tiles is not None else 0)
         ok, error = True, None
@@ -425,7 +570,9 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
         shards.close()
         if error is not None:
             raise error
-        raise PodiumError("another prediction process failed (its error is printed above); nothing was merged")
+        raise PodiumError(
+            "another prediction process failed (its error is printed above); nothing was merged"
+        )
     if scores is not None:
         scores.reduce(shards)
     all_timings = shards.gather(rank_timings)
@@ -444,18 +591,32 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
     return summary
 
 
-def _predict_images(config, groups, indices, models, ensemble, post, outputs, scores, timings, shards) -> None:
+def _predict_images(
+    config, groups, indices, models, ensemble, post, outputs, scores, timings, shards
+) -> None:
     from tqdm.auto import tqdm
 
     loaders = [
-        DataLoader(Subset(group.dataset, indices), batch_size=config["batch_size"], num_workers=config["num_workers"],
-                   collate_fn=list)
+        DataLoader(
+            Subset(group.dataset, indices),
+            batch_size=config["batch_size"],
+            num_workers=config["num_workers"],
+            collate_fn=list,
+        )
         for group in groups
     ]
     weights = [m.weight for m in models]
-    desc = "predict" if shards.world_size == 1 else f"predict (rank 0's share of {shards.world_size})"
-    progress = tqdm(total=len(indices), desc=desc, unit="img", file=sys.stderr,
-                    disable=not config["progress"] or not shards.is_main, dynamic_ncols=True)
+    desc = (
+        "predict" if shards.world_size == 1 else f"predict (rank 0's share of {shards.world_size})"
+    )
+    progress = tqdm(
+        total=len(indices),
+        desc=desc,
+        unit="img",
+        file=sys.stderr,
+        disable=not config["progress"] or not shards.is_main,
+        dynamic_ncols=True,
+    )
     for batches in zip(*loaders):
         per_model: List[Optional[List[np.ndarray]]] = [None] * len(models)
         for group, batch in zip(groups, batches):
@@ -463,20 +624,28 @@ def _predict_images(config, groups, indices, models, ensemble, post, outputs, sc
                 per_model[index] = _predict_batch(predictor, group, batch)
         reference = batches[0]
         for i, sample in enumerate(reference):
-            probabilities = ensemble([p[i] for p in per_model], weights) if len(models) > 1 else per_model[0][i]
+            probabilities = (
+                ensemble([p[i] for p in per_model], weights) if len(models) > 1 else per_model[0][i]
+            )
             probabilities = np.asarray(probabilities, dtype=np.float32)
             mask = post(probabilities)
             target = sample["mask"].numpy() if "mask" in sample else None
             if scores is not None:
                 scores.add(mask, target)
-            image = groups[0].inverse(sample["image"].numpy(), sample["original_size"]) if outputs.options["overlays"] else None
+            image = (
+                groups[0].inverse(sample["image"].numpy(), sample["original_size"])
+                if outputs.options["overlays"]
+                else None
+            )
             outputs.write(sample["name"], image, probabilities, mask, target)
             timings.images += 1
             progress.update(1)
     progress.close()
 
 
-def _predict_batch(predictor: Predictor, group: ReadingGroup, batch: List[Dict[str, Any]]) -> List[np.ndarray]:
+def _predict_batch(
+    predictor: Predictor, group: ReadingGroup, batch: List[Dict[str, Any]]
+) -> List[np.ndarray]:
     """Probabilities K×H×W (original size, float32 numpy) per sample; same-size runs are stacked."""
     out: List[Optional[np.ndarray]] = [None] * len(batch)
     start = 0

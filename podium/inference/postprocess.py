@@ -31,6 +31,7 @@ Modes (what `__call__` returns):
   ignored. Class c's mask thus depends only on the argmax and class c's own values, which is
   what lets `podium tune-postprocess` tune each class on its own.
 """
+
 from typing import List, Mapping, Optional, Sequence, Tuple
 
 import cv2
@@ -41,8 +42,16 @@ from podium.errors import PodiumError, check_keys
 from podium.validation import check_choice, check_probability, is_number
 
 __all__ = [
-    "MODES", "CONFIG_KEYS", "PostProcess", "default_threshold", "fill_enclosed", "components",
-    "remove_small", "binary_class_mask", "multiclass_class_mask", "as_numpy",
+    "MODES",
+    "CONFIG_KEYS",
+    "PostProcess",
+    "default_threshold",
+    "fill_enclosed",
+    "components",
+    "remove_small",
+    "binary_class_mask",
+    "multiclass_class_mask",
+    "as_numpy",
 ]
 
 MODES = ("binary", "multilabel", "multiclass")
@@ -69,7 +78,9 @@ def fill_enclosed(mask: np.ndarray) -> np.ndarray:
 
 def components(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(labels H×W int32, areas) of the 8-connected blobs; label 0 / areas[0] is the background."""
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=CONNECTIVITY)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=CONNECTIVITY
+    )
     return labels, stats[:, cv2.CC_STAT_AREA]
 
 
@@ -114,25 +125,48 @@ class PostProcess:
         self.mode = check_choice(mode, MODES, "post-processing mode")
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         if self.class_names is not None and mode == "binary" and len(self.class_names) != 1:
-            raise PodiumError(f"binary post-processing has one class, but class_names lists {len(self.class_names)}: {self.class_names}")
-        self.threshold = _check_values("threshold", default_threshold(mode) if threshold is None else threshold, _threshold)
+            raise PodiumError(
+                f"binary post-processing has one class, but class_names lists {len(self.class_names)}: {self.class_names}"
+            )
+        self.threshold = _check_values(
+            "threshold", default_threshold(mode) if threshold is None else threshold, _threshold
+        )
         self.min_size = _check_values("min_size", min_size, _min_size)
         self.fill_holes = _check_values("fill_holes", fill_holes, _flag)
         if self.class_names is not None:
-            self.per_class(len(self.class_names))  # list lengths checked now, not at the first image
+            self.per_class(
+                len(self.class_names)
+            )  # list lengths checked now, not at the first image
 
     @classmethod
-    def from_config(cls, config: Optional[Mapping], mode: str = "binary", class_names: Optional[Sequence[str]] = None) -> "PostProcess":
+    def from_config(
+        cls,
+        config: Optional[Mapping],
+        mode: str = "binary",
+        class_names: Optional[Sequence[str]] = None,
+    ) -> "PostProcess":
         """From a `postprocess:` block: keys `threshold`, `min_size`, `fill_holes` (all optional)."""
         config = {} if config is None else config
         if not isinstance(config, Mapping):
-            raise PodiumError(f"postprocess must be a mapping with keys {', '.join(CONFIG_KEYS)}, got {config!r}")
+            raise PodiumError(
+                f"postprocess must be a mapping with keys {', '.join(CONFIG_KEYS)}, got {config!r}"
+            )
         check_keys(config.keys(), CONFIG_KEYS, "postprocess")
-        return cls(config.get("threshold"), config.get("min_size", 0), config.get("fill_holes", False), mode, class_names)
+        return cls(
+            config.get("threshold"),
+            config.get("min_size", 0),
+            config.get("fill_holes", False),
+            mode,
+            class_names,
+        )
 
     def to_config(self) -> dict:
         """The `postprocess:` block that rebuilds this object."""
-        return {"threshold": self.threshold, "min_size": self.min_size, "fill_holes": self.fill_holes}
+        return {
+            "threshold": self.threshold,
+            "min_size": self.min_size,
+            "fill_holes": self.fill_holes,
+        }
 
     def __call__(self, probabilities) -> np.ndarray:
         probabilities = as_numpy(probabilities)
@@ -141,19 +175,29 @@ class PostProcess:
         if probabilities.ndim == 2 and self.mode == "binary":
             probabilities = probabilities[None]
         if probabilities.ndim != 3:
-            raise PodiumError(f"post-processing needs C×H×W probabilities, got shape {probabilities.shape}")
+            raise PodiumError(
+                f"post-processing needs C×H×W probabilities, got shape {probabilities.shape}"
+            )
         num_classes = probabilities.shape[0]
         if self.mode == "binary" and num_classes != 1:
-            raise PodiumError(f"binary post-processing needs 1 channel, got {num_classes}; use mode multilabel or multiclass")
+            raise PodiumError(
+                f"binary post-processing needs 1 channel, got {num_classes}; use mode multilabel or multiclass"
+            )
         if self.mode == "multiclass" and num_classes < 2:
-            raise PodiumError("multiclass post-processing needs at least 2 channels (background + classes)")
+            raise PodiumError(
+                "multiclass post-processing needs at least 2 channels (background + classes)"
+            )
         thresholds, min_sizes, fills = self.per_class(num_classes)
         if self.mode == "multiclass":
             return self._multiclass(probabilities, thresholds, min_sizes, fills)
-        masks = np.stack([
-            remove_small(binary_class_mask(probabilities[c], thresholds[c], fills[c]), min_sizes[c])
-            for c in range(num_classes)
-        ]).astype(np.uint8)
+        masks = np.stack(
+            [
+                remove_small(
+                    binary_class_mask(probabilities[c], thresholds[c], fills[c]), min_sizes[c]
+                )
+                for c in range(num_classes)
+            ]
+        ).astype(np.uint8)
         return masks[0] if self.mode == "binary" else masks
 
     def _multiclass(self, probabilities, thresholds, min_sizes, fills) -> np.ndarray:
@@ -190,7 +234,9 @@ def _check_values(key: str, value, check):
     """One value, or a non-empty list of them (tuples become lists, so to_config is YAML-ready)."""
     if isinstance(value, (list, tuple)):
         if not value:
-            raise PodiumError(f"postprocess {key} is an empty list; expected one value or one per class")
+            raise PodiumError(
+                f"postprocess {key} is an empty list; expected one value or one per class"
+            )
         return [check(key, v) for v in value]
     return check(key, value)
 
@@ -201,11 +247,15 @@ def _threshold(key, value) -> float:
 
 def _min_size(key, value) -> int:
     if not is_number(value, finite=True) or value < 0 or value != int(value):
-        raise PodiumError(f"postprocess {key} must be a whole number of pixels >= 0 (or a list of them), got {value!r}")
+        raise PodiumError(
+            f"postprocess {key} must be a whole number of pixels >= 0 (or a list of them), got {value!r}"
+        )
     return int(value)
 
 
 def _flag(key, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
-        raise PodiumError(f"postprocess {key} must be true or false (or a list of them), got {value!r}")
+        raise PodiumError(
+            f"postprocess {key} must be true or false (or a list of them), got {value!r}"
+        )
     return bool(value)

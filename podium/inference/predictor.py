@@ -9,6 +9,7 @@
 TTA averages probabilities (not logits) and so do the tiles, so an ensemble of predictors
 (`podium.inference.ensemble`) averages like-for-like maps.
 """
+
 from typing import Callable, Iterator, Optional, Tuple
 
 import numpy as np
@@ -32,7 +33,9 @@ def activation_of(mode: Optional[str], channels: int) -> str:
     if mode is None:
         return "sigmoid" if channels == 1 else "softmax"
     if mode not in MODES:
-        raise PodiumError(f"prediction mode {mode!r} is not supported; expected one of: {', '.join(MODES)}")
+        raise PodiumError(
+            f"prediction mode {mode!r} is not supported; expected one of: {', '.join(MODES)}"
+        )
     return "softmax" if mode == "multiclass" else "sigmoid"
 
 
@@ -75,13 +78,19 @@ class Predictor:
         return self._views(images)
 
     def _views(self, images: torch.Tensor) -> torch.Tensor:
-        return self.tta(self.probabilities, images) if self.tta is not None else self.probabilities(images)
+        return (
+            self.tta(self.probabilities, images)
+            if self.tta is not None
+            else self.probabilities(images)
+        )
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """One forward pass and the activation of the mode."""
         logits = self.forward(self.model, images)
         if not isinstance(logits, torch.Tensor):
-            raise PodiumError(f"the model returned {type(logits).__name__}; podium predict expects a logits tensor B×K×H×W")
+            raise PodiumError(
+                f"the model returned {type(logits).__name__}; podium predict expects a logits tensor B×K×H×W"
+            )
         if activation_of(self.mode, logits.shape[1]) == "sigmoid":
             return torch.sigmoid(logits)
         return torch.softmax(logits, dim=1)

@@ -13,6 +13,7 @@ truncated map for `podium tune-postprocess` to read. Without classes.json (maps 
 other tools) the layout is inferred: PNGs directly in DIR are one class, else every sub-folder
 holding PNGs is a class, in sorted order. 16-bit PNGs are read as value / 65535.
 """
+
 import json
 import os
 from pathlib import Path
@@ -27,8 +28,12 @@ from podium.inference.postprocess import as_numpy
 from podium.metrics.segmentation import default_class_names
 
 __all__ = [
-    "MANIFEST", "write_probability_map", "read_probability_map", "read_probability_maps",
-    "probability_map_names", "probability_map_classes",
+    "MANIFEST",
+    "write_probability_map",
+    "read_probability_map",
+    "read_probability_maps",
+    "probability_map_names",
+    "probability_map_classes",
 ]
 
 MANIFEST = "classes.json"
@@ -36,18 +41,28 @@ SCALE = 255
 _OUT_OF_RANGE = 1e-3  # averaging may overshoot 1 by float error; more than this is a bug (logits?)
 
 
-def write_probability_map(folder, name: str, probabilities, class_names: Optional[Sequence[str]] = None) -> None:
+def write_probability_map(
+    folder, name: str, probabilities, class_names: Optional[Sequence[str]] = None
+) -> None:
     """Write C×H×W (or H×W) probabilities of image `name` as uint8 PNG(s) into `folder`."""
     probabilities = as_numpy(probabilities).astype(np.float32, copy=False)
     if probabilities.ndim == 2:
         probabilities = probabilities[None]
     if probabilities.ndim != 3:
-        raise PodiumError(f"probability map of {name} has shape {probabilities.shape}; expected C×H×W or H×W")
+        raise PodiumError(
+            f"probability map of {name} has shape {probabilities.shape}; expected C×H×W or H×W"
+        )
     _check_name(name)
     finite = np.isfinite(probabilities).all()
-    low, high = (float(probabilities.min()), float(probabilities.max())) if probabilities.size else (0.0, 0.0)
+    low, high = (
+        (float(probabilities.min()), float(probabilities.max()))
+        if probabilities.size
+        else (0.0, 0.0)
+    )
     if not finite or low < -_OUT_OF_RANGE or high > 1 + _OUT_OF_RANGE:
-        raise PodiumError(f"probability map of {name} has values {low:g}..{high:g}; expected probabilities in [0, 1]")
+        raise PodiumError(
+            f"probability map of {name} has values {low:g}..{high:g}; expected probabilities in [0, 1]"
+        )
     classes = _class_names(class_names, probabilities.shape[0])
     folder = Path(folder)
     _write_manifest(folder, classes)
@@ -64,13 +79,17 @@ def read_probability_map(folder, name: str) -> np.ndarray:
     for c in range(len(classes)):
         path = _png_path(folder, classes, c, name)
         if not path.is_file():
-            raise PodiumError(f"probability map {path} does not exist (image {name}, class {classes[c]})")
+            raise PodiumError(
+                f"probability map {path} does not exist (image {name}, class {classes[c]})"
+            )
         array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
         if array is None or array.ndim != 2 or array.dtype not in (np.uint8, np.uint16):
             raise PodiumError(f"probability map {path} is not a readable 8- or 16-bit grey PNG")
         if channels and array.shape != channels[0].shape:
-            raise PodiumError(f"probability map {path} is {array.shape[1]}×{array.shape[0]} but class {classes[0]} of {name} is "
-                              f"{channels[0].shape[1]}×{channels[0].shape[0]}; expected one size per image")
+            raise PodiumError(
+                f"probability map {path} is {array.shape[1]}×{array.shape[0]} but class {classes[0]} of {name} is "
+                f"{channels[0].shape[1]}×{channels[0].shape[0]}; expected one size per image"
+            )
         channels.append(array.astype(np.float32) / np.iinfo(array.dtype).max)
     return np.stack(channels)
 
@@ -88,7 +107,9 @@ def probability_map_names(folder) -> List[str]:
     per_class = [set(_pngs(_class_folder(folder, classes, c))) for c in range(len(classes))]
     names = sorted(set.union(*per_class))
     if not names:
-        raise PodiumError(f"probability map folder {folder} holds no PNG maps; expected NAME.png or CLASS/NAME.png files")
+        raise PodiumError(
+            f"probability map folder {folder} holds no PNG maps; expected NAME.png or CLASS/NAME.png files"
+        )
     for c, found in enumerate(per_class):
         missing = [n for n in names if n not in found]
         if missing:
@@ -109,15 +130,23 @@ def probability_map_classes(folder) -> List[str]:
         try:
             classes = json.loads(manifest.read_text())["classes"]
         except (ValueError, KeyError, TypeError) as error:
-            raise PodiumError(f'cannot read {manifest}: {error}; expected {{"classes": [names]}}') from None
+            raise PodiumError(
+                f'cannot read {manifest}: {error}; expected {{"classes": [names]}}'
+            ) from None
         if not isinstance(classes, list) or not classes:
-            raise PodiumError(f'{manifest} has classes {classes!r}; expected a non-empty list of names')
+            raise PodiumError(
+                f"{manifest} has classes {classes!r}; expected a non-empty list of names"
+            )
         return [str(c) for c in classes]
     if _pngs(folder):
         return ["foreground"]
-    subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and _pngs(p))
+    subfolders = sorted(
+        p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and _pngs(p)
+    )
     if not subfolders:
-        raise PodiumError(f"probability map folder {folder} holds no PNG maps; expected NAME.png or CLASS/NAME.png files")
+        raise PodiumError(
+            f"probability map folder {folder} holds no PNG maps; expected NAME.png or CLASS/NAME.png files"
+        )
     return subfolders
 
 
@@ -126,7 +155,9 @@ def _class_names(class_names, count: int) -> List[str]:
         return ["foreground"] if count == 1 else default_class_names(count)
     names = [str(c) for c in class_names]
     if len(names) != count:
-        raise PodiumError(f"class_names lists {len(names)} names {names} for {count} probability channels; expected one name per channel")
+        raise PodiumError(
+            f"class_names lists {len(names)} names {names} for {count} probability channels; expected one name per channel"
+        )
     if len(set(names)) != len(names):
         raise PodiumError(f"class_names {names} has duplicates; expected one folder name per class")
     for n in names:
@@ -138,7 +169,9 @@ def _class_names(class_names, count: int) -> List[str]:
 def _check_name(name: str, what: str = "image name") -> None:
     text = str(name)
     if not text or text in (".", "..") or text.startswith(".") or "/" in text or os.sep in text:
-        raise PodiumError(f"{what} {name!r} cannot be a file name; expected a name without path separators or a leading dot")
+        raise PodiumError(
+            f"{what} {name!r} cannot be a file name; expected a name without path separators or a leading dot"
+        )
 
 
 def _class_folder(folder: Path, classes: List[str], c: int) -> Path:
@@ -161,6 +194,10 @@ def _write_manifest(folder: Path, classes: List[str]) -> None:
     if path.is_file():
         present = probability_map_classes(folder)
         if present != classes:
-            raise PodiumError(f"{path} lists classes {present} but these maps have {classes}; expected an empty folder or the same classes")
+            raise PodiumError(
+                f"{path} lists classes {present} but these maps have {classes}; expected an empty folder or the same classes"
+            )
         return
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps({"classes": classes, "scale": SCALE}, indent=1)))
+    write_atomically(
+        path, lambda tmp: tmp.write_text(json.dumps({"classes": classes, "scale": SCALE}, indent=1))
+    )

@@ -20,6 +20,7 @@
 
 The training side reads OUT with `data: {soft_labels: OUT}` (podium.datasets.soft_labels).
 """
+
 import csv
 import os
 import shutil
@@ -34,17 +35,38 @@ from podium.errors import PodiumError, check_output_folder
 from podium.files import write_atomically, write_json
 from podium.inference import cv_runs
 from podium.inference.checkpoint import CONFIG_PATH
-from podium.inference.probability_maps import probability_map_classes, probability_map_names, read_probability_map
+from podium.inference.probability_maps import (
+    probability_map_classes,
+    probability_map_names,
+    read_probability_map,
+)
 from podium.validation import check_int, check_probability
 
 __all__ = [
-    "CHECKPOINTS", "PREDICT_FILES", "teacher_models", "cv_predict_settings", "image_stats", "choose_kinds",
-    "write_manifest", "pseudo_label",
+    "CHECKPOINTS",
+    "PREDICT_FILES",
+    "teacher_models",
+    "cv_predict_settings",
+    "image_stats",
+    "choose_kinds",
+    "write_manifest",
+    "pseudo_label",
 ]
 
 CHECKPOINTS = {"best": ["best"], "last": ["last"], "both": ["best", "last"]}
-PREDICT_FILES = ("predict_config.yml", "timings.json", "metrics.json")  # what podium predict adds to OUT
-BASE_KEYS = ("tiles", "ensemble", "batch_size", "num_workers", "device", "tta")  # taken from a --predict-config
+PREDICT_FILES = (
+    "predict_config.yml",
+    "timings.json",
+    "metrics.json",
+)  # what podium predict adds to OUT
+BASE_KEYS = (
+    "tiles",
+    "ensemble",
+    "batch_size",
+    "num_workers",
+    "device",
+    "tta",
+)  # taken from a --predict-config
 
 
 def teacher_models(run_dir, checkpoint: str = "best") -> List[Dict[str, Any]]:
@@ -53,18 +75,24 @@ def teacher_models(run_dir, checkpoint: str = "best") -> List[Dict[str, Any]]:
         raise PodiumError(f"checkpoint {checkpoint!r} is not one of {', '.join(CHECKPOINTS)}")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise PodiumError(f"run directory {run_dir} does not exist; expected podium cv's --out or a catalyst-dl run logdir")
+        raise PodiumError(
+            f"run directory {run_dir} does not exist; expected podium cv's --out or a catalyst-dl run logdir"
+        )
     folds = cv_runs.fold_dirs(run_dir)
     if folds:
         runs = cv_runs.finished_folds(run_dir)
         if not runs:
-            raise PodiumError(f"{run_dir} holds no trained model to pseudo-label with: none of its {len(folds)} fold(s) "
-                              f"is finished (no {cv_runs.DONE}); finish podium cv first")
+            raise PodiumError(
+                f"{run_dir} holds no trained model to pseudo-label with: none of its {len(folds)} fold(s) "
+                f"is finished (no {cv_runs.DONE}); finish podium cv first"
+            )
     elif (run_dir / CONFIG_PATH).is_file():
         runs = [run_dir]
     else:
-        raise PodiumError(f"{run_dir} holds no trained model to pseudo-label with: it has neither fold_<k>/{cv_runs.DONE} "
-                          f"(podium cv) nor {CONFIG_PATH} (one catalyst-dl run)")
+        raise PodiumError(
+            f"{run_dir} holds no trained model to pseudo-label with: it has neither fold_<k>/{cv_runs.DONE} "
+            f"(podium cv) nor {CONFIG_PATH} (one catalyst-dl run)"
+        )
     return [{"run": str(run), "checkpoint": CHECKPOINTS[checkpoint]} for run in runs]
 
 
@@ -90,8 +118,9 @@ def image_stats(probabilities: np.ndarray, mode: str, threshold: float) -> Tuple
     return float(top.max()), float((top >= threshold).mean())
 
 
-def choose_kinds(stats: Mapping[str, Tuple[float, float]], threshold: float,
-                 negatives: Optional[int]) -> Dict[str, Optional[str]]:
+def choose_kinds(
+    stats: Mapping[str, Tuple[float, float]], threshold: float, negatives: Optional[int]
+) -> Dict[str, Optional[str]]:
     """{name: soft | negative | None (dropped)} from each image's (max_prob, positive_fraction).
 
     negatives None: every image is soft. Else images with max_prob < threshold are negative
@@ -99,7 +128,9 @@ def choose_kinds(stats: Mapping[str, Tuple[float, float]], threshold: float,
     """
     if negatives is None:
         return {name: "soft" for name in stats}
-    kinds: Dict[str, Optional[str]] = {name: "soft" for name, (top, _) in stats.items() if top >= threshold}
+    kinds: Dict[str, Optional[str]] = {
+        name: "soft" for name, (top, _) in stats.items() if top >= threshold
+    }
     candidates = sorted((top, name) for name, (top, _) in stats.items() if top < threshold)
     for rank, (_, name) in enumerate(candidates):
         kinds[name] = "negative" if rank < negatives else None
@@ -108,13 +139,21 @@ def choose_kinds(stats: Mapping[str, Tuple[float, float]], threshold: float,
 
 def write_manifest(path: Path, rows: Sequence[Dict[str, Any]]) -> None:
     """manifest.csv (name, kind, max_prob, positive_fraction), written to a temporary file and renamed."""
+
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["name", "kind", "max_prob", "positive_fraction"])
+            writer = csv.DictWriter(
+                handle, fieldnames=["name", "kind", "max_prob", "positive_fraction"]
+            )
             writer.writeheader()
             for row in rows:
-                writer.writerow({**row, "max_prob": f"{row['max_prob']:.6f}",
-                                 "positive_fraction": f"{row['positive_fraction']:.6f}"})
+                writer.writerow(
+                    {
+                        **row,
+                        "max_prob": f"{row['max_prob']:.6f}",
+                        "positive_fraction": f"{row['positive_fraction']:.6f}",
+                    }
+                )
 
     write_atomically(path, write)
 
@@ -124,7 +163,9 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     ours = [out / MAPS, out / MANIFEST, out / SETTINGS, *(out / name for name in PREDICT_FILES)]
     present = [path for path in ours if path.exists()]
     if present and not overwrite:
-        raise PodiumError(f"{out} already holds pseudo-labels ({present[0].name}); choose another --out or pass --overwrite")
+        raise PodiumError(
+            f"{out} already holds pseudo-labels ({present[0].name}); choose another --out or pass --overwrite"
+        )
     for path in present:
         if path.is_dir():
             shutil.rmtree(path)
@@ -145,9 +186,18 @@ def _delete_maps(maps: Path, classes: List[str], name: str) -> None:
 
 
 def pseudo_label(
-    run_dir, images, out, tta: Optional[Any] = None, checkpoint: str = "best", negatives: Optional[int] = None,
-    negative_threshold: float = 0.5, predict_config: Optional[Mapping[str, Any]] = None,
-    batch_size: Optional[int] = None, device: Optional[str] = None, overwrite: bool = False, progress: bool = True,
+    run_dir,
+    images,
+    out,
+    tta: Optional[Any] = None,
+    checkpoint: str = "best",
+    negatives: Optional[int] = None,
+    negative_threshold: float = 0.5,
+    predict_config: Optional[Mapping[str, Any]] = None,
+    batch_size: Optional[int] = None,
+    device: Optional[str] = None,
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> Dict[str, Any]:
     """Write OUT (see the module docstring); returns pseudo_label.json's content.
 
@@ -161,7 +211,9 @@ def pseudo_label(
     _check_settings(negatives, negative_threshold)
     images, out = Path(images), Path(out)
     if not images.is_dir():
-        raise PodiumError(f"unlabeled folder {images} does not exist; expected images/ or a folder of images")
+        raise PodiumError(
+            f"unlabeled folder {images} does not exist; expected images/ or a folder of images"
+        )
     models = teacher_models(run_dir, checkpoint)
     base = cv_predict_settings(run_dir) if predict_config is None else predict_config
     config = {key: value for key, value in dict(base).items() if key in BASE_KEYS}
@@ -170,7 +222,11 @@ def pseudo_label(
             config[key] = value
     config.setdefault("tta", "none")
     config.update(
-        models=models, data={"root": str(images)}, out=str(out), progress=progress, postprocess={},
+        models=models,
+        data={"root": str(images)},
+        out=str(out),
+        progress=progress,
+        postprocess={},
         outputs={"masks": False, "probabilities": True, "overlays": False, "submission": None},
     )
     resolved = resolve_inference_config(config)  # checked before anything is deleted or written
@@ -189,15 +245,31 @@ def pseudo_label(
         if kinds[name] is None:
             _delete_maps(maps, classes, name)
         else:
-            rows.append({"name": name, "kind": kinds[name], "max_prob": stats[name][0], "positive_fraction": stats[name][1]})
+            rows.append(
+                {
+                    "name": name,
+                    "kind": kinds[name],
+                    "max_prob": stats[name][0],
+                    "positive_fraction": stats[name][1],
+                }
+            )
     if not rows:
-        raise PodiumError(f"every image of {images} was dropped (no positive pixel and --negatives 0); nothing to train on")
+        raise PodiumError(
+            f"every image of {images} was dropped (no positive pixel and --negatives 0); nothing to train on"
+        )
     counts = {kind: sum(row["kind"] == kind for row in rows) for kind in KINDS}
     counts["dropped"] = len(stats) - len(rows)
     settings = {
-        "images": os.path.abspath(images), "run": str(run_dir), "models": resolved["models"], "tta": resolved["tta"],
-        "checkpoint": checkpoint, "mode": summary["mode"], "classes": classes,
-        "negatives": negatives, "negative_threshold": negative_threshold, "counts": counts,
+        "images": os.path.abspath(images),
+        "run": str(run_dir),
+        "models": resolved["models"],
+        "tta": resolved["tta"],
+        "checkpoint": checkpoint,
+        "mode": summary["mode"],
+        "classes": classes,
+        "negatives": negatives,
+        "negative_threshold": negative_threshold,
+        "counts": counts,
     }
     write_json(out / SETTINGS, settings)
     write_manifest(out / MANIFEST, rows)  # last: its presence marks a finished folder

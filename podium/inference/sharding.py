@@ -10,6 +10,7 @@ Image i goes to rank i mod N, which balances ranks when image sizes drift along 
 Every rank writes the files of its own images; the few things that must be merged (the
 submission CSV, metrics, timings) are reduced here and written by rank 0.
 """
+
 import os
 import subprocess
 import sys
@@ -37,7 +38,9 @@ class Shards:
             if not dist.is_initialized():
                 dist.init_process_group(backend="gloo")
                 self._owned = True
-            self.group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
+            self.group = (
+                dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else dist.group.WORLD
+            )
 
     @property
     def is_main(self) -> bool:
@@ -81,7 +84,13 @@ def launch(nproc: int, argv: Sequence[str]) -> int:
     """Run `podium <argv>` in `nproc` processes with torch's launcher (torchrun); exit code."""
     check_int(nproc, "--nproc", 1)
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-        "-m", "podium", *argv,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "podium",
+        *argv,
     ]
     return subprocess.call(command)

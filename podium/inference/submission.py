@@ -31,6 +31,7 @@ not depend on the order of `add` calls, and `merge` of shards gives the same byt
 writer. `close()` (or leaving the `with` block without an error) writes a temporary file
 next to `path` and renames it, so a crashed run never leaves half a submission.
 """
+
 import csv
 import re
 import string
@@ -72,7 +73,9 @@ class SubmissionWriter:
         if mode is not None:
             check_choice(mode, MODES, "submission mode")
         if mode == "multiclass" and (self.class_names is None or len(self.class_names) < 2):
-            raise PodiumError("a multiclass submission needs class_names with the background first (e.g. [background, car, road])")
+            raise PodiumError(
+                "a multiclass submission needs class_names with the background first (e.g. [background, car, road])"
+            )
         self.mode = mode
         self.instances = bool(instances)
         self.rle_order = rle_order
@@ -88,17 +91,23 @@ class SubmissionWriter:
     def add(self, name: str, mask) -> None:
         """Rows for one image: `mask` H×W (binary, or class indices) or C×H×W (multilabel)."""
         if self._closed:
-            raise PodiumError(f"submission {self.path} is already written; add() must come before close()")
+            raise PodiumError(
+                f"submission {self.path} is already written; add() must come before close()"
+            )
         name = str(name)
         if name in self._names:
-            raise PodiumError(f"image {name} was added to submission {self.path} twice; expected each image once")
+            raise PodiumError(
+                f"image {name} was added to submission {self.path} twice; expected each image once"
+            )
         mask = as_numpy(mask)
         mode = self._mode(mask, name)
         rows = []
         for class_name, class_id, channel in self._channels(mask, mode, name):
             for rle in self._encodings(channel):
                 fields = {"name": name, "class": class_name, "class_id": class_id, "rle": rle}
-                rows.append(tuple(template.format(**fields) for template in self.templates.values()))
+                rows.append(
+                    tuple(template.format(**fields) for template in self.templates.values())
+                )
         self._names.add(name)
         self._rows.extend(rows)
 
@@ -132,11 +141,15 @@ class SubmissionWriter:
             if header is None:
                 header = table[0]
             elif table[0] != header:
-                raise PodiumError(f"submission part {part} has columns {table[0]} but {parts[0]} has {header}; expected the same columns")
+                raise PodiumError(
+                    f"submission part {part} has columns {table[0]} but {parts[0]} has {header}; expected the same columns"
+                )
             for row in table[1:]:
                 first = owner.setdefault(row[0], part)
                 if first != part:
-                    raise PodiumError(f"{header[0]} {row[0]} is in both {first} and {part}; expected each image in one part")
+                    raise PodiumError(
+                        f"{header[0]} {row[0]} is in both {first} and {part}; expected each image in one part"
+                    )
                 rows.append(tuple(row))
         return _write_csv(Path(path), header, rows)
 
@@ -144,13 +157,23 @@ class SubmissionWriter:
     def _mode(self, mask: np.ndarray, name: str) -> str:
         mode = self.mode
         if mode is None:
-            mode = "multilabel" if mask.ndim == 3 else "multiclass" if self.class_names and len(self.class_names) > 1 else "binary"
+            mode = (
+                "multilabel"
+                if mask.ndim == 3
+                else "multiclass"
+                if self.class_names and len(self.class_names) > 1
+                else "binary"
+            )
         expected = 3 if mode == "multilabel" else 2
         if mask.ndim != expected:
             shape = "C×H×W" if expected == 3 else "H×W"
-            raise PodiumError(f"mask of {name} has shape {mask.shape}; expected {shape} for a {mode} submission")
+            raise PodiumError(
+                f"mask of {name} has shape {mask.shape}; expected {shape} for a {mode} submission"
+            )
         many = mode == "multiclass" or (mode == "multilabel" and mask.shape[0] > 1)
-        if many and not any(f in ("class", "class_id") for t in self.templates.values() for f in _fields(t)):
+        if many and not any(
+            f in ("class", "class_id") for t in self.templates.values() for f in _fields(t)
+        ):
             raise PodiumError(
                 f"a {mode} submission writes one row per class, but columns {self.columns} have no class field; "
                 f'expected e.g. name_format="{{name}}_{{class}}" or columns (ImageId, ClassId, EncodedPixels)'
@@ -164,13 +187,17 @@ class SubmissionWriter:
         elif mode == "multilabel":
             names = self.class_names or [str(c + 1) for c in range(mask.shape[0])]
             if len(names) != mask.shape[0]:
-                raise PodiumError(f"mask of {name} has {mask.shape[0]} channels but class_names lists {len(names)}: {names}")
+                raise PodiumError(
+                    f"mask of {name} has {mask.shape[0]} channels but class_names lists {len(names)}: {names}"
+                )
             for c in range(mask.shape[0]):
                 yield names[c], c + 1, mask[c] > 0
         else:
             count = len(self.class_names)
             if mask.size and (mask.min() < 0 or mask.max() >= count):
-                raise PodiumError(f"mask of {name} has class indices {mask.min()}..{mask.max()}; expected 0..{count - 1} ({count} class_names)")
+                raise PodiumError(
+                    f"mask of {name} has class indices {mask.min()}..{mask.max()}; expected 0..{count - 1} ({count} class_names)"
+                )
             for c in range(1, count):
                 yield self.class_names[c], c, mask == c
 
@@ -185,13 +212,21 @@ class SubmissionWriter:
 def _templates(columns, name_format: str) -> Dict[str, str]:
     if isinstance(columns, Mapping):
         if name_format != "{name}":
-            raise PodiumError("give name_format or a mapping of column templates, not both (put the id format into the mapping)")
+            raise PodiumError(
+                "give name_format or a mapping of column templates, not both (put the id format into the mapping)"
+            )
         templates = {str(k): str(v) for k, v in columns.items()}
-    elif isinstance(columns, (list, tuple)) and len(columns) in (2, 3) and all(isinstance(c, str) for c in columns):
+    elif (
+        isinstance(columns, (list, tuple))
+        and len(columns) in (2, 3)
+        and all(isinstance(c, str) for c in columns)
+    ):
         roles = [name_format, "{rle}"] if len(columns) == 2 else [name_format, "{class}", "{rle}"]
         templates = dict(zip(columns, roles))
         if len(templates) != len(columns):
-            raise PodiumError(f"submission columns {list(columns)} repeat a name; expected distinct column names")
+            raise PodiumError(
+                f"submission columns {list(columns)} repeat a name; expected distinct column names"
+            )
     else:
         raise PodiumError(
             f"submission columns must be 2 names (id, RLE), 3 names (id, class, RLE) or a mapping column → template, got {columns!r}"
@@ -200,14 +235,18 @@ def _templates(columns, name_format: str) -> Dict[str, str]:
         try:
             unknown = [f for f in _fields(template) if f not in FIELDS]
         except ValueError as error:
-            raise PodiumError(f'submission column {column} has the bad template "{template}": {error}') from None
+            raise PodiumError(
+                f'submission column {column} has the bad template "{template}": {error}'
+            ) from None
         if unknown:
             raise PodiumError(
                 f'submission column {column} uses {{{unknown[0]}}}{did_you_mean(unknown[0], FIELDS)} in "{template}"; '
                 f"expected fields: {', '.join('{' + f + '}' for f in FIELDS)}"
             )
     if sum("rle" in _fields(t) for t in templates.values()) != 1:
-        raise PodiumError(f"submission columns {templates} must have exactly one column with {{rle}}")
+        raise PodiumError(
+            f"submission columns {templates} must have exactly one column with {{rle}}"
+        )
     return templates
 
 
@@ -218,7 +257,9 @@ def _fields(template: str) -> List[str]:
 
 def _natural(text: str):
     """Sort key: digit runs as numbers (img2 < img10), the text itself breaks ties (007 vs 7)."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in _DIGITS.split(text)), text
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part) for part in _DIGITS.split(text)
+    ), text
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: List[Tuple[str, ...]]) -> Path:

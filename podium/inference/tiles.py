@@ -18,6 +18,7 @@ device. Used as they are, with these fixes:
 Memory: the model never sees more than `batch_size` tiles at once; the merger holds one
 C×H×W float32 accumulator (+ one H×W weight sum) of the image being predicted.
 """
+
 from typing import Callable, Sequence, Tuple, Union
 
 import torch
@@ -31,11 +32,17 @@ __all__ = ["TiledPrediction", "tile_grid"]
 Size = Union[int, Sequence[int]]
 
 
-def tile_grid(image_shape: Tuple[int, int], size: Size, overlap: int, weight: str = "pyramid") -> ImageSlicer:
+def tile_grid(
+    image_shape: Tuple[int, int], size: Size, overlap: int, weight: str = "pyramid"
+) -> ImageSlicer:
     """toolbelt's ImageSlicer for tiles of `size` (int or [h, w]) overlapping by `overlap` pixels."""
-    tile_h, tile_w = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    tile_h, tile_w = (
+        (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    )
     if overlap < 0 or overlap >= min(tile_h, tile_w):
-        raise PodiumError(f"tile overlap {overlap} must be >= 0 and smaller than the tile size {tile_h}×{tile_w}")
+        raise PodiumError(
+            f"tile overlap {overlap} must be >= 0 and smaller than the tile size {tile_h}×{tile_w}"
+        )
     step = (tile_h - overlap, tile_w - overlap)
     return ImageSlicer(tuple(image_shape[:2]), (tile_h, tile_w), step, weight=weight)
 
@@ -52,20 +59,31 @@ class TiledPrediction:
         self.batch_size = int(batch_size)
         self.tiles_seen = 0  # tiles predicted so far (all images): for the timings report
 
-    def __call__(self, fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor
+    ) -> torch.Tensor:
         if image.ndim != 3:
-            raise PodiumError(f"tiled prediction takes one C×H×W image, got shape {tuple(image.shape)}")
+            raise PodiumError(
+                f"tiled prediction takes one C×H×W image, got shape {tuple(image.shape)}"
+            )
         slicer = tile_grid(image.shape[-2:], self.size, self.overlap, self.weight)
         padded = _pad_margins(image, slicer)
         merger = None
-        coords = [tuple(int(v) for v in crop) for crop in slicer.crops]  # x, y, w, h in padded coordinates
+        coords = [
+            tuple(int(v) for v in crop) for crop in slicer.crops
+        ]  # x, y, w, h in padded coordinates
         for start in range(0, len(coords), self.batch_size):
             chunk = coords[start : start + self.batch_size]
             tiles = torch.stack([padded[:, y : y + h, x : x + w] for x, y, w, h in chunk])
             probabilities = fn(tiles)
             if merger is None:
-                merger = TileMerger(slicer.target_shape, probabilities.shape[1], slicer.weight,
-                                    device=probabilities.device, dtype=torch.float32)
+                merger = TileMerger(
+                    slicer.target_shape,
+                    probabilities.shape[1],
+                    slicer.weight,
+                    device=probabilities.device,
+                    dtype=torch.float32,
+                )
             merger.integrate_batch(probabilities.float(), chunk)
             self.tiles_seen += len(chunk)
         merged = merger.merge_()

@@ -48,6 +48,7 @@ Integer outputs cannot be averaged and raise PodiumError. Vector helpers for cod
 views itself: `deaugment_vectors(vectors, view, rule)` for one view, and `d4_vector_deaugment`,
 the correct counterpart of toolbelt's `d4_labels_deaugment` for toolbelt's `d4_image_augment`.
 """
+
 import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
@@ -60,8 +61,19 @@ from podium.errors import PodiumError, check_keys, did_you_mean
 from podium.validation import check_int, is_number
 
 __all__ = [
-    "AUTO_PIXELS_PER_BATCH", "CHANNELS_LAST_MIN_PIXELS", "DEFAULT_SCALES", "MODES", "RULES", "TOOLBELT_D4_VIEWS",
-    "TTA", "View", "augment", "build_tta", "d4_vector_deaugment", "deaugment_maps", "deaugment_vectors",
+    "AUTO_PIXELS_PER_BATCH",
+    "CHANNELS_LAST_MIN_PIXELS",
+    "DEFAULT_SCALES",
+    "MODES",
+    "RULES",
+    "TOOLBELT_D4_VIEWS",
+    "TTA",
+    "View",
+    "augment",
+    "build_tta",
+    "d4_vector_deaugment",
+    "deaugment_maps",
+    "deaugment_vectors",
     "dihedral_views",
 ]
 
@@ -112,15 +124,23 @@ def dihedral_views(mode: str) -> List[View]:
         "d4": [(t, h, v) for t in (False, True) for h in (False, True) for v in (False, True)],
     }
     if mode not in flags:
-        raise PodiumError(f'unknown tta views "{mode}"{did_you_mean(mode, flags)}; expected one of: {", ".join(flags)}')
+        raise PodiumError(
+            f'unknown tta views "{mode}"{did_you_mean(mode, flags)}; expected one of: {", ".join(flags)}'
+        )
     return [View(t, h, v) for t, h, v in flags[mode]]
 
 
 # toolbelt's d4_image_augment order: x, rot90_cw, rot180, rot90_ccw, then the same of x transposed
 # (as flags: checked against toolbelt's own images in tests/test_tta.py).
 TOOLBELT_D4_VIEWS = (
-    View(False, False, False), View(True, True, False), View(False, True, True), View(True, False, True),
-    View(True, False, False), View(False, True, False), View(True, True, True), View(False, False, True),
+    View(False, False, False),
+    View(True, True, False),
+    View(False, True, True),
+    View(True, False, True),
+    View(True, False, False),
+    View(False, True, False),
+    View(True, True, True),
+    View(False, False, True),
 )
 
 
@@ -180,8 +200,9 @@ def _undo_components(x: Tensor, view: View, rule: str, scale_hw: Tuple[float, fl
     return torch.stack([cx, cy] if x_index == 0 else [cy, cx], dim=1)
 
 
-def deaugment_vectors(vectors: Tensor, view: View, rule: str = "xy",
-                      size: Optional[Tuple[int, int]] = None) -> Tensor:
+def deaugment_vectors(
+    vectors: Tensor, view: View, rule: str = "xy", size: Optional[Tuple[int, int]] = None
+) -> Tensor:
     """B×2 vectors predicted on `view` mapped back to the image's axes (see the module rules).
 
     `size` (the image's H×W) is needed only for `_pixels` rules with a scale ≠ 1.
@@ -191,7 +212,11 @@ def deaugment_vectors(vectors: Tensor, view: View, rule: str = "xy",
 
 def deaugment_maps(maps: Tensor, view: View, size: Tuple[int, int], rule: str = "scalar") -> Tensor:
     """A view's output maps (…×h×w) moved back to the image's H×W (`size`); 2-channel maps by `rule`."""
-    maps = _undo_components(maps, view, rule, _scale_hw(view, size, rule)) if rule != "scalar" else maps
+    maps = (
+        _undo_components(maps, view, rule, _scale_hw(view, size, rule))
+        if rule != "scalar"
+        else maps
+    )
     if view.vflip:
         maps = maps.flip(-2)
     if view.hflip:
@@ -213,7 +238,9 @@ def _scale_hw(view: View, size: Optional[Tuple[int, int]], rule: str) -> Tuple[f
     return height / size[0], width / size[1]
 
 
-def d4_vector_deaugment(vectors: Tensor, rule: str = "xy", reduction: Optional[str] = "mean") -> Tensor:
+def d4_vector_deaugment(
+    vectors: Tensor, rule: str = "xy", reduction: Optional[str] = "mean"
+) -> Tensor:
     """Outputs [8·B, 2] of a model run on toolbelt's `d4_image_augment(images)`, mapped back and averaged.
 
     The correct replacement of toolbelt's `d4_labels_deaugment` for vectors (and, with
@@ -224,10 +251,12 @@ def d4_vector_deaugment(vectors: Tensor, rule: str = "xy", reduction: Optional[s
         raise PodiumError(
             f"d4_vector_deaugment needs 8·B rows (toolbelt's d4_image_augment), got shape {tuple(vectors.shape)}"
         )
-    parts = torch.stack([
-        _undo_components(chunk, view, rule, (1.0, 1.0))
-        for chunk, view in zip(torch.chunk(vectors, 8), TOOLBELT_D4_VIEWS)
-    ])
+    parts = torch.stack(
+        [
+            _undo_components(chunk, view, rule, (1.0, 1.0))
+            for chunk, view in zip(torch.chunk(vectors, 8), TOOLBELT_D4_VIEWS)
+        ]
+    )
     if reduction == "mean":
         return parts.mean(dim=0)
     if reduction == "sum":
@@ -248,15 +277,21 @@ class TTA:
             rule for a tensor output.
     """
 
-    def __init__(self, views: Sequence[View], max_views_per_batch: Optional[int] = None,
-                 channels_last: Union[str, bool] = "auto",
-                 vector_keys: Union[None, str, Mapping[str, str]] = None):
+    def __init__(
+        self,
+        views: Sequence[View],
+        max_views_per_batch: Optional[int] = None,
+        channels_last: Union[str, bool] = "auto",
+        vector_keys: Union[None, str, Mapping[str, str]] = None,
+    ):
         if not views:
             raise PodiumError("tta needs at least one view")
         self.views = list(views)
         self.max_views_per_batch = _check_max_views(max_views_per_batch)
         if channels_last not in ("auto", True, False):
-            raise PodiumError(f"tta channels_last must be auto, true or false, got {channels_last!r}")
+            raise PodiumError(
+                f"tta channels_last must be auto, true or false, got {channels_last!r}"
+            )
         self.channels_last = channels_last
         self.vector_keys = _check_vector_keys(vector_keys)
 
@@ -266,8 +301,10 @@ class TTA:
 
     def __repr__(self) -> str:
         scales = sorted({view.scale for view in self.views})
-        return (f"TTA(num_views={self.num_views}, scales={scales}, "
-                f"max_views_per_batch={self.max_views_per_batch}, channels_last={self.channels_last!r})")
+        return (
+            f"TTA(num_views={self.num_views}, scales={scales}, "
+            f"max_views_per_batch={self.max_views_per_batch}, channels_last={self.channels_last!r})"
+        )
 
     def views_per_batch(self, images: Tensor, view_size: Tuple[int, int]) -> int:
         """Views per forward: the configured number, else 1 on CPU / a pixel budget elsewhere."""
@@ -275,7 +312,9 @@ class TTA:
             return self.max_views_per_batch
         if images.device.type == "cpu":
             return 1
-        return max(1, AUTO_PIXELS_PER_BATCH // max(1, images.shape[0] * view_size[0] * view_size[1]))
+        return max(
+            1, AUTO_PIXELS_PER_BATCH // max(1, images.shape[0] * view_size[0] * view_size[1])
+        )
 
     def use_channels_last(self, inputs: Tensor) -> bool:
         """Whether a batch of views goes to fn in channels_last (see the module docstring)."""
@@ -333,20 +372,33 @@ class TTA:
             unknown = [key for key in self.vector_keys if key not in named]
             if unknown:
                 got = ", ".join(str(k) for k in named) if None not in named else "a tensor"
-                raise PodiumError(f'tta vector_keys names output "{unknown[0]}", but fn returned {got}')
+                raise PodiumError(
+                    f'tta vector_keys names output "{unknown[0]}", but fn returned {got}'
+                )
 
     def _rule(self, key: Optional[str]) -> Optional[str]:
         if key is None:
             return self.vector_keys if isinstance(self.vector_keys, str) else None
         return self.vector_keys.get(key) if isinstance(self.vector_keys, dict) else None
 
-    def _undo(self, key, value: Tensor, index: int, batch: int, views: int, view: View,
-              view_size: Tuple[int, int], size: Tuple[int, int]) -> Tensor:
+    def _undo(
+        self,
+        key,
+        value: Tensor,
+        index: int,
+        batch: int,
+        views: int,
+        view: View,
+        view_size: Tuple[int, int],
+        size: Tuple[int, int],
+    ) -> Tensor:
         name = "fn's output" if key is None else f'output "{key}"'
         if not isinstance(value, Tensor):
             raise PodiumError(f"{name} is a {type(value).__name__}; tta averages tensors")
         if not value.is_floating_point():
-            raise PodiumError(f"{name} has dtype {value.dtype}; tta averages outputs, expected floating point")
+            raise PodiumError(
+                f"{name} has dtype {value.dtype}; tta averages outputs, expected floating point"
+            )
         if value.ndim == 0 or value.shape[0] != batch * views:
             raise PodiumError(
                 f"{name} has shape {tuple(value.shape)}; expected {batch * views} rows, one per input image"
@@ -378,7 +430,9 @@ def _named_outputs(outputs) -> Tuple[Dict[Optional[str], Tensor], bool]:
         return {None: outputs}, False
     if isinstance(outputs, Mapping) and outputs:
         return dict(outputs), True
-    raise PodiumError(f"fn returned {type(outputs).__name__}; tta expects a tensor or a dict of tensors")
+    raise PodiumError(
+        f"fn returned {type(outputs).__name__}; tta expects a tensor or a dict of tensors"
+    )
 
 
 def _check_max_views(value) -> Optional[int]:
@@ -394,17 +448,23 @@ def _check_vector_keys(vector_keys):
         _parse_rule(vector_keys)
         return vector_keys
     if not isinstance(vector_keys, Mapping):
-        raise PodiumError(f"tta vector_keys must map output names to rules ({', '.join(RULES)}), got {vector_keys!r}")
+        raise PodiumError(
+            f"tta vector_keys must map output names to rules ({', '.join(RULES)}), got {vector_keys!r}"
+        )
     for key, rule in vector_keys.items():
         if not isinstance(rule, str):
-            raise PodiumError(f'tta vector_keys["{key}"] must be one of {", ".join(RULES)}, got {rule!r}')
+            raise PodiumError(
+                f'tta vector_keys["{key}"] must be one of {", ".join(RULES)}, got {rule!r}'
+            )
         _parse_rule(rule)
     return dict(vector_keys)
 
 
 def _check_scales(scales) -> List[float]:
     if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or not scales:
-        raise PodiumError(f"tta scales must be a non-empty list of numbers > 0, e.g. [0.75, 1.0, 1.25], got {scales!r}")
+        raise PodiumError(
+            f"tta scales must be a non-empty list of numbers > 0, e.g. [0.75, 1.0, 1.25], got {scales!r}"
+        )
     checked = []
     for scale in scales:
         if not is_number(scale, finite=True) or scale <= 0:
@@ -415,8 +475,10 @@ def _check_scales(scales) -> List[float]:
     return checked
 
 
-def build_tta(spec: Union[None, str, Mapping, TTA] = "none",
-              vector_keys: Union[None, str, Mapping[str, str]] = None) -> TTA:
+def build_tta(
+    spec: Union[None, str, Mapping, TTA] = "none",
+    vector_keys: Union[None, str, Mapping[str, str]] = None,
+) -> TTA:
     """A TTA from a mode name or a mapping {views, scales, max_views_per_batch, channels_last, vector_keys}.
 
     views: none | flip | d2 | d4 | multiscale (= none, with scales defaulting to 0.75, 1, 1.25);
@@ -443,8 +505,13 @@ def build_tta(spec: Union[None, str, Mapping, TTA] = "none",
     scales = _check_scales(spec.get("scales", list(default_scales)))
     dihedral = dihedral_views("none" if mode == "multiscale" else mode)
     if vector_keys is not None and spec.get("vector_keys") is not None:
-        raise PodiumError("tta vector_keys given twice (in the tta mapping and as an argument); give it once")
+        raise PodiumError(
+            "tta vector_keys given twice (in the tta mapping and as an argument); give it once"
+        )
     views = [View(v.transpose, v.hflip, v.vflip, scale) for scale in scales for v in dihedral]
-    return TTA(views, max_views_per_batch=spec.get("max_views_per_batch"),
-               channels_last=spec.get("channels_last", "auto"),
-               vector_keys=vector_keys if vector_keys is not None else spec.get("vector_keys"))
+    return TTA(
+        views,
+        max_views_per_batch=spec.get("max_views_per_batch"),
+        channels_last=spec.get("channels_last", "auto"),
+        vector_keys=vector_keys if vector_keys is not None else spec.get("vector_keys"),
+    )

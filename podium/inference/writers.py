@@ -3,6 +3,7 @@
 Written atomically through `podium.files` (temp file beside the target, then a rename), like
 every output: a failed write leaves the mask of an earlier prediction whole.
 """
+
 from pathlib import Path
 
 import numpy as np

@@ -5,6 +5,7 @@
 (an MLflow tracking server), both rank-0-only, lazy and picklable, logging the resolved
 config, epoch metrics per loader and the run directory's overlays, progress plot and best
 checkpoint. Credentials only ever come from the environment."""
+
 from podium.loggers._base import TrackingLogger
 from podium.loggers.checks import check_logger_config
 from podium.loggers.mlflow import MLflowLogger

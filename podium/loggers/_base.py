@@ -12,6 +12,7 @@
 - Tracking never ends a training: when the server fails, the user is told once (a
   `podium: warning:` line naming the server) and the run goes on without that logger.
 """
+
 import atexit
 import logging
 import os
@@ -30,7 +31,13 @@ from podium.loggers._params import scrubbed
 from podium.loggers._run_files import RunFiles
 
 __all__ = [
-    "TrackingLogger", "is_rank_zero", "unreachable", "display_url", "summary", "warn", "LOGGER",
+    "TrackingLogger",
+    "is_rank_zero",
+    "unreachable",
+    "display_url",
+    "summary",
+    "warn",
+    "LOGGER",
     "DEFAULT_CHECKPOINT",
 ]
 
@@ -277,8 +284,9 @@ class TrackingLogger(ILogger):
                 pass
 
     # -- Catalyst's ILogger ---------------------------------------------------------------
-    def log_hparams(self, hparams: Dict, scope: str = None, run_key: str = None,
-                    stage_key: str = None) -> None:
+    def log_hparams(
+        self, hparams: Dict, scope: str = None, run_key: str = None, stage_key: str = None
+    ) -> None:
         """The experiment's config (the stage calls carry the same config again: ignored)."""
         if scope not in (None, "experiment"):
             return
@@ -287,14 +295,25 @@ class TrackingLogger(ILogger):
         self._config_sent = False
         self._ready()
 
-    def log_metrics(self, metrics: Dict[str, Any], scope: str = None, run_key: str = None,
-                    global_epoch_step: int = 0, global_batch_step: int = 0,
-                    global_sample_step: int = 0, stage_key: str = None,
-                    stage_epoch_len: int = 0, stage_epoch_step: int = 0,
-                    stage_batch_step: int = 0, stage_sample_step: int = 0,
-                    loader_key: str = None, loader_batch_len: int = 0,
-                    loader_sample_len: int = 0, loader_batch_step: int = 0,
-                    loader_sample_step: int = 0) -> None:
+    def log_metrics(
+        self,
+        metrics: Dict[str, Any],
+        scope: str = None,
+        run_key: str = None,
+        global_epoch_step: int = 0,
+        global_batch_step: int = 0,
+        global_sample_step: int = 0,
+        stage_key: str = None,
+        stage_epoch_len: int = 0,
+        stage_epoch_step: int = 0,
+        stage_batch_step: int = 0,
+        stage_sample_step: int = 0,
+        loader_key: str = None,
+        loader_batch_len: int = 0,
+        loader_sample_len: int = 0,
+        loader_batch_step: int = 0,
+        loader_sample_step: int = 0,
+    ) -> None:
         """Epoch metrics of every loader (and lr & co.), or one batch's metrics."""
         if scope == "batch" and self.log_batch_metrics:
             if self._ready():
@@ -311,14 +330,21 @@ class TrackingLogger(ILogger):
                 self._call(self._log_scalars, "epoch", name, values, global_epoch_step)
             self._mirror(end_of_run=False)
 
-    def log_image(self, tag: str, image: np.ndarray, scope: str = None,
-                  global_epoch_step: int = 0, **kwargs) -> None:
+    def log_image(
+        self, tag: str, image: np.ndarray, scope: str = None, global_epoch_step: int = 0, **kwargs
+    ) -> None:
         """An image a callback logs with `runner.log_image`."""
         if self.log_images and self._ready():
             self._call(self._log_image, tag, np.asarray(image), global_epoch_step)
 
-    def log_artifact(self, tag: str, artifact: object = None, path_to_artifact: str = None,
-                     scope: str = None, **kwargs) -> None:
+    def log_artifact(
+        self,
+        tag: str,
+        artifact: object = None,
+        path_to_artifact: str = None,
+        scope: str = None,
+        **kwargs,
+    ) -> None:
         """A file a callback hands over with `runner.log_artifact(tag, path_to_artifact=...)`,
         uploaded as `artifacts/<tag>/<file name>`."""
         if path_to_artifact is None:

@@ -5,6 +5,7 @@ want plain nested dicts (neptune) or flat `a/b/c` string keys (MLflow). Keys tha
 credentials (`api_token`, `password`, `*_secret`, ...) are replaced by `***` on the way out,
 so a secret that slipped into some other block of a config is never uploaded.
 """
+
 import json
 import re
 from typing import Any, Dict, Mapping
@@ -35,9 +36,7 @@ def to_plain(value: Any) -> Any:
 def scrubbed(value: Any) -> Any:
     """`to_plain(value)` with the value of every secret-looking key replaced by `***`."""
     if isinstance(value, Mapping):
-        return {
-            str(k): SCRUBBED if is_secret_key(k) else scrubbed(v) for k, v in value.items()
-        }
+        return {str(k): SCRUBBED if is_secret_key(k) else scrubbed(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [scrubbed(v) for v in value]
     return to_plain(value)

@@ -6,6 +6,7 @@ podium's callbacks write their pictures into the run directory: `OverlayCallback
 is new or changed since they last looked (size and modification time), so the callbacks need
 not know which trackers exist.
 """
+
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 

@@ -6,6 +6,7 @@ config time: podium never scrubs a config file after the fact. podium's own logg
 built once here (they connect to nothing in `__init__`), so a wrong mode, a misspelled key or
 a missing environment variable fails at once with one line.
 """
+
 import re
 from typing import Any, Mapping, Optional
 
@@ -23,7 +24,9 @@ _ENVIRONMENT_HINT = (
 )
 # catalyst 21.12's NeptuneLogger calls neptune.init, removed in neptune 1.0
 BROKEN_CATALYST_LOGGERS = (
-    "NeptuneLogger", "catalyst.loggers.NeptuneLogger", "catalyst.loggers.neptune.NeptuneLogger",
+    "NeptuneLogger",
+    "catalyst.loggers.NeptuneLogger",
+    "catalyst.loggers.neptune.NeptuneLogger",
     "catalyst.dl.NeptuneLogger",
 )
 

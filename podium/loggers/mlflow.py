@@ -21,6 +21,7 @@ with an explicit run id (see `TrackingLogger` for what all podium loggers share)
 - an unreachable server is found by a short probe (`connect_timeout`) instead of MLflow's
   minutes of retries: one warning naming the server, and the training goes on without it.
 """
+
 import os
 import re
 import time
@@ -89,9 +90,15 @@ class MLflowLogger(TrackingLogger):
         connect_timeout: float = 5.0,
     ):
         super().__init__(
-            logdir=logdir, use_logdir_postfix=use_logdir_postfix, name=name, tags=tags, fold=fold,
-            log_batch_metrics=log_batch_metrics, log_epoch_metrics=log_epoch_metrics,
-            log_images=log_images, log_checkpoint=log_checkpoint,
+            logdir=logdir,
+            use_logdir_postfix=use_logdir_postfix,
+            name=name,
+            tags=tags,
+            fold=fold,
+            log_batch_metrics=log_batch_metrics,
+            log_epoch_metrics=log_epoch_metrics,
+            log_images=log_images,
+            log_checkpoint=log_checkpoint,
         )
         where = self._where_in_config()
         if tracking_uri is not None:

@@ -22,6 +22,7 @@ Fields of the run: `parameters/...` (the resolved config), `config` (config.yml)
 `images/overlays/<stage>` (overlays, named `epoch_<k>/<file>`), `progress`,
 `checkpoints/best` (optional), `fold`, `podium/logdir`, `sys/tags` (with `fold-<k>`).
 """
+
 import base64
 import contextlib
 import inspect
@@ -106,7 +107,7 @@ class NeptuneLogger(TrackingLogger):
     _connection_attributes = ("_run",)
     refused_keys = {
         "project": "neptune reads the NEPTUNE_PROJECT environment variable "
-                   "(export NEPTUNE_PROJECT=workspace/project)",
+        "(export NEPTUNE_PROJECT=workspace/project)",
         "api_token": "set the NEPTUNE_API_TOKEN environment variable instead",
     }
 
@@ -127,9 +128,15 @@ class NeptuneLogger(TrackingLogger):
         run_kwargs: Optional[Dict[str, Any]] = None,
     ):
         super().__init__(
-            logdir=logdir, use_logdir_postfix=use_logdir_postfix, name=name, tags=tags, fold=fold,
-            log_batch_metrics=log_batch_metrics, log_epoch_metrics=log_epoch_metrics,
-            log_images=log_images, log_checkpoint=log_checkpoint,
+            logdir=logdir,
+            use_logdir_postfix=use_logdir_postfix,
+            name=name,
+            tags=tags,
+            fold=fold,
+            log_batch_metrics=log_batch_metrics,
+            log_epoch_metrics=log_epoch_metrics,
+            log_images=log_images,
+            log_checkpoint=log_checkpoint,
         )
         where = self._where_in_config()
         mode = mode or os.environ.get("NEPTUNE_MODE") or "async"
@@ -161,7 +168,8 @@ class NeptuneLogger(TrackingLogger):
         import neptune
 
         accepted = [
-            name for name, parameter in inspect.signature(neptune.init_run).parameters.items()
+            name
+            for name, parameter in inspect.signature(neptune.init_run).parameters.items()
             if parameter.kind is not inspect.Parameter.VAR_KEYWORD and name not in _OWN_KEYS
         ]
         for key in self.run_kwargs:
@@ -219,7 +227,9 @@ class NeptuneLogger(TrackingLogger):
         if fold is not None:
             tags.append(f"fold-{fold}")
         kwargs = dict(
-            custom_run_id=self.custom_run_id, name=self.run_name, tags=tags or None,
+            custom_run_id=self.custom_run_id,
+            name=self.run_name,
+            tags=tags or None,
             **self.run_kwargs,
         )
         with _data_directory(self.data_directory):

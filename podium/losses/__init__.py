@@ -6,6 +6,7 @@ Every loss takes LOGITS (raw model outputs) and targets; `mode` = "binary" | "mu
 it is the test reference; where it is not, the module docstring names the defect fixed.
 A misspelled constructor argument raises PodiumError with a "did you mean".
 """
+
 from podium.losses._base import PodiumLoss
 from podium.losses.bce import BCEWithLogitsLoss, CrossEntropyLoss, SoftBCEWithLogitsLoss
 from podium.losses.centernet import CenterNetFocalLoss
@@ -19,10 +20,21 @@ from podium.losses.soft_labels import KLDivLoss, SoftTargetBCEWithLogitsLoss
 
 __all__ = [
     "PodiumLoss",
-    "BCEWithLogitsLoss", "SoftBCEWithLogitsLoss", "CrossEntropyLoss",
-    "FocalLoss", "BinaryFocalLoss", "SoftmaxFocalLoss",
-    "DiceLoss", "JaccardLoss", "LovaszLoss",
-    "HuberLoss", "SmoothL1Loss", "L1Loss", "CosineSimilarityLoss", "HuberCosLoss",
-    "KLDivLoss", "SoftTargetBCEWithLogitsLoss",
+    "BCEWithLogitsLoss",
+    "SoftBCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "FocalLoss",
+    "BinaryFocalLoss",
+    "SoftmaxFocalLoss",
+    "DiceLoss",
+    "JaccardLoss",
+    "LovaszLoss",
+    "HuberLoss",
+    "SmoothL1Loss",
+    "L1Loss",
+    "CosineSimilarityLoss",
+    "HuberCosLoss",
+    "KLDivLoss",
+    "SoftTargetBCEWithLogitsLoss",
     "CenterNetFocalLoss",
 ]

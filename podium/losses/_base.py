@@ -4,6 +4,7 @@ Every podium loss derives from `PodiumLoss`: a misspelled constructor argument (
 or from YAML, where hydra-slayer builds nested `_target_` blocks itself) raises
 `PodiumError` naming the argument, with a "did you mean", instead of a bare TypeError.
 """
+
 import functools
 import inspect
 import math

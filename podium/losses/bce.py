@@ -5,6 +5,7 @@ but still divides by *all* pixels, so the loss shrinks with the share of ignored
 (measured on toolbelt 0.8.0). Why not bare `F.cross_entropy`: when every pixel of a batch is
 ignored it returns NaN (0/0); here the loss is 0 with a zero gradient.
 """
+
 from typing import Optional, Sequence, Union
 
 import torch
@@ -74,7 +75,9 @@ class BCEWithLogitsLoss(SoftBCEWithLogitsLoss):
         reduction: str = "mean",
     ):
         super().__init__(
-            smooth_factor=0.0, ignore_index=ignore_index, pos_weight=pos_weight,
+            smooth_factor=0.0,
+            ignore_index=ignore_index,
+            pos_weight=pos_weight,
             reduction=reduction,
         )
 
@@ -104,8 +107,12 @@ class CrossEntropyLoss(PodiumLoss):
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         target = target.long()
         loss = F.cross_entropy(
-            logits, target, weight=self.weight, ignore_index=self.ignore_index,
-            label_smoothing=self.label_smoothing, reduction="none",
+            logits,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            reduction="none",
         )  # 0 at ignored elements
         if self.reduction == "none":
             return loss

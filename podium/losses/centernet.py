@@ -6,6 +6,7 @@
 with p = sigmoid(logit), N the number of peaks (at least 1), α=2, β=4. Inputs are logits;
 log p and log(1 - p) come from logsigmoid (no clamping needed). No toolbelt counterpart.
 """
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor

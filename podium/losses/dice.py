@@ -6,6 +6,7 @@ exists because toolbelt 0.8.0's `DiceLoss(classes=[1, 2])` (a YAML list) is brok
 IndexError or silently averages arbitrary channels; only a tensor works — and because toolbelt
 has no per-image mode. `JaccardLoss` shares the code.
 """
+
 from typing import Optional, Sequence
 
 import torch

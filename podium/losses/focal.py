@@ -6,6 +6,7 @@ by all pixels (the loss shrinks with the ignored share); `CrossEntropyFocalLoss`
 per-class sigmoid BCE weighted by a softmax term, not -(1 - p_t)^γ log p_t of the softmax
 (both measured on toolbelt 0.8.0).
 """
+
 from typing import Optional, Sequence, Union
 
 import torch
@@ -14,7 +15,14 @@ from torch import Tensor
 
 from podium.errors import PodiumError
 from podium.losses._base import (
-    BINARY, MODES, MULTICLASS, REDUCTIONS, PodiumLoss, check_choice, ignore_mask, reduce_masked,
+    BINARY,
+    MODES,
+    MULTICLASS,
+    REDUCTIONS,
+    PodiumLoss,
+    check_choice,
+    ignore_mask,
+    reduce_masked,
 )
 
 __all__ = ["FocalLoss", "BinaryFocalLoss", "SoftmaxFocalLoss"]
@@ -95,8 +103,9 @@ class BinaryFocalLoss(FocalLoss):
         ignore_index: Optional[Union[int, float]] = None,
         reduction: str = "mean",
     ):
-        super().__init__(BINARY, alpha=alpha, gamma=gamma, ignore_index=ignore_index,
-                         reduction=reduction)
+        super().__init__(
+            BINARY, alpha=alpha, gamma=gamma, ignore_index=ignore_index, reduction=reduction
+        )
 
 
 class SoftmaxFocalLoss(FocalLoss):
@@ -109,5 +118,6 @@ class SoftmaxFocalLoss(FocalLoss):
         ignore_index: Optional[int] = -100,
         reduction: str = "mean",
     ):
-        super().__init__(MULTICLASS, alpha=alpha, gamma=gamma, ignore_index=ignore_index,
-                         reduction=reduction)
+        super().__init__(
+            MULTICLASS, alpha=alpha, gamma=gamma, ignore_index=ignore_index, reduction=reduction
+        )

@@ -5,6 +5,7 @@ flow that maps it to the image, and one 2-vector per image for the flow's direct
 stack: Huber on height + Huber on magnitude (both ignoring missing targets, NaN by default) +
 (1 - cos) and MSE on the direction vector, each term with its own weight.
 """
+
 import math
 from typing import Dict, Optional
 
@@ -41,8 +42,10 @@ class HuberCosLoss(PodiumLoss):
     ):
         super().__init__()
         self.weights = {
-            "height": float(height_weight), "magnitude": float(magnitude_weight),
-            "cosine": float(cosine_weight), "direction_mse": float(direction_mse_weight),
+            "height": float(height_weight),
+            "magnitude": float(magnitude_weight),
+            "cosine": float(cosine_weight),
+            "direction_mse": float(direction_mse_weight),
         }
         self.huber = HuberLoss(delta=delta, ignore_value=ignore_value)
         self.cosine = CosineSimilarityLoss(dim=1)

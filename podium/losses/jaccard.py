@@ -3,6 +3,7 @@
 Same value as toolbelt's `JaccardLoss(from_logits=True)` where toolbelt applies; adds
 `ignore_index`, `per_image` and YAML-list `classes` (toolbelt 0.8.0 has no ignore/per-image).
 """
+
 from typing import Optional, Sequence
 
 from torch import Tensor

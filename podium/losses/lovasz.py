@@ -5,6 +5,7 @@ Why not toolbelt's `LovaszLoss` directly: it is Lovász-softmax on *probabilitie
 logits a segmentation model returns (as every other criterion here takes) it gives a wrong
 value (measured on toolbelt 0.8.0). This module applies the softmax itself.
 """
+
 from typing import Optional
 
 import torch
@@ -61,8 +62,9 @@ class LovaszLoss(PodiumLoss):
     ignore_index: target value of pixels left out; a batch with nothing left gives 0.
     """
 
-    def __init__(self, mode: str = BINARY, per_image: bool = False,
-                 ignore_index: Optional[int] = None):
+    def __init__(
+        self, mode: str = BINARY, per_image: bool = False, ignore_index: Optional[int] = None
+    ):
         super().__init__()
         check_choice(mode, MODES, "mode")
         self.mode, self.per_image, self.ignore_index = mode, bool(per_image), ignore_index

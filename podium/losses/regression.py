@@ -3,6 +3,7 @@
 torch's built-ins have no way to leave out missing targets (e.g. NaN heights, padded boxes);
 these drop them from the mean. No toolbelt counterpart (toolbelt 0.8.0 has no Huber/cosine).
 """
+
 from typing import Optional
 
 import torch
@@ -33,8 +34,9 @@ class _ElementwiseLoss(PodiumLoss):
 class HuberLoss(_ElementwiseLoss):
     """`F.huber_loss(delta)` over the elements whose target is not `ignore_value` (NaN works)."""
 
-    def __init__(self, delta: float = 1.0, ignore_value: Optional[float] = None,
-                 reduction: str = "mean"):
+    def __init__(
+        self, delta: float = 1.0, ignore_value: Optional[float] = None, reduction: str = "mean"
+    ):
         super().__init__()
         self._setup(ignore_value, reduction)
         self.delta = float(delta)
@@ -46,8 +48,9 @@ class HuberLoss(_ElementwiseLoss):
 class SmoothL1Loss(_ElementwiseLoss):
     """`F.smooth_l1_loss(beta)` (box regression) with an optional ignored target value."""
 
-    def __init__(self, beta: float = 1.0, ignore_value: Optional[float] = None,
-                 reduction: str = "mean"):
+    def __init__(
+        self, beta: float = 1.0, ignore_value: Optional[float] = None, reduction: str = "mean"
+    ):
         super().__init__()
         self._setup(ignore_value, reduction)
         self.beta = float(beta)
@@ -74,8 +77,14 @@ class CosineSimilarityLoss(PodiumLoss):
     or, with `ignore_zero=True`, when the target vector is all zeros (no direction).
     """
 
-    def __init__(self, dim: int = 1, eps: float = 1e-8, ignore_value: Optional[float] = None,
-                 ignore_zero: bool = False, reduction: str = "mean"):
+    def __init__(
+        self,
+        dim: int = 1,
+        eps: float = 1e-8,
+        ignore_value: Optional[float] = None,
+        ignore_zero: bool = False,
+        reduction: str = "mean",
+    ):
         super().__init__()
         check_choice(reduction, REDUCTIONS, "reduction")
         self.dim, self.eps, self.ignore_value = int(dim), float(eps), ignore_value

@@ -4,6 +4,7 @@ The target is a probability map (or the teacher's logits, with `target_logits=Tr
 the prediction is the student's logits. Ignored elements (`ignore_index` on the target
 values, or pixels whose soft target holds it) are left out of the mean.
 """
+
 from typing import Optional, Union
 
 import torch
@@ -24,8 +25,9 @@ class KLDivLoss(PodiumLoss):
     too, so the scale does not depend on the image size.
     """
 
-    def __init__(self, temperature: float = 1.0, target_logits: bool = False,
-                 reduction: str = "mean"):
+    def __init__(
+        self, temperature: float = 1.0, target_logits: bool = False, reduction: str = "mean"
+    ):
         super().__init__()
         check_choice(reduction, REDUCTIONS, "reduction")
         self.temperature, self.target_logits = float(temperature), bool(target_logits)
@@ -49,8 +51,13 @@ class SoftTargetBCEWithLogitsLoss(PodiumLoss):
     ignore_index: target value left out of the mean (checked before any sigmoid).
     """
 
-    def __init__(self, temperature: float = 1.0, target_logits: bool = False,
-                 ignore_index: Optional[Union[int, float]] = None, reduction: str = "mean"):
+    def __init__(
+        self,
+        temperature: float = 1.0,
+        target_logits: bool = False,
+        ignore_index: Optional[Union[int, float]] = None,
+        reduction: str = "mean",
+    ):
         super().__init__()
         check_choice(reduction, REDUCTIONS, "reduction")
         self.temperature, self.target_logits = float(temperature), bool(target_logits)
@@ -63,6 +70,7 @@ class SoftTargetBCEWithLogitsLoss(PodiumLoss):
             target = torch.where(keep, target, torch.zeros_like(target))
         if self.target_logits:
             target = torch.sigmoid(target / self.temperature)
-        loss = F.binary_cross_entropy_with_logits(logits / self.temperature, target,
-                                                  reduction="none")
+        loss = F.binary_cross_entropy_with_logits(
+            logits / self.temperature, target, reduction="none"
+        )
         return reduce_masked(loss, keep, self.reduction)

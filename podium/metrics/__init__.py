@@ -4,6 +4,7 @@ Every metric is an `Accumulator` (state = float64 tensors of sums / counts) with
 `update(...)`, `compute()`, `compute_key_value(prefix)` and `reduced()` (state summed over DDP
 ranks with one `all_reduce`, so the DDP value equals the single-process value).
 """
+
 from podium.metrics.base import Accumulator
 from podium.metrics.boxes import BoxIoU, box_iou
 from podium.metrics.classification import ClassificationScores

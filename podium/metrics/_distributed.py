@@ -4,6 +4,7 @@ Every helper is a no-op outside an initialised process group (or with one proces
 accumulator code runs in a single process, under Catalyst's DDP engine and under torchrun.
 Collectives run on the process group's device: the current CUDA device for nccl, else the CPU.
 """
+
 from typing import Any, Dict, List
 
 import torch

@@ -15,6 +15,7 @@ Accumulators whose layout is only known from the data (the number of classes whe
 the groups of `R2Score`) agree on one layout across ranks before the sum (`_layout` /
 `_conform`, exchanged with `all_gather_object`).
 """
+
 import copy
 from typing import Any, Dict, List, Optional
 
@@ -68,7 +69,9 @@ class Accumulator:
         if any(layout != known[0] for layout in known):
             raise ValueError(f"{type(self).__name__}: state layouts differ across ranks: {known}")
         if self.state is None:
-            self.state = {k: torch.zeros(shape, dtype=torch.float64) for k, shape in known[0].items()}
+            self.state = {
+                k: torch.zeros(shape, dtype=torch.float64) for k, shape in known[0].items()
+            }
 
     # ------------------------------------------------------------------ public
     def reduced(self) -> "Accumulator":

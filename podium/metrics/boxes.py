@@ -11,6 +11,7 @@
 
 State: the sum of IoUs and the number of pairs.
 """
+
 from typing import Any, Dict, Optional
 
 import torch
@@ -27,7 +28,9 @@ BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
 def to_xyxy(boxes: torch.Tensor, box_format: str = "xyxy") -> torch.Tensor:
     """Boxes (..., 4) converted to x1, y1, x2, y2."""
     if box_format not in BOX_FORMATS:
-        raise PodiumError(f'unknown box_format "{box_format}"; expected one of: {", ".join(BOX_FORMATS)}')
+        raise PodiumError(
+            f'unknown box_format "{box_format}"; expected one of: {", ".join(BOX_FORMATS)}'
+        )
     a, b, c, d = boxes.unbind(-1)
     if box_format == "xywh":
         return torch.stack([a, b, a + c, b + d], dim=-1)
@@ -36,7 +39,9 @@ def to_xyxy(boxes: torch.Tensor, box_format: str = "xyxy") -> torch.Tensor:
     return boxes
 
 
-def box_iou(predicted: torch.Tensor, target: torch.Tensor, box_format: str = "xyxy") -> torch.Tensor:
+def box_iou(
+    predicted: torch.Tensor, target: torch.Tensor, box_format: str = "xyxy"
+) -> torch.Tensor:
     """IoU of each matched pair: predicted, target (..., 4) → (...,)."""
     predicted, target = as_tensor(predicted).to(torch.float64), as_tensor(target).to(torch.float64)
     if predicted.shape != target.shape or predicted.shape[-1:] != (4,):
@@ -45,7 +50,9 @@ def box_iou(predicted: torch.Tensor, target: torch.Tensor, box_format: str = "xy
         )
     p, t = to_xyxy(predicted, box_format), to_xyxy(target, box_format)
     width = (torch.minimum(p[..., 2], t[..., 2]) - torch.maximum(p[..., 0], t[..., 0])).clamp(min=0)
-    height = (torch.minimum(p[..., 3], t[..., 3]) - torch.maximum(p[..., 1], t[..., 1])).clamp(min=0)
+    height = (torch.minimum(p[..., 3], t[..., 3]) - torch.maximum(p[..., 1], t[..., 1])).clamp(
+        min=0
+    )
     intersection = width * height
 
     def area(b):
@@ -68,7 +75,10 @@ class BoxIoU(Accumulator):
         super().__init__()
 
     def reset(self) -> None:
-        self.state = {"iou_sum": torch.zeros(1, dtype=torch.float64), "count": torch.zeros(1, dtype=torch.float64)}
+        self.state = {
+            "iou_sum": torch.zeros(1, dtype=torch.float64),
+            "count": torch.zeros(1, dtype=torch.float64),
+        }
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         """outputs, targets: boxes (..., 4) of one shape, matched element by element."""
@@ -82,7 +92,10 @@ class BoxIoU(Accumulator):
     def compute(self) -> Dict[str, Any]:
         """{"iou": mean IoU (NaN without pairs), "count": number of pairs}."""
         count = float(self.state["count"][0])
-        return {"iou": float(self.state["iou_sum"][0]) / count if count else float("nan"), "count": count}
+        return {
+            "iou": float(self.state["iou_sum"][0]) / count if count else float("nan"),
+            "count": count,
+        }
 
     def compute_key_value(self, prefix: str = "") -> Dict[str, float]:
         """`{prefix}box_iou`."""

@@ -14,6 +14,7 @@
 State: the confusion matrix `confusion[true, predicted]` (K × K, K = 2 for binary) — it sums
 exactly across DDP ranks.
 """
+
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -21,7 +22,12 @@ import torch
 
 from podium.errors import PodiumError
 from podium.metrics.base import Accumulator, as_tensor
-from podium.metrics.segmentation import RESERVED_NAMES, _valid, check_activation, default_class_names
+from podium.metrics.segmentation import (
+    RESERVED_NAMES,
+    _valid,
+    check_activation,
+    default_class_names,
+)
 
 __all__ = ["ClassificationScores"]
 
@@ -49,7 +55,9 @@ class ClassificationScores(Accumulator):
         self.ignore_value = ignore_value
         self.class_names = None if class_names is None else [str(n) for n in class_names]
         if self.class_names is not None and len(self.class_names) != self.size:
-            raise PodiumError(f"class_names has {len(self.class_names)} names for {self.size} classes")
+            raise PodiumError(
+                f"class_names has {len(self.class_names)} names for {self.size} classes"
+            )
         for name in self.class_names or ():
             if name in RESERVED_NAMES:
                 raise PodiumError(f'class name "{name}" is reserved for the averages')
@@ -62,13 +70,17 @@ class ClassificationScores(Accumulator):
         batch = outputs.shape[0] if outputs.ndim else 1
         if self.binary:
             outputs = outputs.reshape(batch)
-            probs = torch.sigmoid(outputs.float()) if self.activation == "sigmoid" else outputs.float()
+            probs = (
+                torch.sigmoid(outputs.float()) if self.activation == "sigmoid" else outputs.float()
+            )
             return (probs > self.threshold).long()
         if outputs.ndim == 1 and not outputs.is_floating_point():
             return outputs.long()  # labels already
         outputs = outputs.reshape(batch, -1)
         if outputs.shape[1] != self.num_classes:
-            raise PodiumError(f"outputs have {outputs.shape[1]} classes, num_classes is {self.num_classes}")
+            raise PodiumError(
+                f"outputs have {outputs.shape[1]} classes, num_classes is {self.num_classes}"
+            )
         return outputs.argmax(dim=1)
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -76,7 +88,11 @@ class ClassificationScores(Accumulator):
         outputs, targets = as_tensor(outputs), as_tensor(targets).to(as_tensor(outputs).device)
         predicted = self._predicted_labels(outputs)
         batch = predicted.shape[0]
-        if not self.binary and targets.numel() == batch * self.num_classes and targets.numel() != batch:
+        if (
+            not self.binary
+            and targets.numel() == batch * self.num_classes
+            and targets.numel() != batch
+        ):
             targets = targets.reshape(batch, -1)
             valid = _valid(targets, self.ignore_value).all(dim=1)
             labels = targets.argmax(dim=1)
@@ -91,7 +107,9 @@ class ClassificationScores(Accumulator):
                 f"(labels (B,) or one-hot (B, {self.size}))"
             )
         if labels.numel() and (labels.min() < 0 or labels.max() >= self.size):
-            raise PodiumError(f"target labels must lie in [0, {self.size}), found {int(labels.max())}")
+            raise PodiumError(
+                f"target labels must lie in [0, {self.size}), found {int(labels.max())}"
+            )
         index = (labels * self.size + predicted)[valid]
         counts = torch.bincount(index, minlength=self.size * self.size)
         self._add("confusion", counts.reshape(self.size, self.size))

@@ -16,6 +16,7 @@ State: one row (class, score, true positive) per detection and the ground-truth 
 class. Matching happens per image in `update`, so ranks only need to *concatenate* their rows
 and *sum* their counts (`reduced()`): the DDP value equals the single-process one.
 """
+
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -32,15 +33,18 @@ __all__ = ["DetectionMAP", "average_precision", "match_detections"]
 Boxes = Union[torch.Tensor, np.ndarray, Sequence]
 
 
-def match_detections(boxes: torch.Tensor, scores: torch.Tensor, gt_boxes: torch.Tensor,
-                     iou_threshold: float = 0.5) -> torch.Tensor:
+def match_detections(
+    boxes: torch.Tensor, scores: torch.Tensor, gt_boxes: torch.Tensor, iou_threshold: float = 0.5
+) -> torch.Tensor:
     """True-positive flags (K,) of one image and class's detections (K×4, scores K) against its
     ground truth (M×4), in the detections' given order (VOC greedy matching by score)."""
     tp = torch.zeros(len(boxes), dtype=torch.bool)
     if len(boxes) == 0 or len(gt_boxes) == 0:
         return tp
-    iou = box_iou(boxes[:, None, :].expand(-1, len(gt_boxes), 4),
-                  gt_boxes[None, :, :].expand(len(boxes), -1, 4)).numpy()
+    iou = box_iou(
+        boxes[:, None, :].expand(-1, len(gt_boxes), 4),
+        gt_boxes[None, :, :].expand(len(boxes), -1, 4),
+    ).numpy()
     best, best_iou = iou.argmax(axis=1), iou.max(axis=1)
     taken = np.zeros(len(gt_boxes), dtype=bool)
     for index in torch.argsort(scores, descending=True, stable=True).tolist():
@@ -74,24 +78,36 @@ class DetectionMAP(Accumulator):
     label is < 0 (or whose box holds NaN) are padding.
     """
 
-    def __init__(self, num_classes: int = 1, iou_threshold: float = 0.5,
-                 class_names: Optional[Sequence[str]] = None):
+    def __init__(
+        self,
+        num_classes: int = 1,
+        iou_threshold: float = 0.5,
+        class_names: Optional[Sequence[str]] = None,
+    ):
         check_int(num_classes, "DetectionMAP num_classes", 1)
         check_number(iou_threshold, "DetectionMAP iou_threshold", "(0, 1]")
         if class_names is not None and len(class_names) != num_classes:
-            raise PodiumError(f"DetectionMAP class_names has {len(class_names)} names for {num_classes} classes")
+            raise PodiumError(
+                f"DetectionMAP class_names has {len(class_names)} names for {num_classes} classes"
+            )
         self.num_classes, self.iou_threshold = num_classes, float(iou_threshold)
         self.class_names = [str(n) for n in class_names] if class_names is not None else None
         super().__init__()
 
     def reset(self) -> None:
-        self.state = {"detections": torch.zeros(0, 3, dtype=torch.float64),
-                      "num_gt": torch.zeros(self.num_classes, dtype=torch.float64)}
+        self.state = {
+            "detections": torch.zeros(0, 3, dtype=torch.float64),
+            "num_gt": torch.zeros(self.num_classes, dtype=torch.float64),
+        }
 
-    def update(self, detections: Sequence[Mapping[str, Boxes]], gt_boxes: Boxes, gt_labels: Boxes) -> None:
+    def update(
+        self, detections: Sequence[Mapping[str, Boxes]], gt_boxes: Boxes, gt_labels: Boxes
+    ) -> None:
         if len(detections) != len(gt_boxes) or len(gt_boxes) != len(gt_labels):
-            raise PodiumError(f"DetectionMAP.update: {len(detections)} detection sets for {len(gt_boxes)} images "
-                              f"of ground truth and {len(gt_labels)} label sets")
+            raise PodiumError(
+                f"DetectionMAP.update: {len(detections)} detection sets for {len(gt_boxes)} images "
+                f"of ground truth and {len(gt_labels)} label sets"
+            )
         rows = [self.state["detections"]]
         for detection, boxes, labels in zip(detections, gt_boxes, gt_labels):
             boxes = as_tensor(boxes).cpu().to(torch.float64).reshape(-1, 4)
@@ -99,23 +115,39 @@ class DetectionMAP(Accumulator):
             real = (labels >= 0) & torch.isfinite(boxes).all(dim=1)
             boxes, labels = boxes[real], labels[real]
             if len(labels) and int(labels.max()) >= self.num_classes:
-                raise PodiumError(f"DetectionMAP: ground-truth class {int(labels.max())} >= num_classes {self.num_classes}")
-            self.state["num_gt"] += torch.bincount(labels, minlength=self.num_classes).to(torch.float64)
+                raise PodiumError(
+                    f"DetectionMAP: ground-truth class {int(labels.max())} >= num_classes {self.num_classes}"
+                )
+            self.state["num_gt"] += torch.bincount(labels, minlength=self.num_classes).to(
+                torch.float64
+            )
             pred_boxes = as_tensor(detection["boxes"]).cpu().to(torch.float64).reshape(-1, 4)
             scores = as_tensor(detection["scores"]).cpu().to(torch.float64).reshape(-1)
             classes = as_tensor(detection["labels"]).cpu().to(torch.int64).reshape(-1)
             for c in torch.unique(classes).tolist():
                 if not 0 <= c < self.num_classes:
-                    raise PodiumError(f"DetectionMAP: detected class {c} outside [0, {self.num_classes})")
+                    raise PodiumError(
+                        f"DetectionMAP: detected class {c} outside [0, {self.num_classes})"
+                    )
                 mine = classes == c
-                tp = match_detections(pred_boxes[mine], scores[mine], boxes[labels == c], self.iou_threshold)
-                rows.append(torch.stack([torch.full_like(scores[mine], c), scores[mine], tp.to(torch.float64)], dim=1))
+                tp = match_detections(
+                    pred_boxes[mine], scores[mine], boxes[labels == c], self.iou_threshold
+                )
+                rows.append(
+                    torch.stack(
+                        [torch.full_like(scores[mine], c), scores[mine], tp.to(torch.float64)],
+                        dim=1,
+                    )
+                )
         self.state["detections"] = torch.cat(rows)
 
     def reduced(self) -> "DetectionMAP":
         """A copy holding every rank's detections (concatenated in rank order) and GT counts (summed)."""
         other = DetectionMAP(self.num_classes, self.iou_threshold, self.class_names)
-        other.state = {"detections": self.state["detections"].clone(), "num_gt": self.state["num_gt"].clone()}
+        other.state = {
+            "detections": self.state["detections"].clone(),
+            "num_gt": self.state["num_gt"].clone(),
+        }
         if world_size() > 1:
             other.state["detections"] = torch.cat(all_gather_object(self.state["detections"]))
             other.state["num_gt"] = all_reduce_sum({"num_gt": self.state["num_gt"]})["num_gt"]
@@ -130,11 +162,21 @@ class DetectionMAP(Accumulator):
         """{"map": float, "ap": per-class array (NaN without GT), "num_gt", "num_detections"}."""
         rows = self.state["detections"].numpy()
         num_gt = self.state["num_gt"].numpy()
-        ap = np.array([average_precision(rows[rows[:, 0] == c, 1], rows[rows[:, 0] == c, 2], int(num_gt[c]))
-                       for c in range(self.num_classes)])
+        ap = np.array(
+            [
+                average_precision(
+                    rows[rows[:, 0] == c, 1], rows[rows[:, 0] == c, 2], int(num_gt[c])
+                )
+                for c in range(self.num_classes)
+            ]
+        )
         with_gt = num_gt > 0
-        return {"map": float(ap[with_gt].mean()) if with_gt.any() else float("nan"), "ap": ap,
-                "num_gt": num_gt.astype(np.int64), "num_detections": len(rows)}
+        return {
+            "map": float(ap[with_gt].mean()) if with_gt.any() else float("nan"),
+            "ap": ap,
+            "num_gt": num_gt.astype(np.int64),
+            "num_detections": len(rows),
+        }
 
     @property
     def key(self) -> str:
@@ -147,7 +189,9 @@ class DetectionMAP(Accumulator):
         out = {f"{prefix}{self.key}": values["map"]}
         if self.num_classes > 1:
             names = self.class_names or [f"class_{c:02d}" for c in range(self.num_classes)]
-            out.update({f"{prefix}{self.key}/{name}": float(ap) for name, ap in zip(names, values["ap"])})
+            out.update(
+                {f"{prefix}{self.key}/{name}": float(ap) for name, ap in zip(names, values["ap"])}
+            )
         return out
 
     @property

@@ -16,6 +16,7 @@ the reduced R2 equals the single-process one.
   if the predictions are perfect (SS_res == 0) else 0.0, as sklearn's `force_finite=True`.
 - Values whose target equals `ignore_value` (NaN allowed) are left out.
 """
+
 from typing import Any, Dict, Hashable, List, Optional, Sequence
 
 import numpy as np
@@ -34,7 +35,9 @@ CONSTANT_TOLERANCE = 1e-12
 
 def r2_from_sums(n, sum_y, sum_y2, sum_res2) -> np.ndarray:
     """R2 from sums (any matching array shape); NaN where n == 0."""
-    n, sum_y, sum_y2, sum_res2 = (np.asarray(x, dtype=np.float64) for x in (n, sum_y, sum_y2, sum_res2))
+    n, sum_y, sum_y2, sum_res2 = (
+        np.asarray(x, dtype=np.float64) for x in (n, sum_y, sum_y2, sum_res2)
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         ss_tot = sum_y2 - sum_y * sum_y / np.where(n > 0, n, 1)
         constant = ss_tot <= CONSTANT_TOLERANCE * np.abs(sum_y2)
@@ -52,7 +55,9 @@ class R2Score(Accumulator):
 
     def __init__(self, multioutput: str = "flatten", ignore_value: Optional[float] = None):
         if multioutput not in MULTIOUTPUT:
-            raise PodiumError(f'unknown multioutput "{multioutput}"; expected one of: {", ".join(MULTIOUTPUT)}')
+            raise PodiumError(
+                f'unknown multioutput "{multioutput}"; expected one of: {", ".join(MULTIOUTPUT)}'
+            )
         self.multioutput = multioutput
         self.ignore_value = ignore_value
         super().__init__()
@@ -90,16 +95,22 @@ class R2Score(Accumulator):
         index = {g: i for i, g in enumerate(self.groups)}
         new = [g for g in dict.fromkeys(keys) if g not in index]
         if new:
-            self._conform([self._layout() or ((), self.num_outputs), (tuple(new), self.num_outputs)])
+            self._conform(
+                [self._layout() or ((), self.num_outputs), (tuple(new), self.num_outputs)]
+            )
             index = {g: i for i, g in enumerate(self.groups)}
         return torch.tensor([index[g] for g in keys], dtype=torch.long)
 
     # ---------------------------------------------------------------- update
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor, group: Optional[Any] = None) -> None:
+    def update(
+        self, outputs: torch.Tensor, targets: torch.Tensor, group: Optional[Any] = None
+    ) -> None:
         """outputs, targets: (B, ...) of equal size; group: None or one key per sample (B,)."""
         outputs, targets = as_tensor(outputs), as_tensor(targets).to(as_tensor(outputs).device)
         if outputs.numel() != targets.numel():
-            raise PodiumError(f"R2: outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} differ in size")
+            raise PodiumError(
+                f"R2: outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} differ in size"
+            )
         batch = targets.shape[0] if targets.ndim else 1
         if self.multioutput == "uniform" and targets.ndim >= 2:
             shape = (batch, targets.shape[1], -1)
@@ -124,8 +135,10 @@ class R2Score(Accumulator):
         if group is None:
             keys = [None] * batch
         else:
-            keys = group.detach().cpu().reshape(-1).tolist() if isinstance(group, torch.Tensor) else list(
-                np.asarray(group).reshape(-1).tolist()
+            keys = (
+                group.detach().cpu().reshape(-1).tolist()
+                if isinstance(group, torch.Tensor)
+                else list(np.asarray(group).reshape(-1).tolist())
             )
             if len(keys) != batch:
                 raise PodiumError(f"R2: {len(keys)} group keys for a batch of {batch}")

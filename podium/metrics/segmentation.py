@@ -30,6 +30,7 @@ Conventions (also in the README's metric table):
 `ConfusionCounts` (numpy, boolean masks in) is the small dataset-level counter
 `podium predict` uses.
 """
+
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -87,7 +88,9 @@ def label_masks(
     activation = check_activation(activation)
     outputs, targets = as_tensor(outputs), as_tensor(targets).to(outputs.device)
     if outputs.ndim < 2:
-        raise PodiumError(f"segmentation outputs must be (B, C, ...), got shape {tuple(outputs.shape)}")
+        raise PodiumError(
+            f"segmentation outputs must be (B, C, ...), got shape {tuple(outputs.shape)}"
+        )
     batch, num_classes = outputs.shape[:2]
     outputs = outputs.reshape(batch, num_classes, -1)
 
@@ -101,7 +104,9 @@ def label_masks(
         probs = torch.sigmoid(outputs.float()) if activation == "sigmoid" else outputs.float()
         thresholds = torch.as_tensor(threshold, dtype=probs.dtype, device=probs.device)
         if thresholds.numel() not in (1, num_classes):
-            raise PodiumError(f"threshold: one value or one per class ({num_classes}), got {threshold}")
+            raise PodiumError(
+                f"threshold: one value or one per class ({num_classes}), got {threshold}"
+            )
         prediction = probs > thresholds.reshape(1, -1, 1)
         valid = _valid(targets, ignore_value)
         truth = (targets > 0.5) & valid
@@ -152,7 +157,9 @@ def _score(metric: str, tp, fp, fn, empty_score: Optional[float]):
     denominator = numerator + fp + fn
     empty = np.nan if empty_score is None else float(empty_score)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), empty)
+        return np.where(
+            denominator > 0, numerator / np.where(denominator > 0, denominator, 1), empty
+        )
 
 
 def _ratio(total: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -250,10 +257,14 @@ class SegmentationScores(Accumulator):
         num_classes = prediction.shape[1]
         if self.state is None:
             if self.num_classes not in (None, num_classes):
-                raise PodiumError(f"outputs have {num_classes} channels, num_classes is {self.num_classes}")
+                raise PodiumError(
+                    f"outputs have {num_classes} channels, num_classes is {self.num_classes}"
+                )
             self.state = self._init_state(num_classes)
         elif num_classes != self.num_classes:
-            raise PodiumError(f"outputs have {num_classes} channels, earlier batches {self.num_classes}")
+            raise PodiumError(
+                f"outputs have {num_classes} channels, earlier batches {self.num_classes}"
+            )
         tp, fp, fn = (x.to(torch.float64).cpu() for x in confusion_counts(prediction, truth, valid))
         for name, value in (("tp", tp), ("fp", fp), ("fn", fn)):
             self._add(name, value.sum(dim=0))
@@ -279,8 +290,10 @@ class SegmentationScores(Accumulator):
         per_image = self.per_image if per_image is None else per_image
         if self.state is None:
             nan = float("nan")
-            return {m: {"per_class": np.full(self.num_classes or 0, nan), "macro": nan, "micro": nan}
-                    for m in self.metrics}
+            return {
+                m: {"per_class": np.full(self.num_classes or 0, nan), "macro": nan, "micro": nan}
+                for m in self.metrics
+            }
         s = {k: v.numpy() for k, v in self.state.items()}
         sel = self.selected
         result = {}
@@ -292,10 +305,16 @@ class SegmentationScores(Accumulator):
                 per_class = _score(m, s["tp"], s["fp"], s["fn"], self.empty_score)
                 tp, fp, fn = (s[name][sel].sum() for name in ("tp", "fp", "fn"))
                 micro = _score(m, tp, fp, fn, self.empty_score)
-            result[m] = {"per_class": per_class, "macro": _mean(per_class[sel]), "micro": float(micro)}
+            result[m] = {
+                "per_class": per_class,
+                "macro": _mean(per_class[sel]),
+                "micro": float(micro),
+            }
         return result
 
-    def compute_key_value(self, prefix: str = "", per_image: Optional[bool] = None) -> Dict[str, float]:
+    def compute_key_value(
+        self, prefix: str = "", per_image: Optional[bool] = None
+    ) -> Dict[str, float]:
         """`{prefix}dice` (= macro), `{prefix}dice/_macro`, `{prefix}dice/_micro` and, with more
         than one class or with class_names, `{prefix}dice/<class name>`; the same for iou."""
         result = self.compute(per_image)

@@ -21,6 +21,7 @@ The heatmap bias starts at −2.19 (prior probability 0.1), as in CenterNet, so 
 does not start from a flood of false peaks. `model.encoder` is the toolbelt encoder, so the
 runner's `freeze_encoder` and `FreezeCallback` / `UnfreezeCallback` work as for segmentation.
 """
+
 import math
 from typing import Dict, List, Sequence, Union
 
@@ -58,17 +59,31 @@ class CenterNet(nn.Module):
     the top-left cell always covers the top-left pixels.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, heads: nn.ModuleDict,
-                 output_stride: int = 4, num_classes: int = 1, encoder_name: str = ""):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        heads: nn.ModuleDict,
+        output_stride: int = 4,
+        num_classes: int = 1,
+        encoder_name: str = "",
+    ):
         super().__init__()
         self.encoder, self.decoder, self.heads = encoder, decoder, heads
-        self.output_stride, self.num_classes, self.encoder_name = output_stride, num_classes, encoder_name
+        self.output_stride, self.num_classes, self.encoder_name = (
+            output_stride,
+            num_classes,
+            encoder_name,
+        )
         self.pad_multiple = int(max(encoder.get_output_spec().strides))
 
     def forward(self, image: Tensor) -> Dict[str, Tensor]:
         height, width = image.shape[-2:]
         multiple = self.pad_multiple
-        pad_h, pad_w = (multiple - height % multiple) % multiple, (multiple - width % multiple) % multiple
+        pad_h, pad_w = (
+            (multiple - height % multiple) % multiple,
+            (multiple - width % multiple) % multiple,
+        )
         if pad_h or pad_w:
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
@@ -104,8 +119,10 @@ def build_centernet(
     every_stage = _create_encoder(name, in_channels, bool(pretrained))
     strides = [int(s) for s in every_stage.get_output_spec().strides]
     if output_stride not in strides[:-1]:
-        raise PodiumError(f"model output_stride {output_stride} is not a feature stride of {name} below its "
-                          f"coarsest; expected one of {strides[:-1]}")
+        raise PodiumError(
+            f"model output_stride {output_stride} is not a feature stride of {name} below its "
+            f"coarsest; expected one of {strides[:-1]}"
+        )
     # the same timm model, returning only the feature maps the decoder uses
     layers = [i for i, s in enumerate(strides) if s >= output_stride]
     encoder_module = GenericTimmEncoder(every_stage.encoder, layers=layers)
@@ -117,24 +134,35 @@ def build_centernet(
         decoder_channels = [decoder_channels] * num_stages
     decoder_channels = list(decoder_channels)
     if len(decoder_channels) != num_stages:
-        raise PodiumError(f"model decoder_channels has {len(decoder_channels)} values; {name} at output_stride "
-                          f"{output_stride} has {num_stages} U-Net stages (fine to coarse)")
+        raise PodiumError(
+            f"model decoder_channels has {len(decoder_channels)} values; {name} at output_stride "
+            f"{output_stride} has {num_stages} U-Net stages (fine to coarse)"
+        )
     decoder_channels = [check_int(c, "model decoder_channels", 1) for c in decoder_channels]
     decoder = UNetDecoder(spec, out_channels=decoder_channels)
     features = decoder_channels[0]
     prior_bias = -math.log((1 - HEATMAP_PRIOR) / HEATMAP_PRIOR)  # −2.19
-    heads = nn.ModuleDict({
-        "heatmap": _head(features, head_channels, num_classes, bias=prior_bias),
-        "size": _head(features, head_channels, 2),
-        "offset": _head(features, head_channels, 2),
-    })
+    heads = nn.ModuleDict(
+        {
+            "heatmap": _head(features, head_channels, num_classes, bias=prior_bias),
+            "size": _head(features, head_channels, 2),
+            "offset": _head(features, head_channels, 2),
+        }
+    )
     return CenterNet(encoder_module, decoder, heads, output_stride, num_classes, name)
 
 
 @torch.no_grad()
-def decode_centernet(heatmap: Tensor, size: Tensor, offset: Tensor, output_stride: int = 4,
-                     top_k: int = 100, pool_size: int = 3, min_score: float = 0.0,
-                     probabilities: bool = False) -> List[Dict[str, Tensor]]:
+def decode_centernet(
+    heatmap: Tensor,
+    size: Tensor,
+    offset: Tensor,
+    output_stride: int = 4,
+    top_k: int = 100,
+    pool_size: int = 3,
+    min_score: float = 0.0,
+    probabilities: bool = False,
+) -> List[Dict[str, Tensor]]:
     """Boxes per image from the three heads: max-pool peaks, top-k, then centre/size → xyxy.
 
     heatmap: N×C×h×w logits (or probabilities with `probabilities=True`); size, offset: N×2×h×w.
@@ -142,9 +170,16 @@ def decode_centernet(heatmap: Tensor, size: Tensor, offset: Tensor, output_strid
     Returns, per image, {"boxes": K×4 xyxy in input pixels, "scores": K, "labels": K (class
     index)}, sorted by score, K ≤ top_k, scores ≥ min_score.
     """
-    if heatmap.ndim != 4 or size.shape[1] != 2 or offset.shape[1] != 2 or size.shape[-2:] != heatmap.shape[-2:]:
-        raise PodiumError(f"decode_centernet needs heatmap N×C×h×w and size/offset N×2×h×w, got "
-                          f"{tuple(heatmap.shape)}, {tuple(size.shape)}, {tuple(offset.shape)}")
+    if (
+        heatmap.ndim != 4
+        or size.shape[1] != 2
+        or offset.shape[1] != 2
+        or size.shape[-2:] != heatmap.shape[-2:]
+    ):
+        raise PodiumError(
+            f"decode_centernet needs heatmap N×C×h×w and size/offset N×2×h×w, got "
+            f"{tuple(heatmap.shape)}, {tuple(size.shape)}, {tuple(offset.shape)}"
+        )
     scores = heatmap.float() if probabilities else torch.sigmoid(heatmap.float())
     pooled = F.max_pool2d(scores, pool_size, stride=1, padding=pool_size // 2)
     peaks = torch.where(pooled == scores, scores, torch.zeros_like(scores))

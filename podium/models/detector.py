@@ -21,6 +21,7 @@ is the seed's plain pooled-feature head. Measured on the deepforest crops from r
 `encoder`) see its feature stages as blocks — efficientnet_b0: 5 stages + the 1×1 head conv,
 resnet18: 5 — and the runner's `freeze_encoder` works as for segmentation models.
 """
+
 from typing import Dict
 
 import torch
@@ -41,8 +42,16 @@ class BoxClassifier(nn.Module):
     sigmoid outputs), `num_classes`, `box_grid`, `encoder_name`.
     """
 
-    def __init__(self, encoder: nn.Module, num_classes: int = 1, dropout: float = 0.0,
-                 box_hidden: int = 256, box_grid: int = 4, box_channels: int = 64, encoder_name: str = ""):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_classes: int = 1,
+        dropout: float = 0.0,
+        box_hidden: int = 256,
+        box_grid: int = 4,
+        box_channels: int = 64,
+        encoder_name: str = "",
+    ):
         super().__init__()
         features = int(encoder.num_features)
         self.encoder = encoder
@@ -51,12 +60,17 @@ class BoxClassifier(nn.Module):
         box_in = features
         if box_grid > 1:
             self.box_reduce = nn.Sequential(
-                nn.Conv2d(features, box_channels, 1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(box_grid),
+                nn.Conv2d(features, box_channels, 1),
+                nn.ReLU(inplace=True),
+                nn.AdaptiveAvgPool2d(box_grid),
                 nn.Flatten(),
             )
             box_in = box_channels * box_grid * box_grid
         self.box_head = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(box_in, box_hidden), nn.ReLU(inplace=True), nn.Linear(box_hidden, 4),
+            nn.Dropout(dropout),
+            nn.Linear(box_in, box_hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(box_hidden, 4),
         )
         self.num_classes, self.box_grid, self.encoder_name = num_classes, box_grid, encoder_name
 
@@ -67,10 +81,15 @@ class BoxClassifier(nn.Module):
             box_features = pooled
         else:
             if feature_map.ndim != 4 or feature_map.shape[1] != self.classifier[1].in_features:
-                raise PodiumError(f"{self.encoder_name}: box_grid > 1 needs an N×C×H×W feature map, got "
-                                  f"{tuple(feature_map.shape)}; use box_grid: 1 for this backbone")
+                raise PodiumError(
+                    f"{self.encoder_name}: box_grid > 1 needs an N×C×H×W feature map, got "
+                    f"{tuple(feature_map.shape)}; use box_grid: 1 for this backbone"
+                )
             box_features = self.box_reduce(feature_map)
-        return {"logits": self.classifier(pooled), "boxes": torch.sigmoid(self.box_head(box_features))}
+        return {
+            "logits": self.classifier(pooled),
+            "boxes": torch.sigmoid(self.box_head(box_features)),
+        }
 
 
 def build_box_classifier(
@@ -100,11 +119,23 @@ def build_box_classifier(
     check_number(dropout, "model dropout", "[0, 1)")
     name = _check_encoder_name(encoder)
     try:
-        backbone = timm.create_model(name, pretrained=bool(pretrained), num_classes=0, in_chans=in_channels)
+        backbone = timm.create_model(
+            name, pretrained=bool(pretrained), num_classes=0, in_chans=in_channels
+        )
     except Exception as error:  # noqa: BLE001 - one line for the user instead of a download traceback
         reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        hint = (" — set `pretrained: false` or put the weights in the local HF/torch cache"
-                if pretrained else "")
+        hint = (
+            " — set `pretrained: false` or put the weights in the local HF/torch cache"
+            if pretrained
+            else ""
+        )
         raise PodiumError(f'cannot build timm model "{name}" ({reason}){hint}') from error
-    return BoxClassifier(backbone, num_classes=num_classes, dropout=float(dropout),
-                         box_hidden=box_hidden, box_grid=box_grid, box_channels=box_channels, encoder_name=name)
+    return BoxClassifier(
+        backbone,
+        num_classes=num_classes,
+        dropout=float(dropout),
+        box_hidden=box_hidden,
+        box_grid=box_grid,
+        box_channels=box_channels,
+        encoder_name=name,
+    )

@@ -23,6 +23,7 @@ without `scalar_inputs` is called the usual way (`input_key: image`).
 callbacks read the heads by key. `model.encoder` is the toolbelt encoder, so the runner's
 `freeze_encoder` and the Freeze/Unfreeze callbacks work as for segmentation.
 """
+
 from typing import Dict, Optional, Sequence, Union
 
 import torch
@@ -57,11 +58,23 @@ class GeoposeModel(nn.Module):
     coarsest stride, maps cropped back to H×W.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, height_head: nn.Module, magnitude_head: nn.Module,
-                 image_head: nn.Module, scalar_inputs: Sequence[str] = (), encoder_name: str = ""):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        height_head: nn.Module,
+        magnitude_head: nn.Module,
+        image_head: nn.Module,
+        scalar_inputs: Sequence[str] = (),
+        encoder_name: str = "",
+    ):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
-        self.height_head, self.magnitude_head, self.image_head = height_head, magnitude_head, image_head
+        self.height_head, self.magnitude_head, self.image_head = (
+            height_head,
+            magnitude_head,
+            image_head,
+        )
         self.scalar_inputs = tuple(scalar_inputs)
         self.output_stride = int(max(encoder.get_output_spec().strides))
         self.encoder_name = encoder_name
@@ -80,8 +93,10 @@ class GeoposeModel(nn.Module):
         for name in self.scalar_inputs:
             value = torch.as_tensor(given[name], device=image.device, dtype=image.dtype)
             if value.numel() != image.shape[0]:
-                raise PodiumError(f"scalar input {name}: expected one value per image ({image.shape[0]}), "
-                                  f"got shape {tuple(value.shape)}")
+                raise PodiumError(
+                    f"scalar input {name}: expected one value per image ({image.shape[0]}), "
+                    f"got shape {tuple(value.shape)}"
+                )
             columns.append(value.reshape(-1))
         return torch.stack(columns, dim=1)
 
@@ -89,7 +104,10 @@ class GeoposeModel(nn.Module):
         extra = self._scalars(image, scalars)
         height, width = image.shape[-2:]
         multiple = self.output_stride
-        pad_h, pad_w = (multiple - height % multiple) % multiple, (multiple - width % multiple) % multiple
+        pad_h, pad_w = (
+            (multiple - height % multiple) % multiple,
+            (multiple - width % multiple) % multiple,
+        )
         if pad_h or pad_w:
             mode = "reflect" if pad_h < height and pad_w < width else "replicate"
             image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
@@ -102,7 +120,9 @@ class GeoposeModel(nn.Module):
             pooled = torch.cat([pooled, extra], dim=1)
 
         def dense(head: nn.Module) -> Tensor:
-            out = F.interpolate(head(decoded), size=image.shape[-2:], mode="bilinear", align_corners=False)
+            out = F.interpolate(
+                head(decoded), size=image.shape[-2:], mode="bilinear", align_corners=False
+            )
             return out[..., :height, :width]
 
         vector = self.image_head(pooled)
@@ -135,10 +155,16 @@ def build_geopose_model(
     in_channels = check_int(in_channels, "model in_channels", 1)
     head_channels = check_int(head_channels, "model head_channels", 1)
     hidden_features = check_int(hidden_features, "model hidden_features", 1)
-    if isinstance(scalar_inputs, str) or not all(isinstance(n, str) and n.isidentifier() for n in scalar_inputs) \
-            or len(set(scalar_inputs)) != len(scalar_inputs) or "image" in scalar_inputs:
-        raise PodiumError(f"model scalar_inputs must be a list of distinct batch keys other than image "
-                          f"(e.g. [gsd]), got {scalar_inputs!r}")
+    if (
+        isinstance(scalar_inputs, str)
+        or not all(isinstance(n, str) and n.isidentifier() for n in scalar_inputs)
+        or len(set(scalar_inputs)) != len(scalar_inputs)
+        or "image" in scalar_inputs
+    ):
+        raise PodiumError(
+            f"model scalar_inputs must be a list of distinct batch keys other than image "
+            f"(e.g. [gsd]), got {scalar_inputs!r}"
+        )
     name = _check_encoder_name(encoder)
     encoder_module = _create_encoder(name, in_channels, bool(pretrained))
     spec = encoder_module.get_output_spec()
@@ -146,9 +172,19 @@ def build_geopose_model(
     num_scalars = len(scalar_inputs)
     features = decoder.get_output_spec().channels[0] + num_scalars
     image_head = nn.Sequential(
-        nn.Linear(int(spec.channels[-1]) + decoder.get_output_spec().channels[0] + num_scalars, hidden_features),
+        nn.Linear(
+            int(spec.channels[-1]) + decoder.get_output_spec().channels[0] + num_scalars,
+            hidden_features,
+        ),
         nn.ReLU(inplace=True),
         nn.Linear(hidden_features, 3),
     )
-    return GeoposeModel(encoder_module, decoder, _dense_head(features, head_channels),
-                        _dense_head(features, head_channels), image_head, scalar_inputs, name)
+    return GeoposeModel(
+        encoder_module,
+        decoder,
+        _dense_head(features, head_channels),
+        _dense_head(features, head_channels),
+        image_head,
+        scalar_inputs,
+        name,
+    )

@@ -10,6 +10,7 @@ pytorch-toolbelt 0.8.0 ships encoders, decoders and heads but no ready segmentat
 or encoder, channels < 1, weights that cannot be downloaded) raises `PodiumError`.
 No Catalyst here: models know nothing of the training loop.
 """
+
 import difflib
 from typing import List, Sequence, Union
 
@@ -44,8 +45,15 @@ class SegmentationModel(nn.Module):
     possible below `output_stride` pixels) it falls back to replicate padding.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, head: nn.Module,
-                 architecture: str = "", encoder_name: str = "", num_classes: int = 1):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        head: nn.Module,
+        architecture: str = "",
+        encoder_name: str = "",
+        num_classes: int = 1,
+    ):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
@@ -183,8 +191,20 @@ def build_segmentation_model(
         if isinstance(decoder_channels, (list, tuple)) and len(decoder_channels) == 1:
             decoder_channels = decoder_channels[0]
         check_int(decoder_channels, "model decoder_channels for fpn", expected="one integer")
-        decoder = FPNDecoder(spec, out_channels=check_int(decoder_channels, "model decoder_channels", 1))
-    head = ResizeHead(decoder.get_output_spec(), num_classes=num_classes, kernel_size=1,
-                      dropout_rate=float(dropout))
-    return SegmentationModel(encoder_module, decoder, head, architecture=architecture,
-                             encoder_name=encoder_name, num_classes=num_classes)
+        decoder = FPNDecoder(
+            spec, out_channels=check_int(decoder_channels, "model decoder_channels", 1)
+        )
+    head = ResizeHead(
+        decoder.get_output_spec(),
+        num_classes=num_classes,
+        kernel_size=1,
+        dropout_rate=float(dropout),
+    )
+    return SegmentationModel(
+        encoder_module,
+        decoder,
+        head,
+        architecture=architecture,
+        encoder_name=encoder_name,
+        num_classes=num_classes,
+    )

@@ -5,6 +5,7 @@ should hold none; the report masks them anyway, with the same rule the trackers 
 (`api_token`, `password`, `*_secret`, ... → `***`) plus `user:password@` in URIs. The
 environment Catalyst saves (`configs/_environment.json`) is never read.
 """
+
 import json
 import re
 from pathlib import Path
@@ -36,7 +37,9 @@ def _mask_uris(value: Any) -> Any:
 
 def config_yaml(config: Any) -> str:
     """The (masked) config as block YAML, keys in their original order."""
-    return yaml.safe_dump(masked(config), sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
+    return yaml.safe_dump(
+        masked(config), sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
+    )
 
 
 def file_as_yaml(path: Path) -> Optional[str]:

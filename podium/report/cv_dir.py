@@ -3,6 +3,7 @@
 `cv_summary.csv` has one row per finished fold (`fold, best_epoch, <metrics>...`) and the rows
 `mean` and `std`; a fold without `cv_done.json` is still training (or was interrupted).
 """
+
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +45,17 @@ def read_cv_summary(path: Path) -> Optional[Tuple[List[str], List[List[str]]]]:
         with open(file, newline="") as handle:
             rows = [row for row in csv.reader(handle) if row]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise PodiumError(f"{file}: not a readable CSV ({error}); expected fold,best_epoch,<metrics> rows") from None
+        raise PodiumError(
+            f"{file}: not a readable CSV ({error}); expected fold,best_epoch,<metrics> rows"
+        ) from None
     if not rows:
-        raise PodiumError(f"{file} is empty; expected a header fold,best_epoch,<metrics> and one row per fold")
+        raise PodiumError(
+            f"{file} is empty; expected a header fold,best_epoch,<metrics> and one row per fold"
+        )
     header, body = rows[0], rows[1:]
     for number, row in enumerate(body, 2):
         if len(row) != len(header):
-            raise PodiumError(f"{file}:{number}: {len(row)} values under a header of {len(header)} columns")
+            raise PodiumError(
+                f"{file}:{number}: {len(row)} values under a header of {len(header)} columns"
+            )
     return header, body

@@ -4,6 +4,7 @@ Plain HTML5 and a little CSS; no scripts and nothing fetched over the network. E
 cell keeps its exact value in `data-value` (Python's repr) and, where it is a logged metric,
 its name in `data-metric` (`<loader>/<key>`), so the page can be checked against the logs.
 """
+
 import base64
 import html
 import math
@@ -58,7 +59,11 @@ def number(value) -> str:
 def number_cell(value, metric: Optional[str] = None, css: str = "") -> str:
     if value is None:
         return '<td class="muted">–</td>'
-    attrs = f' data-value="{esc(repr(value))}"' if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+    attrs = (
+        f' data-value="{esc(repr(value))}"'
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else ""
+    )
     if metric:
         attrs += f' data-metric="{esc(metric)}"'
     if css:
@@ -66,12 +71,20 @@ def number_cell(value, metric: Optional[str] = None, css: str = "") -> str:
     return f"<td{attrs}>{number(value)}</td>"
 
 
-def table(header: Sequence[str], rows: Iterable[Tuple[str, Sequence[str]]], table_id: str = "") -> str:
+def table(
+    header: Sequence[str], rows: Iterable[Tuple[str, Sequence[str]]], table_id: str = ""
+) -> str:
     """`rows`: (css class of the row, [cell HTML, ...]); the header cells are text."""
-    head = "".join(f'<th class="key">{esc(header[0])}</th>' if i == 0 else f"<th>{esc(h)}</th>"
-                   for i, h in enumerate(header))
-    body = "".join(f'<tr class="{css}">' + "".join(cells) + "</tr>" if css else "<tr>" + "".join(cells) + "</tr>"
-                   for css, cells in rows)
+    head = "".join(
+        f'<th class="key">{esc(header[0])}</th>' if i == 0 else f"<th>{esc(h)}</th>"
+        for i, h in enumerate(header)
+    )
+    body = "".join(
+        f'<tr class="{css}">' + "".join(cells) + "</tr>"
+        if css
+        else "<tr>" + "".join(cells) + "</tr>"
+        for css, cells in rows
+    )
     ident = f' id="{esc(table_id)}"' if table_id else ""
     return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -80,7 +93,9 @@ def key_cell(text) -> str:
     return f'<td class="key">{esc(text)}</td>'
 
 
-def image(png: bytes, alt: str, caption: str = "", css: str = "", link: Optional[str] = None) -> str:
+def image(
+    png: bytes, alt: str, caption: str = "", css: str = "", link: Optional[str] = None
+) -> str:
     source = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     tag = f'<img src="{source}" alt="{esc(alt)}">'
     if link:
@@ -98,15 +113,19 @@ def pre(text: str) -> str:
     return f"<pre>{esc(text)}</pre>"
 
 
-def page(title: str, subtitle: str, sections: Sequence[Tuple[str, str, str]], notes: Sequence[str] = ()) -> str:
+def page(
+    title: str, subtitle: str, sections: Sequence[Tuple[str, str, str]], notes: Sequence[str] = ()
+) -> str:
     """The whole document; `sections` are (anchor id, heading, body HTML)."""
     nav = "".join(f'<a href="#{esc(ident)}">{esc(heading)}</a>' for ident, heading, _ in sections)
     note_html = "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
-    body = "".join(f'<section id="{esc(ident)}"><h2>{esc(heading)}</h2>{html_}</section>'
-                   for ident, heading, html_ in sections)
+    body = "".join(
+        f'<section id="{esc(ident)}"><h2>{esc(heading)}</h2>{html_}</section>'
+        for ident, heading, html_ in sections
+    )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{esc(title)}</title>'
         f"<style>{CSS}</style></head><body>"
         f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header><nav>{nav}</nav>"
         f"<main>{note_html}{body}</main></body></html>\n"

@@ -4,6 +4,7 @@ Catalyst and podium's metric callbacks log a metric `X` beside `X/_macro`, `X/_m
 `X/_weighted` (aggregates), `X/<class name>` (per class or group: `dice/person`, `r2/ATL`) and,
 for losses, `X/mean` and `X/std`. Throughput (`images_per_s`, `time/...`) goes to the timings.
 """
+
 from typing import Dict, List, Sequence
 
 __all__ = ["TIMING_KEYS", "is_timing", "curve_keys", "families"]
@@ -25,9 +26,14 @@ def _member(key: str, present) -> bool:
 def curve_keys(keys: Sequence[str]) -> List[str]:
     """One figure each: loss first, the other loss terms, the metrics, `lr` last."""
     present = set(keys)
-    chosen = [k for k in dict.fromkeys(keys)
-              if k not in _NOT_CURVES and not is_timing(k) and not _member(k, present)]
-    return sorted(chosen, key=lambda k: (k != "loss", not k.startswith("loss"), k in ("lr", "grad_norm"), k))
+    chosen = [
+        k
+        for k in dict.fromkeys(keys)
+        if k not in _NOT_CURVES and not is_timing(k) and not _member(k, present)
+    ]
+    return sorted(
+        chosen, key=lambda k: (k != "loss", not k.startswith("loss"), k in ("lr", "grad_norm"), k)
+    )
 
 
 def families(keys: Sequence[str]) -> Dict[str, Dict[str, List[str]]]:

@@ -8,6 +8,7 @@ In order of preference:
    ranked by the callback, the per-image score in the file name;
 3. prediction overlays without scores, by name (unranked).
 """
+
 import io
 import re
 from dataclasses import dataclass, field
@@ -41,7 +42,9 @@ class OverlaySet:
 def _overlay_metric(config: dict) -> str:
     for stage in (config.get("stages") or {}).values():
         for callback in ((stage or {}).get("callbacks") or {}).values():
-            if isinstance(callback, dict) and str(callback.get("_target_", "")).endswith("OverlayCallback"):
+            if isinstance(callback, dict) and str(callback.get("_target_", "")).endswith(
+                "OverlayCallback"
+            ):
                 return str(callback.get("metric", "dice"))
     return "dice"
 
@@ -53,7 +56,9 @@ def _epoch_folder(run: RunLogs) -> Optional[Path]:
         folder = root / run.best.stage / f"epoch_{run.best.stage_epoch}"
         if folder.is_dir():
             return folder
-    stages = run.stages + sorted(p.name for p in root.glob("*") if p.is_dir() and p.name not in run.stages)
+    stages = run.stages + sorted(
+        p.name for p in root.glob("*") if p.is_dir() and p.name not in run.stages
+    )
     for stage in reversed(stages):
         epochs = [p for p in (root / stage).glob("epoch_*") if p.is_dir() and p.name[6:].isdigit()]
         if epochs:
@@ -74,7 +79,11 @@ def _training(run: RunLogs, limit: int) -> Optional[OverlaySet]:
     if not ranked["best"] and not ranked["worst"]:
         return None
     stage, epoch = folder.parent.name, folder.name[6:]
-    which = "the best epoch" if run.best and (stage, epoch) == (run.best.stage, str(run.best.stage_epoch)) else "the last epoch with overlays"
+    which = (
+        "the best epoch"
+        if run.best and (stage, epoch) == (run.best.stage, str(run.best.stage_epoch))
+        else "the last epoch with overlays"
+    )
     metric = _overlay_metric(run.config)
     return OverlaySet(
         f"Training overlays of {which} (stage {stage}, epoch {epoch}; {folder.relative_to(run.path)}), "
@@ -85,13 +94,19 @@ def _training(run: RunLogs, limit: int) -> Optional[OverlaySet]:
     )
 
 
-def _prediction(prediction: PredictionRun, limit: int, root: Path, ranked: bool) -> Optional[OverlaySet]:
+def _prediction(
+    prediction: PredictionRun, limit: int, root: Path, ranked: bool
+) -> Optional[OverlaySet]:
     if prediction.overlays is None:
         return None
     files = {p.stem: p for p in prediction.overlays.glob("*.png")}
     if not files:
         return None
-    where = prediction.path.relative_to(root).as_posix() if prediction.path.is_relative_to(root) else prediction.path
+    where = (
+        prediction.path.relative_to(root).as_posix()
+        if prediction.path.is_relative_to(root)
+        else prediction.path
+    )
     metric, scores = prediction.per_image()
     scored = [(scores[name], name) for name in files if name in scores]
     if ranked:
@@ -110,11 +125,15 @@ def _prediction(prediction: PredictionRun, limit: int, root: Path, ranked: bool)
     names = sorted(files)[: 2 * limit]
     return OverlaySet(
         f"Prediction overlays of {where}/overlays (no per-image scores: the first {len(names)} by name, unranked)",
-        None, [Overlay(files[n], n, scores.get(n)) for n in names], [],
+        None,
+        [Overlay(files[n], n, scores.get(n)) for n in names],
+        [],
     )
 
 
-def choose_overlays(run: RunLogs, predictions: Sequence[PredictionRun], limit: int = 4) -> Optional[OverlaySet]:
+def choose_overlays(
+    run: RunLogs, predictions: Sequence[PredictionRun], limit: int = 4
+) -> Optional[OverlaySet]:
     """The overlays the report shows (see the module docstring for the order)."""
     for prediction in predictions:
         chosen = _prediction(prediction, limit, run.path, ranked=True)

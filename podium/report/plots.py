@@ -1,4 +1,5 @@
 """Metric curves as PNG bytes (matplotlib's Agg canvas: no display, no pyplot state)."""
+
 import io
 import math
 from dataclasses import dataclass
@@ -17,8 +18,11 @@ class Line:
 
 
 def curve_png(
-    lines: Sequence[Line], title: str, stage_starts: Sequence[Tuple[int, str]] = (),
-    xlabel: str = "epoch", size: Tuple[float, float] = (4.8, 3.0),
+    lines: Sequence[Line],
+    title: str,
+    stage_starts: Sequence[Tuple[int, str]] = (),
+    xlabel: str = "epoch",
+    size: Tuple[float, float] = (4.8, 3.0),
 ) -> Optional[bytes]:
     """One axes: every line (non-finite points dropped), dashed grey lines where a stage starts.
     None when no line has a finite point."""
@@ -44,8 +48,16 @@ def curve_png(
         if number:
             axes.axvline(x, color="grey", linestyle="--", linewidth=1)
         if len(stage_starts) > 1:
-            axes.text(x, 0.99, f" {stage}", transform=axes.get_xaxis_transform(), fontsize=8,
-                      color="grey", va="top", ha="left")
+            axes.text(
+                x,
+                0.99,
+                f" {stage}",
+                transform=axes.get_xaxis_transform(),
+                fontsize=8,
+                color="grey",
+                va="top",
+                ha="left",
+            )
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_title(title, fontsize=10)
     axes.set_xlabel(xlabel)

@@ -9,6 +9,7 @@ moves a fold's out-of-fold ones to `fold_<k>/oof_metrics.json` and `oof_timings.
                  or {"NAME": {"dice": 0.91, "iou": 0.84}, ...}   (Dice, else IoU)
                  or [{"name": "NAME", "dice": 0.91}, ...]
 """
+
 import json
 import os
 from dataclasses import dataclass
@@ -20,7 +21,17 @@ from podium.inference.cv_runs import OOF_METRICS
 __all__ = ["PredictionRun", "find_predictions"]
 
 # folders of a Catalyst logdir (and of a podium cv directory) that never hold predictions
-_SKIP = {"checkpoints", "logs", "configs", "code", "tensorboard", "overlays", "masks", "probabilities", ".neptune"}
+_SKIP = {
+    "checkpoints",
+    "logs",
+    "configs",
+    "code",
+    "tensorboard",
+    "overlays",
+    "masks",
+    "probabilities",
+    ".neptune",
+}
 _SCORE_KEYS = ("dice", "iou")
 OOF_TIMINGS = "oof_timings.json"  # podium cv's name for the fold's timings.json
 
@@ -38,7 +49,11 @@ class PredictionRun:
         """(metric name, {image name: score}) from `metrics.json`'s `per_image`, if it has one."""
         raw = (self.metrics or {}).get("per_image")
         if isinstance(raw, list):
-            raw = {str(item.get("name")): item for item in raw if isinstance(item, dict) and "name" in item}
+            raw = {
+                str(item.get("name")): item
+                for item in raw
+                if isinstance(item, dict) and "name" in item
+            }
         if not isinstance(raw, dict) or not raw:
             return None, {}
         scores: Dict[str, float] = {}
@@ -77,8 +92,12 @@ def find_predictions(root: Path, notes: List[str], max_depth: int = 3) -> List[P
     for folder, subfolders, files in os.walk(root):
         depth = len(Path(folder).relative_to(root).parts)
         subfolders[:] = sorted(
-            d for d in subfolders
-            if depth < max_depth and d not in _SKIP and not d.startswith(".") and not d.startswith("fold_")
+            d
+            for d in subfolders
+            if depth < max_depth
+            and d not in _SKIP
+            and not d.startswith(".")
+            and not d.startswith("fold_")
         )
         if folder == str(root) or not ({"metrics.json", "timings.json"} & set(files)):
             continue
@@ -87,5 +106,9 @@ def find_predictions(root: Path, notes: List[str], max_depth: int = 3) -> List[P
         timings = _read_json(path / "timings.json", notes)
         if metrics is not None or timings is not None:
             overlays = path / "overlays"
-            found.append(PredictionRun(path, metrics, timings, overlays=overlays if overlays.is_dir() else None))
+            found.append(
+                PredictionRun(
+                    path, metrics, timings, overlays=overlays if overlays.is_dir() else None
+                )
+            )
     return found

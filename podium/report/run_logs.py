@@ -12,6 +12,7 @@ stores its metrics and `_score_` (`<stage>.<epoch>`); the CSV row with exactly t
 that epoch. Without `_metrics.json` it is the best row of the checkpoint callback's criterion
 (`loader_key`, `metric_key`, `minimize`; default valid / loss / minimize).
 """
+
 import json
 import math
 from dataclasses import dataclass, field
@@ -21,8 +22,15 @@ from typing import Dict, List, Optional, Tuple
 from podium.errors import PodiumError
 
 __all__ = [
-    "CONFIG_PATH", "Epoch", "BestEpoch", "Criterion", "RunLogs",
-    "read_loader_csv", "split_stages", "is_run_dir", "read_run",
+    "CONFIG_PATH",
+    "Epoch",
+    "BestEpoch",
+    "Criterion",
+    "RunLogs",
+    "read_loader_csv",
+    "split_stages",
+    "is_run_dir",
+    "read_run",
 ]
 
 CONFIG_PATH = Path("configs") / "_config.json"
@@ -92,7 +100,9 @@ def is_run_dir(path: Path) -> bool:
     return (Path(path) / CONFIG_PATH).is_file()
 
 
-def read_loader_csv(path: Path, notes: Optional[List[str]] = None) -> List[Tuple[int, Dict[str, float]]]:
+def read_loader_csv(
+    path: Path, notes: Optional[List[str]] = None
+) -> List[Tuple[int, Dict[str, float]]]:
     """`(step, {key: value})` per row of a Catalyst CSV log; a `step,...` line restarts the header."""
     rows: List[Tuple[int, Dict[str, float]]] = []
     header: Optional[List[str]] = None
@@ -106,7 +116,9 @@ def read_loader_csv(path: Path, notes: Optional[List[str]] = None) -> List[Tuple
                 header = fields
                 continue
             if header is None:
-                raise PodiumError(f"{path}:{number}: a row before the `step,...` header; expected a Catalyst CSV log")
+                raise PodiumError(
+                    f"{path}:{number}: a row before the `step,...` header; expected a Catalyst CSV log"
+                )
             if len(fields) != len(header):
                 skipped += 1
                 continue
@@ -128,7 +140,9 @@ def read_loader_csv(path: Path, notes: Optional[List[str]] = None) -> List[Tuple
     return rows
 
 
-def split_stages(rows: List[Tuple[int, Dict[str, float]]], stages: List[str]) -> List[Tuple[str, int, Dict[str, float]]]:
+def split_stages(
+    rows: List[Tuple[int, Dict[str, float]]], stages: List[str]
+) -> List[Tuple[str, int, Dict[str, float]]]:
     """`(stage, stage_epoch, values)`: a step that does not grow starts the next stage.
 
     A rerun of an epoch after a resume (the same step again right after a new header) is not
@@ -147,7 +161,11 @@ def split_stages(rows: List[Tuple[int, Dict[str, float]]], stages: List[str]) ->
 
 def _stage_names(config: dict) -> List[str]:
     stages = config.get("stages") or {}
-    return [str(name) for name in stages if not str(name).startswith("infer")] if isinstance(stages, dict) else []
+    return (
+        [str(name) for name in stages if not str(name).startswith("infer")]
+        if isinstance(stages, dict)
+        else []
+    )
 
 
 def _criterion(config: dict, loaders: List[str]) -> Criterion:
@@ -155,12 +173,17 @@ def _criterion(config: dict, loaders: List[str]) -> Criterion:
     found = None
     for stage in (config.get("stages") or {}).values():
         for callback in ((stage or {}).get("callbacks") or {}).values():
-            if isinstance(callback, dict) and str(callback.get("_target_", "")).endswith("CheckpointCallback"):
+            if isinstance(callback, dict) and str(callback.get("_target_", "")).endswith(
+                "CheckpointCallback"
+            ):
                 if callback.get("metric_key"):
                     found = callback
     if found is not None:
-        return Criterion(str(found.get("loader_key") or "valid"), str(found["metric_key"]),
-                         bool(found.get("minimize", True)))
+        return Criterion(
+            str(found.get("loader_key") or "valid"),
+            str(found["metric_key"]),
+            bool(found.get("minimize", True)),
+        )
     loader = "valid" if "valid" in loaders else (loaders[-1] if loaders else "valid")
     return Criterion(loader, "loss", True)
 
@@ -176,14 +199,18 @@ def _same(a: Dict[str, float], b: dict) -> bool:
     return True
 
 
-def _best_from_checkpoints(path: Path, loaders: Dict[str, List[Epoch]], notes: List[str]) -> Optional[BestEpoch]:
+def _best_from_checkpoints(
+    path: Path, loaders: Dict[str, List[Epoch]], notes: List[str]
+) -> Optional[BestEpoch]:
     file = path / "checkpoints" / "_metrics.json"
     if not file.is_file():
         return None
     try:
         best = json.loads(file.read_text()).get("best")
     except (OSError, ValueError, AttributeError):
-        notes.append("checkpoints/_metrics.json is not readable JSON: the best epoch is taken from the CSV logs")
+        notes.append(
+            "checkpoints/_metrics.json is not readable JSON: the best epoch is taken from the CSV logs"
+        )
         return None
     if not isinstance(best, dict):
         return None
@@ -195,30 +222,53 @@ def _best_from_checkpoints(path: Path, loaders: Dict[str, List[Epoch]], notes: L
         if isinstance(best.get(loader), dict) and best[loader]:
             epochs = {item.epoch for item in rows if _same(item.values, best[loader])}
             candidates = epochs if candidates is None else candidates & epochs
-    by_name = [item.epoch for rows in loaders.values() for item in rows
-               if item.stage == stage and str(item.stage_epoch) == number]
+    by_name = [
+        item.epoch
+        for rows in loaders.values()
+        for item in rows
+        if item.stage == stage and str(item.stage_epoch) == number
+    ]
     if candidates:
         preferred = [e for e in by_name if e in candidates]
         epoch = preferred[0] if preferred else max(candidates)
     elif by_name:
         epoch = by_name[0]
     else:
-        notes.append(f"checkpoints/_metrics.json names the best epoch {score!r}, which the CSV logs do not have")
+        notes.append(
+            f"checkpoints/_metrics.json names the best epoch {score!r}, which the CSV logs do not have"
+        )
         return None
     item = next(i for rows in loaders.values() for i in rows if i.epoch == epoch)
-    return BestEpoch(epoch, item.stage, item.stage_epoch, f"checkpoints/best.pth ({score})" if score else "checkpoints/best.pth")
+    return BestEpoch(
+        epoch,
+        item.stage,
+        item.stage_epoch,
+        f"checkpoints/best.pth ({score})" if score else "checkpoints/best.pth",
+    )
 
 
-def _best_from_logs(loaders: Dict[str, List[Epoch]], criterion: Criterion, notes: List[str]) -> Optional[BestEpoch]:
-    rows = [item for item in loaders.get(criterion.loader, [])
-            if criterion.metric in item.values and not math.isnan(item.values[criterion.metric])]
+def _best_from_logs(
+    loaders: Dict[str, List[Epoch]], criterion: Criterion, notes: List[str]
+) -> Optional[BestEpoch]:
+    rows = [
+        item
+        for item in loaders.get(criterion.loader, [])
+        if criterion.metric in item.values and not math.isnan(item.values[criterion.metric])
+    ]
     if not rows:
         if loaders:
-            notes.append(f"no best epoch: {criterion.loader}.csv has no {criterion.metric!r} column")
+            notes.append(
+                f"no best epoch: {criterion.loader}.csv has no {criterion.metric!r} column"
+            )
         return None
     sign = 1 if criterion.minimize else -1
     item = min(rows, key=lambda r: (sign * r.values[criterion.metric], r.epoch))
-    return BestEpoch(item.epoch, item.stage, item.stage_epoch, f"best {criterion.describe()} in logs/{criterion.loader}.csv")
+    return BestEpoch(
+        item.epoch,
+        item.stage,
+        item.stage_epoch,
+        f"best {criterion.describe()} in logs/{criterion.loader}.csv",
+    )
 
 
 def _loader_order(name: str) -> Tuple[int, str]:
@@ -237,9 +287,13 @@ def read_run(path: Path) -> RunLogs:
     try:
         config = json.loads(config_file.read_text())
     except (OSError, ValueError) as error:
-        raise PodiumError(f"{config_file}: not readable JSON ({error}); expected the config Catalyst saved") from None
+        raise PodiumError(
+            f"{config_file}: not readable JSON ({error}); expected the config Catalyst saved"
+        ) from None
     if not isinstance(config, dict):
-        raise PodiumError(f"{config_file}: expected a mapping (the resolved config), got {type(config).__name__}")
+        raise PodiumError(
+            f"{config_file}: expected a mapping (the resolved config), got {type(config).__name__}"
+        )
     notes: List[str] = []
     stages = _stage_names(config)
     parsed = {}
@@ -271,7 +325,11 @@ def read_run(path: Path) -> RunLogs:
             "a resumed run? The later parts are numbered `stage <k>`"
         )
     if not loaders:
-        notes.append("no metrics: logs/*.csv is missing (add `csv: {_target_: catalyst.loggers.CSVLogger}` to loggers:)")
+        notes.append(
+            "no metrics: logs/*.csv is missing (add `csv: {_target_: catalyst.loggers.CSVLogger}` to loggers:)"
+        )
     criterion = _criterion(config, list(loaders))
-    best = _best_from_checkpoints(path, loaders, notes) or _best_from_logs(loaders, criterion, notes)
+    best = _best_from_checkpoints(path, loaders, notes) or _best_from_logs(
+        loaders, criterion, notes
+    )
     return RunLogs(path, config, stages, loaders, criterion, best, notes)

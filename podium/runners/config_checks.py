@@ -4,6 +4,7 @@ Catalyst ignores keys it does not know, so a misspelled stage key would silently
 the top-level and stage keys are checked here, with a "did you mean" suggestion. (The keys
 of `model` and `data` are checked against their callables in `podium.targets`.)
 """
+
 from typing import Any, Mapping
 
 from podium.errors import PodiumError, check_keys
@@ -13,8 +14,15 @@ from podium.runners.value_checks import check_logdir, check_stage_values
 TOP_LEVEL_KEYS = ["args", "runner", "engine", "model", "loggers", "stages", "data", "init_from"]
 # Catalyst 21.12 reads these from a stage; podium adds `data`, `freeze_encoder`, `init_from`.
 STAGE_KEYS = [
-    "num_epochs", "loaders", "criterion", "optimizer", "scheduler", "callbacks",
-    "data", "freeze_encoder", "init_from",
+    "num_epochs",
+    "loaders",
+    "criterion",
+    "optimizer",
+    "scheduler",
+    "callbacks",
+    "data",
+    "freeze_encoder",
+    "init_from",
 ]
 
 

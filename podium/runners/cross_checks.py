@@ -6,18 +6,26 @@ after the first epoch, `criterion_key: bcee` one at the first batch, a Scheduler
 stage without a scheduler an AssertionError, a model with 3 output channels for binary masks a
 shape error from the loss — each a traceback, after the run directory was written.
 """
+
 import inspect
 from typing import Any, Iterable, List, Mapping, Optional
 
 from podium.errors import PodiumError, did_you_mean
 
 __all__ = [
-    "check_references", "check_stage_references", "check_model_fits_data", "check_metric_keys",
+    "check_references",
+    "check_stage_references",
+    "check_model_fits_data",
+    "check_metric_keys",
     "explain_missing_batch_metric",
 ]
 
 # callback argument -> the stage block whose named entries it picks
-_NAMED_BLOCKS = {"criterion_key": "criterion", "optimizer_key": "optimizer", "scheduler_key": "scheduler"}
+_NAMED_BLOCKS = {
+    "criterion_key": "criterion",
+    "optimizer_key": "optimizer",
+    "scheduler_key": "scheduler",
+}
 
 
 def _named(block: Any) -> Optional[List[str]]:
@@ -45,7 +53,9 @@ def _one_of(value: str, choices: Iterable[str]) -> str:
     return f"{did_you_mean(value, choices)}; expected one of: {', '.join(choices)}"
 
 
-def check_stage_references(stage: str, stage_config: Mapping[str, Any], loaders: Iterable[str]) -> None:
+def check_stage_references(
+    stage: str, stage_config: Mapping[str, Any], loaders: Iterable[str]
+) -> None:
     """Each callback of the stage names a loader, criterion, optimizer and scheduler it has."""
     from catalyst.callbacks import CriterionCallback, SchedulerCallback
     from catalyst.core.callback import IOptimizerCallback, ISchedulerCallback
@@ -87,7 +97,10 @@ def check_stage_references(stage: str, stage_config: Mapping[str, Any], loaders:
                 f"{where} ({factory.__name__}) needs a `scheduler:` block in stage {stage}, which has "
                 f"none; expected e.g. scheduler: {{_target_: torch.optim.lr_scheduler.CosineAnnealingLR, T_max: 10}}"
             )
-        if _is(factory, (IOptimizerCallback, ISchedulerCallback)) and "optimizer" not in stage_config:
+        if (
+            _is(factory, (IOptimizerCallback, ISchedulerCallback))
+            and "optimizer" not in stage_config
+        ):
             raise PodiumError(
                 f"{where} ({factory.__name__}) needs an `optimizer:` block in stage {stage}, which has "
                 f"none; expected e.g. optimizer: {{_target_: torch.optim.AdamW, lr: 0.001}}"
@@ -101,7 +114,8 @@ def check_stage_references(stage: str, stage_config: Mapping[str, Any], loaders:
 
 def _model_params(model_config: Mapping[str, Any], factory) -> dict:
     params = {
-        name: p.default for name, p in inspect.signature(factory).parameters.items()
+        name: p.default
+        for name, p in inspect.signature(factory).parameters.items()
         if p.default is not inspect.Parameter.empty
     }
     params.update({k: v for k, v in model_config.items() if k != "_target_"})
@@ -123,7 +137,9 @@ def _image_channels(dataset) -> Optional[int]:
         return None
 
 
-def check_model_fits_data(model_config: Any, datasets: Optional[Mapping[str, Any]], stage: str) -> None:
+def check_model_fits_data(
+    model_config: Any, datasets: Optional[Mapping[str, Any]], stage: str
+) -> None:
     """podium's segmentation model has the input and output channels the stage's data has."""
     from podium.datasets import ImageFolderDataset
     from podium.models import build_segmentation_model
@@ -153,11 +169,17 @@ def check_model_fits_data(model_config: Any, datasets: Optional[Mapping[str, Any
             )
 
 
-def check_references(config: Mapping[str, Any], stage: str, datasets: Optional[Mapping[str, Any]]) -> None:
+def check_references(
+    config: Mapping[str, Any], stage: str, datasets: Optional[Mapping[str, Any]]
+) -> None:
     """The checks above and non-empty datasets, for one stage (`datasets`: the runner's, None
     for Catalyst's `loaders/datasets` form)."""
     stage_config = config["stages"][stage]
-    loaders = datasets if datasets is not None else (stage_config.get("loaders") or {}).get("datasets") or {}
+    loaders = (
+        datasets
+        if datasets is not None
+        else (stage_config.get("loaders") or {}).get("datasets") or {}
+    )
     check_stage_references(stage, stage_config, list(loaders))
     for name, dataset in (datasets or {}).items():
         if hasattr(dataset, "__len__") and len(dataset) == 0:
@@ -178,7 +200,9 @@ def check_metric_keys(runner) -> None:
         if not isinstance(callback, (CheckpointCallback, EarlyStoppingCallback, SchedulerCallback)):
             continue
         metric = getattr(callback, "metric_key", None)
-        if getattr(callback, "loader_key", None) != runner.loader_key or not isinstance(metric, str):
+        if getattr(callback, "loader_key", None) != runner.loader_key or not isinstance(
+            metric, str
+        ):
             continue
         if metric not in logged:
             raise PodiumError(
@@ -195,7 +219,9 @@ def _metric_readers(runner):
 
     for name, callback in runner.callbacks.items():
         callback = getattr(callback, "callback", callback)  # Catalyst's loader-filter wrappers
-        if isinstance(callback, IOptimizerCallback) and isinstance(getattr(callback, "metric_key", None), str):
+        if isinstance(callback, IOptimizerCallback) and isinstance(
+            getattr(callback, "metric_key", None), str
+        ):
             yield name, "metric_key", [callback.metric_key], runner.batch_metrics
         elif isinstance(callback, MetricAggregationCallback) and callback.metrics is not None:
             scope = runner.batch_metrics if callback.scope == "batch" else runner.loader_metrics

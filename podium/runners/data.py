@@ -3,6 +3,7 @@
 function returning {loader name: dataset}); top level, overridden per stage. A stage with
 Catalyst's own `loaders/datasets` keeps it. Under DDP: ShardSampler / seeded DistributedSampler.
 """
+
 from collections import OrderedDict
 from copy import deepcopy
 from pathlib import Path
@@ -102,7 +103,9 @@ class StageData:
 
     def check_loaders_params(self, stage: str) -> None:
         if world_size() > 1:
-            check_ddp_batch_sizes(self.config["stages"][stage].get("loaders") or {}, stage, world_size())
+            check_ddp_batch_sizes(
+                self.config["stages"][stage].get("loaders") or {}, stage, world_size()
+            )
 
     @staticmethod
     def check_loaders(loaders, stage: str) -> None:
@@ -119,8 +122,10 @@ class StageData:
         """The stage's resolved augmentation pipelines, into configs/transforms_<stage>.json."""
         datasets = self.get(stage)
         if datasets and logdir:
-            pipelines = {name: transforms_to_dict(getattr(dataset, "transforms", None))
-                         for name, dataset in datasets.items()}
+            pipelines = {
+                name: transforms_to_dict(getattr(dataset, "transforms", None))
+                for name, dataset in datasets.items()
+            }
             write_json(Path(logdir) / "configs" / f"transforms_{stage}.json", pipelines)
 
     @staticmethod

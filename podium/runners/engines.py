@@ -32,6 +32,7 @@ rank saw in the loader (counted with `count_samples`, which PodiumRunner calls o
 batch) and pools `<key>/std` exactly, so the result equals the one-process value over the same
 batches. Without counts (another runner) it falls back to Catalyst's plain mean.
 """
+
 import os
 import pickle
 import socket
@@ -90,7 +91,9 @@ def _worker(local_rank: int, payload: bytes, env: Dict[str, str], threads: int, 
     except PodiumError as error:  # the parent re-raises it as one clear line
         errors.put(error)
         raise
-    except interrupts.Interrupted as stop:  # rank 0 says where the run stopped; the parent prints it
+    except (
+        interrupts.Interrupted
+    ) as stop:  # rank 0 says where the run stopped; the parent prints it
         if local_rank == 0:
             errors.put(interrupts.interrupted(stop))
         raise
@@ -233,8 +236,9 @@ class DDPEngine(DistributedDataParallelEngine):
         else:
             self._device = "cpu"
         if not dist.is_initialized():
-            dist.init_process_group(init_method="env://", rank=rank, world_size=world_size,
-                                    **self.process_group_kwargs)
+            dist.init_process_group(
+                init_method="env://", rank=rank, world_size=world_size, **self.process_group_kwargs
+            )
             self._owns_group = True
         elif dist.get_world_size() != world_size or dist.get_rank() != rank:
             raise PodiumError(
@@ -258,8 +262,11 @@ class DDPEngine(DistributedDataParallelEngine):
                 "here (or launch with torchrun --nproc_per_node=N)"
             )
         port = self.port or free_port(self.address)
-        env = {"MASTER_ADDR": str(self.address), "MASTER_PORT": str(port),
-               "WORLD_SIZE": str(nprocs)}
+        env = {
+            "MASTER_ADDR": str(self.address),
+            "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(nprocs),
+        }
         # like torchrun: split the cores between the processes, unless the user chose
         threads = 0 if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // nprocs)
         # Plain pickle, not torch.multiprocessing's: that one moves tensors into shared memory,
@@ -268,7 +275,10 @@ class DDPEngine(DistributedDataParallelEngine):
         payload = pickle.dumps((fn, args))
         errors = mp.get_context("spawn").SimpleQueue()
         workers = mp.start_processes(
-            _worker, args=(payload, env, threads, errors), nprocs=nprocs, join=False,
+            _worker,
+            args=(payload, env, threads, errors),
+            nprocs=nprocs,
+            join=False,
             start_method="spawn",
         )
         try:
@@ -395,5 +405,5 @@ class DDPEngine(DistributedDataParallelEngine):
             if key in stds:
                 mean = out[_mean_key(key)]
                 variance = max(sum_sq - samples * mean * mean, 0.0) / max(samples - 1.0, 1.0)
-                out[key] = variance ** 0.5
+                out[key] = variance**0.5
         return out

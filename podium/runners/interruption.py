@@ -1,4 +1,5 @@
 """What a stopped `catalyst-dl run` tells the user: where it stopped, what is safe, how to go on."""
+
 import os
 import re
 from pathlib import Path
@@ -23,9 +24,14 @@ def position(runner) -> str:
     epoch, epochs = getattr(runner, "stage_epoch_step", 0), getattr(runner, "stage_epoch_len", 0)
     if epoch:
         text += f", epoch {epoch}" + (f" of {epochs}" if epochs else "")
-    loader, batch, batches = (getattr(runner, key, None) for key in ("loader_key", "loader_batch_step", "loader_batch_len"))
+    loader, batch, batches = (
+        getattr(runner, key, None)
+        for key in ("loader_key", "loader_batch_step", "loader_batch_len")
+    )
     if loader and batch:
-        text += f" (loader {loader}, batch {batch}" + (f" of {batches})" if batches and batch <= batches else ")")
+        text += f" (loader {loader}, batch {batch}" + (
+            f" of {batches})" if batches and batch <= batches else ")"
+        )
     return text
 
 
@@ -51,8 +57,13 @@ def last_checkpoint(folder: Optional[Path]) -> Optional[str]:
 
 def explain(runner, stop: interrupts.Interrupted, where: str = "") -> interrupts.Interrupted:
     """`stop` with where the run was, its last complete checkpoint and the command that continues."""
-    command = interrupts.command_line(drop=("--resume", "--autoresume"), add=("--autoresume", "last"))
+    command = interrupts.command_line(
+        drop=("--resume", "--autoresume"), add=("--autoresume", "last")
+    )
     checkpoint = last_checkpoint(_checkpoint_folder(runner))
-    safe = (f"the last complete checkpoint is {checkpoint}" if checkpoint
-            else "no epoch had ended, so there is no checkpoint yet (the command below starts anew)")
+    safe = (
+        f"the last complete checkpoint is {checkpoint}"
+        if checkpoint
+        else "no epoch had ended, so there is no checkpoint yet (the command below starts anew)"
+    )
     return stop.with_message(where or position(runner), f"{safe}; continue with: {command}")

@@ -10,6 +10,7 @@ so Catalyst's `isinstance` checks still hold. An OSError becomes a `LogWriteErro
 PodiumError): one line naming the logger and the file. The logger's open files are closed first,
 so nothing is retried at exit. What the logger wrote before, and every checkpoint, stays on disk.
 """
+
 import functools
 from copy import deepcopy
 from typing import Any, Dict, Mapping, Optional
@@ -21,7 +22,14 @@ from podium.targets import accepted_keys
 
 __all__ = ["LogWriteError", "guard_loggers", "fill_logdirs"]
 
-_WRITING_METHODS = ("log_metrics", "log_image", "log_hparams", "log_artifact", "flush_log", "close_log")
+_WRITING_METHODS = (
+    "log_metrics",
+    "log_image",
+    "log_hparams",
+    "log_artifact",
+    "flush_log",
+    "close_log",
+)
 
 
 class LogWriteError(PodiumError, OSError):
@@ -30,7 +38,9 @@ class LogWriteError(PodiumError, OSError):
 
 def _close_quietly(logger: Any) -> Optional[str]:
     """Close the logger's open files / writers; the name of the first that failed to flush."""
-    handles = getattr(logger, "logger", None)  # public: CSV {loader: file}, TensorBoard {loader: writer}
+    handles = getattr(
+        logger, "logger", None
+    )  # public: CSV {loader: file}, TensorBoard {loader: writer}
     failed = None
     for handle in handles.values() if isinstance(handles, Mapping) else ():
         try:

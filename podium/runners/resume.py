@@ -21,6 +21,7 @@ step counts) under the stage's own hyper-parameters (lr, weight decay: the confi
 Every checkpoint is read with `weights_only=True`; a missing, truncated or foreign file is a
 `PodiumError` naming it.
 """
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -39,15 +40,34 @@ from podium.checkpoints import mismatch as _mismatch, shapes as _shapes, unwrap 
 from podium.errors import PodiumError, check_keys
 
 __all__ = [
-    "Resumption", "ResumePoint", "InitFrom", "find_resume_checkpoint", "read_checkpoint",
-    "plan_resume", "load_model_weights", "parse_init_from", "check_init_from", "warm_start",
+    "Resumption",
+    "ResumePoint",
+    "InitFrom",
+    "find_resume_checkpoint",
+    "read_checkpoint",
+    "plan_resume",
+    "load_model_weights",
+    "parse_init_from",
+    "check_init_from",
+    "warm_start",
     "resumable_checkpoints",
 ]
 
 RESUME_FILE = "last_full.pth"
 # param-group settings that tell torch optimizers apart (Adam/AdamW share theirs: compatible)
-_ALGORITHM_SETTINGS = {"betas", "momentum", "dampening", "rho", "alpha", "lr_decay", "lambd",
-                       "etas", "step_sizes", "momentum_decay", "initial_accumulator_value"}
+_ALGORITHM_SETTINGS = {
+    "betas",
+    "momentum",
+    "dampening",
+    "rho",
+    "alpha",
+    "lr_decay",
+    "lambd",
+    "etas",
+    "step_sizes",
+    "momentum_decay",
+    "initial_accumulator_value",
+}
 
 
 @dataclass
@@ -109,20 +129,38 @@ def plan_resume(
     state = checkpoint.get(RESUME_KEY) or {}
     finished = bool(state.get("early_stop")) or epoch >= int(stage_lengths[stage])
     index = list(stages).index(stage)
-    globals_ = {k: int(checkpoint[k]) for k in
-                ("global_epoch_step", "global_batch_step", "global_sample_step")}
+    globals_ = {
+        k: int(checkpoint[k])
+        for k in ("global_epoch_step", "global_batch_step", "global_sample_step")
+    }
     shapes = _shapes(checkpoint["model_state_dict"])
     if finished:
-        return ResumePoint(str(path), list(stages)[index + 1:], 0, globals_,
-                           checkpoint.get("run_key"), stage, epoch, shapes)
+        return ResumePoint(
+            str(path),
+            list(stages)[index + 1 :],
+            0,
+            globals_,
+            checkpoint.get("run_key"),
+            stage,
+            epoch,
+            shapes,
+        )
     stage_steps = {
         "global_epoch_step": epoch,
         "global_batch_step": int(checkpoint.get("stage_batch_step", 0)),
         "global_sample_step": int(checkpoint.get("stage_sample_step", 0)),
     }
     at_stage_start = {k: v - stage_steps[k] for k, v in globals_.items()}
-    return ResumePoint(str(path), list(stages)[index:], epoch, at_stage_start,
-                       checkpoint.get("run_key"), stage, epoch, shapes)
+    return ResumePoint(
+        str(path),
+        list(stages)[index:],
+        epoch,
+        at_stage_start,
+        checkpoint.get("run_key"),
+        stage,
+        epoch,
+        shapes,
+    )
 
 
 def _stage_end_source(mapping, folder: Path) -> Optional[Path]:
@@ -148,11 +186,14 @@ def parse_init_from(value, where: str) -> InitFrom:
         for key in ("optimizer", "strict"):
             if key in value and not isinstance(value[key], bool):
                 raise PodiumError(f"{where}/{key} must be true or false, got {value[key]!r}")
-        spec = InitFrom(str(value["path"]), bool(value.get("optimizer", False)),
-                        bool(value.get("strict", True)))
+        spec = InitFrom(
+            str(value["path"]), bool(value.get("optimizer", False)), bool(value.get("strict", True))
+        )
         if spec.optimizer and not spec.strict:
-            raise PodiumError(f"{where}: optimizer: true needs strict: true (the optimizer "
-                              f"state only fits the model it was saved with)")
+            raise PodiumError(
+                f"{where}: optimizer: true needs strict: true (the optimizer "
+                f"state only fits the model it was saved with)"
+            )
     else:
         raise PodiumError(
             f"{where} must be a checkpoint path or {{path: ..., optimizer: true|false}}, "
@@ -198,8 +239,9 @@ def check_init_from(spec: InitFrom, model, where: str) -> None:
 def warm_start(runner, spec: InitFrom, where: str) -> None:
     """Weights (and, with `optimizer: true`, optimizer state) into the stage just built."""
     path, checkpoint = _with_optimizer(spec, where)
-    skipped = load_model_weights(runner.model, checkpoint["model_state_dict"], path,
-                                 strict=spec.strict)
+    skipped = load_model_weights(
+        runner.model, checkpoint["model_state_dict"], path, strict=spec.strict
+    )
     message = f"=> {where}: model weights from {path}"
     if skipped:
         message += f" (not loaded: {skipped})"
@@ -320,8 +362,10 @@ class Resumption:
                 where = f"stage {point.stages[0]} (stage {point.saved_stage} had ended)"
             else:
                 where = "nothing: the run had finished"
-            print(f"=> resuming {point.path} (stage {point.saved_stage}, epoch "
-                  f"{point.saved_epoch}): running {where}")
+            print(
+                f"=> resuming {point.path} (stage {point.saved_stage}, epoch "
+                f"{point.saved_epoch}): running {where}"
+            )
 
     def on_stage_start(self, runner) -> None:
         """The stage just built: resumed mid-way (restored at its first epoch start), after an
@@ -349,8 +393,11 @@ class Resumption:
         """Everything a mid-stage checkpoint holds, back into the runner's freshly built stage."""
         try:
             runner.engine.unpack_checkpoint(
-                checkpoint, model=runner.model, criterion=runner.criterion,
-                optimizer=runner.optimizer, scheduler=runner.scheduler,
+                checkpoint,
+                model=runner.model,
+                criterion=runner.criterion,
+                optimizer=runner.optimizer,
+                scheduler=runner.scheduler,
             )
         except (KeyError, RuntimeError, ValueError) as error:
             raise PodiumError(
@@ -358,8 +405,14 @@ class Resumption:
                 f"{runner.stage_key} of this config (was the model, optimizer or scheduler "
                 f"changed?): {str(error).splitlines()[0]}"
             ) from None
-        for key in ("global_epoch_step", "global_batch_step", "global_sample_step",
-                    "stage_epoch_step", "stage_batch_step", "stage_sample_step"):
+        for key in (
+            "global_epoch_step",
+            "global_batch_step",
+            "global_sample_step",
+            "stage_epoch_step",
+            "stage_batch_step",
+            "stage_sample_step",
+        ):
             setattr(runner, key, int(checkpoint[key]))
         state = checkpoint.get(RESUME_KEY) or {}
         for name, callback_state in (state.get("callbacks") or {}).items():

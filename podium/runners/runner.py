@@ -11,6 +11,7 @@ under `catalyst-dl run` the workers are spawned once and each runs every stage, 
 torchrun, so weights, counters and open logs carry over; only rank 0 has loggers.
 Everything else — loaders, criterion dict, callbacks, loggers, engine — is Catalyst's own.
 """
+
 from collections import OrderedDict
 from typing import Any, Dict
 
@@ -24,7 +25,11 @@ from podium.callbacks.freeze import stage_freezing
 from podium.errors import PodiumError
 from podium.runners import interruption
 from podium.runners.config_checks import check_config
-from podium.runners.cross_checks import check_metric_keys, check_references, explain_missing_batch_metric
+from podium.runners.cross_checks import (
+    check_metric_keys,
+    check_references,
+    explain_missing_batch_metric,
+)
 from podium.runners.data import StageData, check_ddp_batch_sizes, world_size
 from podium.runners.engines import DDPEngine, torchrun_world_size
 from podium.runners.log_guard import fill_logdirs, guard_loggers
@@ -44,11 +49,22 @@ def _run_rank(local_rank: int, world_size: int, runner: "PodiumRunner") -> None:
 class PodiumRunner(SupervisedConfigRunner):
     """Supervised runner for `image` → `logits` with `mask` targets (keys are configurable)."""
 
-    def __init__(self, config: Dict, input_key: str = "image", output_key: str = "logits",
-                 target_key: str = "mask", loss_key: str = "loss"):
+    def __init__(
+        self,
+        config: Dict,
+        input_key: str = "image",
+        output_key: str = "logits",
+        target_key: str = "mask",
+        loss_key: str = "loss",
+    ):
         check_config(config)
-        super().__init__(config=config, input_key=input_key, output_key=output_key,
-                         target_key=target_key, loss_key=loss_key)
+        super().__init__(
+            config=config,
+            input_key=input_key,
+            output_key=output_key,
+            target_key=target_key,
+            loss_key=loss_key,
+        )
         lengths = {stage: self.get_stage_len(stage) for stage in self._stage_config}
         self.resumption = Resumption(self._config, self._resume, lengths)
         self._resume = None  # Catalyst's CheckpointCallback would load it into stage 1
@@ -77,7 +93,9 @@ class PodiumRunner(SupervisedConfigRunner):
             params = self._config.get("engine")
             if params and "_target_" in params:  # a misspelled key: one line with "did you mean"
                 factory = REGISTRY.get(params["_target_"])
-                check_call_params(factory, {k: v for k, v in params.items() if k != "_target_"}, "engine")
+                check_call_params(
+                    factory, {k: v for k, v in params.items() if k != "_target_"}, "engine"
+                )
             engine = super().get_engine()
             if type(engine) is DistributedDataParallelEngine:
                 engine = DDPEngine.from_catalyst(engine)
@@ -90,7 +108,9 @@ class PodiumRunner(SupervisedConfigRunner):
         if isinstance(engine, DDPEngine) and not engine.joined:
             try:
                 engine.spawn(_run_rank, self)
-            except interrupts.Interrupted as stop:  # rank 0 could not say where: the checkpoints can
+            except (
+                interrupts.Interrupted
+            ) as stop:  # rank 0 could not say where: the checkpoints can
                 found = interrupts.interrupted(stop)
                 if found.then:
                     raise
@@ -101,7 +121,11 @@ class PodiumRunner(SupervisedConfigRunner):
     @property
     def stages(self):
         """The config's stages; when resuming, those not finished yet."""
-        return self.resumption.stages(super().stages) if hasattr(self, "resumption") else super().stages
+        return (
+            self.resumption.stages(super().stages)
+            if hasattr(self, "resumption")
+            else super().stages
+        )
 
     @property
     def resume_pending(self) -> bool:
@@ -131,7 +155,9 @@ class PodiumRunner(SupervisedConfigRunner):
 
     def get_callbacks(self, stage: str):
         """Catalyst's, with podium's CheckpointCallback (resumable) in place of Catalyst's."""
-        return resumable_checkpoints(super().get_callbacks(stage), self._stage_config[stage].get("callbacks"))
+        return resumable_checkpoints(
+            super().get_callbacks(stage), self._stage_config[stage].get("callbacks")
+        )
 
     def on_experiment_start(self, runner) -> None:
         super().on_experiment_start(runner)
@@ -151,8 +177,12 @@ class PodiumRunner(SupervisedConfigRunner):
     def on_loader_start(self, runner) -> None:
         """Seeds an in-process loader's augmentations; DDP: sampler epoch, model rewrapped."""
         super().on_loader_start(runner)
-        self.augmentation_seeds.on_loader_start(self.loader, self.engine.rank, self.global_epoch_step,
-                                                list(self.loaders).index(self.loader_key))
+        self.augmentation_seeds.on_loader_start(
+            self.loader,
+            self.engine.rank,
+            self.global_epoch_step,
+            list(self.loaders).index(self.loader_key),
+        )
         self.data.on_loader_start(self.loader, self.global_epoch_step)
         if self.is_train_loader and isinstance(self.engine, DDPEngine):
             # freeze/unfreeze callbacks change what trains after the engine wrapped the model
@@ -169,7 +199,9 @@ class PodiumRunner(SupervisedConfigRunner):
         if event != "on_epoch_end":
             super()._run_event(event)
             return
-        with interrupts.deferred(f"the end of epoch {self.stage_epoch_step} (checkpoints and logs)"):
+        with interrupts.deferred(
+            f"the end of epoch {self.stage_epoch_step} (checkpoints and logs)"
+        ):
             super()._run_event(event)
 
     def on_exception(self, runner) -> None:
@@ -224,7 +256,9 @@ class PodiumRunner(SupervisedConfigRunner):
         Returned without the previous stage's (D)DP wrapper: the engine wraps it again, after
         freezing, so DDP's gradient sync covers exactly the parameters this stage trains.
         """
-        return stage_freezing(self.model, bool(self._stage_config[stage].get("freeze_encoder", False)))
+        return stage_freezing(
+            self.model, bool(self._stage_config[stage].get("freeze_encoder", False))
+        )
 
 
 SegmentationRunner = PodiumRunner  # its first name: configs with it keep working

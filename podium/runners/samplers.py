@@ -9,6 +9,7 @@ sizes differing by at most one, no repeats, no shuffling.
 It subclasses DistributedSampler so that Catalyst uses it as given (any other sampler is
 wrapped in a padding `DistributedSamplerWrapper`) and may call `set_epoch`.
 """
+
 from typing import Iterator, Optional
 
 import torch.distributed as dist

@@ -4,6 +4,7 @@ global seeds Catalyst sets, so every pipeline is seeded per epoch — worker pro
 in-process loaders at loader start from (args/seed, rank, global epoch, loader index). The
 same `args/seed` gives the same augmented batches; every epoch and loader gets new ones.
 """
+
 import numpy as np
 
 from podium.datasets import seed_transforms, worker_init_fn

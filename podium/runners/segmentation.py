@@ -1,4 +1,5 @@
 """The runner's first module: `SegmentationRunner` is `podium.runners.runner.PodiumRunner`."""
+
 from podium.runners.data import check_ddp_batch_sizes
 from podium.runners.runner import PodiumRunner, SegmentationRunner
 

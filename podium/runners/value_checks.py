@@ -6,11 +6,13 @@ there fails as `'<' not supported between 'int' and 'str'` at the first epoch, a
 directory was written (e.g. a quoted `lr: "1e-3"`, or an override `--.../lr=1e-3:str`).
 `args/logdir` must be a folder that can be made.
 """
+
 from typing import Any, Iterator, Mapping, Tuple
 
 from podium.errors import PodiumError, check_output_folder
 
 __all__ = ["check_stage_values", "check_logdir"]
+
 
 def _whole(value: Any, key: str, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -47,13 +49,19 @@ def check_stage_values(name: str, stage: Mapping[str, Any]) -> None:
     if "num_epochs" in stage:
         _whole(stage["num_epochs"], f"{where}/num_epochs", 0)
     if "freeze_encoder" in stage and not isinstance(stage["freeze_encoder"], bool):
-        raise PodiumError(f"{where}/freeze_encoder must be true or false, got {stage['freeze_encoder']!r}")
+        raise PodiumError(
+            f"{where}/freeze_encoder must be true or false, got {stage['freeze_encoder']!r}"
+        )
     loaders = stage.get("loaders")
     if loaders is None:
-        raise PodiumError(f"{where} has no `loaders:` block; expected e.g. loaders: {{batch_size: 8, num_workers: 0}}")
+        raise PodiumError(
+            f"{where} has no `loaders:` block; expected e.g. loaders: {{batch_size: 8, num_workers: 0}}"
+        )
     if loaders is not None:
         if not isinstance(loaders, Mapping):
-            raise PodiumError(f"{where}/loaders must be a mapping like {{batch_size: 8}}, got {loaders!r}")
+            raise PodiumError(
+                f"{where}/loaders must be a mapping like {{batch_size: 8}}, got {loaders!r}"
+            )
         blocks = [(f"{where}/loaders", loaders)]
         for loader, params in (loaders.get("loaders_params") or {}).items():
             if isinstance(params, Mapping):
@@ -64,7 +72,9 @@ def check_stage_values(name: str, stage: Mapping[str, Any]) -> None:
                     _whole(params[key], f"{path}/{key}", minimum)
     callbacks = stage.get("callbacks") or {}
     if not isinstance(callbacks, Mapping):
-        raise PodiumError(f"{where}/callbacks must be a mapping of name: {{_target_: ...}}, got {callbacks!r}")
+        raise PodiumError(
+            f"{where}/callbacks must be a mapping of name: {{_target_: ...}}, got {callbacks!r}"
+        )
     for key, params in callbacks.items():
         if not isinstance(params, Mapping) or "_target_" not in params:
             raise PodiumError(
