@@ -541,6 +541,11 @@ def test_multiclass_masks_metrics_and_submission(tmp_path, capsys):
         np.mean(by_hand[1:])
     )  # the run's metric averaged classes 1, 2
     assert f"Dice {metrics['dice_macro']:.4f}" in printed
+    # per image: the macro over the same classes, each image on its own (the report ranks by it)
+    for i in range(2):
+        dice_by_hand = np.mean([_dice(pred[i] == c, true[i] == c) for c in (1, 2)])
+        assert metrics["per_image"][f"img{i}"]["dice"] == pytest.approx(dice_by_hand)
+    assert metrics["per_image"]["img0"] != metrics["per_image"]["img1"]
     rows = (out / "sub.csv").read_text().splitlines()
     # default columns for several classes: one row per image and class but the background
     assert rows[0] == "ImageId,ClassId,EncodedPixels" and len(rows) == 1 + 2 * 2

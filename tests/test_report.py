@@ -450,6 +450,27 @@ def test_real_catalyst_run(trained_run, tmp_path):
         decoded_png(image["src"])
 
 
+def test_real_predictions_rank_the_overlays(trained_run, nuclei_data, tmp_path):
+    """`make demo`'s last two steps: podium predict's per-image Dice orders the report's best
+    and worst overlays (a copy of the run by symlinks, so the shared run stays as it is)."""
+    logdir, _ = trained_run
+    run = tmp_path / "run"
+    run.mkdir()
+    for entry in logdir.iterdir():
+        (run / entry.name).symlink_to(entry)
+    out = run / "predictions"
+    argv = ["predict", "--run", str(run), "--data", str(nuclei_data), "--split", "valid"]
+    assert main([*argv, "--out", str(out)]) == 0
+    per_image = json.loads((out / "metrics.json").read_text())["per_image"]
+    assert len(per_image) >= 4 and len(set(v["dice"] for v in per_image.values())) > 1
+    assert main(["report", str(run), "--out", str(tmp_path / "report.html")]) == 0
+    page = Page((tmp_path / "report.html").read_text())
+    by_dice = sorted(per_image, key=lambda name: -per_image[name]["dice"])
+    alts = [i["alt"] for i in page.images if not i["alt"].startswith("curve")]
+    assert alts[0] == f"best 1: {by_dice[0]}" and f"worst 1: {by_dice[-1]}" in alts
+    assert "ranked by the per-image dice in predictions/metrics.json" in page.all_text
+
+
 # ---------------------------------------------------------------------------- reading and errors
 def test_csv_with_a_second_header_and_a_short_row(tmp_path):
     """A resumed run appends a header; a row with another field count is skipped with a note."""

@@ -15,7 +15,8 @@
 
 Files in `out`: masks/NAME.png (binary 0/255, multiclass class index; multilabel
 masks/CLASS/NAME.png 0/255), probabilities/ (uint8 p × 255, see probability_maps.py),
-overlays/NAME.png, metrics.json, timings.json, predict_config.yml (the resolved config).
+overlays/NAME.png, metrics.json (with per-image Dice / IoU when masks are known), timings.json,
+predict_config.yml (the resolved config).
 """
 
 import json
@@ -368,7 +369,8 @@ def _flat(mask, mode: str, truth: bool = False) -> Optional[np.ndarray]:
 
 # ---------------------------------------------------------------------------- metrics
 class Scores:
-    """Dataset-level Dice / IoU of the written masks, as the run's training metrics computed them."""
+    """Dice / IoU of the written masks: dataset-level, as the run's training metrics computed
+    them, and per image (macro over the same classes), which `podium report` ranks overlays by."""
 
     def __init__(
         self,
@@ -381,8 +383,9 @@ class Scores:
         self.classes = list(classes) if classes is not None else list(range(num_classes))
         self.counts = ConfusionCounts(num_classes=num_classes)
         self.images = 0
+        self.per_image: Dict[str, Dict[str, float]] = {}
 
-    def add(self, mask: np.ndarray, target: np.ndarray) -> None:
+    def add(self, name: str, mask: np.ndarray, target: np.ndarray) -> None:
         if self.mode == "multiclass":
             classes = np.arange(self.num_classes)[:, None, None]
             predicted, truth = (
@@ -394,6 +397,12 @@ class Scores:
             truth = np.asarray(target).reshape(predicted.shape) > 0.5
         self.counts.add(predicted, truth)
         self.images += 1
+        image = ConfusionCounts(num_classes=self.num_classes)
+        image.add(predicted, truth)
+        self.per_image[str(name)] = {
+            "dice": float(image.dice()[self.classes].mean()),
+            "iou": float(image.iou()[self.classes].mean()),
+        }
 
     def reduce(self, shards: Shards) -> None:
         counts = shards.sum(
@@ -408,6 +417,10 @@ class Scores:
         )
         self.counts.tp, self.counts.fp, self.counts.fn = counts[0], counts[1], counts[2]
         self.images = int(counts[3][0])
+        merged: Dict[str, Dict[str, float]] = {}
+        for part in shards.gather(self.per_image):
+            merged.update(part)
+        self.per_image = dict(sorted(merged.items()))
 
     def summary(self) -> Dict[str, Any]:
         dice, iou = self.counts.dice(), self.counts.iou()
@@ -418,6 +431,7 @@ class Scores:
             "iou_macro": float(iou[self.classes].mean()),
             "classes": self.class_names,
             "macro_over": [self.class_names[c] for c in self.classes],
+            "per_image": self.per_image,
         }
 
 
@@ -631,7 +645,7 @@ def _predict_images(
             mask = post(probabilities)
             target = sample["mask"].numpy() if "mask" in sample else None
             if scores is not None:
-                scores.add(mask, target)
+                scores.add(sample["name"], mask, target)
             image = (
                 groups[0].inverse(sample["image"].numpy(), sample["original_size"])
                 if outputs.options["overlays"]

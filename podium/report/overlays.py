@@ -113,7 +113,7 @@ def _prediction(
         if not scored:
             return None
         order = sorted(scored, key=lambda e: (-e[0], e[1]))
-        best = order[:limit]
+        best = order[: min(limit, (len(order) + 1) // 2)]  # a few images: half best, half worst
         rest = [e for e in order if e not in best]
         worst = sorted(rest, key=lambda e: (e[0], e[1]))[:limit]
         return OverlaySet(
