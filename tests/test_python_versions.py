@@ -292,30 +292,37 @@ def test_stand_in_only_where_distutils_is_missing():
 
 class _Queue:
     """The writer's queue as an atexit callback sees it on 3.12+: `put` cannot start the feeder
-    thread (`get` still reaches the real queue, which the worker thread waits on)."""
+    thread (`get` still reaches the real queue, which the worker thread waits on). Once the
+    writer has closed the real queue, `get` hands the worker its stop signal: at a real exit the
+    daemon thread just dies, here it must not outlive the test."""
 
-    def __init__(self, real, message):
-        self.real, self.message = real, message
+    def __init__(self, worker, message):
+        self.real, self.message, self.stop = worker._queue, message, worker._shutdown_signal
 
     def put(self, item):
         raise RuntimeError(self.message)
 
     def get(self, *args, **kwargs):
-        return self.real.get(*args, **kwargs)
+        try:
+            return self.real.get(*args, **kwargs)
+        except ValueError:  # "Queue … is closed"
+            return self.stop
 
 
 def test_tensorboardx_writer_closes_when_no_thread_may_start(tmp_path):
     from tensorboardX.event_file_writer import EventFileWriter
 
-    writer = EventFileWriter(str(tmp_path))
-    real = writer._worker._queue
-    writer._worker._queue = _Queue(real, "can't create new thread at interpreter shutdown")
+    writer = EventFileWriter(str(tmp_path), flush_secs=1)  # the worker wakes every second
+    first = writer._worker
+    first._queue = _Queue(first, "can't create new thread at interpreter shutdown")
     writer.close()  # unpatched: the RuntimeError
     assert writer._closed and len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+    first.join(timeout=30)
+    assert not first.is_alive()
 
     other = EventFileWriter(str(tmp_path / "other"))
     worker = other._worker
-    worker._queue = _Queue(worker._queue, "can't start new thread")  # any other failure: raised
+    worker._queue = _Queue(worker, "can't start new thread")  # any other failure: raised
     with pytest.raises(RuntimeError, match="can't start new thread"):
         other.close()
     worker._queue = worker._queue.real
