@@ -1,4 +1,4 @@
-"""Bad input — the catalogue (README "Bad input"), one test per case.
+"""Bad input — the catalogue (docs/bad-input.md), one test per case.
 
 Every case runs what a user runs: `catalyst-dl run` / `podium ...` as a subprocess (the `cli`
 tests: the exit status and stderr the user sees), or — where the ~5 s start-up would dominate —
@@ -400,7 +400,7 @@ CONFIG_CASES = {
         [],
         [
             "the config has no `runner: {_target_: ...}` block; expected e.g. runner: "
-            "{_target_: podium.runners.SegmentationRunner}"
+            "{_target_: podium.runners.PodiumRunner}"
         ],
     ),
     "missing_model": (

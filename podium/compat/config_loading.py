@@ -140,7 +140,7 @@ def _runner_checked(get_config_runner):
         if not isinstance(runner, Mapping) or not runner.get("_target_"):
             raise PodiumError(
                 "the config has no `runner: {_target_: ...}` block; expected e.g. "
-                "runner: {_target_: podium.runners.SegmentationRunner}"
+                "runner: {_target_: podium.runners.PodiumRunner}"
             )
         return get_config_runner(expdir, config)
 

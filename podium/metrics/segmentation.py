@@ -1,6 +1,6 @@
 """Dice and IoU per class, macro and micro, dataset-level or per image (plain torch/numpy).
 
-Conventions (also in the README's metric table):
+Conventions (also in docs/losses-metrics.md):
 
 - **Predictions.** `activation="sigmoid"`: binary / multi-label, class c is predicted where
   `sigmoid(logit_c) > threshold` (threshold: one float or one per class). `"none"`: the inputs
