@@ -50,7 +50,15 @@ def run(args) -> int:
         raise PodiumError(
             "--tile and --train-stride do not apply to ndev, which is written as whole frames"
         )
+    if args.name == "trees-geo" and any(v is not None for v in options.values()):
+        raise PodiumError(
+            "--tile and --train-stride do not apply to trees-geo, which is written as a scene "
+            "(tile it with podium tile)"
+        )
     summary = write_sample(args.name, args.out, **options)
+    if "message" in summary:
+        print(summary["message"])
+        return 0
     counts = summary["counts"]
     if "foreground" in summary:
         fg = summary["foreground"]

@@ -35,7 +35,7 @@ from albumentations.core.transforms_interface import DualTransform
 from podium.errors import PodiumError
 from podium.validation import POSITIVE, check_int, check_probability
 
-__all__ = ["PositiveCrop", "RandomScaleCrop", "choose_window", "crop_window"]
+__all__ = ["PositiveCrop", "RandomScaleCrop", "choose_window", "crop_window", "centred_start"]
 
 
 class RandomScaleCrop(DualTransform):
@@ -152,7 +152,7 @@ def choose_window(
         flat = np.flatnonzero(foreground)
         if flat.size:
             y, x = divmod(int(flat[rng.integers(flat.size)]), width)
-            return _clip_start(y - wh // 2, height, wh), _clip_start(x - ww // 2, width, ww)
+            return centred_start(y, height, wh), centred_start(x, width, ww)
     return _uniform_start(height, wh, rng), _uniform_start(width, ww, rng)
 
 
@@ -178,6 +178,12 @@ def _resize(array: np.ndarray, size, interpolation: int) -> np.ndarray:
         )
     out = cv2.resize(array, (width, height), interpolation=interpolation)
     return out[..., None] if array.ndim == 3 and out.ndim == 2 else out
+
+
+def centred_start(centre: int, length: int, window: int) -> int:
+    """Start of a `window` centred on `centre`, shifted to stay inside [0, length) (a window
+    larger than the length is centred on it)."""
+    return _clip_start(centre - window // 2, length, window)
 
 
 def _uniform_start(length: int, window: int, rng) -> int:

@@ -41,6 +41,7 @@ __all__ = [
     "write_arc2017",
     "write_ndev",
     "photo_tiles",
+    "write_trees_geo",
 ]
 
 TILE_SIZES = (32, 64, 128, 256)
@@ -432,6 +433,93 @@ def _package_folder(package: str, pip_name: str) -> str:
     return spec.submodule_search_locations[0]
 
 
+# ---------------------------------------------------------------- deepforest GeoTIFF: trees-geo
+TREES_GEO_VALID_COL = 272  # columns x >= 272 of the 400-wide scene are validation
+
+
+def write_trees_geo(out) -> Dict:
+    """deepforest's OSBS_029.tif as it is + its tree-crown boxes as map-coordinate polygons."""
+    import shutil
+
+    from podium.datasets.deepforest import deepforest_folder, read_voc_boxes
+    from podium.datasets.rasters import raster_info
+
+    folder = deepforest_folder()
+    source = os.path.join(folder, "OSBS_029.tif")
+    forest = read_voc_boxes(os.path.join(folder, "OSBS_029.xml"))
+    info = raster_info(source)
+    if (info.height, info.width) != forest.size or info.crs is None:
+        raise PodiumError(
+            f"{source} is {info.width}x{info.height} (CRS {info.crs}); expected the georeferenced "
+            f"{forest.size[1]}x{forest.size[0]} GeoTIFF of OSBS_029.xml (deepforest==2.1.0)"
+        )
+    os.makedirs(out, exist_ok=True)
+    shutil.copyfile(source, os.path.join(out, "OSBS_029.tif"))
+    crowns = _crowns_geojson(forest, info)
+    _write_text(os.path.join(out, "OSBS_029_crowns.geojson"), crowns)
+    width = info.width - TREES_GEO_VALID_COL
+    _write_text(
+        os.path.join(out, "scenes.csv"),
+        "name,image,labels,split,col_off,row_off,width,height\n"
+        f"train,OSBS_029.tif,OSBS_029_crowns.geojson,train,0,0,{TREES_GEO_VALID_COL},{info.height}\n"
+        f"valid,OSBS_029.tif,OSBS_029_crowns.geojson,valid,{TREES_GEO_VALID_COL},0,{width},{info.height}\n",
+    )
+    _write_text(os.path.join(out, "README.txt"), _trees_geo_readme(info, len(forest.labels)))
+    return {
+        "out": str(out),
+        "message": f"trees-geo: wrote OSBS_029.tif ({info.width}x{info.height}, {info.count} "
+        f"bands, {info.crs.to_string()}), {len(forest.labels)} tree crowns as map-coordinate "
+        f"polygons and scenes.csv (train x < {TREES_GEO_VALID_COL}, valid x >= "
+        f"{TREES_GEO_VALID_COL}) to {out}",
+    }
+
+
+def _crowns_geojson(forest, info) -> str:
+    """GeoJSON text of the boxes turned into map-coordinate rectangles (same input, same bytes)."""
+    import json
+
+    features = []
+    for (x0, y0, x1, y1), label in zip(forest.boxes.tolist(), forest.labels):
+        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+        ring = [[round(v, 3) for v in info.transform * corner] for corner in corners]
+        if info.transform.e < 0:  # map y grows upwards: keep the ring counter-clockwise
+            ring = ring[::-1]
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"label": label},
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+            }
+        )
+    epsg = info.crs.to_epsg()
+    collection = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{epsg}"}},
+        "features": features,
+    }
+    return json.dumps(collection) + "\n"
+
+
+def _trees_geo_readme(info, count: int) -> str:
+    return f"""podium sample "trees-geo" (written by: podium samples trees-geo)
+
+Source: OSBS_029, a 400x400 RGB tile of NEON airborne imagery (Ordway-Swisher Biological Station,
+Florida), a real GeoTIFF in {info.crs.to_string()} with 0.1 m pixels, and its {count} hand-drawn
+tree-crown boxes (OSBS_029.xml, pixel coordinates), as shipped in the deepforest Python package
+2.1.0 (deepforest/data). Licence: deepforest's code is MIT; the imagery licence is not stated
+(NEON data are generally free to use with attribution): fine for tests and demos.
+
+Files:
+  OSBS_029.tif              the GeoTIFF, copied byte for byte (nodata 255)
+  OSBS_029_crowns.geojson   the boxes as polygons in map coordinates (EPSG:{info.crs.to_epsg()}),
+                            property "label" = Tree
+  scenes.csv                two regions of the one raster (a spatial split):
+                            train = columns 0..{TREES_GEO_VALID_COL - 1},
+                            valid = columns {TREES_GEO_VALID_COL}..{info.width - 1}
+Train on it with: catalyst-dl run --config configs/trees_geo/unet_resnet18.yml
+"""
+
+
 SAMPLES = {
     "nuclei": Sample(
         "DSB2018 fluorescence nuclei, 512x512 uint16, binary masks, spatial train/valid split (BSD-3)",
@@ -448,5 +536,9 @@ SAMPLES = {
     "ndev": Sample(
         "scratch assay, 10 frames 210x576, 2 channels uint16, 3 classes, split by frame (BSD-3)",
         write_ndev,
+    ),
+    "trees-geo": Sample(
+        "deepforest OSBS_029 GeoTIFF (400x400 RGB, UTM 17N) + tree-crown polygons, scenes.csv",
+        write_trees_geo,
     ),
 }

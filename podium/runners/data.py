@@ -1,5 +1,6 @@
 """The datasets and loaders of a run, from podium's `data:` blocks: the keyword arguments of
-`podium.datasets.build_segmentation_datasets`, or with `_target_:` of another builder (any
+`podium.datasets.build_segmentation_datasets` (with `layout: scenes`, those of
+`podium.datasets.scene_dataset.build_scene_datasets`), or with `_target_:` of another builder (any
 function returning {loader name: dataset}); top level, overridden per stage. A stage with
 Catalyst's own `loaders/datasets` keeps it. Under DDP: ShardSampler / seeded DistributedSampler.
 """
@@ -13,6 +14,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from podium.datasets import build_segmentation_datasets, check_data_keys, transforms_to_dict
+from podium.datasets.scene_dataset import build_scene_datasets
 from podium.errors import PodiumError
 from podium.files import write_json
 from podium.runners.samplers import ShardSampler
@@ -68,6 +70,8 @@ class StageData:
         builder = build_segmentation_datasets
         if "_target_" in params:  # another task's dataset builder, e.g. podium.datasets.geopose
             builder = resolve_target(params.pop("_target_"), where)
+        elif params.get("layout") == "scenes":  # georeferenced rasters + vector labels
+            builder = build_scene_datasets
         check_data_keys(params, builder=builder, where=where)
         datasets = builder(**params)
         if not isinstance(datasets, Mapping) or not datasets:
