@@ -426,3 +426,34 @@ def test_class_value_absent_from_the_config(scene):
     assert "class value \"b\" of column kind is not in class_names ['a']" in message
     message = _build(scene[0], class_column="kinds")
     assert 'class_column "kinds" is not a column of labels' in message and "kind" in message
+
+
+# ---------------------------------------------------------------- podium stats / folds on scenes
+def test_stats_and_folds_on_a_scenes_table(scene, tmp_path):
+    folder, array = scene
+    write_scenes(
+        folder,
+        [[f"s{i}", "scene.tif", "labels.geojson", "train", i * 20, 0, 20, 60] for i in range(4)],
+        columns="name,image,labels,split,col_off,row_off,width,height",
+    )
+    out = tmp_path / "stats.json"
+    result = run_command("podium", "stats", folder / "scenes.csv", "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(out.read_text())
+    valid = (array != 0).any(axis=0)
+    pixels = array.transpose(1, 2, 0)[valid].astype(np.float64)
+    assert stats["images"] == 4 and stats["pixels"] == valid.sum()
+    assert stats["raw"]["mean"] == pytest.approx(pixels.mean(axis=0).tolist())
+    assert stats["raw"]["std"] == pytest.approx(pixels.std(axis=0).tolist())
+    labelled = np.zeros((60, 80), bool)
+    labelled[10:30, 20:40] = labelled[36:56, 51:71] = True
+    fraction = (labelled & valid).sum() / valid.sum()
+    assert stats["masks"]["foreground_fraction"] == pytest.approx(fraction, abs=0.01)
+
+    folds_csv = tmp_path / "out" / "folds.csv"
+    result = run_command("podium", "folds", folder / "scenes.csv", "--k", 2, "--out", folds_csv)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(folds_csv)
+    assert sorted(table["fold"].tolist()) == [0, 0, 1, 1]
+    datasets = build_scene_datasets(str(folds_csv), window=20, fold=0)
+    assert len(datasets["valid"].scenes) == 2 and len(datasets["train"].scenes) == 2

@@ -7,6 +7,7 @@ on fold k with `data: {root: DATA, split_file: folds.csv, fold: k}`. See podium/
 import argparse
 
 from podium.datasets.folds import STRATIFY, fold_summary, make_folds, write_folds
+from podium.datasets.scene_stats import is_scenes_table, make_scene_folds
 
 __all__ = ["register", "run"]
 
@@ -19,7 +20,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "data", metavar="DATA", help="image folder (images/, masks/, optional split.csv)"
+        "data",
+        metavar="DATA",
+        help="image folder (images/, masks/, optional split.csv), or a scenes.csv table",
     )
     parser.add_argument("--k", type=int, default=5, help="number of folds (default 5)")
     parser.add_argument(
@@ -59,6 +62,21 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    if is_scenes_table(args.data):  # a scenes table: folds of scenes, written as a scenes table
+        df = make_scene_folds(
+            args.data,
+            args.out,
+            k=args.k,
+            stratify=args.stratify,
+            group=args.group,
+            seed=args.seed,
+            bins=args.bins,
+            split=args.split,
+        )
+        write_folds(df, args.out)
+        counts = df[df["fold"] >= 0]["fold"].value_counts().sort_index()
+        print(f"wrote {args.out}: scenes per fold {dict(counts.astype(int))}")
+        return 0
     df = make_folds(
         args.data,
         k=args.k,

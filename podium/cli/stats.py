@@ -6,6 +6,7 @@ See podium/datasets/stats.py.
 
 import argparse
 
+from podium.datasets.scene_stats import compute_scene_stats, is_scenes_table
 from podium.datasets.split import read_split, select_names
 from podium.datasets.stats import compute_stats, write_stats
 
@@ -20,7 +21,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "data", metavar="DATA", help="image folder (images/, optional masks/ and split.csv)"
+        "data",
+        metavar="DATA",
+        help="image folder (images/, optional masks/ and split.csv), or a scenes.csv table",
     )
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument(
@@ -46,6 +49,10 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    if is_scenes_table(args.data):  # a scenes table: rasters + vector labels
+        stats = compute_scene_stats(args.data, split=args.split, max_value=args.max_value)
+        write_stats(stats, args.out)
+        return _report(args, stats)
     names = (
         select_names(read_split(args.data, args.split_file), split=args.split)
         if args.split
@@ -60,6 +67,10 @@ def run(args) -> int:
         progress=not args.quiet,
     )
     write_stats(stats, args.out)
+    return _report(args, stats)
+
+
+def _report(args, stats) -> int:
     norm = stats["normalize"]
     masks = stats["masks"]
     mask_text = (

@@ -41,6 +41,7 @@ __all__ = [
     "coverage_strata",
     "class_strata",
     "fold_summary",
+    "assign_folds",
 ]
 
 STRATIFY = ("coverage", "classes", "none")
@@ -90,7 +91,7 @@ def make_folds(
     else:
         y = np.zeros(len(names), dtype=int)
 
-    folds = _assign(y, groups, k, seed, stratify != "none")
+    folds = assign_folds(y, groups, k, seed, stratify != "none")
     df["fold"] = -1
     df.loc[pool, "fold"] = folds
     ordered = ["name"] + (["split"] if "split" in df else []) + ["fold"]
@@ -160,7 +161,7 @@ def _merge_small(strata: np.ndarray, k: int) -> np.ndarray:
         strata[strata == values[i]] = values[j]
 
 
-def _assign(y: np.ndarray, groups, k: int, seed: int, stratified: bool) -> np.ndarray:
+def assign_folds(y: np.ndarray, groups, k: int, seed: int, stratified: bool) -> np.ndarray:
     from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     n = len(y)
