@@ -15,11 +15,11 @@ from rasterio.windows import Window
 
 from conftest import REPO, run_command
 from podium.datasets.image_folder import ImageFolderDataset
-from podium.datasets.rasters import read_window
-from podium.datasets.scene_dataset import build_scene_datasets
-from podium.datasets.scene_tiles import write_tiles
-from podium.datasets.scene_windows import grid_windows
-from podium.datasets.scenes import windows_overlap
+from podium.datasets.scenes.rasters import read_window
+from podium.datasets.scenes.dataset import build_scene_datasets
+from podium.datasets.scenes.tiles import write_tiles
+from podium.datasets.scenes.windows import grid_windows
+from podium.datasets.scenes.table import windows_overlap
 from podium.errors import PodiumError
 
 UTM = "EPSG:32617"

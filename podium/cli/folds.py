@@ -7,7 +7,7 @@ on fold k with `data: {root: DATA, split_file: folds.csv, fold: k}`. See podium/
 import argparse
 
 from podium.datasets.folds import STRATIFY, fold_summary, make_folds, write_folds
-from podium.datasets.scene_stats import is_scenes_table, make_scene_folds
+from podium.datasets.scenes.stats import is_scenes_table, make_scene_folds
 
 __all__ = ["register", "run"]
 

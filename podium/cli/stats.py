@@ -6,7 +6,7 @@ See podium/datasets/stats.py.
 
 import argparse
 
-from podium.datasets.scene_stats import compute_scene_stats, is_scenes_table
+from podium.datasets.scenes.stats import compute_scene_stats, is_scenes_table
 from podium.datasets.split import read_split, select_names
 from podium.datasets.stats import compute_stats, write_stats
 

@@ -1,12 +1,12 @@
 """`podium tile --scenes scenes.csv --window 512 --out DIR`: cut scenes into image-folder tiles.
 
 Writes images/, masks/, split.csv (so every podium command works on DIR) and tiles.csv (scene,
-window and affine transform of every tile). See podium/datasets/scene_tiles.py and docs/scenes.md.
+window and affine transform of every tile). See podium/datasets/scenes/tiles.py and docs/scenes.md.
 """
 
 import argparse
 
-from podium.datasets.scene_tiles import write_tiles
+from podium.datasets.scenes.tiles import write_tiles
 
 __all__ = ["register", "run"]
 

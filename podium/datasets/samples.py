@@ -442,7 +442,7 @@ def write_trees_geo(out) -> Dict:
     import shutil
 
     from podium.datasets.deepforest import deepforest_folder, read_voc_boxes
-    from podium.datasets.rasters import raster_info
+    from podium.datasets.scenes.rasters import raster_info
 
     folder = deepforest_folder()
     source = os.path.join(folder, "OSBS_029.tif")

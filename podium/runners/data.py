@@ -1,6 +1,6 @@
 """The datasets and loaders of a run, from podium's `data:` blocks: the keyword arguments of
 `podium.datasets.build_segmentation_datasets` (with `layout: scenes`, those of
-`podium.datasets.scene_dataset.build_scene_datasets`), or with `_target_:` of another builder (any
+`podium.datasets.scenes.dataset.build_scene_datasets`), or with `_target_:` of another builder (any
 function returning {loader name: dataset}); top level, overridden per stage. A stage with
 Catalyst's own `loaders/datasets` keeps it. Under DDP: ShardSampler / seeded DistributedSampler.
 """
@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch.utils.data import DistributedSampler
 
 from podium.datasets import build_segmentation_datasets, check_data_keys, transforms_to_dict
-from podium.datasets.scene_dataset import build_scene_datasets
+from podium.datasets.scenes.dataset import build_scene_datasets
 from podium.errors import PodiumError
 from podium.files import write_json
 from podium.runners.samplers import ShardSampler

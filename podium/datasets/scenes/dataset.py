@@ -1,8 +1,8 @@
 """Training straight from georeferenced scenes:
 `data: {layout: scenes, scenes: scenes.csv, window: 512}`.
 
-`build_scene_datasets` reads scenes.csv (scenes.py), splits its rows by `split` or `fold` like
-split.csv, checks that train and valid regions of a raster are disjoint (scene_windows.py) and
+`build_scene_datasets` reads scenes.csv (table.py), splits its rows by `split` or `fold` like
+split.csv, checks that train and valid regions of a raster are disjoint (windows.py) and
 returns {train, valid} SceneDatasets:
 
 * train: `train_windows` random windows per epoch (default: as many as the grid has), drawn
@@ -25,9 +25,9 @@ import torch
 from torch.utils.data import Dataset
 
 from podium.datasets.normalize import build_normalizer
-from podium.datasets.rasters import open_raster, read_window
-from podium.datasets.scene_windows import check_split_guard, grid_windows, random_window
-from podium.datasets.scenes import Scene, load_scenes, read_scenes
+from podium.datasets.scenes.rasters import open_raster, read_window
+from podium.datasets.scenes.windows import check_split_guard, grid_windows, random_window
+from podium.datasets.scenes.table import Scene, load_scenes, read_scenes
 from podium.datasets.exclusion import resolve_data_path
 from podium.datasets.split import select_names
 from podium.datasets.transforms import build_transforms

@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 import tifffile
 
-from podium.datasets.scene_dataset import SceneDataset, window_size
-from podium.datasets.scene_windows import grid_windows
-from podium.datasets.scenes import load_scenes, read_scenes
+from podium.datasets.scenes.dataset import SceneDataset, window_size
+from podium.datasets.scenes.windows import grid_windows
+from podium.datasets.scenes.table import load_scenes, read_scenes
 from podium.files import write_atomically, write_image
 
 __all__ = ["write_tiles"]

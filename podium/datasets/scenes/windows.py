@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from podium.datasets.crops import centred_start, choose_window
-from podium.datasets.scenes import Scene, windows_overlap
+from podium.datasets.scenes.table import Scene, windows_overlap
 from podium.errors import PodiumError
 
 __all__ = ["grid_windows", "random_window", "foreground_pixel", "check_split_guard"]

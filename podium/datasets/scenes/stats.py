@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from podium.datasets.folds import STRATIFY, assign_folds, coverage_strata
-from podium.datasets.scene_dataset import SceneDataset
-from podium.datasets.scene_windows import grid_windows
-from podium.datasets.scenes import load_scenes, read_scenes
+from podium.datasets.scenes.dataset import SceneDataset
+from podium.datasets.scenes.windows import grid_windows
+from podium.datasets.scenes.table import load_scenes, read_scenes
 from podium.datasets.split import select_names
 from podium.datasets.stats import RunningMoments
 from podium.errors import PodiumError, did_you_mean

@@ -21,8 +21,8 @@ from typing import List, NamedTuple, Optional, Sequence
 
 import pandas as pd
 
-from podium.datasets.rasters import RasterInfo, check_bands, open_raster, raster_info
-from podium.datasets.vectors import Labels, read_labels
+from podium.datasets.scenes.rasters import RasterInfo, check_bands, open_raster, raster_info
+from podium.datasets.scenes.vectors import Labels, read_labels
 from podium.errors import PodiumError, did_you_mean
 
 __all__ = ["Scene", "read_scenes", "load_scenes", "REGION"]
