@@ -5,7 +5,6 @@ GradScaler calls; all run on the CPU (torch has CPU autocast for bf16 and fp16 a
 torch.amp.GradScaler("cpu")).
 """
 
-import math
 from collections import OrderedDict
 
 import pytest
@@ -201,6 +200,7 @@ def test_scaler_state_goes_into_checkpoints_and_back_on_resume(tmp_path):
     again.unpack_checkpoint(loaded, model=tiny_net(), optimizer=optimizer)  # a resume
     assert again.scaler.state_dict() == engine.scaler.state_dict()
     assert "scaler" not in DeviceEngine("cpu").pack_checkpoint(model=model)  # fp32: as before
+    assert not hasattr(DeviceEngine("cpu", precision="bf16"), "scaler")  # as Catalyst expects
 
 
 # -- memory format ----------------------------------------------------------------------------
@@ -369,3 +369,34 @@ def test_ddp_ranks_agree_on_precision_and_step_like_one_process(tmp_path):
     assert torch.equal(ranks[0]["weights"], ranks[1]["weights"])
     # fp16 sums round differently over half batches: equal up to fp16's precision
     assert torch.allclose(ranks[0]["weights"], weights(reference), atol=1e-3, rtol=0)
+
+
+# -- prediction -------------------------------------------------------------------------------
+def test_predictor_in_bf16_channels_last_equals_autocast_by_hand():
+    from podium.inference.predictor import Predictor
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 1))
+    images = torch.randn(2, 3, 16, 16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = torch.softmax(model(images).float(), dim=1)
+    fp32 = Predictor(model, device="cpu")(images)
+    fast = Predictor(model, device="cpu", precision="bf16", memory_format="auto")
+    probabilities = fast(images)
+    assert probabilities.dtype == torch.float32
+    assert torch.allclose(probabilities, expected, atol=1e-6, rtol=0)
+    assert not torch.equal(probabilities, fp32)
+    assert torch.allclose(probabilities, fp32, atol=2e-2, rtol=0)
+    assert fast.model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_predict_config_checks_precision_keys(tmp_path):
+    from podium.inference.config import resolve_inference_config
+
+    base = {"models": [{"run": str(tmp_path)}], "out": str(tmp_path / "out")}
+    with pytest.raises(PodiumError, match="^precision 'bf8' is not supported"):
+        resolve_inference_config({**base, "precision": "bf8"})
+    with pytest.raises(PodiumError, match="^memory_format 'nchw' is not supported"):
+        resolve_inference_config({**base, "memory_format": "nchw"})
+    with pytest.raises(PodiumError, match="^compile 'turbo' is not supported"):
+        resolve_inference_config({**base, "compile": "turbo"})

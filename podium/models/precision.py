@@ -32,6 +32,7 @@ __all__ = [
     "Precision",
     "native_bf16",
     "compile_failed",
+    "compile_mode",
 ]
 
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -77,17 +78,16 @@ def autocast_supports(device_type: str, dtype: torch.dtype) -> bool:
             return False
 
 
-def _compile_mode(compile: Union[bool, str, None], where: str) -> Optional[str]:
+def compile_mode(compile: Union[bool, str, None], key: str) -> Optional[str]:
     """false → None; true → "default"; a mode name → itself."""
     if compile is None or compile is False:
         return None
     if compile is True:
         return "default"
     if isinstance(compile, str):
-        return check_choice(compile, COMPILE_MODES, f"{where}/compile")
+        return check_choice(compile, COMPILE_MODES, key)
     raise PodiumError(
-        f"{where}/compile must be true, false or a mode ({', '.join(COMPILE_MODES)}), "
-        f"got {compile!r}"
+        f"{key} must be true, false or a mode ({', '.join(COMPILE_MODES)}), got {compile!r}"
     )
 
 
@@ -133,7 +133,7 @@ class Precision:
         device: where the model runs (autocast and the scaler follow its type).
         memory_format: contiguous | channels_last | auto.
         compile: false | true | a torch.compile mode.
-        where: the config key named in error messages (e.g. "engine").
+        where: the config block named in error messages (e.g. "engine"; "" for top-level keys).
     """
 
     def __init__(
@@ -146,8 +146,8 @@ class Precision:
     ):
         self.where = where
         self.device = torch.device(device)
-        self.requested = check_choice(precision, PRECISIONS, f"{where}/precision")
-        check_choice(memory_format, MEMORY_FORMATS, f"{where}/memory_format")
+        self.requested = check_choice(precision, PRECISIONS, self._key("precision"))
+        check_choice(memory_format, MEMORY_FORMATS, self._key("memory_format"))
         self.reason = ""
         if precision == "auto":
             native = native_bf16(self.device)
@@ -156,16 +156,19 @@ class Precision:
         dtype = _DTYPES.get(precision)
         if dtype is not None and not autocast_supports(self.device.type, dtype):
             raise PodiumError(
-                f"{where}/precision {precision} is not supported on {self.device} (torch.autocast "
-                f"has no {dtype} there): use auto or fp32"
+                f"{self._key('precision')} {precision} is not supported on {self.device} "
+                f"(torch.autocast has no {dtype} there): use auto or fp32"
             )
         self.name, self.dtype = precision, dtype
         self.memory_format = memory_format
         self.channels_last = memory_format == "channels_last" or (
             memory_format == "auto" and dtype is not None
         )
-        self.compile_mode = _compile_mode(compile, where)
+        self.compile_mode = compile_mode(compile, self._key("compile"))
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+
+    def _key(self, name: str) -> str:
+        return f"{self.where}/{name}" if self.where else name
 
     def __repr__(self) -> str:
         return (
@@ -187,7 +190,9 @@ class Precision:
         if self.memory_format == "auto":
             memory = f"auto -> {memory}"
         compiled = f"torch.compile (mode {self.compile_mode})" if self.compile_mode else "eager"
-        return f"{self.where}: precision {precision}, memory format {memory}, {compiled}"
+        return (
+            f"{self.where or 'predict'}: precision {precision}, memory format {memory}, {compiled}"
+        )
 
     # -- forward ----------------------------------------------------------------------------
     def autocast(self):
@@ -246,7 +251,7 @@ class Precision:
         lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
         cause = f"{type(inner).__name__}: {lines[0]}" if lines else type(inner).__name__
         return PodiumError(
-            f"torch.compile failed: {cause[:300]}; set {self.where}/compile: false to run "
+            f"torch.compile failed: {cause[:300]}; set {self._key('compile')}: false to run "
             f"without it"
         )
 

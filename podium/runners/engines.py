@@ -154,7 +154,9 @@ class _PrecisionSteps:
 
     @property
     def scaler(self):
-        """The fp16 GradScaler, or None."""
+        """The fp16 GradScaler; absent otherwise (Catalyst's OptimizerCallback tests `hasattr`)."""
+        if self.precision.scaler is None:
+            raise AttributeError("scaler: only with precision fp16")
         return self.precision.scaler
 
     def backward_loss(self, loss, model, optimizer) -> None:
