@@ -4,6 +4,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import statistics
 import sys
 import textwrap
 
@@ -77,6 +78,37 @@ def test_overhead_trains_the_same_batches_and_writes_its_report(tmp_path, capsys
     }
     assert len(result["podium_train_s"]["all"]) == len(result["hand_train_s"]["all"]) == 1
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"overhead {result['ratio']:.3f}x"
+
+
+def test_train_fast_runs_podium_fast_against_the_fp32_hand_loop(tmp_path, capsys, monkeypatch):
+    overhead = _script("overhead")
+
+    def same_process(kind, options, tmp):
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            assert overhead.main(overhead.probe_argv(kind, options, tmp)) == 0
+        return json.loads(printed.getvalue().splitlines()[-1])
+
+    monkeypatch.setattr(overhead, "fresh_process", same_process)
+    out = tmp_path / "train_fast.json"
+    threads = torch.get_num_threads()
+    argv = ["--epochs", "1", "--batches", "2", "--batch-size", "2", "--repeats", "2"]
+    try:
+        assert overhead.main([*argv, "--threads", "1", "--fast", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(out.read_text())
+    assert result["same_batches"] is True
+    assert "--engine/precision=auto:str" in result["fast"]["settings"]
+    pairs = [h / p for p, h in zip(result["podium_train_s"]["all"], result["hand_train_s"]["all"])]
+    spread = result["speedup_of_pairs"]
+    assert (spread["min"], spread["max"]) == (min(pairs), max(pairs))
+    assert result["ratio"] == pytest.approx(statistics.median(pairs))
+    assert result["ok"] == (result["ratio"] >= result["goal"] == 2.0)
+    # bf16 (where native) or fp32: the first epoch's mean loss agrees to bf16's precision
+    losses = result["check_run_epoch_loss"]
+    assert losses["podium"] == pytest.approx(losses["hand"], rel=2e-2)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"train_fast {spread['median']:.2f}x ({spread['min']:.2f}-{spread['max']:.2f})"
 
 
 def test_peak_rss_is_the_command_alone(tmp_path):

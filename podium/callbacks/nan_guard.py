@@ -15,6 +15,12 @@ printed by podium's excepthook as one line:
     logits: non-finite in samples img_017
 
 (without a `name` key in the batch, the samples are named by their index in the batch).
+
+Under fp16 (an engine with an enabled GradScaler) an overflow is not an error: gradients too
+large for float16 only make the scaler skip that step (counted by the OptimizerCallback as
+`skipped_steps`) and lower its scale. The guard still stops on a non-finite loss (the loss is
+computed in float32, so it is a real one, and the message says so), and when the scale has
+fallen below `min_scale`: then the gradients are non-finite at every scale, not an overflow.
 """
 
 import math
@@ -23,7 +29,9 @@ from typing import List, Optional, Sequence
 import torch
 from catalyst.core.callback import Callback, CallbackNode, CallbackOrder
 
+from podium.callbacks.optimizer import enabled_scaler
 from podium.errors import PodiumError
+from podium.validation import check_number
 
 __all__ = ["NanGuardCallback"]
 
@@ -55,6 +63,7 @@ class NanGuardCallback(Callback):
         loaders: loader names to check (default: all; a NaN valid loss also means trouble).
         name_key: batch key of the sample names (listed in the message when present).
         batch_keys: batch keys (inputs, outputs) reported as finite or not, per sample.
+        min_scale: fp16 only: stop when the GradScaler's scale falls below this.
     """
 
     def __init__(
@@ -63,6 +72,7 @@ class NanGuardCallback(Callback):
         loaders: Optional[Sequence[str]] = None,
         name_key: str = "name",
         batch_keys: Optional[Sequence[str]] = None,
+        min_scale: float = 2.0**-10,
     ):
         # after the loss terms (metric, 20) and their sum (metric aggregation, 40),
         # before the optimizer callback (60) steps
@@ -75,6 +85,7 @@ class NanGuardCallback(Callback):
         )
         self.name_key = name_key
         self.batch_keys = list(batch_keys or [])
+        self.min_scale = check_number(min_scale, "NanGuardCallback: min_scale", "> 0", "> 0")
 
     def on_batch_end(self, runner) -> None:
         if self.loaders is not None and runner.loader_key not in self.loaders:
@@ -88,6 +99,14 @@ class NanGuardCallback(Callback):
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
             raise PodiumError(self._message(runner, values, bad))
+        scaler = enabled_scaler(getattr(runner, "engine", None))
+        if scaler is not None and runner.is_train_loader and scaler.get_scale() < self.min_scale:
+            raise PodiumError(
+                f"fp16: the gradient scale fell to {scaler.get_scale():.3g} (below min_scale "
+                f"{self.min_scale:.3g}) in {self._where(runner)}: the gradients are non-finite "
+                f"at every scale, not an fp16 overflow; check the model and data, or train with "
+                f"engine/precision bf16 or fp32"
+            )
 
     def _sample_names(self, runner) -> List[str]:
         batch = runner.batch
@@ -96,7 +115,7 @@ class NanGuardCallback(Callback):
             return [f"#{i}" for i in range(int(getattr(runner, "batch_size", 0) or 0))]
         return [str(n) for n in names]
 
-    def _message(self, runner, values, bad) -> str:
+    def _where(self, runner) -> str:
         where = (
             f"stage {runner.stage_key}, epoch {runner.stage_epoch_step} of "
             f"{runner.stage_epoch_len}, loader {runner.loader_key}, "
@@ -105,11 +124,17 @@ class NanGuardCallback(Callback):
         engine = getattr(runner, "engine", None)
         if engine is not None and getattr(engine, "is_ddp", False):
             where += f" (rank {engine.rank})"
+        return where
+
+    def _message(self, runner, values, bad) -> str:
+        where = self._where(runner)
         terms = ", ".join(f"{k}={v}" for k, v in bad.items())
         good = {k: v for k, v in values.items() if k not in bad}
         message = f"non-finite loss in {where}: {terms}"
         if good:
             message += " (finite: " + ", ".join(f"{k}={v:.4g}" for k, v in good.items()) + ")"
+        if enabled_scaler(getattr(runner, "engine", None)) is not None:
+            message += " (computed in float32: a real non-finite loss, not an fp16 overflow)"
         names = self._sample_names(runner)
         if self.name_key and isinstance(runner.batch, dict) and self.name_key in runner.batch:
             message += f"; samples: {_names(names)}"

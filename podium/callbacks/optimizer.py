@@ -19,6 +19,13 @@ A drop-in replacement for `catalyst.callbacks.OptimizerCallback` (same arguments
    `accumulation_steps` (its loss is divided by its own size), and the count restarts with every
    loader (Catalyst leaves the remainder's gradients to leak into the next epoch's first step).
 
+With an fp16 GradScaler (`engine.scaler`: podium's engines with `precision: fp16`, Catalyst's
+AMPEngine) the gradients are unscaled before they are measured or clipped, and a step the scaler
+skipped (a gradient overflowed: its scale dropped) is counted: loader metric `skipped_steps`.
+After every batch `runner.optimizer_stepped` says whether `optimizer.step()` really ran (False
+for an accumulation batch, a skipped step, a valid batch), for callbacks such as an EMA of the
+weights.
+
 Logged: `grad_norm` (total L2 norm of the gradients — before clipping — at each optimizer
 step) in the batch metrics, and `grad_norm` (mean over the loader's steps) plus `lr` /
 `momentum` in the loader metrics, so they land in the CSV / TensorBoard logs (with
@@ -35,7 +42,7 @@ from catalyst.callbacks.optimizer import OptimizerCallback as _CatalystOptimizer
 from podium.errors import PodiumError
 from podium.validation import check_int, check_number
 
-__all__ = ["OptimizerCallback", "grad_norm", "is_step_batch", "optimizer_steps"]
+__all__ = ["OptimizerCallback", "enabled_scaler", "grad_norm", "is_step_batch", "optimizer_steps"]
 
 _CLIP_MODES = ("norm", "value")
 
@@ -61,6 +68,12 @@ def grad_norm(parameters, norm_type: float = 2.0) -> float:
         return max(float(g.abs().max()) for g in grads)
     norms = torch.stack([torch.linalg.vector_norm(g, norm_type).float() for g in grads])
     return float(torch.linalg.vector_norm(norms, norm_type))
+
+
+def enabled_scaler(engine):
+    """The engine's enabled GradScaler (fp16), or None."""
+    scaler = getattr(engine, "scaler", None)
+    return scaler if scaler is not None and scaler.is_enabled() else None
 
 
 class OptimizerCallback(_CatalystOptimizerCallback):
@@ -108,6 +121,7 @@ class OptimizerCallback(_CatalystOptimizerCallback):
         self._batch_index = 0
         self._pending = False
         self._norms = []
+        self._skipped = 0
         self.stepped = False  # whether the current batch ended with an optimizer step
 
     @staticmethod
@@ -137,7 +151,9 @@ class OptimizerCallback(_CatalystOptimizerCallback):
     def on_loader_start(self, runner) -> None:
         self._batch_index = 0
         self._norms = []
+        self._skipped = 0
         self.stepped = False
+        runner.optimizer_stepped = False
         if runner.is_train_loader:
             # start clean: nothing accumulated elsewhere (an earlier loader, an lr finder)
             runner.engine.zero_grad(None, self.model, self.optimizer)
@@ -158,9 +174,11 @@ class OptimizerCallback(_CatalystOptimizerCallback):
             if is_step_batch(index, num_batches, k):
                 self._step(runner, loss)
 
+        runner.optimizer_stepped = self.stepped
         runner.batch_metrics.update(self._get_lr_momentum_stats())
-        if hasattr(runner.engine, "scaler"):
-            scaler_state = runner.engine.scaler.state_dict()
+        scaler = enabled_scaler(runner.engine)
+        if scaler is not None:
+            scaler_state = scaler.state_dict()
             runner.batch_metrics[f"{self._prefix_gradient}/scale"] = scaler_state["scale"] or 1.0
             runner.batch_metrics[f"{self._prefix_gradient}/growth_tracker"] = scaler_state[
                 "_growth_tracker"
@@ -168,10 +186,11 @@ class OptimizerCallback(_CatalystOptimizerCallback):
 
     def _step(self, runner, loss) -> None:
         engine = runner.engine
-        if hasattr(engine, "scaler") and (
+        scaler = enabled_scaler(engine)
+        if scaler is not None and (
             self.grad_clip is not None or self.grad_clip_fn is not None or self.log_grad_norm
         ):
-            engine.scaler.unscale_(self.optimizer)  # true gradients for the norm and clipping
+            scaler.unscale_(self.optimizer)  # true gradients for the norm and clipping
         if self.log_grad_norm:
             norm_type = self.grad_clip["norm_type"] if self.grad_clip else 2.0
             norm = grad_norm(self.model.parameters(), norm_type)
@@ -186,15 +205,21 @@ class OptimizerCallback(_CatalystOptimizerCallback):
                 torch.nn.utils.clip_grad_value_(self.model.parameters(), self.grad_clip["max"])
         elif self.grad_clip_fn is not None:
             self.grad_clip_fn(self.model.parameters())
+        scale = scaler.get_scale() if scaler is not None else None
         engine.optimizer_step(loss, self.model, self.optimizer)
         engine.zero_grad(loss, self.model, self.optimizer)
         self._pending = False
-        self.stepped = True
+        # the scaler lowers its scale exactly when it skipped the step (inf / nan gradients)
+        self.stepped = scale is None or scaler.get_scale() >= scale
+        self._skipped += not self.stepped
 
     def on_loader_end(self, runner) -> None:
         if runner.is_train_loader and self._pending:
             # the loader stopped early (need_early_stop, a batch limit): step what is there
             self._step(runner, None)
+            runner.optimizer_stepped = self.stepped
         if self._norms and runner.is_train_loader:
             runner.loader_metrics[self._grad_norm_key] = sum(self._norms) / len(self._norms)
+        if runner.is_train_loader and enabled_scaler(runner.engine) is not None:
+            runner.loader_metrics["skipped_steps"] = self._skipped
         super().on_loader_end(runner)

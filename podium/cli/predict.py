@@ -44,6 +44,9 @@ FLAGS = (
     "tile_size",
     "tile_overlap",
     "device",
+    "precision",
+    "memory_format",
+    "compile",
     "batch_size",
     "num_workers",
     "progress",
@@ -111,6 +114,20 @@ def register(subparsers) -> None:
     )
     how.add_argument("--num-workers", type=int, help="DataLoader workers (default 0)")
     how.add_argument("--device", default=None, help="cpu | cuda | cuda:1 (default: auto)")
+    how.add_argument(
+        "--precision", help="fp32 | bf16 | fp16 | auto: bf16 where native (default fp32)"
+    )
+    how.add_argument(
+        "--memory-format",
+        help="contiguous | channels_last | auto: channels_last with bf16/fp16 (default contiguous)",
+    )
+    how.add_argument(
+        "--compile",
+        nargs="?",
+        const=True,
+        metavar="MODE",
+        help="torch.compile the model (optional MODE: reduce-overhead, max-autotune, ...)",
+    )
     how.add_argument("--nproc", type=int, help="shard the images over N processes (torchrun)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", help="output folder")

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional
 import yaml
 
 from podium.errors import PodiumError, check_keys, check_output_folder
+from podium.models.precision import MEMORY_FORMATS, PRECISIONS, compile_mode
 from podium.validation import check_bool, check_choice, check_int, check_number, is_int
 
 __all__ = [
@@ -51,6 +52,9 @@ DEFAULTS: Dict[str, Any] = {
     "batch_size": 8,
     "num_workers": 0,
     "device": None,
+    "precision": "fp32",
+    "memory_format": "contiguous",
+    "compile": False,
     "progress": True,
 }
 MODEL_KEYS = ("run", "checkpoint", "weight")
@@ -106,7 +110,17 @@ def apply_flags(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Dict[str
             if key in given:
                 data[key] = str(given[key]) if key == "names" else given[key]
         config["data"] = data
-    for key in ("out", "tta", "device", "batch_size", "num_workers", "progress"):
+    for key in (
+        "out",
+        "tta",
+        "device",
+        "precision",
+        "memory_format",
+        "compile",
+        "batch_size",
+        "num_workers",
+        "progress",
+    ):
         if key in given:
             config[key] = str(given[key]) if key == "out" else given[key]
     post = {"threshold": "threshold", "min_size": "min_size"}
@@ -159,6 +173,10 @@ def resolve_inference_config(config: Mapping[str, Any]) -> Dict[str, Any]:
     resolved["batch_size"] = check_int(resolved["batch_size"], "batch_size", 1)
     resolved["num_workers"] = check_int(resolved["num_workers"], "num_workers", 0)
     resolved["progress"] = check_bool(resolved["progress"], "progress")
+    # the names are checked now; what the device supports when it is known (Predictor)
+    check_choice(resolved["precision"], PRECISIONS, "precision")
+    check_choice(resolved["memory_format"], MEMORY_FORMATS, "memory_format")
+    compile_mode(resolved["compile"], "compile")
     if resolved["device"] is not None and not isinstance(resolved["device"], str):
         raise PodiumError(
             f"device must be a string like cpu, cuda or cuda:1 (or null for auto), got {resolved['device']!r}"

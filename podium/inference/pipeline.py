@@ -549,8 +549,11 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
             tiles = TiledPrediction(
                 t["size"], t["overlap"], t["weight"], t["batch_size"] or config["batch_size"]
             )
+        speed = {key: config.get(key) for key in ("precision", "memory_format", "compile")}
+        speed = {key: value for key, value in speed.items() if value is not None}
         predictors = [
-            Predictor(m.model, device=device, mode=m.mode, tta=tta, tiles=tiles) for m in models
+            Predictor(m.model, device=device, mode=m.mode, tta=tta, tiles=tiles, **speed)
+            for m in models
         ]
         data = dict(config["data"])
         if data.get("root") is None:

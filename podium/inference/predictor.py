@@ -10,7 +10,7 @@ TTA averages probabilities (not logits) and so do the tiles, so an ensemble of p
 (`podium.inference.ensemble`) averages like-for-like maps.
 """
 
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from podium.errors import PodiumError
+from podium.models.precision import Precision
 
 __all__ = ["Predictor", "default_device", "MODES", "activation_of"]
 
@@ -50,6 +51,9 @@ class Predictor:
             output channel, softmax otherwise.
         tta: `tta(fn, images)` (podium.inference.tta.build_tta), or None.
         tiles: a `TiledPrediction`, or None for whole images.
+        precision, memory_format, compile: how the forward pass runs
+            (podium.models.precision: fp32 | bf16 | fp16 | auto, contiguous | channels_last |
+            auto, false | true | a torch.compile mode); the logits come back as float32.
     """
 
     def __init__(
@@ -60,9 +64,13 @@ class Predictor:
         mode: Optional[str] = None,
         tta: Optional[Callable] = None,
         tiles: Optional[Callable] = None,
+        precision: str = "fp32",
+        memory_format: str = "contiguous",
+        compile: Any = False,
     ):
         self.device = torch.device(device) if device is not None else default_device()
-        self.model = model.to(self.device).eval()
+        self.precision = Precision(precision, self.device, memory_format, compile, where="")
+        self.model = self.precision.prepare(model.to(self.device).eval())
         self.forward = forward or (lambda model, images: model(images))
         if mode is not None:
             activation_of(mode, 1)  # checks the name
@@ -86,7 +94,7 @@ class Predictor:
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """One forward pass and the activation of the mode."""
-        logits = self.forward(self.model, images)
+        logits = self.precision.forward(self.forward, self.model, self.precision.inputs(images))
         if not isinstance(logits, torch.Tensor):
             raise PodiumError(
                 f"the model returned {type(logits).__name__}; podium predict expects a logits tensor B×K×H×W"

@@ -1,10 +1,23 @@
-"""DDPEngine: Catalyst's DistributedDataParallelEngine, launched by torchrun or by itself.
+"""Podium's engines: DeviceEngine (one device) and DDPEngine (Catalyst's
+DistributedDataParallelEngine, launched by torchrun or by itself), both with precision,
+memory format and torch.compile (`podium.models.precision.Precision`, shared by the two):
+
+    engine:
+      _target_: podium.runners.engines.DeviceEngine   # or DDPEngine
+      precision: auto        # fp32 (default) | bf16 | fp16 | auto: bf16 where native, else fp32
+      memory_format: auto    # contiguous (default) | channels_last | auto: with bf16 / fp16
+      compile: false         # true | a torch.compile mode (reduce-overhead, max-autotune, ...)
 
     engine:
       _target_: podium.runners.engines.DDPEngine
       backend: auto          # auto: nccl with CUDA GPUs, gloo on CPU
       num_processes: 2       # `catalyst-dl run` only: processes to start (default: one per GPU)
       sync_bn: false         # BatchNorm -> SyncBatchNorm (CUDA only)
+
+The engine scales the loss and steps through the fp16 GradScaler (`backward_loss`,
+`optimizer_step`), exposes it as `scaler` (podium's OptimizerCallback unscales before clipping
+and counts skipped steps), and keeps its state in checkpoints (`scaler`). PodiumRunner runs the
+forward pass under `precision.autocast()` and casts the outputs to float32.
 
 Two ways to start a run:
 
@@ -43,14 +56,16 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from catalyst.engines.torch import DeviceEngine as _CatalystDeviceEngine
 from catalyst.engines.torch import DistributedDataParallelEngine
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from podium import interrupts
 from podium.errors import PodiumError
+from podium.models.precision import Precision
 
-__all__ = ["DDPEngine", "BACKENDS", "torchrun_world_size", "free_port"]
+__all__ = ["DeviceEngine", "DDPEngine", "BACKENDS", "torchrun_world_size", "free_port"]
 
 BACKENDS = ("auto", "nccl", "gloo")
 _ENV = ("RANK", "WORLD_SIZE")
@@ -68,6 +83,10 @@ def free_port(address: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((address, 0))
         return s.getsockname()[1]
+
+
+def _device_type() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _trainable(model: nn.Module) -> Tuple[int, ...]:
@@ -122,7 +141,77 @@ def _join_all(processes, timeout: float) -> None:
         process.join(max(0.0, deadline - time.monotonic()))
 
 
-class DDPEngine(DistributedDataParallelEngine):
+def _prepared(precision: Precision, model):
+    if isinstance(model, dict):
+        return {key: precision.prepare(value) for key, value in model.items()}
+    return precision.prepare(model)
+
+
+class _PrecisionSteps:
+    """Backward, optimizer step and checkpoints through the engine's `precision` (both engines)."""
+
+    precision: Precision
+
+    @property
+    def scaler(self):
+        """The fp16 GradScaler; absent otherwise (Catalyst's OptimizerCallback tests `hasattr`)."""
+        if self.precision.scaler is None:
+            raise AttributeError("scaler: only with precision fp16")
+        return self.precision.scaler
+
+    def backward_loss(self, loss, model, optimizer) -> None:
+        self.precision.backward(loss)
+
+    def optimizer_step(self, loss, model, optimizer) -> None:
+        self.precision.step(optimizer)
+
+    def pack_checkpoint(self, model=None, criterion=None, optimizer=None, scheduler=None, **kwargs):
+        kwargs.update(self.precision.state_dict())
+        return super().pack_checkpoint(model, criterion, optimizer, scheduler, **kwargs)
+
+    def unpack_checkpoint(
+        self, checkpoint, model=None, criterion=None, optimizer=None, scheduler=None, **kwargs
+    ) -> None:
+        """Catalyst's; the scaler's state too when the optimizer's comes back (a resume)."""
+        super().unpack_checkpoint(checkpoint, model, criterion, optimizer, scheduler, **kwargs)
+        if optimizer is not None:
+            self.precision.load_state_dict(checkpoint)
+
+
+class DeviceEngine(_PrecisionSteps, _CatalystDeviceEngine):
+    """Catalyst's DeviceEngine with precision, memory format and torch.compile.
+
+    Args:
+        device: default: cuda if available, else cpu.
+        precision: fp32 | bf16 | fp16 | auto.
+        memory_format: contiguous | channels_last | auto.
+        compile: false | true | a torch.compile mode.
+    """
+
+    def __init__(
+        self,
+        device: Optional[str] = None,
+        precision: str = "fp32",
+        memory_format: str = "contiguous",
+        compile: Any = False,
+    ):
+        super().__init__(device)
+        self.precision = Precision(precision, self.device, memory_format, compile)
+
+    def __repr__(self) -> str:
+        return f"DeviceEngine(device={self.device}, {self.precision})"
+
+    def init_components(
+        self, model_fn=None, criterion_fn=None, optimizer_fn=None, scheduler_fn=None
+    ):
+        """Catalyst's; the model then in the memory format, compiled when asked."""
+        model, criterion, optimizer, scheduler = super().init_components(
+            model_fn, criterion_fn, optimizer_fn, scheduler_fn
+        )
+        return _prepared(self.precision, model), criterion, optimizer, scheduler
+
+
+class DDPEngine(_PrecisionSteps, DistributedDataParallelEngine):
     """DistributedDataParallel for `catalyst-dl run` and for torchrun.
 
     Args:
@@ -135,6 +224,8 @@ class DDPEngine(DistributedDataParallelEngine):
         ddp_kwargs: keyword arguments of torch's DistributedDataParallel.
         process_group_kwargs: extra keyword arguments of `init_process_group`
             (`timeout` in seconds).
+        precision, memory_format, compile: as DeviceEngine's; the same on every rank (`auto`
+            gives bf16 only when every rank has native bf16).
     """
 
     def __init__(
@@ -146,6 +237,9 @@ class DDPEngine(DistributedDataParallelEngine):
         port: Optional[int] = None,
         ddp_kwargs: Optional[Dict[str, Any]] = None,
         process_group_kwargs: Optional[Dict[str, Any]] = None,
+        precision: str = "fp32",
+        memory_format: str = "contiguous",
+        compile: Any = False,
     ):
         if backend not in BACKENDS:
             raise PodiumError(
@@ -184,6 +278,8 @@ class DDPEngine(DistributedDataParallelEngine):
         self._local_rank = -1
         self._owns_group = False
         self._loader_samples = 0
+        self._precision_args = (precision, memory_format, compile)
+        self.precision = Precision(precision, _device_type(), memory_format, compile)
         if torchrun_world_size():
             self.join()
 
@@ -212,7 +308,7 @@ class DDPEngine(DistributedDataParallelEngine):
     def __repr__(self) -> str:
         return (
             f"DDPEngine(backend={self.backend}, rank={self._rank}, world_size={self._world_size}, "
-            f"device={self.device}, sync_bn={self._sync_bn})"
+            f"device={self.device}, sync_bn={self._sync_bn}, {self.precision})"
         )
 
     # ------------------------------------------------------------------ processes
@@ -247,6 +343,19 @@ class DDPEngine(DistributedDataParallelEngine):
             )
         self._backend = dist.get_backend()
         self._rank, self._local_rank, self._world_size = rank, local_rank, world_size
+        self.precision = Precision(
+            self._agreed(), self._device, *self._precision_args[1:], where="engine"
+        )
+
+    def _agreed(self) -> str:
+        """The precision every rank uses: `auto` gives bf16 only if all ranks have it natively."""
+        requested = self._precision_args[0]
+        if requested != "auto":
+            return requested
+        native = Precision("auto", self._device).name == "bf16"
+        flag = torch.tensor([1.0 if native else 0.0], device=self._device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return "auto" if bool(flag.item()) else "fp32"
 
     def spawn(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
         """Run `fn(local_rank, world_size, *args)` in every process of the run.
@@ -318,7 +427,7 @@ class DDPEngine(DistributedDataParallelEngine):
         self, model_fn=None, criterion_fn=None, optimizer_fn=None, scheduler_fn=None
     ):
         """Model on this rank's device, SyncBatchNorm if asked, wrapped in DDP; then the rest."""
-        model = self.sync_device(model_fn())
+        model = _prepared(self.precision, self.sync_device(model_fn()))
         if isinstance(model, dict):
             model = {key: self._wrap(value) for key, value in model.items()}
         elif isinstance(model, nn.Module):

@@ -32,6 +32,7 @@ from podium.runners.cross_checks import (
 )
 from podium.runners.data import StageData, check_ddp_batch_sizes, world_size
 from podium.runners.engines import DDPEngine, torchrun_world_size
+from podium.runners.precision import PrecisionForward
 from podium.runners.log_guard import fill_logdirs, guard_loggers
 from podium.runners.resume import Resumption, resumable_checkpoints
 from podium.runners.seeding import AugmentationSeeds
@@ -46,7 +47,7 @@ def _run_rank(local_rank: int, world_size: int, runner: "PodiumRunner") -> None:
     runner.run()
 
 
-class PodiumRunner(SupervisedConfigRunner):
+class PodiumRunner(PrecisionForward, SupervisedConfigRunner):
     """Supervised runner for `image` → `logits` with `mask` targets (keys are configurable)."""
 
     def __init__(
@@ -162,6 +163,9 @@ class PodiumRunner(SupervisedConfigRunner):
     def on_experiment_start(self, runner) -> None:
         super().on_experiment_start(runner)
         self.resumption.on_experiment_start(self)
+        precision = getattr(self.engine, "precision", None)
+        if precision is not None and not precision.is_default and self.engine.is_master_process:
+            print(f"=> {precision.describe()}")
 
     def on_stage_start(self, runner) -> None:
         """Resume / warm start; saves the stage's augmentation pipelines into the run directory."""
