@@ -288,7 +288,8 @@ def test_page_text_matches_the_logs(rendered_run):
         "transforms_train.json",
     ):
         assert expected in text
-    # the best epoch is train epoch 2 = the 4th row of each CSV (Catalyst's file, read here with csv)
+    # the best epoch is train epoch 2 = the 4th row of each CSV (Catalyst's file, read here with
+    # csv)
     for loader in ("train", "valid"):
         row = csv_rows(run / "logs" / f"{loader}.csv")[3]
         assert row["step"] == 2 and row["dice"] == pytest.approx(
@@ -367,7 +368,7 @@ def test_every_image_decodes_and_the_screenshot_shows_curves(rendered_run):
     assert np.all(shot == MATPLOTLIB_BLUE, axis=-1).sum() > 200
 
 
-# ---------------------------------------------------------------------------- overlays, cv, real run
+# --------------------------------------------------------------------------- overlays, cv, real run
 def test_per_image_scores_rank_the_prediction_overlays(tmp_path):
     run = write_run(tmp_path / "run")
     metrics = json.loads((run / "predictions" / "metrics.json").read_text())
