@@ -281,7 +281,7 @@ def _make_folder(
 ):
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
-    for i, name in enumerate(names):
+    for _i, name in enumerate(names):
         image = _random((16, 20, channels), dtype)
         if ext == "tif":
             tifffile.imwrite(root / "images" / f"{name}.tif", image)

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-import podium  # noqa: F401  (compat first)
+import podium as _podium_compat  # noqa: F401  (compat first)
 from catalyst import dl
 from catalyst.core.callback import Callback, CallbackOrder
 from torch import nn

@@ -360,8 +360,8 @@ def test_every_image_decodes_and_the_screenshot_shows_curves(rendered_run):
     overlay = decoded_png(page.images[alts.index("best 1: a")]["src"])
     assert overlay.size == (24, 32) and overlay.convert("RGB").getpixel((0, 0)) == (250, 10, 10)
     assert "a — dice 0.9500" in page.all_text
-    linked = [l for l in page.links if l.endswith(".png") and not l.startswith("data:")]
-    assert len(linked) == 4 and all((out.parent / l).resolve().is_file() for l in linked)
+    linked = [link for link in page.links if link.endswith(".png") and not link.startswith("data:")]
+    assert len(linked) == 4 and all((out.parent / link).resolve().is_file() for link in linked)
     # Chromium painted the page, the embedded curve PNGs included (matplotlib's blue lines)
     shot = np.asarray(Image.open(screenshot).convert("RGB"))
     assert shot.shape[:2] == (3000, 1400) and shot.std() > 20

@@ -147,8 +147,8 @@ def _resize_any(array: np.ndarray, size, interpolation: int) -> np.ndarray:
     if array.shape[:2] == tuple(size):
         return array.copy()
     dtype = array.dtype
-    if dtype == bool or dtype in (np.int64, np.uint32, np.uint64, np.int8):
-        work = array.astype(np.int32 if dtype != bool else np.uint8)
+    if dtype == np.bool_ or dtype in (np.int64, np.uint32, np.uint64, np.int8):
+        work = array.astype(np.int32 if dtype != np.bool_ else np.uint8)
         return _resize(work, size, cv2.INTER_NEAREST_EXACT).astype(dtype)
     return _resize(array, size, interpolation)
 

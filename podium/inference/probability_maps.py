@@ -68,7 +68,7 @@ def write_probability_map(
     folder = Path(folder)
     _write_manifest(folder, classes)
     quantised = np.rint(np.clip(probabilities, 0.0, 1.0) * SCALE).astype(np.uint8)
-    for c, class_name in enumerate(classes):
+    for c, _class_name in enumerate(classes):
         write_image(_png_path(folder, classes, c, name), quantised[c])
 
 
