@@ -155,7 +155,8 @@ def main(argv=None) -> int:
             log = os.path.join(tmp, f"{name}.log")
             results[name] = peak_rss_mb(command, log)
             print(
-                f"  {name}: {results[name]['peak_rss_mb']:.0f} MB in {results[name]['seconds']:.1f}s",
+                f"  {name}: {results[name]['peak_rss_mb']:.0f} MB "
+                f"in {results[name]['seconds']:.1f}s",
                 file=sys.stderr,
             )
             if results[name]["returncode"] != 0:
@@ -176,7 +177,8 @@ def main(argv=None) -> int:
         "peak_rss": results,
         "load_average_1_5_15_before": list(load_before),
         "load_average_1_5_15_after": list(load_after),
-        "note": "peak resident set size of each command's own process (os.wait4 ru_maxrss); host memory only",
+        "note": "peak resident set size of each command's "
+        "own process (os.wait4 ru_maxrss); host memory only",
     }
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as handle:

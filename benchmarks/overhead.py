@@ -303,7 +303,8 @@ def run_podium(runner, record: bool = False, parts: bool = False) -> dict:
     runner.fingerprints = [] if record else None
     if parts:
         runner.parts, runner.outside = Parts(), Parts()
-    gc.collect()  # the previous runs' garbage (an earlier runner: model, optimizer) is not this run's cost
+    # the previous runs' garbage (an earlier runner: model, optimizer) is not this run's cost
+    gc.collect()
     start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # the console logger: keep stdout parseable
         runner.run()
@@ -647,8 +648,10 @@ def main(argv=None) -> int:
             hand_runs.append(fresh_process("hand", options, tmp))
             early_runs.append(fresh_process(HAND_ZERO_EARLY, options, tmp))
             print(
-                f"  repeat {repeat + 1}/{options.repeats}: podium {podium_runs[-1]['train_s']:.2f}s "
-                f"(cpu {podium_runs[-1]['train_cpu_s']:.2f}s, whole run {podium_runs[-1]['run_s']:.2f}s)  "
+                f"  repeat {repeat + 1}/{options.repeats}: "
+                f"podium {podium_runs[-1]['train_s']:.2f}s "
+                f"(cpu {podium_runs[-1]['train_cpu_s']:.2f}s, "
+                f"whole run {podium_runs[-1]['run_s']:.2f}s)  "
                 f"hand {hand_runs[-1]['train_s']:.2f}s (cpu {hand_runs[-1]['train_cpu_s']:.2f}s)  "
                 f"hand, zero_grad before backward {early_runs[-1]['train_s']:.2f}s",
                 file=sys.stderr,
@@ -694,8 +697,8 @@ def main(argv=None) -> int:
         "podium_outside_train_s_per_epoch": {
             "median": statistics.median(fixed_s) / options.epochs,
             "all": [s / options.epochs for s in fixed_s],
-            "what": "runner.run() minus the train loaders: stage set-up, validation, checkpoints, logs; "
-            "not in the ratio",
+            "what": "runner.run() minus the train loaders: stage set-up, validation, "
+            "checkpoints, logs; not in the ratio",
         },
         "overhead_ms_per_step": 1000
         * (statistics.median(podium_s) - statistics.median(hand_s))
@@ -718,8 +721,9 @@ def main(argv=None) -> int:
             "train_s": {"median": statistics.median(early_s), "all": early_s},
             "podium_ratio": statistics.median(podium_s) / statistics.median(early_s),
             "hand_ratio": statistics.median(hand_s) / statistics.median(early_s),
-            "what": "the hand loop with zero_grad(set_to_none=True) just before backward instead of after the "
-            "step: gradients live through the forward (more peak memory), glibc reuses their blocks",
+            "what": "the hand loop with zero_grad(set_to_none=True) just before backward instead "
+            "of after the step: gradients live through the forward (more peak memory), "
+            "glibc reuses their blocks",
         },
         "goal": GOAL,
         "ok": ratio <= GOAL and same_batches,
@@ -730,7 +734,8 @@ def main(argv=None) -> int:
         },
         "load_average_1_5_15_before": list(load_before),
         "load_average_1_5_15_after": list(load_after),
-        "note": "with a load average above the core count the machine was shared: re-run on an idle machine",
+        "note": "with a load average above the core count the machine was shared: "
+        "re-run on an idle machine",
     }
     if profiled is not None:
         result["profile"] = profiled

@@ -186,7 +186,8 @@ def _row(name, measures, value, relation, goal, load, note, ok=None) -> Dict:
 
 def markdown(rows: List[Dict], when: str, cores: int, quick: bool = False) -> str:
     lines = [
-        f"# Benchmarks ({when}, {cores} cores{', --quick: few repeats, smaller inputs' if quick else ''})",
+        f"# Benchmarks ({when}, "
+        f"{cores} cores{', --quick: few repeats, smaller inputs' if quick else ''})",
         "",
         "| benchmark | measures | value | goal | result | load avg (1 min) | note |",
         "|---|---|---|---|---|---|---|",

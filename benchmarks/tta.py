@@ -19,7 +19,8 @@ Results go to benchmarks/results/tta.json (with the load average: the numbers ar
 meaningful on an otherwise idle machine) and one line per model and method is printed:
 `MODEL METHOD RATIOx`.
 
-    .venv/bin/python benchmarks/tta.py [--models resnet18 efficientnet_b0] [--repeats 5] [--no-memory]
+    .venv/bin/python benchmarks/tta.py [--models resnet18 efficientnet_b0] [--repeats 5] \\
+        [--no-memory]
 """
 
 import argparse
@@ -190,8 +191,9 @@ def main(argv=None) -> int:
         "python": platform.python_version(),
         "load_average_1_5_15_before": list(load_before),
         "load_average_1_5_15_after": list(load_after),
-        "note": "ratios are medians of interleaved runs in one process; with a load average above the "
-        "core count the machine was shared and the numbers are noisy: re-run on an idle machine",
+        "note": "ratios are medians of interleaved runs in one process; "
+        "with a load average above the core count the machine was shared and the numbers are "
+        "noisy: re-run on an idle machine",
         "goal": f"podium_d4 <= {GOAL}x one forward",
         "models": results,
     }

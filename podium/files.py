@@ -78,7 +78,8 @@ def write_json(path, data) -> Path:
 
 
 def write_image(path, image: np.ndarray) -> Path:
-    """Encode `image` in memory by the suffix of `path` (.png, .jpg, .tif), then write it atomically."""
+    """Encode `image` in memory by the suffix of `path` (.png, .jpg, .tif), then write it
+    atomically."""
     path = Path(path)
     ok, encoded = cv2.imencode(path.suffix or ".png", image)
     if not ok:

@@ -129,8 +129,9 @@ def _check_target(target: Any, path: str) -> None:
     dotted = "." in target
     if safe_targets_only() and dotted and target.split(".")[0] not in SAFE_TARGET_PACKAGES:
         raise PodiumError(
-            f'{path} "{target}" is not allowed with PODIUM_SAFE_TARGETS=1 (allowed packages: '
-            f"{', '.join(SAFE_TARGET_PACKAGES)}); configs are code: run this one only if you trust it"
+            f'{path} "{target}" is not allowed with PODIUM_SAFE_TARGETS=1 (allowed '
+            f"packages: {', '.join(SAFE_TARGET_PACKAGES)}); configs are code: "
+            "run this one only if you trust it"
         )
     try:  # dotted names are imported; short ones are Catalyst's registered names
         return REGISTRY.get(target)

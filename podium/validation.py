@@ -90,7 +90,8 @@ def check_probability(value, key: str, interval: str = "[0, 1]", note: str = "")
 
 
 def check_bool(value, key: str, note: str = "") -> bool:
-    """`value` if it is true or false (not 0 / 1 / "yes"); else "<key> must be true or false<note>"."""
+    """`value` if it is true or false (not 0 / 1 / "yes"); else "<key> must be true or
+    false<note>"."""
     if not isinstance(value, bool):
         _fail(value, key, f"true or false{note}")
     return value

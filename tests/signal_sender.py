@@ -12,8 +12,9 @@ from catalyst.core.callback import Callback, CallbackOrder
 
 
 class SendSignal(Callback):
-    """Once per `once_file`: `count` signals `signum` at batch `batch` of `loader` in `stage`/`epoch`; with
-    `during_save`, instead while that epoch's first checkpoint file is being written."""
+    """Once per `once_file`: `count` signals `signum` at batch `batch` of `loader` in
+    `stage`/`epoch`; with `during_save`, instead while that epoch's first checkpoint file is being
+    written."""
 
     def __init__(
         self,

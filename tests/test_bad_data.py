@@ -50,7 +50,8 @@ def test_corrupt_image(root):
     (root / "images" / "c.png").write_bytes(b"\x89PNG garbage")
     with pytest.raises(
         PodiumError,
-        match=r"cannot decode image file .*images/c\.png \(corrupt or truncated\); expected a readable PNG, JPEG or TIFF",
+        match=r"cannot decode image file .*images/c\.png \(corrupt or truncated\); "
+        r"expected a readable PNG, JPEG or TIFF",
     ):
         ImageFolderDataset(root, ["c"])[0]
 
@@ -83,7 +84,8 @@ def test_mask_size_differs(root):
     cv2.imwrite(str(root / "masks" / "a.png"), np.zeros((10, 20), np.uint8))
     with pytest.raises(
         PodiumError,
-        match=r"mask .*masks/a\.png is 20×10 but image .*images/a\.png is 20×16; expected the same size",
+        match=r"mask .*masks/a\.png is 20×10 but image "
+        r".*images/a\.png is 20×16; expected the same size",
     ):
         ImageFolderDataset(root, ["a"])[0]
 
@@ -94,7 +96,8 @@ def test_mask_value_not_below_num_classes(root):
     cv2.imwrite(str(root / "masks" / "b.png"), mask)
     with pytest.raises(
         PodiumError,
-        match=r"mask .*masks/b\.png has values 0\.\.7 but num_classes is 3; expected class indices 0\.\.2",
+        match=r"mask .*masks/b\.png has values 0\.\.7 but num_classes is 3; "
+        r"expected class indices 0\.\.2",
     ):
         ImageFolderDataset(root, ["b"], num_classes=3)[0]
 
@@ -125,7 +128,8 @@ def test_multilabel_mask_channel_count(root):
     (root / "masks" / "a.png").unlink()
     with pytest.raises(
         PodiumError,
-        match=r"mask .*masks/a\.tif has 2 channel\(s\) but num_classes is 3; expected one channel per class",
+        match=r"mask .*masks/a\.tif has 2 channel\(s\) but num_classes is 3; "
+        r"expected one channel per class",
     ):
         ImageFolderDataset(root, ["a"], num_classes=3, target="multilabel")[0]
 
@@ -247,6 +251,7 @@ def test_exclusion_list_for_prediction_and_missing_file(root):
     ]
     with pytest.raises(
         PodiumError,
-        match=r"exclusion list .*nope\.txt does not exist; expected a text file with one image name per line",
+        match=r"exclusion list .*nope\.txt does not exist; "
+        r"expected a text file with one image name per line",
     ):
         build_segmentation_datasets(root, exclude="nope.txt")

@@ -425,7 +425,8 @@ CONFIG_CASES = {
         None,
         ["--stages/warmup/callbacks/scheduler/_target_=catalyst.callbacks.SchedulerCallback:str"],
         [
-            "stages/warmup/callbacks/scheduler (SchedulerCallback) needs a `scheduler:` block in stage warmup"
+            "stages/warmup/callbacks/scheduler (SchedulerCallback) "
+            "needs a `scheduler:` block in stage warmup"
         ],
     ),
     "optimizer_callback_without_optimizer": (
@@ -771,13 +772,13 @@ def test_metric_key_the_loader_does_not_log(tmp_path, tiny):
     [
         (
             "--stages/warmup/callbacks/optimizer/metric_key=losss:str",
-            'stages/warmup/callbacks/optimizer/metric_key names "losss", which no callback logged for loader train '
-            '(did you mean "loss"?)',
+            'stages/warmup/callbacks/optimizer/metric_key names "losss", '
+            'which no callback logged for loader train (did you mean "loss"?)',
         ),
         (
             "--stages/warmup/callbacks/loss/metrics={'loss_bce': 1.0, 'loss_dcie': 1.0}:dict",
-            'stages/warmup/callbacks/loss/metrics names "loss_dcie", which no callback logged for loader train '
-            '(did you mean "loss_dice"?)',
+            'stages/warmup/callbacks/loss/metrics names "loss_dcie", '
+            'which no callback logged for loader train (did you mean "loss_dice"?)',
         ),
     ],
     ids=["optimizer", "aggregation"],
@@ -1092,7 +1093,7 @@ def test_checkpoint(case, tmp_path, capsys, run_dir, tiny, predictions):
     assert snapshot(predictions, run_dir) == before
 
 
-# ---------------------------------------------------------------------------- predict & other commands
+# ------------------------------------------------------------------------- predict & other commands
 def test_cli_predict_out_is_a_file(tmp_path, run_dir, tiny):
     out = tmp_path / "predictions.csv"
     out.write_text("ImageId,EncodedPixels\n")

@@ -27,7 +27,8 @@ def test_read_checkpoint_and_model_weights(tmp_path):
         assert sorted(weights) == ["bias", "weight"]
     with pytest.raises(
         PodiumError,
-        match=r"^--resume checkpoint .*bare.pth is not a Catalyst checkpoint \(no model_state_dict\)$",
+        match=r"^--resume checkpoint .*bare.pth is not "
+        r"a Catalyst checkpoint \(no model_state_dict\)$",
     ):
         checkpoints.read_checkpoint(bare, "--resume checkpoint")
 
@@ -41,7 +42,8 @@ def test_missing_truncated_foreign_and_code_files(tmp_path):
     truncated.write_bytes(good.read_bytes()[:40])
     with pytest.raises(
         PodiumError,
-        match=r"truncated.pth cannot be read \(truncated or not a torch file\): .*; expected a complete .pth file$",
+        match=r"truncated.pth cannot be read \(truncated or not a torch file\): .*; "
+        r"expected a complete .pth file$",
     ):
         checkpoints.read(truncated)
     png = tmp_path / "image.pth"

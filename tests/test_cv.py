@@ -392,7 +392,8 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigterm_stops_the_training_process(tmp_path):
-    """`kill <podium cv>` must not leave catalyst-dl training: run_child stops it, then re-raises."""
+    """`kill <podium cv>` must not leave catalyst-dl training: run_child stops it, then
+    re-raises."""
     pid_file = tmp_path / "pid"
     previous = signal.getsignal(signal.SIGTERM)
 
@@ -473,7 +474,8 @@ def test_ctrl_c_in_a_fold_is_one_line_from_podium_cv(cv_run, tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_training_process_dies_with_a_killed_parent(tmp_path):
-    """SIGKILL of podium cv (no handler runs): Linux SIGTERMs the training process (PR_SET_PDEATHSIG)."""
+    """SIGKILL of podium cv (no handler runs): Linux SIGTERMs the training process
+    (PR_SET_PDEATHSIG)."""
     pid_file = tmp_path / "pid"
     preexec = cv_cli._parent_death_signal()
     parent = os.fork()

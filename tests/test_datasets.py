@@ -1,4 +1,5 @@
-"""podium.datasets: readers, normalisation, transforms from YAML, splits, the image-folder dataset."""
+"""podium.datasets: readers, normalisation, transforms from YAML, splits, the image-folder
+dataset."""
 
 import albumentations as A
 import cv2
@@ -280,7 +281,7 @@ def _make_folder(
 ):
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
-    for i, name in enumerate(names):
+    for _i, name in enumerate(names):
         image = _random((16, 20, channels), dtype)
         if ext == "tif":
             tifffile.imwrite(root / "images" / f"{name}.tif", image)
@@ -468,7 +469,8 @@ def test_side_by_side_in_a_subfolder_with_own_suffix(tmp_path):
         )
     with pytest.raises(
         PodiumError,
-        match=r"no image files in .*empty; expected images/NAME.ext \+ masks/NAME.png, or NAME.ext \+ NAME_mask.png",
+        match=r"no image files in .*empty; expected images/NAME.ext \+ masks/NAME.png, "
+        r"or NAME.ext \+ NAME_mask.png",
     ):
         (tmp_path / "empty").mkdir()
         ImageFolderDataset(tmp_path / "empty", ["a"])

@@ -1,4 +1,5 @@
-"""Ensembles vs numpy by hand, post-processing vs hand-made masks (and scipy), probability-map PNGs."""
+"""Ensembles vs numpy by hand, post-processing vs hand-made masks (and scipy), probability-map
+PNGs."""
 
 import json
 

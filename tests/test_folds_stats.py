@@ -1,4 +1,5 @@
-"""`podium folds` and `podium stats` on small synthetic folders (8- and 16-bit), checked against numpy."""
+"""`podium folds` and `podium stats` on small synthetic folders (8- and 16-bit), checked against
+numpy."""
 
 import json
 

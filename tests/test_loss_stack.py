@@ -144,7 +144,7 @@ def test_total_is_the_weighted_sum_of_terms(runs):
     train_batches = stack.batches[:4]
     assert all(b["loss"].requires_grad for b in train_batches)  # what OptimizerCallback uses
     sizes = [4, 4, 4, 2]
-    for (loader, epoch), start in zip(stack.epochs[::2], (0, 6)):  # train loaders (4 + 2 batches)
+    for (_loader, epoch), start in zip(stack.epochs[::2], (0, 6)):  # train loaders (4 + 2 batches)
         batches = stack.batches[start : start + 4]
         for key in ("loss_bce", "loss_dice", "loss"):
             mean = sum(float(b[key].detach()) * n for b, n in zip(batches, sizes)) / sum(sizes)
@@ -295,7 +295,10 @@ def test_loader_means_are_pooled_over_ddp_ranks_by_sample_count():
         return runner.loader_metrics
 
     g = torch.Generator().manual_seed(0)
-    make = lambda n: (torch.randn(n, 3, generator=g), torch.randn(n, 3, generator=g))
+
+    def make(n):
+        return torch.randn(n, 3, generator=g), torch.randn(n, 3, generator=g)
+
     batches_b = [make(5)]
     batches_a = [make(2), make(3), make(1)]
     engine_b = Engine()

@@ -486,7 +486,7 @@ def test_centernet_focal_matches_numpy():
     assert torch.isfinite(value) and torch.isfinite(grad).all()
 
 
-# ---------------------------------------------------------------------------- edge cases, all losses
+# --------------------------------------------------------------------------- edge cases, all losses
 def segmentation_losses():
     return {
         "bce": (L.SoftBCEWithLogitsLoss(smooth_factor=0.05, ignore_index=IGNORE), "binary"),

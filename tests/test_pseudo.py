@@ -1,5 +1,5 @@
-"""Self-training: `podium pseudo-label` (soft maps = the ensemble's p × 255, negative mining, manifest),
-soft-labeled data (`data: {soft_labels: ...}`) and the loss stack's hard / soft terms.
+"""Self-training: `podium pseudo-label` (soft maps = the ensemble's p × 255, negative mining,
+manifest), soft-labeled data (`data: {soft_labels: ...}`) and the loss stack's hard / soft terms.
 
 The pseudo-label tests use the trained nuclei run (session fixture) as two folds of a cv run
 directory; the data and loss tests use tiny hand-made folders and a one-layer model.
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-import podium  # noqa: F401  (compat first)
+import podium as _podium_compat  # noqa: F401  (compat first)
 from catalyst import dl
 from catalyst.core.callback import Callback, CallbackOrder
 from torch import nn

@@ -36,7 +36,8 @@ def fake_python(folder: Path, name: str, version: str | None) -> Path:
             'if [ "$1 $2" = "-m venv" ]; then\n'
             '  /bin/mkdir -p "$3/bin"\n'
             "  for tool in python pip; do\n"
-            f'    printf \'#!/bin/sh\\necho "%s $*" >> "%s/calls.log"\\n\' "$tool" "$3" > "$3/bin/$tool"\n'
+            '    printf \'#!/bin/sh\\necho "%s $*" >> '
+            '"%s/calls.log"\\n\' "$tool" "$3" > "$3/bin/$tool"\n'
             '    /bin/chmod +x "$3/bin/$tool"\n'
             "  done\n"
             f'  echo "venv by {name} {version}" > "$3/made-by"\n'

@@ -288,7 +288,8 @@ def test_page_text_matches_the_logs(rendered_run):
         "transforms_train.json",
     ):
         assert expected in text
-    # the best epoch is train epoch 2 = the 4th row of each CSV (Catalyst's file, read here with csv)
+    # the best epoch is train epoch 2 = the 4th row of each CSV (Catalyst's file, read here with
+    # csv)
     for loader in ("train", "valid"):
         row = csv_rows(run / "logs" / f"{loader}.csv")[3]
         assert row["step"] == 2 and row["dice"] == pytest.approx(
@@ -359,15 +360,15 @@ def test_every_image_decodes_and_the_screenshot_shows_curves(rendered_run):
     overlay = decoded_png(page.images[alts.index("best 1: a")]["src"])
     assert overlay.size == (24, 32) and overlay.convert("RGB").getpixel((0, 0)) == (250, 10, 10)
     assert "a — dice 0.9500" in page.all_text
-    linked = [l for l in page.links if l.endswith(".png") and not l.startswith("data:")]
-    assert len(linked) == 4 and all((out.parent / l).resolve().is_file() for l in linked)
+    linked = [link for link in page.links if link.endswith(".png") and not link.startswith("data:")]
+    assert len(linked) == 4 and all((out.parent / link).resolve().is_file() for link in linked)
     # Chromium painted the page, the embedded curve PNGs included (matplotlib's blue lines)
     shot = np.asarray(Image.open(screenshot).convert("RGB"))
     assert shot.shape[:2] == (3000, 1400) and shot.std() > 20
     assert np.all(shot == MATPLOTLIB_BLUE, axis=-1).sum() > 200
 
 
-# ---------------------------------------------------------------------------- overlays, cv, real run
+# --------------------------------------------------------------------------- overlays, cv, real run
 def test_per_image_scores_rank_the_prediction_overlays(tmp_path):
     run = write_run(tmp_path / "run")
     metrics = json.loads((run / "predictions" / "metrics.json").read_text())

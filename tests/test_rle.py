@@ -74,13 +74,15 @@ def test_round_trip_voc_class_masks(voc_masks):
 def test_overrun_names_image_and_amount():
     with pytest.raises(
         PodiumError,
-        match=r"RLE of img7\.jpg overruns the image by 3 pixel\(s\): run 2 starts at pixel 18 with length 6 .*4×5 image has 20 pixels",
+        match=r"RLE of img7\.jpg overruns the image by 3 pixel\(s\): "
+        r"run 2 starts at pixel 18 with length 6 .*4×5 image has 20 pixels",
     ):
         rle_decode("1 2 18 6", (4, 5), name="img7.jpg")
 
 
 def test_overrun_by_one_pixel_is_an_error_and_ending_on_the_last_pixel_is_not():
-    # 4×5 = 20 pixels: "17 5" (pixels 17..21) overruns by exactly one; "17 4" (17..20) ends on the last pixel
+    # 4×5 = 20 pixels: "17 5" (pixels 17..21) overruns by exactly one; "17 4" (17..20) ends on the
+    # last pixel
     with pytest.raises(
         PodiumError,
         match=r"overruns the image by 1 pixel\(s\): run 1 starts at pixel 17 with length 5",
@@ -88,7 +90,8 @@ def test_overrun_by_one_pixel_is_an_error_and_ending_on_the_last_pixel_is_not():
         rle_decode("17 5", (4, 5))
     with pytest.raises(
         PodiumError,
-        match=r"RLE of a overruns the image by 1 pixel\(s\): run 2 starts at pixel 20 with length 2",
+        match=r"RLE of a overruns the image by 1 pixel\(s\): "
+        r"run 2 starts at pixel 20 with length 2",
     ):
         rle_decode("1 1 20 2", (4, 5), name="a")
     expected = np.zeros((4, 5), np.uint8)

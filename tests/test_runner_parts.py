@@ -1,7 +1,5 @@
 """The runner's collaborators alone: augmentation seeds, stage data, logger dirs (no training)."""
 
-from types import SimpleNamespace
-
 import albumentations as A
 import numpy as np
 import pytest

@@ -1,5 +1,5 @@
-"""Submission CSV: RLE round trips on the real nuclei masks, Kaggle layouts read back by podium's own
-RLE table reader, empty values, deterministic order, sharded parts merged = one writer."""
+"""Submission CSV: RLE round trips on the real nuclei masks, Kaggle layouts read back by podium's
+own RLE table reader, empty values, deterministic order, sharded parts merged = one writer."""
 
 import csv
 import random

@@ -201,7 +201,7 @@ def test_preset_and_podium_transform_errors(spec, message):
         build_transforms(spec)
 
 
-# ---------------------------------------------------------------- podium transforms by name, serialised
+# ------------------------------------------------------------ podium transforms by name, serialised
 def test_podium_transforms_by_name_and_serialisation():
     compose = build_transforms(
         [
@@ -368,7 +368,8 @@ def test_seeded_workers_reproducible_and_distinct():
         torch.testing.assert_close(a, b)  # same seed → same augmented batches
     assert not torch.equal(first[0], other[0])  # another seed → other augmentations
     assert not torch.equal(first[0], first[1])  # epochs differ
-    # every item is the same image, so only augmentation differs; worker 0 makes batch 0, worker 1 batch 1
+    # every item is the same image, so only augmentation differs; worker 0 makes batch 0, worker 1
+    # batch 1
     assert not torch.equal(first[0][0:2], first[0][2:4])
 
 

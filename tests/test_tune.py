@@ -81,7 +81,8 @@ def test_seed_and_storage_flags(monkeypatch):
     args, unknown = parse("--config", "x.yml", "--seed", 7, "--storage", "sqlite:///a.db")
     assert (args.seed, args.storage, unknown) == (7, "sqlite:///a.db", [])
     assert parse("--config", "x.yml")[0].seed is None  # the config's args/seed then (else 42)
-    # Catalyst's own parser: no --seed (left to the config parser, which cannot read it), --storage an int
+    # Catalyst's own parser: no --seed (left to the config parser, which cannot read it), --storage
+    # an int
     monkeypatch.setattr(tune, "build_args", tune.build_args.__wrapped__)
     args, unknown = parse("--config", "x.yml", "--seed", 7)
     assert not hasattr(args, "seed") and unknown == ["--seed", "7"]
@@ -138,7 +139,8 @@ def test_a_config_without_the_pruning_callback_fails_before_training(tmp_path, m
 
 
 def test_each_trial_gets_its_values_its_logdir_and_a_seed(tmp_path, monkeypatch):
-    """The objective up to the runner (recorded instead of built), for a config without args/seed."""
+    """The objective up to the runner (recorded instead of built), for a config without
+    args/seed."""
     built = []
 
     def record(expdir, config):

@@ -1,5 +1,5 @@
-"""`podium tune-postprocess` on synthetic probability maps whose best threshold / min-size per class is
-known by construction; the YAML edit keeps the rest of the file; bad input is one error line."""
+"""`podium tune-postprocess` on synthetic probability maps whose best threshold / min-size per class
+is known by construction; the YAML edit keeps the rest of the file; bad input is one error line."""
 
 import cv2
 import numpy as np
@@ -38,7 +38,8 @@ def _object(truth, prob, y, x, h, w, rim, halo):
 
 
 def _class_maps(index, rim, halo, noise, objects):
-    """(truth, probabilities) H×W of one class: `objects` (h, w) boxes, a noise blob of `noise` pixels.
+    """(truth, probabilities) H×W of one class: `objects` (h, w) boxes, a noise blob of `noise`
+    pixels.
 
     By construction the best threshold lies between halo and rim and the best min-size between
     the noise blob and the smallest object; image 0 has no object (only noise)."""
@@ -55,7 +56,8 @@ def _class_maps(index, rim, halo, noise, objects):
 
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory):
-    """6 images: best threshold 0.4 (rim 0.42, halo 0.38), best min-size 16 (noise 9 px, smallest object 40)."""
+    """6 images: best threshold 0.4 (rim 0.42, halo 0.38), best min-size 16 (noise 9 px, smallest
+    object 40)."""
     root = tmp_path_factory.mktemp("tune") / "data"
     maps = root.parent / "probabilities"
     (root / "images").mkdir(parents=True)
@@ -145,7 +147,8 @@ def test_in_place_without_split_and_iou(tmp_path, binary, capsys):
 
 
 def test_multilabel_from_a_kaggle_csv_tunes_each_class(tmp_path):
-    """Class Fish as above (0.4, 16); class Flower: rim 0.62 / halo 0.58 → 0.6, noise 30 px, objects >= 100 px → 64."""
+    """Class Fish as above (0.4, 16); class Flower: rim 0.62 / halo 0.58 → 0.6, noise 30 px, objects
+    >= 100 px → 64."""
     root, maps = tmp_path / "data", tmp_path / "probabilities"
     (root / "images").mkdir(parents=True)
     names = [f"img{i}" for i in range(4)]
@@ -177,9 +180,9 @@ def test_multilabel_from_a_kaggle_csv_tunes_each_class(tmp_path):
 
 
 def test_multiclass_tunes_the_foreground_classes(tmp_path):
-    """Class 1: a weak false region (p1 = 0.45, still the argmax) → threshold 0.5; class 2: 4-px false blobs,
-    25-px objects → min-size 8. Ties go to the smaller min-size and the threshold nearest 0 (plain argmax),
-    which the default multiclass grid (0,0.3:0.7:0.05) includes."""
+    """Class 1: a weak false region (p1 = 0.45, still the argmax) → threshold 0.5; class 2: 4-px
+    false blobs, 25-px objects → min-size 8. Ties go to the smaller min-size and the threshold
+    nearest 0 (plain argmax), which the default multiclass grid (0,0.3:0.7:0.05) includes."""
     root, maps = tmp_path / "data", tmp_path / "probabilities"
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
@@ -210,7 +213,8 @@ def test_multiclass_tunes_the_foreground_classes(tmp_path):
 
 
 def test_tuner_scores_equal_postprocess_then_dice(tmp_path):
-    """The blob bookkeeping of `tune` gives the same per-image Dice as PostProcess + counting pixels."""
+    """The blob bookkeeping of `tune` gives the same per-image Dice as PostProcess + counting
+    pixels."""
     rng = np.random.default_rng(0)
     probs = [
         cv2.GaussianBlur(
@@ -297,7 +301,8 @@ def test_yaml_block_edit_keeps_the_rest():
     assert (
         kept
         and text
-        == "postprocess:\n  threshold: [0.4, 0.6]\n  min_size: 3\n  fill_holes: false\n# next\nb: 2\n"
+        == "postprocess:\n  threshold: [0.4, 0.6]\n  min_size: "
+        "3\n  fill_holes: false\n# next\nb: 2\n"
     )
     appended, kept = replace_yaml_block("a: 1  # one\n", "postprocess", {"threshold": 0.5})
     assert kept and appended == "a: 1  # one\n\npostprocess:\n  threshold: 0.5\n"

@@ -97,7 +97,8 @@ def test_check_probability_bool_and_choice():
         check_probability(0, "--negative-threshold", "(0, 1]")
     with pytest.raises(
         PodiumError,
-        match=r"^postprocess threshold must be a probability in \[0, 1\] \(or a list of them\), got 2$",
+        match=r"^postprocess threshold must be a probability "
+        r"in \[0, 1\] \(or a list of them\), got 2$",
     ):
         check_probability(2, "postprocess threshold", note=" (or a list of them)")
     assert check_bool(False, "progress") is False
@@ -107,6 +108,6 @@ def test_check_probability_bool_and_choice():
     with pytest.raises(PodiumError) as error:
         check_choice("powr", ["mean", "power"], "ensemble method")
     assert (
-        str(error.value)
-        == "ensemble method 'powr' is not supported (did you mean \"power\"?); expected one of: mean, power"
+        str(error.value) == "ensemble method 'powr' is not supported (did "
+        'you mean "power"?); expected one of: mean, power'
     )

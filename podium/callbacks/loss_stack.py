@@ -91,7 +91,8 @@ class LossTerm:
     def __call__(
         self, batch: Mapping[str, Any], rows: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
-        """The criterion on the batch, or on the samples where `rows` (bool, one per sample) is true."""
+        """The criterion on the batch, or on the samples where `rows` (bool, one per sample) is
+        true."""
 
         def take(key):
             value = batch[key]
@@ -163,7 +164,8 @@ def _group_keys(
     for name in terms:
         if name in keys:
             raise PodiumError(
-                f"loss term {name}: the name is taken by the logged sum {keys[name]}; rename the term"
+                f"loss term {name}: the name is taken by the "
+                f"logged sum {keys[name]}; rename the term"
             )
     return keys
 
@@ -220,8 +222,9 @@ class LossStackCallback(ICriterionCallback):
             return {"all": None}
         if self.sample_key not in batch:
             raise PodiumError(
-                f"LossStackCallback: batch has no key {self.sample_key!r} (sample_key) for the terms with "
-                f"samples: hard|soft; it has: {', '.join(batch)} (soft flags come with data/soft_labels)"
+                f"LossStackCallback: batch has no key {self.sample_key!r} "
+                "(sample_key) for the terms with samples: hard|soft; "
+                f"it has: {', '.join(batch)} (soft flags come with data/soft_labels)"
             )
         flag = torch.as_tensor(batch[self.sample_key])
         if flag.dim() != 1 or flag.shape[0] != batch_size:

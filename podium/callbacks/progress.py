@@ -184,7 +184,9 @@ class ProgressPlotCallback(Callback):
         try:
             self._save(runner)
         except Exception as error:  # never hide the run's own exception behind a plot error
-            warnings.warn(f"ProgressPlotCallback: could not draw the final plot: {error}")
+            warnings.warn(
+                f"ProgressPlotCallback: could not draw the final plot: {error}", stacklevel=2
+            )
 
     def _save(self, runner: "IRunner") -> None:
         png, state = self._paths(runner)

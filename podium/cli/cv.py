@@ -1,8 +1,10 @@
 """`podium cv`: k-fold cross-validation of a training config, with out-of-fold (OOF) predictions.
 
     podium folds data/nuclei --k 5 --out data/nuclei/folds.csv
-    podium cv --config configs/nuclei/unet_resnet18.yml --folds data/nuclei/folds.csv --out logs/nuclei_cv
-    podium cv --config a.yml b.yml --folds folds.csv --only 0,2 --tta d4 --stages/train/num_epochs=20:int
+    podium cv --config configs/nuclei/unet_resnet18.yml --folds data/nuclei/folds.csv \\
+        --out logs/nuclei_cv
+    podium cv --config a.yml b.yml --folds folds.csv --only 0,2 --tta d4 \\
+        --stages/train/num_epochs=20:int
 
 For each fold k of --folds (or of --only), in order:
 1. `catalyst-dl run` in a child process, so all its memory (GPU included) is freed when it
@@ -63,7 +65,8 @@ LOCK = ".cv.lock"
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "cv",
-        help="k-fold cross-validation: trains every fold (a child process each), out-of-fold maps, cv_summary.csv",
+        help="k-fold cross-validation: trains every fold (a child process each), "
+        "out-of-fold maps, cv_summary.csv",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
@@ -99,8 +102,9 @@ def register(subparsers) -> None:
         "--predict-config",
         type=Path,
         metavar="YAML",
-        help="inference YAML whose tta, tiles, batch_size, postprocess, outputs/submission … the OOF "
-        "predictions and `podium submit` use (its models, data and out are set by podium cv)",
+        help="inference YAML whose tta, tiles, batch_size, postprocess, "
+        "outputs/submission … the OOF predictions and `podium submit` use (its models, "
+        "data and out are set by podium cv)",
     )
     parser.add_argument("--seed", type=int, help="catalyst-dl run --seed (default: Catalyst's, 42)")
     parser.set_defaults(func=run, overrides=[])
@@ -152,8 +156,8 @@ def run(args) -> int:
                 "podium cv",
                 stop,
                 f"in fold {fold}" if fold is not None else "before the first fold",
-                f"{kept} in {run_dir}; continue with the same command, which trains the unfinished folds: "
-                f"{interrupts.command_line()}",
+                f"{kept} in {run_dir}; continue with the same command, "
+                f"which trains the unfinished folds: {interrupts.command_line()}",
             )
     summary = cv_runs.write_summary(run_dir)
     print(_report(run_dir, summary))
@@ -166,17 +170,20 @@ def read_folds(path):
     path = Path(path)
     if not path.is_file():
         raise PodiumError(
-            f"folds file {path} does not exist; expected a CSV with columns name,fold (podium folds writes one)"
+            f"folds file {path} does not exist; expected a CSV with columns "
+            "name,fold (podium folds writes one)"
         )
     table = read_split(str(path.parent), path.name)
     if "fold" not in table.columns:
         raise PodiumError(
-            f"folds file {path} has no fold column (columns: {', '.join(map(str, table.columns))}); "
-            f"expected name,fold as `podium folds` writes it"
+            f"folds file {path} has no fold column "
+            f"(columns: {', '.join(map(str, table.columns))}); "
+            "expected name,fold as `podium folds` writes it"
         )
     if not (table["fold"] >= 0).any():
         raise PodiumError(
-            f"folds file {path} has no fold >= 0; expected folds 0..k-1 (-1 marks rows that always train)"
+            f"folds file {path} has no fold >= 0; "
+            "expected folds 0..k-1 (-1 marks rows that always train)"
         )
     return table
 
@@ -216,8 +223,9 @@ def _check_overrides(overrides: Sequence[str]) -> None:
         )
         if reserved:
             raise PodiumError(
-                f"override {override} is set by podium cv itself (the fold split goes to data/split_file "
-                f"+ data/fold, each fold's logdir to RUN_DIR/fold_<k>); use --folds, --only and --out"
+                f"override {override} is set by podium cv itself (the fold split goes to "
+                "data/split_file + data/fold, each fold's logdir to RUN_DIR/fold_<k>); "
+                "use --folds, --only and --out"
             )
 
 
@@ -238,7 +246,8 @@ def _training_config(configs: Sequence[str], overrides: Sequence[str]) -> Dict[s
 
 
 def _check_data_block(config: Dict[str, Any], configs) -> List[str]:
-    """Stages whose own data block sets split_file / fold (the fold override must reach them too)."""
+    """Stages whose own data block sets split_file / fold (the fold override must reach them
+    too)."""
     stages = config.get("stages") or {}
     blocks = {"data": config.get("data") or {}}
     blocks.update(
@@ -247,18 +256,20 @@ def _check_data_block(config: Dict[str, Any], configs) -> List[str]:
     for where, block in blocks.items():
         if "_target_" in block:
             raise PodiumError(
-                f"{where}/_target_ is {block['_target_']}: podium cv folds the segmentation data block "
-                f"(split_file + fold) and predicts it with podium predict; expected no _target_"
+                f"{where}/_target_ is {block['_target_']}: "
+                "podium cv folds the segmentation data block (split_file + "
+                "fold) and predicts it with podium predict; expected no _target_"
             )
     for name, stage in stages.items():
         if "datasets" in ((stage or {}).get("loaders") or {}):
             raise PodiumError(
-                f"stages/{name}/loaders/datasets builds Catalyst's own datasets, which podium cv cannot "
-                f"fold; expected the data: block (root, split_file, fold)"
+                f"stages/{name}/loaders/datasets builds Catalyst's own datasets, "
+                "which podium cv cannot fold; expected the data: block (root, split_file, fold)"
             )
     if not any(blocks.values()):
         raise PodiumError(
-            f"{', '.join(map(str, configs))} has no data: block; podium cv needs one (data: {{root: DIR}})"
+            f"{', '.join(map(str, configs))} has no data: "
+            "block; podium cv needs one (data: {root: DIR})"
         )
     return [
         name
@@ -271,13 +282,15 @@ def _default_run_dir(config: Dict[str, Any], configs) -> Path:
     logdir = (config.get("args") or {}).get("logdir")
     if not logdir:
         raise PodiumError(
-            f"{', '.join(map(str, configs))} sets no args/logdir; give the run directory with --out RUN_DIR"
+            f"{', '.join(map(str, configs))} sets no args/logdir; "
+            "give the run directory with --out RUN_DIR"
         )
     return Path(f"{str(logdir).rstrip('/')}_cv")
 
 
 def _predict_settings(path: Optional[Path], tta: Optional[str], run_dir: Path) -> Dict[str, Any]:
-    """The inference settings of the OOF maps (and of podium submit): all but models, data and out."""
+    """The inference settings of the OOF maps (and of podium submit): all but models, data and
+    out."""
     settings = load_inference_config(path) if path is not None else {}
     for key in ("models", "data", "out"):
         settings.pop(key, None)
@@ -318,16 +331,17 @@ def _refuse_foreign_dir(run_dir: Path) -> None:
 
 
 def _prepare(run_dir: Path, settings: Dict[str, Any], texts: List[str], folds: bytes) -> None:
-    """A new run: copy configs + folds, write cv.yml. An existing one: the same settings, or an error."""
+    """A new run: copy configs + folds, write cv.yml. An existing one: the same settings, or an
+    error."""
     path = run_dir / cv_runs.SETTINGS
     if path.is_file():
         saved = yaml.safe_load(path.read_text()) or {}
         problem = _difference(run_dir, saved, settings, texts, folds)
         if problem is not None:
             raise PodiumError(
-                f"{run_dir} holds a cross-validation with other settings ({problem}); folds of different "
-                f"settings are not mixed: rerun with the same configs, overrides, --seed, --folds and prediction "
-                f"settings, or give another --out"
+                f"{run_dir} holds a cross-validation with other settings ({problem}); "
+                "folds of different settings are not mixed: rerun with the same configs, "
+                "overrides, --seed, --folds and prediction settings, or give another --out"
             )
         return
     (run_dir / "configs").mkdir(parents=True, exist_ok=True)
@@ -388,7 +402,8 @@ def _run_fold(
     path = cv_runs.fold_dir(run_dir, fold)
     if path.exists():
         print(
-            f"podium cv: {path} has no {cv_runs.DONE} (an interrupted fold): deleted, fold {fold} trains again",
+            f"podium cv: {path} has no {cv_runs.DONE} (an interrupted fold): deleted, "
+            f"fold {fold} trains again",
             flush=True,
         )
         shutil.rmtree(path)
@@ -410,8 +425,8 @@ def _run_fold(
     status = run_child(command)
     if status != 0:
         raise PodiumError(
-            f"fold {fold}: catalyst-dl run failed (exit status {status}, its output is above); fix the "
-            f"cause and run the same command again to resume at fold {fold}"
+            f"fold {fold}: catalyst-dl run failed (exit status {status}, its output is above); "
+            f"fix the cause and run the same command again to resume at fold {fold}"
         )
     trained = time.perf_counter()
     best = cv_runs.best_checkpoint_info(path)
@@ -437,14 +452,15 @@ def _run_fold(
     key = best["selected_by"]["metric"]
     score = f"{key} {metrics[key]:.4f}, " if key in metrics else ""
     print(
-        f"podium cv: fold {fold} done: best epoch {best['best_epoch']} of stage {best['stage']}, {score}"
-        f"OOF Dice {oof.get('oof_dice', float('nan')):.4f} on {len(names)} images",
+        f"podium cv: fold {fold} done: best epoch {best['best_epoch']} of stage {best['stage']}, "
+        f"{score}OOF Dice {oof.get('oof_dice', float('nan')):.4f} on {len(names)} images",
         flush=True,
     )
 
 
 def _write_fold_config(run_dir: Path, fold: int, stages: List[str]) -> Path:
-    """RUN_DIR/configs/cv_fold_<k>.yml: validation = fold k of RUN_DIR/folds.csv (a path absolute to the data root)."""
+    """RUN_DIR/configs/cv_fold_<k>.yml: validation = fold k of RUN_DIR/folds.csv (a path absolute to
+    the data root)."""
     block = {"split_file": str((run_dir / cv_runs.FOLDS).resolve()), "fold": int(fold)}
     overlay: Dict[str, Any] = {"data": dict(block)}
     if stages:
@@ -468,7 +484,8 @@ def _catalyst_dl() -> List[str]:
 
 # ---------------------------------------------------------------------------- child processes
 def run_child(command: Sequence[str], stop_timeout: float = 30.0) -> int:
-    """Run `command` and return its exit status; if this process is interrupted meanwhile, stop it first.
+    """Run `command` and return its exit status; if this process is interrupted meanwhile, stop it
+    first.
 
     On Linux the child also gets SIGTERM if this process dies without a word (SIGKILL), so a
     killed `podium cv` never leaves a training process writing into a fold directory.
@@ -516,4 +533,7 @@ def _report(run_dir: Path, summary: Path) -> str:
         if column and mean.get(column) is not None:
             parts.append(f"{column} {mean[column]:.4f} ± {std[column]:.4f}")
     folds = ", ".join(str(d["fold"]) for d in done)
-    return f"podium cv: {len(done)} finished fold(s) ({folds}) in {run_dir}: {'; '.join(parts)}\nsummary: {summary}"
+    return (
+        f"podium cv: {len(done)} finished fold(s) ({folds}) "
+        f"in {run_dir}: {'; '.join(parts)}\nsummary: {summary}"
+    )

@@ -29,8 +29,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--stratify",
         default="coverage",
         choices=STRATIFY,
-        help="coverage: bins of mask foreground fraction (empty masks apart); classes: class-presence "
-        "combination; none (default coverage)",
+        help="coverage: bins of mask foreground fraction (empty masks apart); classes: "
+        "class-presence combination; none (default coverage)",
     )
     parser.add_argument(
         "--bins", type=int, default=5, help="quantile bins of non-empty coverage (default 5)"
@@ -48,7 +48,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--split",
         default="train",
-        help="with a split column, only these rows are folded; the others get fold -1 (default train)",
+        help="with a split column, only these rows are folded; "
+        "the others get fold -1 (default train)",
     )
     parser.add_argument(
         "--split-file", default="split.csv", help="split file inside DATA (default split.csv)"

@@ -1,4 +1,5 @@
-"""`podium pseudo-label`: soft labels for unlabeled images from a trained fold ensemble (self-training).
+"""`podium pseudo-label`: soft labels for unlabeled images from a trained fold ensemble
+(self-training).
 
     podium pseudo-label --cv logs/nuclei_cv --data data/unlabeled --out data/nuclei_pseudo
     podium pseudo-label --cv logs/nuclei_cv --data data/test --out data/test_pseudo --tta d4 \\
@@ -16,7 +17,8 @@ run`. The ensemble predicts every image of --data (images/ or a plain folder of 
 --negatives N mines negatives: an image with no pixel at p ≥ --negative-threshold is kept as a
 negative (trained as an empty mask), at most N of them, those with the lowest max_prob first;
 the other images without positives are dropped. Without --negatives every image is a soft label.
-Train on labeled + soft-labeled images with `data: {soft_labels: OUT}` (configs/nuclei/self_training.yml).
+Train on labeled + soft-labeled images with `data: {soft_labels: OUT}`
+(configs/nuclei/self_training.yml).
 """
 
 import argparse
@@ -28,7 +30,8 @@ __all__ = ["register", "run"]
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "pseudo-label",
-        help="soft labels (uint8 probabilities) for unlabeled images from a fold ensemble, with negative mining",
+        help="soft labels (uint8 probabilities) for unlabeled "
+        "images from a fold ensemble, with negative mining",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
@@ -62,7 +65,8 @@ def register(subparsers) -> None:
         "--negatives",
         type=int,
         metavar="N",
-        help="keep at most N images without a positive pixel as negatives (empty masks); drop the rest",
+        help="keep at most N images without a positive "
+        "pixel as negatives (empty masks); drop the rest",
     )
     parser.add_argument(
         "--negative-threshold",
@@ -114,8 +118,9 @@ def run(args) -> int:
     )
     counts = settings["counts"]
     print(
-        f"pseudo-labeled {sum(counts.values())} images of {args.data} with {len(settings['models'])} model(s), "
-        f"TTA {settings['tta']}: {counts['soft']} soft, {counts['negative']} negative, {counts['dropped']} dropped"
+        f"pseudo-labeled {sum(counts.values())} images of {args.data} "
+        f"with {len(settings['models'])} model(s), TTA {settings['tta']}: {counts['soft']} "
+        f"soft, {counts['negative']} negative, {counts['dropped']} dropped"
     )
     print(f"soft labels: {args.out}  (train with data: {{soft_labels: {args.out}}})")
     return 0

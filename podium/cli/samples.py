@@ -38,7 +38,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--train-stride",
         type=int,
         default=None,
-        help="stride between training tiles, 8..tile (default 32 for nuclei, 64 for voc and arc2017)",
+        help="stride between training tiles, "
+        "8..tile (default 32 for nuclei, 64 for voc and arc2017)",
     )
     parser.set_defaults(func=run)
     return parser
@@ -63,13 +64,15 @@ def run(args) -> int:
     if "foreground" in summary:
         fg = summary["foreground"]
         print(
-            f"{args.name}: wrote {counts['train']} train + {counts['valid']} valid tiles (tile {summary['tile']}) to "
-            f"{summary['out']}; foreground {fg['image']:.1%} of the image (train tiles {fg['train']:.1%}, valid {fg['valid']:.1%})"
+            f"{args.name}: wrote {counts['train']} train + {counts['valid']} valid tiles "
+            f"(tile {summary['tile']}) to {summary['out']}; foreground {fg['image']:.1%} of the "
+            f"image (train tiles {fg['train']:.1%}, valid {fg['valid']:.1%})"
         )
     else:
         classes = ", ".join(f"{name} {share:.1%}" for name, share in summary["classes"].items())
         print(
-            f"{args.name}: wrote {counts['train']} train + {counts['valid']} valid samples (tile {summary['tile']}) to "
-            f"{summary['out']}; num_classes {summary['num_classes']}; pixels per class present: {classes}"
+            f"{args.name}: wrote {counts['train']} train + {counts['valid']} valid samples "
+            f"(tile {summary['tile']}) to {summary['out']}; "
+            f"num_classes {summary['num_classes']}; pixels per class present: {classes}"
         )
     return 0

@@ -74,14 +74,17 @@ def _report(args, stats) -> int:
     norm = stats["normalize"]
     masks = stats["masks"]
     mask_text = (
-        f", {masks['empty']} of {masks['count']} masks empty, foreground {masks['foreground_fraction']:.1%}"
+        f", {masks['empty']} of {masks['count']} masks empty, "
+        f"foreground {masks['foreground_fraction']:.1%}"
         if masks.get("count")
         else ""
     )
     print(
-        f"wrote {args.out}: {stats['images']} images, {stats['channels']} channel(s) {'/'.join(stats['dtypes'])}, "
-        f"raw mean {_fmt(stats['raw']['mean'])} std {_fmt(stats['raw']['std'])}; normalize "
-        f"{{mode: fixed, max_value: {norm['max_value']:g}, mean: {_fmt(norm['mean'])}, std: {_fmt(norm['std'])}}}{mask_text}"
+        f"wrote {args.out}: {stats['images']} images, {stats['channels']} "
+        f"channel(s) {'/'.join(stats['dtypes'])}, raw mean {_fmt(stats['raw']['mean'])} "
+        f"std {_fmt(stats['raw']['std'])}; normalize {{mode: fixed, "
+        f"max_value: {norm['max_value']:g}, mean: {_fmt(norm['mean'])}, "
+        f"std: {_fmt(norm['std'])}}}{mask_text}"
     )
     return 0
 

@@ -1,7 +1,8 @@
 """`podium submit`: from a finished `podium cv` to a submission, in one command.
 
     podium submit --cv logs/nuclei_cv --data data/test
-    podium submit --cv logs/nuclei_cv --data data/test --tta d4 --checkpoint both --metric iou --out subs/v3
+    podium submit --cv logs/nuclei_cv --data data/test --tta d4 --checkpoint both --metric iou \\
+        --out subs/v3
 
 1. Tunes the post-processing (threshold × min-size per class, `podium tune-postprocess`'s
    search) on the out-of-fold maps RUN_DIR/oof/probabilities of the finished folds against
@@ -54,7 +55,8 @@ MASK_KEYS = (
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "submit",
-        help="after podium cv: tune post-processing on the OOF maps, predict a test folder with the fold ensemble",
+        help="after podium cv: tune post-processing on the OOF maps, "
+        "predict a test folder with the fold ensemble",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
@@ -89,7 +91,8 @@ def register(subparsers) -> None:
         "--aggregate",
         choices=AGGREGATES,
         default="image",
-        help="image: mean of per-image scores, empty vs empty = 1 (default); dataset: pooled pixels",
+        help="image: mean of per-image scores, "
+        "empty vs empty = 1 (default); dataset: pooled pixels",
     )
     parser.add_argument(
         "--thresholds", help="threshold grid (default 0.3:0.7:0.05; multiclass 0,0.3:0.7:0.05)"
@@ -116,7 +119,8 @@ def run(args) -> int:
     folds = cv_runs.finished_folds(run_dir)
     if not folds:
         raise PodiumError(
-            f"{run_dir} has no finished fold (no fold_<k>/{cv_runs.DONE}); run or resume podium cv first"
+            f"{run_dir} has no finished fold (no fold_<k>/{cv_runs.DONE}); "
+            "run or resume podium cv first"
         )
     if not args.data.is_dir():
         raise PodiumError(
@@ -141,7 +145,8 @@ def run(args) -> int:
         run_dir, folds, base.get("postprocess"), thresholds, min_sizes, args.metric, args.aggregate
     )
     print(
-        f"post-processing tuned on {images} out-of-fold images of {len(folds)} fold(s) ({args.metric}, {args.aggregate}):"
+        f"post-processing tuned on {images} out-of-fold images of {len(folds)} fold(s) "
+        f"({args.metric}, {args.aggregate}):"
     )
     print(table)
     if tta != oof_tta:
@@ -156,12 +161,13 @@ def run(args) -> int:
     summary = predict(resolved)
     submission = resolved["outputs"]["submission"]["path"]
     print(
-        f"predicted {summary['images']} images with {len(resolved['models'])} models ({len(folds)} folds × "
-        f"{args.checkpoint}, TTA {tta}) in {summary['seconds']:.1f} s"
+        f"predicted {summary['images']} images with {len(resolved['models'])} models "
+        f"({len(folds)} folds × {args.checkpoint}, TTA {tta}) in {summary['seconds']:.1f} s"
     )
     if "dice" in summary:
         print(
-            f"test Dice {summary['dice_macro']:.4f}  IoU {summary['iou_macro']:.4f} (masks found in {args.data})"
+            f"test Dice {summary['dice_macro']:.4f}  "
+            f"IoU {summary['iou_macro']:.4f} (masks found in {args.data})"
         )
     print(
         f"submission: {submission}\nmasks: {out / 'masks'}\ninference config: {out / 'infer.yml'}"
@@ -173,7 +179,8 @@ def _cv_settings(run_dir: Path) -> Dict[str, Any]:
     path = Path(run_dir) / cv_runs.SETTINGS
     if not path.is_file():
         raise PodiumError(
-            f"{run_dir} is not a podium cv run directory ({path} is missing); expected the --out of podium cv"
+            f"{run_dir} is not a podium cv run directory ({path} is missing); "
+            "expected the --out of podium cv"
         )
     return yaml.safe_load(path.read_text()) or {}
 
@@ -191,7 +198,8 @@ def tune_on_oof(
     mode = truth.target
     if mode not in DEFAULT_THRESHOLDS:
         raise PodiumError(
-            f"podium submit tunes binary, multilabel or multiclass masks; the runs of {run_dir} have target {mode}"
+            "podium submit tunes binary, multilabel or multiclass masks; "
+            f"the runs of {run_dir} have target {mode}"
         )
     if thresholds is None:
         thresholds = parse_grid(DEFAULT_THRESHOLDS[mode], "--thresholds", float)
@@ -250,7 +258,8 @@ def _write_yaml(
     indices = ", ".join(str(cv_runs.fold_index(f)) for f in folds)
     header = (
         f"# written by podium submit: the ensemble of folds {indices} of {run_dir};\n"
-        f"# postprocess tuned on {images} out-of-fold images ({metric}). Rerun: podium predict --config {path}\n"
+        f"# postprocess tuned on {images} out-of-fold images ({metric}). "
+        f"Rerun: podium predict --config {path}\n"
     )
     text = header + yaml.safe_dump(config, sort_keys=False)
     write_atomically(path, lambda tmp: tmp.write_text(text))

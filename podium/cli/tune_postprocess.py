@@ -66,7 +66,8 @@ TUNED = "tuned by podium tune-postprocess"
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "tune-postprocess",
-        help="grid-search threshold x min-size per class on saved probabilities; writes the inference YAML",
+        help="grid-search threshold x min-size per class on saved probabilities; "
+        "writes the inference YAML",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -75,7 +76,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         type=Path,
         required=True,
         metavar="DIR",
-        help="probability maps written by podium predict (NAME.png or CLASS/NAME.png, classes.json)",
+        help="probability maps written by podium predict "
+        "(NAME.png or CLASS/NAME.png, classes.json)",
     )
     parser.add_argument(
         "--data", type=Path, required=True, metavar="DATA", help="data folder with the true masks"
@@ -102,8 +104,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--thresholds",
-        help="comma list of values and START:STOP:STEP ranges, STOP included (default 0.3:0.7:0.05; "
-        "multiclass 0,0.3:0.7:0.05, where 0 is the plain argmax)",
+        help="comma list of values and START:STOP:STEP ranges, "
+        "STOP included (default 0.3:0.7:0.05; multiclass 0,0.3:0.7:0.05, "
+        "where 0 is the plain argmax)",
     )
     parser.add_argument(
         "--min-sizes",
@@ -117,7 +120,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--aggregate",
         default="image",
         choices=AGGREGATES,
-        help="image: mean of per-image scores, empty vs empty = 1 (default); dataset: pooled pixel counts",
+        help="image: mean of per-image scores, "
+        "empty vs empty = 1 (default); dataset: pooled pixel counts",
     )
     parser.add_argument(
         "--config",
@@ -187,14 +191,16 @@ def run(args) -> int:
     print(f"wrote {BLOCK}: {_inline(block)} into {out}")
     if not kept:
         print(
-            f"note: {args.config} could not be edited line by line, so PyYAML rewrote it and its comments were dropped"
+            f"note: {args.config} could not be edited line by line, "
+            "so PyYAML rewrote it and its comments were dropped"
         )
     return 0
 
 
 # ---------------------------------------------------------------------- grids
 def parse_grid(text: str, option: str, kind=float) -> list:
-    """'0.3:0.7:0.05' (STOP included), '0,16,32' or both ('0,0.3:0.7:0.1') → sorted unique values of `kind`."""
+    """'0.3:0.7:0.05' (STOP included), '0,16,32' or both ('0,0.3:0.7:0.1') → sorted unique values of
+    `kind`."""
     what = "probabilities in [0, 1]" if kind is float else "pixel counts >= 0"
     example = "0.3:0.7:0.05 or 0.4,0.5" if kind is float else "0:128:16 or 0,16,32"
     bad = PodiumError(
@@ -238,7 +244,8 @@ class TuneResult:
         self.best = [self._best(k) for k in range(len(classes))]
 
     def _best(self, k: int):
-        """(threshold, min_size, score): highest score; ties → smaller min_size, threshold nearest the default."""
+        """(threshold, min_size, score): highest score; ties → smaller min_size, threshold nearest
+        the default."""
         top = self.scores[k].max()
         candidates = [
             (s, abs(t - self.default_t), t, i, j)
@@ -273,7 +280,8 @@ class TuneResult:
         if len(names) > 1:
             mean = np.mean([b[2] for b in self.best])
             lines.append(
-                f"{'mean':<{width}}  {'':>9}  {'':>8}  {mean:>7.4f}  {np.mean(self.default_scores):>10.4f}"
+                f"{'mean':<{width}}  {'':>9}  {'':>8}  "
+                f"{mean:>7.4f}  {np.mean(self.default_scores):>10.4f}"
             )
         return "\n".join(lines)
 
@@ -311,8 +319,10 @@ def tune(
         truth = load_truth(name)
         if probabilities.shape[0] != truth.shape[0] or probabilities.shape[1:] != truth.shape[1:]:
             raise PodiumError(
-                f"probability map of {name} is {probabilities.shape[0]}×{probabilities.shape[1]}×{probabilities.shape[2]} (C×H×W) "
-                f"but its mask is {truth.shape[0]}×{truth.shape[1]}×{truth.shape[2]}; expected the same classes and size"
+                f"probability map of {name} "
+                f"is {probabilities.shape[0]}×{probabilities.shape[1]}×{probabilities.shape[2]} "
+                f"(C×H×W) but its mask is {truth.shape[0]}×{truth.shape[1]}×{truth.shape[2]}; "
+                "expected the same classes and size"
             )
         argmax = probabilities.argmax(axis=0) if mode == "multiclass" else None
         for k, c in enumerate(classes):
@@ -358,8 +368,9 @@ def _names(args) -> List[str]:
     missing = [n for n in names if n not in present]
     if missing:
         raise PodiumError(
-            f"{len(missing)} of {len(names)} images of split {args.split} have no probability map in {args.probabilities}: "
-            f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; expected NAME.png for each"
+            f"{len(missing)} of {len(names)} images of split {args.split} have no probability map "
+            f"in {args.probabilities}: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; "
+            "expected NAME.png for each"
         )
     return names
 

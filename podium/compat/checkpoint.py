@@ -11,8 +11,9 @@ filesystem has no hard links, copies through the same temp-file-and-rename.
 A write that fails (disk full, quota, a file-size limit) raises `CheckpointWriteError` (a
 PodiumError and an OSError): one line naming the file, instead of torch's
 "[enforce fail at inline_container.cc] unexpected pos" traceback; the previous file stays.
-`load_checkpoint` relied on torch's default for `weights_only`, which `TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`
-(or an older torch) turns off, so a checkpoint could run arbitrary code on load; it now passes
+`load_checkpoint` relied on torch's default for `weights_only`, which
+`TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD` (or an older torch) turns off, so a checkpoint could run
+arbitrary code on load; it now passes
 `weights_only=True` explicitly. Catalyst's own checkpoints (model/criterion/optimizer/scheduler
 state dicts, counters, epoch metrics) are plain containers and load fine that way.
 Reading, with its one-line errors, is in `podium.checkpoints` (`describe_load_error` re-exported).

@@ -1,4 +1,5 @@
-"""`catalyst-dl run` config loading: one clear line for a broken config file, override or `_target_`.
+"""`catalyst-dl run` config loading: one clear line for a broken config file, override or
+`_target_`.
 
 Catalyst parses the YAML files and then builds the runner, engine, model, ... by resolving
 every `_target_`; a syntax error surfaces as a yaml ParserError traceback, a misspelled
@@ -102,8 +103,8 @@ def _check_override(override: str) -> None:
             ast.literal_eval(content)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             raise PodiumError(
-                f"override {override!r}: {content!r} is not a value of type {kind}; expected a Python "
-                f"literal (5, 0.001, True, [0, 1]) or :str"
+                f"override {override!r}: {content!r} is not a value of type {kind}; "
+                "expected a Python literal (5, 0.001, True, [0, 1]) or :str"
             ) from None
 
 
@@ -130,7 +131,10 @@ def _describe(error, configs) -> str:
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     if mark is None:
         return f"config {', '.join(map(str, configs or []))}: invalid YAML: {problem}"
-    return f"config {mark.name}: invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return (
+        f"config {mark.name}: invalid YAML at line {mark.line + 1}, "
+        f"column {mark.column + 1}: {problem}"
+    )
 
 
 def _runner_checked(get_config_runner):

@@ -31,6 +31,7 @@ def check(installed: str = None) -> None:
     if installed is None or _parse(installed) < MIN_VERSION:
         need = ".".join(map(str, MIN_VERSION))
         raise ImportError(
-            f"podium needs tensorboardX >= {need} (found {installed or 'none'}); catalyst's own "
-            f"pin (<2.3) breaks on protobuf >= 4 and numpy 2. Run: pip install 'tensorboardX>={need}'"
+            f"podium needs tensorboardX >= {need} (found {installed or 'none'}); "
+            "catalyst's own pin (<2.3) breaks on protobuf >= 4 and numpy 2. Run: "
+            f"pip install 'tensorboardX>={need}'"
         )

@@ -42,7 +42,8 @@ SUGGEST = "trial.suggest_"
 
 
 def suggest(trial, config: Any, where: str = "") -> Any:
-    """A copy of `config` with every "trial.suggest_..." (or "trial.…") string replaced by its value for `trial`."""
+    """A copy of `config` with every "trial.suggest_..." (or "trial.…") string replaced by its value
+    for `trial`."""
     if isinstance(config, dict):
         return type(config)(
             (key, suggest(trial, value, f"{where}/{key}" if where else str(key)))
@@ -57,14 +58,15 @@ def suggest(trial, config: Any, where: str = "") -> Any:
             return eval(config, {"trial": trial})  # noqa: S307 - Catalyst's syntax: a config is code
         except Exception as error:
             raise PodiumError(
-                f'{where}: cannot evaluate "{config}" ({type(error).__name__}: {error}); expected an '
-                f"expression like trial.suggest_float('lr', 1e-4, 1e-2, log=True)"
+                f'{where}: cannot evaluate "{config}" ({type(error).__name__}: {error}); '
+                "expected an expression like trial.suggest_float('lr', 1e-4, 1e-2, log=True)"
             ) from None
     return config
 
 
 def trial_logdir(config: Dict[str, Any], number: int) -> Optional[str]:
-    """`<args/logdir>/trial_<number>` (None without args/logdir: Catalyst then makes a fresh one)."""
+    """`<args/logdir>/trial_<number>` (None without args/logdir: Catalyst then makes a fresh
+    one)."""
     logdir = (config.get("args") or {}).get("logdir")
     return None if logdir is None else os.path.join(str(logdir), TRIAL_DIR.format(number=number))
 
@@ -101,9 +103,10 @@ def _check_scored(config: Dict[str, Any]) -> None:
             if isinstance(factory, type) and issubclass(factory, OptunaPruningCallback):
                 return
     raise PodiumError(
-        "catalyst-dl tune scores a trial by what catalyst.callbacks.OptunaPruningCallback reports, but no stage "
-        "has one; add to the stage's callbacks: optuna: {_target_: catalyst.callbacks.OptunaPruningCallback, "
-        "loader_key: valid, metric_key: dice, minimize: false}"
+        "catalyst-dl tune scores a trial by what catalyst.callbacks.OptunaPruningCallback "
+        "reports, but no stage has one; add to the stage's callbacks: optuna: {_target_: "
+        "catalyst.callbacks.OptunaPruningCallback, loader_key: valid, metric_key: dice, "
+        "minimize: false}"
     )
 
 
@@ -151,7 +154,8 @@ def main(args, unknown_args):
         score = getattr(trial, "best_score", None)
         if score is None:
             raise PodiumError(
-                f"trial {trial.number} reported no score (did a stage with the OptunaPruningCallback run an epoch?)"
+                f"trial {trial.number} reported no score (did a stage with the "
+                "OptunaPruningCallback run an epoch?)"
             )
         return float(score)
 

@@ -48,7 +48,8 @@ def build_segmentation_datasets(
     on_bad_sample: str = "error",
     soft_labels=None,
 ) -> "OrderedDict[str, ImageFolderDataset]":
-    """train/valid datasets: by the `split` column, or (with `fold`) valid = fold k, train = the rest.
+    """train/valid datasets: by the `split` column, or (with `fold`) valid = fold k, train = the
+    rest.
 
     With `fold` and a file that also has a `split` column, only rows of `train_split` are folded,
     so a held-out test split never leaks into cross-validation. `exclude` (a names file, relative
@@ -107,7 +108,8 @@ def build_segmentation_datasets(
 
 
 def _with_soft_labels(datasets, spec, common) -> "OrderedDict[str, SelfTrainingDataset]":
-    """Soft-labeled images appended to train, read and augmented like it; every loader gets the same keys."""
+    """Soft-labeled images appended to train, read and augmented like it; every loader gets the same
+    keys."""
     train = datasets["train"]
     reading = {
         key: common[key]
@@ -150,7 +152,8 @@ def build_segmentation_dataset(
     exclude: Optional[str] = None,
     on_bad_sample: str = "error",
 ) -> ImageFolderDataset:
-    """One dataset for prediction: a split, the images of a fold, or (neither) every image in the folder.
+    """One dataset for prediction: a split, the images of a fold, or (neither) every image in the
+    folder.
 
     `with_masks=None` uses masks only if every selected image has one (or `masks_csv` is given),
     so unlabeled test folders work.
@@ -229,7 +232,8 @@ def _check_not_empty(names, which, df, fold, exclude=None) -> None:
         where = f" of {df.attrs['path']}" if df is not None else ""
         after = f" after the exclusion list {exclude}" if exclude is not None else ""
         raise PodiumError(
-            f"the {which} selection{where} is empty{after} (fold={fold}); expected at least one image"
+            f"the {which} selection{where} is empty{after} (fold={fold}); "
+            "expected at least one image"
         )
 
 

@@ -39,7 +39,8 @@ __all__ = ["PositiveCrop", "RandomScaleCrop", "choose_window", "crop_window", "c
 
 
 class RandomScaleCrop(DualTransform):
-    """Random scale in `scale_range`, then a height×width crop (foreground-centred with `positive_p`)."""
+    """Random scale in `scale_range`, then a height×width crop (foreground-centred with
+    `positive_p`)."""
 
     def __init__(
         self,
@@ -112,7 +113,8 @@ class RandomScaleCrop(DualTransform):
 
 
 class PositiveCrop(RandomScaleCrop):
-    """height×width crop centred on a random foreground pixel with probability `positive_p`, else uniform."""
+    """height×width crop centred on a random foreground pixel with probability `positive_p`, else
+    uniform."""
 
     def __init__(
         self,

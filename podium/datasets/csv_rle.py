@@ -2,10 +2,10 @@
 
 Three table forms are recognised by their columns:
 
-    ImageId,EncodedPixels                 binary; several rows of one image are merged (instances)
-    Image_Label,EncodedPixels             one row per image and class, Image_Label = "img1.jpg_Fish":
-                                          multi-label, one channel per class
-    ImageId,ClassId,EncodedPixels         one row per image and class (Severstal): multi-label
+    ImageId,EncodedPixels          binary; several rows of one image are merged (instances)
+    Image_Label,EncodedPixels      one row per image and class, Image_Label = "img1.jpg_Fish":
+                                   multi-label, one channel per class
+    ImageId,ClassId,EncodedPixels  one row per image and class (Severstal): multi-label
 
 Image ids may carry the image's extension (`img1.jpg`); they are matched to podium names (file
 names without extension). An empty or missing EncodedPixels is an empty mask, and so is an image
@@ -38,7 +38,8 @@ def image_id_to_name(image_id: str) -> str:
 
 
 class RleTable:
-    """Parsed RLE table: `mask(name, (H, W))` gives H×W (binary) or H×W×C (multi-label) uint8 0/1."""
+    """Parsed RLE table: `mask(name, (H, W))` gives H×W (binary) or H×W×C (multi-label) uint8
+    0/1."""
 
     def __init__(self, path, class_names: Optional[Sequence[str]] = None, order: str = "F"):
         self.path = str(path)
@@ -95,8 +96,9 @@ class RleTable:
         if not self.multilabel:
             if class_names is not None and len(class_names) != 1:
                 raise PodiumError(
-                    f"masks_csv {self.path} has one binary mask per image (no Image_Label or ClassId column) "
-                    f"but class_names lists {len(class_names)} classes; expected one name or none"
+                    f"masks_csv {self.path} has one binary mask per image (no Image_Label or "
+                    f"ClassId column) but class_names lists {len(class_names)} classes; "
+                    "expected one name or none"
                 )
             return [str(class_names[0])] if class_names else ["foreground"]
         if class_names is None:
@@ -125,8 +127,9 @@ def _read(path: str) -> pd.DataFrame:
     if _PIXELS not in df.columns:
         hint = "".join(did_you_mean(c, [_PIXELS]) for c in map(str, df.columns))
         raise PodiumError(
-            f"masks_csv file {path} has columns {list(map(str, df.columns))}; expected ImageId,{_PIXELS} or "
-            f"Image_Label,{_PIXELS} or ImageId,ClassId,{_PIXELS}{hint}"
+            f"masks_csv file {path} has columns {list(map(str, df.columns))}; "
+            f"expected ImageId,{_PIXELS} or Image_Label,{_PIXELS} or "
+            f"ImageId,ClassId,{_PIXELS}{hint}"
         )
     return df
 
@@ -137,7 +140,8 @@ def _id_column(columns: List[str], path: str) -> str:
             return column
     hint = "".join(did_you_mean(c, _ID_COLUMNS) for c in columns if c != _PIXELS)
     raise PodiumError(
-        f"masks_csv file {path} has columns {columns}; expected an image id column: ImageId (or Image_Label){hint}"
+        f"masks_csv file {path} has columns {columns}; expected an image id column: "
+        f"ImageId (or Image_Label){hint}"
     )
 
 
@@ -145,7 +149,8 @@ def _split_image_label(value: str, path: str, row: int) -> Tuple[str, str]:
     image_id, sep, label = str(value).rpartition("_")
     if not sep or not image_id or not label:
         raise PodiumError(
-            f'masks_csv file {path} line {row}: Image_Label "{value}" is not IMAGE_CLASS (e.g. img1.jpg_Fish)'
+            f"masks_csv file {path} line {row}: "
+            f'Image_Label "{value}" is not IMAGE_CLASS (e.g. img1.jpg_Fish)'
         )
     return image_id, label
 

@@ -47,7 +47,8 @@ def deepforest_folder() -> str:
     spec = importlib.util.find_spec("deepforest")
     if spec is None or not spec.submodule_search_locations:
         raise PodiumError(
-            "the deepforest tree-crown data needs the deepforest wheel: pip install --no-deps deepforest==2.1.0"
+            "the deepforest tree-crown data needs the deepforest wheel: "
+            "pip install --no-deps deepforest==2.1.0"
         )
     folder = os.path.join(spec.submodule_search_locations[0], "data")
     if not os.path.isdir(folder):
@@ -80,7 +81,8 @@ def read_voc_boxes(xml_path: str) -> ForestImage:
         box = [_number(obj, f"bndbox/{key}", xml_path) for key in ("xmin", "ymin", "xmax", "ymax")]
         if label not in CLASSES:
             raise PodiumError(
-                f"{xml_path}: object class {label!r} is unknown; expected one of {', '.join(CLASSES)}"
+                f"{xml_path}: object class {label!r} is unknown; "
+                f"expected one of {', '.join(CLASSES)}"
             )
         if not (0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height):
             raise PodiumError(

@@ -29,7 +29,8 @@ def read_exclusion_list(path) -> List[str]:
     """Names listed in the file (extensions removed), in file order, without duplicates."""
     if not os.path.isfile(path):
         raise PodiumError(
-            f"exclusion list {path} does not exist; expected a text file with one image name per line"
+            f"exclusion list {path} does not exist; "
+            "expected a text file with one image name per line"
         )
     try:
         with open(path, encoding="utf-8") as handle:
@@ -60,6 +61,7 @@ def apply_exclusion(
             f" … ({len(unknown)} in total)" if len(unknown) > 5 else ""
         )
         LOGGER.warning(
-            f"podium: warning: exclusion list {path} names {len(unknown)} image(s) not in the data: {shown}"
+            f"podium: warning: exclusion list {path} "
+            f"names {len(unknown)} image(s) not in the data: {shown}"
         )
     return [[n for n in names if n not in drop] for names in selections], unknown

@@ -79,7 +79,8 @@ def make_folds(
     groups = _groups(df, pool, group, groups_file, root, split_file)
     if groups is not None and len(set(groups)) < k:
         raise PodiumError(
-            f"--group {group} has {len(set(groups))} distinct value(s); expected at least k={k} groups"
+            f"--group {group} has {len(set(groups))} distinct value(s); "
+            f"expected at least k={k} groups"
         )
 
     coverage = None
@@ -208,7 +209,8 @@ def _pool(df: pd.DataFrame, split: Optional[str], path: str) -> np.ndarray:
     present = sorted(df["split"].dropna().unique().tolist())
     if str(split) not in present:
         raise PodiumError(
-            f"--split {split!r} is not in split file {path}{did_you_mean(split, present)}; present values: {present}"
+            f"--split {split!r} is not in split file {path}{did_you_mean(split, present)}; "
+            f"present values: {present}"
         )
     return (df["split"] == str(split)).to_numpy()
 
@@ -225,13 +227,15 @@ def _groups(
     if groups_file is not None:
         if not os.path.isfile(groups_file):
             raise PodiumError(
-                f"groups file {groups_file} does not exist; expected a CSV with columns name,{group}"
+                f"groups file {groups_file} does not exist; "
+                f"expected a CSV with columns name,{group}"
             )
         table = pd.read_csv(groups_file, dtype={"name": str})
         where = f"groups file {groups_file}"
         if "name" not in table or group not in table:
             raise PodiumError(
-                f"{where} has columns {list(table.columns)}; expected name and {group}{did_you_mean(group, table.columns)}"
+                f"{where} has columns {list(table.columns)}; expected name "
+                f"and {group}{did_you_mean(group, table.columns)}"
             )
         mapping = dict(zip(table["name"], table[group]))
         names = df.loc[pool, "name"].tolist()
@@ -244,12 +248,14 @@ def _groups(
     where = f"split file {os.path.join(str(root), split_file)}"
     if group not in df:
         raise PodiumError(
-            f'--group "{group}" is not a column of {where}{did_you_mean(group, df.columns)}; columns: {list(df.columns)}'
+            f'--group "{group}" is not a column of {where}{did_you_mean(group, df.columns)}; '
+            f"columns: {list(df.columns)}"
         )
     values = df.loc[pool, group]
     if values.isna().any():
         raise PodiumError(
-            f"{where} has empty {group} values for: {', '.join(df.loc[pool][values.isna()]['name'][:5])}"
+            f"{where} has empty {group} values "
+            f"for: {', '.join(df.loc[pool][values.isna()]['name'][:5])}"
         )
     return values.tolist()
 
@@ -259,8 +265,9 @@ def _mask_paths(names: List[str], folder_layout) -> List[str]:
     missing = [n for n in names if n not in masks]
     if missing:
         raise PodiumError(
-            f"{len(missing)} image(s) have no mask in {folder_layout.mask_folder}: {', '.join(missing[:5])}; "
-            f"stratifying needs masks (use --stratify none)"
+            f"{len(missing)} image(s) have no mask "
+            f"in {folder_layout.mask_folder}: {', '.join(missing[:5])}; "
+            "stratifying needs masks (use --stratify none)"
         )
     return [os.path.join(folder_layout.mask_folder, masks[n]) for n in names]
 

@@ -14,7 +14,8 @@ CSV with classes), as `mask` in the item:
     multiclass   int64 H×W class indices, checked to be < num_classes
     multilabel   float32 C×H×W of 0/1, C = num_classes: a C-channel mask file (TIFF/PNG, H×W×C or
                  C×H×W, value > 0 = on) or a CSV with one row per image and class
-    regression   float32 C×H×W of the mask file's values (e.g. a float TIFF), C = num_classes; no class check
+    regression   float32 C×H×W of the mask file's values (e.g. a float TIFF), C = num_classes; no
+                 class check
 
 Order of operations per item, chosen so augmentation behaves the same for 8- and 16-bit data:
 read raw pixels → select channels → scale to float32 [0, 1] (`Normalizer.scale`) → augment image
@@ -76,7 +77,8 @@ class FolderLayout(NamedTuple):
 
 
 class ImageFolderDataset(Dataset):
-    """Items: `image` float32 C×H×W, `mask` (see the targets above; absent without masks), `name`."""
+    """Items: `image` float32 C×H×W, `mask` (see the targets above; absent without masks),
+    `name`."""
 
     def __init__(
         self,
@@ -146,12 +148,14 @@ class ImageFolderDataset(Dataset):
                 self._mark_bad(i, str(error))
         last = self._reasons.get(max(self._reasons), "") if self._reasons else ""
         raise PodiumError(
-            f"all {count} samples of {self.root} are bad (on_bad_sample: skip); expected at least one good sample. Last: {last}"
+            f"all {count} samples of {self.root} are bad (on_bad_sample: skip); "
+            f"expected at least one good sample. Last: {last}"
         )
 
     @property
     def skipped(self) -> int:
-        """Number of distinct bad samples skipped so far (in this process and its DataLoader workers)."""
+        """Number of distinct bad samples skipped so far (in this process and its DataLoader
+        workers)."""
         return int(self._bad.sum())
 
     @property
@@ -164,7 +168,10 @@ class ImageFolderDataset(Dataset):
         if not names:
             return ""
         shown = ", ".join(names[:10]) + (" …" if len(names) > 10 else "")
-        return f"podium: {len(names)} of {len(self.names)} samples in {self.root} were skipped as bad (on_bad_sample: skip): {shown}"
+        return (
+            f"podium: {len(names)} of {len(self.names)} samples in {self.root} were skipped as "
+            f"bad (on_bad_sample: skip): {shown}"
+        )
 
     # ------------------------------------------------------------------ loading
     def _load(self, index: int) -> Dict[str, object]:
@@ -177,8 +184,9 @@ class ImageFolderDataset(Dataset):
         mask = self._read_mask(index, image.shape[:2]) if self.with_masks else None
         if mask is not None and mask.shape[:2] != image.shape[:2]:
             raise PodiumError(
-                f"mask {self.mask_paths[index]} is {mask.shape[1]}×{mask.shape[0]} but image "
-                f"{self.image_paths[index]} is {image.shape[1]}×{image.shape[0]}; expected the same size"
+                f"mask {self.mask_paths[index]} is {mask.shape[1]}×{mask.shape[0]} "
+                f"but image {self.image_paths[index]} "
+                f"is {image.shape[1]}×{image.shape[0]}; expected the same size"
             )
         if self.transforms is not None:
             image, mask = _augment(self.transforms, image, mask)
@@ -207,8 +215,9 @@ class ImageFolderDataset(Dataset):
         missing = [n for n in self.names if n not in index]
         if missing:
             message = (
-                f"{len(missing)} name(s) have no image file in {folder}: {', '.join(missing[:5])}"
-                f"{' …' if len(missing) > 5 else ''} (expected NAME with extension {'/'.join(IMAGE_EXTENSIONS)})"
+                f"{len(missing)} name(s) have no image file "
+                f"in {folder}: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''} "
+                f"(expected NAME with extension {'/'.join(IMAGE_EXTENSIONS)})"
             )
             if self.on_bad_sample == "error" or len(missing) == len(self.names):
                 raise PodiumError(message)
@@ -216,7 +225,8 @@ class ImageFolderDataset(Dataset):
                 if n not in index:
                     self._mark_bad(
                         i,
-                        f"image {n} not found in {folder}; expected NAME with extension {'/'.join(IMAGE_EXTENSIONS)}",
+                        f"image {n} not found in {folder}; expected NAME with "
+                        f"extension {'/'.join(IMAGE_EXTENSIONS)}",
                     )
         return [os.path.join(folder, index[n]) if n in index else None for n in self.names]
 
@@ -257,8 +267,9 @@ class ImageFolderDataset(Dataset):
                 f" after selecting channels {self.channels}" if self.channels is not None else ""
             )
             raise PodiumError(
-                f"image {path} has {image.shape[-1]} channel(s){selected} but in_channels is {self.in_channels}; "
-                f"expected {self.in_channels} channel(s) (set channels: [...] to pick them)"
+                f"image {path} has {image.shape[-1]} channel(s){selected} but "
+                f"in_channels is {self.in_channels}; expected {self.in_channels} "
+                "channel(s) (set channels: [...] to pick them)"
             )
         return image
 
@@ -276,15 +287,18 @@ class ImageFolderDataset(Dataset):
             if mask.min() < 0 or mask.max() >= self.num_classes:
                 raise PodiumError(
                     f"mask {path} has values {int(mask.min())}..{int(mask.max())} but "
-                    f"num_classes is {self.num_classes}; expected class indices 0..{self.num_classes - 1}"
+                    f"num_classes is {self.num_classes}; expected class indices "
+                    f"0..{self.num_classes - 1}"
                 )
             return mask.astype(np.uint8 if self.num_classes <= 256 else np.int32)
         mask = _channels_last(read_image(path), self.num_classes)
         if mask.shape[-1] != self.num_classes:
+            per = (
+                "channel per class" if self.target == "multilabel" else "target channel per output"
+            )
             raise PodiumError(
-                f"mask {path} has {mask.shape[-1]} channel(s) but num_classes is {self.num_classes}; "
-                f"expected one {'channel per class' if self.target == 'multilabel' else 'target channel per output'} "
-                f"({self.target} target)"
+                f"mask {path} has {mask.shape[-1]} channel(s) but num_classes is "
+                f"{self.num_classes}; expected one {per} ({self.target} target)"
             )
         if self.target == "multilabel":
             return (mask > 0).astype(np.uint8)
@@ -424,7 +438,8 @@ def _check_in_channels(in_channels, channels) -> Optional[int]:
     check_int(in_channels, "in_channels", 1, POSITIVE)
     if channels is not None and len(channels) != in_channels:
         raise PodiumError(
-            f"channels {channels} selects {len(channels)} channel(s) but in_channels is {in_channels}; expected as many"
+            f"channels {channels} selects {len(channels)} channel(s) but in_channels "
+            f"is {in_channels}; expected as many"
         )
     return in_channels
 
@@ -444,25 +459,30 @@ def _resolve_target(target, num_classes: int, table: Optional[RleTable]) -> str:
     target = check_choice(target, TARGETS, "target")
     if target == "binary" and num_classes != 1:
         raise PodiumError(
-            f"target binary needs num_classes 1, got {num_classes}; for index masks use target: multiclass"
+            f"target binary needs num_classes 1, got {num_classes}; "
+            "for index masks use target: multiclass"
         )
     if target == "multiclass" and num_classes < 2:
         raise PodiumError(
-            "target multiclass needs num_classes >= 2 (background counts as a class); for one class use target: binary"
+            "target multiclass needs num_classes >= 2 (background counts as a class); "
+            "for one class use target: binary"
         )
     if table is not None:
         if target in ("multiclass", "regression"):
             raise PodiumError(
-                f"masks_csv {table.path} gives binary or multilabel masks; target {target} is not supported with it"
+                f"masks_csv {table.path} gives binary or multilabel masks; "
+                f"target {target} is not supported with it"
             )
         if target == "multilabel" and table.num_channels != num_classes:
             raise PodiumError(
-                f"masks_csv {table.path} has {table.num_channels} class(es) ({', '.join(table.class_names)}) "
-                f"but num_classes is {num_classes}; expected num_classes {table.num_channels} (or list the classes in class_names)"
+                f"masks_csv {table.path} has {table.num_channels} class(es) "
+                f"({', '.join(table.class_names)}) but num_classes is {num_classes}; "
+                f"expected num_classes {table.num_channels} (or list the classes in class_names)"
             )
         if target == "binary" and table.multilabel and table.num_channels != 1:
             raise PodiumError(
-                f"masks_csv {table.path} has {table.num_channels} classes; use target: multilabel with num_classes {table.num_channels}"
+                f"masks_csv {table.path} has {table.num_channels} classes; use target: "
+                f"multilabel with num_classes {table.num_channels}"
             )
     return target
 
@@ -478,13 +498,15 @@ def _check_class_names(
         raise PodiumError(f"class_names must be a list of class names, got {class_names!r}")
     if len(class_names) != num_classes:
         raise PodiumError(
-            f"class_names lists {len(class_names)} names but num_classes is {num_classes}; expected one name per class"
+            f"class_names lists {len(class_names)} names but num_classes is {num_classes}; "
+            "expected one name per class"
         )
     return [str(c) for c in class_names]
 
 
 def _shared_flags(count: int) -> torch.Tensor:
-    """One byte per sample in shared memory, so DataLoader workers' bad-sample flags reach the parent."""
+    """One byte per sample in shared memory, so DataLoader workers' bad-sample flags reach the
+    parent."""
     flags = torch.zeros(max(count, 1), dtype=torch.uint8)
     try:
         flags.share_memory_()

@@ -4,11 +4,11 @@ A letterboxed image keeps its aspect ratio (no stretching of round nuclei into e
 still stacks into a batch. At prediction time `unletterbox` crops the padding off the network's
 output and resizes it back, so masks come out in the original geometry::
 
-    boxed, meta = letterbox(image, 256)          # H×W(×C) → 256×256(×C), meta: a plain dict
+    boxed, meta = letterbox(image, 256)  # H×W(×C) → 256×256(×C), meta: a plain dict
     mask_256, _ = letterbox(mask, 256, interpolation=cv2.INTER_NEAREST_EXACT)
-    probs = predict(boxed)                       # 256×256 (×C), or C×256×256 with channels_first
-    probs = unletterbox(probs, meta)             # → H×W (×C), linear for floats
-    mask  = unletterbox(mask_256, meta)          # integer / bool arrays → nearest (labels stay labels)
+    probs = predict(boxed)               # 256×256 (×C), or C×256×256 with channels_first
+    probs = unletterbox(probs, meta)     # → H×W (×C), linear for floats
+    mask  = unletterbox(mask_256, meta)  # integer / bool arrays → nearest (labels stay labels)
 
 `meta` depends only on the original shape and the target size, so `letterbox_meta(shape, size)`
 rebuilds it without the image (a dataset only needs to keep the original height and width).
@@ -84,9 +84,12 @@ def unletterbox(
         array = np.moveaxis(array, 0, -1)
     expected = tuple(meta["size"])
     if array.shape[:2] != expected:
+        hint = ""
+        if not channels_first and array.ndim == 3 and array.shape[1:] == expected:
+            hint = " (channels_first=True for C×H×W)"
         raise PodiumError(
-            f"unletterbox got an array of shape {array.shape} but the letterbox size was {expected[0]}×{expected[1]}"
-            f"{' (channels_first=True for C×H×W)' if not channels_first and array.ndim == 3 and array.shape[1:] == expected else ''}"
+            f"unletterbox got an array of shape {array.shape} but the letterbox size was "
+            f"{expected[0]}×{expected[1]}{hint}"
         )
     top, _, left, _ = meta["pad"]
     new_h, new_w = meta["resized"]
@@ -96,7 +99,8 @@ def unletterbox(
 
 
 class Letterbox(DualTransform):
-    """Resize by the longest side and pad to height×width (image: `interpolation`, mask: nearest)."""
+    """Resize by the longest side and pad to height×width (image: `interpolation`, mask:
+    nearest)."""
 
     def __init__(
         self,
@@ -143,8 +147,8 @@ def _resize_any(array: np.ndarray, size, interpolation: int) -> np.ndarray:
     if array.shape[:2] == tuple(size):
         return array.copy()
     dtype = array.dtype
-    if dtype == bool or dtype in (np.int64, np.uint32, np.uint64, np.int8):
-        work = array.astype(np.int32 if dtype != bool else np.uint8)
+    if dtype == np.bool_ or dtype in (np.int64, np.uint32, np.uint64, np.int8):
+        work = array.astype(np.int32 if dtype != np.bool_ else np.uint8)
         return _resize(work, size, cv2.INTER_NEAREST_EXACT).astype(dtype)
     return _resize(array, size, interpolation)
 

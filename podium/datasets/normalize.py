@@ -79,8 +79,8 @@ class Normalizer:
         for key, vector in (("mean", self.mean), ("std", self.std)):
             if vector is not None and len(vector) not in (1, channels):
                 raise PodiumError(
-                    f"normalize.{key} has {len(vector)} values but the image has {channels} channel(s); "
-                    f"give one value per channel or a single value"
+                    f"normalize.{key} has {len(vector)} values but the image has {channels} "
+                    "channel(s); give one value per channel or a single value"
                 )
 
     def _max_value(self, dtype) -> float:
@@ -107,7 +107,8 @@ def build_normalizer(spec: Optional[Mapping] = None) -> Normalizer:
     mode = spec.get("mode", "fixed")
     if mode not in MODES:
         raise PodiumError(
-            f'unknown normalize.mode "{mode}"{did_you_mean(mode, MODES)}; expected one of: {", ".join(MODES)}'
+            f'unknown normalize.mode "{mode}"{did_you_mean(mode, MODES)}; '
+            f"expected one of: {', '.join(MODES)}"
         )
     check_keys(spec, MODES[mode], f"normalize (mode {mode})")
     if mode == "stats":
@@ -117,14 +118,17 @@ def build_normalizer(spec: Optional[Mapping] = None) -> Normalizer:
 
 
 def load_stats_normalize(path) -> dict:
-    """{mode: fixed, max_value, mean, std} from the `normalize` block of a `podium stats` JSON file."""
+    """{mode: fixed, max_value, mean, std} from the `normalize` block of a `podium stats` JSON
+    file."""
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise PodiumError(
-            f"normalize (mode stats) needs path: the JSON file written by `podium stats`, got {path!r}"
+            "normalize (mode stats) needs path: "
+            f"the JSON file written by `podium stats`, got {path!r}"
         )
     if not os.path.isfile(path):
         raise PodiumError(
-            f"normalize.path {path} does not exist; expected the JSON file written by `podium stats DATA --out {path}`"
+            f"normalize.path {path} does not exist; "
+            f"expected the JSON file written by `podium stats DATA --out {path}`"
         )
     try:
         with open(path, encoding="utf-8") as handle:
@@ -135,7 +139,8 @@ def load_stats_normalize(path) -> dict:
         ) from error
     if not isinstance(block, Mapping) or not {"mean", "std", "max_value"} <= set(block):
         raise PodiumError(
-            f"normalize.path {path} has no normalize block with max_value, mean and std; expected a file written by `podium stats`"
+            f"normalize.path {path} has no normalize block with max_value, mean and std; "
+            "expected a file written by `podium stats`"
         )
     return {
         "mode": "fixed",

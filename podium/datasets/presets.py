@@ -4,12 +4,23 @@ A preset is a compact transform list (see transforms.py) that works on what the 
 albumentations: float32 images scaled to [0, 1], any number of channels (so no colour/HSV
 transforms — they need 3 channels), 8- or 16-bit sources alike.
 
-| preset | contains | why / when |
-|---|---|---|
-| `light`  | HorizontalFlip; RandomBrightnessContrast ±0.1 (p 0.5) | safe for any data incl. scenes with an "up" (street, faces); little data drift |
-| `d4`     | D4 (the 8 flips / 90° rotations, p 1) | orientation-free data (microscopy, satellite, histology): 8× data, no interpolation, labels exact |
-| `medium` | HorizontalFlip; Affine rotate ±15°, translate 5%, scale 0.9–1.1 (p 0.5); RandomBrightnessContrast ±0.2 (p 0.5); RandomGamma 80–120 (p 0.3); OneOf GaussianBlur / GaussNoise σ 0.01–0.05 (p 0.2) | the default for a new problem: mild geometry + photometry, rarely hurts |
-| `hard`   | HorizontalFlip; VerticalFlip; Affine rotate ±45°, shear ±10°, translate 10%, scale 0.75–1.33 (p 0.7); OneOf ElasticTransform / GridDistortion (p 0.25); RandomBrightnessContrast ±0.3 (p 0.8); RandomGamma 70–150 (p 0.5); OneOf GaussianBlur / MotionBlur / GaussNoise (p 0.4); CoarseDropout 1–4 holes of 5–15% (p 0.3) | small data sets and long schedules where the model over-fits; check that it still converges |
+Each preset, what it contains and why / when to use it:
+
+- `light`: HorizontalFlip; RandomBrightnessContrast ±0.1 (p 0.5).
+  Why / when: safe for any data incl. scenes with an "up" (street, faces); little data drift.
+- `d4`: D4 (the 8 flips / 90° rotations, p 1).
+  Why / when: orientation-free data (microscopy, satellite, histology): 8× data, no interpolation,
+  labels exact.
+- `medium`: HorizontalFlip; Affine rotate ±15°, translate 5%, scale 0.9–1.1 (p 0.5);
+  RandomBrightnessContrast ±0.2 (p 0.5); RandomGamma 80–120 (p 0.3); OneOf GaussianBlur / GaussNoise
+  σ 0.01–0.05 (p 0.2).
+  Why / when: the default for a new problem: mild geometry + photometry, rarely hurts.
+- `hard`: HorizontalFlip; VerticalFlip; Affine rotate ±45°, shear ±10°, translate 10%, scale
+  0.75–1.33 (p 0.7); OneOf ElasticTransform / GridDistortion (p 0.25); RandomBrightnessContrast ±0.3
+  (p 0.8); RandomGamma 70–150 (p 0.5); OneOf GaussianBlur / MotionBlur / GaussNoise (p 0.4);
+  CoarseDropout 1–4 holes of 5–15% (p 0.3).
+  Why / when: small data sets and long schedules where the model over-fits; check that it still
+  converges.
 
 With `size`, every preset first cuts a fixed-size training crop so batches stack: `light` and
 `d4` a `RandomCrop` (padded if the image is smaller); `medium` and `hard` a multi-scale
@@ -139,7 +150,8 @@ def preset_transforms(spec: Mapping) -> List[dict]:
     name = spec["preset"]
     if name not in PRESETS:
         raise PodiumError(
-            f'unknown augmentation preset "{name}"{did_you_mean(name, PRESETS)}; expected one of: {", ".join(PRESETS)}'
+            f'unknown augmentation preset "{name}"{did_you_mean(name, PRESETS)}; '
+            f"expected one of: {', '.join(PRESETS)}"
         )
     items = PRESETS[name]()
     if spec.get("size") is not None:
@@ -161,14 +173,16 @@ def preset_transforms(spec: Mapping) -> List[dict]:
     overrides = spec.get("overrides") or {}
     if not isinstance(overrides, Mapping):
         raise PodiumError(
-            f"overrides of preset {name} must be a mapping like {{GaussNoise: {{p: 0.5}}}}, got {overrides!r}"
+            f"overrides of preset {name} must be a mapping like "
+            f"{{GaussNoise: {{p: 0.5}}}}, got {overrides!r}"
         )
     for transform, args in overrides.items():
         items = _override(items, transform, args, name)
     append = spec.get("append") or []
     if not isinstance(append, (list, tuple)):
         raise PodiumError(
-            f"append of preset {name} must be a list of transforms like [{{CLAHE: {{}}}}], got {append!r}"
+            f"append of preset {name} must be a list of "
+            f"transforms like [{{CLAHE: {{}}}}], got {append!r}"
         )
     return items + copy.deepcopy(list(append))
 
@@ -176,7 +190,8 @@ def preset_transforms(spec: Mapping) -> List[dict]:
 def _override(items: List[dict], transform: str, args, preset: str) -> List[dict]:
     if args is not None and not isinstance(args, Mapping):
         raise PodiumError(
-            f"overrides.{transform} of preset {preset} must be a mapping of arguments or null, got {args!r}"
+            f"overrides.{transform} of preset {preset} must "
+            f"be a mapping of arguments or null, got {args!r}"
         )
     found = []
 
@@ -198,7 +213,8 @@ def _override(items: List[dict], transform: str, args, preset: str) -> List[dict
     if not found:
         names = _names(items)
         raise PodiumError(
-            f'overrides names "{transform}" but preset {preset} has no such transform{did_you_mean(transform, names)}; '
+            f'overrides names "{transform}" but preset {preset} has '
+            f"no such transform{did_you_mean(transform, names)}; "
             f"it contains: {', '.join(names)} (use append to add one)"
         )
     return items

@@ -57,7 +57,8 @@ def _read_tiff(path) -> np.ndarray:
     try:
         return tifffile.imread(path)
     except Exception as error:  # tifffile raises many types for corrupt files
-        # tifffile needs the imagecodecs package for LZW/JPEG-compressed TIFFs (as cv2 writes them); cv2 reads those
+        # tifffile needs the imagecodecs package for LZW/JPEG-compressed TIFFs (as cv2 writes them);
+        # cv2 reads those
         array = _decode_cv2(path)
         if array is not None:
             return array
@@ -73,13 +74,15 @@ def _read_cv2(path) -> np.ndarray:
     if array is None:
         reason = "empty file" if os.path.getsize(path) == 0 else "corrupt or truncated"
         raise PodiumError(
-            f"cannot decode image file {path} ({reason}); expected a readable PNG, JPEG or TIFF file"
+            f"cannot decode image file {path} ({reason}); "
+            "expected a readable PNG, JPEG or TIFF file"
         )
     return array
 
 
 def _decode_cv2(path):
-    """cv2 decoding from bytes (so non-ASCII paths work), BGR(A) turned into RGB(A); None if it fails."""
+    """cv2 decoding from bytes (so non-ASCII paths work), BGR(A) turned into RGB(A); None if it
+    fails."""
     data = np.fromfile(path, dtype=np.uint8)
     array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if array is None:

@@ -48,15 +48,17 @@ def rle_decode(
         if bad.size:
             i = bad[0]
             raise PodiumError(
-                f"RLE{where} has run {i + 1} = ({starts[i]}, {lengths[i]}); expected 1-based starts >= 1 and lengths >= 0"
+                f"RLE{where} has run {i + 1} = ({starts[i]}, {lengths[i]}); "
+                "expected 1-based starts >= 1 and lengths >= 0"
             )
         ends = starts - 1 + lengths  # exclusive, 0-based
         over = np.flatnonzero(ends > size)
         if over.size:
             i = over[0]
             raise PodiumError(
-                f"RLE{where} overruns the image by {ends[i] - size} pixel(s): run {i + 1} starts at pixel {starts[i]} "
-                f"with length {lengths[i]} but the {height}×{width} image has {size} pixels; expected runs within 1..{size}"
+                f"RLE{where} overruns the image by {ends[i] - size} pixel(s): "
+                f"run {i + 1} starts at pixel {starts[i]} with length {lengths[i]} but "
+                f"the {height}×{width} image has {size} pixels; expected runs within 1..{size}"
             )
         for start, end in zip((starts - 1).tolist(), ends.tolist()):
             flat[start:end] = 1

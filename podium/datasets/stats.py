@@ -29,7 +29,8 @@ __all__ = ["RunningMoments", "compute_stats", "write_stats"]
 
 
 class RunningMoments:
-    """Per-channel count / mean / M2 (sum of squared deviations) in float64, merged batch by batch."""
+    """Per-channel count / mean / M2 (sum of squared deviations) in float64, merged batch by
+    batch."""
 
     def __init__(self):
         self.count = 0
@@ -86,7 +87,8 @@ def compute_stats(
     missing = [n for n in names if n not in images]
     if missing:
         raise PodiumError(
-            f"{len(missing)} name(s) have no image file in {folder_layout.image_folder}: {', '.join(missing[:5])}"
+            f"{len(missing)} name(s) have no image file "
+            f"in {folder_layout.image_folder}: {', '.join(missing[:5])}"
         )
     masks = index_masks(folder_layout) if os.path.isdir(folder_layout.mask_folder) else {}
 
@@ -103,7 +105,8 @@ def compute_stats(
             channels = image.shape[-1]
         elif image.shape[-1] != channels:
             raise PodiumError(
-                f"image {path} has {image.shape[-1]} channel(s) but earlier images have {channels}; expected the same for all"
+                f"image {path} has {image.shape[-1]} channel(s) but earlier images "
+                f"have {channels}; expected the same for all"
             )
         sizes[f"{image.shape[0]}x{image.shape[1]}"] += 1
         dtypes[str(image.dtype)] += 1
@@ -150,7 +153,8 @@ def write_stats(stats: Dict, out) -> None:
 
 
 class _MaskCounter:
-    """Pixel counts per label value (H×W masks) or per channel (H×W×C masks), images containing each."""
+    """Pixel counts per label value (H×W masks) or per channel (H×W×C masks), images containing
+    each."""
 
     def __init__(self):
         self.count = 0
@@ -172,7 +176,8 @@ class _MaskCounter:
             self.kind = kind
         elif kind != self.kind:
             raise PodiumError(
-                f"mask {path} is {'multi-channel' if kind == 'channels' else 'single-channel'} unlike earlier masks; expected one kind"
+                f"mask {path} is {'multi-channel' if kind == 'channels' else 'single-channel'} "
+                "unlike earlier masks; expected one kind"
             )
         self.count += 1
         hw = mask.shape[0] * mask.shape[1]

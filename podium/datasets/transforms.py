@@ -6,7 +6,8 @@ back unchanged:
 
 * albumentations' own format (what `A.to_dict` writes)::
 
-    {transform: {__class_fullname__: Compose, transforms: [{__class_fullname__: HorizontalFlip, p: 0.5}]}}
+    {transform: {__class_fullname__: Compose,
+                 transforms: [{__class_fullname__: HorizontalFlip, p: 0.5}]}}
 
 * a compact list that reads well in YAML; containers (OneOf, SomeOf, Sequential) nest via
   their `transforms` argument::
@@ -105,7 +106,8 @@ def seed_transforms(transforms, seed: Optional[int]) -> None:
 
     One generator pair is shared by every transform of the pipeline. (albumentations'
     `Compose(seed=...)` / `set_random_seed` seeds each child with the *same* seed, so e.g.
-    HorizontalFlip and VerticalFlip with equal p always decide alike; sharing one stream avoids that.)
+    HorizontalFlip and VerticalFlip with equal p always decide alike; sharing one stream avoids
+    that.)
     """
     import random
 
@@ -159,8 +161,9 @@ def _root_node(spec: Any) -> dict:
         node = spec
     else:
         raise PodiumError(
-            "transforms must be a list like [{HorizontalFlip: {p: 0.5}}], a preset like {preset: medium}, or "
-            f"albumentations' serialised dict {{transform: {{__class_fullname__: Compose, transforms: [...]}}}}, got {spec!r}"
+            "transforms must be a list like [{HorizontalFlip: {p: 0.5}}], "
+            "a preset like {preset: medium}, or albumentations' serialised dict {transform: "
+            f"{{__class_fullname__: Compose, transforms: [...]}}}}, got {spec!r}"
         )
     if not isinstance(node, Mapping) or "__class_fullname__" not in node:
         raise PodiumError(
@@ -170,12 +173,14 @@ def _root_node(spec: Any) -> dict:
 
 
 def _compact_to_node(item: Any, where: str) -> dict:
-    """{Name: {args}} (or just "Name") → {__class_fullname__: Name, **args}, recursing into `transforms`."""
+    """{Name: {args}} (or just "Name") → {__class_fullname__: Name, **args}, recursing into
+    `transforms`."""
     if isinstance(item, str):
         item = {item: {}}
     if not isinstance(item, Mapping) or len(item) != 1:
         raise PodiumError(
-            f"each entry of {where} must be a one-key mapping like {{HorizontalFlip: {{p: 0.5}}}}, got {item!r}"
+            f"each entry of {where} must be a one-key mapping "
+            f"like {{HorizontalFlip: {{p: 0.5}}}}, got {item!r}"
         )
     ((name, args),) = item.items()
     args = {} if args is None else args
@@ -226,7 +231,8 @@ def _lookup(name: str, where: str):
             key for key in registry if not key.startswith("Base") and "." not in key
         ]
         raise PodiumError(
-            f'unknown transform "{name}" in {where}{did_you_mean(name, choices)}; see albumentations docs'
+            f'unknown transform "{name}" '
+            f"in {where}{did_you_mean(name, choices)}; see albumentations docs"
         )
     return cls
 

@@ -1,4 +1,5 @@
-"""Prediction: checkpoints → probabilities (TTA, tiles, ensembles) → masks, maps, overlays, submission, metrics.
+"""Prediction: checkpoints → probabilities (TTA, tiles, ensembles) → masks, maps, overlays,
+submission, metrics.
 
 `predict(resolve_inference_config(...))` is what `podium predict` runs; the pieces are usable alone.
 """

@@ -1,10 +1,13 @@
 """The run directory of `podium cv`, read by `podium cv`, `podium submit` and `podium pseudo-label`.
 
     RUN_DIR/
-      cv.yml                    the settings of the run (configs, overrides, seed, prediction); a rerun must match
-      configs/                  copies of the training configs + cv_fold_<k>.yml (the fold's data override)
+      cv.yml                    the settings of the run (configs, overrides, seed, prediction); a
+                                rerun must match
+      configs/                  copies of the training configs + cv_fold_<k>.yml (the fold's data
+                                override)
       folds.csv                 copy of --folds; the folds train from this copy
-      fold_<k>/                 the `catalyst-dl run` logdir: checkpoints/{best,last}.pth, configs/, logs/
+      fold_<k>/                 the `catalyst-dl run` logdir: checkpoints/{best,last}.pth,
+                                configs/, logs/
       fold_<k>/oof_names.csv    the fold's validation images (its out-of-fold images)
       fold_<k>/oof_metrics.json Dice / IoU of its out-of-fold maps (podium predict's metrics.json)
       fold_<k>/cv_done.json     written last and atomically: the fold is complete
@@ -70,7 +73,8 @@ def fold_index(path) -> int:
     match = _FOLD.match(Path(path).name)
     if match is None:
         raise PodiumError(
-            f"{path} is not a fold directory; expected a folder named fold_<k> inside a podium cv run"
+            f"{path} is not a fold directory; "
+            "expected a folder named fold_<k> inside a podium cv run"
         )
     return int(match.group(1))
 
@@ -116,7 +120,8 @@ def fold_names(path) -> List[str]:
     names = Path(path) / NAMES
     if not names.is_file():
         raise PodiumError(
-            f"{names} does not exist; expected the fold's validation names (rerun podium cv for this fold)"
+            f"{names} does not exist; expected the fold's "
+            "validation names (rerun podium cv for this fold)"
         )
     with open(names, newline="") as file:
         return [row["name"] for row in csv.DictReader(file)]
@@ -141,8 +146,9 @@ def best_checkpoint_info(path) -> Dict[str, Any]:
     checkpoint = Path(path) / "checkpoints" / "best.pth"
     if not checkpoint.is_file():
         raise PodiumError(
-            f"{checkpoint} does not exist: the fold trained but saved no best checkpoint; expected a "
-            f"catalyst.callbacks.CheckpointCallback (loader_key, metric_key) in the training config"
+            f"{checkpoint} does not exist: the fold trained but saved no best checkpoint; "
+            "expected a catalyst.callbacks.CheckpointCallback (loader_key, "
+            "metric_key) in the training config"
         )
     state = checkpoints.read(checkpoint, mmap=True)
     loader = state.get("checkpointer_loader_key") or "valid"

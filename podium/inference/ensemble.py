@@ -107,7 +107,8 @@ def _check_method(method, power):
     check_number(power, "ensemble power", "> 0", finite=True)
     if method != "power" and power != 1:
         raise PodiumError(
-            f"ensemble power {power} is only used by method power, but method is {method}; set method: power or drop power"
+            f"ensemble power {power} is only used by method power, but method is {method}; "
+            "set method: power or drop power"
         )
     return method, float(power)
 
@@ -118,7 +119,8 @@ def _check_weights(weights, count: int) -> list:
     weights = list(weights)
     if len(weights) != count:
         raise PodiumError(
-            f"ensemble weights list {len(weights)} values {weights} for {count} models; expected one weight per model"
+            f"ensemble weights list {len(weights)} values {weights} for {count} models; "
+            "expected one weight per model"
         )
     for w in weights:
         if not is_number(w, finite=True) or w < 0:
@@ -159,20 +161,23 @@ def _as_arrays(arrays: list) -> list:
     for i, p in enumerate(arrays):
         if tuple(p.shape) != shape:
             raise PodiumError(
-                f"ensemble inputs differ in shape: model 1 gives {shape}, model {i + 1} gives {tuple(p.shape)}; expected one shape"
+                f"ensemble inputs differ in shape: model 1 gives {shape}, "
+                f"model {i + 1} gives {tuple(p.shape)}; expected one shape"
             )
         floating = (
             p.is_floating_point() if tensor is not None else np.issubdtype(p.dtype, np.floating)
         )
         if not floating:
             raise PodiumError(
-                f"ensemble input {i + 1} has dtype {p.dtype}; expected float probabilities in [0, 1]"
+                f"ensemble input {i + 1} has dtype {p.dtype}; "
+                "expected float probabilities in [0, 1]"
             )
         if p.shape and min(p.shape) > 0:
             low, high = float(p.min()), float(p.max())
             if not (0.0 <= low and high <= 1.0):
                 raise PodiumError(
-                    f"ensemble input {i + 1} has values {low:g}..{high:g}; expected probabilities in [0, 1] (logits? apply sigmoid/softmax first)"
+                    f"ensemble input {i + 1} has values {low:g}..{high:g}; "
+                    "expected probabilities in [0, 1] (logits? apply sigmoid/softmax first)"
                 )
     return arrays
 

@@ -70,9 +70,11 @@ class GeometryInverse:
         if others or len(geometric) > 1:
             names = ", ".join(type(t).__name__ for t in geometric)
             raise PodiumError(
-                f"the run's valid_transforms move pixels with {names}; podium predict can map predictions back "
-                f"to the original image only through one Letterbox or Resize (podium's models take any input "
-                f"size, so pads and crops are not needed at prediction time; use tiles for large images)"
+                f"the run's valid_transforms move pixels with {names}; "
+                "podium predict can map predictions back to the original image only through one "
+                "Letterbox or Resize (podium's models take any input size, "
+                "so pads and crops are not needed at prediction time; "
+                "use tiles for large images)"
             )
         self.transform = geometric[0] if geometric else None
 
@@ -83,8 +85,8 @@ class GeometryInverse:
             return output
         if self.transform is None:
             raise PodiumError(
-                f"the network's output is {output.shape[-2]}×{output.shape[-1]} but the image is {height}×{width}, "
-                f"and the valid pipeline has no Letterbox or Resize to undo"
+                f"the network's output is {output.shape[-2]}×{output.shape[-1]} but the image "
+                f"is {height}×{width}, and the valid pipeline has no Letterbox or Resize to undo"
             )
         if isinstance(self.transform, Letterbox):
             meta = letterbox_meta((height, width), (self.transform.height, self.transform.width))

@@ -34,7 +34,8 @@ def validation_names(data: Dict[str, Any]) -> List[str]:
 def predict_out_of_fold(
     run_dir: Path, fold_path: Path, data: Dict[str, Any], settings: Dict[str, Any]
 ) -> Dict[str, float]:
-    """The fold's best checkpoint over its validation images → RUN_DIR/oof/probabilities; OOF Dice/IoU."""
+    """The fold's best checkpoint over its validation images → RUN_DIR/oof/probabilities; OOF
+    Dice/IoU."""
     from podium.inference.pipeline import predict
 
     out = run_dir / "oof"

@@ -1,7 +1,9 @@
 """Probabilities → masks, per class: threshold, hole filling, minimum blob size.
 
-    post = PostProcess.from_config({"threshold": [0.45, 0.6], "min_size": [16, 32], "fill_holes": False},
-                                   mode="multilabel", class_names=["Fish", "Flower"])
+    post = PostProcess.from_config(
+        {"threshold": [0.45, 0.6], "min_size": [16, 32], "fill_holes": False},
+        mode="multilabel", class_names=["Fish", "Flower"],
+    )
     mask = post(probabilities)          # C×H×W floats in [0, 1] → uint8 mask
 
 Each of `threshold`, `min_size`, `fill_holes` is one value for every class or a list with one
@@ -126,7 +128,8 @@ class PostProcess:
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         if self.class_names is not None and mode == "binary" and len(self.class_names) != 1:
             raise PodiumError(
-                f"binary post-processing has one class, but class_names lists {len(self.class_names)}: {self.class_names}"
+                "binary post-processing has one class, but class_names "
+                f"lists {len(self.class_names)}: {self.class_names}"
             )
         self.threshold = _check_values(
             "threshold", default_threshold(mode) if threshold is None else threshold, _threshold
@@ -145,7 +148,8 @@ class PostProcess:
         mode: str = "binary",
         class_names: Optional[Sequence[str]] = None,
     ) -> "PostProcess":
-        """From a `postprocess:` block: keys `threshold`, `min_size`, `fill_holes` (all optional)."""
+        """From a `postprocess:` block: keys `threshold`, `min_size`, `fill_holes` (all
+        optional)."""
         config = {} if config is None else config
         if not isinstance(config, Mapping):
             raise PodiumError(
@@ -181,7 +185,8 @@ class PostProcess:
         num_classes = probabilities.shape[0]
         if self.mode == "binary" and num_classes != 1:
             raise PodiumError(
-                f"binary post-processing needs 1 channel, got {num_classes}; use mode multilabel or multiclass"
+                f"binary post-processing needs 1 channel, got {num_classes}; "
+                "use mode multilabel or multiclass"
             )
         if self.mode == "multiclass" and num_classes < 2:
             raise PodiumError(
@@ -211,7 +216,8 @@ class PostProcess:
         return out
 
     def per_class(self, num_classes: int) -> Tuple[List, List, List]:
-        """(thresholds, min_sizes, fill_holes), one value per class; a list of the wrong length is an error."""
+        """(thresholds, min_sizes, fill_holes), one value per class; a list of the wrong length is
+        an error."""
         return tuple(self._expand(key, num_classes) for key in CONFIG_KEYS)
 
     def _expand(self, key: str, num_classes: int) -> list:
@@ -221,13 +227,16 @@ class PostProcess:
         if len(value) != num_classes:
             names = f" ({', '.join(self.class_names)})" if self.class_names else ""
             raise PodiumError(
-                f"postprocess {key} lists {len(value)} values {value} but there are {num_classes} classes{names}; "
-                f"expected one value or one per class"
+                f"postprocess {key} lists {len(value)} values {value} but there "
+                f"are {num_classes} classes{names}; expected one value or one per class"
             )
         return value
 
     def __repr__(self) -> str:
-        return f"PostProcess(mode={self.mode!r}, threshold={self.threshold}, min_size={self.min_size}, fill_holes={self.fill_holes})"
+        return (
+            f"PostProcess(mode={self.mode!r}, threshold={self.threshold}, "
+            f"min_size={self.min_size}, fill_holes={self.fill_holes})"
+        )
 
 
 def _check_values(key: str, value, check):
@@ -248,7 +257,8 @@ def _threshold(key, value) -> float:
 def _min_size(key, value) -> int:
     if not is_number(value, finite=True) or value < 0 or value != int(value):
         raise PodiumError(
-            f"postprocess {key} must be a whole number of pixels >= 0 (or a list of them), got {value!r}"
+            f"postprocess {key} must be a whole number of "
+            f"pixels >= 0 (or a list of them), got {value!r}"
         )
     return int(value)
 

@@ -61,13 +61,14 @@ def write_probability_map(
     )
     if not finite or low < -_OUT_OF_RANGE or high > 1 + _OUT_OF_RANGE:
         raise PodiumError(
-            f"probability map of {name} has values {low:g}..{high:g}; expected probabilities in [0, 1]"
+            f"probability map of {name} has values {low:g}..{high:g}; "
+            "expected probabilities in [0, 1]"
         )
     classes = _class_names(class_names, probabilities.shape[0])
     folder = Path(folder)
     _write_manifest(folder, classes)
     quantised = np.rint(np.clip(probabilities, 0.0, 1.0) * SCALE).astype(np.uint8)
-    for c, class_name in enumerate(classes):
+    for c, _class_name in enumerate(classes):
         write_image(_png_path(folder, classes, c, name), quantised[c])
 
 
@@ -87,8 +88,9 @@ def read_probability_map(folder, name: str) -> np.ndarray:
             raise PodiumError(f"probability map {path} is not a readable 8- or 16-bit grey PNG")
         if channels and array.shape != channels[0].shape:
             raise PodiumError(
-                f"probability map {path} is {array.shape[1]}×{array.shape[0]} but class {classes[0]} of {name} is "
-                f"{channels[0].shape[1]}×{channels[0].shape[0]}; expected one size per image"
+                f"probability map {path} is {array.shape[1]}×{array.shape[0]} but "
+                f"class {classes[0]} of {name} is {channels[0].shape[1]}×{channels[0].shape[0]}; "
+                "expected one size per image"
             )
         channels.append(array.astype(np.float32) / np.iinfo(array.dtype).max)
     return np.stack(channels)
@@ -108,14 +110,17 @@ def probability_map_names(folder) -> List[str]:
     names = sorted(set.union(*per_class))
     if not names:
         raise PodiumError(
-            f"probability map folder {folder} holds no PNG maps; expected NAME.png or CLASS/NAME.png files"
+            f"probability map folder {folder} holds no PNG maps; "
+            "expected NAME.png or CLASS/NAME.png files"
         )
     for c, found in enumerate(per_class):
         missing = [n for n in names if n not in found]
         if missing:
             raise PodiumError(
-                f"probability maps of class {classes[c]} in {_class_folder(folder, classes, c)} miss {len(missing)} image(s): "
-                f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; expected one map per image and class"
+                f"probability maps of class {classes[c]} in {_class_folder(folder, classes, c)} "
+                f"miss {len(missing)} "
+                f"image(s): {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; "
+                "expected one map per image and class"
             )
     return names
 
@@ -145,7 +150,8 @@ def probability_map_classes(folder) -> List[str]:
     )
     if not subfolders:
         raise PodiumError(
-            f"probability map folder {folder} holds no PNG maps; expected NAME.png or CLASS/NAME.png files"
+            f"probability map folder {folder} holds no PNG maps; "
+            "expected NAME.png or CLASS/NAME.png files"
         )
     return subfolders
 
@@ -156,7 +162,8 @@ def _class_names(class_names, count: int) -> List[str]:
     names = [str(c) for c in class_names]
     if len(names) != count:
         raise PodiumError(
-            f"class_names lists {len(names)} names {names} for {count} probability channels; expected one name per channel"
+            f"class_names lists {len(names)} names {names} for {count} probability channels; "
+            "expected one name per channel"
         )
     if len(set(names)) != len(names):
         raise PodiumError(f"class_names {names} has duplicates; expected one folder name per class")
@@ -170,7 +177,8 @@ def _check_name(name: str, what: str = "image name") -> None:
     text = str(name)
     if not text or text in (".", "..") or text.startswith(".") or "/" in text or os.sep in text:
         raise PodiumError(
-            f"{what} {name!r} cannot be a file name; expected a name without path separators or a leading dot"
+            f"{what} {name!r} cannot be a file name; "
+            "expected a name without path separators or a leading dot"
         )
 
 
@@ -195,7 +203,8 @@ def _write_manifest(folder: Path, classes: List[str]) -> None:
         present = probability_map_classes(folder)
         if present != classes:
             raise PodiumError(
-                f"{path} lists classes {present} but these maps have {classes}; expected an empty folder or the same classes"
+                f"{path} lists classes {present} but these maps have {classes}; "
+                "expected an empty folder or the same classes"
             )
         return
     write_atomically(

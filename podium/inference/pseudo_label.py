@@ -76,21 +76,24 @@ def teacher_models(run_dir, checkpoint: str = "best") -> List[Dict[str, Any]]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PodiumError(
-            f"run directory {run_dir} does not exist; expected podium cv's --out or a catalyst-dl run logdir"
+            f"run directory {run_dir} does not exist; "
+            "expected podium cv's --out or a catalyst-dl run logdir"
         )
     folds = cv_runs.fold_dirs(run_dir)
     if folds:
         runs = cv_runs.finished_folds(run_dir)
         if not runs:
             raise PodiumError(
-                f"{run_dir} holds no trained model to pseudo-label with: none of its {len(folds)} fold(s) "
-                f"is finished (no {cv_runs.DONE}); finish podium cv first"
+                f"{run_dir} holds no trained model to pseudo-label "
+                f"with: none of its {len(folds)} fold(s) is finished "
+                f"(no {cv_runs.DONE}); finish podium cv first"
             )
     elif (run_dir / CONFIG_PATH).is_file():
         runs = [run_dir]
     else:
         raise PodiumError(
-            f"{run_dir} holds no trained model to pseudo-label with: it has neither fold_<k>/{cv_runs.DONE} "
+            f"{run_dir} holds no trained model to pseudo-label "
+            f"with: it has neither fold_<k>/{cv_runs.DONE} "
             f"(podium cv) nor {CONFIG_PATH} (one catalyst-dl run)"
         )
     return [{"run": str(run), "checkpoint": CHECKPOINTS[checkpoint]} for run in runs]
@@ -138,7 +141,8 @@ def choose_kinds(
 
 
 def write_manifest(path: Path, rows: Sequence[Dict[str, Any]]) -> None:
-    """manifest.csv (name, kind, max_prob, positive_fraction), written to a temporary file and renamed."""
+    """manifest.csv (name, kind, max_prob, positive_fraction), written to a temporary file and
+    renamed."""
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
@@ -164,7 +168,8 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
     present = [path for path in ours if path.exists()]
     if present and not overwrite:
         raise PodiumError(
-            f"{out} already holds pseudo-labels ({present[0].name}); choose another --out or pass --overwrite"
+            f"{out} already holds pseudo-labels ({present[0].name}); "
+            "choose another --out or pass --overwrite"
         )
     for path in present:
         if path.is_dir():
@@ -255,7 +260,8 @@ def pseudo_label(
             )
     if not rows:
         raise PodiumError(
-            f"every image of {images} was dropped (no positive pixel and --negatives 0); nothing to train on"
+            f"every image of {images} was dropped (no positive "
+            "pixel and --negatives 0); nothing to train on"
         )
     counts = {kind: sum(row["kind"] == kind for row in rows) for kind in KINDS}
     counts["dropped"] = len(stats) - len(rows)

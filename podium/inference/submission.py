@@ -2,10 +2,11 @@
 
     with SubmissionWriter("submission.csv") as w:                 # ImageId,EncodedPixels
         w.add("img1", mask)                                        # H×W mask, > 0 = on
-    SubmissionWriter("sub.csv", columns=("Image_Label", "EncodedPixels"), name_format="{name}.jpg_{class}",
-                     class_names=["Fish", "Flower", "Gravel", "Sugar"])                 # Clouds
-    SubmissionWriter("sub.csv", columns=("ImageId", "ClassId", "EncodedPixels"))       # Severstal
-    SubmissionWriter.merge(["part0.csv", "part1.csv"], "submission.csv")               # sharded runs
+    SubmissionWriter("sub.csv", columns=("Image_Label", "EncodedPixels"),          # Clouds
+                     name_format="{name}.jpg_{class}",
+                     class_names=["Fish", "Flower", "Gravel", "Sugar"])
+    SubmissionWriter("sub.csv", columns=("ImageId", "ClassId", "EncodedPixels"))   # Severstal
+    SubmissionWriter.merge(["part0.csv", "part1.csv"], "submission.csv")           # sharded runs
 
 RLE is `podium.datasets.rle_encode`: column-major (top to bottom, then left to right), 1-based
 `start length` pairs; `rle_order="C"` for row-major competitions. Rows per image:
@@ -74,7 +75,8 @@ class SubmissionWriter:
             check_choice(mode, MODES, "submission mode")
         if mode == "multiclass" and (self.class_names is None or len(self.class_names) < 2):
             raise PodiumError(
-                "a multiclass submission needs class_names with the background first (e.g. [background, car, road])"
+                "a multiclass submission needs class_names with the "
+                "background first (e.g. [background, car, road])"
             )
         self.mode = mode
         self.instances = bool(instances)
@@ -142,13 +144,15 @@ class SubmissionWriter:
                 header = table[0]
             elif table[0] != header:
                 raise PodiumError(
-                    f"submission part {part} has columns {table[0]} but {parts[0]} has {header}; expected the same columns"
+                    f"submission part {part} has columns {table[0]} but {parts[0]} has {header}; "
+                    "expected the same columns"
                 )
             for row in table[1:]:
                 first = owner.setdefault(row[0], part)
                 if first != part:
                     raise PodiumError(
-                        f"{header[0]} {row[0]} is in both {first} and {part}; expected each image in one part"
+                        f"{header[0]} {row[0]} is in both {first} and {part}; "
+                        "expected each image in one part"
                     )
                 rows.append(tuple(row))
         return _write_csv(Path(path), header, rows)
@@ -175,8 +179,10 @@ class SubmissionWriter:
             f in ("class", "class_id") for t in self.templates.values() for f in _fields(t)
         ):
             raise PodiumError(
-                f"a {mode} submission writes one row per class, but columns {self.columns} have no class field; "
-                f'expected e.g. name_format="{{name}}_{{class}}" or columns (ImageId, ClassId, EncodedPixels)'
+                f"a {mode} submission writes one row per class, "
+                f"but columns {self.columns} have no class field; "
+                'expected e.g. name_format="{name}_{class}" '
+                "or columns (ImageId, ClassId, EncodedPixels)"
             )
         return mode
 
@@ -188,7 +194,8 @@ class SubmissionWriter:
             names = self.class_names or [str(c + 1) for c in range(mask.shape[0])]
             if len(names) != mask.shape[0]:
                 raise PodiumError(
-                    f"mask of {name} has {mask.shape[0]} channels but class_names lists {len(names)}: {names}"
+                    f"mask of {name} has {mask.shape[0]} channels but class_names "
+                    f"lists {len(names)}: {names}"
                 )
             for c in range(mask.shape[0]):
                 yield names[c], c + 1, mask[c] > 0
@@ -196,7 +203,8 @@ class SubmissionWriter:
             count = len(self.class_names)
             if mask.size and (mask.min() < 0 or mask.max() >= count):
                 raise PodiumError(
-                    f"mask of {name} has class indices {mask.min()}..{mask.max()}; expected 0..{count - 1} ({count} class_names)"
+                    f"mask of {name} has class indices {mask.min()}..{mask.max()}; "
+                    f"expected 0..{count - 1} ({count} class_names)"
                 )
             for c in range(1, count):
                 yield self.class_names[c], c, mask == c
@@ -213,7 +221,8 @@ def _templates(columns, name_format: str) -> Dict[str, str]:
     if isinstance(columns, Mapping):
         if name_format != "{name}":
             raise PodiumError(
-                "give name_format or a mapping of column templates, not both (put the id format into the mapping)"
+                "give name_format or a mapping of column templates, "
+                "not both (put the id format into the mapping)"
             )
         templates = {str(k): str(v) for k, v in columns.items()}
     elif (
@@ -229,7 +238,8 @@ def _templates(columns, name_format: str) -> Dict[str, str]:
             )
     else:
         raise PodiumError(
-            f"submission columns must be 2 names (id, RLE), 3 names (id, class, RLE) or a mapping column → template, got {columns!r}"
+            "submission columns must be 2 names (id, RLE), 3 names (id, class, RLE) or a mapping "
+            f"column → template, got {columns!r}"
         )
     for column, template in templates.items():
         try:
@@ -240,7 +250,8 @@ def _templates(columns, name_format: str) -> Dict[str, str]:
             ) from None
         if unknown:
             raise PodiumError(
-                f'submission column {column} uses {{{unknown[0]}}}{did_you_mean(unknown[0], FIELDS)} in "{template}"; '
+                f"submission column {column} uses "
+                f'{{{unknown[0]}}}{did_you_mean(unknown[0], FIELDS)} in "{template}"; '
                 f"expected fields: {', '.join('{' + f + '}' for f in FIELDS)}"
             )
     if sum("rle" in _fields(t) for t in templates.values()) != 1:

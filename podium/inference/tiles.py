@@ -35,7 +35,8 @@ Size = Union[int, Sequence[int]]
 def tile_grid(
     image_shape: Tuple[int, int], size: Size, overlap: int, weight: str = "pyramid"
 ) -> ImageSlicer:
-    """toolbelt's ImageSlicer for tiles of `size` (int or [h, w]) overlapping by `overlap` pixels."""
+    """toolbelt's ImageSlicer for tiles of `size` (int or [h, w]) overlapping by `overlap`
+    pixels."""
     tile_h, tile_w = (
         (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
     )
@@ -92,7 +93,8 @@ class TiledPrediction:
 
 
 def _pad_margins(image: torch.Tensor, slicer: ImageSlicer) -> torch.Tensor:
-    """The image with ImageSlicer's margins added by reflection (replicate if a margin ≥ the side)."""
+    """The image with ImageSlicer's margins added by reflection (replicate if a margin ≥ the
+    side)."""
     pad = (slicer.margin_left, slicer.margin_right, slicer.margin_top, slicer.margin_bottom)
     if not any(pad):
         return image

@@ -84,7 +84,8 @@ class ClassificationScores(Accumulator):
         return outputs.argmax(dim=1)
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        """outputs: logits (B,) / (B, 1) binary or (B, C); targets: labels (B,) or one-hot (B, C)."""
+        """outputs: logits (B,) / (B, 1) binary or (B, C); targets: labels (B,) or one-hot
+        (B, C)."""
         outputs, targets = as_tensor(outputs), as_tensor(targets).to(as_tensor(outputs).device)
         predicted = self._predicted_labels(outputs)
         batch = predicted.shape[0]

@@ -97,8 +97,9 @@ def label_masks(
     if activation in ("sigmoid", "none"):
         if targets.numel() != outputs.numel():
             raise PodiumError(
-                f"target shape {tuple(targets.shape)} does not match outputs {tuple(outputs.shape)} "
-                f"(activation {activation}: one target channel per output channel)"
+                f"target shape {tuple(targets.shape)} does not match "
+                f"outputs {tuple(outputs.shape)} (activation {activation}: "
+                "one target channel per output channel)"
             )
         targets = targets.reshape(batch, num_classes, -1)
         probs = torch.sigmoid(outputs.float()) if activation == "sigmoid" else outputs.float()
@@ -151,7 +152,8 @@ def confusion_counts(
 
 
 def _score(metric: str, tp, fp, fn, empty_score: Optional[float]):
-    """Dice or IoU from counts (any array shape); the empty case gets `empty_score` (NaN if None)."""
+    """Dice or IoU from counts (any array shape); the empty case gets `empty_score` (NaN if
+    None)."""
     tp, fp, fn = (np.asarray(x, dtype=np.float64) for x in (tp, fp, fn))
     numerator = 2 * tp if metric == "dice" else tp
     denominator = numerator + fp + fn

@@ -85,8 +85,9 @@ def _summary(run: RunLogs, scope: str) -> str:
         return "".join(parts)
     best = run.best
     parts.append(
-        f"<p><b>Best epoch</b>: stage <b>{h.esc(best.stage)}</b>, epoch <b>{best.stage_epoch}</b> "
-        f"(epoch {best.epoch} of the run) — {h.esc(best.source)}; criterion {h.esc(run.criterion.describe())}.</p>"
+        f"<p><b>Best epoch</b>: stage <b>{h.esc(best.stage)}</b>, "
+        f"epoch <b>{best.stage_epoch}</b> (epoch {best.epoch} of the run) "
+        f"— {h.esc(best.source)}; criterion {h.esc(run.criterion.describe())}.</p>"
     )
     loaders = list(run.loaders)
     keys = curve_keys(_all_keys(run))
@@ -110,7 +111,10 @@ def _per_class(run: RunLogs, scope: str) -> str:
     rows_by_loader = {loader: run.row(loader, run.best.epoch) for loader in loaders}
     found = families(_all_keys(run))
     if not found:
-        return '<p class="muted">The logs have no per-class or averaged metrics (keys like dice/&lt;class&gt;, dice/_macro).</p>'
+        return (
+            '<p class="muted">The logs have no per-class or averaged metrics (keys like '
+            "dice/&lt;class&gt;, dice/_macro).</p>"
+        )
     parts = []
     for base, members in found.items():
         header = ["class"] + [f"{base} ({loader})" for loader in loaders]
@@ -181,8 +185,8 @@ def _link(path: Path, link_base: Optional[Path]) -> Optional[str]:
 def _overlays(chosen: Optional[OverlaySet], link_base: Optional[Path], notes: List[str]) -> str:
     if chosen is None:
         return (
-            '<p class="muted">No overlays: add podium.callbacks.OverlayCallback to the training callbacks, '
-            "or run podium predict into the run directory.</p>"
+            '<p class="muted">No overlays: add podium.callbacks.OverlayCallback to the training '
+            "callbacks, or run podium predict into the run directory.</p>"
         )
     parts = [f"<p>{h.esc(chosen.source)}. Red: predicted outline, green: true outline.</p>"]
     for kind, items in (("best", chosen.best), ("worst", chosen.worst)):
@@ -328,8 +332,9 @@ def _timings(run: RunLogs, predictions: Sequence[PredictionRun], scope: str) -> 
             )
         )
         parts.append(
-            "<h3>Training</h3><p>From the throughput keys of the CSV logs (podium.callbacks.ThroughputCallback): "
-            "seconds summed over the epochs, images/s and the data-loading share averaged over them.</p>"
+            "<h3>Training</h3><p>From the throughput keys of the CSV logs "
+            "(podium.callbacks.ThroughputCallback): seconds summed over the epochs, "
+            "images/s and the data-loading share averaged over them.</p>"
         )
         parts.append(
             h.table(
@@ -339,7 +344,8 @@ def _timings(run: RunLogs, predictions: Sequence[PredictionRun], scope: str) -> 
         )
     else:
         parts.append(
-            '<p class="muted">No training timings in the logs (add podium.callbacks.ThroughputCallback).</p>'
+            '<p class="muted">No training timings in the logs (add '
+            "podium.callbacks.ThroughputCallback).</p>"
         )
     for prediction in predictions:
         if not prediction.timings:
@@ -383,7 +389,8 @@ def run_sections(
     prefix: str = "",
     scope: str = "",
 ) -> List[Section]:
-    """The sections of one run's report: anchor ids start with `prefix`, `data-metric` names with `scope`."""
+    """The sections of one run's report: anchor ids start with `prefix`, `data-metric` names with
+    `scope`."""
     predictions = find_predictions(run.path, notes)
     sections = [
         (f"{prefix}summary", "Summary", _summary(run, scope)),
@@ -432,8 +439,8 @@ def _fold_table(path: Path, folds: List[Fold]) -> str:
     )
     if summary is None:
         return (
-            status
-            + '<p class="muted">No cv_summary.csv yet: it is written when the cross-validation ends.</p>'
+            status + '<p class="muted">No cv_summary.csv yet: '
+            "it is written when the cross-validation ends.</p>"
         )
     header, rows = summary
     table_rows = []
@@ -480,7 +487,8 @@ def _fold_curves(runs: List[Tuple[Fold, RunLogs]]) -> str:
     if not figures:
         return '<p class="muted">No fold has logged metrics yet.</p>'
     return (
-        "<p>One colour per fold; solid: validation, dashed: training. x: epoch of the fold's run.</p>"
+        "<p>One colour per fold; solid: validation, dashed: training. x: "
+        "epoch of the fold's run.</p>"
         '<div class="grid">' + "".join(figures) + "</div>"
     )
 
@@ -511,7 +519,8 @@ def _cv_timings(folds: List[Fold], notes: List[str]) -> str:
     if not rows:
         return ""
     return (
-        "<p>From each fold's cv_done.json; the training loaders' own timings are in the folds' sections.</p>"
+        "<p>From each fold's cv_done.json; the training loaders' own "
+        "timings are in the folds' sections.</p>"
         + h.table(
             ["fold", "training s", "out-of-fold prediction s", "out-of-fold images"],
             rows,
@@ -565,7 +574,8 @@ def _cv_sections(
                 f"fold-{fold.index}",
                 f"Fold {fold.index}",
                 h.details(
-                    f"fold {fold.index}{state}: {fold.path.name}/ — summary, curves, overlays, config",
+                    f"fold {fold.index}{state}: {fold.path.name}/ "
+                    "— summary, curves, overlays, config",
                     body,
                 ),
             )
@@ -606,8 +616,8 @@ def build_report(
         kind = "cross-validation"
     else:
         raise PodiumError(
-            f"{path} is not a run directory: it has no configs/_config.json (written by catalyst-dl run) "
-            "and no fold_<k>/ or cv_summary.csv (written by podium cv)"
+            f"{path} is not a run directory: it has no configs/_config.json (written by "
+            "catalyst-dl run) and no fold_<k>/ or cv_summary.csv (written by podium cv)"
         )
     title = f"podium report: {path.resolve().name}"
     return h.page(title, f"{kind} directory {path.resolve()}", sections, notes), notes

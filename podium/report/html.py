@@ -13,7 +13,8 @@ from typing import Iterable, Optional, Sequence, Tuple
 __all__ = ["esc", "number", "number_cell", "key_cell", "table", "image", "details", "pre", "page"]
 
 CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d2430; background: #fff; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; \
+color: #1d2430; background: #fff; }
 header { background: #1d2430; color: #fff; padding: 14px 28px; }
 header h1 { margin: 0; font-size: 22px; }
 header p { margin: 4px 0 0; color: #c9d1dc; font-size: 13px; word-break: break-all; }
@@ -34,7 +35,8 @@ figure { margin: 0; border: 1px solid #d6dbe2; padding: 4px; background: #fff; }
 figure img { display: block; max-width: 100%; image-rendering: auto; }
 figure.overlay img { width: 256px; height: auto; image-rendering: pixelated; }
 figcaption { font-size: 12px; color: #4a5463; text-align: center; word-break: break-all; }
-pre { background: #f6f8fa; border: 1px solid #d6dbe2; padding: 10px; overflow: auto; font-size: 12.5px; max-height: 640px; }
+pre { background: #f6f8fa; border: 1px solid #d6dbe2; padding: 10px; overflow: auto; \
+font-size: 12.5px; max-height: 640px; }
 details { margin: 8px 0; } summary { cursor: pointer; font-weight: 600; }
 .note { background: #fff7e0; border-left: 4px solid #e0a800; padding: 6px 10px; margin: 8px 0; }
 .muted { color: #5d6776; }
@@ -125,7 +127,8 @@ def page(
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{esc(title)}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title>"
         f"<style>{CSS}</style></head><body>"
         f"<header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header><nav>{nav}</nav>"
         f"<main>{note_html}{body}</main></body></html>\n"

@@ -86,7 +86,8 @@ def _training(run: RunLogs, limit: int) -> Optional[OverlaySet]:
     )
     metric = _overlay_metric(run.config)
     return OverlaySet(
-        f"Training overlays of {which} (stage {stage}, epoch {epoch}; {folder.relative_to(run.path)}), "
+        f"Training overlays of {which} (stage {stage}, "
+        f"epoch {epoch}; {folder.relative_to(run.path)}), "
         f"ranked by per-image {metric} on the validation loader",
         metric,
         [item for _, item in sorted(ranked["best"], key=lambda e: e[0])][:limit],
@@ -117,14 +118,16 @@ def _prediction(
         rest = [e for e in order if e not in best]
         worst = sorted(rest, key=lambda e: (e[0], e[1]))[:limit]
         return OverlaySet(
-            f"Prediction overlays of {where}/overlays, ranked by the per-image {metric} in {where}/{prediction.metrics_name}",
+            f"Prediction overlays of {where}/overlays, ranked by the per-image {metric} "
+            f"in {where}/{prediction.metrics_name}",
             metric,
             [Overlay(files[n], n, s) for s, n in best],
             [Overlay(files[n], n, s) for s, n in worst],
         )
     names = sorted(files)[: 2 * limit]
     return OverlaySet(
-        f"Prediction overlays of {where}/overlays (no per-image scores: the first {len(names)} by name, unranked)",
+        f"Prediction overlays of {where}/overlays (no per-image scores: "
+        f"the first {len(names)} by name, unranked)",
         None,
         [Overlay(files[n], n, scores.get(n)) for n in names],
         [],
@@ -150,7 +153,8 @@ def choose_overlays(
 
 
 def page_png(path: Path, max_side: int = 1024) -> Optional[bytes]:
-    """The PNG's bytes, downscaled (area average) when a side exceeds `max_side`; None if not a PNG."""
+    """The PNG's bytes, downscaled (area average) when a side exceeds `max_side`; None if not a
+    PNG."""
     try:
         data = Path(path).read_bytes()
     except OSError:

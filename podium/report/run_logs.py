@@ -103,7 +103,8 @@ def is_run_dir(path: Path) -> bool:
 def read_loader_csv(
     path: Path, notes: Optional[List[str]] = None
 ) -> List[Tuple[int, Dict[str, float]]]:
-    """`(step, {key: value})` per row of a Catalyst CSV log; a `step,...` line restarts the header."""
+    """`(step, {key: value})` per row of a Catalyst CSV log; a `step,...` line restarts the
+    header."""
     rows: List[Tuple[int, Dict[str, float]]] = []
     header: Optional[List[str]] = None
     skipped = 0
@@ -117,7 +118,8 @@ def read_loader_csv(
                 continue
             if header is None:
                 raise PodiumError(
-                    f"{path}:{number}: a row before the `step,...` header; expected a Catalyst CSV log"
+                    f"{path}:{number}: a row before the `step,...` header; "
+                    "expected a Catalyst CSV log"
                 )
             if len(fields) != len(header):
                 skipped += 1
@@ -127,15 +129,16 @@ def read_loader_csv(
                 values = {key: float(text) for key, text in zip(header[1:], fields[1:])}
             except ValueError:
                 raise PodiumError(
-                    f"{path}:{number}: {line.strip()[:80]!r} is not numbers; expected a Catalyst CSV log "
-                    "(step, then one number per metric)"
+                    f"{path}:{number}: {line.strip()[:80]!r} is not numbers; "
+                    "expected a Catalyst CSV log (step, then one number per metric)"
                 ) from None
             rows.append((step, values))
     if skipped and notes is not None:
         notes.append(
-            f"{path.name}: {skipped} row(s) have another number of values than the header and are not shown "
-            "(Catalyst writes the CSV header once per process: a stage that logs other metrics than the "
-            "first stage cannot be read by name; the TensorBoard logs have them)"
+            f"{path.name}: {skipped} row(s) have another number of values than the header and "
+            "are not shown (Catalyst writes the CSV header once per process: "
+            "a stage that logs other metrics than the first stage cannot be read by name; "
+            "the TensorBoard logs have them)"
         )
     return rows
 
@@ -209,7 +212,8 @@ def _best_from_checkpoints(
         best = json.loads(file.read_text()).get("best")
     except (OSError, ValueError, AttributeError):
         notes.append(
-            "checkpoints/_metrics.json is not readable JSON: the best epoch is taken from the CSV logs"
+            "checkpoints/_metrics.json is not readable JSON: "
+            "the best epoch is taken from the CSV logs"
         )
         return None
     if not isinstance(best, dict):
@@ -235,7 +239,8 @@ def _best_from_checkpoints(
         epoch = by_name[0]
     else:
         notes.append(
-            f"checkpoints/_metrics.json names the best epoch {score!r}, which the CSV logs do not have"
+            f"checkpoints/_metrics.json names the best epoch {score!r}, "
+            "which the CSV logs do not have"
         )
         return None
     item = next(i for rows in loaders.values() for i in rows if i.epoch == epoch)
@@ -321,12 +326,13 @@ def read_run(path: Path) -> RunLogs:
     }
     if any(stage not in stages for stage in order):
         notes.append(
-            f"the CSV logs restart their epoch count more often than the config has stages ({', '.join(stages)}): "
-            "a resumed run? The later parts are numbered `stage <k>`"
+            "the CSV logs restart their epoch count more often than the config has stages "
+            f"({', '.join(stages)}): a resumed run? The later parts are numbered `stage <k>`"
         )
     if not loaders:
         notes.append(
-            "no metrics: logs/*.csv is missing (add `csv: {_target_: catalyst.loggers.CSVLogger}` to loggers:)"
+            "no metrics: logs/*.csv is missing "
+            "(add `csv: {_target_: catalyst.loggers.CSVLogger}` to loggers:)"
         )
     criterion = _criterion(config, list(loaders))
     best = _best_from_checkpoints(path, loaders, notes) or _best_from_logs(

@@ -70,7 +70,8 @@ def check_stage_references(
         for loader in [loader_keys] if isinstance(loader_keys, str) else []:
             if loader not in loaders:
                 raise PodiumError(
-                    f'{where}/loader_key "{loader}" is not a loader of stage {stage}{_one_of(loader, loaders)}'
+                    f'{where}/loader_key "{loader}" is not a loader of '
+                    f"stage {stage}{_one_of(loader, loaders)}"
                 )
         for key, block in _NAMED_BLOCKS.items():
             value = params.get(key)
@@ -84,31 +85,34 @@ def check_stage_references(
             names = _named(stage_config[block])
             if names is None:
                 raise PodiumError(
-                    f'{where}/{key} is "{value}" but stages/{stage}/{block} is one {block}, not named '
-                    f"ones; expected no {key}, or `{block}: {{{value}: {{_target_: ...}}}}`"
+                    f'{where}/{key} is "{value}" but stages/{stage}/{block} '
+                    f"is one {block}, not named ones; expected no {key}, "
+                    f"or `{block}: {{{value}: {{_target_: ...}}}}`"
                 )
             if str(value) not in names:
                 raise PodiumError(
-                    f'{where}/{key} "{value}" is not in stages/{stage}/{block}{_one_of(str(value), names)}'
+                    f'{where}/{key} "{value}" is not in '
+                    f"stages/{stage}/{block}{_one_of(str(value), names)}"
                 )
         factory = _factory(params)
         if _is(factory, SchedulerCallback) and "scheduler" not in stage_config:
             raise PodiumError(
-                f"{where} ({factory.__name__}) needs a `scheduler:` block in stage {stage}, which has "
-                f"none; expected e.g. scheduler: {{_target_: torch.optim.lr_scheduler.CosineAnnealingLR, T_max: 10}}"
+                f"{where} ({factory.__name__}) needs a `scheduler:` block in stage {stage}, "
+                "which has none; expected e.g. "
+                "scheduler: {_target_: torch.optim.lr_scheduler.CosineAnnealingLR, T_max: 10}"
             )
         if (
             _is(factory, (IOptimizerCallback, ISchedulerCallback))
             and "optimizer" not in stage_config
         ):
             raise PodiumError(
-                f"{where} ({factory.__name__}) needs an `optimizer:` block in stage {stage}, which has "
-                f"none; expected e.g. optimizer: {{_target_: torch.optim.AdamW, lr: 0.001}}"
+                f"{where} ({factory.__name__}) needs an `optimizer:` block in stage {stage}, "
+                "which has none; expected e.g. optimizer: {_target_: torch.optim.AdamW, lr: 0.001}"
             )
         if _is(factory, CriterionCallback) and "criterion" not in stage_config:
             raise PodiumError(
-                f"{where} ({factory.__name__}) needs a `criterion:` block in stage {stage}, which has "
-                f"none; expected e.g. criterion: {{_target_: torch.nn.BCEWithLogitsLoss}}"
+                f"{where} ({factory.__name__}) needs a `criterion:` block in stage {stage}, "
+                "which has none; expected e.g. criterion: {_target_: torch.nn.BCEWithLogitsLoss}"
             )
 
 
@@ -156,16 +160,17 @@ def check_model_fits_data(
         where = f"the data of stage {stage} (loader {loader})"
         if dataset.with_masks and params.get("num_classes") != dataset.num_classes:
             raise PodiumError(
-                f"model/num_classes is {params.get('num_classes')!r} but {where} has {dataset.target} "
-                f"masks with num_classes {dataset.num_classes}; expected model/num_classes: "
-                f"{dataset.num_classes} (one output channel per class; binary: 1)"
+                f"model/num_classes is {params.get('num_classes')!r} but {where} "
+                f"has {dataset.target} masks with num_classes {dataset.num_classes}; "
+                f"expected model/num_classes: {dataset.num_classes} (one output "
+                "channel per class; binary: 1)"
             )
         channels = _image_channels(dataset)
         if channels is not None and params.get("in_channels") != channels:
             raise PodiumError(
-                f"model/in_channels is {params.get('in_channels')!r} but {where} gives images of "
-                f"{channels} channel(s) (e.g. {dataset.image_paths[0]}); expected model/in_channels: "
-                f"{channels} (or pick channels with data/channels)"
+                f"model/in_channels is {params.get('in_channels')!r} but {where} gives images "
+                f"of {channels} channel(s) (e.g. {dataset.image_paths[0]}); "
+                f"expected model/in_channels: {channels} (or pick channels with data/channels)"
             )
 
 
@@ -184,8 +189,8 @@ def check_references(
     for name, dataset in (datasets or {}).items():
         if hasattr(dataset, "__len__") and len(dataset) == 0:
             raise PodiumError(
-                f"loader {name} of stage {stage} yields nothing: its {type(dataset).__name__} has 0 "
-                f"samples; expected at least one"
+                f"loader {name} of stage {stage} yields nothing: "
+                f"its {type(dataset).__name__} has 0 samples; expected at least one"
             )
     check_model_fits_data(config.get("model"), datasets, stage)
 
@@ -241,7 +246,8 @@ def explain_missing_batch_metric(runner, error: BaseException) -> None:
         ours = raised in missing or raised == f"Could not found required key out of {logged.keys()}"
         if missing and ours:
             raise PodiumError(
-                f'stages/{runner.stage_key}/callbacks/{name}/{field} names "{missing[0]}", which no '
-                f"callback logged for loader {runner.loader_key}{_one_of(missing[0], sorted(logged))} "
-                f"(the loss keys of the criterion callbacks, or a metric callback's keys)"
+                f'stages/{runner.stage_key}/callbacks/{name}/{field} names "{missing[0]}", '
+                "which no callback logged for "
+                f"loader {runner.loader_key}{_one_of(missing[0], sorted(logged))} (the loss keys "
+                "of the criterion callbacks, or a metric callback's keys)"
             ) from error

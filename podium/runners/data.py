@@ -119,7 +119,8 @@ class StageData:
                 raise PodiumError(
                     f"loader {name} of stage {stage} yields no batch: {len(loader.dataset)} "
                     f"samples, batch_size {loader.batch_size}, drop_last {loader.drop_last}; "
-                    f"expected at least one batch (more samples, a smaller batch_size or drop_last: false)"
+                    "expected at least one batch (more samples, "
+                    "a smaller batch_size or drop_last: false)"
                 )
 
     def save_pipelines(self, stage: str, logdir) -> None:

@@ -56,7 +56,8 @@ def last_checkpoint(folder: Optional[Path]) -> Optional[str]:
 
 
 def explain(runner, stop: interrupts.Interrupted, where: str = "") -> interrupts.Interrupted:
-    """`stop` with where the run was, its last complete checkpoint and the command that continues."""
+    """`stop` with where the run was, its last complete checkpoint and the command that
+    continues."""
     command = interrupts.command_line(
         drop=("--resume", "--autoresume"), add=("--autoresume", "last")
     )

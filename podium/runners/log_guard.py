@@ -64,8 +64,9 @@ def _guarded(method, name: str, logger: Any):
             place = f" {where}" if where else ""
             reason = error.strerror or str(error) or type(error).__name__
             raise LogWriteError(
-                f"loggers/{name} ({type(logger).__name__}) cannot write{place}: {reason}; expected a "
-                f"writable run directory with free space (the checkpoints written so far are kept)"
+                f"loggers/{name} ({type(logger).__name__}) cannot "
+                f"write{place}: {reason}; expected a writable run directory "
+                "with free space (the checkpoints written so far are kept)"
             ) from error
 
     return call

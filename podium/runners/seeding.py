@@ -35,7 +35,8 @@ class AugmentationSeeds:
     @staticmethod
     def prepare(loader) -> None:
         """A loader with workers seeds their pipelines itself (Catalyst's own worker_init_fn
-        seeds numpy/random with seed + worker id, the same every epoch, and never albumentations)."""
+        seeds numpy/random with seed + worker id, the same every epoch, and never
+        albumentations)."""
         if loader.num_workers > 0:
             loader.worker_init_fn = worker_init_fn
 

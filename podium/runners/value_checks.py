@@ -55,7 +55,8 @@ def check_stage_values(name: str, stage: Mapping[str, Any]) -> None:
     loaders = stage.get("loaders")
     if loaders is None:
         raise PodiumError(
-            f"{where} has no `loaders:` block; expected e.g. loaders: {{batch_size: 8, num_workers: 0}}"
+            f"{where} has no `loaders:` block; expected e.g. loaders: "
+            "{batch_size: 8, num_workers: 0}"
         )
     if loaders is not None:
         if not isinstance(loaders, Mapping):
