@@ -199,8 +199,9 @@ def load_centernet_predictor(
     model, config = load_model(Path(run), checkpoint)
     if not hasattr(model, "heads") or "heatmap" not in getattr(model, "heads", {}):
         raise PodiumError(
-            f"{run} is not a CenterNet run (model/_target_ {config['model'].get('_target_')}); "
-            f"expected podium.models.centernet.build_centernet"
+            f"{run} is not a CenterNet run (model "
+            f"{config['model'].get('name') or config['model'].get('_target_')}); "
+            f"expected model name: centernet (_target_: podium.models.create_model)"
         )
     params = run_data_config(config)
     if scale is None:

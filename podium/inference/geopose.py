@@ -167,8 +167,9 @@ def load_geopose_predictor(
     model, config = load_model(Path(run), checkpoint)
     if not hasattr(model, "magnitude_head"):
         raise PodiumError(
-            f"{run} is not a Geopose run (model/_target_ {config['model'].get('_target_')}); "
-            f"expected podium.models.geopose.build_geopose_model"
+            f"{run} is not a Geopose run (model "
+            f"{config['model'].get('name') or config['model'].get('_target_')}); "
+            f"expected model name: geopose (_target_: podium.models.create_model)"
         )
     channels = int((config.get("model") or {}).get("in_channels", 3))
     predictor = GeoposePredictor(
