@@ -24,6 +24,8 @@ step) in the batch metrics, and `grad_norm` (mean over the loader's steps) plus 
 `momentum` in the loader metrics, so they land in the CSV / TensorBoard logs (with
 `model_key` / `optimizer_key`, Catalyst's `gradient/<key>/…`, `lr/<key>` naming is kept).
 `grad_clip_fn` / `grad_clip_params` (Catalyst's) still work and are now applied once per step.
+`runner.optimizer_stepped` says, after each batch (and at a train loader's end), whether the
+optimizer really stepped: what `EMACallback` counts its updates by.
 """
 
 import math
@@ -157,6 +159,7 @@ class OptimizerCallback(_CatalystOptimizerCallback):
             self._pending = True
             if is_step_batch(index, num_batches, k):
                 self._step(runner, loss)
+            runner.optimizer_stepped = self.stepped
 
         runner.batch_metrics.update(self._get_lr_momentum_stats())
         if hasattr(runner.engine, "scaler"):
@@ -195,6 +198,7 @@ class OptimizerCallback(_CatalystOptimizerCallback):
         if runner.is_train_loader and self._pending:
             # the loader stopped early (need_early_stop, a batch limit): step what is there
             self._step(runner, None)
+            runner.optimizer_stepped = True
         if self._norms and runner.is_train_loader:
             runner.loader_metrics[self._grad_norm_key] = sum(self._norms) / len(self._norms)
         super().on_loader_end(runner)

@@ -24,6 +24,7 @@ SUBCOMMANDS = [
     "podium.cli.submit",
     "podium.cli.report",
     "podium.cli.pseudo_label",
+    "podium.cli.average",
 ]
 
 

@@ -10,6 +10,7 @@
     outputs: {masks: true, probabilities: false, overlays: true, submission: null}
     out: predictions/nuclei
     batch_size: 8
+    ema: auto               # EMA weights where a checkpoint has them; false: the trained ones
 
 `configs/nuclei/infer.yml` documents every key. Every block is checked here, before a model is
 loaded or a file is written: an unknown key is one `PodiumError` with a did-you-mean, a bad
@@ -52,6 +53,7 @@ DEFAULTS: Dict[str, Any] = {
     "num_workers": 0,
     "device": None,
     "progress": True,
+    "ema": "auto",
 }
 MODEL_KEYS = ("run", "checkpoint", "weight")
 DATA_KEYS = ("root", "split", "fold", "names", "split_file", "exclude")
@@ -89,7 +91,7 @@ def apply_flags(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Dict[str
 
     flags: runs, checkpoints, weights (lists), data, split, fold, names, out, tta, threshold,
     min_size, submission, probabilities, overlays, masks, tile_size, tile_overlap, device,
-    batch_size, num_workers, progress. `--data DIR` starts a new selection: the YAML's split /
+    batch_size, num_workers, progress, ema. `--data DIR` starts a new selection: the YAML's split /
     fold / names are dropped unless given as flags too.
     """
     config = copy.deepcopy(dict(config))
@@ -106,7 +108,7 @@ def apply_flags(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Dict[str
             if key in given:
                 data[key] = str(given[key]) if key == "names" else given[key]
         config["data"] = data
-    for key in ("out", "tta", "device", "batch_size", "num_workers", "progress"):
+    for key in ("out", "tta", "device", "batch_size", "num_workers", "progress", "ema"):
         if key in given:
             config[key] = str(given[key]) if key == "out" else given[key]
     post = {"threshold": "threshold", "min_size": "min_size"}
@@ -159,6 +161,10 @@ def resolve_inference_config(config: Mapping[str, Any]) -> Dict[str, Any]:
     resolved["batch_size"] = check_int(resolved["batch_size"], "batch_size", 1)
     resolved["num_workers"] = check_int(resolved["num_workers"], "num_workers", 0)
     resolved["progress"] = check_bool(resolved["progress"], "progress")
+    if resolved["ema"] != "auto":
+        resolved["ema"] = check_bool(
+            resolved["ema"], "ema", " (or auto: the EMA weights when a checkpoint has them)"
+        )
     if resolved["device"] is not None and not isinstance(resolved["device"], str):
         raise PodiumError(
             f"device must be a string like cpu, cuda or cuda:1 (or null for auto), got {resolved['device']!r}"
