@@ -12,8 +12,9 @@ buffers), updated once per real optimizer step: after the batch where the optimi
 (`runner.optimizer_stepped`, set by `podium.callbacks.OptimizerCallback`), so an accumulation
 batch or an fp16 step the GradScaler skipped does not count. Without that attribute (Catalyst's
 own OptimizerCallback) the step batches are those of `is_step_batch` with its
-`accumulation_steps`. Every DDP rank updates its copy from the same synchronised weights, so
-the copies stay identical.
+`accumulation_steps`. Under DDP the parameters are the same on every rank, the BatchNorm
+statistics are not (each rank's batches): at the end of each train loader every rank takes
+rank 0's EMA buffers, so validation and the checkpoint (rank 0 writes it) see one average.
 
 `validate: true` (the default) runs every loader but the train ones on the EMA copy: the valid
 metrics, early stopping and the best checkpoint are then those of the weights that
@@ -150,6 +151,8 @@ class EMACallback(Callback):
                 and self._updated_at != runner.global_batch_step
             ):
                 self.update(runner)
+            if self.ema is not None:
+                broadcast_buffers(self.ema.module)
         else:
             self._swap_out(runner)
 
@@ -177,6 +180,15 @@ class EMACallback(Callback):
             self._pending = {"weights": state["weights"], "updates": self.updates}
         else:
             self.ema.module.load_state_dict(state["weights"])
+
+
+def broadcast_buffers(module) -> None:
+    """Under torch.distributed (more than one process): rank 0's buffers on every rank."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=0)
 
 
 def ema_weights(runner) -> Optional[Dict[str, torch.Tensor]]:

@@ -68,11 +68,11 @@ def top_k(run_dir, k: int) -> List[Path]:
     """The k best kept epoch checkpoints of the run's last stage."""
     kept = kept_epochs(run_dir)
     if k > len(kept):
-        names = ", ".join(p["path"].name for p in kept) or "none"
+        names = ", ".join(p["path"].name for p in sorted(kept, key=lambda p: p["epoch"]))
         raise PodiumError(
             f"--top-k {k}: {Path(run_dir) / 'checkpoints'} keeps {len(kept)} epoch checkpoints "
-            f"of its last stage ({names}); lower --top-k, or train with save_n_best >= {k} "
-            f"in its CheckpointCallback"
+            f"of its last stage ({names or 'none'}); lower --top-k, or train with "
+            f"save_n_best >= {k} in its CheckpointCallback"
         )
     return [p["path"] for p in kept[:k]]
 
