@@ -237,3 +237,14 @@ def test_model_weights_picks_ema_when_there_and_says_when_asked_for_missing(tmp_
     _assert_same(model_weights(plain), trained)
     with pytest.raises(PodiumError, match=f"checkpoint {plain} holds no EMA weights"):
         model_weights(plain, ema=True)
+
+
+def test_inference_config_ema_key_and_flags():
+    from podium.inference.config import apply_flags, resolve_inference_config
+
+    base = {"models": [{"run": "r"}], "out": "o"}
+    assert resolve_inference_config(base)["ema"] == "auto"
+    assert resolve_inference_config(apply_flags(base, {"ema": False}))["ema"] is False
+    assert resolve_inference_config(dict(base, ema=True))["ema"] is True
+    with pytest.raises(PodiumError, match="ema must be true or false .or auto"):
+        resolve_inference_config(dict(base, ema="yes"))

@@ -15,6 +15,7 @@ from torch.optim.swa_utils import update_bn
 from conftest import run_two_ranks
 from podium.callbacks import EMACallback
 from podium.checkpoints import EMA_KEY, unwrap
+from podium.cli.average import train_loader
 from podium.cli.main import main as podium_main
 from podium.inference import averaging
 from podium.inference.checkpoint import load_model, load_run_config
@@ -199,7 +200,7 @@ def test_bn_update_is_torchs_update_bn_on_the_train_loader(run, tmp_path):
     model = call_target(config["model"], "model")
     files = averaging.top_k(run, 2)
     weights = averaging.average_weights(model, files)
-    batches = list(averaging.train_loader(config))  # the same augmented batches for both
+    batches = list(train_loader(config))  # the same augmented batches for both
     ours, theirs = call_target(config["model"], "model"), call_target(config["model"], "model")
     ours.load_state_dict(weights)
     theirs.load_state_dict(weights)

@@ -15,7 +15,12 @@ statistics on the run's train loader (torch.optim.swa_utils.update_bn). The resu
 import argparse
 from pathlib import Path
 
+from typing import Any, Dict
+
+from torch.utils.data import DataLoader
+
 from podium.errors import PodiumError
+from podium.runners.data import StageData
 from podium.validation import check_int
 
 
@@ -49,6 +54,25 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def train_loader(run_config: Dict[str, Any]) -> DataLoader:
+    """The train loader of the run's last stage (its dataset, batch size and augmentations)."""
+    stage = list(run_config["stages"])[-1]
+    datasets = StageData(run_config, [stage]).get(stage) or {}
+    names = [name for name in datasets if str(name).startswith("train")]
+    if not names:
+        raise PodiumError(
+            f"--bn-update needs the run's train data: stage {stage} of its config has no "
+            f"train dataset in data: (found: {', '.join(map(str, datasets)) or 'none'})"
+        )
+    loaders = run_config["stages"][stage].get("loaders") or {}
+    return DataLoader(
+        datasets[names[0]],
+        batch_size=int(loaders.get("batch_size", 8)),
+        shuffle=True,
+        num_workers=int(loaders.get("num_workers", 0)),
+    )
+
+
 def run(args) -> int:
     from podium.inference import averaging
     from podium.inference.checkpoint import load_run_config
@@ -79,7 +103,7 @@ def run(args) -> int:
     if args.bn_update:
         model.load_state_dict(weights)
         input_key = (config.get("runner") or {}).get("input_key", "image")
-        averaging.update_batchnorm(model, averaging.train_loader(config), input_key, device)
+        averaging.update_batchnorm(model, train_loader(config), input_key, device)
         weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     else:
         weights = {k: v.cpu() for k, v in weights.items()}

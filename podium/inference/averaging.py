@@ -3,7 +3,7 @@
 `podium average --run R --top-k 5` averages the weights of the run's k best kept epoch
 checkpoints (`checkpoints/<stage>.<epoch>.pth`, as many as its CheckpointCallback's
 `save_n_best` keeps) with `torch.optim.swa_utils.AveragedModel` (parameters and buffers),
-optionally recomputes the BatchNorm statistics on the run's train loader with
+optionally recomputes the BatchNorm statistics on the run's train loader (built by the CLI) with
 `torch.optim.swa_utils.update_bn` (`--bn-update`: the average of several running statistics
 is not the statistics of the averaged weights), and writes a checkpoint with
 `model_state_dict` that predict, submit and `init_from:` read like any other.
@@ -15,19 +15,16 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from torch.optim.swa_utils import AveragedModel, update_bn
-from torch.utils.data import DataLoader
 
 from podium import checkpoints
 from podium.compat.checkpoint import save_checkpoint
 from podium.errors import PodiumError
-from podium.runners.data import StageData
 
 __all__ = [
     "AVERAGED_KEY",
     "kept_epochs",
     "top_k",
     "average_weights",
-    "train_loader",
     "update_batchnorm",
     "write_average",
     "run_of",
@@ -99,25 +96,6 @@ def average_weights(model, paths: Sequence[Path], ema: bool = False) -> Dict[str
             averaged = AveragedModel(model, use_buffers=True)
         averaged.update_parameters(model)
     return {k: v.detach().clone() for k, v in averaged.module.state_dict().items()}
-
-
-def train_loader(run_config: Dict[str, Any]) -> DataLoader:
-    """The train loader of the run's last stage (its dataset, batch size and augmentations)."""
-    stage = list(run_config["stages"])[-1]
-    datasets = StageData(run_config, [stage]).get(stage) or {}
-    names = [name for name in datasets if str(name).startswith("train")]
-    if not names:
-        raise PodiumError(
-            f"--bn-update needs the run's train data: stage {stage} of its config has no "
-            f"train dataset in data: (found: {', '.join(map(str, datasets)) or 'none'})"
-        )
-    loaders = run_config["stages"][stage].get("loaders") or {}
-    return DataLoader(
-        datasets[names[0]],
-        batch_size=int(loaders.get("batch_size", 8)),
-        shuffle=True,
-        num_workers=int(loaders.get("num_workers", 0)),
-    )
 
 
 def update_batchnorm(model, loader, input_key: str, device) -> None:
