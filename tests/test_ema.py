@@ -248,3 +248,20 @@ def test_inference_config_ema_key_and_flags():
     assert resolve_inference_config(dict(base, ema=True))["ema"] is True
     with pytest.raises(PodiumError, match="ema must be true or false .or auto"):
         resolve_inference_config(dict(base, ema="yes"))
+
+
+def test_cv_and_submit_pass_the_ema_choice_on(tmp_path):
+    from argparse import Namespace
+
+    from podium.cli import cv as cv_cli, submit as submit_cli
+
+    assert "ema" not in cv_cli._predict_settings(None, None, tmp_path / "run")  # cv.yml as before
+    assert cv_cli._predict_settings(None, None, tmp_path / "run", ema=False)["ema"] is False
+    args = Namespace(checkpoint="average", data=tmp_path, progress=False, ema=None)
+    config = submit_cli._inference_config(
+        {"ema": True}, [tmp_path / "fold_0"], args, "none", {}, tmp_path
+    )
+    assert config["ema"] is True  # podium cv's choice
+    assert config["models"] == [{"run": str(tmp_path / "fold_0"), "checkpoint": ["average"]}]
+    args.ema = False
+    assert submit_cli._inference_config({}, [tmp_path], args, "none", {}, tmp_path)["ema"] is False
