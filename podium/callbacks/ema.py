@@ -40,7 +40,7 @@ from podium.checkpoints import unwrap
 from podium.errors import PodiumError
 from podium.validation import check_bool, check_int, check_number
 
-__all__ = ["EMACallback", "ema_weights"]
+__all__ = ["EMACallback", "broadcast_buffers", "ema_weights"]
 
 
 class EMACallback(Callback):
