@@ -5,10 +5,8 @@ average of the state dicts and torch's update_bn; what predict / init_from accep
 import os
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
-import yaml
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
@@ -22,7 +20,7 @@ from podium.inference.checkpoint import load_model, load_run_config
 from podium.runners.engines import free_port
 from podium.runners.resume import check_init_from, parse_init_from
 from podium.targets import call_target
-from test_resume import _config, run_in_process
+from test_resume import _config, run_in_process, write_config
 
 EPOCHS = 3
 
@@ -49,13 +47,7 @@ def _ema_config(data: Path, split: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def config_file(nuclei_data, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("ema")
-    split = pd.read_csv(nuclei_data / "split.csv")
-    small = pd.concat([split[split.split == "train"].iloc[::7][:16], split[split.split == "valid"]])
-    small.to_csv(folder / "split.csv", index=False)
-    path = folder / "config.yml"
-    path.write_text(yaml.safe_dump(_ema_config(nuclei_data, folder / "split.csv"), sort_keys=False))
-    return path
+    return write_config(nuclei_data, tmp_path_factory.mktemp("ema"), _ema_config)
 
 
 @pytest.fixture(scope="module")
