@@ -14,7 +14,6 @@ statistics on the run's train loader (torch.optim.swa_utils.update_bn). The resu
 
 import argparse
 from pathlib import Path
-
 from typing import Any, Dict
 
 from torch.utils.data import DataLoader
