@@ -121,7 +121,8 @@ def run(args) -> int:
     config = _training_config(args.configs, args.overrides)
     stages_with_fold_keys = _check_data_block(config, args.configs)
     run_dir = args.out if args.out is not None else _default_run_dir(config, args.configs)
-    predict = _predict_settings(args.predict_config, args.tta, run_dir, args.ema)
+    ema = getattr(args, "ema", None)  # callers that build args without --ema
+    predict = _predict_settings(args.predict_config, args.tta, run_dir, ema)
     settings = {
         "configs": _config_names(args.configs),
         "sources": [str(c) for c in args.configs],

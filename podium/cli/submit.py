@@ -254,7 +254,7 @@ def _inference_config(
         out=str(out),
         progress=args.progress,
     )
-    if args.ema is not None:
+    if getattr(args, "ema", None) is not None:  # callers that build args without --ema
         config["ema"] = args.ema
     return config
 
