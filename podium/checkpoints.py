@@ -2,7 +2,9 @@
 
 A checkpoint is data, never code: every read is `torch.load(..., weights_only=True)` on CPU,
 and a missing, truncated or foreign file is one `PodiumError` line naming it (torch's own
-message is a page that suggests turning weights_only off). Also here: the model inside
+message is a page that suggests turning weights_only off). A checkpoint of a run with an
+`EMACallback` holds two sets of weights: `model_state_dict` (the trained ones) and
+`ema_state_dict` (their moving average); `model_weights` picks one. Also here: the model inside
 DataParallel / DDP wrappers, and a short summary of how a model and a checkpoint differ.
 Nothing here imports Catalyst, so the bottom layer and everything above may use it.
 """
@@ -24,12 +26,15 @@ __all__ = [
     "read",
     "read_checkpoint",
     "model_weights",
+    "EMA_KEY",
+    "pick_weights",
     "unwrap",
     "shapes",
     "mismatch",
     "load_model_weights",
 ]
 
+EMA_KEY = "ema_state_dict"
 _TORCH_MAGIC = (b"PK\x03\x04", b"\x80")  # torch's zip format; legacy (pickle protocol 2+)
 _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError)
 
@@ -97,11 +102,31 @@ def read_checkpoint(path, what: str = "checkpoint", bare_ok: bool = False) -> Di
     return checkpoint
 
 
-def model_weights(path, what: str = "checkpoint") -> Dict[str, torch.Tensor]:
-    """Model weights from a Catalyst checkpoint (`model_state_dict`) or a bare state dict."""
+def pick_weights(checkpoint: Mapping[str, Any], path, ema=None) -> Dict[str, torch.Tensor]:
+    """The weights of a checkpoint dict: `ema=None` (auto) the EMA weights when it has them,
+    else the trained ones; `True` the EMA weights (PodiumError without them); `False` the
+    trained ones."""
+    if ema is None:
+        ema = EMA_KEY in checkpoint
+    if ema and EMA_KEY not in checkpoint:
+        raise PodiumError(
+            f"checkpoint {path} holds no EMA weights (no {EMA_KEY}: the run had no "
+            f"EMACallback); use its trained weights (--no-ema, or ema: auto)"
+        )
+    return checkpoint[EMA_KEY if ema else "model_state_dict"]
+
+
+def model_weights(path, what: str = "checkpoint", ema=None) -> Dict[str, torch.Tensor]:
+    """Model weights from a Catalyst checkpoint (`model_state_dict`, or with `ema` its
+    `ema_state_dict`: see `pick_weights`) or a bare state dict."""
     checkpoint = read(path, what)
     if isinstance(checkpoint, dict) and "model_state_dict" in checkpoint:
-        checkpoint = checkpoint["model_state_dict"]
+        checkpoint = pick_weights(checkpoint, path, ema)
+    elif ema:
+        raise PodiumError(
+            f"{what} {path} holds no EMA weights (a bare state dict); use its weights "
+            f"(--no-ema, or ema: auto)"
+        )
     if not _is_state_dict(checkpoint):
         raise PodiumError(
             f"{what} {path} holds no model weights; expected a state dict of tensors "

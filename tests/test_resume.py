@@ -125,15 +125,19 @@ def _config(data: Path, split: Path) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def config_file(nuclei_data, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("resume")
+def write_config(nuclei_data: Path, folder: Path, config=_config) -> Path:
+    """folder/config.yml of `config(data, split)` with a split.csv of 16 train tiles."""
     split = pd.read_csv(nuclei_data / "split.csv")
     small = pd.concat([split[split.split == "train"].iloc[::7][:16], split[split.split == "valid"]])
     small.to_csv(folder / "split.csv", index=False)
     path = folder / "config.yml"
-    path.write_text(yaml.safe_dump(_config(nuclei_data, folder / "split.csv"), sort_keys=False))
+    path.write_text(yaml.safe_dump(config(nuclei_data, folder / "split.csv"), sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="module")
+def config_file(nuclei_data, tmp_path_factory) -> Path:
+    return write_config(nuclei_data, tmp_path_factory.mktemp("resume"))
 
 
 def run_in_process(config: Path, logdir: Path, *flags: str) -> None:

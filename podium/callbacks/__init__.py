@@ -2,9 +2,11 @@
 `_target_: podium.callbacks.LossStackCallback`.
 
 Loss stacks, metrics (DDP-exact accumulation), freezing, accumulation/clipping, LR schedules
-sized from the loader, a NaN guard, throughput, overlays and progress plots."""
+sized from the loader, an EMA of the weights, a NaN guard, throughput, overlays and progress
+plots."""
 
 from podium.callbacks.checkpoint import CheckpointCallback
+from podium.callbacks.ema import EMACallback
 from podium.callbacks.detection_map import DetectionMAPCallback
 from podium.callbacks.freeze import FreezeCallback, UnfreezeCallback
 from podium.callbacks.loss_stack import LossStackCallback
@@ -26,6 +28,7 @@ __all__ = [
     "CheckpointCallback",
     "ClassificationMetricsCallback",
     "DetectionMAPCallback",
+    "EMACallback",
     "FreezeCallback",
     "LossStackCallback",
     "NanGuardCallback",

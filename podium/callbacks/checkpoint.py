@@ -25,6 +25,8 @@ with:
 - `rng`: torch (CPU and CUDA), numpy and python RNG states;
 - `load_on_stage_end`: replayed by the runner when the run resumes at the next stage.
 
+With an `EMACallback` in the stage, every checkpoint also holds its weights (`ema_state_dict`).
+
 It saves after every other callback of the epoch (order ExternalExtra; Catalyst's is External),
 so early stopping has counted the epoch when its state is taken. Files are written atomically
 (temp file + rename: `podium.compat.checkpoint`), `_metrics.json` too. A stage resumed
@@ -44,7 +46,8 @@ from catalyst.utils.config import save_config
 from torch import nn
 
 from podium import interrupts
-from podium.checkpoints import unwrap
+from podium.callbacks.ema import ema_weights
+from podium.checkpoints import EMA_KEY, unwrap
 from podium.compat.callback_state import catalyst_callback_state, load_catalyst_callback_state
 
 __all__ = [
@@ -224,6 +227,9 @@ class CheckpointCallback(_CatalystCheckpointCallback):
         )
         self.top_best_metrics.append(record)
         checkpoint = self._pack_checkpoint(runner)
+        ema = ema_weights(runner)
+        if ema is not None:
+            checkpoint[EMA_KEY] = ema
         checkpoint[RESUME_KEY] = self.resume_state(runner)
         self._save_checkpoint(runner=runner, checkpoint=checkpoint, is_best=is_best, is_last=True)
         self._truncate_checkpoints()

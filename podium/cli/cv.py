@@ -106,6 +106,13 @@ def register(subparsers) -> None:
         "outputs/submission … the OOF predictions and `podium submit` use (its models, "
         "data and out are set by podium cv)",
     )
+    parser.add_argument(
+        "--ema",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the OOF predictions (and podium submit) use the folds' EMA weights (--ema) or "
+        "their trained weights (--no-ema); default: the EMA weights where a checkpoint has them",
+    )
     parser.add_argument("--seed", type=int, help="catalyst-dl run --seed (default: Catalyst's, 42)")
     parser.set_defaults(func=run, overrides=[])
 
@@ -118,7 +125,8 @@ def run(args) -> int:
     config = _training_config(args.configs, args.overrides)
     stages_with_fold_keys = _check_data_block(config, args.configs)
     run_dir = args.out if args.out is not None else _default_run_dir(config, args.configs)
-    predict = _predict_settings(args.predict_config, args.tta, run_dir)
+    ema = getattr(args, "ema", None)  # callers that build args without --ema
+    predict = _predict_settings(args.predict_config, args.tta, run_dir, ema)
     settings = {
         "configs": _config_names(args.configs),
         "sources": [str(c) for c in args.configs],
@@ -288,14 +296,17 @@ def _default_run_dir(config: Dict[str, Any], configs) -> Path:
     return Path(f"{str(logdir).rstrip('/')}_cv")
 
 
-def _predict_settings(path: Optional[Path], tta: Optional[str], run_dir: Path) -> Dict[str, Any]:
-    """The inference settings of the OOF maps (and of podium submit): all but models, data and
-    out."""
+def _predict_settings(
+    path: Optional[Path], tta: Optional[str], run_dir: Path, ema=None
+) -> Dict[str, Any]:
+    """The inference settings of the OOF maps (and of podium submit): all but models, data and out."""
     settings = load_inference_config(path) if path is not None else {}
     for key in ("models", "data", "out"):
         settings.pop(key, None)
     if tta is not None:
         settings["tta"] = tta
+    if ema is not None:
+        settings["ema"] = ema
     settings.setdefault("tta", "none")
     # checked now, not after the first fold has trained (podium submit sets the submission path)
     trial = deepcopy(settings)

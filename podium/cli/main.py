@@ -25,6 +25,7 @@ SUBCOMMANDS = [
     "podium.cli.report",
     "podium.cli.pseudo_label",
     "podium.cli.tile",
+    "podium.cli.average",
 ]
 
 

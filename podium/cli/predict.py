@@ -50,6 +50,7 @@ FLAGS = (
     "batch_size",
     "num_workers",
     "progress",
+    "ema",
 )
 
 
@@ -88,6 +89,13 @@ def register(subparsers) -> None:
         type=float,
         default=[],
         help="ensemble weight, one per model (default 1)",
+    )
+    models.add_argument(
+        "--ema",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--ema: the EMA weights of the checkpoints (an error if one has none); --no-ema: "
+        "their trained weights (default: the EMA weights where a checkpoint has them)",
     )
     data = parser.add_argument_group("data")
     data.add_argument(

@@ -38,7 +38,12 @@ from podium.inference.probability_maps import probability_map_classes, read_prob
 
 __all__ = ["register", "run", "CHECKPOINTS", "tune_on_oof"]
 
-CHECKPOINTS = {"best": ["best"], "last": ["last"], "both": ["best", "last"]}
+CHECKPOINTS = {
+    "best": ["best"],
+    "last": ["last"],
+    "both": ["best", "last"],
+    "average": ["average"],  # checkpoints/average.pth of `podium average --run FOLD_DIR`
+}
 # how a run's validation read its masks: what the truth of the OOF images is read with
 MASK_KEYS = (
     "num_classes",
@@ -79,7 +84,15 @@ def register(subparsers) -> None:
         "--checkpoint",
         choices=sorted(CHECKPOINTS),
         default="best",
-        help="checkpoints of each fold in the ensemble (default best)",
+        help="checkpoints of each fold in the ensemble (default best; average: each fold's "
+        "checkpoints/average.pth, written by podium average --run FOLD_DIR)",
+    )
+    parser.add_argument(
+        "--ema",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the folds' EMA weights (--ema) or trained weights (--no-ema); default: as podium "
+        "cv predicted the OOF maps (the EMA weights where a checkpoint has them)",
     )
     parser.add_argument(
         "--metric",
@@ -249,6 +262,8 @@ def _inference_config(
         out=str(out),
         progress=args.progress,
     )
+    if getattr(args, "ema", None) is not None:  # callers that build args without --ema
+        config["ema"] = args.ema
     return config
 
 

@@ -4,7 +4,8 @@ A run directory written by `catalyst-dl run` holds `configs/_config.json` (the r
 dumped by Catalyst) and `checkpoints/{best,last}.pth`. Checkpoints are loaded with
 `weights_only=True`: a checkpoint is data, never code. The model is rebuilt from the run's
 `model:` block (old `_target_`s such as `podium.models.build_segmentation_model` still build
-it) with `pretrained: false`: the checkpoint holds every weight.
+it) with `pretrained: false`: the checkpoint holds every weight. A checkpoint holding EMA
+weights (`ema_state_dict`) gives them, unless `ema=False` (`podium.checkpoints.pick_weights`).
 """
 
 import json
@@ -47,22 +48,27 @@ def run_data_config(run_config: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def resolve_checkpoint(run_dir: Optional[Path], checkpoint: str) -> Path:
-    """`best` / `last` inside a run directory, or a path to a .pth file."""
-    if run_dir is not None and checkpoint in ("best", "last"):
-        path = Path(run_dir) / "checkpoints" / f"{checkpoint}.pth"
+    """`best` / `last` (or another NAME of RUN/checkpoints/NAME.pth, e.g. `average` of
+    `podium average`) inside a run directory, or a path to a .pth file."""
+    named = Path(run_dir) / "checkpoints" / f"{checkpoint}.pth" if run_dir is not None else None
+    if named is not None and (
+        checkpoint in ("best", "last") or ("/" not in checkpoint and named.is_file())
+    ):
+        path = named
     else:
         path = Path(checkpoint)
     if not path.is_file():
         raise PodiumError(
-            f"checkpoint {path} does not exist; expected best, last (with a run directory) "
-            f"or the path of a .pth file"
+            f"checkpoint {path} does not exist; expected best, last, NAME of checkpoints/NAME.pth "
+            f"(with a run directory) or the path of a .pth file"
         )
     return path
 
 
-def load_state_dict(path: Path) -> Dict[str, torch.Tensor]:
-    """Model weights from a Catalyst checkpoint (`model_state_dict`) or a bare state dict."""
-    return checkpoints.model_weights(path)
+def load_state_dict(path: Path, ema=None) -> Dict[str, torch.Tensor]:
+    """Model weights from a Catalyst checkpoint (`model_state_dict`, or its EMA weights: see
+    `podium.checkpoints.pick_weights`) or a bare state dict. `ema`: None/"auto", True, False."""
+    return checkpoints.model_weights(path, ema=None if ema == "auto" else ema)
 
 
 def _model_name(model_config: Dict[str, Any]) -> str:
@@ -75,8 +81,10 @@ def load_model(
     run_dir: Optional[Path] = None,
     checkpoint: str = "best",
     model_config: Optional[Dict[str, Any]] = None,
+    ema="auto",
 ) -> Tuple[nn.Module, Dict[str, Any]]:
-    """(model in eval mode with the checkpoint's weights, the run's config)."""
+    """(model in eval mode with the checkpoint's weights, the run's config); `ema`: auto (the
+    EMA weights when the checkpoint has them), True or False."""
     config = load_run_config(run_dir) if run_dir is not None else {}
     model_config = model_config or config.get("model")
     if isinstance(model_config, dict) and model_config.get("pretrained"):
@@ -84,7 +92,7 @@ def load_model(
         model_config = {**model_config, "pretrained": False}
     model = call_target(model_config, "model")
     path = resolve_checkpoint(run_dir, checkpoint)
-    state_dict = load_state_dict(path)
+    state_dict = load_state_dict(path, ema)
     model_keys, checkpoint_keys = set(model.state_dict()), set(state_dict)
     missing, unexpected = model_keys - checkpoint_keys, checkpoint_keys - model_keys
     if missing or unexpected:

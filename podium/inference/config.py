@@ -10,6 +10,7 @@
     outputs: {masks: true, probabilities: false, overlays: true, submission: null}
     out: predictions/nuclei
     batch_size: 8
+    ema: auto               # EMA weights where a checkpoint has them; false: the trained ones
 
 `configs/nuclei/infer.yml` documents every key. Every block is checked here, before a model is
 loaded or a file is written: an unknown key is one `PodiumError` with a did-you-mean, a bad
@@ -56,6 +57,7 @@ DEFAULTS: Dict[str, Any] = {
     "memory_format": "contiguous",
     "compile": False,
     "progress": True,
+    "ema": "auto",
 }
 MODEL_KEYS = ("run", "checkpoint", "weight")
 DATA_KEYS = ("root", "split", "fold", "names", "split_file", "exclude")
@@ -93,7 +95,7 @@ def apply_flags(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Dict[str
 
     flags: runs, checkpoints, weights (lists), data, split, fold, names, out, tta, threshold,
     min_size, submission, probabilities, overlays, masks, tile_size, tile_overlap, device,
-    batch_size, num_workers, progress. `--data DIR` starts a new selection: the YAML's split /
+    batch_size, num_workers, progress, ema. `--data DIR` starts a new selection: the YAML's split /
     fold / names are dropped unless given as flags too.
     """
     config = copy.deepcopy(dict(config))
@@ -120,6 +122,7 @@ def apply_flags(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Dict[str
         "batch_size",
         "num_workers",
         "progress",
+        "ema",
     ):
         if key in given:
             config[key] = str(given[key]) if key == "out" else given[key]
@@ -177,6 +180,10 @@ def resolve_inference_config(config: Mapping[str, Any]) -> Dict[str, Any]:
     check_choice(resolved["precision"], PRECISIONS, "precision")
     check_choice(resolved["memory_format"], MEMORY_FORMATS, "memory_format")
     compile_mode(resolved["compile"], "compile")
+    if resolved["ema"] != "auto":
+        resolved["ema"] = check_bool(
+            resolved["ema"], "ema", " (or auto: the EMA weights when a checkpoint has them)"
+        )
     if resolved["device"] is not None and not isinstance(resolved["device"], str):
         raise PodiumError(
             f"device must be a string like cpu, cuda or cuda:1 (or null for auto), got {resolved['device']!r}"

@@ -79,9 +79,9 @@ MASK_MODES = {"binary": "binary", "multiclass": "multiclass", "multilabel": "mul
 class LoadedModel:
     """A model in eval mode and what its run says about reading images and its outputs."""
 
-    def __init__(self, entry: Dict[str, Any]):
+    def __init__(self, entry: Dict[str, Any], ema="auto"):
         self.run, self.checkpoint, self.weight = entry["run"], entry["checkpoint"], entry["weight"]
-        model, run_config = load_model(Path(self.run), self.checkpoint)
+        model, run_config = load_model(Path(self.run), self.checkpoint, ema=ema)
         self.data = run_data_config(run_config)
         model_config = run_config.get("model") or {}
         self.num_classes = int(self.data.get("num_classes", model_config.get("num_classes", 1)))
@@ -102,9 +102,10 @@ class LoadedModel:
         return {"run": self.run, "checkpoint": self.checkpoint, "weight": self.weight}
 
 
-def load_models(entries: Sequence[Dict[str, Any]]) -> List[LoadedModel]:
-    """Every model of the ensemble; they must agree on mode and number of classes."""
-    models = [LoadedModel(entry) for entry in entries]
+def load_models(entries: Sequence[Dict[str, Any]], ema="auto") -> List[LoadedModel]:
+    """Every model of the ensemble; they must agree on mode and number of classes. `ema`:
+    auto | true | false, which weights of checkpoints that hold EMA weights."""
+    models = [LoadedModel(entry, ema) for entry in entries]
     first = models[0]
     for model in models[1:]:
         if (model.mode, model.num_classes) != (first.mode, first.num_classes):
@@ -533,7 +534,7 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
     try:
         device = resolve_device(config["device"], shards)
         started = time.perf_counter()
-        models = load_models(config["models"])
+        models = load_models(config["models"], config.get("ema", "auto"))
         first = models[0]
         class_names = list(first.class_names or default_class_names(first.num_classes))
         ensemble = Ensemble.from_config(config["ensemble"])
