@@ -1,13 +1,18 @@
 """podium.tasks.instances: targets, watershed, metrics against independent references."""
 
 import itertools
+import json
 
+import cv2
 import numpy as np
 import pytest
+import tifffile
 import torch
+import yaml
 from scipy import ndimage
 
 from podium.errors import PodiumError
+from podium.tasks.instances.data import build_instance_datasets
 from podium.tasks.instances.metrics import (
     THRESHOLDS,
     InstanceScores,
@@ -15,6 +20,7 @@ from podium.tasks.instances.metrics import (
     iou_matrix,
     match_counts,
 )
+from podium.tasks.instances.polygons import instance_polygons
 from podium.tasks.instances.targets import check_instance_labels, instance_targets
 from podium.tasks.instances.watershed import InstanceSettings, split_instances
 
@@ -230,3 +236,145 @@ def test_scores_sum_over_images_like_one_pass():
     assert whole.compute()["ap"] == pytest.approx(
         np.mean([_reference_ap(t, p) for t, p in zip(truths, preds)])
     )
+
+
+# ------------------------------------------------------------------ data, polygons, predict
+def _instance_folder(root, count=3, size=(40, 48), seed=0):
+    """images/ (8-bit), masks/ (binary 0/255) and instances/ (uint16 ids) like `samples nuclei`."""
+    rng = np.random.default_rng(seed)
+    for sub in ("images", "masks", "instances"):
+        (root / sub).mkdir(parents=True)
+    names = []
+    for i in range(count):
+        labels = _random_labels(rng, size, count=5).astype(np.uint16) * 300  # ids > 255
+        image = np.where(labels > 0, 200, 30).astype(np.uint8)
+        name = f"img{i}"
+        cv2.imwrite(str(root / "images" / f"{name}.png"), image)
+        cv2.imwrite(str(root / "masks" / f"{name}.png"), (labels > 0).astype(np.uint8) * 255)
+        cv2.imwrite(str(root / "instances" / f"{name}.png"), labels)
+        names.append(name)
+    split = ["train"] * (count - 1) + ["valid"]
+    (root / "split.csv").write_text(
+        "name,split\n" + "".join(f"{n},{s}\n" for n, s in zip(names, split))
+    )
+    return root
+
+
+def test_datasets_yield_targets_of_the_labels(tmp_path):
+    root = _instance_folder(tmp_path / "data")
+    datasets = build_instance_datasets(root, border_width=1, contact_width=2)
+    item = datasets["valid"][0]
+    labels = cv2.imread(str(root / "instances" / "img2.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(item["instances"][0].numpy(), labels)
+    expected = np.moveaxis(_reference_targets(labels.astype(int), 1, 2), -1, 0)
+    np.testing.assert_array_equal(item["mask"].numpy(), expected)
+    assert item["mask"].dtype == torch.float32 and item["image"].shape == (1, 40, 48)
+
+
+def test_datasets_reject_non_integer_labels_naming_the_file(tmp_path):
+    root = _instance_folder(tmp_path / "data")
+    path = root / "instances" / "img2.tif"
+    tifffile.imwrite(path, np.full((40, 48), 1.5, np.float32))
+    (root / "instances" / "img2.png").unlink()
+    dataset = build_instance_datasets(root)["valid"]
+    with pytest.raises(PodiumError, match="img2.tif.*non-integer"):
+        dataset[0]
+    with pytest.raises(PodiumError, match="num_classes 3"):
+        build_instance_datasets(root, num_classes=2)
+
+
+def test_polygons_one_feature_per_object_that_rasterizes_back():
+    from rasterio.features import rasterize
+
+    labels = _random_labels(np.random.default_rng(5), (30, 30), count=5)
+    labels[20:23, 20:23], labels[25, 25] = 99, 99  # one object in two 8-separated pieces
+    labels = relabel(labels)
+    features = instance_polygons(labels)
+    assert [f["properties"]["id"] for f in features] == sorted(set(labels.ravel()) - {0})
+    for feature in features:
+        k = feature["properties"]["id"]
+        assert feature["properties"]["area"] == (labels == k).sum()
+        back = rasterize([(feature["geometry"], 1)], out_shape=labels.shape, fill=0)
+        np.testing.assert_array_equal(back > 0, labels == k)
+
+
+def relabel(labels):
+    return np.unique(labels, return_inverse=True)[1].reshape(labels.shape)
+
+
+def test_writers_block_is_checked():
+    from podium.inference.writers import check_writers
+
+    with pytest.raises(PodiumError, match="seed_treshold.*did you mean"):
+        check_writers([{"_target_": WRITER, "seed_treshold": 0.5}])
+    with pytest.raises(PodiumError, match="writers must be a list"):
+        check_writers({"_target_": WRITER})
+    with pytest.raises(PodiumError, match="cannot be imported"):
+        check_writers([{"_target_": "podium.tasks.instances.predict.Nope"}])
+    assert check_writers(None) == []
+
+
+WRITER = "podium.tasks.instances.predict.InstanceWriter"
+
+
+def _instance_run(path, root):
+    """A run directory like catalyst-dl writes for configs/nuclei/instances_unet_resnet18.yml."""
+    from podium.models import build_segmentation_model
+
+    model = {
+        "_target_": "podium.models.build_segmentation_model",
+        "architecture": "unet",
+        "encoder": "resnet18",
+        "in_channels": 1,
+        "num_classes": 3,
+        "pretrained": False,
+    }
+    data = {
+        "_target_": "podium.tasks.instances.data.build_instance_datasets",
+        "root": str(root),
+        "num_classes": 3,
+        "target": "multilabel",
+        "class_names": ["body", "border", "contact"],
+        "normalize": {"mode": "fixed", "max_value": 255},
+    }
+    (path / "configs").mkdir(parents=True)
+    (path / "configs" / "_config.json").write_text(
+        json.dumps({"model": model, "data": data, "stages": {"train": {}}})
+    )
+    (path / "checkpoints").mkdir()
+    torch.manual_seed(0)
+    net = build_segmentation_model("unet", "resnet18", in_channels=1, num_classes=3)
+    torch.save({"model_state_dict": net.state_dict()}, path / "checkpoints" / "best.pth")
+    return path
+
+
+@pytest.mark.parametrize("method", ["watershed", "components"])
+def test_predict_writes_label_maps_polygons_and_scores(tmp_path, method):
+    from podium.cli.main import main as podium_main
+
+    root = _instance_folder(tmp_path / "data")
+    run = _instance_run(tmp_path / "run", root)
+    config = {
+        "models": [{"run": str(run)}],
+        "data": {"root": str(root)},
+        "writers": [{"_target_": WRITER, "method": method, "mask_threshold": 0.4}],
+        "out": str(tmp_path / "out"),
+    }
+    (tmp_path / "infer.yml").write_text(yaml.safe_dump(config))
+    assert podium_main(["predict", "--no-progress", "--config", str(tmp_path / "infer.yml")]) == 0
+    out = tmp_path / "out"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "dice" not in metrics  # the run's targets are not the masks/ files
+    block = metrics["instances"]
+    assert block["settings"]["method"] == method and block["scored_images"] == 3
+    for name, numbers in block["per_image"].items():
+        predicted = cv2.imread(str(out / "instances" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        assert predicted.dtype == np.uint16 and predicted.max() == numbers["objects"]
+        truth = cv2.imread(str(root / "instances" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        tp, fp, fn = _reference_counts(truth.astype(int), predicted.astype(int))
+        assert (numbers["tp"], numbers["fp"], numbers["fn"]) == (tp[0], fp[0], fn[0])
+        assert numbers["ap"] == pytest.approx(_reference_ap(truth.astype(int), predicted))
+        polygons = json.loads((out / "polygons" / f"{name}.geojson").read_text())
+        assert len(polygons["features"]) == numbers["objects"]
+    tp, fp, fn = (sum(v[k] for v in block["per_image"].values()) for k in ("tp", "fp", "fn"))
+    assert block["object_f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1)
