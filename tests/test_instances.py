@@ -378,3 +378,19 @@ def test_predict_writes_label_maps_polygons_and_scores(tmp_path, method):
         assert len(polygons["features"]) == numbers["objects"]
     tp, fp, fn = (sum(v[k] for v in block["per_image"].values()) for k in ("tp", "fp", "fn"))
     assert block["object_f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1)
+
+
+def test_tune_finds_settings_that_recover_the_objects():
+    from podium.tasks.instances.tune import tune_instances
+
+    labels = np.zeros((20, 30), np.int32)
+    labels[4:16, 3:15], labels[4:16, 15:27], labels[0:2, 0:2] = 1, 2, 3
+    probabilities = np.moveaxis(instance_targets(labels, 2, 2), -1, 0) * 0.9
+    best, rows = tune_instances(
+        {"a": probabilities}, {"a": labels}, [0.5, 0.95], [0.5], [0, 10], metric="ap"
+    )
+    assert len(rows) == 4
+    assert best["seed_threshold"] == 0.5 and best["min_size"] == 0  # 0.95: no seeds, one blob
+    assert max(r["ap"] for r in rows) == pytest.approx(
+        np.mean([1.0 if t <= 1 else 0 for t in THRESHOLDS])
+    )
