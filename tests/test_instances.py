@@ -394,3 +394,23 @@ def test_tune_finds_settings_that_recover_the_objects():
     assert max(r["ap"] for r in rows) == pytest.approx(
         np.mean([1.0 if t <= 1 else 0 for t in THRESHOLDS])
     )
+
+
+def test_shipped_config_trains_and_logs_object_metrics(tmp_path):
+    """configs/nuclei/instances_unet_resnet18.yml end to end: 1 + 1 epochs on a small folder."""
+    import pandas as pd
+    from conftest import REPO, catalyst_run
+
+    root = _instance_folder(tmp_path / "data", count=3, size=(100, 100))
+    logdir = tmp_path / "run"
+    result = catalyst_run(
+        logdir,
+        root,
+        "--stages/warmup/num_epochs=1:int",
+        "--stages/train/num_epochs=1:int",
+        config=REPO / "configs" / "nuclei" / "instances_unet_resnet18.yml",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    valid = pd.read_csv(logdir / "logs" / "valid.csv")
+    assert {"ap", "object_f1", "dice/body", "dice/contact"} <= set(valid.columns)
+    assert valid["ap"].between(0, 1).all() and (logdir / "checkpoints" / "best.pth").is_file()
