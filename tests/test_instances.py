@@ -414,3 +414,41 @@ def test_shipped_config_trains_and_logs_object_metrics(tmp_path):
     valid = pd.read_csv(logdir / "logs" / "valid.csv")
     assert {"ap", "object_f1", "dice/body", "dice/contact"} <= set(valid.columns)
     assert valid["ap"].between(0, 1).all() and (logdir / "checkpoints" / "best.pth").is_file()
+
+
+# ------------------------------------------------------------------ DDP on gloo
+def _scores_data():
+    rng = np.random.default_rng(11)
+    truths = np.stack([_random_labels(rng) for _ in range(5)])
+    preds = np.stack([np.where(rng.random(t.shape) < 0.15, 0, t) for t in truths])
+    return truths, preds
+
+
+def _ddp_scores_worker(rank, port, out_dir):
+    import os
+
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    truths, preds = _scores_data()
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    scores = InstanceScores()
+    scores.update(preds[rank::2], truths[rank::2])  # 3 images on rank 0, 2 on rank 1
+    reduced = scores.reduced().compute()
+    dist.barrier()
+    dist.destroy_process_group()
+    torch.save(reduced, os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+def test_ddp_reduced_scores_equal_one_process(tmp_path):
+    from conftest import run_two_ranks
+
+    from podium.runners.engines import free_port
+
+    run_two_ranks(_ddp_scores_worker, free_port(), str(tmp_path))
+    truths, preds = _scores_data()
+    one = InstanceScores()
+    one.update(preds, truths)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert got == pytest.approx(one.compute())
