@@ -452,3 +452,12 @@ def test_ddp_reduced_scores_equal_one_process(tmp_path):
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert got == pytest.approx(one.compute())
+
+
+def test_writers_obey_safe_targets(monkeypatch):
+    from podium.inference.writers import check_writers
+
+    monkeypatch.setenv("PODIUM_SAFE_TARGETS", "1")
+    assert check_writers([{"_target_": WRITER}])
+    with pytest.raises(PodiumError, match="PODIUM_SAFE_TARGETS"):
+        check_writers([{"_target_": "collections.OrderedDict"}])

@@ -22,7 +22,7 @@ import numpy as np
 
 from podium.errors import PodiumError
 from podium.files import write_image
-from podium.targets import call_target, check_call_params, resolve_target
+from podium.targets import call_target, check_call_params, check_targets, resolve_target
 
 __all__ = ["to_mask", "write_mask", "check_writers", "build_writers"]
 
@@ -51,6 +51,7 @@ def check_writers(specs) -> List[dict]:
             raise PodiumError(
                 f"{where} must be a mapping with _target_: dotted.Class, got {spec!r}"
             )
+        check_targets(dict(spec), where)  # PODIUM_SAFE_TARGETS applies here too
         factory = resolve_target(spec["_target_"], where)
         check_call_params(factory, {k: v for k, v in spec.items() if k != "_target_"}, where)
         checked.append(dict(spec))
