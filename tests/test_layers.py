@@ -2,6 +2,7 @@
 
 cli ─► report ─► inference ─► models, datasets, metrics, losses ─► compat ─► errors, files, …
 cli ─► runners ─► callbacks, loggers ─► models, datasets, metrics, losses ─► compat ─► …
+tasks ─► inference, callbacks, models, datasets, metrics, losses ─► …   (the core imports no task)
 """
 
 import ast
@@ -26,6 +27,7 @@ ALLOWED = {
     "runners": BOTTOM | {"compat", "callbacks", "loggers"} | PLAIN,
     "inference": BOTTOM | {"compat"} | PLAIN,
     "report": BOTTOM | {"compat", "inference", "loggers"} | PLAIN,
+    "tasks": BOTTOM | {"compat", "callbacks", "inference"} | PLAIN,
     "cli": BOTTOM | {"compat", "callbacks", "loggers", "runners", "inference", "report"} | PLAIN,
 }
 

@@ -90,6 +90,21 @@ def test_images_uint16_and_masks_binary_match_source(nuclei):
     assert 0.15 < (rebuilt > 0).mean() < 0.25  # ~20 % nuclei
 
 
+def test_instances_are_the_source_labels(nuclei):
+    folder = os.path.join(
+        importlib.util.find_spec("stardist").submodule_search_locations[0], "data", "images"
+    )
+    source = tifffile.imread(os.path.join(folder, "mask2d.tif"))
+    rebuilt = np.zeros_like(source)
+    for name in _tiles(nuclei)["name"]:
+        y, x = (int(part[1:]) for part in name.split("_")[1:])
+        labels = read_image(nuclei / "instances" / f"{name}.png")[..., 0]
+        assert labels.dtype == np.uint16
+        rebuilt[y : y + 128, x : x + 128] = labels
+    np.testing.assert_array_equal(rebuilt, source)
+    assert len(np.unique(rebuilt)) - 1 == 125
+
+
 def test_loads_as_podium_datasets(nuclei):
     datasets = build_segmentation_datasets(
         nuclei, normalize={"mode": "percentile", "low": 1, "high": 99.8}

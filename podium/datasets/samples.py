@@ -6,7 +6,8 @@ deterministically (same options → same bytes) and split so that no validation 
 seen in training: the photos spatially (right-most quarter = valid), ndev by time (last two frames).
 
 `nuclei`: the 512×512 uint16 fluorescence image of the 2018 Data Science Bowl shipped in the
-stardist wheel (BSD-3), with its manual instance labels turned into a binary mask. The split is
+stardist wheel (BSD-3), with its manual instance labels as a binary mask and, in instances/, as
+the labels themselves (for `podium.tasks.instances`). The split is
 spatial — validation is the right-most quarter (x ≥ 384) — so no validation pixel ever appears
 in a training tile and the validation score measures generalisation, not memorisation.
 
@@ -14,6 +15,8 @@ On-disk format (what ImageFolderDataset reads):
     images/NAME.png   16-bit greyscale PNG, raw uint16 intensities (max ≈ 235: use percentile
                       normalisation)
     masks/NAME.png    8-bit PNG, 0 = background, 255 = nucleus (num_classes: 1)
+    instances/NAME.png  16-bit PNG (nuclei only), 0 = background, k = nucleus k of the source
+                      labels (ids are not consecutive within a tile)
     split.csv         name,split   with split in {train, valid}
     README.txt        source, licence, split rule
 NAME is `{split}_y{Y:03d}_x{X:03d}` (top-left corner of the tile in the source image).
@@ -78,10 +81,12 @@ def write_nuclei(out, tile: int = 128, train_stride: int = 32) -> Dict:
     mask = np.where(labels > 0, 255, 0).astype(np.uint8)
     tiles = nuclei_tiles(image.shape, tile, train_stride)
     names = [_tile_name(t) for t in tiles]
-    _prepare_folders(out, set(names))
+    instances = labels.astype(np.uint16)
+    _prepare_folders(out, set(names), ("images", "masks", "instances"))
     for name, (_, y, x, h, w) in zip(names, tiles):
         _write_png(os.path.join(out, "images", name + ".png"), image[y : y + h, x : x + w])
         _write_png(os.path.join(out, "masks", name + ".png"), mask[y : y + h, x : x + w])
+        _write_png(os.path.join(out, "instances", name + ".png"), instances[y : y + h, x : x + w])
     _write_text(
         os.path.join(out, "split.csv"),
         "name,split\n" + "".join(f"{n},{t[0]}\n" for n, t in zip(names, tiles)),
@@ -143,10 +148,10 @@ def _read_stardist_nuclei() -> Tuple[np.ndarray, np.ndarray]:
     return tifffile.imread(paths[0]), tifffile.imread(paths[1])
 
 
-def _prepare_folders(out, keep: set) -> None:
+def _prepare_folders(out, keep: set, subs: Tuple[str, ...] = ("images", "masks")) -> None:
     """Create the folders and remove tiles of an earlier run with other options (only files named
     like ours)."""
-    for sub in ("images", "masks"):
+    for sub in subs:
         folder = os.path.join(out, sub)
         os.makedirs(folder, exist_ok=True)
         for file_name in os.listdir(folder):
@@ -196,6 +201,8 @@ Files:
   images/NAME.png  16-bit greyscale PNG, raw intensities (max about 235: use percentile \
 normalisation)
   masks/NAME.png   8-bit PNG, 0 = background, 255 = nucleus (binary: num_classes 1)
+  instances/NAME.png  16-bit PNG, 0 = background, k = nucleus k of mask2d.tif (instance \
+labels)
   split.csv        name,split (train / valid)
 
 Split rule (spatial, so no validation pixel is ever seen in training):

@@ -48,6 +48,7 @@ DEFAULTS: Dict[str, Any] = {
     "ensemble": {"method": "mean"},
     "tiles": None,
     "postprocess": {},
+    "writers": [],
     "outputs": {"masks": True, "probabilities": False, "overlays": True, "submission": None},
     "out": None,
     "batch_size": 8,
@@ -168,6 +169,7 @@ def resolve_inference_config(config: Mapping[str, Any]) -> Dict[str, Any]:
     resolved["tiles"] = _check_tiles(resolved["tiles"])
     resolved["outputs"] = _check_outputs(resolved["outputs"])
     resolved["postprocess"] = _check_postprocess(resolved["postprocess"])
+    resolved["writers"] = _check_writers(resolved["writers"])
     resolved["tta"] = _check_tta(resolved["tta"])
     if resolved["out"] is None:
         raise PodiumError("no output folder: give `out:` in the inference config or --out DIR")
@@ -344,6 +346,12 @@ def _check_postprocess(postprocess) -> Dict[str, Any]:
     postprocess = _check_mapping(postprocess, "postprocess", allow_none=True) or {}
     PostProcess.from_config(postprocess, mode="multilabel")
     return postprocess
+
+
+def _check_writers(writers) -> List[Dict[str, Any]]:
+    from podium.inference.writers import check_writers
+
+    return check_writers(writers)
 
 
 def _check_tiles(tiles) -> Optional[Dict[str, Any]]:

@@ -16,7 +16,9 @@
 Files in `out`: masks/NAME.png (binary 0/255, multiclass class index; multilabel
 masks/CLASS/NAME.png 0/255), probabilities/ (uint8 p × 255, see probability_maps.py),
 overlays/NAME.png, metrics.json (with per-image Dice / IoU when masks are known), timings.json,
-predict_config.yml (the resolved config).
+predict_config.yml (the resolved config); whatever the `writers:` write (writers.py), with their
+numbers in metrics.json under each writer's key. A run whose `data:` block names its own builder
+(`_target_`, another task's targets) is read without masks: its targets are not masks/ files.
 """
 
 import json
@@ -49,7 +51,7 @@ from podium.inference.probability_maps import write_probability_map
 from podium.inference.sharding import Shards
 from podium.inference.submission import SubmissionWriter
 from podium.inference.tiles import TiledPrediction
-from podium.inference.writers import write_mask
+from podium.inference.writers import build_writers, write_mask
 from podium.metrics import ConfusionCounts
 from podium.metrics.segmentation import default_class_names
 from podium.overlays import write_overlay
@@ -96,6 +98,7 @@ class LoadedModel:
         self.in_channels = model_config.get("in_channels")
         self.valid_transforms = self.data.get("valid_transforms")
         self.metric_classes = _metric_classes(run_config)
+        self.own_targets = "_target_" in self.data  # another builder's targets: not masks/ files
         self.model = model
 
     def describe(self) -> Dict[str, Any]:
@@ -158,9 +161,14 @@ def reading_params(model: LoadedModel, root: Path, data: Dict[str, Any]) -> Dict
 
 
 def build_dataset(
-    root: Path, data: Dict[str, Any], reading: Dict[str, Any], pipeline: ImagePipeline
+    root: Path,
+    data: Dict[str, Any],
+    reading: Dict[str, Any],
+    pipeline: ImagePipeline,
+    masks: bool = True,
 ) -> ImageFolderDataset:
-    """The selected images of `root` (split, fold, names file, or all), read with `reading`."""
+    """The selected images of `root` (split, fold, names file, or all), read with `reading`;
+    `masks=False` reads no masks even where they exist."""
     if data.get("names") is None:
         return build_segmentation_dataset(
             root,
@@ -168,6 +176,7 @@ def build_dataset(
             fold=data.get("fold"),
             exclude=data.get("exclude"),
             transforms=pipeline,
+            with_masks=None if masks else False,
             **reading,
         )
     names = read_names(root, data["names"])
@@ -185,8 +194,9 @@ def build_dataset(
         reading.get("mask_dir", "masks"),
         reading.get("mask_suffix", "_mask"),
     )
-    with_masks = reading.get("masks_csv") is not None or (
-        os.path.isdir(layout.mask_folder) and set(names) <= set(index_masks(layout))
+    with_masks = masks and (
+        reading.get("masks_csv") is not None
+        or (os.path.isdir(layout.mask_folder) and set(names) <= set(index_masks(layout)))
     )
     reading = {
         key: value for key, value in reading.items() if key != "split_file"
@@ -242,7 +252,7 @@ def build_groups(
         key = json.dumps([reading, model.valid_transforms], sort_keys=True, default=str)
         if key not in groups:
             pipeline = ImagePipeline(model.valid_transforms)
-            dataset = build_dataset(root, data, reading, pipeline)
+            dataset = build_dataset(root, data, reading, pipeline, masks=not model.own_targets)
             groups[key] = ReadingGroup(WithOriginalSize(dataset, pipeline), [])
         groups[key].members.append((index, predictor))
     result = list(groups.values())
@@ -266,6 +276,8 @@ class Outputs:
         self.out = Path(config["out"])
         self.options = config["outputs"]
         self.mode, self.class_names, self.shards = mode, list(class_names), shards
+        self.writers: List[Any] = []  # extra writers (writers.py), set by predict
+        self.written: Dict[str, Dict[str, Any]] = {}  # writer key → {image name: its numbers}
         self.submission = None
         submission = self.options["submission"]
         if submission is not None:
@@ -334,6 +346,10 @@ class Outputs:
             )
         if self.submission is not None:
             self.submission.add(name, mask)
+        for writer in self.writers:
+            numbers = writer.add(str(name), probabilities)
+            if numbers is not None:
+                self.written.setdefault(writer.key, {})[str(name)] = numbers
 
     def close(self) -> Optional[Path]:
         """Write this rank's submission part; rank 0 merges the parts."""
@@ -352,6 +368,15 @@ class Outputs:
                 parts[0].parent.rmdir()
             except OSError:
                 pass
+
+
+def _merge_written(written: Dict[str, Dict[str, Any]], shards: Shards) -> Dict[str, Dict]:
+    """Every rank's per-image writer numbers, merged and sorted by image name."""
+    merged: Dict[str, Dict[str, Any]] = {}
+    for part in shards.gather(written):
+        for key, per_image in part.items():
+            merged.setdefault(key, {}).update(per_image)
+    return {key: dict(sorted(v.items())) for key, v in merged.items()}
 
 
 def _flat(mask, mode: str, truth: bool = False) -> Optional[np.ndarray]:
@@ -573,9 +598,13 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
             else None
         )
         outputs = Outputs(config, first.mode, class_names, shards)
+        writers = build_writers(config["writers"])
+        for writer in writers:
+            writer.open(Path(config["out"]), Path(data["root"]))
         timings = Timings(device)
         timings.load_seconds = time.perf_counter() - started
         indices = shards.indices(total)
+        outputs.writers = writers
         _predict_images(
             config, groups, indices, models, ensemble, post, outputs, scores, timings, shards
         )
@@ -593,6 +622,7 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
         )
     if scores is not None:
         scores.reduce(shards)
+    written = _merge_written(outputs.written, shards)
     all_timings = shards.gather(rank_timings)
     summary = {"images": total, "models": [m.describe() for m in models], "mode": first.mode}
     if shards.is_main:
@@ -601,6 +631,8 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
         summary["seconds"] = merged["seconds"]
         if scores is not None:
             summary.update(scores.summary())
+        for writer in outputs.writers:
+            summary[writer.key] = writer.summary(written.get(writer.key, {}))
         out = Path(config["out"])
         write_json(out / "metrics.json", summary)
         write_json(out / "timings.json", merged)
