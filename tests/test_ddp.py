@@ -131,7 +131,7 @@ def runs(tmp_path_factory, nuclei_data):
         tmp = tmp_path_factory.mktemp(f"ddp_{launcher}")
         runs[launcher] = launch(tmp, small_nuclei(nuclei_data, tmp / "data"), launcher)
     try:
-        for launcher, run in runs.items():
+        for run in runs.values():
             run["process"].wait(timeout=900)
     finally:
         for run in runs.values():

@@ -1,4 +1,5 @@
-"""`podium predict`: inference YAML vs flags, ensembles, tiles, letterbox, timings, sharding, bad config.
+"""`podium predict`: inference YAML vs flags, ensembles, tiles, letterbox, timings, sharding,
+bad config.
 
 The trained nuclei run (session fixture) serves the tests about real predictions; geometry,
 multi-class and config tests use tiny hand-made runs (a resolved config + random weights),
@@ -58,7 +59,8 @@ def fake_run(
     class_names=None,
     callbacks=None,
 ):
-    """A run directory as catalyst-dl writes it (resolved config + best/last), with random weights."""
+    """A run directory as catalyst-dl writes it (resolved config + best/last), with random
+    weights."""
     from podium.models import build_segmentation_model
 
     model_config = {
@@ -277,7 +279,8 @@ def test_ensemble_is_the_weighted_mean_of_its_models(trained_run, nuclei_data, t
             for d in ("best", "other", "both")
         )
         assert np.abs(best - second).max() > 0.1  # two different models
-        # each map is rounded to 1/255 on disk, so the hand-made mean is within 1/255 of the written one
+        # each map is rounded to 1/255 on disk, so the hand-made mean is within 1/255 of the written
+        # one
         np.testing.assert_allclose(both, 0.75 * best + 0.25 * second, atol=1 / 255 + 1e-6)
     models = json.loads((tmp_path / "both" / "metrics.json").read_text())["models"]
     assert [(m["checkpoint"], m["weight"]) for m in models] == [("best", 3.0), (str(other), 1.0)]
@@ -298,7 +301,8 @@ def test_best_and_last_from_one_yaml_entry(trained_run, nuclei_data, tmp_path):
 
 
 def _scene_512x640(folder: Path) -> Path:
-    """The real 512×512 nuclei image widened to 512×640 (its first 128 columns repeated), 16-bit PNG."""
+    """The real 512×512 nuclei image widened to 512×640 (its first 128 columns repeated), 16-bit
+    PNG."""
     import tifffile
 
     source = (
@@ -336,7 +340,8 @@ def test_tiles_match_the_whole_image_in_bounded_memory(trained_run, tmp_path):
     tiles = TiledPrediction(256, 64, batch_size=4)
     tiled = Predictor(model, mode="binary", tiles=tiles)(image[None])[0]
     hook.remove()
-    # toolbelt's grid: ceil((640-64)/192) = 3 columns × ceil((512-64)/192) = 3 rows; never > 4 tiles at once
+    # toolbelt's grid: ceil((640-64)/192) = 3 columns × ceil((512-64)/192) = 3 rows; never > 4 tiles
+    # at once
     assert tiles.tiles_seen == 9 and [s[0] for s in inputs] == [4, 4, 1]
     assert all(s[1:] == (1, 256, 256) for s in inputs)
     assert tiled.shape == whole.shape == (1, 512, 640)
@@ -410,7 +415,8 @@ def test_tta_wraps_the_activation_inside_each_tile():
 
 
 def test_tta_flag_through_podium_inference_tta(tmp_path):
-    """--tta flip: the written map is the mean of the image and its mirror, each through the model."""
+    """--tta flip: the written map is the mean of the image and its mirror, each through the
+    model."""
     run = fake_run(tmp_path / "run")
     data = small_folder(tmp_path / "data", [(40, 56)])
     out = tmp_path / "out"
@@ -444,7 +450,8 @@ def test_letterboxed_run_predicts_in_the_original_geometry(tmp_path):
     for i, shape in enumerate([(48, 80), (70, 40)]):
         assert read_png(out / "masks" / f"img{i}.png").shape == shape
         assert read_png(out / "overlays" / f"img{i}.png").shape[:2] == shape
-        # by hand, in the dataset's order: scale to [0, 1], letterbox to 64², standardise, model, sigmoid, unletterbox
+        # by hand, in the dataset's order: scale to [0, 1], letterbox to 64², standardise, model,
+        # sigmoid, unletterbox
         raw = read_png(data / "images" / f"img{i}.png").astype(np.float32) / 255
         boxed, meta = letterbox(raw, 64)
         with torch.no_grad():
@@ -486,7 +493,8 @@ def test_resized_run_predicts_in_the_original_geometry(tmp_path):
     model, _ = load_model(run, "best")
     for i, (height, width) in enumerate(shapes):
         assert read_png(out / "masks" / f"img{i}.png").shape == (height, width)
-        # by hand: scale to [0, 1], stretch to 64², standardise, model, sigmoid, stretch back (cv2 linear)
+        # by hand: scale to [0, 1], stretch to 64², standardise, model, sigmoid, stretch back (cv2
+        # linear)
         raw = read_png(data / "images" / f"img{i}.png").astype(np.float32) / 255
         stretched = cv2.resize(raw, (64, 64), interpolation=cv2.INTER_LINEAR)
         with torch.no_grad():
@@ -687,7 +695,8 @@ def test_bad_yaml_key_is_one_error_line(tmp_path, capsys):
     config = tmp_path / "infer.yml"
     run = fake_run(tmp_path / "run")
     config.write_text(
-        f"models: [{{run: {run}}}]\nout: {tmp_path / 'out'}\ndata: {{root: {tmp_path}}}\npostprocess: {{treshold: 0.3}}\n"
+        f"models: [{{run: {run}}}]\nout: {tmp_path / 'out'}\ndata: "
+        f"{{root: {tmp_path}}}\npostprocess: {{treshold: 0.3}}\n"
     )
     assert podium_main(["predict", "--config", str(config)]) != 0
     errors = [

@@ -525,8 +525,8 @@ def test_sigterm_to_a_ddp_run_stops_every_rank_with_rank_0s_line(config_file, tm
         "catalyst-dl run: interrupted by SIGTERM in stage train, epoch 2 of 3 (loader train"
     )
     assert (
-        f"the last complete checkpoint is {logdir / 'checkpoints' / 'train.1_full.pth'} (stage train, epoch 1)"
-        in lines[0]
+        "the last complete checkpoint "
+        f"is {logdir / 'checkpoints' / 'train.1_full.pth'} (stage train, epoch 1)" in lines[0]
     )
     assert lines[0].endswith(f"--args/logdir={logdir}:str --autoresume last")
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # every rank ended

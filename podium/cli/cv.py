@@ -299,7 +299,8 @@ def _default_run_dir(config: Dict[str, Any], configs) -> Path:
 def _predict_settings(
     path: Optional[Path], tta: Optional[str], run_dir: Path, ema=None
 ) -> Dict[str, Any]:
-    """The inference settings of the OOF maps (and of podium submit): all but models, data and out."""
+    """The inference settings of the OOF maps (and of podium submit): all but models, data and
+    out."""
     settings = load_inference_config(path) if path is not None else {}
     for key in ("models", "data", "out"):
         settings.pop(key, None)

@@ -38,7 +38,8 @@ def load_run_config(run_dir: Path) -> Dict[str, Any]:
 
 
 def run_data_config(run_config: Dict[str, Any]) -> Dict[str, Any]:
-    """The `data:` block that validated the run's checkpoints: top level + the last stage's overrides."""
+    """The `data:` block that validated the run's checkpoints: top level + the last stage's
+    overrides."""
     data = deepcopy(run_config.get("data") or {})
     stages = run_config.get("stages") or {}
     if stages:

@@ -1,4 +1,5 @@
-"""The inference YAML of `podium predict`: read, overridden by flags, validated, filled with defaults.
+"""The inference YAML of `podium predict`: read, overridden by flags, validated, filled with
+defaults.
 
     models:                 # one or more checkpoints, averaged with their weights
       - {run: logs/nuclei, checkpoint: best, weight: 1.0}
@@ -73,7 +74,8 @@ def load_inference_config(path) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise PodiumError(
-            f"inference config {path} does not exist; expected a YAML file like configs/nuclei/infer.yml"
+            f"inference config {path} does not exist; "
+            "expected a YAML file like configs/nuclei/infer.yml"
         )
     try:
         config = yaml.safe_load(path.read_text())
@@ -86,7 +88,8 @@ def load_inference_config(path) -> Dict[str, Any]:
         return {}
     if not isinstance(config, Mapping):
         raise PodiumError(
-            f"inference config {path} must be a mapping of keys ({', '.join(DEFAULTS)}), got {type(config).__name__}"
+            f"inference config {path} must be a mapping of keys ({', '.join(DEFAULTS)}), "
+            f"got {type(config).__name__}"
         )
     return dict(config)
 
@@ -188,7 +191,8 @@ def resolve_inference_config(config: Mapping[str, Any]) -> Dict[str, Any]:
         )
     if resolved["device"] is not None and not isinstance(resolved["device"], str):
         raise PodiumError(
-            f"device must be a string like cpu, cuda or cuda:1 (or null for auto), got {resolved['device']!r}"
+            "device must be a string like cpu, cuda or cuda:1 (or null for auto), "
+            f"got {resolved['device']!r}"
         )
     return resolved
 
@@ -212,8 +216,9 @@ def _models_from_flags(models, given) -> List[Dict[str, Any]]:
             checkpoints = checkpoints * count if len(checkpoints) == 1 else checkpoints
         else:
             raise PodiumError(
-                f"{len(runs)} --run and {len(checkpoints)} --checkpoint flags cannot be paired; expected one "
-                f"run with several checkpoints, several runs with one checkpoint, or as many of each"
+                f"{len(runs)} --run and {len(checkpoints)} --checkpoint flags "
+                "cannot be paired; expected one run with several checkpoints, "
+                "several runs with one checkpoint, or as many of each"
             )
         entries = [{"run": r, "checkpoint": c} for r, c in zip(runs, checkpoints)]
     elif checkpoints:
@@ -230,7 +235,8 @@ def _models_from_flags(models, given) -> List[Dict[str, Any]]:
     if weights:
         if len(weights) != len(entries):
             raise PodiumError(
-                f"{len(weights)} --weight values for {len(entries)} models; expected one weight per model"
+                f"{len(weights)} --weight values for {len(entries)} models; "
+                "expected one weight per model"
             )
         for entry, weight in zip(entries, weights):
             entry["weight"] = weight
@@ -240,7 +246,8 @@ def _models_from_flags(models, given) -> List[Dict[str, Any]]:
 def _check_models(models) -> List[Dict[str, Any]]:
     if models is None or models == []:
         raise PodiumError(
-            "no model to predict with: give `models: [{run: RUN_DIR, checkpoint: best}]` or --run RUN_DIR"
+            "no model to predict with: give `models: [{run: "
+            "RUN_DIR, checkpoint: best}]` or --run RUN_DIR"
         )
     if isinstance(models, (str, Mapping)):
         models = [models]
@@ -255,7 +262,8 @@ def _check_models(models) -> List[Dict[str, Any]]:
             model = {"checkpoint": model} if model.endswith(".pth") else {"run": model}
         if not isinstance(model, Mapping):
             raise PodiumError(
-                f"{where} must be a run directory or a mapping {{run, checkpoint, weight}}, got {model!r}"
+                f"{where} must be a run directory or a mapping "
+                f"{{run, checkpoint, weight}}, got {model!r}"
             )
         check_keys(list(model), MODEL_KEYS, where)
         checkpoints = model.get("checkpoint", "best")
@@ -265,7 +273,8 @@ def _check_models(models) -> List[Dict[str, Any]]:
         for checkpoint in checkpoints:
             if not isinstance(checkpoint, str) or not checkpoint:
                 raise PodiumError(
-                    f"{where}/checkpoint must be best, last or a path to a .pth file, got {checkpoint!r}"
+                    f"{where}/checkpoint must be best, "
+                    f"last or a path to a .pth file, got {checkpoint!r}"
                 )
             run = model.get("run")
             run = (
@@ -281,15 +290,16 @@ def _run_of_checkpoint(checkpoint: str, where: str) -> str:
     """A .pth inside RUN/checkpoints/ belongs to RUN (its resolved config describes the model)."""
     if checkpoint in ("best", "last"):
         raise PodiumError(
-            f"{where} names checkpoint {checkpoint} but no run; expected run: RUN_DIR (or --run RUN_DIR)"
+            f"{where} names checkpoint {checkpoint} but no run; expected run: "
+            "RUN_DIR (or --run RUN_DIR)"
         )
     path = Path(checkpoint)
     for parent in list(path.parents)[:2]:
         if (parent / RUN_CONFIG).is_file():
             return str(parent)
     raise PodiumError(
-        f"{where}: checkpoint {checkpoint} is not inside a run directory (no {RUN_CONFIG} above it); "
-        f"expected run: RUN_DIR next to it, whose resolved config describes the model"
+        f"{where}: checkpoint {checkpoint} is not inside a run directory (no {RUN_CONFIG} above "
+        "it); expected run: RUN_DIR next to it, whose resolved config describes the model"
     )
 
 
@@ -303,7 +313,8 @@ def _check_data(data) -> Dict[str, Any]:
     chosen = [key for key in ("split", "fold", "names") if data[key] is not None]
     if len(chosen) > 1:
         raise PodiumError(
-            f"data gives both {chosen[0]} and {chosen[1]}; expected one way to select images: split, fold or names"
+            f"data gives both {chosen[0]} and {chosen[1]}; "
+            "expected one way to select images: split, fold or names"
         )
     if data["fold"] is not None:
         check_int(data["fold"], "data/fold", expected="an integer fold index")
@@ -316,7 +327,8 @@ def _check_data(data) -> Dict[str, Any]:
 
 
 def _check_ensemble(ensemble) -> Dict[str, Any]:
-    """The `ensemble:` block, checked by the Ensemble that will use it (keys method, power, normalize)."""
+    """The `ensemble:` block, checked by the Ensemble that will use it (keys method, power,
+    normalize)."""
     from podium.inference.ensemble import Ensemble
 
     if isinstance(ensemble, str):
@@ -331,7 +343,8 @@ def _check_tta(tta):
         return "none"
     if not isinstance(tta, (str, Mapping)):
         raise PodiumError(
-            f"tta must be a name (none, flip, d2, d4, multiscale) or a mapping like {{views: d4}}, got {tta!r}"
+            "tta must be a name (none, flip, d2, d4, "
+            f"multiscale) or a mapping like {{views: d4}}, got {tta!r}"
         )
     from podium.inference.tta import build_tta
 
@@ -340,7 +353,8 @@ def _check_tta(tta):
 
 
 def _check_postprocess(postprocess) -> Dict[str, Any]:
-    """Keys and values checked by PostProcess now (per-class list lengths once the classes are known)."""
+    """Keys and values checked by PostProcess now (per-class list lengths once the classes are
+    known)."""
     from podium.inference.postprocess import PostProcess
 
     postprocess = _check_mapping(postprocess, "postprocess", allow_none=True) or {}

@@ -1,4 +1,5 @@
-"""One prediction run: checkpoints + images → masks, probability maps, overlays, submission, metrics, timings.
+"""One prediction run: checkpoints + images → masks, probability maps, overlays, submission,
+metrics, timings.
 
 `predict(config)` takes a resolved inference config (`podium.inference.config`) and:
 
@@ -90,8 +91,8 @@ class LoadedModel:
         target = self.data.get("target") or ("binary" if self.num_classes == 1 else "multiclass")
         if target not in MASK_MODES:
             raise PodiumError(
-                f"run {self.run} has target {target!r}; podium predict writes masks for binary, multiclass and "
-                f"multilabel targets only"
+                f"run {self.run} has target {target!r}; podium predict writes masks for binary, "
+                "multiclass and multilabel targets only"
             )
         self.mode = MASK_MODES[target]
         self.class_names = self.data.get("class_names")
@@ -113,9 +114,10 @@ def load_models(entries: Sequence[Dict[str, Any]], ema="auto") -> List[LoadedMod
     for model in models[1:]:
         if (model.mode, model.num_classes) != (first.mode, first.num_classes):
             raise PodiumError(
-                f"the models of an ensemble must agree on the mode and number of classes: {first.run} ({first.checkpoint}) "
-                f"is {first.mode} with {first.num_classes} class(es), {model.run} ({model.checkpoint}) is {model.mode} "
-                f"with {model.num_classes}"
+                "the models of an ensemble must agree on the mode and number of "
+                f"classes: {first.run} ({first.checkpoint}) is {first.mode} "
+                f"with {first.num_classes} class(es), {model.run} ({model.checkpoint}) "
+                f"is {model.mode} with {model.num_classes}"
             )
         if (
             first.class_names is not None
@@ -123,15 +125,16 @@ def load_models(entries: Sequence[Dict[str, Any]], ema="auto") -> List[LoadedMod
             and list(first.class_names) != list(model.class_names)
         ):
             raise PodiumError(
-                f"the models of an ensemble must agree on class_names: {first.run} has {first.class_names}, "
-                f"{model.run} has {model.class_names}"
+                f"the models of an ensemble must agree on class_names: {first.run} "
+                f"has {first.class_names}, {model.run} has {model.class_names}"
             )
     return models
 
 
 # ---------------------------------------------------------------------------- data
 def reading_params(model: LoadedModel, root: Path, data: Dict[str, Any]) -> Dict[str, Any]:
-    """build_segmentation_dataset arguments that make `root` read the way `model`'s validation read."""
+    """build_segmentation_dataset arguments that make `root` read the way `model`'s validation
+    read."""
     reading = {key: deepcopy(model.data[key]) for key in READING_KEYS if key in model.data}
     if "in_channels" not in reading and "channels" not in reading and model.in_channels is not None:
         reading["in_channels"] = int(
@@ -185,7 +188,8 @@ def build_dataset(
         (names,), _ = apply_exclusion([names], read_exclusion_list(path), names, path)
         if not names:
             raise PodiumError(
-                f"every image of {data['names']} is in the exclusion list {path}; expected at least one image"
+                f"every image of {data['names']} is in the exclusion list {path}; "
+                "expected at least one image"
             )
     layout = resolve_layout(
         root,
@@ -213,7 +217,8 @@ def read_names(root: Path, names_file: str) -> List[str]:
         path = names_file
     if not os.path.isfile(path):
         raise PodiumError(
-            f"names file {names_file} does not exist (looked in {root} and the current folder); expected a CSV with a name column"
+            f"names file {names_file} does not exist (looked in {root} and the current folder); "
+            "expected a CSV with a name column"
         )
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -224,7 +229,8 @@ def read_names(root: Path, names_file: str) -> List[str]:
     )
     if column is None or table.empty:
         raise PodiumError(
-            f"names file {path} lists no images; expected a CSV with a name column and one row per image"
+            f"names file {path} lists no images; "
+            "expected a CSV with a name column and one row per image"
         )
     names = [image_id_to_name(n) for n in table[column].tolist() if str(n).strip()]
     return list(dict.fromkeys(names))  # first occurrence order, duplicates dropped
@@ -260,8 +266,8 @@ def build_groups(
     for group in result[1:]:
         if group.dataset.dataset.names != names:
             raise PodiumError(
-                f"the runs of the ensemble select different images from {root} (their data layouts differ); "
-                f"expected the same images for every model"
+                f"the runs of the ensemble select different images from {root} (their data "
+                "layouts differ); expected the same images for every model"
             )
     return result
 
@@ -299,7 +305,8 @@ class Outputs:
             self.submission = SubmissionWriter(
                 part, mode=mode, class_names=self._submission_classes(), **options
             )
-            # the writer checks columns against the mode at the first add(): check now, before any file is written
+            # the writer checks columns against the mode at the first add(): check now, before any
+            # file is written
             probe = np.zeros(
                 (len(self.class_names), 1, 1) if mode == "multilabel" else (1, 1), dtype=np.uint8
             )
@@ -462,7 +469,8 @@ class Scores:
 
 
 def _metric_classes(run_config: Dict[str, Any]) -> Optional[List[int]]:
-    """`classes` of the run's SegmentationMetricsCallback (the classes its `dice` averaged), if any."""
+    """`classes` of the run's SegmentationMetricsCallback (the classes its `dice` averaged), if
+    any."""
     for stage in (run_config.get("stages") or {}).values():
         for callback in ((stage or {}).get("callbacks") or {}).values():
             if isinstance(callback, dict) and str(callback.get("_target_", "")).endswith(
@@ -536,7 +544,8 @@ def resolve_device(device: Optional[str], shards: Shards) -> torch.device:
             ) from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise PodiumError(
-                f"device {device} was asked for, but torch sees no CUDA GPU; use --device cpu (or leave it out)"
+                f"device {device} was asked for, but torch sees no CUDA GPU; "
+                "use --device cpu (or leave it out)"
             )
         return device
     if torch.cuda.is_available() and shards.world_size > 1:

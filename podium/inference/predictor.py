@@ -1,4 +1,5 @@
-"""Probabilities from a trained model: batched, no grad, any device, optionally through TTA and tiles.
+"""Probabilities from a trained model: batched, no grad, any device, optionally through TTA and
+tiles.
 
 `Predictor` is the one place where a forward pass becomes probabilities:
 
@@ -97,7 +98,8 @@ class Predictor:
         logits = self.precision.forward(self.forward, self.model, self.precision.inputs(images))
         if not isinstance(logits, torch.Tensor):
             raise PodiumError(
-                f"the model returned {type(logits).__name__}; podium predict expects a logits tensor B×K×H×W"
+                f"the model returned {type(logits).__name__}; "
+                "podium predict expects a logits tensor B×K×H×W"
             )
         if activation_of(self.mode, logits.shape[1]) == "sigmoid":
             return torch.sigmoid(logits)
@@ -106,7 +108,8 @@ class Predictor:
     def predict_dataset(
         self, dataset: Dataset, batch_size: int = 8, num_workers: int = 0
     ) -> Iterator[Tuple[dict, np.ndarray]]:
-        """Yields (sample, probabilities C×H×W as float32 numpy) in dataset order (same-size images)."""
+        """Yields (sample, probabilities C×H×W as float32 numpy) in dataset order (same-size
+        images)."""
         loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
         for batch in loader:
             probabilities = self(batch["image"]).cpu().numpy()

@@ -46,7 +46,8 @@ def box_iou(
     predicted, target = as_tensor(predicted).to(torch.float64), as_tensor(target).to(torch.float64)
     if predicted.shape != target.shape or predicted.shape[-1:] != (4,):
         raise PodiumError(
-            f"box IoU needs two (..., 4) tensors of one shape, got {tuple(predicted.shape)} and {tuple(target.shape)}"
+            "box IoU needs two (..., 4) tensors of one shape, "
+            f"got {tuple(predicted.shape)} and {tuple(target.shape)}"
         )
     p, t = to_xyxy(predicted, box_format), to_xyxy(target, box_format)
     width = (torch.minimum(p[..., 2], t[..., 2]) - torch.maximum(p[..., 0], t[..., 0])).clamp(min=0)

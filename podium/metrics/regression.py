@@ -109,7 +109,8 @@ class R2Score(Accumulator):
         outputs, targets = as_tensor(outputs), as_tensor(targets).to(as_tensor(outputs).device)
         if outputs.numel() != targets.numel():
             raise PodiumError(
-                f"R2: outputs {tuple(outputs.shape)} and targets {tuple(targets.shape)} differ in size"
+                f"R2: outputs {tuple(outputs.shape)} and "
+                f"targets {tuple(targets.shape)} differ in size"
             )
         batch = targets.shape[0] if targets.ndim else 1
         if self.multioutput == "uniform" and targets.ndim >= 2:

@@ -130,7 +130,8 @@ class PodiumRunner(PrecisionForward, SupervisedConfigRunner):
 
     @property
     def resume_pending(self) -> bool:
-        """From the start of a stage resumed mid-way to its first epoch (its state comes back then)."""
+        """From the start of a stage resumed mid-way to its first epoch (its state comes back
+        then)."""
         return hasattr(self, "resumption") and self.resumption.pending
 
     def get_datasets(self, stage: str) -> "OrderedDict[str, Any]":
