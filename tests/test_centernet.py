@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from conftest import REPO, run_command, run_two_ranks
 from podium.callbacks.detection_map import DetectionMAPCallback
@@ -237,6 +238,85 @@ def test_tta_undoes_every_view_on_the_maps(tta):
     np.testing.assert_allclose(
         top[np.argsort(top[:, 0])], boxes[np.argsort(boxes[:, 0])], atol=1e-4
     )
+
+
+class _StrideNet(torch.nn.Module):
+    """A stride-4 stand-in for CenterNet that is not equivariant at all: a 3×3 conv, 4×4 average
+    pooling (ceil: any input size), a 1×1 conv to heatmap logits, size and offset. Its weights
+    come from numpy's seeded generator, so the recorded outputs do not depend on torch's init."""
+
+    output_stride = 4
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.Conv2d(6, 5, 1)
+        rng = np.random.default_rng(5)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.copy_(torch.from_numpy(rng.normal(0, 0.5, parameter.shape)))
+
+    def forward(self, images):
+        features = F.avg_pool2d(torch.relu(self.conv(images)), 4, ceil_mode=True)
+        out = self.head(features)
+        return {"heatmap": out[:, :1], "size": out[:, 1:3], "offset": out[:, 3:]}
+
+
+# (tta, H, W): square and odd sizes (padded to a multiple of the stride), and a non-square flip
+PARITY_CASES = [
+    ("none", 29, 29),
+    ("flip", 29, 29),
+    ("d4", 29, 29),
+    ("d4", 32, 32),
+    ("flip", 21, 29),
+]
+D4_FLAGS = [(t, h, v) for t in (False, True) for h in (False, True) for v in (False, True)]
+PARITY = REPO / "tests" / "data" / "centernet_tta_before.npz"
+
+
+def _parity_images(height, width):
+    return torch.from_numpy(
+        np.random.default_rng(height * width).normal(size=(2, 3, height, width))
+    ).float()
+
+
+def _parity_maps(transposed):
+    """Random maps as a view of a 5×7-cell image outputs them (7×5 for transposed views)."""
+    rng = np.random.default_rng(11 + transposed)
+    shape = (7, 5) if transposed else (5, 7)
+    return {
+        key: rng.normal(size=(2, channels, *shape)).astype(np.float32)
+        for key, channels in (("heatmap", 1), ("size", 2), ("offset", 2))
+    }
+
+
+def test_one_tta_matches_the_old_centernet_deaugmentation():
+    """The CenterNet maps through `podium.inference.tta` equal what the CenterNet-only TTA gave:
+    outputs recorded (tests/data/centernet_tta_before.npz) from `CenterNetPredictor.maps` and
+    `undo_view` of podium/inference/centernet.py before the one TTA replaced them — a predictor
+    on odd and square sizes for none / flip / d4, and every D4 view undone on random maps."""
+    from podium.inference.tta import View, build_tta, deaugment_maps
+
+    recorded = np.load(PARITY)
+    rules = {"heatmap": "scalar", "size": "wh", "offset": "xy"}
+    model = _StrideNet().eval()
+
+    def outputs(images):
+        out = model(images)
+        return {**out, "heatmap": torch.sigmoid(out["heatmap"])}
+
+    for mode, height, width in PARITY_CASES:
+        with torch.no_grad():
+            maps = build_tta(mode, vector_keys=rules, stride=4)(
+                outputs, _parity_images(height, width)
+            )
+        for key, value in maps.items():
+            expected = recorded[f"maps_{mode}_{height}x{width}_{key}"]
+            np.testing.assert_allclose(value.numpy(), expected, rtol=0, atol=1e-6, err_msg=key)
+    for t, h, v in D4_FLAGS:
+        for key, value in _parity_maps(t).items():
+            back = deaugment_maps(torch.from_numpy(value), View(t, h, v), (5, 7), rules[key])
+            expected = recorded[f"undo_{int(t)}{int(h)}{int(v)}_{key}"]
+            np.testing.assert_array_equal(back.numpy(), expected, err_msg=f"{key} {t, h, v}")
 
 
 # ---------------------------------------------------------------- mAP
