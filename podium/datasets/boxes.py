@@ -60,7 +60,7 @@ from torch.utils.data import Dataset
 
 from podium.datasets.deepforest import ForestImage, read_deepforest_annotations
 from podium.datasets.letterbox import letterbox
-from podium.datasets.normalize import Normalizer, build_normalizer
+from podium.datasets.normalize import IMAGENET_NORMALIZE, Normalizer, build_normalizer
 from podium.datasets.readers import read_image
 from podium.datasets.transforms import build_transforms
 from podium.errors import PodiumError
@@ -87,12 +87,6 @@ __all__ = [
 
 IGNORE = -1.0
 SPLITS = ("train", "valid")
-IMAGENET_NORMALIZE = {
-    "mode": "fixed",
-    "max_value": 255,
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-}
 
 
 # ---------------------------------------------------------------- box geometry (numpy, float64)
@@ -361,7 +355,7 @@ class CrownCrops(Dataset):
     ):
         self.items, self.images, self.windows = list(items), list(images), list(windows)
         self.size, self.min_inside = int(size), float(min_inside)
-        self.normalizer = build_normalizer(IMAGENET_NORMALIZE if normalize is None else normalize)
+        self.normalizer = build_normalizer(normalize, default=IMAGENET_NORMALIZE)
         if isinstance(transforms, A.BasicTransform):
             transforms = A.Compose([transforms])
         self.transforms = _with_boxes(

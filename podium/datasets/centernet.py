@@ -10,16 +10,15 @@ Targets of one image with boxes (xyxy, pixel edges) on an output grid of stride 
 - `size` 2×h×w: (w/s, h/s) at centre cells, `IGNORE` (NaN) elsewhere;
 - `offset` 2×h×w: (cx/s − (j + ½), cy/s − (i + ½)) ∈ [−½, ½) at centre cells, NaN elsewhere.
   Measured from the cell *centre*, so a mirrored map is exactly a sign change of that offset
-  component (`transform_maps`), which is what flip/D4 test-time augmentation needs.
+  component, which is what flip/D4 test-time augmentation needs (`podium.inference.tta`, rule
+  `xy` for offsets and `wh` for sizes: tested against rendering the moved boxes).
 
 NaN marks "no target": `podium.losses.L1Loss(ignore_value: .nan)` then averages the size and
 offset errors over the centre cells only (CenterNet's RegL1Loss). When two centres fall into
 one cell, the later box's size/offset wins (as in CenterNet's reference code).
 
 Flips: augmentations move the *boxes* (albumentations `bbox_params`) before rendering, so
-targets are always rendered from the flipped boxes; `transform_maps` flips/transposes rendered
-maps (heatmap mirrored, size swapped on transpose, offset mirrored *and negated*) — the same
-result (tested), used by TTA to undo a view on the model's outputs.
+targets are always rendered from the flipped boxes.
 
 The deepforest tiles (`build_deepforest_tiles`, a `data: {_target_: ...}` builder): the four
 annotated NEON scenes of the deepforest wheel (`podium.datasets.deepforest`), resized by
@@ -46,12 +45,11 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
-from podium.datasets.boxes import IMAGENET_NORMALIZE, SPLITS, split_region
+from podium.datasets.boxes import SPLITS, split_region
 from podium.datasets.deepforest import CLASSES, ForestImage, read_deepforest_annotations
-from podium.datasets.normalize import build_normalizer
+from podium.datasets.normalize import IMAGENET_NORMALIZE, build_normalizer
 from podium.datasets.readers import read_image
 from podium.datasets.transforms import build_transforms
 from podium.errors import PodiumError
@@ -68,7 +66,6 @@ __all__ = [
     "load_scenes",
     "render_targets",
     "tile_windows",
-    "transform_maps",
 ]
 
 IGNORE = float("nan")
@@ -138,35 +135,6 @@ def render_targets(
         size[:, row, column] = box_w, box_h
         offset[:, row, column] = cx - (column + 0.5), cy - (row + 0.5)
     return {"heatmap": heatmap, "size": size, "offset": offset}
-
-
-# ---------------------------------------------------------------- flips / D4 on maps (torch)
-
-
-def transform_maps(
-    maps: Dict[str, Tensor], hflip: bool = False, vflip: bool = False, transpose: bool = False
-) -> Dict[str, Tensor]:
-    """The CenterNet maps of a transposed, then h-flipped, then v-flipped image (…×h×w tensors).
-
-    heatmap: moved like the image. size: moved, (w, h) swapped by a transpose. offset: moved,
-    swapped by a transpose, x negated by an h-flip and y by a v-flip (cell-centre offsets).
-    Exact when the image sides are multiples of the output stride (and square for transpose).
-    Each operation is its own inverse: undo a view by applying the steps in reverse order.
-    """
-    out = {}
-    for key, value in maps.items():
-        if transpose:
-            value = value.transpose(-1, -2)
-            if key in ("size", "offset"):
-                value = value.flip(-3)  # (w, h) → (h, w), (dx, dy) → (dy, dx)
-        value = value.flip(-1) if hflip else value
-        value = value.flip(-2) if vflip else value
-        if key == "offset" and (hflip or vflip):
-            value = value * value.new_tensor([-1.0 if hflip else 1.0, -1.0 if vflip else 1.0]).view(
-                2, 1, 1
-            )
-        out[key] = value
-    return out
 
 
 # ---------------------------------------------------------------- deepforest scenes and tiles
@@ -311,7 +279,7 @@ class CrownTiles(Dataset):
         )
         self.min_overlap, self.min_visibility = float(min_overlap), float(min_visibility)
         self.max_objects = int(max_objects)
-        self.normalizer = build_normalizer(IMAGENET_NORMALIZE if normalize is None else normalize)
+        self.normalizer = build_normalizer(normalize, default=IMAGENET_NORMALIZE)
         built = (
             transforms if isinstance(transforms, A.BaseCompose) else build_transforms(transforms)
         )

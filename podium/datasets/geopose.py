@@ -45,8 +45,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from podium.datasets.boxes import IMAGENET_NORMALIZE
-from podium.datasets.normalize import build_normalizer
+from podium.datasets.normalize import IMAGENET_NORMALIZE, build_normalizer
 from podium.datasets.transforms import build_transforms
 from podium.errors import PodiumError, did_you_mean
 from podium.validation import check_int, check_number
@@ -377,7 +376,7 @@ class SyntheticGeoposeScenes(Dataset):
     ):
         self.count, self.image_size, self.cities = int(count), int(image_size), list(cities)
         self.seed, self.split, self.missing_prob = int(seed), split, float(missing_prob)
-        self.normalizer = build_normalizer(IMAGENET_NORMALIZE if normalize is None else normalize)
+        self.normalizer = build_normalizer(normalize, default=IMAGENET_NORMALIZE)
         built = (
             transforms if isinstance(transforms, A.BaseCompose) else build_transforms(transforms)
         )

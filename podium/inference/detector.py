@@ -20,26 +20,20 @@ CSV columns: name, score, label (score > threshold), x1, y1, x2, y2 and, for dee
 source, window_x0..window_y1, true_label, true_x1..true_y2, iou (empty for crops without a crown).
 """
 
-import csv
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from podium.datasets.boxes import (
-    IMAGENET_NORMALIZE,
     build_deepforest_datasets,
     cxcywh_to_xyxy,
     prepare_input,
     unletterbox_boxes,
     window_to_scene,
 )
-from podium.datasets.normalize import build_normalizer
-from podium.datasets.readers import read_image
 from podium.errors import PodiumError
-from podium.files import write_atomically
-from podium.inference.checkpoint import load_model, run_data_config
+from podium.inference.task_predictor import TaskPredictor, load_run, run_split, write_rows
 from podium.inference.tta import MODES as TTA_MODES
 from podium.inference.tta import build_tta
 from podium.metrics.boxes import box_iou
@@ -55,7 +49,7 @@ __all__ = [
     "write_csv",
 ]
 
-DEEPFOREST_BUILDER = "podium.datasets.boxes.build_deepforest_datasets"
+RULES = {"logits": "scalar", "centre": "xy", "size": "wh"}  # how a view moves each output
 
 
 def _tta_outputs(model: torch.nn.Module) -> Callable[[torch.Tensor], Dict[str, torch.Tensor]]:
@@ -75,7 +69,7 @@ def _tta_outputs(model: torch.nn.Module) -> Callable[[torch.Tensor], Dict[str, t
     return outputs
 
 
-class BoxPredictor:
+class BoxPredictor(TaskPredictor):
     """Letterbox, batch, predict, average TTA views, map boxes back to each crop's pixels."""
 
     def __init__(
@@ -89,20 +83,9 @@ class BoxPredictor:
         clip: bool = True,
         channels: int = 3,
     ):
-        self.device = (
-            torch.device(device)
-            if device is not None
-            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        )
-        self.model = model.to(self.device).eval()
-        self.size, self.batch_size, self.clip, self.channels = (
-            int(size),
-            int(batch_size),
-            bool(clip),
-            int(channels),
-        )
-        self.normalizer = build_normalizer(IMAGENET_NORMALIZE if normalize is None else normalize)
-        self.tta = build_tta(tta, vector_keys={"logits": "scalar", "centre": "xy", "size": "wh"})
+        super().__init__(model, normalize, batch_size, device, channels)
+        self.size, self.clip = int(size), bool(clip)
+        self.tta = build_tta(tta, vector_keys=RULES)
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -117,11 +100,8 @@ class BoxPredictor:
     def predict(self, crops: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
         """(scores N×C, boxes N×4 xyxy in each crop's pixels) for H×W×C crops of any size."""
         scores, boxes = [], []
-        for start in range(0, len(crops), self.batch_size):
-            prepared = [
-                prepare_input(crop, self.size, self.normalizer)
-                for crop in crops[start : start + self.batch_size]
-            ]
+        for batch in self.batches(crops):
+            prepared = [prepare_input(crop, self.size, self.normalizer) for crop in batch]
             batch = torch.stack([tensor for tensor, _, _ in prepared]).to(self.device)
             probabilities, normalised = self.forward(batch)
             framed = cxcywh_to_xyxy(normalised.cpu().numpy().astype(np.float64)) * self.size
@@ -144,13 +124,11 @@ def load_box_predictor(
     clip: bool = True,
 ) -> Tuple[BoxPredictor, Dict[str, Any]]:
     """(BoxPredictor with the run's weights, size and normalisation, the run's config)."""
-    model, config = load_model(Path(run), checkpoint)
-    params = run_data_config(config)
-    size = params.get("size", 128)
+    model, config, data, channels = load_run(run, checkpoint)
+    size = data.get("size", 128)
     check_int(size, f"{run}: data/size", 8, "an integer >= 8 (the letterbox side)")
-    channels = int((config.get("model") or {}).get("in_channels", 3))
     return BoxPredictor(
-        model, size, params.get("normalize"), tta, batch_size, device, clip, channels
+        model, size, data.get("normalize"), tta, batch_size, device, clip, channels
     ), config
 
 
@@ -167,26 +145,11 @@ def predict_images(
 ) -> List[Dict[str, Any]]:
     """One row per image file (boxes in that image's pixels)."""
     threshold = check_number(threshold, "threshold", "[0, 1]")
-    if not paths:
-        raise PodiumError(
-            "no images to predict: give image files or a folder holding .png/.jpg/.tif files"
-        )
-    crops = []
-    for path in paths:
-        image = read_image(path)
-        if image.shape[-1] < predictor.channels:
-            raise PodiumError(
-                f"image {path} has {image.shape[-1]} channel(s); the model expects {predictor.channels}"
-            )
-        crops.append(image[..., : predictor.channels])  # RGBA → RGB
-    scores, boxes = predictor.predict(crops)
+    images = list(predictor.read_images(paths))
+    scores, boxes = predictor.predict([image for _, image in images])
     return [
-        {
-            **_row(Path(p).stem, s, b, threshold),
-            "image_width": c.shape[1],
-            "image_height": c.shape[0],
-        }
-        for p, s, b, c in zip(paths, scores, boxes, crops)
+        {**_row(path.stem, s, b, threshold), "image_width": c.shape[1], "image_height": c.shape[0]}
+        for (path, c), s, b in zip(images, scores, boxes)
     ]
 
 
@@ -195,15 +158,7 @@ def predict_deepforest(
 ) -> List[Dict[str, Any]]:
     """One row per window of the run's deepforest `split`: prediction and truth in scene pixels."""
     threshold = check_number(threshold, "threshold", "[0, 1]")
-    params = run_data_config(config)
-    if params.pop("_target_", None) != DEEPFOREST_BUILDER:
-        raise PodiumError(
-            f"the run was not trained on {DEEPFOREST_BUILDER} (its data/_target_); "
-            f"use --images for other data"
-        )
-    params.pop("train_transforms", None)
-    params.pop("valid_transforms", None)
-    dataset = build_deepforest_datasets(**{**params, "splits": [split]})[split]
+    dataset = run_split(config, build_deepforest_datasets, split)
     crops = [dataset.images[w.source][w.y0 : w.y1, w.x0 : w.x1] for w in dataset.windows]
     scores, boxes = predictor.predict(crops)
     rows = []
@@ -251,16 +206,4 @@ def summarize(rows: Sequence[Dict[str, Any]]) -> Dict[str, float]:
     }
 
 
-def write_csv(rows: Sequence[Dict[str, Any]], path) -> Path:
-    """Rows to CSV, atomically (a temp file in the same folder, then os.replace)."""
-    columns: List[str] = []
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    return write_atomically(path, write)
+write_csv = write_rows  # rows to CSV, atomically, columns in the order they appear

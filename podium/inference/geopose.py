@@ -32,23 +32,19 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import pandas as pd
 import tifffile
 import torch
 import torch.nn.functional as F
 
-from podium.datasets.boxes import IMAGENET_NORMALIZE
 from podium.datasets.geopose import build_geopose_datasets
-from podium.datasets.normalize import build_normalizer
-from podium.datasets.readers import read_image
 from podium.errors import PodiumError
-from podium.files import write_atomically
-from podium.inference.checkpoint import load_model, run_data_config
+from podium.files import write_atomically, write_json
+from podium.inference.task_predictor import TaskPredictor, load_run, run_split, write_rows
 from podium.inference.tta import TTA, build_tta
 from podium.metrics.regression import R2Score
+from podium.models.geopose import build_geopose_model
 
 __all__ = [
-    "GEOPOSE_BUILDER",
     "GeoposePredictor",
     "TTA_MODES",
     "VECTOR_RULES",
@@ -62,7 +58,6 @@ __all__ = [
 
 TTA_MODES = ("none", "flip", "d2", "d4")
 VECTOR_RULES = {"direction": "xy", "scale": "scalar"}
-GEOPOSE_BUILDER = "podium.datasets.geopose.build_geopose_datasets"
 MAPS = ("height", "magnitude")
 
 
@@ -112,7 +107,7 @@ def geopose_tta(
     return mean
 
 
-class GeoposePredictor:
+class GeoposePredictor(TaskPredictor):
     """Normalise, run the TTA views with the scalar inputs, average (see the module docstring)."""
 
     def __init__(
@@ -124,17 +119,10 @@ class GeoposePredictor:
         device=None,
         channels: int = 3,
     ):
-        self.device = (
-            torch.device(device)
-            if device is not None
-            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        )
-        self.model = model.to(self.device).eval()
+        super().__init__(model, normalize, batch_size, device, channels)
         self.scalar_inputs = tuple(getattr(model, "scalar_inputs", ()))
-        self.normalizer = build_normalizer(IMAGENET_NORMALIZE if normalize is None else normalize)
         self.tta_name = tta if isinstance(tta, str) else "custom"
         self.tta = build_geopose_tta(tta)
-        self.batch_size, self.channels = int(batch_size), int(channels)
 
     @torch.no_grad()
     def predict(
@@ -150,30 +138,15 @@ class GeoposePredictor:
         }
         return geopose_tta(self.tta, self.model, images, scalars)
 
-    def standardize(self, image: np.ndarray) -> torch.Tensor:
-        """C×H×W float tensor of a raw H×W×C image, normalised as the run's data."""
-        if image.shape[-1] < self.channels:
-            raise PodiumError(
-                f"the image has {image.shape[-1]} channel(s); the model expects {self.channels}"
-            )
-        array = self.normalizer(image[..., : self.channels])
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1), np.float32))
-
 
 def load_geopose_predictor(
     run, checkpoint: str = "best", tta: str = "none", batch_size: int = 16, device=None
 ) -> Tuple[GeoposePredictor, Dict[str, Any]]:
     """(GeoposePredictor with the run's weights and normalisation; the run's config)."""
-    model, config = load_model(Path(run), checkpoint)
-    if not hasattr(model, "magnitude_head"):
-        raise PodiumError(
-            f"{run} is not a Geopose run (model/_target_ {config['model'].get('_target_')}); "
-            f"expected podium.models.geopose.build_geopose_model"
-        )
-    channels = int((config.get("model") or {}).get("in_channels", 3))
-    predictor = GeoposePredictor(
-        model, run_data_config(config).get("normalize"), tta, batch_size, device, channels
+    model, config, data, channels = load_run(
+        run, checkpoint, lambda m: hasattr(m, "magnitude_head"), "Geopose", build_geopose_model
     )
+    predictor = GeoposePredictor(model, data.get("normalize"), tta, batch_size, device, channels)
     return predictor, config
 
 
@@ -209,21 +182,10 @@ def predict_synthetic(
     left out), `geopose_r2` (their mean), `height_r2/<city>` …, `direction_error_deg` (mean
     angle between predicted and true direction), `scale_error` (mean |ŝ − s| / s).
     """
-    params = run_data_config(config)
-    if params.pop("_target_", None) != GEOPOSE_BUILDER:
-        raise PodiumError(
-            f"the run was not trained on {GEOPOSE_BUILDER} (its data/_target_); "
-            f"use --images for other data"
-        )
-    params.pop("train_transforms", None)
-    params.pop("valid_transforms", None)
-    dataset = build_geopose_datasets(**{**params, "splits": [split]})[split]
+    dataset = run_split(config, build_geopose_datasets, split)
     metrics = {key: R2Score(ignore_value=float("nan")) for key in MAPS}
     rows, angles, scale_errors = [], [], []
-    for start in range(0, len(dataset), predictor.batch_size):
-        samples = [
-            dataset[i] for i in range(start, min(start + predictor.batch_size, len(dataset)))
-        ]
+    for samples in predictor.batches(dataset):
         scalars = {
             name: torch.stack([s[name] for s in samples]) for name in predictor.scalar_inputs
         }
@@ -272,23 +234,19 @@ def predict_images(
     out_dir=None,
 ) -> List[Dict[str, Any]]:
     """Rows per image file (whole images, one at a time); files into `out_dir` if given."""
-    if not paths:
-        raise PodiumError(
-            "no images to predict: give image files or a folder holding .png/.jpg/.tif files"
-        )
+    images = predictor.read_images(paths)
     scalars = dict(scalars or {})
     if set(scalars) != set(predictor.scalar_inputs):
         raise PodiumError(
             f"the model takes the scalar inputs [{', '.join(predictor.scalar_inputs)}]; got "
             f"[{', '.join(scalars)}] (give each once: --scalar NAME=VALUE)"
         )
-    rows = []
-    for path in paths:
-        image = predictor.standardize(read_image(path))[None]
-        found = _numpy(predictor.predict(image, {k: [float(v)] for k, v in scalars.items()}), 0)
-        rows.append(_row(Path(path).stem, found))
+    rows, given = [], {name: [float(value)] for name, value in scalars.items()}
+    for path, image in images:
+        found = _numpy(predictor.predict(predictor.standardize(image)[None], given), 0)
+        rows.append(_row(path.stem, found))
         if out_dir is not None:
-            write_outputs(out_dir, Path(path).stem, found)
+            write_outputs(out_dir, path.stem, found)
     return rows
 
 
@@ -304,11 +262,7 @@ def write_outputs(out_dir, name: str, found: Dict[str, np.ndarray]) -> None:
 
 def write_table(rows: Sequence[Dict[str, Any]], summary: Optional[Dict[str, Any]], out_dir) -> Path:
     """`predictions.csv` (and `metrics.json` when scored) into out_dir, atomically."""
-    out_dir = Path(out_dir)
-    path = out_dir / "predictions.csv"
-    write_atomically(path, lambda p: pd.DataFrame(list(rows)).to_csv(p, index=False))
+    path = write_rows(rows, Path(out_dir) / "predictions.csv")
     if summary is not None:
-        write_atomically(
-            out_dir / "metrics.json", lambda p: p.write_text(json.dumps(summary, indent=2))
-        )
+        write_json(Path(out_dir) / "metrics.json", summary)
     return path
