@@ -1,6 +1,6 @@
 """CenterNet (PKU seed): Gaussian targets, flips of boxes vs. maps, peak decoding, TTA, VOC mAP
 (hand-computed, and exact under 2-process gloo DDP), the deepforest tiles, and an end-to-end
-`catalyst-dl run` + `podium predict-centernet` whose mAP equals the run's logged map50."""
+`catalyst-dl run` + `podium predict` (= `predict-centernet`) whose mAP is the logged map50."""
 
 import math
 import os
@@ -14,23 +14,23 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-
 from conftest import REPO, run_command, run_two_ranks
-from podium.callbacks.detection_map import DetectionMAPCallback
+
 from podium.cli.main import main
-from podium.datasets.centernet import (
+from podium.errors import PodiumError
+from podium.inference.tta import View, augment, deaugment_maps, dihedral_views
+from podium.models.centernet import build_centernet, decode_centernet
+from podium.runners.engines import free_port
+from podium.tasks.centernet.callbacks import DetectionMAPCallback
+from podium.tasks.centernet.data import (
     boxes_in_window,
     build_deepforest_tiles,
     draw_gaussian,
     gaussian_radius,
     render_targets,
 )
-from podium.errors import PodiumError
-from podium.inference.centernet import RULES, CenterNetPredictor
-from podium.inference.tta import View, augment, deaugment_maps, dihedral_views
-from podium.metrics.detection_map import DetectionMAP, average_precision
-from podium.models.centernet import build_centernet, decode_centernet
-from podium.runners.engines import free_port
+from podium.tasks.centernet.metrics import DetectionMAP, average_precision
+from podium.tasks.centernet.predict import RULES, CenterNetPredictor
 
 CONFIG = REPO / "configs" / "centernet" / "resnet18_trees.yml"
 
@@ -589,7 +589,7 @@ def test_bad_data_params():
 # ---------------------------------------------------------------- end to end
 
 
-def test_train_then_predict_end_to_end(tmp_path):
+def test_train_then_predict_end_to_end(tmp_path, capsys):
     logdir = tmp_path / "run"
     result = run_command(
         "catalyst-dl",
@@ -635,6 +635,12 @@ def test_train_then_predict_end_to_end(tmp_path):
         os.path.basename(s.item.image_path)
         for s in build_deepforest_tiles(splits=["valid"])["valid"].scenes
     }
+    # `podium predict` picks the task from the run's model: the same command, the same rows
+    routed = tmp_path / "routed.csv"
+    args = ["--run", str(logdir), "--deepforest", "valid", "--out", str(routed), "--min-score", "0"]
+    assert main(["predict", *args]) == 0
+    assert routed.read_bytes() == out.read_bytes()
+    assert capsys.readouterr().out.startswith(f"predict: {12 * 100} boxes with score >= 0.0")
 
     # a whole image file, with D4 TTA: boxes in its own pixels
     from podium.datasets.deepforest import read_deepforest_annotations
@@ -671,7 +677,7 @@ def test_train_then_predict_end_to_end(tmp_path):
 
 
 def test_predict_centernet_errors(tmp_path, capsys):
-    from podium.inference.centernet import load_centernet_predictor
+    from podium.tasks.centernet.predict import load_centernet_predictor
 
     with pytest.raises(PodiumError, match="is not a podium run directory"):
         load_centernet_predictor(tmp_path)

@@ -5,7 +5,6 @@ Loss stacks, metrics (DDP-exact accumulation), freezing, accumulation/clipping, 
 sized from the loader, a NaN guard, throughput, overlays and progress plots."""
 
 from podium.callbacks.checkpoint import CheckpointCallback
-from podium.callbacks.detection_map import DetectionMAPCallback
 from podium.callbacks.freeze import FreezeCallback, UnfreezeCallback
 from podium.callbacks.loss_stack import LossStackCallback
 from podium.callbacks.metrics import (
@@ -20,12 +19,12 @@ from podium.callbacks.progress import ProgressPlotCallback
 from podium.callbacks.schedulers import OneCycleCallback, WarmupCosineCallback
 from podium.callbacks.timer import ThroughputCallback
 from podium.callbacks.visuals import OverlayCallback
+from podium.targets import moved_attribute
 
 __all__ = [
     "BoxIoUCallback",
     "CheckpointCallback",
     "ClassificationMetricsCallback",
-    "DetectionMAPCallback",
     "FreezeCallback",
     "LossStackCallback",
     "NanGuardCallback",
@@ -39,3 +38,10 @@ __all__ = [
     "UnfreezeCallback",
     "WarmupCosineCallback",
 ]
+
+# CenterNet's (podium/tasks), still named here by older configs
+MOVED = {"DetectionMAPCallback": "podium.callbacks.detection_map"}
+
+
+def __getattr__(name: str):
+    return moved_attribute(__name__, name, MOVED)

@@ -1,14 +1,7 @@
-"""What the predictor of every task (`podium/tasks/<task>/predict.py`) shares.
-
-    model, config, data, channels = load_run(run, "best", check, "CenterNet", build_centernet)
-    predictor = CenterNetPredictor(model, data.get("normalize"), ..., channels=channels)
-    dataset = run_split(config, build_deepforest_tiles, "valid")  # the run's own data, rebuilt
-    for samples in predictor.batches(dataset): ...
-    for path, image in predictor.read_images(paths): ...           # channels checked
-    write_rows(rows, "boxes.csv")
-
-`TaskPredictor` holds the model in eval mode on a device (default: the GPU if there is one), the
-run's normalisation (default ImageNet's) and the model's input channels; a task's subclass adds
+"""What the predictor of every task (`podium/tasks/<task>/predict.py`) shares: `TaskPredictor`
+(the model in eval mode on a device — default the GPU if there is one —, the run's normalisation
+— default ImageNet's —, its input channels checked, batches), `load_run` (model, config, data
+block), `run_split` (the run's own split rebuilt) and `write_rows` (CSV). A task's subclass adds
 its forward pass (TTA through `podium.inference.tta`) and what it makes of the outputs.
 """
 
@@ -34,14 +27,7 @@ __all__ = ["TaskPredictor", "load_run", "run_split", "trained_on", "write_rows"]
 class TaskPredictor:
     """A trained model on `device` in eval mode, the run's normalisation and input channels."""
 
-    def __init__(
-        self,
-        model: nn.Module,
-        normalize=None,
-        batch_size: int = 8,
-        device=None,
-        channels: int = 3,
-    ):
+    def __init__(self, model: nn.Module, normalize=None, batch_size=8, device=None, channels=3):
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.normalizer = build_normalizer(normalize, default=IMAGENET_NORMALIZE)
