@@ -9,7 +9,7 @@ from typing import Iterable, List, Sequence, Tuple
 from podium.datasets.readers import IMAGE_EXTENSIONS
 from podium.errors import PodiumError
 
-__all__ = ["RGB_SUFFIXES", "image_paths", "task_parser"]
+__all__ = ["RGB_SUFFIXES", "image_paths", "run_options", "task_parser"]
 
 # what cv2 reads as an RGB photo (the box tasks); geopose keeps the readers' own list
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -19,18 +19,18 @@ def task_parser(
     subparsers,
     task: str,
     doc: str,
-    summary: str,
     split: Tuple[str, str],
     out_help: str,
     tta_modes: Sequence[str],
     aliases: Sequence[str] = (),
 ) -> argparse.ArgumentParser:
-    """`predict-<task>` (and its `aliases`) with --run, --checkpoint, --images | --<split flag>
-    {train,valid}, --out, --tta, --device; `split` is (flag, help) of the run's own data."""
+    """`predict-<task>` (and its `aliases`), described by `doc` (its first line: the help), with
+    --run, --checkpoint, --images | --<split flag> {train,valid} (`split`: flag and help of the
+    run's own data), --out, --tta, --device."""
     parser = subparsers.add_parser(
         f"predict-{task}",
         aliases=list(aliases),
-        help=summary,
+        help=doc.split("\n", 1)[0].rstrip("."),
         description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -56,6 +56,11 @@ def task_parser(
         "--device", default=None, help="torch device (default: cuda if available, else cpu)"
     )
     return parser
+
+
+def run_options(args) -> tuple:
+    """(run, checkpoint, tta, batch size, device): how every `load_<task>_predictor` starts."""
+    return args.run, args.checkpoint, args.tta, args.batch_size, args.device
 
 
 def image_paths(items: Iterable, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> List[Path]:

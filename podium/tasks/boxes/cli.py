@@ -1,5 +1,6 @@
-"""`podium predict` of a boxes run (= `predict-boxes`, `predict-detector`): score and box per image.
+"""Classifier + box regression: score and box per image (CSV, image pixels).
 
+`podium predict` of a boxes run (= `podium predict-boxes`, its old name `predict-detector`):
     podium predict --run logs/detector_b0 --images crops/ --out preds.csv
     podium predict --run logs/detector_b0 --deepforest valid --out valid.csv --tta d4
 
@@ -9,30 +10,18 @@ printed. Boxes come back through the exact inverse of the letterbox the model sa
 """
 
 from podium.errors import PodiumError
-from podium.tasks.boxes.predict import (
-    TTA_MODES,
-    load_boxes_predictor,
-    predict_deepforest,
-    predict_images,
-    summarize,
-    write_csv,
-)
-from podium.tasks.command import RGB_SUFFIXES, image_paths, task_parser
+from podium.tasks.boxes import predict
+from podium.tasks.command import RGB_SUFFIXES, image_paths, run_options, task_parser
 
 __all__ = ["register", "run"]
 
+OLD_NAMES = ("predict-detector",)  # the command's name before the task was called boxes
+
 
 def register(subparsers) -> None:
-    parser = task_parser(
-        subparsers,
-        "boxes",
-        __doc__,
-        "classifier + box regression: score and box per image (CSV, image pixels)",
-        ("deepforest", "the run's deepforest windows of this split"),
-        "CSV to write",
-        TTA_MODES,
-        aliases=("predict-detector",),
-    )
+    split = ("deepforest", "the run's deepforest windows of this split")
+    tta = predict.TTA_MODES
+    parser = task_parser(subparsers, "boxes", __doc__, split, "CSV to write", tta, OLD_NAMES)
     parser.add_argument(
         "--threshold", type=float, default=0.5, help="score above which label = 1 (default 0.5)"
     )
@@ -48,20 +37,15 @@ def register(subparsers) -> None:
 def run(args) -> int:
     if args.batch_size < 1:
         raise PodiumError(f"--batch-size must be >= 1, got {args.batch_size}")
-    predictor, config = load_boxes_predictor(
-        args.run,
-        args.checkpoint,
-        tta=args.tta,
-        batch_size=args.batch_size,
-        device=args.device,
-        clip=not args.no_clip,
-    )
+    predictor, config = predict.load_boxes_predictor(*run_options(args), clip=not args.no_clip)
     if args.deepforest:
-        rows = predict_deepforest(predictor, config, args.deepforest, args.threshold)
+        rows = predict.predict_deepforest(predictor, config, args.deepforest, args.threshold)
     else:
-        rows = predict_images(predictor, image_paths(args.images, RGB_SUFFIXES), args.threshold)
-    path = write_csv(rows, args.out)
-    summary = summarize(rows)
+        rows = predict.predict_images(
+            predictor, image_paths(args.images, RGB_SUFFIXES), args.threshold
+        )
+    path = predict.write_csv(rows, args.out)
+    summary = predict.summarize(rows)
     text = f"{args.command}: {summary['count']} predictions → {path}"
     if args.deepforest:
         text += f"; accuracy {summary['accuracy']:.4f}, mean box IoU {summary['box_iou']:.4f} (tta {args.tta})"

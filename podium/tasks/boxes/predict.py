@@ -112,12 +112,7 @@ class BoxesPredictor(TaskPredictor):
 
 
 def load_boxes_predictor(
-    run,
-    checkpoint: str = "best",
-    tta: str = "none",
-    batch_size: int = 16,
-    device=None,
-    clip: bool = True,
+    run, checkpoint="best", tta="none", batch_size=16, device=None, clip=True
 ) -> Tuple[BoxesPredictor, Dict[str, Any]]:
     """(BoxesPredictor with the run's weights, size and normalisation, the run's config)."""
     model, config, data, channels = load_run(run, checkpoint)

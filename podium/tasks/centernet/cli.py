@@ -1,5 +1,6 @@
-"""`podium predict` of a CenterNet run (= `podium predict-centernet`): boxes as CSV, a row each.
+"""CenterNet heatmaps: boxes and scores per image (CSV), mAP on the run's deepforest tiles.
 
+`podium predict` of a CenterNet run (= `podium predict-centernet`), one CSV row per detection:
     podium predict --run logs/centernet_trees --deepforest valid --out valid.csv --tta flip
     podium predict --run logs/centernet_trees --images scenes/ --out boxes.csv
 
@@ -9,28 +10,15 @@ whole image files (resized by the run's data/scale first); boxes in each image's
 """
 
 from podium.errors import PodiumError
-from podium.tasks.centernet.predict import (
-    TTA_MODES,
-    load_centernet_predictor,
-    predict_deepforest,
-    predict_images,
-    write_csv,
-)
-from podium.tasks.command import RGB_SUFFIXES, image_paths, task_parser
+from podium.tasks.centernet import predict
+from podium.tasks.command import RGB_SUFFIXES, image_paths, run_options, task_parser
 
 __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
-    parser = task_parser(
-        subparsers,
-        "centernet",
-        __doc__,
-        "CenterNet heatmaps: boxes and scores per image (CSV), mAP on the run's deepforest tiles",
-        ("deepforest", "the run's deepforest tiles of this split"),
-        "CSV to write",
-        TTA_MODES,
-    )
+    split = ("deepforest", "the run's deepforest tiles of this split")
+    parser = task_parser(subparsers, "centernet", __doc__, split, "CSV to write", predict.TTA_MODES)
     parser.add_argument(
         "--min-score", type=float, default=0.1, help="lowest score written to the CSV (default 0.1)"
     )
@@ -57,24 +45,16 @@ def run(args) -> int:
         )
     if not 0 < args.iou <= 1:
         raise PodiumError(f"--iou must be in (0, 1], got {args.iou}")
-    predictor, config = load_centernet_predictor(
-        args.run,
-        args.checkpoint,
-        tta=args.tta,
-        batch_size=args.batch_size,
-        device=args.device,
-        top_k=args.top_k,
-        scale=args.scale,
-    )
+    predictor, config = predict.load_centernet_predictor(*run_options(args), args.top_k, args.scale)
     if args.deepforest:
-        rows, summary = predict_deepforest(
+        rows, summary = predict.predict_deepforest(
             predictor, config, args.deepforest, args.min_score, args.iou
         )
     else:
-        rows = predict_images(
+        rows = predict.predict_images(
             predictor, image_paths(args.images, RGB_SUFFIXES), config, args.min_score
         )
-    path = write_csv(rows, args.out)
+    path = predict.write_csv(rows, args.out)
     text = f"{args.command}: {len(rows)} boxes with score >= {args.min_score} → {path}"
     if args.deepforest:
         key = f"map{round(args.iou * 100)}"

@@ -23,7 +23,7 @@ Two sources of images:
 
 import inspect
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -122,13 +122,7 @@ def _default(name: str):
 
 
 def load_centernet_predictor(
-    run,
-    checkpoint: str = "best",
-    tta: str = "none",
-    batch_size: int = 8,
-    device=None,
-    top_k: int = 100,
-    scale: Optional[float] = None,
+    run, checkpoint="best", tta="none", batch_size=8, device=None, top_k=100, scale=None
 ) -> Tuple[CenterNetPredictor, Dict[str, Any]]:
     """(CenterNetPredictor with the run's weights, normalisation and scale; the run's config)."""
     model, config, data, channels = load_run(

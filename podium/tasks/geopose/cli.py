@@ -1,5 +1,6 @@
-"""`podium predict` of a Geopose run (= `predict-geopose`): height and flow maps, direction, scale.
+"""Geopose: height and flow maps, flow direction and scale per image (+ R2 on synthetic scenes).
 
+`podium predict` of a Geopose run (= `podium predict-geopose`):
     podium predict --run logs/geopose_synthetic --synthetic valid --out preds/ --tta d4
     podium predict --run logs/geopose_synthetic --images tiles/ --scalar gsd=1.2 --out preds/
 
@@ -11,28 +12,16 @@ Writes, per image, NAME_AGL.tif, NAME_MAG.tif, NAME_VFLOW.json, and predictions.
 """
 
 from podium.errors import PodiumError
-from podium.tasks.command import image_paths, task_parser
-from podium.tasks.geopose.predict import (
-    TTA_MODES,
-    load_geopose_predictor,
-    predict_images,
-    predict_synthetic,
-    write_table,
-)
+from podium.tasks.command import image_paths, run_options, task_parser
+from podium.tasks.geopose import predict
 
 __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
-    parser = task_parser(
-        subparsers,
-        "geopose",
-        __doc__,
-        "Geopose: height and flow-magnitude maps, flow direction and scale per image (+ R2 on synthetic scenes)",
-        ("synthetic", "the run's synthetic scenes of this split"),
-        "folder for the maps, predictions.csv and metrics.json",
-        TTA_MODES,
-    )
+    split = ("synthetic", "the run's synthetic scenes of this split")
+    out = "folder for the maps, predictions.csv and metrics.json"
+    parser = task_parser(subparsers, "geopose", __doc__, split, out, predict.TTA_MODES)
     parser.add_argument(
         "--scalar",
         action="append",
@@ -71,16 +60,14 @@ def run(args) -> int:
         raise PodiumError(
             "--scalar is for --images; synthetic scenes carry their own scalar inputs"
         )
-    predictor, config = load_geopose_predictor(
-        args.run, args.checkpoint, tta=args.tta, batch_size=args.batch_size, device=args.device
-    )
+    predictor, config = predict.load_geopose_predictor(*run_options(args))
     maps_dir = None if args.no_maps else args.out
     summary = None
     if args.synthetic:
-        rows, summary = predict_synthetic(predictor, config, args.synthetic, maps_dir)
+        rows, summary = predict.predict_synthetic(predictor, config, args.synthetic, maps_dir)
     else:
-        rows = predict_images(predictor, image_paths(args.images), scalars, maps_dir)
-    path = write_table(rows, summary, args.out)
+        rows = predict.predict_images(predictor, image_paths(args.images), scalars, maps_dir)
+    path = predict.write_table(rows, summary, args.out)
     text = f"{args.command}: {len(rows)} images → {path.parent}"
     if summary is not None:
         text += (

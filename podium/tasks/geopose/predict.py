@@ -141,7 +141,7 @@ class GeoposePredictor(TaskPredictor):
 
 
 def load_geopose_predictor(
-    run, checkpoint: str = "best", tta: str = "none", batch_size: int = 16, device=None
+    run, checkpoint="best", tta="none", batch_size=16, device=None
 ) -> Tuple[GeoposePredictor, Dict[str, Any]]:
     """(GeoposePredictor with the run's weights and normalisation; the run's config)."""
     model, config, data, channels = load_run(
