@@ -34,7 +34,7 @@ sys.path.insert(0, REPO)
 from podium.datasets import build_segmentation_datasets  # noqa: E402
 from podium.datasets.samples import write_sample  # noqa: E402
 from podium.datasets.transforms import worker_init_fn  # noqa: E402
-from podium.models import build_segmentation_model  # noqa: E402
+from podium.models import create_model  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -77,7 +77,7 @@ def main(argv=None) -> int:
         ]  # warm-up epoch (workers start)
         for _ in loader:
             pass
-        model = build_segmentation_model(**model_params).train()
+        model = create_model(**model_params).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
         criterion = torch.nn.BCEWithLogitsLoss()
         _train_step(model, optimizer, criterion, batches[0])  # warm-up (allocations, cudnn/oneDNN)

@@ -1,6 +1,6 @@
 """What does D4 test-time augmentation cost, in forwards of the same model?
 
-For U-Nets (podium.models.build_segmentation_model, random weights) on a B×3×H×W batch
+For U-Nets (podium.models.create_model("unet"), random weights) on a B×3×H×W batch
 (default 4×3×256×256), in one process, interleaved (each repetition runs every method once,
 in a rotated order), after a warm-up run of each:
 
@@ -39,7 +39,7 @@ sys.path.insert(0, REPO)
 from pytorch_toolbelt.inference import tta as toolbelt  # noqa: E402
 
 from podium.inference.tta import build_tta  # noqa: E402
-from podium.models import build_segmentation_model  # noqa: E402
+from podium.models import create_model  # noqa: E402
 
 GOAL = 8.0
 METHODS = ("single", "podium_d4", "toolbelt_d4", "sequential_d4", "single_channels_last")
@@ -66,7 +66,7 @@ def methods(model, images):
 def setup(encoder: str, batch: int, size: int, threads: int):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build_segmentation_model(encoder=encoder, num_classes=1, pretrained=False).eval()
+    model = create_model("unet", encoder=encoder, num_classes=1, pretrained=False).eval()
     images = torch.randn(batch, 3, size, size)
     return model, images
 

@@ -4,7 +4,9 @@ hydra-slayer (behind Catalyst's registry) turns a `_target_` that names a functi
 `functools.partial` instead of calling it, and reports a misspelled argument as a bare
 TypeError from deep inside object creation. podium's blocks (`model`, `data`) go through
 `call_target` instead: the callable is found, every key is checked against its signature
-(with a "did you mean"), and it is called.
+(with a "did you mean"), and it is called. A factory that picks the real builder by a key of
+its block (`podium.models.create_model` by `name`) carries `resolve_block(block) -> (builder,
+the block's keys for it)`, and those keys are checked against the builder.
 """
 
 import importlib
@@ -154,6 +156,10 @@ def _check_block_keys(factory: Any, block: Mapping, where: str) -> None:
     import torch
 
     keys = [k for k in block if not str(k).startswith("_")]
+    resolve = getattr(factory, "resolve_block", None)
+    if callable(resolve):  # a factory that picks its builder by a key (create_model: `name`)
+        factory, params = resolve(block)
+        keys = list(params)
     if isinstance(factory, type) and issubclass(factory, torch.optim.Optimizer):
         keys = [k for k in keys if k not in CATALYST_OPTIMIZER_KEYS]
     check_call_params(factory, dict.fromkeys(keys), where)

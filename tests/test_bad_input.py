@@ -446,10 +446,15 @@ CONFIG_CASES = {
         ["--model/encoder=resnet19:str"],
         ['unknown encoder "resnet19" (did you mean "resnet18"?); expected a timm model name'],
     ),
-    "unknown_architecture": (
+    "unknown_model_name": (
         None,
-        ["--model/architecture=unte:str"],
-        ['"unte"', 'did you mean "unet"'],
+        ["--model/name=unte:str"],
+        ['unknown model "unte" (did you mean "unet"?)', "fpn", "centernet"],
+    ),
+    "old_architecture_key_with_create_model": (
+        None,
+        ["--model/architecture=fpn:str"],
+        ['unknown key "architecture" in model', "unet accepts: encoder"],
     ),
     "in_channels_vs_images": (
         None,

@@ -20,7 +20,7 @@ ENCODERS = ["resnet18", "efficientnet_b0", "convnext_nano"]  # convnext: first f
 def test_output_shape_any_size(architecture, encoder):
     model = build_segmentation_model(architecture, encoder, in_channels=4, num_classes=3).eval()
     assert isinstance(model, SegmentationModel)
-    assert model.output_stride == 32
+    assert model.pad_multiple == 32
     with torch.no_grad():
         for height, width in [(64, 64), (67, 45)]:
             logits = model(torch.randn(2, 4, height, width))

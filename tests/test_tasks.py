@@ -205,7 +205,5 @@ def test_load_run_refuses_another_tasks_run(tmp_path):
     torch.save(torch.nn.Linear(2, 1).state_dict(), run / "checkpoints" / "best.pth")
     model, _, data, channels = load_run(run)
     assert isinstance(model, torch.nn.Linear) and data == {} and channels == 3
-    with pytest.raises(
-        PodiumError, match=r"is not a Geopose run \(model/_target_ torch.nn.Linear\)"
-    ):
-        load_run(run, "best", lambda m: False, "Geopose", build_geopose_datasets)
+    with pytest.raises(PodiumError, match=r"not a Geopose run \(model torch.nn.Linear\); expected"):
+        load_run(run, "best", lambda m: False, "Geopose", "geopose")

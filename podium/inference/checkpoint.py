@@ -2,7 +2,9 @@
 
 A run directory written by `catalyst-dl run` holds `configs/_config.json` (the resolved config,
 dumped by Catalyst) and `checkpoints/{best,last}.pth`. Checkpoints are loaded with
-`weights_only=True`: a checkpoint is data, never code.
+`weights_only=True`: a checkpoint is data, never code. The model is rebuilt from the run's
+`model:` block (old `_target_`s such as `podium.models.build_segmentation_model` still build
+it) with `pretrained: false`: the checkpoint holds every weight.
 """
 
 import json
@@ -63,6 +65,12 @@ def load_state_dict(path: Path) -> Dict[str, torch.Tensor]:
     return checkpoints.model_weights(path)
 
 
+def _model_name(model_config: Dict[str, Any]) -> str:
+    """`_target_`, with the registered name for `create_model` blocks."""
+    name = model_config.get("name")
+    return f"{model_config['_target_']} ({name})" if name else str(model_config["_target_"])
+
+
 def load_model(
     run_dir: Optional[Path] = None,
     checkpoint: str = "best",
@@ -71,6 +79,9 @@ def load_model(
     """(model in eval mode with the checkpoint's weights, the run's config)."""
     config = load_run_config(run_dir) if run_dir is not None else {}
     model_config = model_config or config.get("model")
+    if isinstance(model_config, dict) and model_config.get("pretrained"):
+        # the checkpoint replaces every weight: no pretrained weights needed (nor their file)
+        model_config = {**model_config, "pretrained": False}
     model = call_target(model_config, "model")
     path = resolve_checkpoint(run_dir, checkpoint)
     state_dict = load_state_dict(path)
@@ -78,7 +89,7 @@ def load_model(
     missing, unexpected = model_keys - checkpoint_keys, checkpoint_keys - model_keys
     if missing or unexpected:
         raise PodiumError(
-            f"checkpoint {path} does not fit the model {model_config['_target_']}: "
+            f"checkpoint {path} does not fit the model {_model_name(model_config)}: "
             f"{len(missing)} missing keys (e.g. {sorted(missing)[:3]}), "
             f"{len(unexpected)} unexpected keys (e.g. {sorted(unexpected)[:3]})"
         )

@@ -60,24 +60,22 @@ class TaskPredictor:
             yield [samples[i] for i in range(start, min(start + self.batch_size, len(samples)))]
 
 
-def _dotted(function: Callable) -> str:
-    return f"{function.__module__}.{function.__name__}"
-
-
 def load_run(
     run,
     checkpoint: str = "best",
     check: Optional[Callable[[nn.Module], bool]] = None,
     task: str = "",
-    builder: Optional[Callable] = None,
+    name: str = "",
 ) -> Tuple[nn.Module, Dict[str, Any], Dict[str, Any], int]:
     """(the run's model with the checkpoint's weights, its config, its `data:` block, its input
-    channels); a model that fails `check` is another task's run → PodiumError naming `builder`."""
+    channels); a model that fails `check` is another task's run → PodiumError naming the model
+    `name` expected."""
     model, config = load_model(Path(run), checkpoint)
     if check is not None and not check(model):
+        block = config["model"]
         raise PodiumError(
-            f"{run} is not a {task} run (model/_target_ {config['model'].get('_target_')}); "
-            f"expected {_dotted(builder)}"
+            f"{run} is not a {task} run (model {block.get('name') or block.get('_target_')}); "
+            f"expected model name: {name} (_target_: podium.models.create_model)"
         )
     channels = int((config.get("model") or {}).get("in_channels", 3))
     return model, config, run_data_config(config), channels
@@ -97,7 +95,7 @@ def run_split(config: Mapping[str, Any], builder: Callable, split: str):
     params = run_data_config(config)
     if not trained_on(params, builder):
         raise PodiumError(
-            f"the run was not trained on {_dotted(builder)} (its data/_target_ is "
+            f"the run was not trained on {builder.__module__}.{builder.__name__} (its data/_target_ is "
             f"{params.get('_target_')}); use --images for other data"
         )
     for key in ("_target_", "train_transforms", "valid_transforms"):

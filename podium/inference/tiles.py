@@ -22,10 +22,10 @@ C×H×W float32 accumulator (+ one H×W weight sum) of the image being predicted
 from typing import Callable, Sequence, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from pytorch_toolbelt.inference.tiles import ImageSlicer, TileMerger
 
 from podium.errors import PodiumError
+from podium.models.base import reflect_pad
 
 __all__ = ["TiledPrediction", "tile_grid"]
 
@@ -94,8 +94,4 @@ class TiledPrediction:
 def _pad_margins(image: torch.Tensor, slicer: ImageSlicer) -> torch.Tensor:
     """The image with ImageSlicer's margins added by reflection (replicate if a margin ≥ the side)."""
     pad = (slicer.margin_left, slicer.margin_right, slicer.margin_top, slicer.margin_bottom)
-    if not any(pad):
-        return image
-    height, width = image.shape[-2:]
-    fits = max(pad[0], pad[1]) < width and max(pad[2], pad[3]) < height
-    return F.pad(image[None], pad, mode="reflect" if fits else "replicate")[0]
+    return reflect_pad(image[None], pad)[0] if any(pad) else image

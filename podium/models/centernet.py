@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from podium.errors import PodiumError
-from podium.models.segmentation import _check_encoder_name, _create_encoder
+from podium.models.base import PaddedModel
+from podium.models.encoders import Pretrained, create_encoder
+from podium.models.registry import register_model
 from podium.validation import check_int
 
 __all__ = ["CenterNet", "HEADS", "build_centernet", "decode_centernet"]
@@ -49,14 +51,14 @@ def _head(in_channels: int, hidden: int, out_channels: int, bias: float = 0.0) -
     return head
 
 
-class CenterNet(nn.Module):
+class CenterNet(PaddedModel):
     """Encoder → U-Net decoder at `output_stride` → heatmap / size / offset heads (dict output).
 
     Attributes: `encoder` (toolbelt `GenericTimmEncoder`), `decoder` (toolbelt `UNetDecoder`),
     `heads` (ModuleDict heatmap, size, offset), `output_stride`, `num_classes`, `encoder_name`.
     Inputs of any size: padded (reflect) at the bottom/right to a multiple of the encoder's
-    coarsest stride, outputs cropped to ceil(H / output_stride) × ceil(W / output_stride), so
-    the top-left cell always covers the top-left pixels.
+    coarsest stride (`pad_multiple`), the maps cropped to ceil(H / output_stride) ×
+    ceil(W / output_stride) (`PaddedModel`), so the top-left cell covers the top-left pixels.
     """
 
     def __init__(
@@ -76,32 +78,24 @@ class CenterNet(nn.Module):
             encoder_name,
         )
         self.pad_multiple = int(max(encoder.get_output_spec().strides))
+        self.map_strides = output_stride
 
-    def forward(self, image: Tensor) -> Dict[str, Tensor]:
-        height, width = image.shape[-2:]
-        multiple = self.pad_multiple
-        pad_h, pad_w = (
-            (multiple - height % multiple) % multiple,
-            (multiple - width % multiple) % multiple,
-        )
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-            image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+    def forward_padded(self, image: Tensor) -> Dict[str, Tensor]:
         features = self.decoder(self.encoder(image))[0]
-        out_h, out_w = math.ceil(height / self.output_stride), math.ceil(width / self.output_stride)
-        return {name: head(features)[..., :out_h, :out_w] for name, head in self.heads.items()}
+        return {name: head(features) for name, head in self.heads.items()}
 
 
+@register_model("centernet")
 def build_centernet(
     encoder: str = "resnet18",
     in_channels: int = 3,
     num_classes: int = 1,
-    pretrained: bool = False,
+    pretrained: Pretrained = False,
     output_stride: int = 4,
     decoder_channels: Union[None, int, Sequence[int]] = None,
     head_channels: int = 64,
 ) -> CenterNet:
-    """A CenterNet on any convolutional timm encoder (`_target_` from YAML).
+    """A CenterNet on any convolutional timm encoder (`create_model("centernet", ...)`).
 
     num_classes: heatmap channels (one per class). output_stride: stride of the output maps,
     one of the encoder's feature strides (4 for resnet18 / efficientnet; 2 is finer and slower).
@@ -111,16 +105,14 @@ def build_centernet(
     from pytorch_toolbelt.modules.decoders import UNetDecoder
     from pytorch_toolbelt.modules.encoders.timm import GenericTimmEncoder
 
-    in_channels = check_int(in_channels, "model in_channels", 1)
     num_classes = check_int(num_classes, "model num_classes", 1)
     head_channels = check_int(head_channels, "model head_channels", 1)
     output_stride = check_int(output_stride, "model output_stride", 1)
-    name = _check_encoder_name(encoder)
-    every_stage = _create_encoder(name, in_channels, bool(pretrained))
+    every_stage = create_encoder(encoder, in_channels, pretrained)
     strides = [int(s) for s in every_stage.get_output_spec().strides]
     if output_stride not in strides[:-1]:
         raise PodiumError(
-            f"model output_stride {output_stride} is not a feature stride of {name} below its "
+            f"model output_stride {output_stride} is not a feature stride of {encoder} below its "
             f"coarsest; expected one of {strides[:-1]}"
         )
     # the same timm model, returning only the feature maps the decoder uses
@@ -135,8 +127,8 @@ def build_centernet(
     decoder_channels = list(decoder_channels)
     if len(decoder_channels) != num_stages:
         raise PodiumError(
-            f"model decoder_channels has {len(decoder_channels)} values; {name} at output_stride "
-            f"{output_stride} has {num_stages} U-Net stages (fine to coarse)"
+            f"model decoder_channels has {len(decoder_channels)} values; {encoder} at "
+            f"output_stride {output_stride} has {num_stages} U-Net stages (fine to coarse)"
         )
     decoder_channels = [check_int(c, "model decoder_channels", 1) for c in decoder_channels]
     decoder = UNetDecoder(spec, out_channels=decoder_channels)
@@ -149,7 +141,7 @@ def build_centernet(
             "offset": _head(features, head_channels, 2),
         }
     )
-    return CenterNet(encoder_module, decoder, heads, output_stride, num_classes, name)
+    return CenterNet(encoder_module, decoder, heads, output_stride, num_classes, encoder)
 
 
 @torch.no_grad()

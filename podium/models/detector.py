@@ -28,19 +28,25 @@ import torch
 from torch import Tensor, nn
 
 from podium.errors import PodiumError
-from podium.models.segmentation import _check_encoder_name
+from podium.models.base import PaddedModel
+from podium.models.encoders import Pretrained, create_encoder
+from podium.models.registry import register_model
 from podium.validation import check_int, check_number
 
 __all__ = ["BoxClassifier", "build_box_classifier"]
 
 
-class BoxClassifier(nn.Module):
+class BoxClassifier(PaddedModel):
     """Backbone → pooled features → {"logits": class logits, "boxes": sigmoid cxcywh}.
 
     Attributes: `encoder` (timm model without classifier), `classifier` (dropout + linear),
     `box_reduce` (1×1 conv + pooling to the grid; None for grid 1), `box_head` (MLP ending in 4
     sigmoid outputs), `num_classes`, `box_grid`, `encoder_name`.
+    No padding (`pad_multiple` 1) and no map outputs: the pooling takes any input size, and the
+    boxes are relative to the input as given (letterboxed), which padding would change.
     """
+
+    pad_multiple, map_strides = 1, None
 
     def __init__(
         self,
@@ -74,7 +80,7 @@ class BoxClassifier(nn.Module):
         )
         self.num_classes, self.box_grid, self.encoder_name = num_classes, box_grid, encoder_name
 
-    def forward(self, image: Tensor) -> Dict[str, Tensor]:
+    def forward_padded(self, image: Tensor) -> Dict[str, Tensor]:
         feature_map = self.encoder.forward_features(image)
         pooled = self.encoder.forward_head(feature_map, pre_logits=True)
         if self.box_reduce is None:
@@ -92,44 +98,30 @@ class BoxClassifier(nn.Module):
         }
 
 
+@register_model("box_classifier")
 def build_box_classifier(
     encoder: str = "efficientnet_b0",
     in_channels: int = 3,
     num_classes: int = 1,
-    pretrained: bool = False,
+    pretrained: Pretrained = False,
     dropout: float = 0.2,
     box_hidden: int = 256,
     box_grid: int = 4,
     box_channels: int = 64,
 ) -> BoxClassifier:
-    """A BoxClassifier on any timm model (`_target_` from YAML).
+    """A BoxClassifier on any timm model (`create_model("box_classifier", ...)`).
 
     num_classes: 1 = binary (one logit, BCE) or C class logits. dropout: before both heads.
     box_hidden: width of the box head's hidden layer. box_grid: the box head sees the feature map
-    pooled to box_grid × box_grid cells of box_channels (1 = globally pooled features). pretrained=True uses timm's weight
-    loading (HF hub / torch cache); offline, keep it false or put the weights in the cache.
+    pooled to box_grid × box_grid cells of box_channels (1 = globally pooled features).
+    pretrained: false, true (timm's weights from the local cache) or a weights file.
     """
-    import timm
-
-    in_channels = check_int(in_channels, "model in_channels", 1)
     num_classes = check_int(num_classes, "model num_classes", 1)
     box_hidden = check_int(box_hidden, "model box_hidden", 1)
     box_grid = check_int(box_grid, "model box_grid", 1)
     box_channels = check_int(box_channels, "model box_channels", 1)
     check_number(dropout, "model dropout", "[0, 1)")
-    name = _check_encoder_name(encoder)
-    try:
-        backbone = timm.create_model(
-            name, pretrained=bool(pretrained), num_classes=0, in_chans=in_channels
-        )
-    except Exception as error:  # noqa: BLE001 - one line for the user instead of a download traceback
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        hint = (
-            " — set `pretrained: false` or put the weights in the local HF/torch cache"
-            if pretrained
-            else ""
-        )
-        raise PodiumError(f'cannot build timm model "{name}" ({reason}){hint}') from error
+    backbone = create_encoder(encoder, in_channels, pretrained, features_only=False)
     return BoxClassifier(
         backbone,
         num_classes=num_classes,
@@ -137,5 +129,5 @@ def build_box_classifier(
         box_hidden=box_hidden,
         box_grid=box_grid,
         box_channels=box_channels,
-        encoder_name=name,
+        encoder_name=encoder,
     )

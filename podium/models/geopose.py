@@ -31,7 +31,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from podium.errors import PodiumError
-from podium.models.segmentation import _check_encoder_name, _create_encoder, _unet_channels
+from podium.models.base import PaddedModel
+from podium.models.encoders import Pretrained, create_encoder
+from podium.models.registry import register_model
+from podium.models.segmentation import _unet_channels
 from podium.validation import check_int
 
 __all__ = ["GeoposeModel", "HEADS", "build_geopose_model"]
@@ -47,16 +50,18 @@ def _dense_head(in_channels: int, hidden: int) -> nn.Sequential:
     )
 
 
-class GeoposeModel(nn.Module):
+class GeoposeModel(PaddedModel):
     """Encoder → U-Net decoder → height / magnitude maps; pooled features → direction / scale.
 
     Attributes: `encoder` (toolbelt `GenericTimmEncoder`), `decoder` (toolbelt `UNetDecoder`),
     `height_head`, `magnitude_head`, `image_head` (MLP on the pooled encoder and decoder
     features → 2 direction + 1 scale values),
-    `scalar_inputs` (names of the extra inputs, in order), `output_stride`, `encoder_name`.
+    `scalar_inputs` (names of the extra inputs, in order), `pad_multiple`, `encoder_name`.
     Inputs of any size: padded (reflect) at the bottom/right to a multiple of the encoder's
-    coarsest stride, maps cropped back to H×W.
+    coarsest stride, the height and magnitude maps cropped back to H×W (`PaddedModel`).
     """
+
+    map_strides = {"height": 1, "magnitude": 1}  # direction, scale: per image
 
     def __init__(
         self,
@@ -76,7 +81,7 @@ class GeoposeModel(nn.Module):
             image_head,
         )
         self.scalar_inputs = tuple(scalar_inputs)
-        self.output_stride = int(max(encoder.get_output_spec().strides))
+        self.pad_multiple = int(max(encoder.get_output_spec().strides))
         self.encoder_name = encoder_name
 
     def _scalars(self, image: Tensor, given: Dict[str, Tensor]) -> Optional[Tensor]:
@@ -100,17 +105,8 @@ class GeoposeModel(nn.Module):
             columns.append(value.reshape(-1))
         return torch.stack(columns, dim=1)
 
-    def forward(self, image: Tensor, **scalars: Tensor) -> Dict[str, Tensor]:
+    def forward_padded(self, image: Tensor, **scalars: Tensor) -> Dict[str, Tensor]:
         extra = self._scalars(image, scalars)
-        height, width = image.shape[-2:]
-        multiple = self.output_stride
-        pad_h, pad_w = (
-            (multiple - height % multiple) % multiple,
-            (multiple - width % multiple) % multiple,
-        )
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-            image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
         features = self.encoder(image)
         decoded = self.decoder(features)[0]
         pooled = torch.cat([features[-1].mean(dim=(2, 3)), decoded.mean(dim=(2, 3))], dim=1)
@@ -120,10 +116,9 @@ class GeoposeModel(nn.Module):
             pooled = torch.cat([pooled, extra], dim=1)
 
         def dense(head: nn.Module) -> Tensor:
-            out = F.interpolate(
+            return F.interpolate(
                 head(decoded), size=image.shape[-2:], mode="bilinear", align_corners=False
             )
-            return out[..., :height, :width]
 
         vector = self.image_head(pooled)
         return {
@@ -134,16 +129,17 @@ class GeoposeModel(nn.Module):
         }
 
 
+@register_model("geopose")
 def build_geopose_model(
     encoder: str = "resnet18",
     in_channels: int = 3,
-    pretrained: bool = False,
+    pretrained: Pretrained = False,
     scalar_inputs: Sequence[str] = (),
     decoder_channels: Union[None, int, Sequence[int]] = None,
     head_channels: int = 32,
     hidden_features: int = 128,
 ) -> GeoposeModel:
-    """The Geopose multi-head model on any convolutional timm encoder (`_target_` from YAML).
+    """The Geopose multi-head model on any convolutional timm encoder (`create_model("geopose")`).
 
     scalar_inputs: names of extra per-image numbers fed to every head (e.g. [gsd]); the batch
     must hold them and `runner: input_key` must list them after the image. decoder_channels:
@@ -152,7 +148,6 @@ def build_geopose_model(
     """
     from pytorch_toolbelt.modules.decoders import UNetDecoder
 
-    in_channels = check_int(in_channels, "model in_channels", 1)
     head_channels = check_int(head_channels, "model head_channels", 1)
     hidden_features = check_int(hidden_features, "model hidden_features", 1)
     if (
@@ -165,8 +160,7 @@ def build_geopose_model(
             f"model scalar_inputs must be a list of distinct batch keys other than image "
             f"(e.g. [gsd]), got {scalar_inputs!r}"
         )
-    name = _check_encoder_name(encoder)
-    encoder_module = _create_encoder(name, in_channels, bool(pretrained))
+    encoder_module = create_encoder(encoder, in_channels, pretrained)
     spec = encoder_module.get_output_spec()
     decoder = UNetDecoder(spec, out_channels=_unet_channels(decoder_channels, spec.strides))
     num_scalars = len(scalar_inputs)
@@ -186,5 +180,5 @@ def build_geopose_model(
         _dense_head(features, head_channels),
         image_head,
         scalar_inputs,
-        name,
+        encoder,
     )

@@ -142,12 +142,14 @@ def check_model_fits_data(
 ) -> None:
     """podium's segmentation model has the input and output channels the stage's data has."""
     from podium.datasets import ImageFolderDataset
-    from podium.models import build_segmentation_model
+    from podium.models import ARCHITECTURES, build_segmentation_model, get_model
 
     if not isinstance(model_config, Mapping) or not datasets:
         return
     factory = _factory(model_config)
-    if factory is not build_segmentation_model:
+    if callable(getattr(factory, "resolve_block", None)):  # create_model: the builder `name`s
+        factory = factory.resolve_block(model_config)[0]
+    if factory not in (build_segmentation_model, *map(get_model, ARCHITECTURES)):
         return  # other tasks' models: their own builders check their heads
     params = _model_params(model_config, factory)
     for loader, dataset in datasets.items():

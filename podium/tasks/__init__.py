@@ -11,7 +11,7 @@
 Adding a task = such a folder + its name in TASKS below. A task may import the core packages
 (not `podium.cli`); the core imports no task, but for this registry (`podium.cli`) and the old
 module paths that re-export what moved here. `podium predict --run RUN` runs the command of the
-task whose MODELS hold the builder that RUN's `model/_target_` names (by any import path).
+task whose MODELS hold the builder of RUN's model (its `create_model` name, or an older `_target_`).
 """
 
 import importlib
@@ -41,9 +41,10 @@ def task_of_run(run_dir) -> Optional[str]:
     """The task whose MODELS built the run's model; None for any other run (segmentation) and
     for a folder that is not a readable run (the segmentation command then says what is wrong)."""
     try:
-        builder = resolve_target(
-            (load_run_config(run_dir).get("model") or {}).get("_target_"), "model"
-        )
+        block = load_run_config(run_dir).get("model") or {}
+        factory = resolve_target(block.get("_target_"), "model")
+        resolve = getattr(factory, "resolve_block", None)  # create_model: the builder of `name`
+        builder = resolve(block)[0] if callable(resolve) else factory
     except (PodiumError, OSError, json.JSONDecodeError, AttributeError):
         return None
     for name in TASKS:

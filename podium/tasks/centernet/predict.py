@@ -39,7 +39,7 @@ from podium.inference.task_predictor import (
     write_rows,
 )
 from podium.inference.tta import build_tta
-from podium.models.centernet import build_centernet, decode_centernet
+from podium.models.centernet import decode_centernet
 from podium.tasks.centernet.data import build_deepforest_tiles, resize_by
 from podium.tasks.centernet.metrics import DetectionMAP
 from podium.validation import check_number
@@ -126,28 +126,15 @@ def load_centernet_predictor(
 ) -> Tuple[CenterNetPredictor, Dict[str, Any]]:
     """(CenterNetPredictor with the run's weights, normalisation and scale; the run's config)."""
     model, config, data, channels = load_run(
-        run,
-        checkpoint,
-        lambda m: "heatmap" in getattr(m, "heads", {}),
-        "CenterNet",
-        build_centernet,
+        run, checkpoint, lambda m: "heatmap" in getattr(m, "heads", {}), "CenterNet", "centernet"
     )
     if scale is None:
-        scale = (
-            data.get("scale", _default("scale"))
-            if trained_on(data, build_deepforest_tiles)
-            else 1.0
-        )
+        deepforest = trained_on(data, build_deepforest_tiles)
+        scale = data.get("scale", _default("scale")) if deepforest else 1.0
     check_number(scale, "scale", "> 0")
+    normalize = data.get("normalize")
     predictor = CenterNetPredictor(
-        model,
-        data.get("normalize"),
-        float(scale),
-        tta,
-        batch_size,
-        device,
-        top_k,
-        channels=channels,
+        model, normalize, float(scale), tta, batch_size, device, top_k, channels=channels
     )
     return predictor, config
 

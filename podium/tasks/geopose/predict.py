@@ -41,7 +41,6 @@ from podium.files import write_atomically, write_json
 from podium.inference.task_predictor import TaskPredictor, load_run, run_split, write_rows
 from podium.inference.tta import TTA, build_tta
 from podium.metrics.regression import R2Score
-from podium.models.geopose import build_geopose_model
 from podium.tasks.geopose.data import build_geopose_datasets
 
 __all__ = [
@@ -145,7 +144,7 @@ def load_geopose_predictor(
 ) -> Tuple[GeoposePredictor, Dict[str, Any]]:
     """(GeoposePredictor with the run's weights and normalisation; the run's config)."""
     model, config, data, channels = load_run(
-        run, checkpoint, lambda m: hasattr(m, "magnitude_head"), "Geopose", build_geopose_model
+        run, checkpoint, lambda m: hasattr(m, "magnitude_head"), "Geopose", "geopose"
     )
     predictor = GeoposePredictor(model, data.get("normalize"), tta, batch_size, device, channels)
     return predictor, config
