@@ -19,7 +19,6 @@ from conftest import REPO, run_command, run_two_ranks
 from podium.cli.main import main
 from podium.errors import PodiumError
 from podium.inference.tta import View, augment, deaugment_maps, dihedral_views
-from podium.models.centernet import build_centernet, decode_centernet
 from podium.runners.engines import free_port
 from podium.tasks.centernet.callbacks import DetectionMAPCallback
 from podium.tasks.centernet.data import (
@@ -30,6 +29,7 @@ from podium.tasks.centernet.data import (
     render_targets,
 )
 from podium.tasks.centernet.metrics import DetectionMAP, average_precision
+from podium.tasks.centernet.model import build_centernet, decode_centernet
 from podium.tasks.centernet.predict import RULES, CenterNetPredictor
 
 CONFIG = REPO / "configs" / "centernet" / "resnet18_trees.yml"

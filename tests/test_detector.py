@@ -213,10 +213,10 @@ def test_bad_data_params(params, message):
 
 def test_box_classifier_outputs_and_blocks():
     from podium.callbacks.freeze import encoder_blocks
-    from podium.models.detector import build_box_classifier
+    from podium.tasks.boxes.model import build_boxes_model
 
     for grid in (1, 4):  # global pooling (the seed's head) and the 4×4 box grid
-        model = build_box_classifier("resnet18", num_classes=1, box_grid=grid).eval()
+        model = build_boxes_model("resnet18", num_classes=1, box_grid=grid).eval()
         with torch.no_grad():
             out = model(torch.randn(2, 3, 64, 80))
         assert out["logits"].shape == (2, 1) and out["boxes"].shape == (2, 4)
@@ -228,7 +228,7 @@ def test_box_classifier_outputs_and_blocks():
     torch.testing.assert_close(features, model.encoder(torch.ones(1, 3, 64, 64)))
     assert len(encoder_blocks(model.encoder)) == 5  # stem, layer1..layer4: what freezing counts
     with pytest.raises(PodiumError, match="unknown encoder"):
-        build_box_classifier("efficientnet_b00")
+        build_boxes_model("efficientnet_b00")
 
 
 class BrightSquare(torch.nn.Module):
@@ -291,7 +291,7 @@ def _block_names(model):
 
 
 def test_train_then_predict_end_to_end(tmp_path):
-    from podium.models.detector import build_box_classifier
+    from podium.tasks.boxes.model import build_boxes_model
 
     logdir = tmp_path / "run"
     result = run_command(
@@ -322,7 +322,7 @@ def test_train_then_predict_end_to_end(tmp_path):
         ]
         for stage in ("head", "last2", "all")
     }
-    blocks = _block_names(build_box_classifier("efficientnet_b0"))
+    blocks = _block_names(build_boxes_model("efficientnet_b0"))
     assert len(blocks) == 6
 
     def same(a, b, names):

@@ -15,7 +15,6 @@ from conftest import REPO, run_command
 from podium.cli.main import main
 from podium.errors import PodiumError
 from podium.inference.tta import build_tta
-from podium.models.geopose import build_geopose_model
 from podium.tasks.geopose.data import (
     CITIES,
     SceneGeometry,
@@ -23,6 +22,7 @@ from podium.tasks.geopose.data import (
     build_geopose_datasets,
     render_scene,
 )
+from podium.tasks.geopose.model import build_geopose_model
 from podium.tasks.geopose.predict import GeoposePredictor, build_geopose_tta, geopose_tta
 
 CONFIG = REPO / "configs" / "geopose" / "unet_resnet18_hubercos.yml"

@@ -29,6 +29,9 @@ TASKS_FOLDER = Path(tasks.__file__).parent
 
 # module left where a task's file used to be → where it went
 OLD_MODULES = {
+    "podium.models.centernet": "podium.tasks.centernet.model",
+    "podium.models.geopose": "podium.tasks.geopose.model",
+    "podium.models.detector": "podium.tasks.boxes.model",
     "podium.datasets.centernet": "podium.tasks.centernet.data",
     "podium.losses.centernet": "podium.tasks.centernet.loss",
     "podium.metrics.detection_map": "podium.tasks.centernet.metrics",

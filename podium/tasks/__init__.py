@@ -22,13 +22,19 @@ from podium.errors import PodiumError
 from podium.inference.checkpoint import load_run_config
 from podium.targets import resolve_target
 
-__all__ = ["TASKS", "register_commands", "task_of_run"]
+__all__ = ["TASKS", "import_all", "register_commands", "task_of_run"]
 
 TASKS = (
     "centernet",
     "geopose",
     "boxes",
 )
+
+
+def import_all() -> None:
+    """Import every task (a task's model registers itself: `podium.models.create_model(name)`)."""
+    for name in TASKS:
+        importlib.import_module(f"podium.tasks.{name}")
 
 
 def register_commands(subparsers) -> None:

@@ -15,7 +15,7 @@ Each sample is a crop (a *window*) of a deepforest scene (`podium.datasets.deepf
 - `image` the crop letterboxed to `size`×`size` (windows have random sides in `crop_size`,
   so aspect ratios vary), scaled and standardised by `normalize` (default ImageNet mean/std).
 
-Box convention (what `podium.models.detector` predicts): `bbox` = (cx, cy, w, h) normalised to
+Box convention (what `podium.tasks.boxes.model` predicts): `bbox` = (cx, cy, w, h) normalised to
 the letterboxed network input (padding included), all in [0, 1]; negatives carry
 `[-1, -1, -1, -1]`, which the box loss and `BoxIoUCallback` leave out via `ignore_value: -1`.
 Why the input frame rather than the crop: a conv net sees the padded image, and box

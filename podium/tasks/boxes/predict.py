@@ -1,4 +1,4 @@
-"""Prediction for the box classifier (`podium.models.detector`): score + one box per image.
+"""Prediction for the boxes task (`podium.tasks.boxes.model`): score + one box per image.
 
     image (any size) ─► letterbox to `size` ─► model ─► sigmoid(logits), boxes (cx, cy, w, h)
       in [0, 1] of the letterboxed frame ─► ×size, xyxy ─► `unletterbox_boxes` ─► image pixels
@@ -88,7 +88,7 @@ class BoxesPredictor(TaskPredictor):
         out = self.model(images)
         if not isinstance(out, dict) or "logits" not in out or "boxes" not in out:
             raise PodiumError(
-                "the model must return a dict with `logits` and `boxes` (podium.models.detector)"
+                "the model must return a dict with `logits` and `boxes` (podium.tasks.boxes.model)"
             )
         boxes = out["boxes"].float()
         return {"logits": out["logits"].float(), "centre": boxes[:, :2] - 0.5, "size": boxes[:, 2:]}

@@ -9,7 +9,7 @@
         loader_keys: [valid]        # null: every loader
 
 Per batch the model's `heatmap` / `size` / `offset` outputs are decoded into boxes
-(`podium.models.centernet.decode_centernet`: 3×3 max-pool peaks, top-k) — exactly as
+(`decode_centernet` of model.py: 3×3 max-pool peaks, top-k) — exactly as
 `podium predict` of a CenterNet run decodes them without TTA — and matched against the padded
 ground truth (`boxes` N×M×4, `labels` N×M with −1 padding) by `DetectionMAP` (metrics.py).
 At loader end `{prefix}map50` (and `map50/<class>` for several classes) goes into the loader
@@ -26,8 +26,8 @@ from typing import Optional, Sequence
 from catalyst.core.callback import Callback, CallbackNode, CallbackOrder
 
 from podium.errors import PodiumError
-from podium.models.centernet import decode_centernet
 from podium.tasks.centernet.metrics import DetectionMAP
+from podium.tasks.centernet.model import decode_centernet
 from podium.validation import check_int
 
 __all__ = ["DetectionMAPCallback"]

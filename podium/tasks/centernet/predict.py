@@ -1,11 +1,10 @@
-"""Prediction for CenterNet runs (`podium.models.centernet`): boxes + scores per image, and mAP.
+"""Prediction for CenterNet runs (model.py): boxes + scores per image, and mAP.
 
     image ─► resize by the run's `scale` ─► normalise ─► model (TTA views) ─► average maps
           ─► decode (3×3 max-pool peaks, top-k) ─► boxes in input pixels ─► ÷ scale ─► image pixels
 
-Decoding is `podium.models.centernet.decode_centernet` (it lives with the model that defines
-the encoding, so the training callback — which may not import `podium.inference` — decodes
-the same way); without TTA the mAP here equals the run's logged validation `map50`.
+Decoding is `decode_centernet` of model.py (beside the encoding it inverts), which the training
+callback uses too: without TTA the mAP here equals the run's logged validation `map50`.
 
 TTA (`tta="flip"`: identity + horizontal flip, CenterNet's flip test; `"d4"`: the 8 flips /
 transposes) is `podium.inference.tta` with maps at the model's output stride: each view is
@@ -39,9 +38,9 @@ from podium.inference.task_predictor import (
     write_rows,
 )
 from podium.inference.tta import build_tta
-from podium.models.centernet import decode_centernet
 from podium.tasks.centernet.data import build_deepforest_tiles, resize_by
 from podium.tasks.centernet.metrics import DetectionMAP
+from podium.tasks.centernet.model import decode_centernet
 from podium.validation import check_number
 
 __all__ = [
@@ -88,7 +87,7 @@ class CenterNetPredictor(TaskPredictor):
         out = self.model(images)
         if not isinstance(out, dict) or any(key not in out for key in RULES):
             raise PodiumError(
-                "the model must return a dict with heatmap, size and offset (podium.models.centernet)"
+                "the model must return a dict with heatmap, size and offset (podium.tasks.centernet.model)"
             )
         maps = {key: out[key].float() for key in RULES}
         return {**maps, "heatmap": torch.sigmoid(maps["heatmap"])}

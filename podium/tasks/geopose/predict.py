@@ -1,4 +1,4 @@
-"""Prediction for Geopose runs (`podium.models.geopose`): height and flow maps, direction and scale.
+"""Prediction for Geopose runs (model.py): height and flow maps, direction and scale.
 
     image ─► normalise ─► model on each TTA view ─► undo the view ─► average ─► write
 
@@ -93,7 +93,7 @@ def geopose_tta(
         if missing:
             raise PodiumError(
                 f"the model must return height, magnitude, direction and scale "
-                f"(podium.models.geopose); it returned no {', '.join(missing)}"
+                f"(podium.tasks.geopose.model); it returned no {', '.join(missing)}"
             )
         return {
             key: out[key].float()
