@@ -9,6 +9,7 @@ its block (`podium.models.create_model` by `name`) carries `resolve_block(block)
 the block's keys for it)`, and those keys are checked against the builder.
 """
 
+import importlib
 import inspect
 from copy import deepcopy
 from typing import Any, Callable, List, Mapping, Optional
@@ -23,6 +24,7 @@ __all__ = [
     "check_call_params",
     "call_target",
     "check_targets",
+    "moved_attribute",
     "SAFE_TARGET_PACKAGES",
 ]
 
@@ -36,6 +38,15 @@ def resolve_target(target: Any, where: str) -> Callable:
     except Exception as error:  # LookupError / ImportError / AttributeError variants
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise PodiumError(f'{where}/_target_ "{target}" cannot be imported: {detail}') from None
+
+
+def moved_attribute(package: str, name: str, moved: Mapping[str, str]) -> Any:
+    """`package.name` of a name that moved into `podium/tasks`, taken from its old module (which
+    re-exports it): a package's `__getattr__`, so that `_target_: podium.losses.CenterNetFocalLoss`
+    of an older config still resolves, without the package importing the task up front."""
+    if name not in moved:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(moved[name]), name)
 
 
 def accepted_keys(factory: Callable) -> Optional[List[str]]:

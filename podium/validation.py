@@ -22,6 +22,7 @@ __all__ = [
     "check_probability",
     "check_bool",
     "check_choice",
+    "check_subset",
 ]
 
 POSITIVE = "a positive integer"  # the `expected` of check_int(value, key, 1) where messages say so
@@ -106,3 +107,12 @@ def check_choice(value, choices: Sequence[str], key: str):
             f"expected one of: {', '.join(choices)}"
         )
     return value
+
+
+def check_subset(values, choices: Sequence[str], key: str) -> list:
+    """`values` as a list if it is a non-empty list of `choices`; else "<key> must be a
+    non-empty subset of [a, b], got ..."."""
+    listed = isinstance(values, Sequence) and not isinstance(values, str) and len(values) > 0
+    if not listed or any(value not in choices for value in values):
+        _fail(values, key, f"a non-empty subset of {list(choices)}")
+    return list(values)

@@ -893,7 +893,7 @@ def test_cli_predict_write_fails_and_the_earlier_prediction_stays(run_dir, tiny,
 
 
 def _write_centernet(out, run_dir):
-    from podium.inference.centernet import write_csv
+    from podium.tasks.centernet.predict import write_csv
 
     return write_csv(
         [{"image": "a.png", "x1": 1, "y1": 2, "x2": 3, "y2": 4, "score": 0.9}], out / "boxes.csv"
@@ -901,13 +901,13 @@ def _write_centernet(out, run_dir):
 
 
 def _write_detector(out, run_dir):
-    from podium.inference.detector import write_csv
+    from podium.tasks.boxes.predict import write_csv
 
     return write_csv([{"image": "a.png", "score": 0.9, "label": 1}], out / "preds.csv")
 
 
 def _write_geopose(out, run_dir):
-    from podium.inference.geopose import write_table
+    from podium.tasks.geopose.predict import write_table
 
     return write_table([{"name": "a", "angle": 1.0, "scale": 2.0}], None, out)
 

@@ -1,6 +1,6 @@
 """CenterNet (PKU seed): Gaussian targets, flips of boxes vs. maps, peak decoding, TTA, VOC mAP
 (hand-computed, and exact under 2-process gloo DDP), the deepforest tiles, and an end-to-end
-`catalyst-dl run` + `podium predict-centernet` whose mAP equals the run's logged map50."""
+`catalyst-dl run` + `podium predict` (= `predict-centernet`) whose mAP is the logged map50."""
 
 import math
 import os
@@ -13,23 +13,24 @@ import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
-
+import torch.nn.functional as F
 from conftest import REPO, run_command, run_two_ranks
-from podium.callbacks.detection_map import DetectionMAPCallback
+
 from podium.cli.main import main
-from podium.datasets.centernet import (
+from podium.errors import PodiumError
+from podium.inference.tta import View, augment, deaugment_maps, dihedral_views
+from podium.runners.engines import free_port
+from podium.tasks.centernet.callbacks import DetectionMAPCallback
+from podium.tasks.centernet.data import (
     boxes_in_window,
     build_deepforest_tiles,
     draw_gaussian,
     gaussian_radius,
     render_targets,
-    transform_maps,
 )
-from podium.errors import PodiumError
-from podium.inference.centernet import CenterNetPredictor, tta_views, view_image
-from podium.metrics.detection_map import DetectionMAP, average_precision
-from podium.models.centernet import build_centernet, decode_centernet
-from podium.runners.engines import free_port
+from podium.tasks.centernet.metrics import DetectionMAP, average_precision
+from podium.tasks.centernet.model import build_centernet, decode_centernet
+from podium.tasks.centernet.predict import RULES, CenterNetPredictor
 
 CONFIG = REPO / "configs" / "centernet" / "resnet18_trees.yml"
 
@@ -85,11 +86,12 @@ def test_render_targets_hand_computed():
     np.testing.assert_allclose(targets["offset"][:, 0, 1], [1.25 - 1.5, 0.625 - 0.5])
 
 
-def _random_boxes(rng, count, size, low=8, high=40):
+def _random_boxes(rng, count, size, low=8, high=40, height=None):
+    """`count` boxes in a size × (height or size) image, no two centres in one stride-4 cell."""
     boxes = []
     while len(boxes) < count:
         w, h = rng.uniform(low, high, 2)
-        x, y = rng.uniform(0, size - w), rng.uniform(0, size - h)
+        x, y = rng.uniform(0, size - w), rng.uniform(0, (height or size) - h)
         box = np.array([x, y, x + w, y + h])
         centre = (box[:2] + box[2:]) / 2 / 4
         cells = {tuple(np.floor((b[:2] + b[2:]) / 8).astype(int)) for b in boxes}
@@ -128,58 +130,58 @@ def test_decode_inverts_render():
     np.testing.assert_allclose(found["boxes"].numpy(), [[12, 12, 16, 16], [24, 24, 28, 28]])
 
 
-def _albumentations_view(boxes, size, hflip, vflip, transpose):
-    """The boxes of the (transposed, h-flipped, v-flipped) image — albumentations as reference."""
+D4 = dihedral_views("d4")
+
+
+def _albumentations_view(boxes, size, view, height=None):
+    """The boxes of the view of a size × (height or size) image — albumentations as reference."""
     steps = (
-        ([A.Transpose(p=1)] if transpose else [])
-        + ([A.HorizontalFlip(p=1)] if hflip else [])
-        + ([A.VerticalFlip(p=1)] if vflip else [])
+        ([A.Transpose(p=1)] if view.transpose else [])
+        + ([A.HorizontalFlip(p=1)] if view.hflip else [])
+        + ([A.VerticalFlip(p=1)] if view.vflip else [])
     )
     pipeline = A.Compose(
         steps, bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"])
     )
-    out = pipeline(
-        image=np.zeros((size, size, 3), np.float32), bboxes=boxes, labels=[0] * len(boxes)
-    )
+    image = np.zeros((height or size, size, 3), np.float32)
+    out = pipeline(image=image, bboxes=boxes, labels=[0] * len(boxes))
     return np.asarray(out["bboxes"], np.float64)
 
 
-@pytest.mark.parametrize("view", tta_views("d4"))
-def test_flipping_maps_equals_rendering_flipped_boxes(view):
-    """Targets drawn from flipped boxes == rendered targets flipped (offset x negated), for every D4 view."""
-    hflip, vflip, transpose = view
+def _undo(targets, view, cells):
+    """Rendered targets of a view moved back by the one TTA (`podium.inference.tta`)."""
+    return {
+        key: deaugment_maps(torch.from_numpy(value)[None], view, cells, RULES[key])[0]
+        for key, value in targets.items()
+    }
+
+
+@pytest.mark.parametrize("view", D4)
+def test_undoing_a_view_on_rendered_maps_gives_the_boxes_maps(view):
+    """Targets drawn from the view's boxes, moved back by the TTA's rules (size `wh`, offset
+    `xy`: mirrored and negated), == the targets of the boxes themselves, for every D4 view."""
     rng = np.random.default_rng(1)
     boxes = _random_boxes(rng, 10, 128)
     centres = (boxes[:, :2] + boxes[:, 2:]) / 8
     assert np.all(np.abs(centres - np.round(centres)) > 1e-3)  # no centre on a cell border (a tie)
-    moved = _albumentations_view(boxes, 128, hflip, vflip, transpose)
-    direct = render_targets(moved, [0] * 10, (128, 128))
-    mapped = transform_maps(
-        {k: torch.from_numpy(v) for k, v in render_targets(boxes, [0] * 10, (128, 128)).items()},
-        hflip=hflip,
-        vflip=vflip,
-        transpose=transpose,
-    )
-    for key in ("heatmap", "size", "offset"):
+    seen = render_targets(_albumentations_view(boxes, 128, view), [0] * 10, (128, 128))
+    direct = render_targets(boxes, [0] * 10, (128, 128))
+    for key, value in _undo(seen, view, (32, 32)).items():
         np.testing.assert_allclose(
-            mapped[key].numpy(), direct[key], atol=1e-5, equal_nan=True, err_msg=key
+            value.numpy(), direct[key], atol=1e-5, equal_nan=True, err_msg=key
         )
 
 
 def test_flipped_maps_decode_to_flipped_boxes_even_on_cell_borders():
     """A centre exactly on a cell border lands in another cell when the boxes are flipped, but
-    the flipped maps (offset +½ instead of −½) decode to the same box."""
+    the flipped maps (offset +½ instead of −½) decode to the same box (an h-flip undone is an
+    h-flip)."""
     boxes = np.array(
         [[8.0, 8.0, 24.0, 20.0], [40.0, 4.0, 56.0, 28.0]]
     )  # centres at x = 16, 48: borders
-    flipped = _albumentations_view(boxes, 64, True, False, False)
-    mapped = transform_maps(
-        {
-            k: torch.from_numpy(np.nan_to_num(v))
-            for k, v in render_targets(boxes, [0, 0], (64, 64)).items()
-        },
-        hflip=True,
-    )
+    flipped = _albumentations_view(boxes, 64, View(hflip=True))
+    targets = {k: np.nan_to_num(v) for k, v in render_targets(boxes, [0, 0], (64, 64)).items()}
+    mapped = _undo(targets, View(hflip=True), (16, 16))
     found = decode_centernet(
         mapped["heatmap"][None],
         mapped["size"][None],
@@ -200,15 +202,16 @@ class _BoxRenderer(torch.nn.Module):
 
     def __init__(self, reference, boxes):
         super().__init__()
-        self.reference, self.boxes, self.size = reference, boxes, reference.shape[-1]
+        self.reference, self.boxes = reference, boxes
 
     def forward(self, images):
-        for view in tta_views("d4"):
-            if torch.equal(images, view_image(self.reference, view)):
+        height, width = self.reference.shape[-2:]
+        for view in D4:
+            if torch.equal(images, augment(self.reference, view)):
                 targets = render_targets(
-                    _albumentations_view(self.boxes, self.size, *view),
+                    _albumentations_view(self.boxes, width, view, height),
                     [0] * len(self.boxes),
-                    (self.size, self.size),
+                    images.shape[-2:],
                 )
                 out = _as_outputs(targets)
                 out["heatmap"] = torch.logit(out["heatmap"].clamp(1e-6, 1 - 1e-6))
@@ -217,13 +220,14 @@ class _BoxRenderer(torch.nn.Module):
 
 
 @pytest.mark.parametrize("tta", ["none", "flip", "d4"])
-def test_tta_undoes_every_view_on_the_maps(tta):
-    boxes = _random_boxes(np.random.default_rng(2), 8, 64, low=6, high=20)
-    image = torch.randn(1, 3, 64, 64)
+@pytest.mark.parametrize("height", [64, 48])
+def test_tta_undoes_every_view_on_the_maps(tta, height):
+    boxes = _random_boxes(np.random.default_rng(2), 8, 64, low=6, high=20, height=height)
+    image = torch.randn(1, 3, height, 64)
     predictor = CenterNetPredictor(_BoxRenderer(image, boxes), tta=tta, device="cpu", top_k=20)
-    assert len(predictor.views) == {"none": 1, "flip": 2, "d4": 8}[tta]
+    assert predictor.tta.num_views == {"none": 1, "flip": 2, "d4": 8}[tta]
     maps = predictor.maps(image)
-    expected = render_targets(boxes, [0] * 8, (64, 64))
+    expected = render_targets(boxes, [0] * 8, (height, 64))
     np.testing.assert_allclose(maps["heatmap"][0].numpy(), expected["heatmap"], atol=1e-5)
     centres = ~np.isnan(expected["size"])
     np.testing.assert_allclose(
@@ -237,6 +241,74 @@ def test_tta_undoes_every_view_on_the_maps(tta):
     np.testing.assert_allclose(
         top[np.argsort(top[:, 0])], boxes[np.argsort(boxes[:, 0])], atol=1e-4
     )
+
+
+class _StrideNet(torch.nn.Module):
+    """A stride-4 stand-in for CenterNet that is not equivariant at all: a 3×3 conv, 4×4 average
+    pooling (ceil: any input size), a 1×1 conv to heatmap logits, size and offset. Its weights
+    come from numpy's seeded generator, so the recorded outputs do not depend on torch's init."""
+
+    output_stride = 4
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.Conv2d(6, 5, 1)
+        rng = np.random.default_rng(5)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.copy_(torch.from_numpy(rng.normal(0, 0.5, parameter.shape)))
+
+    def forward(self, images):
+        features = F.avg_pool2d(torch.relu(self.conv(images)), 4, ceil_mode=True)
+        out = self.head(features)
+        return {"heatmap": out[:, :1], "size": out[:, 1:3], "offset": out[:, 3:]}
+
+
+# (tta, H, W): square and odd sizes (padded to a multiple of the stride), and a non-square flip
+PARITY_CASES = [
+    ("none", 29, 29),
+    ("flip", 29, 29),
+    ("d4", 29, 29),
+    ("d4", 32, 32),
+    ("flip", 21, 29),
+]
+D4_FLAGS = [(t, h, v) for t in (False, True) for h in (False, True) for v in (False, True)]
+PARITY = REPO / "tests" / "data" / "centernet_tta_before.npz"
+
+
+def _parity_images(height, width):
+    return torch.from_numpy(
+        np.random.default_rng(height * width).normal(size=(2, 3, height, width))
+    ).float()
+
+
+def _parity_maps(transposed):
+    """Random maps as a view of a 5×7-cell image outputs them (7×5 for transposed views)."""
+    rng = np.random.default_rng(11 + transposed)
+    shape = (7, 5) if transposed else (5, 7)
+    return {
+        key: rng.normal(size=(2, channels, *shape)).astype(np.float32)
+        for key, channels in (("heatmap", 1), ("size", 2), ("offset", 2))
+    }
+
+
+def test_one_tta_matches_the_old_centernet_deaugmentation():
+    """CenterNet's maps through `podium.inference.tta` equal what the CenterNet-only TTA gave:
+    outputs recorded (tests/data/centernet_tta_before.npz) from `CenterNetPredictor.maps` and
+    `undo_view` of podium/inference/centernet.py before the one TTA replaced them (e55c5fe) — a
+    predictor on odd and square sizes for none / flip / d4, every D4 view undone on random maps."""
+    recorded = np.load(PARITY)
+    for mode, height, width in PARITY_CASES:
+        predictor = CenterNetPredictor(_StrideNet(), tta=mode, device="cpu")
+        maps = predictor.maps(_parity_images(height, width))
+        for key, value in maps.items():
+            expected = recorded[f"maps_{mode}_{height}x{width}_{key}"]
+            np.testing.assert_allclose(value.numpy(), expected, rtol=0, atol=1e-6, err_msg=key)
+    for t, h, v in D4_FLAGS:
+        for key, value in _parity_maps(t).items():
+            back = deaugment_maps(torch.from_numpy(value), View(t, h, v), (5, 7), RULES[key])
+            expected = recorded[f"undo_{int(t)}{int(h)}{int(v)}_{key}"]
+            np.testing.assert_array_equal(back.numpy(), expected, err_msg=f"{key} {t, h, v}")
 
 
 # ---------------------------------------------------------------- mAP
@@ -517,7 +589,7 @@ def test_bad_data_params():
 # ---------------------------------------------------------------- end to end
 
 
-def test_train_then_predict_end_to_end(tmp_path):
+def test_train_then_predict_end_to_end(tmp_path, capsys):
     logdir = tmp_path / "run"
     result = run_command(
         "catalyst-dl",
@@ -563,6 +635,12 @@ def test_train_then_predict_end_to_end(tmp_path):
         os.path.basename(s.item.image_path)
         for s in build_deepforest_tiles(splits=["valid"])["valid"].scenes
     }
+    # `podium predict` picks the task from the run's model: the same command, the same rows
+    routed = tmp_path / "routed.csv"
+    args = ["--run", str(logdir), "--deepforest", "valid", "--out", str(routed), "--min-score", "0"]
+    assert main(["predict", *args]) == 0
+    assert routed.read_bytes() == out.read_bytes()
+    assert capsys.readouterr().out.startswith(f"predict: {12 * 100} boxes with score >= 0.0")
 
     # a whole image file, with D4 TTA: boxes in its own pixels
     from podium.datasets.deepforest import read_deepforest_annotations
@@ -599,12 +677,14 @@ def test_train_then_predict_end_to_end(tmp_path):
 
 
 def test_predict_centernet_errors(tmp_path, capsys):
-    from podium.inference.centernet import load_centernet_predictor
+    from podium.tasks.centernet.predict import load_centernet_predictor
 
     with pytest.raises(PodiumError, match="is not a podium run directory"):
         load_centernet_predictor(tmp_path)
-    with pytest.raises(PodiumError, match='unknown tta "d8"'):
-        tta_views("d8")
+    with pytest.raises(PodiumError, match='unknown tta views "d8"'):
+        CenterNetPredictor(_StrideNet(), tta="d8", device="cpu")
+    with pytest.raises(PodiumError, match="stride 4 takes flips and transposes only"):
+        CenterNetPredictor(_StrideNet(), tta="multiscale", device="cpu")
     assert (
         main(
             [

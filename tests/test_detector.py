@@ -8,22 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import REPO, run_command
-from podium.datasets.boxes import (
+
+from podium.cli.main import main
+from podium.datasets.deepforest import read_deepforest_annotations, split_region, window_to_scene
+from podium.datasets.letterbox import letterbox, letterbox_meta
+from podium.errors import PodiumError
+from podium.tasks.boxes.data import (
     IGNORE,
     build_deepforest_datasets,
     cxcywh_to_xyxy,
     inside_fractions,
     letterbox_boxes,
     main_box,
-    split_region,
     unletterbox_boxes,
-    window_to_scene,
 )
-from podium.datasets.deepforest import read_deepforest_annotations
-from podium.datasets.letterbox import letterbox, letterbox_meta
-from podium.errors import PodiumError
 
 CONFIG = REPO / "configs" / "detector" / "efficientnet_b0_boxes.yml"
 
@@ -214,10 +213,10 @@ def test_bad_data_params(params, message):
 
 def test_box_classifier_outputs_and_blocks():
     from podium.callbacks.freeze import encoder_blocks
-    from podium.models.detector import build_box_classifier
+    from podium.tasks.boxes.model import build_boxes_model
 
     for grid in (1, 4):  # global pooling (the seed's head) and the 4×4 box grid
-        model = build_box_classifier("resnet18", num_classes=1, box_grid=grid).eval()
+        model = build_boxes_model("resnet18", num_classes=1, box_grid=grid).eval()
         with torch.no_grad():
             out = model(torch.randn(2, 3, 64, 80))
         assert out["logits"].shape == (2, 1) and out["boxes"].shape == (2, 4)
@@ -229,7 +228,7 @@ def test_box_classifier_outputs_and_blocks():
     torch.testing.assert_close(features, model.encoder(torch.ones(1, 3, 64, 64)))
     assert len(encoder_blocks(model.encoder)) == 5  # stem, layer1..layer4: what freezing counts
     with pytest.raises(PodiumError, match="unknown encoder"):
-        build_box_classifier("efficientnet_b00")
+        build_boxes_model("efficientnet_b00")
 
 
 class BrightSquare(torch.nn.Module):
@@ -257,7 +256,7 @@ class Constant(torch.nn.Module):
 
 
 def test_tta_undoes_each_view_on_the_box():
-    from podium.inference.detector import BoxPredictor
+    from podium.tasks.boxes.predict import BoxesPredictor
 
     crop = np.zeros(
         (36, 64, 3), np.uint8
@@ -270,13 +269,13 @@ def test_tta_undoes_each_view_on_the_box():
         "d4",
         {"views": "d4", "scales": [1.0, 2.0]},
     ):  # x2: edges stay exact
-        predictor = BoxPredictor(
+        predictor = BoxesPredictor(
             BrightSquare(), size=64, normalize=normalize, tta=tta, device="cpu"
         )
         _, boxes = predictor.predict([crop])
         np.testing.assert_allclose(boxes[0], [40, 5, 62, 15], atol=1e-4)  # back in crop pixels
     # the 8 inverses of a constant box, averaged by hand: (0.5, 0.5, (0.1 + 0.2) / 2, (0.2 + 0.1) / 2)
-    predictor = BoxPredictor(Constant(), size=64, normalize=normalize, tta="d4", device="cpu")
+    predictor = BoxesPredictor(Constant(), size=64, normalize=normalize, tta="d4", device="cpu")
     _, boxes = predictor.forward(torch.zeros(1, 3, 64, 64))
     torch.testing.assert_close(boxes, torch.tensor([[0.5, 0.5, 0.15, 0.15]]))
 
@@ -292,7 +291,7 @@ def _block_names(model):
 
 
 def test_train_then_predict_end_to_end(tmp_path):
-    from podium.models.detector import build_box_classifier
+    from podium.tasks.boxes.model import build_boxes_model
 
     logdir = tmp_path / "run"
     result = run_command(
@@ -323,7 +322,7 @@ def test_train_then_predict_end_to_end(tmp_path):
         ]
         for stage in ("head", "last2", "all")
     }
-    blocks = _block_names(build_box_classifier("efficientnet_b0"))
+    blocks = _block_names(build_boxes_model("efficientnet_b0"))
     assert len(blocks) == 6
 
     def same(a, b, names):
@@ -353,6 +352,10 @@ def test_train_then_predict_end_to_end(tmp_path):
     assert len(ious) == 8 and np.mean(ious) == pytest.approx(valid["box_iou"].iloc[-1], abs=1e-5)
     accuracy = np.mean([r["label"] == r["true_label"] for r in rows])
     assert accuracy == pytest.approx(valid["accuracy"].iloc[-1])
+    # `podium predict` (in this process) picks the task from the run's model: the same rows
+    routed = tmp_path / "routed.csv"
+    args = ["--run", str(logdir), "--deepforest", "valid", "--out", str(routed), "--no-clip"]
+    assert main(["predict", *args]) == 0 and routed.read_bytes() == out.read_bytes()
 
     # the same windows as image files: the boxes come back in each file's pixels
     dataset = build_deepforest_datasets(size=64, num_train=16, num_valid=16, splits=["valid"])[
@@ -389,18 +392,18 @@ def test_train_then_predict_end_to_end(tmp_path):
 
 
 def test_predict_detector_errors(tmp_path):
-    from podium.cli.detector import image_paths
-    from podium.inference.detector import BoxPredictor, load_box_predictor, predict_images
+    from podium.tasks.boxes.predict import BoxesPredictor, load_boxes_predictor, predict_images
+    from podium.tasks.command import image_paths
 
     with pytest.raises(PodiumError, match="is not a podium run directory"):
-        load_box_predictor(tmp_path)
+        load_boxes_predictor(tmp_path)
     with pytest.raises(PodiumError, match="does not exist"):
         image_paths([tmp_path / "nope.png"])
     cv2.imwrite(str(tmp_path / "grey.png"), np.zeros((20, 30), np.uint8))
-    predictor = BoxPredictor(Constant(), size=32, device="cpu")
+    predictor = BoxesPredictor(Constant(), size=32, device="cpu")
     with pytest.raises(PodiumError, match="grey.png has 1 channel"):
         predict_images(predictor, image_paths([tmp_path]))
     with pytest.raises(PodiumError, match="threshold must be"):
         predict_images(predictor, [tmp_path / "grey.png"], threshold=2)
     with pytest.raises(PodiumError, match='unknown tta views "d8"'):
-        BoxPredictor(Constant(), tta="d8")
+        BoxesPredictor(Constant(), tta="d8")

@@ -10,20 +10,20 @@ import pandas as pd
 import pytest
 import tifffile
 import torch
-
 from conftest import REPO, run_command
+
 from podium.cli.main import main
-from podium.datasets.geopose import (
+from podium.errors import PodiumError
+from podium.inference.tta import build_tta
+from podium.tasks.geopose.data import (
     CITIES,
     SceneGeometry,
     SyntheticGeoposeScenes,
     build_geopose_datasets,
     render_scene,
 )
-from podium.errors import PodiumError
-from podium.inference.geopose import GeoposePredictor, build_geopose_tta, geopose_tta
-from podium.inference.tta import build_tta
-from podium.models.geopose import build_geopose_model
+from podium.tasks.geopose.model import build_geopose_model
+from podium.tasks.geopose.predict import GeoposePredictor, build_geopose_tta, geopose_tta
 
 CONFIG = REPO / "configs" / "geopose" / "unet_resnet18_hubercos.yml"
 
@@ -400,6 +400,13 @@ def test_train_then_predict_end_to_end(tmp_path, monkeypatch, capsys):
     assert f"valid geopose_r2 {row['geopose_r2']:.4f}" in capsys.readouterr().out
     rows = pd.read_csv(out / "predictions.csv")
     assert len(rows) == 8 and set(rows["city"]) == set(CITIES)
+    # `podium predict` picks the task from the run's model: the same table and metrics
+    routed = tmp_path / "routed"
+    args = ["--run", str(logdir), "--synthetic", "valid", "--out", str(routed), "--no-maps"]
+    assert main(["predict", *args]) == 0
+    for name in ("predictions.csv", "metrics.json"):
+        assert (routed / name).read_bytes() == (out / name).read_bytes(), name
+    assert capsys.readouterr().out.startswith("predict: 8 images")
     first = rows["name"].iloc[0]
     agl = tifffile.imread(out / f"{first}_AGL.tif")
     assert agl.shape == (64, 64) and agl.dtype == np.float32
@@ -469,7 +476,7 @@ def test_predict_geopose_errors(tmp_path, capsys):
     )
     assert "--scalar 'gsd': expected NAME=NUMBER" in capsys.readouterr().err
     model = build_geopose_model(scalar_inputs=["gsd"], head_channels=8, hidden_features=8)
-    from podium.inference.geopose import predict_images
+    from podium.tasks.geopose.predict import predict_images
 
     tifffile.imwrite(tmp_path / "a.tif", np.zeros((32, 32, 3), np.uint8))
     with pytest.raises(PodiumError, match=r"takes the scalar inputs \[gsd\]; got \[\]"):

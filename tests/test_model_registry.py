@@ -32,14 +32,14 @@ OLD_BUILDERS = {
     "fpn": build_segmentation_model,
     "centernet": build_centernet,
     "geopose": build_geopose_model,
-    "box_classifier": build_box_classifier,
+    "boxes": build_box_classifier,
 }
 OLD_TARGETS = {
     "unet": "podium.models.build_segmentation_model",
     "fpn": "podium.models.build_segmentation_model",
     "centernet": "podium.models.centernet.build_centernet",
     "geopose": "podium.models.geopose.build_geopose_model",
-    "box_classifier": "podium.models.detector.build_box_classifier",
+    "boxes": "podium.models.detector.build_box_classifier",
 }
 
 
@@ -54,12 +54,12 @@ def _keys_digest(model: nn.Module):
 
 # ------------------------------------------------------------------------------------- registry
 def test_registered_names():
-    assert list_models() == ["box_classifier", "centernet", "fpn", "geopose", "unet"]
+    assert list_models() == ["boxes", "centernet", "fpn", "geopose", "unet"]
     assert list_models("*net") == ["centernet", "unet"]
     assert get_model("unet") is get_model("Unet") is get_model("UNET")  # smp-style case
     assert get_model("centernet") is build_centernet
     assert get_model("geopose") is build_geopose_model
-    assert get_model("box_classifier") is build_box_classifier
+    assert get_model("boxes") is build_box_classifier
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_registered_names():
     [
         (
             "unte",
-            r'unknown model "unte" \(did you mean "unet"\?\); expected one of: box_classifier, '
+            r'unknown model "unte" \(did you mean "unet"\?\); expected one of: boxes, '
             r"centernet, fpn, geopose, unet",
         ),
         ("centrenet", r'did you mean "centernet"'),
@@ -267,10 +267,10 @@ def test_geopose_crops_the_maps_and_leaves_the_per_image_outputs():
             torch.testing.assert_close(out["scale"], reference["scale"])
 
 
-def test_box_classifier_is_not_padded():
+def test_boxes_model_is_not_padded():
     """Its boxes are relative to the input as given: no padding, nothing cropped."""
     torch.manual_seed(0)
-    model = create_model("box_classifier", encoder="resnet18", num_classes=2).eval()
+    model = create_model("boxes", encoder="resnet18", num_classes=2).eval()
     assert model.pad_multiple == 1 and model.map_strides is None
     with torch.no_grad():
         for height, width in SIZES[:3]:

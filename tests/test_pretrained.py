@@ -94,7 +94,7 @@ def test_every_model_kind_takes_the_file(resnet18_weights, no_network):
     assert torch.equal(
         centernet.encoder.encoder.layer2[0].conv1.weight, weights["layer2.0.conv1.weight"]
     )
-    boxes = create_model("box_classifier", encoder="resnet18", in_channels=4, pretrained=path)
+    boxes = create_model("boxes", encoder="resnet18", in_channels=4, pretrained=path)
     assert torch.equal(boxes.encoder.conv1.weight, adapt_input_conv(4, weights["conv1.weight"]))
     assert torch.equal(boxes.encoder.layer1[0].bn1.running_var, weights["layer1.0.bn1.running_var"])
 

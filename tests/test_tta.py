@@ -315,6 +315,40 @@ def test_vector_maps_are_deaugmented_per_pixel():
     torch.testing.assert_close(tta(gradient_field, images), field, rtol=0, atol=1e-5)
 
 
+def cell_outputs(images: torch.Tensor) -> dict:
+    """Exactly D4-equivariant outputs at stride 4 when H, W are multiples of 4: 4×4 cell means, the
+    gradient field of the cell means (a vector map), and the input itself (a full-size map)."""
+    cells = F.avg_pool2d(images, 4)
+    return {"cells": cells, "flow": gradient_field(cells), "pixels": images[:, :1] * 2}
+
+
+@pytest.mark.parametrize("mode", ["flip", "d2", "d4"])
+def test_maps_at_a_stride_are_moved_back_cell_by_cell(mode):
+    """30×45 is padded to 32×48 so that cells line up in every view: each view, undone, gives the
+    cells of the zero-padded image, the full-size map comes back 30×45."""
+    images = torch.randn(2, 3, 30, 45, generator=torch.Generator().manual_seed(12))
+    padded = F.pad(images, (0, 3, 0, 2))
+    got = build_tta(mode, vector_keys={"flow": "xy"}, stride=4)(cell_outputs, images)
+    torch.testing.assert_close(got["cells"], F.avg_pool2d(padded, 4), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        got["flow"], gradient_field(F.avg_pool2d(padded, 4)), rtol=0, atol=1e-6
+    )
+    torch.testing.assert_close(got["pixels"], images[:, :1] * 2, rtol=0, atol=1e-6)
+    # undeclared, the flow map would be moved back as scalars: wrong for every flipped view
+    wrong = build_tta(mode, stride=4)(cell_outputs, images)["flow"]
+    assert not torch.allclose(wrong, got["flow"], atol=1e-3)
+
+
+def test_a_lone_identity_view_is_not_padded():
+    images = torch.randn(1, 3, 30, 45, generator=torch.Generator().manual_seed(13))
+    got = build_tta("none", stride=4)(lambda x: F.avg_pool2d(x, 4, ceil_mode=True), images)
+    torch.testing.assert_close(got, F.avg_pool2d(images, 4, ceil_mode=True))
+    with pytest.raises(PodiumError, match="stride 4 takes flips and transposes only"):
+        build_tta("multiscale", stride=4)
+    with pytest.raises(PodiumError, match=r"or at 1/4 \(8×12\)"):
+        build_tta("flip", stride=4)(lambda x: F.avg_pool2d(x, 2), images)
+
+
 def test_pixel_vectors_are_divided_by_the_real_scale():
     images = torch.rand(2, 3, 30, 50, generator=torch.Generator().manual_seed(9))
     got = build_tta({"views": "flip", "scales": [0.5, 1.3]}, vector_keys="xy_pixels")(

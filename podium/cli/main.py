@@ -1,13 +1,15 @@
-"""`podium` command line: one sub-command per module in podium/cli.
+"""`podium` command line: one sub-command per module in podium/cli, and one per task (podium/tasks).
 
 Each sub-command module exposes `register(subparsers)`, which adds its parser and sets
-`func=callable(args) -> int|None` as the parser default.
+`func=callable(args) -> int|None` as the parser default. `podium predict --run RUN` of a task's
+run is that task's command (`podium.cli.predict.task_command`).
 """
 
 import argparse
 import sys
 
-from podium import interrupts
+from podium import interrupts, tasks
+from podium.cli import predict
 from podium.errors import PodiumError
 
 SUBCOMMANDS = [
@@ -17,9 +19,6 @@ SUBCOMMANDS = [
     "podium.cli.folds",
     "podium.cli.stats",
     "podium.cli.tune_postprocess",
-    "podium.cli.centernet",
-    "podium.cli.geopose",
-    "podium.cli.detector",
     "podium.cli.cv",
     "podium.cli.submit",
     "podium.cli.report",
@@ -37,13 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for module_name in SUBCOMMANDS:
         importlib.import_module(module_name).register(subparsers)
+    tasks.register_commands(subparsers)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
+        task = predict.task_command(words)  # `podium predict --run RUN` of a task's run
+        args = parser.parse_args([task, *words[1:]] if task else words)
+        if task:
+            args.command = "predict"
         with interrupts.handled():
             return int(args.func(args) or 0)
     except PodiumError as error:

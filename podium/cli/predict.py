@@ -11,19 +11,26 @@ reads images as its run's validation did (normalisation, channels, layout, valid
 see podium.inference.pipeline.READING_KEYS); predictions come back at each image's original size.
 Under torchrun, spell --run as --run-dir: torchrun's argument parser matches option prefixes
 even after the script name, so `--run` stops it ("ambiguous option: --run could match --run-path").
+
+A run of a task's model (podium/tasks: CenterNet, Geopose, boxes) is predicted by that task, with
+its own arguments (`podium predict-centernet --help`, `predict-geopose`, `predict-boxes`):
+    podium predict --run logs/centernet_trees --deepforest valid --out valid.csv --tta flip
 """
 
 import argparse
 import os
 import tempfile
 from pathlib import Path
+from typing import Optional, Sequence
 
 import yaml
 
+from podium import tasks
+from podium.errors import PodiumError
 from podium.inference.config import apply_flags, load_inference_config, resolve_inference_config
 from podium.inference.pipeline import READING_KEYS
 
-__all__ = ["register", "run", "READING_KEYS"]
+__all__ = ["register", "run", "task_command", "READING_KEYS"]
 
 FLAGS = (
     "runs",
@@ -157,6 +164,26 @@ def register(subparsers) -> None:
         "--no-progress", dest="progress", action="store_const", const=False, help="no progress bar"
     )
     parser.set_defaults(func=run)
+
+
+def task_command(argv: Sequence[str]) -> Optional[str]:
+    """`predict-<task>` when `argv` is `predict … --run RUN …` and RUN is a run of a task's
+    model; None for anything else (segmentation runs, other commands, no --run)."""
+    if not argv or argv[0] != "predict":
+        return None
+    runs = []
+    for flag, value in zip(argv[1:], [*argv[2:], None]):
+        if flag in ("--run", "--run-dir") and value is not None:
+            runs.append(value)
+        elif flag.startswith(("--run=", "--run-dir=")):
+            runs.append(flag.partition("=")[2])
+    named = [(run, task) for run in runs if (task := tasks.task_of_run(run)) is not None]
+    if named and len(runs) > 1:
+        raise PodiumError(
+            f"--run {named[0][0]} is a {named[0][1]} run: podium predict takes one run of a task "
+            f"at a time (several --run make an ensemble, for segmentation runs only)"
+        )
+    return f"predict-{named[0][1]}" if named else None
 
 
 def run(args) -> int:

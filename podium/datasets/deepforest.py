@@ -12,7 +12,8 @@ would pull torch-lightning, GDAL, …): the files are read from its folder.
         item.labels                             # N names from CLASSES
 
 Coordinates are kept exactly as written in the XML (x to the right, y down, xmax/ymax the
-right/bottom edge); every box is checked to lie inside the image it belongs to.
+right/bottom edge); every box is checked to lie inside the image it belongs to. The tasks that
+train on these scenes split each one alike (`split_region`): the right-most part is validation.
 """
 
 import importlib.util
@@ -22,17 +23,23 @@ from typing import List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from podium.datasets.readers import read_image
 from podium.errors import PodiumError
 
 __all__ = [
     "CLASSES",
+    "SPLITS",
     "ForestImage",
     "deepforest_folder",
     "read_deepforest_annotations",
+    "read_scene",
     "read_voc_boxes",
+    "split_region",
+    "window_to_scene",
 ]
 
 CLASSES = ("Tree", "Alive", "Dead")
+SPLITS = ("train", "valid")
 
 
 class ForestImage(NamedTuple):
@@ -108,3 +115,28 @@ def _number(node, path: str, xml_path: str) -> float:
         return float(text)
     except ValueError:
         raise PodiumError(f"{xml_path}: <{path}> is {text!r}; expected a number") from None
+
+
+def read_scene(item: ForestImage) -> np.ndarray:
+    """The H×W×3 RGB image of an annotated scene, checked against its annotation's size."""
+    image = read_image(item.image_path)
+    if image.shape[:2] != tuple(item.size):
+        raise PodiumError(
+            f"{item.image_path} is {image.shape[1]}×{image.shape[0]}, its annotation says "
+            f"{item.size[1]}×{item.size[0]}"
+        )
+    return image[..., :3]
+
+
+def split_region(width: int, split: str, valid_fraction: float) -> Tuple[int, int]:
+    """[start, end) of the columns a split may use: valid = the right-most `valid_fraction`."""
+    if split not in SPLITS:
+        raise PodiumError(f'unknown split "{split}"; expected one of: {", ".join(SPLITS)}')
+    boundary = int(round(width * (1.0 - valid_fraction)))
+    return (0, boundary) if split == "train" else (boundary, width)
+
+
+def window_to_scene(boxes, window) -> np.ndarray:
+    """Window-pixel xyxy boxes (..., 4) → scene pixels, for a window (x0, y0, x1, y1)."""
+    x0, y0 = float(window[0]), float(window[1])
+    return np.asarray(boxes, dtype=np.float64) + np.array([x0, y0, x0, y0])

@@ -30,7 +30,15 @@ import numpy as np
 from podium.errors import PodiumError, check_keys, did_you_mean
 from podium.validation import is_number
 
-__all__ = ["Normalizer", "build_normalizer", "load_stats_normalize"]
+__all__ = ["IMAGENET_NORMALIZE", "Normalizer", "build_normalizer", "load_stats_normalize"]
+
+# ImageNet's mean / std on 8-bit images: the default of the tasks' data and predictors
+IMAGENET_NORMALIZE = {
+    "mode": "fixed",
+    "max_value": 255,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
 
 MODES = {
     "fixed": ("mode", "mean", "std", "max_value"),
@@ -94,12 +102,14 @@ class Normalizer:
         return f"Normalizer(mode={self.mode!r})"
 
 
-def build_normalizer(spec: Optional[Mapping] = None) -> Normalizer:
-    """Normalizer from the config block; None means 'divide by the dtype maximum'."""
+def build_normalizer(
+    spec: Optional[Mapping] = None, default: Optional[Mapping] = None
+) -> Normalizer:
+    """Normalizer from the config block; None: `default`, else 'divide by the dtype maximum'."""
     if isinstance(spec, Normalizer):
         return spec
     if spec is None:
-        return Normalizer()
+        return Normalizer() if default is None else build_normalizer(default)
     if not isinstance(spec, Mapping):
         raise PodiumError(
             f"normalize must be a mapping like {{mode: percentile, low: 1, high: 99}}, got {spec!r}"

@@ -50,6 +50,7 @@ from podium.errors import PodiumError, did_you_mean
 
 __all__ = [
     "build_transforms",
+    "build_transforms_with",
     "transforms_to_dict",
     "podium_transforms",
     "seed_transforms",
@@ -67,6 +68,13 @@ def build_transforms(spec: Any) -> Optional[A.Compose]:
         return spec if isinstance(spec, A.Compose) else A.Compose([spec])
     built = _instantiate(_root_node(spec), "transforms")
     return built if isinstance(built, A.Compose) else A.Compose([built])
+
+
+def build_transforms_with(spec: Any, **params) -> Optional[A.Compose]:
+    """The pipeline of `spec` (YAML, or a built Compose) again as one Compose with albumentations
+    `params` (`bbox_params`, `keypoint_params`), so that its transforms move those targets too."""
+    compose = spec if isinstance(spec, A.BaseCompose) else build_transforms(spec)
+    return None if compose is None else A.Compose(list(compose.transforms), **params)
 
 
 def transforms_to_dict(compose: Optional[A.BaseCompose]) -> Optional[dict]:

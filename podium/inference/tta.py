@@ -37,6 +37,12 @@ inputs; and `d4_labels_deaugment` stacks views 1..8 as [1, 2, 3, 4, 5, 7, 7, 8]
   variants (`xy_pixels`, `wh_pixels`, …) are in pixels of the model input and are divided by
   the view's scale. A rule on a map (B×2×H×W, e.g. offsets) applies per pixel to its 2 channels.
   Undeclared maps are treated as scalar maps — declare vector-valued maps.
+- Maps at a stride (`stride` s, e.g. CenterNet's heatmap, size and offset maps at 1/4): the
+  images are padded with zeros at the bottom/right to a multiple of s (not when the only view is
+  the identity), so that a flipped or transposed map cell covers the flipped pixels in every
+  view; outputs of ceil(H/s)×ceil(W/s) are moved back cell by cell (a vector map by its rule:
+  CenterNet's offsets from the cell centre `xy`, its box sizes `wh`), and full-size maps are
+  cropped back to H×W. Flips and transposes only: a rescaled view has no whole grid of cells.
 - Multiscale: the view is H×W scaled by s, each side rounded to the nearest integer (halves up,
   at least 1); the model pads it to its stride itself (for 256 px, 0.75 / 1.25 give 192 / 320,
   multiples of 32: no padding). Resizing is bilinear, align_corners=False, no antialias — the
@@ -275,6 +281,7 @@ class TTA:
         channels_last: "auto" (CPU, large forwards), True or False: the memory format of view batches.
         vector_keys: rules of outputs (module docstring): {key: rule} for dict outputs, or one
             rule for a tensor output.
+        stride: maps may come at 1/stride of the input (module docstring); 1: input size only.
     """
 
     def __init__(
@@ -283,10 +290,17 @@ class TTA:
         max_views_per_batch: Optional[int] = None,
         channels_last: Union[str, bool] = "auto",
         vector_keys: Union[None, str, Mapping[str, str]] = None,
+        stride: int = 1,
     ):
         if not views:
             raise PodiumError("tta needs at least one view")
         self.views = list(views)
+        self.stride = check_int(stride, "tta stride", 1)
+        if self.stride > 1 and any(view.scale != 1.0 for view in self.views):
+            raise PodiumError(
+                f"tta with maps at stride {self.stride} takes flips and transposes only (none, "
+                f"flip, d2, d4): a rescaled view has no whole grid of cells to move back"
+            )
         self.max_views_per_batch = _check_max_views(max_views_per_batch)
         if channels_last not in ("auto", True, False):
             raise PodiumError(
@@ -340,6 +354,8 @@ class TTA:
             got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise PodiumError(f"tta takes a floating-point image batch B×C×H×W, got {got}")
         size = (int(images.shape[-2]), int(images.shape[-1]))
+        images = self._pad(images)
+        padded = (int(images.shape[-2]), int(images.shape[-1]))
         batch = images.shape[0]
         sums: Dict[Optional[str], Tensor] = {}  # one accumulator per output, filled in place
         is_dict = None
@@ -359,13 +375,22 @@ class TTA:
             view_size = tuple(inputs.shape[-2:])
             for index, view in enumerate(chunk):
                 for key, value in named.items():
-                    part = self._undo(key, value, index, batch, len(chunk), view, view_size, size)
+                    part = self._undo(key, value, index, batch, len(chunk), view, view_size, padded)
+                    if part.ndim >= 3 and tuple(part.shape[-2:]) == padded:  # full-size map
+                        part = part[..., : size[0], : size[1]]
                     if key not in sums:
                         dtype = torch.promote_types(part.dtype, torch.float32)
                         sums[key] = torch.zeros(part.shape, dtype=dtype, device=part.device)
                     sums[key].add_(part)
         means = {key: total.div_(self.num_views) for key, total in sums.items()}
         return means if is_dict else means[None]
+
+    def _pad(self, images: Tensor) -> Tensor:
+        """Zeros at the bottom/right to a multiple of the stride (none for the identity alone)."""
+        if self.stride == 1 or all(view.is_identity for view in self.views):
+            return images
+        height, width = images.shape[-2:]
+        return F.pad(images, (0, -width % self.stride, 0, -height % self.stride))
 
     def _check_declared(self, named: Dict[Optional[str], Tensor]) -> None:
         if isinstance(self.vector_keys, dict):
@@ -404,17 +429,21 @@ class TTA:
                 f"{name} has shape {tuple(value.shape)}; expected {batch * views} rows, one per input image"
             )
         part = value[index * batch : (index + 1) * batch]
-        spatial = part.ndim >= 3 and tuple(part.shape[-2:]) == tuple(view_size)
+        cells = _cells(view_size, self.stride)
+        spatial = part.ndim >= 3 and tuple(part.shape[-2:]) in (tuple(view_size), cells)
         if part.ndim >= 3 and not spatial:
+            strided = f" or at 1/{self.stride} ({cells[0]}×{cells[1]})" if self.stride > 1 else ""
             raise PodiumError(
                 f"{name} has shape {tuple(part.shape)} for an input of {view_size[0]}×{view_size[1]}; tta "
-                f"de-augments maps at the input's resolution (…×H×W) and vectors B or B×K"
+                f"de-augments maps at the input's resolution (…×H×W){strided} and vectors B or B×K"
             )
         if view.is_identity:
             return part
         rule = self._rule(key)
         if spatial:
-            return deaugment_maps(part, view, size, rule or "scalar")
+            full = tuple(part.shape[-2:]) == tuple(view_size)
+            target = size if full else _cells(size, self.stride)
+            return deaugment_maps(part, view, target, rule or "scalar")
         if rule is None:
             hint = f'{{"{key}": "scalar"}}' if key is not None else '"scalar"'
             raise PodiumError(
@@ -423,6 +452,11 @@ class TTA:
                 f"do not change, xy / yx for 2-D vectors, wh / hw for extents (…_pixels if in pixels)"
             )
         return _undo_components(part, view, rule, _scale_hw(view, size, rule))
+
+
+def _cells(size: Tuple[int, int], stride: int) -> Tuple[int, int]:
+    """H×W of the map at 1/stride of an H×W input: ceil(H / stride) × ceil(W / stride)."""
+    return -(-int(size[0]) // stride), -(-int(size[1]) // stride)
 
 
 def _named_outputs(outputs) -> Tuple[Dict[Optional[str], Tensor], bool]:
@@ -478,11 +512,13 @@ def _check_scales(scales) -> List[float]:
 def build_tta(
     spec: Union[None, str, Mapping, TTA] = "none",
     vector_keys: Union[None, str, Mapping[str, str]] = None,
+    stride: int = 1,
 ) -> TTA:
     """A TTA from a mode name or a mapping {views, scales, max_views_per_batch, channels_last, vector_keys}.
 
     views: none | flip | d2 | d4 | multiscale (= none, with scales defaulting to 0.75, 1, 1.25);
-    scales: multiply every view (default [1.0]); see the module docstring for the rest.
+    scales: multiply every view (default [1.0]); stride: the model's, when some outputs are maps
+    at 1/stride of the input; see the module docstring for the rest.
     """
     if isinstance(spec, TTA):
         return spec
@@ -514,4 +550,5 @@ def build_tta(
         max_views_per_batch=spec.get("max_views_per_batch"),
         channels_last=spec.get("channels_last", "auto"),
         vector_keys=vector_keys if vector_keys is not None else spec.get("vector_keys"),
+        stride=stride,
     )

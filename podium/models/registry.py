@@ -4,7 +4,7 @@
     def unet(encoder="resnet18", in_channels=3, num_classes=1, ...) -> SegmentationModel: ...
 
     create_model("unet", encoder="resnet18", num_classes=3)
-    list_models()   # ['box_classifier', 'centernet', 'fpn', 'geopose', 'unet']
+    list_models()   # ['boxes', 'centernet', 'fpn', 'geopose', 'unet']
 
 A config names the model the same way: `model: {_target_: podium.models.create_model, name:
 unet, encoder: resnet18, ...}`. Names are case-insensitive ("Unet", "FPN" as in
@@ -44,9 +44,19 @@ def register_model(name: Optional[str] = None):
     return register
 
 
+def _registered() -> Dict[str, Callable[..., nn.Module]]:
+    """Every registered model: podium.models' own and the tasks' (podium/tasks/<task>/model.py),
+    which register when their task is imported — here, on first need: the core imports no task
+    up front, and `podium.tasks` (the task registry) is the one module of the tasks it names."""
+    from podium import tasks
+
+    tasks.import_all()
+    return _MODELS
+
+
 def list_models(pattern: str = "*") -> List[str]:
     """The registered names (sorted), optionally filtered by a wildcard pattern ("*net")."""
-    return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern.lower()))
+    return sorted(n for n in _registered() if fnmatch.fnmatch(n, pattern.lower()))
 
 
 def get_model(name: Any) -> Callable[..., nn.Module]:
@@ -56,7 +66,7 @@ def get_model(name: Any) -> Callable[..., nn.Module]:
             f"model needs `name:` (a registered model), got {name!r}; expected one of: "
             f"{', '.join(list_models())}"
         )
-    builder = _MODELS.get(name.lower())
+    builder = _MODELS.get(name.lower()) or _registered().get(name.lower())
     if builder is None:
         raise PodiumError(
             f'unknown model "{name}"{did_you_mean(name.lower(), _MODELS)}; expected one of: '

@@ -23,7 +23,14 @@ from podium.models.encoders import Pretrained, create_encoder
 from podium.models.registry import register_model
 from podium.validation import check_int, check_number, is_int
 
-__all__ = ["ARCHITECTURES", "SegmentationModel", "build_segmentation_model", "fpn", "unet"]
+__all__ = [
+    "ARCHITECTURES",
+    "SegmentationModel",
+    "build_segmentation_model",
+    "fpn",
+    "unet",
+    "unet_channels",
+]
 
 ARCHITECTURES = ("unet", "fpn")
 FPN_DEFAULT_CHANNELS = 128
@@ -77,7 +84,9 @@ def _check_architecture(architecture) -> str:
     return name
 
 
-def _unet_channels(decoder_channels, strides: Sequence[int]) -> List[int]:
+def unet_channels(decoder_channels, strides: Sequence[int]) -> List[int]:
+    """U-Net decoder channels, fine to coarse, for encoder `strides`: `decoder_channels` as given
+    (one int for every stage, or one per stage), default 16·stride up to 256."""
     num_stages = len(strides) - 1
     if decoder_channels is None:  # fine → coarse, 32 at stride 2 … 256 at stride 16
         return [min(256, 16 * int(s)) for s in strides[:-1]]
@@ -112,7 +121,7 @@ def build_segmentation_model(
     encoder_module = create_encoder(encoder, in_channels, pretrained)
     spec = encoder_module.get_output_spec()
     if architecture == "unet":
-        decoder = UNetDecoder(spec, out_channels=_unet_channels(decoder_channels, spec.strides))
+        decoder = UNetDecoder(spec, out_channels=unet_channels(decoder_channels, spec.strides))
     else:
         if decoder_channels is None:
             decoder_channels = FPN_DEFAULT_CHANNELS

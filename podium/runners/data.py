@@ -68,7 +68,7 @@ class StageData:
         params = self._params(stage)
         where = f"data (stage {stage})"
         builder = build_segmentation_datasets
-        if "_target_" in params:  # another task's dataset builder, e.g. podium.datasets.geopose
+        if "_target_" in params:  # another task's dataset builder, e.g. podium.tasks.geopose
             builder = resolve_target(params.pop("_target_"), where)
         elif params.get("layout") == "scenes":  # georeferenced rasters + vector labels
             builder = build_scene_datasets

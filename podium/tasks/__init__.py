@@ -1,1 +1,61 @@
-"""Tasks beyond plain segmentation, one folder each; segmentation is the core of the package."""
+"""Tasks beyond plain segmentation, one folder each; segmentation is the core of the package.
+
+    podium/tasks/<task>/
+        data.py       a `data: {_target_: …}` builder returning {loader name: dataset}
+        model.py      a `model: {_target_: …}` builder; the model returns a dict of named outputs
+        loss.py, metrics.py, callbacks.py   what its training needs beyond the core's
+        predict.py    a `podium.inference.task_predictor.TaskPredictor`: run → outputs
+        cli.py        `register(subparsers)`: its `podium predict-<task>` (`podium.tasks.command`)
+        __init__.py   its public names, and MODELS: the model builders whose runs are its own
+
+Adding a task = such a folder + its name in TASKS below. `instances/` needs no line: its model
+is a segmentation model (body / border / contact channels) and its writer plugs into the
+segmentation `podium predict` (`writers:` in the inference YAML). A task may import the core packages
+(not `podium.cli`); the core imports no task, but for this registry (`podium.cli`) and the old
+module paths that re-export what moved here. `podium predict --run RUN` runs the command of the
+task whose MODELS hold the builder of RUN's model (its `create_model` name, or an older `_target_`).
+"""
+
+import importlib
+import json
+from typing import Optional
+
+from podium.errors import PodiumError
+from podium.inference.checkpoint import load_run_config
+from podium.targets import resolve_target
+
+__all__ = ["TASKS", "import_all", "register_commands", "task_of_run"]
+
+TASKS = (
+    "centernet",
+    "geopose",
+    "boxes",
+)
+
+
+def import_all() -> None:
+    """Import every task (a task's model registers itself: `podium.models.create_model(name)`)."""
+    for name in TASKS:
+        importlib.import_module(f"podium.tasks.{name}")
+
+
+def register_commands(subparsers) -> None:
+    """Every task's `podium predict-<task>` (and its older names)."""
+    for name in TASKS:
+        importlib.import_module(f"podium.tasks.{name}.cli").register(subparsers)
+
+
+def task_of_run(run_dir) -> Optional[str]:
+    """The task whose MODELS built the run's model; None for any other run (segmentation) and
+    for a folder that is not a readable run (the segmentation command then says what is wrong)."""
+    try:
+        block = load_run_config(run_dir).get("model") or {}
+        factory = resolve_target(block.get("_target_"), "model")
+        resolve = getattr(factory, "resolve_block", None)  # create_model: the builder of `name`
+        builder = resolve(block)[0] if callable(resolve) else factory
+    except (PodiumError, OSError, json.JSONDecodeError, AttributeError):
+        return None
+    for name in TASKS:
+        if builder in importlib.import_module(f"podium.tasks.{name}").MODELS:
+            return name
+    return None

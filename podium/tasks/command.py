@@ -1,29 +1,42 @@
-"""The arguments the task predictors share (`predict-centernet`, `-detector`, `-geopose`):
-which run and checkpoint, which images, where to write, which TTA; `--images` expanded."""
+"""The command of a task, `podium predict-<task>` (= `podium predict --run <the task's run>`):
+the arguments every task shares — which run and checkpoint, which images or which split of the
+run's own data, where to write, which TTA — and `--images` expanded."""
 
 import argparse
 from pathlib import Path
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Sequence, Tuple
 
 from podium.datasets.readers import IMAGE_EXTENSIONS
 from podium.errors import PodiumError
 
-__all__ = ["add_run_source_arguments", "image_paths", "RGB_SUFFIXES"]
+__all__ = ["RGB_SUFFIXES", "image_paths", "run_options", "task_parser"]
 
 # what cv2 reads as an RGB photo (the box tasks); geopose keeps the readers' own list
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def add_run_source_arguments(
-    parser: argparse.ArgumentParser,
-    split_flag: str,
-    split_help: str,
+def task_parser(
+    subparsers,
+    task: str,
+    doc: str,
+    split: Tuple[str, str],
     out_help: str,
     tta_modes: Sequence[str],
-) -> None:
-    """--run, --checkpoint, --images | --SPLIT_FLAG {train,valid}, --out, --tta, --device."""
+    aliases: Sequence[str] = (),
+) -> argparse.ArgumentParser:
+    """`predict-<task>` (and its `aliases`), described by `doc` (its first line: the help), with
+    --run, --checkpoint, --images | --<split flag> {train,valid} (`split`: flag and help of the
+    run's own data), --out, --tta, --device."""
+    parser = subparsers.add_parser(
+        f"predict-{task}",
+        aliases=list(aliases),
+        help=doc.split("\n", 1)[0].rstrip("."),
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--run",
+        "--run-dir",
         required=True,
         help="run directory written by catalyst-dl run (configs/, checkpoints/)",
     )
@@ -34,7 +47,7 @@ def add_run_source_arguments(
     source.add_argument(
         "--images", nargs="+", metavar="PATH", help="image files and/or folders of images"
     )
-    source.add_argument(f"--{split_flag}", choices=("train", "valid"), help=split_help)
+    source.add_argument(f"--{split[0]}", choices=("train", "valid"), help=split[1])
     parser.add_argument("--out", required=True, help=out_help)
     parser.add_argument(
         "--tta", default="none", choices=tta_modes, help="test-time augmentation (default none)"
@@ -42,6 +55,12 @@ def add_run_source_arguments(
     parser.add_argument(
         "--device", default=None, help="torch device (default: cuda if available, else cpu)"
     )
+    return parser
+
+
+def run_options(args) -> tuple:
+    """(run, checkpoint, tta, batch size, device): how every `load_<task>_predictor` starts."""
+    return args.run, args.checkpoint, args.tta, args.batch_size, args.device
 
 
 def image_paths(items: Iterable, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> List[Path]:
