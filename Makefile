@@ -15,7 +15,7 @@ DEMO_DATA := data/nuclei
 DEMO_RUN  := logs/nuclei_demo
 DEMO_PRED := $(DEMO_RUN)/predictions
 
-.PHONY: setup demo test test-deps bench clean-demo docs
+.PHONY: setup demo test test-deps lint bench clean-demo docs
 
 setup: $(STAMP)
 
@@ -43,9 +43,16 @@ demo: setup
 	$(VENV)/bin/podium report $(DEMO_RUN) --out $(DEMO_RUN)/report.html
 	@echo "run directory: $(DEMO_RUN)   predicted masks: $(DEMO_PRED)/masks   report: $(DEMO_RUN)/report.html"
 
-# scripts/test-deps.sh first: a program the suite needs (chromium) is installed or named at once
-test: test-deps setup
+# scripts/test-deps.sh first: a program the suite needs (chromium) is installed or named at once;
+# then the lint (seconds), so a style slip stops the run before the 13-minute suite
+test: test-deps setup lint
 	$(VENV)/bin/python -m pytest -q tests
+
+# ruff: lint rules and the one line length (100) are in pyproject.toml; `ruff format .` fixes
+# what `format --check` reports
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-deps:
 	bash scripts/test-deps.sh

@@ -40,7 +40,8 @@ CONFIG = REPO / "configs" / "centernet" / "resnet18_trees.yml"
 
 def test_gaussian_radius_hand_computed():
     # 10×10 box, min_overlap 0.7: the three roots (b + √Δ)/2 of CenterNet's code are
-    # r1 = (20 + √(400 − 4·30/1.7))/2, r2 = (40 + √(1600 − 16·30))/2, r3 = (−28 + √(784 + 11.2·30))/2
+    # r1 = (20 + √(400 − 4·30/1.7))/2, r2 = (40 + √(1600 − 16·30))/2, r3 = (−28 + √(784 +
+    # 11.2·30))/2
     r1 = (20 + math.sqrt(400 - 4 * 30 / 1.7)) / 2
     r3 = (-28 + math.sqrt(784 + 11.2 * 30)) / 2
     assert r3 < r1 and r3 == pytest.approx(2.7332, abs=1e-4)
@@ -68,7 +69,8 @@ def test_draw_gaussian_values_and_clipping():
 
 
 def test_render_targets_hand_computed():
-    # box (13, 2)–(31, 26), stride 4 → centre (5.5, 3.5) cells: cell (row 3, col 5), offset (0, 0), size (4.5, 6)
+    # box (13, 2)–(31, 26), stride 4 → centre (5.5, 3.5) cells: cell (row 3, col 5), offset (0, 0),
+    # size (4.5, 6)
     targets = render_targets(
         np.array([[13, 2, 31, 26]]), [0], (32, 48), num_classes=2, output_stride=4
     )
@@ -319,7 +321,8 @@ def _box(x, y, w=10.0, h=10.0):
 
 
 def test_average_precision_hand_computed():
-    # GT: image 1 has A, B; image 2 has C. Detections by score: .9 hits A (TP), .8 hits A again (FP),
+    # GT: image 1 has A, B; image 2 has C. Detections by score: .9 hits A (TP), .8 hits A again
+    # (FP),
     # .7 misses C (IoU 50/150 = 1/3: FP), .6 hits B (IoU 75/125 = 0.6: TP).
     # precision 1, 1/2, 1/3, 1/2 at recall 1/3, 1/3, 1/3, 2/3 → envelope 1, .5, .5, .5
     # AP = 1/3 · 1 + 1/3 · 1/2 + 1/3 · 0 = 0.5
@@ -383,7 +386,8 @@ def test_map_rules_threshold_classes_and_empty():
 
 
 def _map_batches():
-    """Six images of CenterNet-like outputs (noisy rendered targets) and their padded ground truth."""
+    """Six images of CenterNet-like outputs (noisy rendered targets) and their padded ground
+    truth."""
     rng = np.random.default_rng(3)
     batches = []
     for _ in range(6):

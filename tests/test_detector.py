@@ -68,9 +68,7 @@ def test_deepforest_reader_errors(tmp_path):
         read_deepforest_annotations(str(tmp_path))
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((10, 20, 3), np.uint8))
     (tmp_path / "a.xml").write_text(
-        "<annotation><filename>a.png</filename><size><width>20</width><height>10</height></size>"
-        "<object><name>Tree</name><bndbox><xmin>5</xmin><ymin>2</ymin><xmax>25</xmax><ymax>8</ymax></bndbox>"
-        "</object></annotation>"
+        "<annotation><filename>a.png</filename><size><width>20</width><height>10</height></size><object><name>Tree</name><bndbox><xmin>5</xmin><ymin>2</ymin><xmax>25</xmax><ymax>8</ymax></bndbox></object></annotation>"
     )
     with pytest.raises(PodiumError, match="outside the 20×10 image"):
         read_deepforest_annotations(str(tmp_path))
@@ -119,7 +117,8 @@ def test_main_box_rule():
         dtype=np.float32,
     )
     np.testing.assert_array_equal(main_box(boxes, (0, 0, 100, 100), 0.75), [45, 45, 55, 55])
-    # in (80, 30, 110, 70) it is half inside (x 90..110): counts at min_inside 0.5, clipped, in crop pixels
+    # in (80, 30, 110, 70) it is half inside (x 90..110): counts at min_inside 0.5, clipped, in crop
+    # pixels
     np.testing.assert_array_equal(main_box(boxes[2:], (80, 30, 110, 70), 0.5), [10, 10, 30, 30])
     assert main_box(boxes[2:], (80, 30, 110, 70), 0.75) is None
     assert main_box(np.zeros((0, 4)), (0, 0, 10, 10), 0.75) is None
@@ -232,7 +231,8 @@ def test_box_classifier_outputs_and_blocks():
 
 
 class BrightSquare(torch.nn.Module):
-    """A 'model' that returns the exact box of the pixels > 0.5 (cxcywh, normalised): equivariant."""
+    """A 'model' that returns the exact box of the pixels > 0.5 (cxcywh, normalised):
+    equivariant."""
 
     def forward(self, image):
         boxes = []
@@ -274,7 +274,8 @@ def test_tta_undoes_each_view_on_the_box():
         )
         _, boxes = predictor.predict([crop])
         np.testing.assert_allclose(boxes[0], [40, 5, 62, 15], atol=1e-4)  # back in crop pixels
-    # the 8 inverses of a constant box, averaged by hand: (0.5, 0.5, (0.1 + 0.2) / 2, (0.2 + 0.1) / 2)
+    # the 8 inverses of a constant box, averaged by hand: (0.5, 0.5, (0.1 + 0.2) / 2, (0.2 + 0.1) /
+    # 2)
     predictor = BoxesPredictor(Constant(), size=64, normalize=normalize, tta="d4", device="cpu")
     _, boxes = predictor.forward(torch.zeros(1, 3, 64, 64))
     torch.testing.assert_close(boxes, torch.tensor([[0.5, 0.5, 0.15, 0.15]]))
@@ -315,7 +316,8 @@ def test_train_then_predict_end_to_end(tmp_path):
         (valid["loss_bce"] + 5 * valid["loss_box"]).to_numpy(), rel=1e-5
     )
 
-    # staged unfreezing: stage last2 trains only the last 2 of 6 backbone blocks, stage all every block
+    # staged unfreezing: stage last2 trains only the last 2 of 6 backbone blocks, stage all every
+    # block
     states = {
         stage: torch.load(logdir / "checkpoints" / f"{stage}.1.pth", weights_only=True)[
             "model_state_dict"

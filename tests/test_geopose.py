@@ -38,7 +38,7 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-# ---------------------------------------------------------------- D4 views (the test's own reference)
+# -------------------------------------------------------------- D4 views (the test's own reference)
 
 D4_VIEWS = [
     (t, h, v) for t in (False, True) for h in (False, True) for v in (False, True)
@@ -305,7 +305,8 @@ def test_d4_tta_is_equivariant_for_any_model(model, views_per_batch):
 
 
 def test_wrong_vector_deaugmentation_breaks_equivariance(model):
-    """The test above can fail: directions averaged without undoing the views are not equivariant."""
+    """The test above can fail: directions averaged without undoing the views are not
+    equivariant."""
     wrong = build_tta("d4", vector_keys={"direction": "scalar", "scale": "scalar"})
     with pytest.raises(AssertionError):
         _check_equivariant(

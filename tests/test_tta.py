@@ -24,7 +24,8 @@ D4 = dihedral_views("d4")
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """Tiny inputs: one intra-op thread is as fast, and does not stall when the shared cores are busy."""
+    """Tiny inputs: one intra-op thread is as fast, and does not stall when the shared cores are
+    busy."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -75,7 +76,8 @@ def centroid(images: torch.Tensor) -> torch.Tensor:
 
 
 def spread(images: torch.Tensor) -> torch.Tensor:
-    """Intensity-weighted standard deviation (w, h) along x and y: an extent (transpose swaps it)."""
+    """Intensity-weighted standard deviation (w, h) along x and y: an extent (transpose swaps
+    it)."""
     weights = images.abs().sum(dim=1)
     height, width = weights.shape[-2:]
     ys = torch.arange(height, dtype=images.dtype) - (height - 1) / 2
@@ -87,7 +89,8 @@ def spread(images: torch.Tensor) -> torch.Tensor:
 
 
 def gradient_field(images: torch.Tensor) -> torch.Tensor:
-    """Central-difference gradient (d/dx, d/dy) of the channel sum, zero-padded: an equivariant vector field."""
+    """Central-difference gradient (d/dx, d/dy) of the channel sum, zero-padded: an equivariant
+    vector field."""
     gray = images.sum(dim=1, keepdim=True)
     dx = (F.pad(gray, (0, 2, 0, 0))[..., :, 2:] - F.pad(gray, (2, 0, 0, 0))[..., :, :-2]) * 0.5
     dy = (F.pad(gray, (0, 0, 0, 2))[..., 2:, :] - F.pad(gray, (0, 0, 2, 0))[..., :-2, :]) * 0.5
@@ -95,7 +98,8 @@ def gradient_field(images: torch.Tensor) -> torch.Tensor:
 
 
 class VectorNet(torch.nn.Module):
-    """Not equivariant at all: conv → ReLU → global mean → linear to 2 numbers (+ a 3-class head)."""
+    """Not equivariant at all: conv → ReLU → global mean → linear to 2 numbers (+ a 3-class
+    head)."""
 
     def __init__(self):
         super().__init__()
@@ -154,7 +158,8 @@ def test_flip_and_d2_equal_toolbelt(unet, images):
 
 
 def test_toolbelt_d4_order_as_views(images):
-    """TOOLBELT_D4_VIEWS (used by d4_vector_deaugment) are toolbelt's d4_image_augment views, in order."""
+    """TOOLBELT_D4_VIEWS (used by d4_vector_deaugment) are toolbelt's d4_image_augment views, in
+    order."""
     for chunk, view in zip(torch.chunk(toolbelt.d4_image_augment(images), 8), TOOLBELT_D4_VIEWS):
         assert torch.equal(chunk, augment(images, view)), view
     assert set(TOOLBELT_D4_VIEWS) == set(D4)
@@ -376,7 +381,8 @@ def test_pixel_rules_use_each_axis_rounded_scale_on_odd_sizes():
     size, scaled = (65, 97), (46, 68)  # rounded by hand, halves up
     images = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(12)) ** 4
     images[:, :, 5:15, 60:80] += 2.0  # a bright patch off-centre: a centroid of tens of pixels
-    # the view's own extent, in pixels, maps back to the image's extent exactly, through every D4 view
+    # the view's own extent, in pixels, maps back to the image's extent exactly, through every D4
+    # view
     extents = {
         "hw": view_extent_hw,
         "wh": lambda x: view_extent_hw(x).flip(1),

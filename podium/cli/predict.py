@@ -1,10 +1,11 @@
-"""`podium predict`: checkpoints over a folder, a split or a list of names → masks, overlays, submission, Dice/IoU.
+"""`podium predict`: checkpoints over a folder, a split or a list of names → masks, overlays,
+submission, Dice/IoU.
 
     podium predict --config configs/nuclei/infer.yml
     podium predict --run logs/nuclei --data data/nuclei --split valid --out predictions/
     podium predict --run logs/nuclei --checkpoint best --checkpoint last --tta d4 --out preds/
-    podium predict --config infer.yml --nproc 2          # = torchrun --nproc_per_node=2 -m podium predict ...
-    torchrun --nproc_per_node=2 -m podium predict --run-dir logs/nuclei --out preds/   # not --run (see below)
+    podium predict --config infer.yml --nproc 2   # = torchrun --nproc_per_node=2 -m podium predict
+    torchrun --nproc_per_node=2 -m podium predict --run-dir logs/nuclei --out preds/  # see below
 
 Flags override the inference YAML (see configs/nuclei/infer.yml for every key). Each model
 reads images as its run's validation did (normalisation, channels, layout, valid_transforms …,
@@ -87,7 +88,8 @@ def register(subparsers) -> None:
         dest="checkpoints",
         action="append",
         default=[],
-        help="best | last | path to a .pth (repeat: --checkpoint best --checkpoint last; default best)",
+        help="best | last | path to a .pth (repeat: "
+        "--checkpoint best --checkpoint last; default best)",
     )
     models.add_argument(
         "--weight",

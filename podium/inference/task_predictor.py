@@ -95,8 +95,8 @@ def run_split(config: Mapping[str, Any], builder: Callable, split: str):
     params = run_data_config(config)
     if not trained_on(params, builder):
         raise PodiumError(
-            f"the run was not trained on {builder.__module__}.{builder.__name__} (its data/_target_ is "
-            f"{params.get('_target_')}); use --images for other data"
+            f"the run was not trained on {builder.__module__}.{builder.__name__} (its "
+            f"data/_target_ is {params.get('_target_')}); use --images for other data"
         )
     for key in ("_target_", "train_transforms", "valid_transforms"):
         params.pop(key, None)

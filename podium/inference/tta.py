@@ -131,7 +131,8 @@ def dihedral_views(mode: str) -> List[View]:
     }
     if mode not in flags:
         raise PodiumError(
-            f'unknown tta views "{mode}"{did_you_mean(mode, flags)}; expected one of: {", ".join(flags)}'
+            f'unknown tta views "{mode}"{did_you_mean(mode, flags)}; '
+            f"expected one of: {', '.join(flags)}"
         )
     return [View(t, h, v) for t, h, v in flags[mode]]
 
@@ -175,7 +176,8 @@ def _parse_rule(rule: str) -> Tuple[str, int, bool]:
     """(kind: scalar | vector | extent, index of the x component, in pixels?)."""
     if rule not in RULES:
         raise PodiumError(
-            f'unknown output rule "{rule}"{did_you_mean(rule, RULES)}; expected one of: {", ".join(RULES)}'
+            f'unknown output rule "{rule}"{did_you_mean(rule, RULES)}; '
+            f"expected one of: {', '.join(RULES)}"
         )
     if rule == "scalar":
         return "scalar", 0, False
@@ -191,7 +193,8 @@ def _undo_components(x: Tensor, view: View, rule: str, scale_hw: Tuple[float, fl
         return x
     if x.ndim < 2 or x.shape[1] != 2:
         raise PodiumError(
-            f'output rule "{rule}" needs 2 components along dim 1 (B×2 or B×2×H×W), got shape {tuple(x.shape)}'
+            f'output rule "{rule}" needs 2 components along dim 1 (B×2 or B×2×H×W), '
+            f"got shape {tuple(x.shape)}"
         )
     cx, cy = x[:, x_index], x[:, 1 - x_index]
     # undo in reverse order of the view: vflip, hflip, then transpose
@@ -217,7 +220,8 @@ def deaugment_vectors(
 
 
 def deaugment_maps(maps: Tensor, view: View, size: Tuple[int, int], rule: str = "scalar") -> Tensor:
-    """A view's output maps (…×h×w) moved back to the image's H×W (`size`); 2-channel maps by `rule`."""
+    """A view's output maps (…×h×w) moved back to the image's H×W (`size`); 2-channel maps by
+    `rule`."""
     maps = (
         _undo_components(maps, view, rule, _scale_hw(view, size, rule))
         if rule != "scalar"
@@ -247,7 +251,8 @@ def _scale_hw(view: View, size: Optional[Tuple[int, int]], rule: str) -> Tuple[f
 def d4_vector_deaugment(
     vectors: Tensor, rule: str = "xy", reduction: Optional[str] = "mean"
 ) -> Tensor:
-    """Outputs [8·B, 2] of a model run on toolbelt's `d4_image_augment(images)`, mapped back and averaged.
+    """Outputs [8·B, 2] of a model run on toolbelt's `d4_image_augment(images)`, mapped back and
+    averaged.
 
     The correct replacement of toolbelt's `d4_labels_deaugment` for vectors (and, with
     rule="scalar", for labels: it keeps all 8 views once each). reduction: "mean", "sum" or
@@ -255,7 +260,8 @@ def d4_vector_deaugment(
     """
     if vectors.shape[0] % 8:
         raise PodiumError(
-            f"d4_vector_deaugment needs 8·B rows (toolbelt's d4_image_augment), got shape {tuple(vectors.shape)}"
+            "d4_vector_deaugment needs 8·B rows (toolbelt's d4_image_augment), "
+            f"got shape {tuple(vectors.shape)}"
         )
     parts = torch.stack(
         [
@@ -278,7 +284,8 @@ class TTA:
     Args:
         views: the views (`dihedral_views(mode)` × scales); the first need not be the identity.
         max_views_per_batch: views per forward (each view is the whole batch); None: by device.
-        channels_last: "auto" (CPU, large forwards), True or False: the memory format of view batches.
+        channels_last: "auto" (CPU, large forwards), True or False: the memory format of view
+            batches.
         vector_keys: rules of outputs (module docstring): {key: rule} for dict outputs, or one
             rule for a tensor output.
         stride: maps may come at 1/stride of the input (module docstring); 1: input size only.
@@ -370,7 +377,8 @@ class TTA:
                 self._check_declared(named)
             elif is_dict != out_is_dict or set(named) != set(sums):
                 raise PodiumError(
-                    "fn returned different outputs for different views (a tensor vs a dict, or other keys)"
+                    "fn returned different outputs for different "
+                    "views (a tensor vs a dict, or other keys)"
                 )
             view_size = tuple(inputs.shape[-2:])
             for index, view in enumerate(chunk):
@@ -426,7 +434,8 @@ class TTA:
             )
         if value.ndim == 0 or value.shape[0] != batch * views:
             raise PodiumError(
-                f"{name} has shape {tuple(value.shape)}; expected {batch * views} rows, one per input image"
+                f"{name} has shape {tuple(value.shape)}; "
+                f"expected {batch * views} rows, one per input image"
             )
         part = value[index * batch : (index + 1) * batch]
         cells = _cells(view_size, self.stride)
@@ -434,8 +443,9 @@ class TTA:
         if part.ndim >= 3 and not spatial:
             strided = f" or at 1/{self.stride} ({cells[0]}×{cells[1]})" if self.stride > 1 else ""
             raise PodiumError(
-                f"{name} has shape {tuple(part.shape)} for an input of {view_size[0]}×{view_size[1]}; tta "
-                f"de-augments maps at the input's resolution (…×H×W){strided} and vectors B or B×K"
+                f"{name} has shape {tuple(part.shape)} for an input "
+                f"of {view_size[0]}×{view_size[1]}; tta de-augments maps at the input's "
+                f"resolution (…×H×W){strided} and vectors B or B×K"
             )
         if view.is_identity:
             return part
@@ -447,9 +457,10 @@ class TTA:
         if rule is None:
             hint = f'{{"{key}": "scalar"}}' if key is not None else '"scalar"'
             raise PodiumError(
-                f"{name} has no spatial dims (shape {tuple(part.shape)}), so tta cannot tell how a view "
-                f"changes it; declare it in vector_keys, e.g. {hint} for class scores or values the views "
-                f"do not change, xy / yx for 2-D vectors, wh / hw for extents (…_pixels if in pixels)"
+                f"{name} has no spatial dims (shape {tuple(part.shape)}), "
+                "so tta cannot tell how a view changes it; declare it in vector_keys, "
+                f"e.g. {hint} for class scores or values the views do not change, "
+                "xy / yx for 2-D vectors, wh / hw for extents (…_pixels if in pixels)"
             )
         return _undo_components(part, view, rule, _scale_hw(view, size, rule))
 
@@ -483,7 +494,8 @@ def _check_vector_keys(vector_keys):
         return vector_keys
     if not isinstance(vector_keys, Mapping):
         raise PodiumError(
-            f"tta vector_keys must map output names to rules ({', '.join(RULES)}), got {vector_keys!r}"
+            "tta vector_keys must map output names to rules "
+            f"({', '.join(RULES)}), got {vector_keys!r}"
         )
     for key, rule in vector_keys.items():
         if not isinstance(rule, str):
@@ -497,7 +509,8 @@ def _check_vector_keys(vector_keys):
 def _check_scales(scales) -> List[float]:
     if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or not scales:
         raise PodiumError(
-            f"tta scales must be a non-empty list of numbers > 0, e.g. [0.75, 1.0, 1.25], got {scales!r}"
+            "tta scales must be a non-empty list of numbers "
+            f"> 0, e.g. [0.75, 1.0, 1.25], got {scales!r}"
         )
     checked = []
     for scale in scales:
@@ -514,7 +527,8 @@ def build_tta(
     vector_keys: Union[None, str, Mapping[str, str]] = None,
     stride: int = 1,
 ) -> TTA:
-    """A TTA from a mode name or a mapping {views, scales, max_views_per_batch, channels_last, vector_keys}.
+    """A TTA from a mode name or a mapping {views, scales, max_views_per_batch, channels_last,
+    vector_keys}.
 
     views: none | flip | d2 | d4 | multiscale (= none, with scales defaulting to 0.75, 1, 1.25);
     scales: multiply every view (default [1.0]); stride: the model's, when some outputs are maps
@@ -528,13 +542,15 @@ def build_tta(
         spec = {"views": spec}
     if not isinstance(spec, Mapping):
         raise PodiumError(
-            f"tta must be a mode ({', '.join(MODES)}) or a mapping like {{views: d4, scales: [1.0]}}, got {spec!r}"
+            f"tta must be a mode ({', '.join(MODES)}) or a mapping "
+            f"like {{views: d4, scales: [1.0]}}, got {spec!r}"
         )
     check_keys(spec, SPEC_KEYS, "tta")
     mode = spec.get("views", "none")
     if not isinstance(mode, str) or mode.lower() not in MODES:
         raise PodiumError(
-            f'unknown tta views "{mode}"{did_you_mean(str(mode), MODES)}; expected one of: {", ".join(MODES)}'
+            f'unknown tta views "{mode}"{did_you_mean(str(mode), MODES)}; '
+            f"expected one of: {', '.join(MODES)}"
         )
     mode = mode.lower()
     default_scales = DEFAULT_SCALES if mode == "multiscale" else (1.0,)

@@ -48,6 +48,9 @@ def run(args) -> int:
     summary = predict.summarize(rows)
     text = f"{args.command}: {summary['count']} predictions → {path}"
     if args.deepforest:
-        text += f"; accuracy {summary['accuracy']:.4f}, mean box IoU {summary['box_iou']:.4f} (tta {args.tta})"
+        text += (
+            f"; accuracy {summary['accuracy']:.4f}, "
+            f"mean box IoU {summary['box_iou']:.4f} (tta {args.tta})"
+        )
     print(text)
     return 0

@@ -217,8 +217,9 @@ def sample_windows(
         tries += 1
         if tries > 200 * count:
             raise PodiumError(
-                f"found only {len(windows) - num_positive} of {count - num_positive} crown-free {split} windows "
-                f"of size {list(crop_size)}; lower crop_size or raise positive_fraction"
+                f"found only {len(windows) - num_positive} of {count - num_positive} "
+                f"crown-free {split} windows of size {list(crop_size)}; "
+                "lower crop_size or raise positive_fraction"
             )
         source = int(rng.choice(len(items), p=areas / areas.sum()))
         window = _random_window(items[source].size, regions[source], source, rng, crop_size)
@@ -315,7 +316,8 @@ def prepare_input(
 
 
 class CrownCrops(Dataset):
-    """Letterboxed windows of the deepforest scenes with label and main-crown box (see module doc)."""
+    """Letterboxed windows of the deepforest scenes with label and main-crown box (see module
+    doc)."""
 
     def __init__(
         self,
@@ -389,7 +391,8 @@ def build_deepforest_datasets(
 
     size: letterbox side of the network input. crop_size: [min, max] window side in scene
     pixels (drawn per side; crowns are 8-108 px, median ~40). num_train / num_valid: windows per
-    split. max_other: draw only unambiguous windows (module docstring); null: any window. seed: the window draw (independent of the training seed). folder: another folder of
+    split. max_other: draw only unambiguous windows (module docstring); null: any window. seed:
+    the window draw (independent of the training seed). folder: another folder of
     Pascal VOC XMLs + images (default: the deepforest wheel's data). splits: which to build.
     """
     size = check_int(size, "data size", 8)

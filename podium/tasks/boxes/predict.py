@@ -72,7 +72,8 @@ class BoxesPredictor(TaskPredictor):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(probabilities N×C, boxes N×4 normalised cxcywh) for letterboxed inputs, TTA-averaged (logits)."""
+        """(probabilities N×C, boxes N×4 normalised cxcywh) for letterboxed inputs, TTA-averaged
+        (logits)."""
         out = self.tta(self._outputs, images)
         logits = out["logits"]  # one logit: sigmoid (BCE); several classes: softmax
         probabilities = (

@@ -99,7 +99,8 @@ class DetectionMAPCallback(Callback):
         missing = [key for key in self.keys.values() if key not in batch]
         if missing:
             raise PodiumError(
-                f"DetectionMAPCallback: the batch has no {', '.join(missing)}; it has: {', '.join(batch)}"
+                f"DetectionMAPCallback: the batch has no {', '.join(missing)}; "
+                f"it has: {', '.join(batch)}"
             )
         detections = decode_centernet(
             batch[self.keys["heatmap"]],

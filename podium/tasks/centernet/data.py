@@ -239,7 +239,8 @@ def tile_windows(
 def boxes_in_window(
     boxes: np.ndarray, labels: np.ndarray, window: Sequence[int], min_visibility: float
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """(boxes clipped to the window, in window pixels; their labels) with ≥ min_visibility inside."""
+    """(boxes clipped to the window, in window pixels; their labels) with ≥ min_visibility
+    inside."""
     if not len(boxes):
         return np.zeros((0, 4)), np.zeros(0, np.int64)
     x0, y0, x1, y1 = (float(v) for v in window)
@@ -296,7 +297,8 @@ class CrownTiles(Dataset):
         return f"{stem}_x{x0}_y{y0}_w{x1 - x0}_h{y1 - y0}"
 
     def target_boxes(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
-        """The window's boxes in tile pixels (clipped, ≥ min_visibility inside) and class indices."""
+        """The window's boxes in tile pixels (clipped, ≥ min_visibility inside) and class
+        indices."""
         scene = self.scenes[self.windows[index].source]
         return boxes_in_window(
             scene.boxes, scene.labels, self.windows[index][1:], self.min_visibility
@@ -328,7 +330,8 @@ class CrownTiles(Dataset):
             labels = np.asarray(out["labels"], np.int64).reshape(-1)
         if image.shape[:2] != (self.tile_size, self.tile_size):
             raise PodiumError(
-                f"train/valid transforms changed the tile size to {image.shape[1]}×{image.shape[0]}; "
+                "train/valid transforms changed the tile size "
+                f"to {image.shape[1]}×{image.shape[0]}; "
                 f"expected {self.tile_size}×{self.tile_size} (use size-preserving transforms)"
             )
         if len(boxes) > self.max_objects:
@@ -410,7 +413,8 @@ def build_deepforest_tiles(
     if classes is not None:
         if isinstance(classes, str) or not classes or len(set(classes)) != len(classes):
             raise PodiumError(
-                f"data classes must be null or a list of distinct names from {list(CLASSES)}, got {classes!r}"
+                "data classes must be null or a list of distinct "
+                f"names from {list(CLASSES)}, got {classes!r}"
             )
         classes = [str(c) for c in classes]
     splits = check_subset(splits, SPLITS, "data splits")

@@ -116,7 +116,8 @@ class DetectionMAP(Accumulator):
             boxes, labels = boxes[real], labels[real]
             if len(labels) and int(labels.max()) >= self.num_classes:
                 raise PodiumError(
-                    f"DetectionMAP: ground-truth class {int(labels.max())} >= num_classes {self.num_classes}"
+                    f"DetectionMAP: ground-truth class {int(labels.max())} >= "
+                    f"num_classes {self.num_classes}"
                 )
             self.state["num_gt"] += torch.bincount(labels, minlength=self.num_classes).to(
                 torch.float64
@@ -142,7 +143,8 @@ class DetectionMAP(Accumulator):
         self.state["detections"] = torch.cat(rows)
 
     def reduced(self) -> "DetectionMAP":
-        """A copy holding every rank's detections (concatenated in rank order) and GT counts (summed)."""
+        """A copy holding every rank's detections (concatenated in rank order) and GT counts
+        (summed)."""
         other = DetectionMAP(self.num_classes, self.iou_threshold, self.class_names)
         other.state = {
             "detections": self.state["detections"].clone(),

@@ -87,7 +87,8 @@ class CenterNetPredictor(TaskPredictor):
         out = self.model(images)
         if not isinstance(out, dict) or any(key not in out for key in RULES):
             raise PodiumError(
-                "the model must return a dict with heatmap, size and offset (podium.tasks.centernet.model)"
+                "the model must return a dict with heatmap, size and offset "
+                "(podium.tasks.centernet.model)"
             )
         maps = {key: out[key].float() for key in RULES}
         return {**maps, "heatmap": torch.sigmoid(maps["heatmap"])}

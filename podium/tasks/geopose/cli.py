@@ -71,9 +71,12 @@ def run(args) -> int:
     text = f"{args.command}: {len(rows)} images → {path.parent}"
     if summary is not None:
         text += (
-            f"; {args.synthetic} geopose_r2 {summary['geopose_r2']:.4f} (height_r2 {summary['height_r2']:.4f}, "
-            f"magnitude_r2 {summary['magnitude_r2']:.4f}), direction error {summary['direction_error_deg']:.2f}°, "
-            f"scale error {100 * summary['scale_error']:.1f}% over {summary['scenes']} scenes (tta {args.tta})"
+            f"; {args.synthetic} geopose_r2 {summary['geopose_r2']:.4f} "
+            f"(height_r2 {summary['height_r2']:.4f}, "
+            f"magnitude_r2 {summary['magnitude_r2']:.4f}), "
+            f"direction error {summary['direction_error_deg']:.2f}°, "
+            f"scale error {100 * summary['scale_error']:.1f}% "
+            f"over {summary['scenes']} scenes (tta {args.tta})"
         )
     print(text)
     return 0

@@ -1,4 +1,5 @@
-"""Synthetic Overhead-Geopose scenes: rendered oblique views of buildings with known height and flow.
+"""Synthetic Overhead-Geopose scenes: rendered oblique views of buildings with known height and
+flow.
 
 No Overhead Geopose data is available offline (no installed package ships any, and nothing
 can be downloaded here), so this is a small deterministic generator with the same targets, to
@@ -250,7 +251,8 @@ def _inside(shape: Shape, centre: np.ndarray, xs: np.ndarray, ys: np.ndarray) ->
 
 
 def _sweep(shape: Shape, lean: np.ndarray, size: int):
-    """(t, rows, cols, inside) of the shape's footprint moved by t·lean, t from 0 to 1 at half-pixel steps."""
+    """(t, rows, cols, inside) of the shape's footprint moved by t·lean, t from 0 to 1 at half-pixel
+    steps."""
     centres = np.arange(size) + 0.5
     reach = float(np.abs(shape.half).max()) + 1.0
     steps = max(2, int(math.ceil(2 * float(np.hypot(*lean)))) + 1)
@@ -327,9 +329,10 @@ def augment_sample(
         gram, zoom * zoom * np.eye(2), rtol=0, atol=2e-3 * max(1.0, zoom * zoom)
     ):
         raise PodiumError(
-            f"data transforms: geopose targets need similarity transforms (flips, D4, rotations, crops, "
-            f"uniform scaling); the pipeline applied a linear map {np.round(linear, 3).tolist()}, which is not "
-            f"one (e.g. a non-uniform resize or shear)"
+            "data transforms: geopose targets need similarity transforms "
+            "(flips, D4, rotations, crops, uniform scaling); "
+            f"the pipeline applied a linear map {np.round(linear, 3).tolist()}, "
+            "which is not one (e.g. a non-uniform resize or shear)"
         )
     moved_direction = linear @ np.asarray(direction, np.float64)
     moved_direction /= np.linalg.norm(moved_direction)

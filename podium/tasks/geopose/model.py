@@ -89,7 +89,8 @@ class GeoposeModel(PaddedModel):
         if set(given) != set(self.scalar_inputs):
             raise PodiumError(
                 f"the geopose model takes the scalar inputs [{', '.join(self.scalar_inputs)}] "
-                f"(model/scalar_inputs) but was given [{', '.join(given)}]; set runner/input_key to "
+                f"(model/scalar_inputs) but was given [{', '.join(given)}]; "
+                "set runner/input_key to "
                 f"[image{''.join(', ' + name for name in self.scalar_inputs)}]"
             )
         if not self.scalar_inputs:
@@ -144,7 +145,8 @@ def build_geopose_model(
     scalar_inputs: names of extra per-image numbers fed to every head (e.g. [gsd]); the batch
     must hold them and `runner: input_key` must list them after the image. decoder_channels:
     U-Net channels fine to coarse (one int for all; default 16·stride up to 256). head_channels:
-    hidden width of the height and magnitude heads. hidden_features: width of the direction/scale MLP.
+    hidden width of the height and magnitude heads. hidden_features: width of the direction/scale
+    MLP.
     """
     from pytorch_toolbelt.modules.decoders import UNetDecoder
 

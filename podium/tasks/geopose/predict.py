@@ -255,7 +255,9 @@ def write_outputs(out_dir, name: str, found: Dict[str, np.ndarray]) -> None:
     out_dir = Path(out_dir)
     for key, suffix in (("height", "AGL"), ("magnitude", "MAG")):
         array = np.ascontiguousarray(found[key][0], np.float32)
-        write_atomically(out_dir / f"{name}_{suffix}.tif", lambda p: tifffile.imwrite(p, array))
+        write_atomically(
+            out_dir / f"{name}_{suffix}.tif", lambda p, array=array: tifffile.imwrite(p, array)
+        )
     vflow = {"scale": float(found["scale"][0]), "angle": _angle(found["direction"])}
     write_atomically(out_dir / f"{name}_VFLOW.json", lambda p: p.write_text(json.dumps(vflow)))
 
