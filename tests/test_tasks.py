@@ -76,7 +76,7 @@ OLD_NAMES = {
 
 def test_every_task_folder_is_registered_with_models_and_a_command():
     folders = sorted(p.name for p in TASKS_FOLDER.iterdir() if (p / "__init__.py").is_file())
-    assert sorted(tasks.TASKS) == folders
+    assert sorted(tasks.TASKS + tasks.SEGMENTATION_TASKS) == folders
     commands = build_parser()._subparsers._group_actions[0].choices
     for name in tasks.TASKS:
         package = importlib.import_module(f"podium.tasks.{name}")

@@ -8,12 +8,13 @@
         cli.py        `register(subparsers)`: its `podium predict-<task>` (`podium.tasks.command`)
         __init__.py   its public names, and MODELS: the model builders whose runs are its own
 
-Adding a task = such a folder + its name in TASKS below. `instances/` needs no line: its model is a
-segmentation model (body / border / contact channels) and its writer plugs into the segmentation
-`podium predict` (`writers:` in the inference YAML). A task may import the core packages (not
-`podium.cli`); the core imports no task, but for this registry (`podium.cli`) and the old module
-paths that re-export what moved here. `podium predict --run RUN` runs the command of the task whose
-MODELS hold the builder of RUN's model (its `create_model` name, or an older `_target_`).
+Adding a task = such a folder + its name in TASKS below. A task whose model is a segmentation
+model and whose outputs come from a writer of the segmentation `podium predict` (`writers:` in
+the inference YAML), such as instances/, goes in SEGMENTATION_TASKS instead: it has no command
+or MODELS of its own. A task may import the core packages (not `podium.cli`); the core imports
+no task, but for this registry (`podium.cli`) and the old module paths that re-export what moved
+here. `podium predict --run RUN` runs the command of the task whose MODELS hold the builder of
+RUN's model (its `create_model` name, or an older `_target_`).
 """
 
 import importlib
@@ -24,13 +25,14 @@ from podium.errors import PodiumError
 from podium.inference.checkpoint import load_run_config
 from podium.targets import resolve_target
 
-__all__ = ["TASKS", "import_all", "register_commands", "task_of_run"]
+__all__ = ["SEGMENTATION_TASKS", "TASKS", "import_all", "register_commands", "task_of_run"]
 
 TASKS = (
     "centernet",
     "geopose",
     "boxes",
 )
+SEGMENTATION_TASKS = ("instances",)
 
 
 def import_all() -> None:
