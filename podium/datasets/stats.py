@@ -25,7 +25,7 @@ from podium.datasets.image_folder import index_images, index_masks, resolve_layo
 from podium.datasets.readers import read_image, read_mask
 from podium.errors import PodiumError
 
-__all__ = ["RunningMoments", "compute_stats", "write_stats"]
+__all__ = ["RunningMoments", "compute_stats", "dtype_max_value", "pixel_summary", "write_stats"]
 
 
 class RunningMoments:
@@ -110,20 +110,27 @@ def compute_stats(
             )
         sizes[f"{image.shape[0]}x{image.shape[1]}"] += 1
         dtypes[str(image.dtype)] += 1
-        dtype_max = max(dtype_max, _dtype_max(image.dtype))
+        dtype_max = max(dtype_max, dtype_max_value(image.dtype))
         moments.update(image.reshape(-1, channels))
         if name in masks:
             labels.add(os.path.join(folder_layout.mask_folder, masks[name]))
 
+    summary = pixel_summary(root, len(names), moments, dtypes, dtype_max, sizes, max_value)
+    return {**summary, "masks": labels.summary()}
+
+
+def pixel_summary(root, images: int, moments: RunningMoments, dtypes, dtype_max, sizes, max_value):
+    """The image part of the `podium stats` JSON (folders and scenes alike): counts, raw and
+    scaled moments, and the `normalize` block to paste into a config."""
     scale = float(max_value) if max_value is not None else dtype_max
     if not scale > 0:
         raise PodiumError(f"--max-value must be a positive number, got {max_value!r}")
     mean, std = moments.mean, moments.std
     return {
         "root": str(root),
-        "images": len(names),
+        "images": images,
         "pixels": int(moments.count),
-        "channels": int(channels),
+        "channels": int(len(mean)),
         "dtypes": dict(dtypes),
         "dtype_max": dtype_max,
         "sizes": dict(sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -140,7 +147,6 @@ def compute_stats(
             "mean": _list(mean / scale),
             "std": _list(std / scale),
         },
-        "masks": labels.summary(),
     }
 
 
@@ -217,7 +223,9 @@ class _MaskCounter:
         }
 
 
-def _dtype_max(dtype) -> float:
+def dtype_max_value(dtype) -> float:
+    """The largest value of an integer dtype; 1.0 for floats."""
+    dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer):
         return float(np.iinfo(dtype).max)
     return 1.0  # float images are taken as already scaled (as the fixed normalisation does)

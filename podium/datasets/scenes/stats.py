@@ -21,7 +21,7 @@ from podium.datasets.scenes.dataset import SceneDataset
 from podium.datasets.scenes.windows import grid_windows
 from podium.datasets.scenes.table import load_scenes, read_scenes
 from podium.datasets.split import select_names
-from podium.datasets.stats import RunningMoments
+from podium.datasets.stats import RunningMoments, dtype_max_value, pixel_summary
 from podium.errors import PodiumError, did_you_mean
 from podium.validation import check_choice, check_int
 
@@ -74,30 +74,10 @@ def compute_scene_stats(scenes, split: Optional[str] = None, max_value: Optional
         per_scene[scene.name] = on / max(total, 1)
     if moments.mean is None:
         raise PodiumError(f"the scenes of {scenes} have no valid pixels")
-    dtype_max = max(_dtype_max(d) for d in dtypes)
-    scale = float(max_value) if max_value is not None else dtype_max
-    mean, std = moments.mean, moments.std
+    dtype_max = max(dtype_max_value(d) for d in dtypes)
+    summary = pixel_summary(scenes, len(loaded), moments, dtypes, dtype_max, sizes, max_value)
     return {
-        "root": str(scenes),
-        "images": len(loaded),
-        "pixels": int(moments.count),
-        "channels": int(len(mean)),
-        "dtypes": dict(dtypes),
-        "dtype_max": dtype_max,
-        "sizes": dict(sizes),
-        "raw": {
-            "mean": _list(mean),
-            "std": _list(std),
-            "min": _list(moments.min),
-            "max": _list(moments.max),
-        },
-        "scaled": {"max_value": scale, "mean": _list(mean / scale), "std": _list(std / scale)},
-        "normalize": {
-            "mode": "fixed",
-            "max_value": scale,
-            "mean": _list(mean / scale),
-            "std": _list(std / scale),
-        },
+        **summary,
         "masks": {
             "count": len(loaded),
             "kind": "labels",
@@ -160,13 +140,3 @@ def make_scene_folds(
         if column in table:
             table[column] = [p if p is None else os.path.relpath(p, folder) for p in table[column]]
     return table
-
-
-def _dtype_max(dtype) -> float:
-    if np.issubdtype(np.dtype(dtype), np.integer):
-        return float(np.iinfo(np.dtype(dtype)).max)
-    return 1.0
-
-
-def _list(values):
-    return [float(v) for v in np.atleast_1d(values)]
