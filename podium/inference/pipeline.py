@@ -428,10 +428,12 @@ class Scores:
         else:
             predicted = (mask > 0).reshape(self.num_classes, *mask.shape[-2:])
             truth = np.asarray(target).reshape(predicted.shape) > 0.5
-        self.counts.add(predicted, truth)
-        self.images += 1
         image = ConfusionCounts(num_classes=self.num_classes)
         image.add(predicted, truth)
+        self.counts.tp += image.tp  # the dataset's counts are the sum of the images'
+        self.counts.fp += image.fp
+        self.counts.fn += image.fn
+        self.images += 1
         self.per_image[str(name)] = {
             "dice": float(image.dice()[self.classes].mean()),
             "iou": float(image.iou()[self.classes].mean()),
