@@ -46,9 +46,11 @@ batch) and pools `<key>/std` exactly, so the result equals the one-process value
 batches. Without counts (another runner) it falls back to Catalyst's plain mean.
 """
 
+import atexit
 import os
 import pickle
 import socket
+import sys
 import time
 from datetime import timedelta
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -116,6 +118,17 @@ def _worker(local_rank: int, payload: bytes, env: Dict[str, str], threads: int, 
         if local_rank == 0:
             errors.put(interrupts.interrupted(stop))
         raise
+    _exit_done()
+
+
+def _exit_done() -> None:
+    """A rank whose run ended: Python's exit handlers, then exit without C++ static
+    destructors, where torch's distributed threads can still abort a finished rank
+    ("terminate called without an active exception", SIGABRT) after its work is on disk."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def _stop_workers(processes, signum: int, grace: float = 3.0, timeout: float = 120.0) -> None:
