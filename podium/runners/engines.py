@@ -199,6 +199,7 @@ class DeviceEngine(_PrecisionSteps, _CatalystDeviceEngine):
         precision: fp32 | bf16 | fp16 | auto.
         memory_format: contiguous | channels_last | auto.
         compile: false | true | a torch.compile mode.
+        scaler: fp16: keyword arguments of `torch.amp.GradScaler` (e.g. init_scale).
     """
 
     def __init__(
@@ -207,9 +208,10 @@ class DeviceEngine(_PrecisionSteps, _CatalystDeviceEngine):
         precision: str = "fp32",
         memory_format: str = "contiguous",
         compile: Any = False,
+        scaler: Optional[Dict[str, Any]] = None,
     ):
         super().__init__(device)
-        self.precision = Precision(precision, self.device, memory_format, compile)
+        self.precision = Precision(precision, self.device, memory_format, compile, scaler=scaler)
 
     def __repr__(self) -> str:
         return f"DeviceEngine(device={self.device}, {self.precision})"
@@ -237,8 +239,8 @@ class DDPEngine(_PrecisionSteps, DistributedDataParallelEngine):
         ddp_kwargs: keyword arguments of torch's DistributedDataParallel.
         process_group_kwargs: extra keyword arguments of `init_process_group`
             (`timeout` in seconds).
-        precision, memory_format, compile: as DeviceEngine's; the same on every rank (`auto`
-            gives bf16 only when every rank has native bf16).
+        precision, memory_format, compile, scaler: as DeviceEngine's; the same on every rank
+            (`auto` gives bf16 only when every rank has native bf16).
     """
 
     def __init__(
@@ -253,6 +255,7 @@ class DDPEngine(_PrecisionSteps, DistributedDataParallelEngine):
         precision: str = "fp32",
         memory_format: str = "contiguous",
         compile: Any = False,
+        scaler: Optional[Dict[str, Any]] = None,
     ):
         if backend not in BACKENDS:
             raise PodiumError(
@@ -292,7 +295,8 @@ class DDPEngine(_PrecisionSteps, DistributedDataParallelEngine):
         self._owns_group = False
         self._loader_samples = 0
         self._precision_args = (precision, memory_format, compile)
-        self.precision = Precision(precision, _device_type(), memory_format, compile)
+        self._scaler_params = scaler
+        self.precision = Precision(precision, _device_type(), memory_format, compile, scaler=scaler)
         if torchrun_world_size():
             self.join()
 
@@ -357,7 +361,11 @@ class DDPEngine(_PrecisionSteps, DistributedDataParallelEngine):
         self._backend = dist.get_backend()
         self._rank, self._local_rank, self._world_size = rank, local_rank, world_size
         self.precision = Precision(
-            self._agreed(), self._device, *self._precision_args[1:], where="engine"
+            self._agreed(),
+            self._device,
+            *self._precision_args[1:],
+            where="engine",
+            scaler=self._scaler_params,
         )
 
     def _agreed(self) -> str:
