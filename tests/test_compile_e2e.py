@@ -39,13 +39,21 @@ def eager_backend(monkeypatch):
 
 
 def _train_in_process(logdir, data, *overrides):
-    """`catalyst-dl run` of the demo config in this process (so the patched compile applies)."""
+    """`catalyst-dl run` of the demo config in this process (so the patched compile applies),
+    on 16 of the sample's training tiles."""
+    import pandas as pd
     from catalyst.dl.scripts.run import main, parse_args
 
     from conftest import NUCLEI_CONFIG
 
+    split = pd.read_csv(data / "split.csv")
+    small = logdir.parent / "split16.csv"
+    pd.concat([split[split.split == "train"].iloc[::7][:16], split[split.split == "valid"]]).to_csv(
+        small, index=False
+    )
     argv = ["catalyst-dl", "--config", str(NUCLEI_CONFIG), f"--args/logdir={logdir}:str"]
-    argv += [f"--data/root={data}:str", *STAGE_EPOCHS, *overrides]
+    argv += [f"--data/root={data}:str", f"--data/split_file={small}:str"]
+    argv += [*STAGE_EPOCHS, *overrides]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", argv)
         args, unknown = parse_args()
@@ -99,46 +107,48 @@ def test_compiled_two_stage_run_equals_eager_and_predicts_compiled(
         assert np.array_equal(np.asarray(Image.open(mask)), np.asarray(Image.open(compiled_mask)))
 
 
-def _ddp_compiled_worker(rank, port, out_dir):
+def _ddp_worker(rank, port, out_dir, compiled):
     import os
 
     torch.set_num_threads(1)
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2"
     )
-    results = {}
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        engine = DDPEngine(backend="gloo", compile=compiled)
-        model = tiny_net()
-        wrapped, _, optimizer, _ = engine.init_components(
-            lambda model=model: model,
-            lambda: None,
-            lambda model: torch.optim.SGD(model.parameters(), lr=0.1),
-            lambda optimizer: None,
-        )
-        data = Tiles(8, size=16)
-        for start in (0, 4):
-            half = slice(start + 2 * rank, start + 2 * rank + 2)  # each rank: 2 of a batch of 4
-            out = engine.precision.forward(wrapped, data.images[half])
-            engine.backward_loss(nn.functional.mse_loss(out, data.masks[half]), wrapped, optimizer)
-            engine.optimizer_step(None, wrapped, optimizer)
-            engine.zero_grad(None, wrapped, optimizer)
-        results[f"{compiled}_keys"] = list(
-            engine.pack_checkpoint(model=wrapped)["model_state_dict"]
-        )
-        engine.close()
-        results[compiled] = weights(model)
-        results[f"{compiled}_compiled_impl"] = model._compiled_call_impl is not None
-    torch.save(results, f"{out_dir}/rank{rank}.pt")
+    torch.manual_seed(0)
+    engine = DDPEngine(backend="gloo", compile=compiled)
+    model = tiny_net()
+    wrapped, _, optimizer, _ = engine.init_components(
+        lambda: model,
+        lambda: None,
+        lambda model: torch.optim.SGD(model.parameters(), lr=0.1),
+        lambda optimizer: None,
+    )
+    data = Tiles(8, size=16)
+    for start in (0, 4):
+        half = slice(start + 2 * rank, start + 2 * rank + 2)  # each rank: 2 of a batch of 4
+        out = engine.precision.forward(wrapped, data.images[half])
+        engine.backward_loss(nn.functional.mse_loss(out, data.masks[half]), wrapped, optimizer)
+        engine.optimizer_step(None, wrapped, optimizer)
+        engine.zero_grad(None, wrapped, optimizer)
+    keys = list(engine.pack_checkpoint(model=wrapped)["model_state_dict"])
+    engine.close()
+    result = {"weights": weights(model), "keys": keys, "compiled": model._compiled_call_impl}
+    result["compiled"] = result["compiled"] is not None
+    torch.save(result, f"{out_dir}/rank{rank}_{compiled}.pt")
 
 
 def test_ddp_compiled_ranks_step_like_eager_ddp(tmp_path, eager_backend):
-    run_two_ranks(_ddp_compiled_worker, free_port(), str(tmp_path), start_method="fork")
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    for rank in ranks:
-        assert rank["True_compiled_impl"] and not rank["False_compiled_impl"]
-        assert rank["True_keys"] == rank["False_keys"]
-        assert not any("_orig_mod" in key for key in rank["True_keys"])
-        assert torch.allclose(rank[True], rank[False], atol=1e-6, rtol=0)
-    assert torch.equal(ranks[0][True], ranks[1][True])
+    for compiled in (False, True):
+        run_two_ranks(_ddp_worker, free_port(), str(tmp_path), compiled, start_method="fork")
+    runs = {
+        (rank, compiled): torch.load(tmp_path / f"rank{rank}_{compiled}.pt", weights_only=True)
+        for rank in (0, 1)
+        for compiled in (False, True)
+    }
+    for rank in (0, 1):
+        eager, compiled = runs[rank, False], runs[rank, True]
+        assert compiled["compiled"] and not eager["compiled"]
+        assert compiled["keys"] == eager["keys"]
+        assert not any("_orig_mod" in key for key in compiled["keys"])
+        assert torch.allclose(compiled["weights"], eager["weights"], atol=1e-6, rtol=0)
+    assert torch.equal(runs[0, True]["weights"], runs[1, True]["weights"])
