@@ -176,6 +176,21 @@ def check_model_fits_data(
             )
 
 
+def check_model_outputs(config: Mapping[str, Any]) -> None:
+    """A model with aux heads returns a dict, which joins the batch only with output_key null
+    (a string key would nest the dict under it and every callback would miss its keys)."""
+    model, runner = config.get("model"), config.get("runner")
+    if not isinstance(model, Mapping) or not model.get("aux_heads"):
+        return
+    output_key = (runner or {}).get("output_key", "logits") if isinstance(runner, Mapping) else None
+    if output_key is not None:
+        raise PodiumError(
+            f"model/aux_heads makes the model return a dict (logits, "
+            f"{', '.join(map(str, model['aux_heads']))}), but runner/output_key is "
+            f"{output_key!r}; expected runner: {{output_key: null}} so its keys join the batch"
+        )
+
+
 def check_references(
     config: Mapping[str, Any], stage: str, datasets: Optional[Mapping[str, Any]]
 ) -> None:
@@ -195,6 +210,7 @@ def check_references(
                 f"its {type(dataset).__name__} has 0 samples; expected at least one"
             )
     check_model_fits_data(config.get("model"), datasets, stage)
+    check_model_outputs(config)
 
 
 def check_metric_keys(runner) -> None:
