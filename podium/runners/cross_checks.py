@@ -60,6 +60,8 @@ def check_stage_references(
     from catalyst.callbacks import CriterionCallback, SchedulerCallback
     from catalyst.core.callback import IOptimizerCallback, ISchedulerCallback
 
+    from podium.callbacks.swa import SWACallback
+
     loaders = list(loaders)
     callbacks = stage_config.get("callbacks") or {}
     for name, params in callbacks.items():
@@ -109,11 +111,28 @@ def check_stage_references(
                 f"{where} ({factory.__name__}) needs an `optimizer:` block in stage {stage}, "
                 "which has none; expected e.g. optimizer: {_target_: torch.optim.AdamW, lr: 0.001}"
             )
+        if _is(factory, SWACallback):
+            _check_swa(where, stage, stage_config, params)
         if _is(factory, CriterionCallback) and "criterion" not in stage_config:
             raise PodiumError(
                 f"{where} ({factory.__name__}) needs a `criterion:` block in stage {stage}, "
                 "which has none; expected e.g. criterion: {_target_: torch.nn.BCEWithLogitsLoss}"
             )
+
+
+def _check_swa(where: str, stage: str, stage_config: Mapping[str, Any], params: Mapping) -> None:
+    """SWACallback's start_epoch lies inside the stage; its lr and a scheduler do not fight."""
+    epochs, start = stage_config.get("num_epochs"), params.get("start_epoch", 1)
+    if isinstance(epochs, int) and isinstance(start, int) and start > epochs:
+        raise PodiumError(
+            f"{where}/start_epoch {start} is beyond stage {stage}, which has {epochs} "
+            f"epoch(s); expected 1..{epochs} (the first epoch whose weights are averaged)"
+        )
+    if params.get("lr") is not None and stage_config.get("scheduler") is not None:
+        raise PodiumError(
+            f"{where}/lr sets the LR through SWALR, but stage {stage} has a scheduler too; "
+            "expected no scheduler in the SWA stage, or lr: null to keep the stage's schedule"
+        )
 
 
 def _model_params(model_config: Mapping[str, Any], factory) -> dict:
