@@ -3,7 +3,9 @@ statistics are update_bn's, SWALR's LR schedule, the checkpoint loads into predi
 SWA stage, and bad input is one error line."""
 
 import copy
+import os
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,11 +17,12 @@ import podium  # noqa: F401  (compat first)
 from catalyst import dl
 from catalyst.core.callback import Callback, CallbackOrder
 
-from conftest import REPO, run_command
+from conftest import REPO, run_command, run_two_ranks
 from podium.callbacks import SWACallback
 from podium.cli.main import main as podium_main
 from podium.errors import PodiumError
 from podium.models.averaging import AVERAGED_KEY
+from podium.runners.engines import free_port
 
 NUCLEI = REPO / "configs" / "nuclei" / "unet_resnet18.yml"
 SWA = REPO / "configs" / "nuclei" / "swa.yml"
@@ -201,3 +204,51 @@ def test_bad_swa_stage_is_one_error_before_anything_is_written(
     logdir = tmp_path / "run"
     assert message in _run_in_process(logdir, nuclei_data, *overrides)
     assert not logdir.exists()
+
+
+# ------------------------------------------------------------------------------ DDP
+def _ddp_swa_worker(rank, port, out_dir):
+    """Different data per rank: DDP keeps the weights equal, update_bn sees each rank's batches;
+    the average (BatchNorm statistics included) must be the same on both ranks."""
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    torch.manual_seed(rank)
+    model = nn.parallel.DistributedDataParallel(_model())
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batches = [{"features": torch.randn(4, 3, 6, 6) + rank} for _ in range(3)]
+    runner = SimpleNamespace(
+        model=model,
+        optimizer=optimizer,
+        scheduler=None,
+        stage_key="swa",
+        stage_epoch_len=3,
+        loaders={"train": batches},
+        _input_key="features",
+        engine=SimpleNamespace(is_master_process=rank == 0),
+        logdir=out_dir,
+        is_train_loader=True,
+    )
+    swa = SWACallback(start_epoch=2, bn_update=True)
+    swa.on_stage_start(runner)
+    for epoch in range(1, 4):
+        runner.stage_epoch_step = epoch
+        for batch in batches:
+            optimizer.zero_grad()
+            model(batch["features"]).pow(2).mean().backward()
+            optimizer.step()
+        swa.on_loader_end(runner)
+        swa.on_epoch_end(runner)
+    swa.on_stage_end(runner)
+    torch.save(swa.weights(), os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def test_swa_is_identical_on_every_ddp_rank(tmp_path):
+    run_two_ranks(_ddp_swa_worker, free_port(), str(tmp_path))
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    written = torch.load(tmp_path / "checkpoints" / "swa.pth", weights_only=True)
+    for key, value in ranks[0].items():
+        assert torch.equal(value, ranks[1][key]), key
+        assert torch.equal(value, written["model_state_dict"][key]), key
+    assert written[AVERAGED_KEY] == ["swa.2", "swa.3"]
