@@ -198,6 +198,11 @@ def test_postprocess_presence_threshold_blanks_below_it():
     assert post(probabilities, np.array([0.49])).sum() == 0
     assert post(probabilities, np.array([0.2, 0.5])).sum() == 16  # the highest class counts
     assert PostProcess()(probabilities).sum() == 16
+    multiclass = np.zeros((3, 4, 4), np.float32)
+    multiclass[2] = 0.9  # class 2 everywhere
+    gate = PostProcess(mode="multiclass", presence_threshold=0.5)
+    assert gate(multiclass, np.array([1.0, 0.2, 0.4])).sum() == 0  # background's 1.0 not counted
+    assert gate(multiclass, np.array([1.0, 0.2, 0.6])).sum() == 2 * 16
     with pytest.raises(PodiumError, match="presence head"):
         post(probabilities)
 

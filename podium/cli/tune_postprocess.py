@@ -46,6 +46,7 @@ from podium.inference.postprocess import (
     binary_class_mask,
     components,
     default_threshold,
+    highest_presence,
     multiclass_class_mask,
 )
 from podium.inference.probability_maps import (
@@ -180,7 +181,7 @@ def run(args) -> int:
         raise PodiumError(f"{args.config}: {error}") from None
 
     index = {name: i for i, name in enumerate(dataset.names)}
-    presence = _presence(args, names)
+    presence = _presence(args, names, mode)
     result = tune(
         names,
         lambda name: read_probability_map(args.probabilities, name),
@@ -418,8 +419,9 @@ def _score(tp, fp, fn, metric: str):
 
 
 # ---------------------------------------------------------------------- data
-def _presence(args, names: List[str]) -> Optional[List[float]]:
-    """Each image's highest presence probability, when every map has one; else None."""
+def _presence(args, names: List[str], mode: str) -> Optional[List[float]]:
+    """Each image's highest presence probability (`highest_presence`), when every map has one;
+    else None."""
     found = [read_presence(args.probabilities, name) for name in names]
     if all(p is None for p in found):
         if args.presence_thresholds is not None:
@@ -435,7 +437,7 @@ def _presence(args, names: List[str]) -> Optional[List[float]]:
             f"probabilities: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; "
             "expected _presence/NAME.json for each (or for none)"
         )
-    return [float(p.max()) for p in found]
+    return [highest_presence(p, mode) for p in found]
 
 
 def _names(args) -> List[str]:

@@ -22,8 +22,9 @@ writes it). Per class, in this order:
 
 4. **presence_threshold** (one value, optional; models with a presence head,
    `podium.models.aux_heads`): when the image's highest presence probability (over classes) is
-   below it, the whole mask is empty. `post(probabilities, presence)` takes the image's K
-   presence probabilities; without the key nothing is gated.
+   below it, the whole mask is empty (multiclass: over the classes ≥ 1, the background is
+   always present). `post(probabilities, presence)` takes the image's K presence
+   probabilities; without the key nothing is gated.
 
 Modes (what `__call__` returns):
 
@@ -59,6 +60,7 @@ __all__ = [
     "binary_class_mask",
     "multiclass_class_mask",
     "as_numpy",
+    "highest_presence",
 ]
 
 MODES = ("binary", "multilabel", "multiclass")
@@ -77,6 +79,14 @@ def as_numpy(array) -> np.ndarray:
     if hasattr(array, "detach"):
         array = array.detach().cpu().numpy()
     return np.asarray(array)
+
+
+def highest_presence(presence, mode: str) -> float:
+    """The image's highest presence probability over its classes (multiclass: not class 0)."""
+    presence = as_numpy(presence).reshape(-1)
+    return float(
+        presence[1:].max() if mode == "multiclass" and presence.size > 1 else presence.max()
+    )
 
 
 def fill_enclosed(mask: np.ndarray) -> np.ndarray:
@@ -200,7 +210,7 @@ class PostProcess:
                     f"postprocess presence_threshold {self.presence_threshold} needs the image's "
                     "presence probabilities: a model with a presence head (model aux_heads)"
                 )
-            if float(np.max(as_numpy(presence))) < self.presence_threshold:
+            if highest_presence(presence, self.mode) < self.presence_threshold:
                 mask = np.zeros_like(mask)
         return mask
 
