@@ -523,6 +523,7 @@ def probe_argv(kind: str, options, tmp: str) -> list:
         str(options.threads),
     ]
     argv += ["--fast", options.fast] if options.fast else []
+    argv += ["--size", str(options.size)] if options.size else []
     return argv + (["--batch-size", str(options.batch_size)] if options.batch_size else [])
 
 
@@ -578,6 +579,12 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", type=int, default=10, help="train batches per epoch")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the config's")
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="train on SIZE² inputs (the tiles resized, then D4) instead of the config's crops",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument(
         "--profile", action="store_true", help="also: ms per step of each part, cProfile top"
@@ -605,6 +612,9 @@ def main(argv=None) -> int:
     overrides = [f"--stages/{stage}/num_epochs={options.epochs}:int", "--args/verbose=False:bool"]
     if options.batch_size:
         overrides.append(f"--stages/{stage}/loaders/batch_size={options.batch_size}:int")
+    if options.size:  # the same transforms reach both loops: the hand loop uses podium's dataset
+        transforms = [{"Resize": {"height": options.size, "width": options.size}}, {"D4": {}}]
+        overrides.append(f"--data/train_transforms={transforms!r}:list")
     if options.fast:  # the hand loop stays fp32: only podium's runs read these
         overrides += [
             "--engine/_target_=podium.runners.engines.DeviceEngine:str",
@@ -680,6 +690,7 @@ def main(argv=None) -> int:
         "epochs": options.epochs,
         "train_steps": steps,
         "batch_size": batch_size,
+        "input_size": options.size or "the config's crops",
         "input_shape": input_shape,
         "repeats": options.repeats,
         "torch_threads": torch.get_num_threads(),

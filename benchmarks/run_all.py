@@ -29,7 +29,7 @@ from typing import Dict, List
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(REPO, "benchmarks")
 RESULTS = os.path.join(HERE, "results")
-BENCHMARKS = ("overhead", "train_fast", "loader", "tta", "memory")
+BENCHMARKS = ("overhead", "train_fast", "predict_fast", "loader", "tta", "memory")
 SCRIPTS = {"train_fast": "overhead"}  # benchmark → its script, when the names differ
 
 # benchmark → (full arguments, quick arguments)
@@ -40,10 +40,12 @@ ARGUMENTS = {
         ["--repeats", "1", "--epochs", "1", "--batches", "3"],
     ),
     # the same script with podium's engine at precision auto + memory_format auto
+    # at the size the goal is set for (8×256² batches), 4 steps per timed run
     "train_fast": (
-        ["--repeats", "5", "--fast"],
-        ["--repeats", "1", "--epochs", "1", "--batches", "3", "--fast"],
+        ["--repeats", "5", "--fast", "--size", "256", "--epochs", "1", "--batches", "4"],
+        ["--repeats", "1", "--epochs", "1", "--batches", "2", "--fast", "--size", "128"],
     ),
+    "predict_fast": (["--repeats", "5"], ["--repeats", "1", "--tile", "128"]),
     "loader": (["--repeats", "5"], ["--repeats", "1"]),
     "tta": (
         ["--repeats", "5"],
@@ -120,6 +122,22 @@ def summary_rows(name: str, result: Dict, run: Dict) -> List[Dict]:
                 f"min–max {spread['min']:.2f}–{spread['max']:.2f}; input "
                 f"{result['batch_size']}×{'×'.join(map(str, result['input_shape']))}"
                 + ("" if result["same_batches"] else "; batches DIFFERED"),
+                ok=result["ok"],
+            )
+        ]
+    if name == "predict_fast":
+        return [
+            _row(
+                "predict_fast",
+                "podium predict D4, fp32 time / fast time (bf16 + channels_last where native)",
+                result["ratio"],
+                ">=",
+                result["goal"],
+                load,
+                f"median of {len(result['fast_s'])} interleaved pairs, min–max "
+                f"{result['ratio_min']:.2f}–{result['ratio_max']:.2f}; {result['images']} images "
+                f"{'×'.join(map(str, result['input_shape']))}, batch {result['batch_size']}; "
+                f"pixels of another class {100 * result['pixels_with_another_class']:.3f} %",
                 ok=result["ok"],
             )
         ]

@@ -480,3 +480,38 @@ def test_both_launchers_train_the_same(runs):
             np.testing.assert_allclose(
                 spawn[key], torchrun[key], rtol=1e-6, err_msg=f"{loader}/{key}"
             )
+
+
+RANK_LEAVING_A_THREAD = """
+import atexit, sys, threading
+from pathlib import Path
+from podium.runners.engines import DDPEngine
+
+def rank(local_rank, world_size, folder):
+    atexit.register(Path(folder, f"exit_handler_ran.{local_rank}").touch)
+    threading.Thread(target=threading.Event().wait, daemon=False).start()  # never ends
+
+if __name__ == "__main__":
+    DDPEngine(backend="gloo", num_processes=2).spawn(rank, sys.argv[1])
+"""
+
+
+def test_a_finished_rank_runs_its_exit_handlers_and_ends(tmp_path):
+    """A rank whose run ended exits after Python's exit handlers and nothing else: not waiting
+    on threads a library left running, nor through C++ static destructors (where torch's
+    distributed threads once aborted a finished rank with SIGABRT)."""
+    script = tmp_path / "ranks.py"
+    script.write_text(RANK_LEAVING_A_THREAD)
+    process = subprocess.Popen(
+        [str(BIN / "python"), str(script), str(tmp_path)], cwd=REPO, start_new_session=True
+    )
+    try:
+        assert process.wait(timeout=120) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+            process.wait()
+    assert sorted(p.name for p in tmp_path.glob("exit_handler_ran.*")) == [
+        "exit_handler_ran.0",
+        "exit_handler_ran.1",
+    ]

@@ -281,6 +281,15 @@ def test_a_compile_failure_is_one_line_saying_how_to_turn_it_off(monkeypatch):
         ({"memory_format": "nhwc"}, "engine/memory_format 'nhwc' is not supported"),
         ({"compile": "fastest"}, "engine/compile 'fastest' is not supported"),
         ({"compile": 2}, "engine/compile must be true, false or a mode"),
+        (
+            {"precision": "fp16", "scaler": {"init_scal": 1024.0}},
+            "engine/scaler/init_scal is not a GradScaler setting; expected one of: init_scale, "
+            "growth_factor, backoff_factor, growth_interval",
+        ),
+        (
+            {"precision": "bf16", "scaler": {"init_scale": 1024.0}},
+            "engine/scaler is for precision fp16 (a loss scale); precision is bf16",
+        ),
     ],
 )
 def test_bad_engine_settings_are_one_line(params, expected):
@@ -288,6 +297,12 @@ def test_bad_engine_settings_are_one_line(params, expected):
         with pytest.raises(PodiumError) as error:
             engine(**params)
         assert expected in str(error.value) and "\n" not in str(error.value)
+
+
+def test_scaler_settings_reach_the_grad_scaler():
+    engine = DeviceEngine("cpu", precision="fp16", scaler={"init_scale": 8.0, "growth_interval": 3})
+    assert engine.precision.scaler.get_scale() == 8.0
+    assert engine.precision.scaler.get_growth_interval() == 3
 
 
 def test_fp16_on_hardware_without_it_is_refused(monkeypatch):

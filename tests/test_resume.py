@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -272,6 +273,53 @@ def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(
         if name.endswith(".pth"):
             torch.load(logdir / "checkpoints" / name, weights_only=True)
     assert json.loads((logdir / "checkpoints" / "_metrics.json").read_text())["best"]
+
+
+def _fp16_config(data: Path, split: Path) -> dict:
+    """The test config in fp16 with a loss scale so large that the first step overflows: each
+    skipped step halves it, so the scale at a kill depends on the steps before it."""
+    config = _config(data, split)
+    for stage in config["stages"].values():  # podium's: logs `skipped_steps`
+        stage["callbacks"]["optimizer"]["_target_"] = "podium.callbacks.OptimizerCallback"
+    config["engine"] = {
+        "_target_": "podium.runners.engines.DeviceEngine",
+        "precision": "fp16",
+        "scaler": {"init_scale": 2.0**21},
+    }
+    return config
+
+
+def test_fp16_run_killed_then_resumed_carries_its_loss_scale(nuclei_data, tmp_path):
+    """SIGKILL in epoch 2 of stage train, then `--autoresume last`: the GradScaler state comes
+    back from last_full.pth, so the run logs and ends with what the uninterrupted fp16 run does
+    (a fresh scaler would overflow again from 2**14 and skip other steps)."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    config = write_config(nuclei_data, folder, config=_fp16_config)
+    reference, logdir = tmp_path / "reference", tmp_path / "run"
+    run_in_process(config, reference)
+    skipped = [row["skipped_steps"] for row in csv_rows(reference, "train")]
+    assert skipped[0] >= 1, "no step overflowed: the test would not see a lost scaler"
+    assert skipped[-1] < 2, "every step overflowed: the weights never changed"
+
+    log = tmp_path / "killed.log"
+    command = [BIN / "catalyst-dl", "run", "--config", config, f"--args/logdir={logdir}:str"]
+    _kill_in_epoch_2_of_train(_start(command, log), logdir, log, seconds=300)
+    killed = torch.load(logdir / "checkpoints" / "last_full.pth", weights_only=True)
+    assert killed["scaler"]["scale"] < 2.0**21
+
+    run_in_process(config, logdir, "--autoresume", "last")
+    _assert_ends_like(reference, logdir)
+    resumed_train, reference_train = (
+        [[row[key] for key in sorted(row)] for row in csv_rows(run, "train")]
+        for run in (logdir, reference)
+    )  # grad_norm is inf / nan in an epoch whose steps all overflowed
+    np.testing.assert_allclose(resumed_train, reference_train, rtol=1e-5, equal_nan=True)
+    final, expected = (
+        torch.load(run / "checkpoints" / "last_full.pth", weights_only=True)["scaler"]
+        for run in (logdir, reference)
+    )
+    assert final == expected
 
 
 def test_autoresume_of_a_finished_run_trains_nothing(config_file, reference, tmp_path, capsys):

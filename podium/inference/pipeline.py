@@ -607,6 +607,8 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
                 f"presence head ({', '.join(m.run for m in models)}); expected a run trained with "
                 "model aux_heads: {presence: {type: presence}}, or no presence_threshold"
             )
+        if not predictors[0].precision.is_default and shards.is_main:
+            print(f"=> {predictors[0].precision.describe()}")  # what `auto` chose, and why
         data = dict(config["data"])
         if data.get("root") is None:
             roots = {str(m.data.get("root")) for m in models if m.data.get("root") is not None}

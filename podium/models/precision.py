@@ -125,6 +125,9 @@ def _channels_last(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+SCALER_KEYS = ("init_scale", "growth_factor", "backoff_factor", "growth_interval")
+
+
 class Precision:
     """Precision, memory format and compilation of a model's forward pass on one device.
 
@@ -134,6 +137,8 @@ class Precision:
         memory_format: contiguous | channels_last | auto.
         compile: false | true | a torch.compile mode.
         where: the config block named in error messages (e.g. "engine"; "" for top-level keys).
+        scaler: fp16 only: keyword arguments of `torch.amp.GradScaler` (init_scale,
+            growth_factor, backoff_factor, growth_interval).
     """
 
     def __init__(
@@ -143,6 +148,7 @@ class Precision:
         memory_format: str = "contiguous",
         compile: Union[bool, str, None] = False,
         where: str = "engine",
+        scaler: Optional[dict] = None,
     ):
         self.where = where
         self.device = torch.device(device)
@@ -165,7 +171,22 @@ class Precision:
             memory_format == "auto" and dtype is not None
         )
         self.compile_mode = compile_mode(compile, self._key("compile"))
-        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
+        self.scaler = self._scaler(scaler) if precision == "fp16" else None
+        if scaler and self.scaler is None:
+            raise PodiumError(
+                f"{self._key('scaler')} is for precision fp16 (a loss scale); "
+                f"precision is {precision}"
+            )
+
+    def _scaler(self, params: Optional[dict]) -> torch.amp.GradScaler:
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(SCALER_KEYS))
+        if unknown:
+            raise PodiumError(
+                f"{self._key('scaler')}/{unknown[0]} is not a GradScaler setting; "
+                f"expected one of: {', '.join(SCALER_KEYS)}"
+            )
+        return torch.amp.GradScaler(self.device.type, **params)
 
     def _key(self, name: str) -> str:
         return f"{self.where}/{name}" if self.where else name

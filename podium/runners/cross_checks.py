@@ -16,6 +16,7 @@ __all__ = [
     "check_references",
     "check_stage_references",
     "check_model_fits_data",
+    "check_ignored_pixels",
     "check_metric_keys",
     "explain_missing_batch_metric",
 ]
@@ -230,6 +231,85 @@ def check_references(
             )
     check_model_fits_data(config.get("model"), datasets, stage)
     check_model_outputs(config)
+    check_ignored_pixels(config, stage, datasets)
+
+
+def _ignore_value(datasets: Optional[Mapping[str, Any]]) -> Optional[int]:
+    values = {getattr(d, "ignore_index", None) for d in (datasets or {}).values()} - {None}
+    return values.pop() if len(values) == 1 else None
+
+
+def _accepts(factory: Any, name: str) -> Optional[bool]:
+    """Whether `factory` takes the argument `name`; None when its signature cannot tell."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return None
+    if name in parameters:
+        return True
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return None
+    return False
+
+
+def _default(factory: Any, name: str) -> Any:
+    parameter = inspect.signature(factory).parameters[name]
+    return None if parameter.default is inspect.Parameter.empty else parameter.default
+
+
+def check_ignored_pixels(
+    config: Mapping[str, Any], stage: str, datasets: Optional[Mapping[str, Any]]
+) -> None:
+    """Pixels the data marks as ignored (nodata, padding: the dataset's `ignore_index`) count
+    in no loss term and no mask metric: each criterion sets `ignore_index`, each metric callback
+    reading the mask `ignore_value`, to that value."""
+    from catalyst.callbacks import CriterionCallback
+    from catalyst.callbacks.metric import IMetricCallback
+
+    from podium.callbacks.metrics import AccumulatorCallback
+
+    value = _ignore_value(datasets)
+    if value is None:
+        return
+    why = f"the data marks nodata and padding pixels with {value}"
+    stage_config = config["stages"][stage]
+    criteria = stage_config.get("criterion") or {}
+    named = _named(criteria)
+    entries = {n: criteria[n] for n in named} if named is not None else {"": criteria}
+    for name, params in entries.items():
+        factory = _factory(params) if isinstance(params, Mapping) else None
+        where = f"stages/{stage}/criterion" + (f"/{name}" if name else "")
+        accepts = _accepts(factory, "ignore_index") if factory is not None else None
+        if accepts is False:
+            raise PodiumError(
+                f"{where}: {params['_target_']} cannot ignore pixels, but {why}; use a loss "
+                f"with ignore_index: {value} (podium.losses.SoftBCEWithLogitsLoss, DiceLoss, "
+                f"torch.nn.CrossEntropyLoss, ...)"
+            )
+        given = params.get("ignore_index", _default(factory, "ignore_index")) if accepts else value
+        if given != value:
+            raise PodiumError(f"{where}/ignore_index is {given!r}, but {why}; set it to {value}")
+    target_key = (config.get("runner") or {}).get("target_key", "mask")
+    for name, params in (stage_config.get("callbacks") or {}).items():
+        factory = _factory(params) if isinstance(params, Mapping) else None
+        metric = _is(factory, IMetricCallback) or _is(factory, AccumulatorCallback)
+        if not metric or _is(factory, CriterionCallback):  # criteria: checked above
+            continue
+        if params.get("target_key", _default_or(factory, "target_key")) != target_key:
+            continue
+        where = f"stages/{stage}/callbacks/{name}"
+        if not _accepts(factory, "ignore_value"):
+            raise PodiumError(
+                f"{where}: {params['_target_']} counts every pixel of {target_key}, but {why}; "
+                f"use podium.callbacks.SegmentationMetricsCallback with ignore_value: {value}"
+            )
+        given = params.get("ignore_value", _default(factory, "ignore_value"))
+        if given != value:
+            raise PodiumError(f"{where}/ignore_value is {given!r}, but {why}; set it to {value}")
+
+
+def _default_or(factory: Any, name: str) -> Any:
+    return _default(factory, name) if _accepts(factory, name) else None
 
 
 def check_metric_keys(runner) -> None:

@@ -46,9 +46,11 @@ batch) and pools `<key>/std` exactly, so the result equals the one-process value
 batches. Without counts (another runner) it falls back to Catalyst's plain mean.
 """
 
+import atexit
 import os
 import pickle
 import socket
+import sys
 import time
 from datetime import timedelta
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -116,6 +118,17 @@ def _worker(local_rank: int, payload: bytes, env: Dict[str, str], threads: int, 
         if local_rank == 0:
             errors.put(interrupts.interrupted(stop))
         raise
+    _exit_done()
+
+
+def _exit_done() -> None:
+    """A rank whose run ended: Python's exit handlers, then exit without C++ static
+    destructors, where torch's distributed threads can still abort a finished rank
+    ("terminate called without an active exception", SIGABRT) after its work is on disk."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(0)
 
 
 def _stop_workers(processes, signum: int, grace: float = 3.0, timeout: float = 120.0) -> None:
@@ -186,6 +199,7 @@ class DeviceEngine(_PrecisionSteps, _CatalystDeviceEngine):
         precision: fp32 | bf16 | fp16 | auto.
         memory_format: contiguous | channels_last | auto.
         compile: false | true | a torch.compile mode.
+        scaler: fp16: keyword arguments of `torch.amp.GradScaler` (e.g. init_scale).
     """
 
     def __init__(
@@ -194,9 +208,10 @@ class DeviceEngine(_PrecisionSteps, _CatalystDeviceEngine):
         precision: str = "fp32",
         memory_format: str = "contiguous",
         compile: Any = False,
+        scaler: Optional[Dict[str, Any]] = None,
     ):
         super().__init__(device)
-        self.precision = Precision(precision, self.device, memory_format, compile)
+        self.precision = Precision(precision, self.device, memory_format, compile, scaler=scaler)
 
     def __repr__(self) -> str:
         return f"DeviceEngine(device={self.device}, {self.precision})"
@@ -224,8 +239,8 @@ class DDPEngine(_PrecisionSteps, DistributedDataParallelEngine):
         ddp_kwargs: keyword arguments of torch's DistributedDataParallel.
         process_group_kwargs: extra keyword arguments of `init_process_group`
             (`timeout` in seconds).
-        precision, memory_format, compile: as DeviceEngine's; the same on every rank (`auto`
-            gives bf16 only when every rank has native bf16).
+        precision, memory_format, compile, scaler: as DeviceEngine's; the same on every rank
+            (`auto` gives bf16 only when every rank has native bf16).
     """
 
     def __init__(
@@ -240,6 +255,7 @@ class DDPEngine(_PrecisionSteps, DistributedDataParallelEngine):
         precision: str = "fp32",
         memory_format: str = "contiguous",
         compile: Any = False,
+        scaler: Optional[Dict[str, Any]] = None,
     ):
         if backend not in BACKENDS:
             raise PodiumError(
@@ -279,7 +295,8 @@ class DDPEngine(_PrecisionSteps, DistributedDataParallelEngine):
         self._owns_group = False
         self._loader_samples = 0
         self._precision_args = (precision, memory_format, compile)
-        self.precision = Precision(precision, _device_type(), memory_format, compile)
+        self._scaler_params = scaler
+        self.precision = Precision(precision, _device_type(), memory_format, compile, scaler=scaler)
         if torchrun_world_size():
             self.join()
 
@@ -344,7 +361,11 @@ class DDPEngine(_PrecisionSteps, DistributedDataParallelEngine):
         self._backend = dist.get_backend()
         self._rank, self._local_rank, self._world_size = rank, local_rank, world_size
         self.precision = Precision(
-            self._agreed(), self._device, *self._precision_args[1:], where="engine"
+            self._agreed(),
+            self._device,
+            *self._precision_args[1:],
+            where="engine",
+            scaler=self._scaler_params,
         )
 
     def _agreed(self) -> str:
