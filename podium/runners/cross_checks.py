@@ -16,6 +16,7 @@ __all__ = [
     "check_references",
     "check_stage_references",
     "check_model_fits_data",
+    "check_model_outputs",
     "check_ignored_pixels",
     "check_metric_keys",
     "explain_missing_batch_metric",
