@@ -143,6 +143,41 @@ def test_bad_arguments_are_one_error():
         SWACallback(anneal_strategy="cosine")
 
 
+def test_resumed_state_continues_the_same_average(tmp_path):
+    """One training loop; `whole` sees every epoch, `resumed` takes over at epoch 3 from the
+    state `first` saved after epoch 2 (through torch.save / weights_only load)."""
+    model, batches = _model(), [Pairs()[i : i + 6] for i in range(0, 24, 6)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    runner = SimpleNamespace(
+        model=model,
+        optimizer=optimizer,
+        scheduler=None,
+        stage_key="train",
+        stage_epoch_len=5,
+        logdir=str(tmp_path),
+        is_train_loader=True,
+    )
+    whole, first, resumed = (SWACallback(start_epoch=2, bn_update=False) for _ in range(3))
+    for callback in (whole, first):
+        callback.on_stage_start(runner)
+    for epoch in range(1, 6):
+        runner.stage_epoch_step = epoch
+        for batch in batches:
+            optimizer.zero_grad()
+            model(batch["features"]).pow(2).mean().backward()
+            optimizer.step()
+        active = [whole, first] if epoch <= 2 else [whole, resumed]
+        for callback in active:
+            callback.on_loader_end(runner)
+        if epoch == 2:
+            torch.save(first.state_dict(), tmp_path / "state.pt")
+            resumed.on_stage_start(runner)
+            resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=True))
+    assert resumed.epochs == whole.epochs == ["train.2", "train.3", "train.4", "train.5"]
+    for key, value in whole.weights().items():
+        torch.testing.assert_close(resumed.weights()[key], value, msg=key)
+
+
 # ------------------------------------------------------------------------------ a real stage
 def test_swa_stage_from_yaml_writes_a_checkpoint_predict_reads(nuclei_data, tmp_path):
     logdir = tmp_path / "run"
