@@ -117,6 +117,30 @@ def test_csv_columns_become_batch_keys(nuclei_data, tmp_path):
             assert item["gsd"].item() == pytest.approx(table[item["name"]])
 
 
+def test_regression_head_trains_on_a_csv_column(nuclei_data, tmp_path):
+    """A batch of the dataset → a scale head → the loss stack's Huber term vs torch's."""
+    root = _data_with_gsd(nuclei_data, tmp_path)
+    dataset = build_segmentation_datasets(root, columns=["gsd"])["valid"]
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))
+    model = _model(num_classes=1, aux_heads={"scale": {"type": "regression"}})
+    batch.update(model(batch["image"]))
+    stack = LossStackCallback(
+        terms={
+            "scale": {
+                "input_key": "scale",
+                "target_key": "gsd",
+                "criterion": {"_target_": "podium.losses.HuberLoss", "ignore_value": float("nan")},
+            }
+        }
+    )
+    runner = SimpleNamespace(batch=batch, batch_size=4, batch_metrics={})
+    stack.on_loader_start(runner)
+    stack.on_batch_end(runner)
+    assert batch["gsd"].shape == batch["scale"].shape == (4, 1)
+    expected = F.huber_loss(batch["scale"], batch["gsd"], delta=1.0)
+    torch.testing.assert_close(runner.batch_metrics["loss"], expected)
+
+
 # ------------------------------------------------------------------------------ loss stack
 def test_loss_stack_adds_the_presence_term_as_configured():
     """The config's own presence-target callback and loss stack vs a hand computation."""
