@@ -3,7 +3,7 @@
 
 Loss stacks, metrics (DDP-exact accumulation), freezing, accumulation/clipping, LR schedules
 sized from the loader, an EMA of the weights, a NaN guard, throughput, overlays and progress
-plots."""
+plots, stochastic weight averaging."""
 
 from podium.callbacks.checkpoint import CheckpointCallback
 from podium.callbacks.ema import EMACallback
@@ -19,6 +19,7 @@ from podium.callbacks.nan_guard import NanGuardCallback
 from podium.callbacks.optimizer import OptimizerCallback
 from podium.callbacks.progress import ProgressPlotCallback
 from podium.callbacks.schedulers import OneCycleCallback, WarmupCosineCallback
+from podium.callbacks.swa import SWACallback
 from podium.callbacks.timer import ThroughputCallback
 from podium.callbacks.visuals import OverlayCallback
 from podium.targets import moved_attribute
@@ -37,6 +38,7 @@ __all__ = [
     "ProgressPlotCallback",
     "R2Callback",
     "SegmentationMetricsCallback",
+    "SWACallback",
     "ThroughputCallback",
     "UnfreezeCallback",
     "WarmupCosineCallback",

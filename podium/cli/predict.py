@@ -45,6 +45,7 @@ FLAGS = (
     "tta",
     "threshold",
     "min_size",
+    "presence_threshold",
     "submission",
     "probabilities",
     "overlays",
@@ -126,6 +127,13 @@ def register(subparsers) -> None:
     )
     how.add_argument("--threshold", type=float, help="probability threshold (default 0.5)")
     how.add_argument("--min-size", type=int, help="remove blobs smaller than this many pixels")
+    how.add_argument(
+        "--presence-threshold",
+        type=float,
+        metavar="T",
+        help="empty mask where the presence head's highest probability is below T "
+        "(models with model aux_heads: {presence: {type: presence}})",
+    )
     how.add_argument(
         "--batch-size", type=int, help="images (or tiles) per forward pass (default 8)"
     )

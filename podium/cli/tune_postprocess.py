@@ -17,6 +17,12 @@ Which images: those of --split in DATA's split file (each needs a map), else eve
 needs an image and a mask in DATA). Mode: one channel is binary; several are multi-label with a
 CSV of classes, else multiclass (softmax, class 0 = background, not tuned); --target overrides.
 
+Presence gating: when the maps come from a model with a presence head (DIR/_presence/NAME.json
+beside every map, written by `podium predict`), a `presence_threshold` T is searched too
+(--presence-thresholds, 0 = no gating always included): an image whose highest presence
+probability is below T gets an empty mask. For each T the classes are tuned on their own as
+above; the T with the best mean score over classes wins (ties: the lower T).
+
 Score (--metric dice | iou), per class: with --aggregate image (default, Kaggle) the mean over
 images of each image's score, an image where both prediction and truth are empty scoring 1 —
 so removing false blobs from empty images pays; with --aggregate dataset the score of the
@@ -40,11 +46,13 @@ from podium.inference.postprocess import (
     binary_class_mask,
     components,
     default_threshold,
+    highest_presence,
     multiclass_class_mask,
 )
 from podium.inference.probability_maps import (
     probability_map_classes,
     probability_map_names,
+    read_presence,
     read_probability_map,
 )
 from podium.metrics.segmentation import default_class_names
@@ -61,6 +69,7 @@ DEFAULT_THRESHOLDS = {
     "multiclass": "0,0.3:0.7:0.05",
 }
 TUNED = "tuned by podium tune-postprocess"
+DEFAULT_PRESENCE_THRESHOLDS = "0:0.95:0.05"
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -112,6 +121,11 @@ def register(subparsers) -> argparse.ArgumentParser:
         "--min-sizes",
         default="0,16,32,64,128",
         help="comma list of pixel counts and START:STOP:STEP ranges (default 0,16,32,64,128)",
+    )
+    parser.add_argument(
+        "--presence-thresholds",
+        help="presence_threshold grid, searched when every map has presence probabilities "
+        f"(DIR/_presence/NAME.json; default {DEFAULT_PRESENCE_THRESHOLDS}, 0 = no gating)",
     )
     parser.add_argument(
         "--metric", default="dice", choices=METRICS, help="score to maximise (default dice)"
@@ -167,6 +181,7 @@ def run(args) -> int:
         raise PodiumError(f"{args.config}: {error}") from None
 
     index = {name: i for i, name in enumerate(dataset.names)}
+    presence = _presence(args, names, mode)
     result = tune(
         names,
         lambda name: read_probability_map(args.probabilities, name),
@@ -177,6 +192,10 @@ def run(args) -> int:
         fills,
         metric=args.metric,
         aggregate=args.aggregate,
+        presence=presence,
+        presence_thresholds=parse_grid(
+            args.presence_thresholds or DEFAULT_PRESENCE_THRESHOLDS, "--presence-thresholds", float
+        ),
     )
     block = result.block(current.fill_holes, len(classes))
     PostProcess.from_config(block, mode=mode, class_names=classes)  # what we write must load
@@ -238,10 +257,24 @@ def parse_grid(text: str, option: str, kind=float) -> list:
 class TuneResult:
     """Scores [class, threshold, min_size] of the grid and of the defaults, and the best pairs."""
 
-    def __init__(self, classes, thresholds, min_sizes, scores, default_scores, default_t):
+    def __init__(
+        self,
+        classes,
+        thresholds,
+        min_sizes,
+        scores,
+        default_scores,
+        default_t,
+        presence_threshold=None,
+    ):
         self.classes, self.thresholds, self.min_sizes = classes, thresholds, min_sizes
         self.scores, self.default_scores, self.default_t = scores, default_scores, default_t
+        self.presence_threshold = presence_threshold  # None: not tuned (no presence maps)
         self.best = [self._best(k) for k in range(len(classes))]
+
+    @property
+    def mean_best(self) -> float:
+        return float(np.mean([score for _, _, score in self.best]))
 
     def _best(self, k: int):
         """(threshold, min_size, score): highest score; ties → smaller min_size, threshold nearest
@@ -258,16 +291,21 @@ class TuneResult:
 
     def block(self, fill_holes, num_classes: int) -> dict:
         """The `postprocess:` block: scalars for one class, else one value per class."""
+        gate = (
+            {}
+            if self.presence_threshold is None
+            else {"presence_threshold": self.presence_threshold}
+        )
         if num_classes == 1:
             t, s, _ = self.best[0]
-            return {"threshold": t, "min_size": s, "fill_holes": fill_holes}
+            return {"threshold": t, "min_size": s, "fill_holes": fill_holes, **gate}
         thresholds, sizes = (
             [self.default_t] * num_classes,
             [0] * num_classes,
         )  # background keeps the defaults
         for c, (t, s, _) in zip(self.classes, self.best):
             thresholds[c], sizes[c] = t, s
-        return {"threshold": thresholds, "min_size": sizes, "fill_holes": fill_holes}
+        return {"threshold": thresholds, "min_size": sizes, "fill_holes": fill_holes, **gate}
 
     def table(self, names: Sequence[str], metric: str) -> str:
         default = f"{metric}@{self.default_t:g}/0"
@@ -283,6 +321,8 @@ class TuneResult:
                 f"{'mean':<{width}}  {'':>9}  {'':>8}  "
                 f"{mean:>7.4f}  {np.mean(self.default_scores):>10.4f}"
             )
+        if self.presence_threshold is not None:
+            lines.append(f"presence_threshold {self.presence_threshold:g} (0: no gating)")
         return "\n".join(lines)
 
 
@@ -296,11 +336,15 @@ def tune(
     fills: Sequence[bool],
     metric: str = "dice",
     aggregate: str = "image",
+    presence: Optional[Sequence[float]] = None,
+    presence_thresholds: Sequence[float] = (0.0,),
 ) -> TuneResult:
     """Score every (class, threshold, min_size) on images `names`.
 
     `load_probabilities(name)` gives float C×H×W, `load_truth(name)` booleans C×H×W (one channel
     per class, multiclass ones one-hot); `fills` is fill_holes per class, as it will be applied.
+    `presence`: each image's highest presence probability (None: no gating is tuned); then
+    every T of `presence_thresholds` (and 0) is scored with the masks of images below T empty.
 
     Per image, class and threshold the mask is built once and split into blobs; a min_size then
     only selects blobs, so its predicted and true-positive pixel counts are sums over the blobs'
@@ -311,10 +355,12 @@ def tune(
     sizes = np.asarray(list(min_sizes) + [0])
     first = load_probabilities(names[0])
     classes = list(range(1, first.shape[0]) if mode == "multiclass" else range(first.shape[0]))
-    shape = (len(classes), len(grid_t), len(sizes))
+    gates = [0.0] if presence is None else sorted({0.0, *map(float, presence_thresholds)})
+    shape = (len(gates), len(classes), len(grid_t), len(sizes))
     counts = np.zeros(shape + (3,))  # tp, fp, fn summed over images (aggregate dataset)
     score_sums = np.zeros(shape)  # per-image scores summed (aggregate image)
     for i, name in enumerate(names):
+        kept = [presence is None or presence[i] >= gate for gate in gates]
         probabilities = first if i == 0 else load_probabilities(name)
         truth = load_truth(name)
         if probabilities.shape[0] != truth.shape[0] or probabilities.shape[1:] != truth.shape[1:]:
@@ -327,6 +373,7 @@ def tune(
         argmax = probabilities.argmax(axis=0) if mode == "multiclass" else None
         for k, c in enumerate(classes):
             gt = truth[c]
+            blank = np.array([0.0, 0.0, float(gt.sum())])  # an empty mask: every true pixel missed
             for j, t in enumerate(grid_t):
                 if mode == "multiclass":
                     mask = multiclass_class_mask(argmax, probabilities[c], c, t, fills[c])
@@ -338,17 +385,30 @@ def tune(
                 tp = keep @ overlap[1:]
                 fp = keep @ areas[1:] - tp
                 fn = int(gt.sum()) - tp
-                if aggregate == "dataset":
-                    counts[k, j] += np.stack([tp, fp, fn], axis=1)
-                else:
-                    score_sums[k, j] += _score(tp, fp, fn, metric)
+                image = np.stack([tp, fp, fn], axis=1)
+                for g, keep in enumerate(kept):
+                    if aggregate == "dataset":
+                        counts[g, k, j] += image if keep else blank
+                    else:
+                        score_sums[g, k, j] += _score(*(image.T if keep else blank), metric)
     if aggregate == "dataset":
         scores = _score(counts[..., 0], counts[..., 1], counts[..., 2], metric)
     else:
         scores = score_sums / len(names)
-    return TuneResult(
-        classes, list(thresholds), list(min_sizes), scores[:, :-1, :-1], scores[:, -1, -1], t0
-    )
+    results = [
+        TuneResult(
+            classes,
+            list(thresholds),
+            list(min_sizes),
+            scores[g, :, :-1, :-1],
+            scores[0, :, -1, -1],  # the defaults: no gating
+            t0,
+            None if presence is None else gate,
+        )
+        for g, gate in enumerate(gates)
+    ]
+    top = max(result.mean_best for result in results)
+    return next(result for result in results if result.mean_best >= top - 1e-12)  # lowest T
 
 
 def _score(tp, fp, fn, metric: str):
@@ -359,6 +419,27 @@ def _score(tp, fp, fn, metric: str):
 
 
 # ---------------------------------------------------------------------- data
+def _presence(args, names: List[str], mode: str) -> Optional[List[float]]:
+    """Each image's highest presence probability (`highest_presence`), when every map has one;
+    else None."""
+    found = [read_presence(args.probabilities, name) for name in names]
+    if all(p is None for p in found):
+        if args.presence_thresholds is not None:
+            raise PodiumError(
+                f"--presence-thresholds: {args.probabilities} has no presence probabilities "
+                "(_presence/NAME.json); expected maps predicted by a model with a presence head"
+            )
+        return None
+    missing = [name for name, p in zip(names, found) if p is None]
+    if missing:
+        raise PodiumError(
+            f"{len(missing)} of {len(names)} maps in {args.probabilities} have no presence "
+            f"probabilities: {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}; "
+            "expected _presence/NAME.json for each (or for none)"
+        )
+    return [highest_presence(p, mode) for p in found]
+
+
 def _names(args) -> List[str]:
     maps = probability_map_names(args.probabilities)
     if args.split is None:

@@ -8,7 +8,7 @@ of a TypeError deep inside Catalyst.
 import inspect
 import os
 from collections import OrderedDict
-from typing import Callable, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from podium.datasets.csv_rle import RleTable
 from podium.datasets.exclusion import apply_exclusion, read_exclusion_list, resolve_data_path
@@ -20,7 +20,7 @@ from podium.datasets.image_folder import (
 )
 from podium.datasets.soft_labels import SelfTrainingDataset, SoftLabelDataset, soft_label_sources
 from podium.datasets.split import read_split, select_names
-from podium.errors import PodiumError, check_keys
+from podium.errors import PodiumError, check_keys, did_you_mean
 
 __all__ = ["build_segmentation_datasets", "build_segmentation_dataset", "check_data_keys"]
 
@@ -47,6 +47,7 @@ def build_segmentation_datasets(
     exclude: Optional[str] = None,
     on_bad_sample: str = "error",
     soft_labels=None,
+    columns: Optional[Sequence[str]] = None,
 ) -> "OrderedDict[str, ImageFolderDataset]":
     """train/valid datasets: by the `split` column, or (with `fold`) valid = fold k, train = the
     rest.
@@ -55,10 +56,18 @@ def build_segmentation_datasets(
     so a held-out test split never leaks into cross-validation. `exclude` (a names file, relative
     to root) removes images from both; `masks_csv` (relative to root) reads masks from a Kaggle
     RLE table; `soft_labels` (folders of podium pseudo-label, see soft_labels.py) appends
-    soft-labeled images to train; the other keys are ImageFolderDataset's.
+    soft-labeled images to train; `columns` (numeric columns of the split file, e.g. [gsd])
+    become per-image targets of aux heads: item[column] is a float32 tensor of shape (1,);
+    the other keys are ImageFolderDataset's.
     """
     _check_root(root)
     df = read_split(root, split_file)
+    values = column_values(df, columns)
+    if values and soft_labels is not None:
+        raise PodiumError(
+            f"data columns {list(values)} and soft_labels cannot be combined: soft-labeled "
+            "images have no row in the split file; expected one of the two"
+        )
     if fold is None:
         names = {
             "train": select_names(df, split=train_split),
@@ -101,10 +110,46 @@ def build_segmentation_datasets(
     datasets = OrderedDict()
     for key in ("train", "valid"):
         _check_not_empty(names[key], key, df, fold, exclude)
-        datasets[key] = ImageFolderDataset(root, names[key], transforms=transforms[key], **common)
+        datasets[key] = ImageFolderDataset(
+            root,
+            names[key],
+            transforms=transforms[key],
+            columns={c: [v[n] for n in names[key]] for c, v in values.items()} or None,
+            **common,
+        )
     if soft_labels is not None:
         datasets = _with_soft_labels(datasets, soft_labels, common)
     return datasets
+
+
+def column_values(df, columns: Optional[Sequence[str]]) -> Dict[str, Dict[str, float]]:
+    """{column: {name: value}} of numeric split-file columns; empty cells are NaN (a loss's
+    `ignore_value: .nan` leaves them out)."""
+    import pandas as pd
+
+    path = df.attrs.get("path", "the split file")
+    if columns is None:
+        return {}
+    if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+        raise PodiumError(f"data columns must be a list of column names, got {columns!r}")
+    values = {}
+    for column in columns:
+        if column not in df.columns or column in ("name", "split", "fold"):
+            raise PodiumError(
+                f'data columns: "{column}" is not a column of split file {path}'
+                f"{did_you_mean(column, [str(c) for c in df.columns])}; "
+                f"columns: {[str(c) for c in df.columns]}"
+            )
+        numbers = pd.to_numeric(df[column], errors="coerce")
+        bad = numbers.isna() & df[column].notna()
+        if bad.any():
+            rows = ", ".join(str(i + 2) for i in bad[bad].index[:5])
+            raise PodiumError(
+                f'data columns: column "{column}" of split file {path} has values that are not '
+                f"numbers in rows {rows} (e.g. {df[column][bad].iloc[0]!r}); expected numbers"
+            )
+        values[column] = dict(zip(df["name"], numbers.astype(float)))
+    return values
 
 
 def _with_soft_labels(datasets, spec, common) -> "OrderedDict[str, SelfTrainingDataset]":

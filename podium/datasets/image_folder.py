@@ -78,7 +78,8 @@ class FolderLayout(NamedTuple):
 
 class ImageFolderDataset(Dataset):
     """Items: `image` float32 C×H×W, `mask` (see the targets above; absent without masks),
-    `name`."""
+    `name`, and one float32 tensor of shape (1,) per key of `columns` ({key: one value per
+    name}, e.g. a split-file column for an aux head)."""
 
     def __init__(
         self,
@@ -98,6 +99,7 @@ class ImageFolderDataset(Dataset):
         class_names: Optional[Sequence[str]] = None,
         in_channels: Optional[int] = None,
         on_bad_sample: str = "error",
+        columns: Optional[Dict[str, Sequence[float]]] = None,
     ):
         self.root = str(root)
         if not os.path.isdir(self.root):
@@ -105,6 +107,10 @@ class ImageFolderDataset(Dataset):
                 f"data folder {self.root} does not exist (expected images/ and masks/ inside)"
             )
         self.names = [str(n) for n in names]
+        self.columns = {
+            str(key): torch.tensor(values, dtype=torch.float32).view(-1, 1)
+            for key, values in (columns or {}).items()
+        }
         self.transforms = build_transforms(transforms) if not callable(transforms) else transforms
         self.normalizer = build_normalizer(normalize)
         self.channels = _check_channels(channels)
@@ -197,6 +203,8 @@ class ImageFolderDataset(Dataset):
         }
         if mask is not None:
             item["mask"] = self._mask_tensor(mask)
+        for key, values in self.columns.items():
+            item[key] = values[index]
         return item
 
     def _mark_bad(self, index: int, reason: str) -> None:

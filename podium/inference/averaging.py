@@ -6,7 +6,8 @@ checkpoints (`checkpoints/<stage>.<epoch>.pth`, as many as its CheckpointCallbac
 optionally recomputes the BatchNorm statistics on the run's train loader (built by the CLI) with
 `torch.optim.swa_utils.update_bn` (`--bn-update`: the average of several running statistics
 is not the statistics of the averaged weights), and writes a checkpoint with
-`model_state_dict` that predict, submit and `init_from:` read like any other.
+`model_state_dict` that predict, submit and `init_from:` read like any other (the writer and the
+BatchNorm update live in `podium.models.averaging`, shared with `podium.callbacks.SWACallback`).
 """
 
 import re
@@ -14,11 +15,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import torch
-from torch.optim.swa_utils import AveragedModel, update_bn
+from torch.optim.swa_utils import AveragedModel
 
 from podium import checkpoints
-from podium.compat.checkpoint import save_checkpoint
 from podium.errors import PodiumError
+from podium.models.averaging import AVERAGED_KEY, update_batchnorm, write_average
 
 __all__ = [
     "AVERAGED_KEY",
@@ -30,7 +31,6 @@ __all__ = [
     "run_of",
 ]
 
-AVERAGED_KEY = "averaged_from"  # the files an averaged checkpoint was made of
 _EPOCH_FILE = re.compile(r"^(?P<stage>.+)\.(?P<epoch>\d+)\.pth$")
 
 
@@ -96,29 +96,6 @@ def average_weights(model, paths: Sequence[Path], ema: bool = False) -> Dict[str
             averaged = AveragedModel(model, use_buffers=True)
         averaged.update_parameters(model)
     return {k: v.detach().clone() for k, v in averaged.module.state_dict().items()}
-
-
-def update_batchnorm(model, loader, input_key: str, device) -> None:
-    """torch's update_bn over the loader's `input_key` tensors (batches are dicts)."""
-    update_bn((batch[input_key] for batch in loader), model, device=device)
-
-
-def write_average(path, weights, sources: Sequence[Path], bn_updated: bool) -> Path:
-    """An averaged checkpoint, written atomically; never over a checkpoint of training."""
-    path = Path(path)
-    if path.is_file() and AVERAGED_KEY not in checkpoints.read(path, mmap=True):
-        raise PodiumError(
-            f"--out {path} exists and is not an averaged checkpoint; expected a new file name "
-            f"(the checkpoints training wrote are kept)"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint = {
-        "model_state_dict": weights,
-        AVERAGED_KEY: [str(p) for p in sources],
-        "bn_updated": bool(bn_updated),
-    }
-    save_checkpoint(checkpoint, str(path))
-    return path
 
 
 def run_of(path) -> Optional[Path]:

@@ -98,9 +98,9 @@ def apply_flags(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Dict[str
     """A copy of `config` with the command-line flags that were given (not None) on top.
 
     flags: runs, checkpoints, weights (lists), data, split, fold, names, out, tta, threshold,
-    min_size, submission, probabilities, overlays, masks, tile_size, tile_overlap, device,
-    batch_size, num_workers, progress, ema. `--data DIR` starts a new selection: the YAML's split /
-    fold / names are dropped unless given as flags too.
+    min_size, presence_threshold, submission, probabilities, overlays, masks, tile_size,
+    tile_overlap, device, batch_size, num_workers, progress, ema. `--data DIR` starts a new
+    selection: the YAML's split / fold / names are dropped unless given as flags too.
     """
     config = copy.deepcopy(dict(config))
     given = {key: value for key, value in flags.items() if value is not None and value != []}
@@ -130,7 +130,11 @@ def apply_flags(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Dict[str
     ):
         if key in given:
             config[key] = str(given[key]) if key == "out" else given[key]
-    post = {"threshold": "threshold", "min_size": "min_size"}
+    post = {
+        "threshold": "threshold",
+        "min_size": "min_size",
+        "presence_threshold": "presence_threshold",
+    }
     if any(flag in given for flag in post):
         block = config.get("postprocess")
         block = dict(block) if isinstance(block, Mapping) else {}

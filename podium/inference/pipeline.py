@@ -17,6 +17,7 @@ metrics, timings.
 Files in `out`: masks/NAME.png (binary 0/255, multiclass class index; multilabel
 masks/CLASS/NAME.png 0/255), probabilities/ (uint8 p × 255, see probability_maps.py),
 overlays/NAME.png, metrics.json (with per-image Dice / IoU when masks are known), timings.json,
+probabilities/_presence/NAME.json (models with a presence head, with the probabilities),
 predict_config.yml (the resolved config); whatever the `writers:` write (writers.py), with their
 numbers in metrics.json under each writer's key. A run whose `data:` block names its own builder
 (`_target_`, another task's targets) is read without masks: its targets are not masks/ files.
@@ -48,7 +49,7 @@ from podium.inference.ensemble import Ensemble
 from podium.inference.geometry import ImagePipeline, WithOriginalSize
 from podium.inference.postprocess import PostProcess
 from podium.inference.predictor import Predictor, default_device
-from podium.inference.probability_maps import write_probability_map
+from podium.inference.probability_maps import write_presence, write_probability_map
 from podium.inference.sharding import Shards
 from podium.inference.submission import SubmissionWriter
 from podium.inference.tiles import TiledPrediction
@@ -327,7 +328,13 @@ class Outputs:
         return self.class_names
 
     def write(
-        self, name: str, image: np.ndarray, probabilities: np.ndarray, mask: np.ndarray, target
+        self,
+        name: str,
+        image: np.ndarray,
+        probabilities: np.ndarray,
+        mask: np.ndarray,
+        target,
+        presence: Optional[np.ndarray] = None,
     ) -> None:
         if self.options["masks"]:
             if self.mode == "multilabel":
@@ -344,6 +351,8 @@ class Outputs:
         if self.options["probabilities"]:
             names = None if self.mode == "binary" else self.class_names
             write_probability_map(self.out / "probabilities", name, probabilities, names)
+            if presence is not None:
+                write_presence(self.out / "probabilities", name, presence)
         if self.options["overlays"]:
             write_overlay(
                 self.out / "overlays" / f"{name}.png",
@@ -592,6 +601,12 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
             Predictor(m.model, device=device, mode=m.mode, tta=tta, tiles=tiles, **speed)
             for m in models
         ]
+        if post.presence_threshold is not None and all(p.presence_key is None for p in predictors):
+            raise PodiumError(
+                f"postprocess presence_threshold is {post.presence_threshold} but no model has a "
+                f"presence head ({', '.join(m.run for m in models)}); expected a run trained with "
+                "model aux_heads: {presence: {type: presence}}, or no presence_threshold"
+            )
         if not predictors[0].precision.is_default and shards.is_main:
             print(f"=> {predictors[0].precision.describe()}")  # what `auto` chose, and why
         data = dict(config["data"])
@@ -681,17 +696,22 @@ def _predict_images(
         dynamic_ncols=True,
     )
     for batches in zip(*loaders):
-        per_model: List[Optional[List[np.ndarray]]] = [None] * len(models)
+        per_model: List[Optional[List[Tuple[np.ndarray, Optional[np.ndarray]]]]] = [None] * len(
+            models
+        )
         for group, batch in zip(groups, batches):
             for index, predictor in group.members:
                 per_model[index] = _predict_batch(predictor, group, batch)
         reference = batches[0]
         for i, sample in enumerate(reference):
             probabilities = (
-                ensemble([p[i] for p in per_model], weights) if len(models) > 1 else per_model[0][i]
+                ensemble([p[i][0] for p in per_model], weights)
+                if len(models) > 1
+                else per_model[0][i][0]
             )
             probabilities = np.asarray(probabilities, dtype=np.float32)
-            mask = post(probabilities)
+            presence = _presence([p[i][1] for p in per_model], weights)
+            mask = post(probabilities, presence)
             target = sample["mask"].numpy() if "mask" in sample else None
             if scores is not None:
                 scores.add(sample["name"], mask, target)
@@ -700,17 +720,26 @@ def _predict_images(
                 if outputs.options["overlays"]
                 else None
             )
-            outputs.write(sample["name"], image, probabilities, mask, target)
+            outputs.write(sample["name"], image, probabilities, mask, target, presence)
             timings.images += 1
             progress.update(1)
     progress.close()
 
 
+def _presence(per_model: List[Optional[np.ndarray]], weights) -> Optional[np.ndarray]:
+    """The weighted mean presence of the models that have a presence head (None: no model)."""
+    found = [(p, w) for p, w in zip(per_model, weights) if p is not None]
+    if not found:
+        return None
+    return np.average(np.stack([p for p, _ in found]), axis=0, weights=[w for _, w in found])
+
+
 def _predict_batch(
     predictor: Predictor, group: ReadingGroup, batch: List[Dict[str, Any]]
-) -> List[np.ndarray]:
-    """Probabilities K×H×W (original size, float32 numpy) per sample; same-size runs are stacked."""
-    out: List[Optional[np.ndarray]] = [None] * len(batch)
+) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    """(probabilities K×H×W at the original size, presence K or None) per sample, float32 numpy;
+    same-size runs are stacked."""
+    out: List[Optional[Tuple[np.ndarray, Optional[np.ndarray]]]] = [None] * len(batch)
     start = 0
     while start < len(batch):
         end = start + 1
@@ -718,9 +747,12 @@ def _predict_batch(
         while end < len(batch) and batch[end]["image"].shape == shape:
             end += 1
         images = torch.stack([sample["image"] for sample in batch[start:end]])
-        probabilities = predictor(images).float().cpu().numpy()
+        maps, presence = predictor.outputs(images)
+        probabilities = maps.float().cpu().numpy()
+        presence = None if presence is None else presence.float().cpu().numpy()
         for offset, p in enumerate(probabilities):
-            out[start + offset] = group.inverse(p, batch[start + offset]["original_size"])
+            original = group.inverse(p, batch[start + offset]["original_size"])
+            out[start + offset] = (original, None if presence is None else presence[offset])
         start = end
     return out
 

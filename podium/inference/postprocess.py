@@ -20,6 +20,12 @@ writes it). Per class, in this order:
    holes filled in step 2, so a ring-shaped prediction is one object of its filled size. When
    nothing survives the mask is empty.
 
+4. **presence_threshold** (one value, optional; models with a presence head,
+   `podium.models.aux_heads`): when the image's highest presence probability (over classes) is
+   below it, the whole mask is empty (multiclass: over the classes ≥ 1, the background is
+   always present). `post(probabilities, presence)` takes the image's K presence
+   probabilities; without the key nothing is gated.
+
 Modes (what `__call__` returns):
 
 - `binary`: 1×H×W (or H×W) → H×W uint8 {0, 1}.
@@ -54,10 +60,12 @@ __all__ = [
     "binary_class_mask",
     "multiclass_class_mask",
     "as_numpy",
+    "highest_presence",
 ]
 
 MODES = ("binary", "multilabel", "multiclass")
-CONFIG_KEYS = ("threshold", "min_size", "fill_holes")
+CONFIG_KEYS = ("threshold", "min_size", "fill_holes", "presence_threshold")
+PER_CLASS_KEYS = ("threshold", "min_size", "fill_holes")
 CONNECTIVITY = 8
 
 
@@ -71,6 +79,14 @@ def as_numpy(array) -> np.ndarray:
     if hasattr(array, "detach"):
         array = array.detach().cpu().numpy()
     return np.asarray(array)
+
+
+def highest_presence(presence, mode: str) -> float:
+    """The image's highest presence probability over its classes (multiclass: not class 0)."""
+    presence = as_numpy(presence).reshape(-1)
+    return float(
+        presence[1:].max() if mode == "multiclass" and presence.size > 1 else presence.max()
+    )
 
 
 def fill_enclosed(mask: np.ndarray) -> np.ndarray:
@@ -123,8 +139,14 @@ class PostProcess:
         fill_holes=False,
         mode: str = "binary",
         class_names: Optional[Sequence[str]] = None,
+        presence_threshold: Optional[float] = None,
     ):
         self.mode = check_choice(mode, MODES, "post-processing mode")
+        self.presence_threshold = (
+            None
+            if presence_threshold is None
+            else check_probability(presence_threshold, "postprocess presence_threshold")
+        )
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         if self.class_names is not None and mode == "binary" and len(self.class_names) != 1:
             raise PodiumError(
@@ -162,20 +184,37 @@ class PostProcess:
             config.get("fill_holes", False),
             mode,
             class_names,
+            config.get("presence_threshold"),
         )
 
     def to_config(self) -> dict:
         """The `postprocess:` block that rebuilds this object."""
-        return {
+        block = {
             "threshold": self.threshold,
             "min_size": self.min_size,
             "fill_holes": self.fill_holes,
         }
+        if self.presence_threshold is not None:
+            block["presence_threshold"] = self.presence_threshold
+        return block
 
-    def __call__(self, probabilities) -> np.ndarray:
+    def __call__(self, probabilities, presence=None) -> np.ndarray:
         probabilities = as_numpy(probabilities)
         if probabilities.ndim == 4:  # a batch
-            return np.stack([self(p) for p in probabilities])
+            presence = [None] * len(probabilities) if presence is None else presence
+            return np.stack([self(p, q) for p, q in zip(probabilities, presence)])
+        mask = self._mask(probabilities)
+        if self.presence_threshold is not None:
+            if presence is None:
+                raise PodiumError(
+                    f"postprocess presence_threshold {self.presence_threshold} needs the image's "
+                    "presence probabilities: a model with a presence head (model aux_heads)"
+                )
+            if highest_presence(presence, self.mode) < self.presence_threshold:
+                mask = np.zeros_like(mask)
+        return mask
+
+    def _mask(self, probabilities: np.ndarray) -> np.ndarray:
         if probabilities.ndim == 2 and self.mode == "binary":
             probabilities = probabilities[None]
         if probabilities.ndim != 3:
@@ -218,7 +257,7 @@ class PostProcess:
     def per_class(self, num_classes: int) -> Tuple[List, List, List]:
         """(thresholds, min_sizes, fill_holes), one value per class; a list of the wrong length is
         an error."""
-        return tuple(self._expand(key, num_classes) for key in CONFIG_KEYS)
+        return tuple(self._expand(key, num_classes) for key in PER_CLASS_KEYS)
 
     def _expand(self, key: str, num_classes: int) -> list:
         value = getattr(self, key)
@@ -235,7 +274,8 @@ class PostProcess:
     def __repr__(self) -> str:
         return (
             f"PostProcess(mode={self.mode!r}, threshold={self.threshold}, "
-            f"min_size={self.min_size}, fill_holes={self.fill_holes})"
+            f"min_size={self.min_size}, fill_holes={self.fill_holes}, "
+            f"presence_threshold={self.presence_threshold})"
         )
 
 

@@ -9,9 +9,15 @@ tiles.
 
 TTA averages probabilities (not logits) and so do the tiles, so an ensemble of predictors
 (`podium.inference.ensemble`) averages like-for-like maps.
+
+A model with aux heads (`podium.models.aux_heads`) returns a dict: its "logits" are the mask,
+and its presence head (if any) gives per-image presence probabilities B×K (sigmoid), averaged
+over the TTA views and, with tiles, the highest over an image's tiles ("some tile holds the
+class"): `Predictor.outputs(images)` returns both, `Predictor(images)` the maps only.
 """
 
-from typing import Any, Callable, Iterator, Optional, Tuple
+from functools import partial
+from typing import Any, Callable, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -19,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from podium.errors import PodiumError
+from podium.models.aux_heads import MASK_KEY, presence_head_name
 from podium.models.precision import Precision
 
 __all__ = ["Predictor", "default_device", "MODES", "activation_of"]
@@ -78,32 +85,63 @@ class Predictor:
         self.mode = mode
         self.tta = tta
         self.tiles = tiles
+        self.presence_key = presence_head_name(model)  # None: the model has no presence head
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device)
-        if self.tiles is not None:
-            return torch.stack([self.tiles(self._views, image) for image in images])
-        return self._views(images)
+        return self.outputs(images)[0]
 
-    def _views(self, images: torch.Tensor) -> torch.Tensor:
-        return (
-            self.tta(self.probabilities, images)
-            if self.tta is not None
-            else self.probabilities(images)
-        )
+    @torch.no_grad()
+    def outputs(self, images: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(probabilities B×K×H×W, presence probabilities B×K or None without a presence head)."""
+        images = images.to(self.device)
+        if self.tiles is None:
+            presence: List[torch.Tensor] = []
+            maps = self._views(images, presence)
+            return maps, (presence[0] if presence else None)
+        maps, per_image = [], []
+        for image in images:
+            tiles: List[torch.Tensor] = []
+            maps.append(self.tiles(partial(self._views, presence=tiles), image))
+            if tiles:
+                per_image.append(torch.cat(tiles).amax(dim=0))
+        return torch.stack(maps), (torch.stack(per_image) if per_image else None)
+
+    def _views(self, images: torch.Tensor, presence: List[torch.Tensor]) -> torch.Tensor:
+        """TTA'd maps of `images`; their presence (mean over the views) appended to `presence`."""
+        views: List[torch.Tensor] = []
+
+        def forward(batch: torch.Tensor) -> torch.Tensor:
+            maps, view_presence = self._forward(batch)
+            if view_presence is not None:  # TTA may batch several views: k·B rows
+                views.extend(view_presence.view(-1, len(images), view_presence.shape[-1]))
+            return maps
+
+        maps = self.tta(forward, images) if self.tta is not None else forward(images)
+        if views:
+            presence.append(torch.stack(views).mean(dim=0))
+        return maps
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """One forward pass and the activation of the mode."""
+        return self._forward(images)[0]
+
+    def _forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(probabilities, presence probabilities or None) of one forward pass."""
         logits = self.precision.forward(self.forward, self.model, self.precision.inputs(images))
+        presence = None
+        if isinstance(logits, Mapping) and MASK_KEY in logits:
+            if self.presence_key is not None:
+                presence = torch.sigmoid(logits[self.presence_key].float())
+            logits = logits[MASK_KEY]
         if not isinstance(logits, torch.Tensor):
             raise PodiumError(
                 f"the model returned {type(logits).__name__}; "
                 "podium predict expects a logits tensor B×K×H×W"
             )
         if activation_of(self.mode, logits.shape[1]) == "sigmoid":
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=1)
+            return torch.sigmoid(logits), presence
+        return torch.softmax(logits, dim=1), presence
 
     def predict_dataset(
         self, dataset: Dataset, batch_size: int = 8, num_workers: int = 0

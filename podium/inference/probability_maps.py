@@ -5,6 +5,7 @@ Layout of a folder written by `write_probability_map`:
     DIR/classes.json        {"classes": [...], "scale": 255}: the channel order
     DIR/NAME.png            one class (binary): grey PNG
     DIR/CLASS/NAME.png      several classes: one sub-folder per class, named as the class
+    DIR/_presence/NAME.json {"presence": [p per class]}: a presence head's probabilities
 
 8 bits keep the files small and lossless PNG keeps them exact: reading back gives p within
 1/510 of what was written (round-to-nearest of p × 255), far below any threshold step worth
@@ -34,9 +35,13 @@ __all__ = [
     "read_probability_maps",
     "probability_map_names",
     "probability_map_classes",
+    "write_presence",
+    "read_presence",
+    "PRESENCE_FOLDER",
 ]
 
 MANIFEST = "classes.json"
+PRESENCE_FOLDER = "_presence"
 SCALE = 255
 _OUT_OF_RANGE = 1e-3  # averaging may overshoot 1 by float error; more than this is a bug (logits?)
 
@@ -70,6 +75,31 @@ def write_probability_map(
     quantised = np.rint(np.clip(probabilities, 0.0, 1.0) * SCALE).astype(np.uint8)
     for c, _class_name in enumerate(classes):
         write_image(_png_path(folder, classes, c, name), quantised[c])
+
+
+def write_presence(folder, name: str, presence) -> None:
+    """Write image `name`'s presence probabilities (one per class) into folder/_presence/."""
+    _check_name(name)
+    values = [float(v) for v in np.asarray(as_numpy(presence), dtype=np.float64).reshape(-1)]
+    path = Path(folder) / PRESENCE_FOLDER / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps({"presence": values})))
+
+
+def read_presence(folder, name: str) -> Optional[np.ndarray]:
+    """float64 presence probabilities of image `name` (one per class); None if not written."""
+    path = Path(folder) / PRESENCE_FOLDER / f"{name}.json"
+    if not path.is_file():
+        return None
+    try:
+        values = np.asarray(json.loads(path.read_text())["presence"], dtype=np.float64)
+    except (ValueError, KeyError, TypeError) as error:
+        raise PodiumError(
+            f'cannot read {path}: {error}; expected {{"presence": [probabilities]}}'
+        ) from None
+    if values.ndim != 1 or not values.size or not np.all((values >= 0) & (values <= 1)):
+        raise PodiumError(f"{path} holds {values.tolist()}; expected probabilities in [0, 1]")
+    return values
 
 
 def read_probability_map(folder, name: str) -> np.ndarray:

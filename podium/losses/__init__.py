@@ -13,6 +13,7 @@ from podium.losses.dice import DiceLoss
 from podium.losses.focal import BinaryFocalLoss, FocalLoss, SoftmaxFocalLoss
 from podium.losses.jaccard import JaccardLoss
 from podium.losses.lovasz import LovaszLoss
+from podium.losses.presence import presence_targets
 from podium.losses.regression import CosineSimilarityLoss, HuberLoss, L1Loss, SmoothL1Loss
 from podium.losses.soft_labels import KLDivLoss, SoftTargetBCEWithLogitsLoss
 from podium.targets import moved_attribute
@@ -34,6 +35,7 @@ __all__ = [
     "CosineSimilarityLoss",
     "KLDivLoss",
     "SoftTargetBCEWithLogitsLoss",
+    "presence_targets",
 ]
 
 # the tasks' own losses (podium/tasks), still named here by older configs

@@ -6,6 +6,9 @@ pytorch-toolbelt 0.8.0 ships encoders, decoders and heads but no ready segmentat
     image ─► pad ─► GenericTimmEncoder ─► UNetDecoder | FPNDecoder ─► ResizeHead (1×1 conv,
     upsample to the padded size) ─► crop ─► logits (N, num_classes, H, W)
 
+With `aux_heads:` (podium.models.aux_heads) the coarsest encoder map also feeds per-image heads
+and the model returns the dict {"logits": the mask logits, <head name>: N×outputs}.
+
 Registered as "unet" and "fpn" (`create_model("unet", ...)`, `_target_:
 podium.models.create_model` + `name: unet` in YAML); `build_segmentation_model(architecture,
 ...)`, the `_target_` of configs written before the registry, builds the same model. Bad input
@@ -13,11 +16,12 @@ podium.models.create_model` + `name: unet` in YAML); `build_segmentation_model(a
 `PodiumError`. No Catalyst here: models know nothing of the training loop.
 """
 
-from typing import List, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from torch import Tensor, nn
 
 from podium.errors import PodiumError, did_you_mean
+from podium.models.aux_heads import MASK_KEY, aux_outputs, build_aux_heads
 from podium.models.base import PaddedModel
 from podium.models.encoders import Pretrained, create_encoder
 from podium.models.registry import register_model
@@ -42,12 +46,11 @@ class SegmentationModel(PaddedModel):
     Attributes: `encoder` (toolbelt `GenericTimmEncoder`; the runner freezes it per stage),
     `decoder` (toolbelt `UNetDecoder` / `FPNDecoder`), `head` (toolbelt `ResizeHead` with a
     1×1 conv to `num_classes`, bilinear upsampling to the input size), `pad_multiple` (the
-    encoder's coarsest stride, usually 32), `architecture`, `encoder_name`, `num_classes`.
-    Inputs are reflect-padded at the bottom / right to multiples of `pad_multiple` and the
-    logits cropped back to H×W (`podium.models.base.PaddedModel`).
+    encoder's coarsest stride, usually 32), `architecture`, `encoder_name`, `num_classes`,
+    `aux_heads` (an `nn.ModuleDict`, empty without aux heads: then the output is the logits
+    tensor, else a dict). Inputs are reflect-padded at the bottom / right to multiples of
+    `pad_multiple` and the logits cropped back to H×W (`podium.models.base.PaddedModel`).
     """
-
-    map_strides = 1
 
     def __init__(
         self,
@@ -57,21 +60,27 @@ class SegmentationModel(PaddedModel):
         architecture: str = "",
         encoder_name: str = "",
         num_classes: int = 1,
+        aux_heads: Optional[nn.ModuleDict] = None,
     ):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.head = head
+        self.aux_heads = aux_heads if aux_heads is not None else nn.ModuleDict()
+        self.map_strides = {MASK_KEY: 1} if len(self.aux_heads) else 1  # per-image heads: as is
         self.pad_multiple = int(max(encoder.get_output_spec().strides))
         self.architecture = architecture
         self.encoder_name = encoder_name
         self.num_classes = num_classes
 
-    def forward_padded(self, image: Tensor) -> Tensor:
-        """Logits for an input whose sides are already multiples of `pad_multiple`."""
+    def forward_padded(self, image: Tensor) -> Union[Tensor, Dict[str, Tensor]]:
+        """Logits (and the aux heads' outputs) for sides that are multiples of `pad_multiple`."""
         features = self.encoder(image)
         decoded = self.decoder(features)
-        return self.head(decoded, output_size=image.shape[-2:])
+        logits = self.head(decoded, output_size=image.shape[-2:])
+        if not len(self.aux_heads):
+            return logits
+        return {MASK_KEY: logits, **aux_outputs(self.aux_heads, features[-1])}
 
 
 def _check_architecture(architecture) -> str:
@@ -109,6 +118,7 @@ def build_segmentation_model(
     pretrained: Pretrained = False,
     decoder_channels: Union[None, int, Sequence[int]] = None,
     dropout: float = 0.0,
+    aux_heads: Optional[Mapping[str, Any]] = None,
 ) -> SegmentationModel:
     """A U-Net or FPN (`create_model("unet" | "fpn", ...)`); also the `_target_` of configs
     written before `create_model`, whose `architecture: unet` is `name: unet` now."""
@@ -144,6 +154,7 @@ def build_segmentation_model(
         architecture=architecture,
         encoder_name=encoder,
         num_classes=num_classes,
+        aux_heads=build_aux_heads(aux_heads, spec.channels[-1], num_classes),
     )
 
 
@@ -155,6 +166,7 @@ def unet(
     pretrained: Pretrained = False,
     decoder_channels: Union[None, int, Sequence[int]] = None,
     dropout: float = 0.0,
+    aux_heads: Optional[Mapping[str, Any]] = None,
 ) -> SegmentationModel:
     """A U-Net on any timm encoder, returning logits at input resolution.
 
@@ -162,9 +174,10 @@ def unet(
     decoder_channels: one int for all stages or a list fine to coarse (default 16·stride: 32 at
     stride 2 up to 256 at stride 16). dropout: Dropout2d rate before the 1×1 head conv.
     pretrained: false, true (timm's weights from the local cache) or a weights file
-    (`podium.models.encoders`).
+    (`podium.models.encoders`). aux_heads: per-image heads on the coarsest encoder map,
+    {name: {type: presence | regression, ...}} (`podium.models.aux_heads`).
     """
-    args = (encoder, in_channels, num_classes, pretrained, decoder_channels, dropout)
+    args = (encoder, in_channels, num_classes, pretrained, decoder_channels, dropout, aux_heads)
     return build_segmentation_model("unet", *args)
 
 
@@ -176,10 +189,11 @@ def fpn(
     pretrained: Pretrained = False,
     decoder_channels: Union[None, int, Sequence[int]] = None,
     dropout: float = 0.0,
+    aux_heads: Optional[Mapping[str, Any]] = None,
 ) -> SegmentationModel:
     """An FPN on any timm encoder, returning logits at input resolution.
 
     decoder_channels: one int (default 128). The other arguments as for `unet`.
     """
-    args = (encoder, in_channels, num_classes, pretrained, decoder_channels, dropout)
+    args = (encoder, in_channels, num_classes, pretrained, decoder_channels, dropout, aux_heads)
     return build_segmentation_model("fpn", *args)

@@ -16,6 +16,7 @@ __all__ = [
     "check_references",
     "check_stage_references",
     "check_model_fits_data",
+    "check_model_outputs",
     "check_ignored_pixels",
     "check_metric_keys",
     "explain_missing_batch_metric",
@@ -60,6 +61,8 @@ def check_stage_references(
     """Each callback of the stage names a loader, criterion, optimizer and scheduler it has."""
     from catalyst.callbacks import CriterionCallback, SchedulerCallback
     from catalyst.core.callback import IOptimizerCallback, ISchedulerCallback
+
+    from podium.callbacks.swa import SWACallback
 
     loaders = list(loaders)
     callbacks = stage_config.get("callbacks") or {}
@@ -110,11 +113,28 @@ def check_stage_references(
                 f"{where} ({factory.__name__}) needs an `optimizer:` block in stage {stage}, "
                 "which has none; expected e.g. optimizer: {_target_: torch.optim.AdamW, lr: 0.001}"
             )
+        if _is(factory, SWACallback):
+            _check_swa(where, stage, stage_config, params)
         if _is(factory, CriterionCallback) and "criterion" not in stage_config:
             raise PodiumError(
                 f"{where} ({factory.__name__}) needs a `criterion:` block in stage {stage}, "
                 "which has none; expected e.g. criterion: {_target_: torch.nn.BCEWithLogitsLoss}"
             )
+
+
+def _check_swa(where: str, stage: str, stage_config: Mapping[str, Any], params: Mapping) -> None:
+    """SWACallback's start_epoch lies inside the stage; its lr and a scheduler do not fight."""
+    epochs, start = stage_config.get("num_epochs"), params.get("start_epoch", 1)
+    if isinstance(epochs, int) and isinstance(start, int) and start > epochs:
+        raise PodiumError(
+            f"{where}/start_epoch {start} is beyond stage {stage}, which has {epochs} "
+            f"epoch(s); expected 1..{epochs} (the first epoch whose weights are averaged)"
+        )
+    if params.get("lr") is not None and stage_config.get("scheduler") is not None:
+        raise PodiumError(
+            f"{where}/lr sets the LR through SWALR, but stage {stage} has a scheduler too; "
+            "expected no scheduler in the SWA stage, or lr: null to keep the stage's schedule"
+        )
 
 
 def _model_params(model_config: Mapping[str, Any], factory) -> dict:
@@ -177,6 +197,21 @@ def check_model_fits_data(
             )
 
 
+def check_model_outputs(config: Mapping[str, Any]) -> None:
+    """A model with aux heads returns a dict, which joins the batch only with output_key null
+    (a string key would nest the dict under it and every callback would miss its keys)."""
+    model, runner = config.get("model"), config.get("runner")
+    if not isinstance(model, Mapping) or not model.get("aux_heads"):
+        return
+    output_key = (runner or {}).get("output_key", "logits") if isinstance(runner, Mapping) else None
+    if output_key is not None:
+        raise PodiumError(
+            f"model/aux_heads makes the model return a dict (logits, "
+            f"{', '.join(map(str, model['aux_heads']))}), but runner/output_key is "
+            f"{output_key!r}; expected runner: {{output_key: null}} so its keys join the batch"
+        )
+
+
 def check_references(
     config: Mapping[str, Any], stage: str, datasets: Optional[Mapping[str, Any]]
 ) -> None:
@@ -196,6 +231,7 @@ def check_references(
                 f"its {type(dataset).__name__} has 0 samples; expected at least one"
             )
     check_model_fits_data(config.get("model"), datasets, stage)
+    check_model_outputs(config)
     check_ignored_pixels(config, stage, datasets)
 
 
