@@ -461,3 +461,57 @@ def test_writers_obey_safe_targets(monkeypatch):
     assert check_writers([{"_target_": WRITER}])
     with pytest.raises(PodiumError, match="PODIUM_SAFE_TARGETS"):
         check_writers([{"_target_": "collections.OrderedDict"}])
+
+
+def test_tune_postprocess_instances_writes_the_best_writer_settings(tmp_path, capsys):
+    """`podium tune-postprocess --instances`: the grid of tune_instances on the maps, the best
+    (seed, mask, min size) written into the InstanceWriter's entry, the rest of the YAML kept."""
+    from podium.cli.main import main as podium_main
+    from podium.inference.probability_maps import read_probability_map, write_probability_map
+    from podium.tasks.instances.tune import tune_instances
+
+    root = _instance_folder(tmp_path / "data")
+    maps, truths = tmp_path / "maps", {}
+    for path in sorted((root / "instances").iterdir()):
+        labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.int32)
+        truths[path.stem] = labels
+        targets = np.moveaxis(instance_targets(labels, 2, 2), -1, 0) * 0.9
+        write_probability_map(maps, path.stem, targets, ["body", "border", "contact"])
+    infer = tmp_path / "infer.yml"
+    infer.write_text(
+        "# instances of my run\n"
+        "models:\n  - {run: logs/x}\n"
+        "writers:\n"
+        f"  - _target_: {WRITER}\n"
+        "    method: watershed   # body/border/contact\n"
+        "    seed_threshold: 0.95\n"
+        "    mask_threshold: 0.5\n"
+        "    min_size: 0\n"
+        "    polygons: true\n"
+        "out: preds\n"
+    )
+    argv = ["tune-postprocess", "--instances", "--probabilities", str(maps), "--data", str(root)]
+    argv += ["--config", str(infer), "--seed-thresholds", "0.5,0.95", "--mask-thresholds", "0.5"]
+    assert podium_main(argv + ["--min-sizes", "0,500"]) == 0
+    expected, rows = tune_instances(
+        {name: read_probability_map(maps, name) for name in truths},
+        truths,
+        [0.5, 0.95],
+        [0.5],
+        [0, 500],
+    )
+    keys = ("seed_threshold", "mask_threshold", "min_size")
+    writer = yaml.safe_load(infer.read_text())["writers"][0]
+    assert {k: writer[k] for k in keys} == {k: expected[k] for k in keys}
+    assert len(rows) == 4 and writer["seed_threshold"] == 0.5  # 0.95: no seeds at 0.9
+    assert writer["polygons"] is True and writer["method"] == "watershed"
+    text = infer.read_text()
+    assert "# instances of my run" in text and "tuned by podium tune-postprocess" in text
+
+    infer.write_text("models:\n  - {run: logs/x}\nout: preds\n")
+    capsys.readouterr()
+    assert podium_main(argv) == 1
+    assert capsys.readouterr().err.strip() == (
+        f"podium: error: {infer}: --instances tunes the InstanceWriter of its writers: block, "
+        "and there is none (see configs/nuclei/infer_instances.yml)"
+    )

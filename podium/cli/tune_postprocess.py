@@ -23,6 +23,12 @@ beside every map, written by `podium predict`), a `presence_threshold` T is sear
 probability is below T gets an empty mask. For each T the classes are tuned on their own as
 above; the T with the best mean score over classes wins (ties: the lower T).
 
+Instances (--instances): the InstanceWriter of the YAML's `writers:` block is tuned instead:
+its seed / mask thresholds and min size (--seed-thresholds, --mask-thresholds, --min-sizes),
+scored with exactly the writer's steps against the true ids in DATA/<its truth_dir>
+(--metric ap: DSB2018 AP over IoU 0.5:0.95, or object_f1 at IoU 0.5), and written back into
+that writer's entry (podium/tasks/instances/tune.py).
+
 Score (--metric dice | iou), per class: with --aggregate image (default, Kaggle) the mean over
 images of each image's score, an image where both prediction and truth are empty scoring 1 —
 so removing false blobs from empty images pays; with --aggregate dataset the score of the
@@ -55,7 +61,10 @@ from podium.inference.probability_maps import (
     read_presence,
     read_probability_map,
 )
+from podium.datasets.readers import MASK_EXTENSIONS, read_mask
 from podium.metrics.segmentation import default_class_names
+from podium.tasks.instances.tune import METRICS as INSTANCE_METRICS
+from podium.tasks.instances.tune import tune_instances
 
 __all__ = ["register", "run", "parse_grid", "tune", "replace_yaml_block"]
 
@@ -128,7 +137,21 @@ def register(subparsers) -> argparse.ArgumentParser:
         f"(DIR/_presence/NAME.json; default {DEFAULT_PRESENCE_THRESHOLDS}, 0 = no gating)",
     )
     parser.add_argument(
-        "--metric", default="dice", choices=METRICS, help="score to maximise (default dice)"
+        "--metric",
+        choices=METRICS + INSTANCE_METRICS,
+        help="score to maximise (default dice; with --instances ap)",
+    )
+    instances = parser.add_argument_group("instances (--instances)")
+    instances.add_argument(
+        "--instances",
+        action="store_true",
+        help="tune the InstanceWriter of the YAML's writers: block (watershed / components)",
+    )
+    instances.add_argument(
+        "--seed-thresholds", default="0.5:0.8:0.1", help="seed threshold t grid (0.5:0.8:0.1)"
+    )
+    instances.add_argument(
+        "--mask-thresholds", default="0.3:0.6:0.1", help="mask threshold t2 grid (0.3:0.6:0.1)"
     )
     parser.add_argument(
         "--aggregate",
@@ -155,6 +178,11 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    if args.instances:
+        return _run_instances(args)
+    args.metric = args.metric or "dice"
+    if args.metric not in METRICS:
+        raise PodiumError(f"--metric {args.metric} is for --instances; expected one of {METRICS}")
     thresholds = (
         parse_grid(args.thresholds, "--thresholds", float) if args.thresholds is not None else None
     )
@@ -208,6 +236,72 @@ def run(args) -> int:
     write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(result.table([classes[c] for c in result.classes], args.metric))
     print(f"wrote {BLOCK}: {_inline(block)} into {out}")
+    if not kept:
+        print(
+            f"note: {args.config} could not be edited line by line, "
+            "so PyYAML rewrote it and its comments were dropped"
+        )
+    return 0
+
+
+def _run_instances(args) -> int:
+    """--instances: the writer's thresholds and min size, tuned on object scores."""
+    metric = args.metric or "ap"
+    if metric not in INSTANCE_METRICS:
+        raise PodiumError(
+            f"--metric {metric} scores pixels; with --instances: one of {INSTANCE_METRICS}"
+        )
+    config_text, config = _read_config(args.config)
+    writers = config.get("writers") or []
+    found = [
+        i
+        for i, w in enumerate(writers)
+        if isinstance(w, dict) and str(w.get("_target_", "")).endswith(".InstanceWriter")
+    ]
+    if not found:
+        raise PodiumError(
+            f"{args.config}: --instances tunes the InstanceWriter of its writers: block, and "
+            "there is none (see configs/nuclei/infer_instances.yml)"
+        )
+    writer = writers[found[0]]
+    truth_dir = args.data / str(writer.get("truth_dir") or "instances")
+    names = _names(args)
+    truths = {}
+    for name in names:
+        files = [truth_dir / f"{name}{ext}" for ext in MASK_EXTENSIONS]
+        path = next((f for f in files if f.is_file()), None)
+        if path is None:
+            raise PodiumError(
+                f"no true instance ids for {name} in {truth_dir} (the writer's truth_dir inside "
+                "--data); expected NAME.png or NAME.tif of object ids"
+            )
+        truths[name] = read_mask(path)
+    maps = {name: read_probability_map(args.probabilities, name) for name in names}
+    best, rows = tune_instances(
+        maps,
+        truths,
+        parse_grid(args.seed_thresholds, "--seed-thresholds", float),
+        parse_grid(args.mask_thresholds, "--mask-thresholds", float),
+        parse_grid(args.min_sizes, "--min-sizes", int),
+        method=str(writer.get("method", "watershed")),
+        metric=metric,
+    )
+    writer.update({key: best[key] for key in ("seed_threshold", "mask_threshold", "min_size")})
+    comment = (
+        f"{TUNED}: instance writer, {metric} on {len(names)} images of {args.data}"
+        f"{f' (split {args.split})' if args.split else ''}, maps {args.probabilities}"
+    )
+    text, kept = replace_yaml_block(config_text, "writers", writers, comment)
+    out = args.write or args.config
+    write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    print("seed_threshold mask_threshold min_size      ap  object_f1")
+    for row in rows:
+        print(
+            f"{row['seed_threshold']:14.2f} {row['mask_threshold']:14.2f} {row['min_size']:8d} "
+            f"{row['ap']:7.4f} {row['object_f1']:10.4f}"
+        )
+    tuned = {key: best[key] for key in ("seed_threshold", "mask_threshold", "min_size")}
+    print(f"wrote writers/{found[0]}: {_inline(tuned)} into {out}")
     if not kept:
         print(
             f"note: {args.config} could not be edited line by line, "
