@@ -21,7 +21,14 @@ from torch.utils.data import DataLoader, Dataset
 from podium.errors import PodiumError
 from podium.models.precision import Precision
 
-__all__ = ["Predictor", "default_device", "MODES", "activation_of"]
+__all__ = [
+    "ProbabilityPredictor",
+    "Predictor",
+    "default_device",
+    "MODES",
+    "activate",
+    "activation_of",
+]
 
 MODES = ("binary", "multilabel", "multiclass")
 
@@ -41,7 +48,47 @@ def activation_of(mode: Optional[str], channels: int) -> str:
     return "softmax" if mode == "multiclass" else "sigmoid"
 
 
-class Predictor:
+class ProbabilityPredictor:
+    """TTA views and tiles around `probabilities(images)`: what every backend shares.
+
+    A backend (the torch `Predictor` below, the onnxruntime `OnnxPredictor` of
+    `podium.inference.onnx_predictor`) implements `probabilities(images) -> B×K×H×W`; the
+    prediction pipeline calls the predictor on normalised batches and writes what it returns.
+    """
+
+    def __init__(self, tta: Optional[Callable] = None, tiles: Optional[Callable] = None):
+        self.tta = tta
+        self.tiles = tiles
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.tiles is not None:
+            return torch.stack([self.tiles(self._views, image) for image in images])
+        return self._views(images)
+
+    def _views(self, images: torch.Tensor) -> torch.Tensor:
+        return (
+            self.tta(self.probabilities, images)
+            if self.tta is not None
+            else self.probabilities(images)
+        )
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement probabilities")
+
+    def predict_dataset(
+        self, dataset: Dataset, batch_size: int = 8, num_workers: int = 0
+    ) -> Iterator[Tuple[dict, np.ndarray]]:
+        """Yields (sample, probabilities C×H×W as float32 numpy) in dataset order (same-size
+        images)."""
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+        for batch in loader:
+            probabilities = self(batch["image"]).cpu().numpy()
+            for index, probability in enumerate(probabilities):
+                sample = {key: value[index] for key, value in batch.items()}
+                yield sample, probability
+
+
+class Predictor(ProbabilityPredictor):
     """model → probabilities B×K×H×W on the predictor's device.
 
     Args:
@@ -69,6 +116,7 @@ class Predictor:
         memory_format: str = "contiguous",
         compile: Any = False,
     ):
+        super().__init__(tta, tiles)
         self.device = torch.device(device) if device is not None else default_device()
         self.precision = Precision(precision, self.device, memory_format, compile, where="")
         self.model = self.precision.prepare(model.to(self.device).eval())
@@ -76,22 +124,10 @@ class Predictor:
         if mode is not None:
             activation_of(mode, 1)  # checks the name
         self.mode = mode
-        self.tta = tta
-        self.tiles = tiles
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device)
-        if self.tiles is not None:
-            return torch.stack([self.tiles(self._views, image) for image in images])
-        return self._views(images)
-
-    def _views(self, images: torch.Tensor) -> torch.Tensor:
-        return (
-            self.tta(self.probabilities, images)
-            if self.tta is not None
-            else self.probabilities(images)
-        )
+        return super().__call__(images.to(self.device))
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """One forward pass and the activation of the mode."""
@@ -101,18 +137,11 @@ class Predictor:
                 f"the model returned {type(logits).__name__}; "
                 "podium predict expects a logits tensor B×K×H×W"
             )
-        if activation_of(self.mode, logits.shape[1]) == "sigmoid":
-            return torch.sigmoid(logits)
-        return torch.softmax(logits, dim=1)
+        return activate(logits, activation_of(self.mode, logits.shape[1]))
 
-    def predict_dataset(
-        self, dataset: Dataset, batch_size: int = 8, num_workers: int = 0
-    ) -> Iterator[Tuple[dict, np.ndarray]]:
-        """Yields (sample, probabilities C×H×W as float32 numpy) in dataset order (same-size
-        images)."""
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-        for batch in loader:
-            probabilities = self(batch["image"]).cpu().numpy()
-            for index, probability in enumerate(probabilities):
-                sample = {key: value[index] for key, value in batch.items()}
-                yield sample, probability
+
+def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
+    """sigmoid, or softmax over the class axis (dim 1)."""
+    if activation == "sigmoid":
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=1)
