@@ -79,8 +79,8 @@ def export_graph(
                         opset_version=int(opset),
                         dynamo=False,
                     )
-        except torch.onnx.errors.UnsupportedOperatorError as error:
-            first = str(error).strip().splitlines()[0].rstrip(".")
+        except torch.onnx.errors.OnnxExporterError as error:  # unsupported operator, or use
+            first = str(error).strip().splitlines()[0].split(" Please feel free")[0].rstrip(".")
             raise PodiumError(
                 f"{what} cannot be exported to ONNX: {first} (opset {opset}); expected a model "
                 "whose operators the opset has (try a newer --opset, or replace the layer)"
@@ -148,6 +148,7 @@ def segmentation_metadata(
         "in_channels": int(first.in_channels or first.data.get("in_channels") or 3),
         "normalize": first.data.get("normalize"),
         "reading": reading_of(first),
+        "input_size": None,
         "pad_multiple": multiple,
         "mode": first.mode,
         "num_classes": first.num_classes,
@@ -204,12 +205,14 @@ def export_task(
     channels = int((config.get("model") or {}).get("in_channels", 3))
     scalars = list(getattr(model, "scalar_inputs", ()))
     multiple = pad_multiple_of(model)
-    example = torch.randn(1, channels, *example_size(multiple))
+    size = fixed_size(model, data)
+    example = torch.randn(1, channels, *(size or example_size(multiple)))
     scalar_examples = [torch.ones(1, 1) for _ in scalars]
     names = output_names(model, example, scalar_examples)
     if not names:
         raise PodiumError(f"run {run} is not a task run: its model returns one tensor, not a dict")
-    axes: Dict[str, Dict[int, str]] = {"image": {0: "batch", 2: "height", 3: "width"}}
+    spatial_axes = {} if size else {2: "height", 3: "width"}
+    axes: Dict[str, Dict[int, str]] = {"image": {0: "batch", **spatial_axes}}
     axes.update({name: {0: "batch"} for name in scalars})
     with torch.no_grad():
         outputs = OutputsGraph(model, names, scalars)(example, *scalar_examples)
@@ -225,6 +228,7 @@ def export_task(
         "in_channels": channels,
         "normalize": data.get("normalize"),
         "reading": {key: data[key] for key in ("normalize", "class_names") if key in data},
+        "input_size": size,
         "pad_multiple": multiple,
         "mode": None,
         "num_classes": (config.get("model") or {}).get("num_classes"),
@@ -246,6 +250,15 @@ def export_task(
         opset,
         what=f"run {run}",
     )
+
+
+def fixed_size(model: nn.Module, data: Mapping[str, Any]) -> Optional[List[int]]:
+    """H×W of a model without map outputs whose run letterboxes its input (`data/size`, the
+    box head): its pooling to a grid is exported for that size; None: any size."""
+    size = data.get("size")
+    if getattr(model, "map_strides", 1) is not None or size is None:
+        return None
+    return [int(size), int(size)] if isinstance(size, int) else [int(s) for s in size]
 
 
 # ---------------------------------------------------------------------------- verify
@@ -308,7 +321,9 @@ def verify_task(path, run, checkpoint: str = "best", ema="auto") -> Dict[str, fl
     generator = torch.Generator().manual_seed(0)
     multiple = pad_multiple_of(model)
     largest: Dict[str, float] = {}
-    for batch, size in ((1, example_size(multiple)), (2, [4 * multiple, 2 * multiple + 1])):
+    fixed = fixed_size(model, run_data_config(config))
+    sizes = [fixed] * 2 if fixed else [example_size(multiple), [4 * multiple, 2 * multiple + 1]]
+    for batch, size in zip((1, 2), sizes):
         image = torch.randn(batch, channels, *size, generator=generator)
         extra = [torch.rand(batch, 1, generator=generator) for _ in scalars]
         with torch.no_grad():

@@ -26,6 +26,7 @@ KEYS = (
     "in_channels",  # channels of the image input
     "normalize",  # the run's `data/normalize` (how raw pixels become the input)
     "reading",  # the run's data keys that read an image as validation did (+ valid_transforms)
+    "input_size",  # [H, W] of a graph that takes one size only (null: any size)
     "pad_multiple",  # sides are padded to this multiple inside the graph (reflect)
     "mode",  # binary | multilabel | multiclass (segmentation)
     "num_classes",

@@ -43,9 +43,13 @@ def reflect_pad(image: Tensor, pad: Sequence[int]) -> Tensor:
 def pad_to_multiple(image: Tensor, multiple: int) -> Tensor:
     """The N×C×H×W image reflect-padded at the bottom / right to sides that are multiples."""
     height, width = image.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
     if torch.jit.is_tracing():  # recorded always: the pad follows the input's size in the graph
+        pad_h, pad_w = (
+            (multiple - height % multiple) % multiple,
+            (multiple - width % multiple) % multiple,
+        )
         return F.pad(image, (0, pad_w, 0, pad_h), mode="reflect") if multiple > 1 else image
+    pad_h, pad_w = -height % multiple, -width % multiple
     return reflect_pad(image, (0, pad_w, 0, pad_h)) if pad_h or pad_w else image
 
 
@@ -81,7 +85,7 @@ class PaddedModel(nn.Module):
         stride = strides.get(name) if isinstance(strides, Mapping) else strides
         if stride is None:
             return output
-        if torch.jit.is_tracing():  # sizes stay symbolic: -(-h // s) is ceil(h / s)
-            return output[..., : -(-height // stride), : -(-width // stride)]
+        if torch.jit.is_tracing():  # sizes stay symbolic; positive operands: ONNX Div truncates
+            return output[..., : (height + stride - 1) // stride, : (width + stride - 1) // stride]
         out_h, out_w = math.ceil(height / stride), math.ceil(width / stride)
         return output if output.shape[-2:] == (out_h, out_w) else output[..., :out_h, :out_w]
