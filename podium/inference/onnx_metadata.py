@@ -86,11 +86,16 @@ def read_metadata(session, path) -> Dict[str, Any]:
     """podium's metadata of an open session: {key: value}; a file without it → PodiumError."""
     stored = session.get_modelmeta().custom_metadata_map
     values = {key[len(PREFIX) :]: text for key, text in stored.items() if key.startswith(PREFIX)}
+    if "version" not in values:
+        raise PodiumError(
+            f"{path} has no podium metadata (no {PREFIX}version); expected an ONNX file written "
+            "by podium export, which stores how to read images and post-process"
+        )
     missing = [key for key in KEYS if key not in values]
     if missing:
         raise PodiumError(
-            f"{path} has no podium metadata (missing {PREFIX}{missing[0]}); expected an ONNX file "
-            "written by podium export, which stores how to read images and post-process"
+            f"{path} lacks the podium metadata {PREFIX}{missing[0]} (written by podium "
+            f"{values['version']}); re-export it with this podium's podium export"
         )
     try:
         return {key: json.loads(values[key]) for key in KEYS}
