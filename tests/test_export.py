@@ -2,6 +2,7 @@
 TTA and the torch prediction's written files; the tasks' exports; bad input."""
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -90,6 +91,9 @@ def test_onnx_equals_the_torch_predictor(exported, torch_model):
         got = onnx_predictor(batch)
         assert got.shape == expected.shape
         assert float((got - expected).abs().max()) <= TOLERANCE
+    other = copy.copy(torch_model)  # the same model with other weights: verify must see it
+    other.model = create_model("unet", encoder="resnet18", in_channels=1, pretrained=False)
+    assert verify_segmentation(path, [other], [odd_batch()]) > TOLERANCE
 
 
 def test_tta_and_ensemble_inside_the_graph_equal_podiums(trained_run, torch_model, tmp_path):
@@ -187,6 +191,26 @@ def test_task_exports_equal_the_torch_model(task, tmp_path):
         assert got.shape == tuple(expected[name].shape)
         assert np.abs(got - expected[name].numpy()).max() <= TOLERANCE
     assert "verify: max |torch − onnx|" in out
+
+
+def test_torchscript_format_holds_the_same_graph_and_metadata(tmp_path):
+    model = {"encoder": "resnet18", "in_channels": 3, **TASK_MODELS["centernet"]}
+    run = make_run(tmp_path / "centernet", model, {})
+    path = tmp_path / "centernet.pt"
+    code, out, err = podium("export", "--run", run, "--format", "torchscript", "--out", path)
+    assert code == 0, err
+    extra = {"podium.json": ""}
+    module = torch.jit.load(str(path), _extra_files=extra)
+    meta = json.loads(extra["podium.json"])
+    assert meta["task"] == "centernet" and meta["outputs"] == ["heatmap", "size", "offset"]
+    torch_model = create_model(**{"pretrained": False, **model}).eval()
+    torch_model.load_state_dict(torch.load(run / "checkpoints" / "best.pth")["model_state_dict"])
+    image = torch.randn(2, 3, 75, 133, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected, got = torch_model(image), module(image)
+    for name, value in zip(meta["outputs"], got):
+        assert value.shape == expected[name].shape
+        assert float((value - expected[name]).abs().max()) <= TOLERANCE
 
 
 # ---------------------------------------------------------------------------- bad input

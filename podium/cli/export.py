@@ -59,6 +59,13 @@ def register(subparsers) -> None:
     parser.add_argument("--min-size", type=int, help="smallest blob kept, pixels (metadata)")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     parser.add_argument(
+        "--format",
+        choices=("onnx", "torchscript"),
+        default="onnx",
+        help="onnx (default) or torchscript: the same traced graph for torch.jit.load, its "
+        "metadata in the extra file podium.json",
+    )
+    parser.add_argument(
         "--verify",
         action="store_true",
         help="run the torch model and the ONNX file on the same images, print the largest "
@@ -120,7 +127,9 @@ def _export_segmentation(args, ema) -> int:
         for run in [args.run, *args.ensemble]
     ]
     models = load_models(entries, ema)
-    path = export_segmentation(models, args.out, args.tta, _postprocess(args), args.opset)
+    path = export_segmentation(
+        models, args.out, args.tta, _postprocess(args), args.opset, args.format
+    )
     print(f"exported {len(models)} model(s), tta {args.tta} → {path}")
     if args.verify:
         images = verification_images(models)
@@ -137,7 +146,7 @@ def _export_task(args, task: str, ema) -> int:
             f"{args.run} is a {task} run: its export holds the model's raw outputs only; "
             f"--tta and --ensemble are for segmentation runs (predict-{task} has its own --tta)"
         )
-    path = export_task(args.run, args.out, task, args.checkpoint, ema, args.opset)
+    path = export_task(args.run, args.out, task, args.checkpoint, ema, args.opset, args.format)
     print(f"exported the {task} model → {path}")
     if args.verify:
         differences = verify_task(path, args.run, args.checkpoint, ema)
@@ -149,6 +158,11 @@ def _export_task(args, task: str, ema) -> int:
 
 def _report(difference: float, what: str) -> None:
     print(f"verify: max |torch − onnx| = {difference:.2e} ({what})")
+    if difference == float("inf"):
+        raise PodiumError(
+            "the ONNX file's outputs have other shapes than the torch model's on the same "
+            "images; expected equal shapes (a size was frozen when the graph was traced)"
+        )
     if not difference <= TOLERANCE:
         raise PodiumError(
             f"the ONNX file differs from the torch model by {difference:.2e}, more than "

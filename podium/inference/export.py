@@ -11,10 +11,12 @@ it with the dynamo exporter). The file is written next to its target and renamed
 the end (`podium.files.write_atomically`), so a failed export leaves an earlier file whole.
 """
 
+import json
 import math
 import warnings
+import zipfile
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,7 +34,9 @@ from podium.inference.predictor import Predictor, activation_of
 from podium.metrics.segmentation import default_class_names
 
 __all__ = [
+    "FORMATS",
     "OPSET",
+    "open_export",
     "export_graph",
     "export_segmentation",
     "export_task",
@@ -43,6 +47,8 @@ __all__ = [
 ]
 
 OPSET = 18
+FORMATS = ("onnx", "torchscript")
+TORCHSCRIPT_METADATA = "podium.json"  # the extra file of a TorchScript export: the metadata
 
 
 def export_graph(
@@ -55,12 +61,18 @@ def export_graph(
     metadata: Mapping[str, Any],
     opset: int = OPSET,
     what: str = "the model",
+    format: str = "onnx",
 ) -> Path:
-    """Trace `graph` on `examples` into the ONNX file `path` with podium's `metadata`.
+    """Trace `graph` on `examples` into the ONNX file `path` with podium's `metadata`
+    (`format="torchscript"`: a TorchScript file, the metadata as its extra file podium.json).
 
     An operator the opset cannot express → PodiumError naming it and the opset; the file is
     written atomically (an earlier file at `path` stays if anything fails).
     """
+    if format == "torchscript":
+        return write_atomically(
+            path, lambda tmp: _write_torchscript(graph, examples, tmp, metadata)
+        )
 
     def write(tmp: Path) -> None:
         try:
@@ -88,6 +100,38 @@ def export_graph(
         write_metadata(tmp, metadata)
 
     return write_atomically(path, write)
+
+
+def _write_torchscript(graph, examples, tmp: Path, metadata: Mapping[str, Any]) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracing warns about the Python values it freezes
+        traced = torch.jit.trace(graph.eval(), tuple(examples), check_trace=False)
+    extra = {TORCHSCRIPT_METADATA: json.dumps(dict(metadata))}
+    torch.jit.save(traced, str(tmp), _extra_files=extra)
+
+
+def open_export(path) -> Tuple[Callable[[Mapping[str, np.ndarray]], List[np.ndarray]], List[str]]:
+    """(feeds {input name: array} → outputs in order, output names) of an ONNX or TorchScript
+    file of podium export."""
+    from podium.inference.onnx_metadata import open_session
+
+    if not zipfile.is_zipfile(path):  # ONNX is a protobuf; TorchScript a zip archive
+        session = open_session(path)
+        names = [output.name for output in session.get_outputs()]
+        return (lambda feeds: session.run(names, dict(feeds))), names
+    extra = {TORCHSCRIPT_METADATA: ""}
+    with warnings.catch_warnings():  # torch.jit.load announces its deprecation
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    metadata = json.loads(extra[TORCHSCRIPT_METADATA])
+
+    def run(feeds: Mapping[str, np.ndarray]) -> List[np.ndarray]:
+        with torch.no_grad():
+            outputs = module(*(torch.from_numpy(feeds[name]) for name in metadata["inputs"]))
+        outputs = outputs if isinstance(outputs, (tuple, list)) else [outputs]
+        return [output.numpy() for output in outputs]
+
+    return run, list(metadata["outputs"])
 
 
 def podium_version() -> str:
@@ -167,6 +211,7 @@ def export_segmentation(
     tta: str = "none",
     postprocess: Optional[Mapping[str, Any]] = None,
     opset: int = OPSET,
+    format: str = "onnx",
 ) -> Path:
     """The models (one run, or an ensemble) as one ONNX graph: images → probabilities."""
     check_ensemble(models)
@@ -187,6 +232,7 @@ def export_segmentation(
         metadata,
         opset,
         what=f"run {models[0].run}",
+        format=format,
     )
 
 
@@ -197,7 +243,13 @@ def example_size(multiple: int) -> List[int]:
 
 # ---------------------------------------------------------------------------- tasks
 def export_task(
-    run, path, task: str, checkpoint: str = "best", ema="auto", opset: int = OPSET
+    run,
+    path,
+    task: str,
+    checkpoint: str = "best",
+    ema="auto",
+    opset: int = OPSET,
+    format: str = "onnx",
 ) -> Path:
     """A task's model (CenterNet, geopose, boxes) with its raw outputs as named graph outputs."""
     model, config = load_model(Path(run), checkpoint, ema=ema)
@@ -249,6 +301,7 @@ def export_task(
         metadata,
         opset,
         what=f"run {run}",
+        format=format,
     )
 
 
@@ -291,12 +344,11 @@ def verification_images(models: Sequence[LoadedModel], count: int = 2) -> List[T
 def verify_segmentation(
     path, models: Sequence[LoadedModel], images: Sequence[Tensor], tta: str = "none"
 ) -> float:
-    """Largest |probability| difference between the ONNX file and podium's torch predictor
+    """Largest |probability| difference between the exported file and podium's torch predictor
     (its TTA, the ensemble's weighted mean) over the image batches."""
-    from podium.inference.onnx_metadata import open_session
     from podium.inference.tta import build_tta
 
-    session = open_session(path)
+    run, _ = open_export(path)
     views = None if tta == "none" else build_tta(tta)
     predictors = [Predictor(m.model, torch.device("cpu"), mode=m.mode, tta=views) for m in models]
     largest = 0.0
@@ -304,20 +356,25 @@ def verify_segmentation(
         reference = average_probabilities(
             [predictor(batch) for predictor in predictors], [m.weight for m in models]
         )
-        (onnx,) = session.run(None, {"image": batch.numpy().astype(np.float32)})
-        largest = max(largest, float(np.abs(onnx - reference.numpy()).max()))
+        (exported,) = run({"image": batch.numpy().astype(np.float32)})
+        largest = max(largest, difference(exported, reference.numpy()))
     return largest
 
 
-def verify_task(path, run, checkpoint: str = "best", ema="auto") -> Dict[str, float]:
-    """Largest difference per output between the ONNX file and the torch model, on seeded
-    random images at two sizes (one not a multiple of the stride)."""
-    from podium.inference.onnx_metadata import open_session
+def difference(got: np.ndarray, expected: np.ndarray) -> float:
+    """Largest |got − expected|; infinite when the shapes differ (a size frozen in the graph)."""
+    if got.shape != expected.shape:
+        return float("inf")
+    return float(np.abs(got - expected).max())
 
+
+def verify_task(path, run, checkpoint: str = "best", ema="auto") -> Dict[str, float]:
+    """Largest difference per output between the exported file and the torch model, on seeded
+    random images at two sizes (one not a multiple of the stride)."""
     model, config = load_model(Path(run), checkpoint, ema=ema)
     channels = int((config.get("model") or {}).get("in_channels", 3))
     scalars = list(getattr(model, "scalar_inputs", ()))
-    session = open_session(path)
+    exported, names = open_export(path)
     generator = torch.Generator().manual_seed(0)
     multiple = pad_multiple_of(model)
     largest: Dict[str, float] = {}
@@ -329,8 +386,6 @@ def verify_task(path, run, checkpoint: str = "best", ema="auto") -> Dict[str, fl
         with torch.no_grad():
             reference = model(image, **dict(zip(scalars, extra)))
         feeds = {"image": image.numpy(), **{n: v.numpy() for n, v in zip(scalars, extra)}}
-        names = [output.name for output in session.get_outputs()]
-        for name, value in zip(names, session.run(names, feeds)):
-            difference = float(np.abs(value - reference[name].numpy()).max())
-            largest[name] = max(largest.get(name, 0.0), difference)
+        for name, value in zip(names, exported(feeds)):
+            largest[name] = max(largest.get(name, 0.0), difference(value, reference[name].numpy()))
     return largest
