@@ -91,8 +91,7 @@ def _check_out(out: Path) -> None:
     """The output path can be a file: not a folder, not below a file (checked before any work)."""
     if out.is_dir():
         raise PodiumError(f"--out {out} is a folder; expected the path of a .onnx file")
-    parent = out.parent if str(out.parent) else Path(".")
-    existing = parent
+    existing = out.parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
