@@ -21,7 +21,7 @@ from podium.errors import PodiumError
 from podium.inference.checkpoint import load_run_config
 from podium.inference.export import export_graph, verification_images, verify_segmentation
 from podium.inference.onnx_metadata import KEYS, open_session, read_metadata
-from podium.inference.onnx_predictor import OnnxPredictor
+from podium.inference.onnx_predictor import OnnxModule, OnnxPredictor
 from podium.inference.pipeline import load_models
 from podium.inference.predictor import Predictor
 from podium.inference.tta import build_tta
@@ -191,6 +191,27 @@ def test_task_exports_equal_the_torch_model(task, tmp_path):
         assert got.shape == tuple(expected[name].shape)
         assert np.abs(got - expected[name].numpy()).max() <= TOLERANCE
     assert "verify: max |torch − onnx|" in out
+
+
+def test_a_task_predictor_runs_the_export_like_its_torch_model(tmp_path):
+    from podium.tasks.centernet.predict import CenterNetPredictor
+
+    model = {"encoder": "resnet18", "in_channels": 3, **TASK_MODELS["centernet"]}
+    run = make_run(tmp_path / "centernet", model, {})
+    path = tmp_path / "centernet.onnx"
+    assert podium("export", "--run", run, "--out", path)[0] == 0
+    torch_model = create_model(**{"pretrained": False, **model}).eval()
+    torch_model.load_state_dict(torch.load(run / "checkpoints" / "best.pth")["model_state_dict"])
+    onnx_model = OnnxModule(open_session(path), path)
+    assert onnx_model.output_stride == torch_model.output_stride == 4
+    image = torch.randn(1, 3, 75, 133, generator=torch.Generator().manual_seed(4))
+    cpu = torch.device("cpu")
+    expected = CenterNetPredictor(torch_model, tta="flip", device=cpu).detect(image)[0]
+    got = CenterNetPredictor(onnx_model, tta="flip", device=cpu).detect(image)[0]
+    assert len(expected["scores"]) > 0
+    assert torch.equal(got["labels"], expected["labels"])
+    assert torch.allclose(got["scores"], expected["scores"], atol=TOLERANCE)
+    assert torch.allclose(got["boxes"], expected["boxes"], atol=1e-3)
 
 
 def test_torchscript_format_holds_the_same_graph_and_metadata(tmp_path):

@@ -202,6 +202,7 @@ def segmentation_metadata(
         "tta": tta,
         "ensemble": [m.describe() for m in models],
         "postprocess": post.to_config(),
+        "attributes": {},
     }
 
 
@@ -290,6 +291,7 @@ def export_task(
         "tta": "none",
         "ensemble": [{"run": str(run), "checkpoint": checkpoint, "weight": 1.0}],
         "postprocess": {},
+        "attributes": model_attributes(model),
     }
     return export_graph(
         OutputsGraph(model, names, scalars),
@@ -303,6 +305,15 @@ def export_task(
         what=f"run {run}",
         format=format,
     )
+
+
+MODEL_ATTRIBUTES = ("output_stride", "scalar_inputs", "num_classes")
+
+
+def model_attributes(model: nn.Module) -> Dict[str, Any]:
+    """The attributes a task's predictor reads from its model (`OnnxModule` restores them)."""
+    found = {name: getattr(model, name) for name in MODEL_ATTRIBUTES if hasattr(model, name)}
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in found.items()}
 
 
 def fixed_size(model: nn.Module, data: Mapping[str, Any]) -> Optional[List[int]]:

@@ -36,6 +36,7 @@ KEYS = (
     "tta",  # none | flip | d2 | d4, inside the graph
     "ensemble",  # [{run, checkpoint, weight}] averaged inside the graph
     "postprocess",  # thresholds and min sizes: the inference config's `postprocess:` block
+    "attributes",  # the model's attributes its task's predictor reads (output_stride, …)
 )
 
 

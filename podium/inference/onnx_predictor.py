@@ -6,6 +6,8 @@ the file's podium metadata (`podium.inference.onnx_metadata`) for how images are
 mode, classes and post-processing. `OnnxPredictor` maps a normalised batch to probabilities
 with the session (activation, and any TTA or ensemble, are inside the graph); podium's tiles
 and TTA still wrap it like the torch predictor, so the pipeline writes the same files.
+`OnnxModule` shows a task's export as the torch model its task predictor expects
+(`CenterNetPredictor(OnnxModule(session), …)`): image (+ scalar inputs) → dict of outputs.
 """
 
 from pathlib import Path
@@ -13,12 +15,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from podium.errors import PodiumError
 from podium.inference.onnx_metadata import open_session, read_metadata
 from podium.inference.predictor import ProbabilityPredictor
 
-__all__ = ["PROVIDERS", "OnnxModel", "OnnxPredictor", "resolve_providers"]
+__all__ = ["PROVIDERS", "OnnxModel", "OnnxModule", "OnnxPredictor", "resolve_providers"]
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -112,3 +115,30 @@ class OnnxModel:
             "exported_from": self.metadata["ensemble"],
             "tta_in_graph": self.metadata["tta"],
         }
+
+
+class OnnxModule(nn.Module):
+    """A task's exported file as a torch model: `module(image, **scalars)` → {output: tensor},
+    with the model's attributes (output_stride, scalar_inputs, …) from the metadata."""
+
+    def __init__(self, session, path="the ONNX model"):
+        super().__init__()
+        self.session = session
+        self.metadata = read_metadata(session, path)
+        self.inputs, self.outputs = list(self.metadata["inputs"]), list(self.metadata["outputs"])
+        for name, value in self.metadata["attributes"].items():
+            setattr(self, name, tuple(value) if isinstance(value, list) else value)
+
+    def forward(self, image: torch.Tensor, **scalars: torch.Tensor) -> Dict[str, torch.Tensor]:
+        tensors = {"image": image, **scalars}
+        missing = [name for name in self.inputs if name not in tensors]
+        if missing:
+            raise PodiumError(
+                f"the exported model needs the input {missing[0]}; got {list(tensors)}"
+            )
+        feeds = {
+            name: np.ascontiguousarray(tensors[name].detach().cpu().numpy(), dtype=np.float32)
+            for name in self.inputs
+        }
+        results = self.session.run(self.outputs, feeds)
+        return {name: torch.from_numpy(value) for name, value in zip(self.outputs, results)}
