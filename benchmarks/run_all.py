@@ -2,7 +2,8 @@
 
 Runs, one after the other and each in a fresh process (so one's memory or threads never
 disturb the next): overhead.py (podium vs a plain PyTorch loop), loader.py (data loader vs
-model), tta.py (D4 TTA vs one forward), memory.py (peak RSS of training and prediction).
+model), tta.py (D4 TTA vs one forward), export.py (onnxruntime and torch bf16 vs torch fp32
+prediction), memory.py (peak RSS of training and prediction).
 Each writes its own JSON into the results folder and prints its parseable lines
 (`overhead 1.012x`, `loader 264.7x`, `resnet18 podium_d4 7.9x`, `memory train 1234 MB`, …),
 which are passed through. The summary puts each measured ratio beside its goal with pass/fail
@@ -29,7 +30,7 @@ from typing import Dict, List
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(REPO, "benchmarks")
 RESULTS = os.path.join(HERE, "results")
-BENCHMARKS = ("overhead", "train_fast", "predict_fast", "loader", "tta", "memory")
+BENCHMARKS = ("overhead", "train_fast", "predict_fast", "loader", "tta", "export", "memory")
 SCRIPTS = {"train_fast": "overhead"}  # benchmark → its script, when the names differ
 
 # benchmark → (full arguments, quick arguments)
@@ -50,6 +51,10 @@ ARGUMENTS = {
     "tta": (
         ["--repeats", "5"],
         ["--repeats", "1", "--models", "resnet18", "--batch", "2", "--size", "128"],
+    ),
+    "export": (
+        ["--repeats", "5"],
+        ["--repeats", "1", "--models", "resnet18", "--cases", "2x128"],
     ),
     "memory": ([], ["--train-epochs", "1", "1"]),
 }
@@ -169,6 +174,22 @@ def summary_rows(name: str, result: Dict, run: Dict) -> List[Dict]:
                 f"input {'×'.join(map(str, result['input_shape']))}",
             )
             for model, values in result["models"].items()
+        ]
+    if name == "export":
+        return [
+            _row(
+                f"export {case} {method}",
+                f"torch fp32 / {method} seconds, paired",
+                values["ratio_median"][method],
+                ">=" if method == "onnxruntime" else None,
+                values["goal"]["onnxruntime_min_ratio"] if method == "onnxruntime" else None,
+                load,
+                f"input {'×'.join(map(str, values['input_shape']))}, "
+                f"{values['ratio_min'][method]:.2f}–{values['ratio_max'][method]:.2f}, "
+                f"max diff {values['max_abs_difference'][method]:.0e}",
+            )
+            for case, values in result["cases"].items()
+            for method in ("onnxruntime", "torch_bf16_cl")
         ]
     if name == "memory":
         return [

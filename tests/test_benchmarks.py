@@ -136,6 +136,30 @@ def test_peak_rss_is_the_command_alone(tmp_path):
     assert failed["returncode"] == 3
 
 
+def test_export_compares_onnxruntime_and_torch_on_the_same_images(tmp_path, capsys):
+    export = _script("export")
+    out = tmp_path / "export.json"
+    threads = torch.get_num_threads()
+    try:
+        argv = ["--models", "resnet18", "--cases", "1x64", "--repeats", "2", "--threads", "1"]
+        assert export.main([*argv, "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads(out.read_text())["cases"]["resnet18 64"]
+    seconds = result["seconds"]
+    pairs = [base / t for base, t in zip(seconds["torch_fp32"], seconds["onnxruntime"])]
+    assert result["ratio_median"]["onnxruntime"] == pytest.approx(statistics.median(pairs))
+    assert (result["ratio_min"]["onnxruntime"], result["ratio_max"]["onnxruntime"]) == (
+        min(pairs),
+        max(pairs),
+    )
+    assert result["max_abs_difference"]["onnxruntime"] <= 1e-4  # the same probabilities
+    assert result["max_abs_difference"]["torch_fp32"] == 0.0
+    assert result["goal"]["ok"] == (result["ratio_median"]["onnxruntime"] >= 2.0)
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[1].startswith("export resnet18 64 onnxruntime ")
+
+
 def _fake_benchmark(folder, name: str, result: dict, line: str) -> None:
     """benchmarks/NAME.py stand-in: writes `result` to --out and prints `line`."""
     (folder / f"{name}.py").write_text(

@@ -25,6 +25,7 @@ SUBCOMMANDS = [
     "podium.cli.pseudo_label",
     "podium.cli.tile",
     "podium.cli.average",
+    "podium.cli.export",
 ]
 
 

@@ -4,6 +4,7 @@ submission, Dice/IoU.
     podium predict --config configs/nuclei/infer.yml
     podium predict --run logs/nuclei --data data/nuclei --split valid --out predictions/
     podium predict --run logs/nuclei --checkpoint best --checkpoint last --tta d4 --out preds/
+    podium predict --model model.onnx --data data/test --out preds/   # onnxruntime: podium export
     podium predict --config infer.yml --nproc 2   # = torchrun --nproc_per_node=2 -m podium predict
     torchrun --nproc_per_node=2 -m podium predict --run-dir logs/nuclei --out preds/  # see below
 
@@ -35,6 +36,7 @@ __all__ = ["register", "run", "task_command", "READING_KEYS"]
 
 FLAGS = (
     "runs",
+    "onnx",
     "checkpoints",
     "weights",
     "data",
@@ -60,6 +62,8 @@ FLAGS = (
     "num_workers",
     "progress",
     "ema",
+    "providers",
+    "threads",
 )
 
 
@@ -83,6 +87,15 @@ def register(subparsers) -> None:
         default=[],
         help="run directory of catalyst-dl run (repeat for an ensemble; under torchrun write "
         "--run-dir: torchrun's parser takes --run for its --run-path)",
+    )
+    models.add_argument(
+        "--model",
+        dest="onnx",
+        action="append",
+        type=Path,
+        default=[],
+        help="an ONNX file of podium export, run by onnxruntime (no run directory needed; "
+        "repeat for an ensemble)",
     )
     models.add_argument(
         "--checkpoint",
@@ -153,6 +166,12 @@ def register(subparsers) -> None:
         metavar="MODE",
         help="torch.compile the model (optional MODE: reduce-overhead, max-autotune, ...)",
     )
+    how.add_argument(
+        "--providers",
+        help="onnxruntime execution providers for --model, in order: cpu (default), cuda, "
+        "tensorrt or onnxruntime's names, comma-separated",
+    )
+    how.add_argument("--threads", type=int, help="onnxruntime intra-op threads for --model")
     how.add_argument("--nproc", type=int, help="shard the images over N processes (torchrun)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--out", help="output folder")

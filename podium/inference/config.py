@@ -12,6 +12,8 @@ defaults.
     out: predictions/nuclei
     batch_size: 8
     ema: auto               # EMA weights where a checkpoint has them; false: the trained ones
+    providers: [cpu]        # onnxruntime's execution providers for `- {onnx: model.onnx}` models
+    threads: null           # onnxruntime's intra-op threads (null: its default)
 
 `configs/nuclei/infer.yml` documents every key. Every block is checked here, before a model is
 loaded or a file is written: an unknown key is one `PodiumError` with a did-you-mean, a bad
@@ -60,8 +62,10 @@ DEFAULTS: Dict[str, Any] = {
     "compile": False,
     "progress": True,
     "ema": "auto",
+    "providers": None,
+    "threads": None,
 }
-MODEL_KEYS = ("run", "checkpoint", "weight")
+MODEL_KEYS = ("run", "checkpoint", "weight", "onnx")
 DATA_KEYS = ("root", "split", "fold", "names", "split_file", "exclude")
 TILE_KEYS = ("size", "overlap", "weight", "batch_size")
 OUTPUT_KEYS = ("masks", "probabilities", "overlays", "submission")
@@ -97,14 +101,15 @@ def load_inference_config(path) -> Dict[str, Any]:
 def apply_flags(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Dict[str, Any]:
     """A copy of `config` with the command-line flags that were given (not None) on top.
 
-    flags: runs, checkpoints, weights (lists), data, split, fold, names, out, tta, threshold,
-    min_size, presence_threshold, submission, probabilities, overlays, masks, tile_size,
-    tile_overlap, device, batch_size, num_workers, progress, ema. `--data DIR` starts a new
+    flags: runs, checkpoints, weights, onnx (lists), data, split, fold, names, out, tta,
+    threshold, min_size, presence_threshold, submission, probabilities, overlays, masks,
+    tile_size, tile_overlap, device, batch_size, num_workers, progress, ema, providers, threads.
+    `--data DIR` starts a new
     selection: the YAML's split / fold / names are dropped unless given as flags too.
     """
     config = copy.deepcopy(dict(config))
     given = {key: value for key, value in flags.items() if value is not None and value != []}
-    if "runs" in given or "checkpoints" in given or "weights" in given:
+    if any(key in given for key in ("runs", "checkpoints", "weights", "onnx")):
         config["models"] = _models_from_flags(config.get("models"), given)
     data = config.get("data")
     data = dict(data) if isinstance(data, Mapping) else ({} if data is None else data)
@@ -127,6 +132,8 @@ def apply_flags(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Dict[str
         "num_workers",
         "progress",
         "ema",
+        "providers",
+        "threads",
     ):
         if key in given:
             config[key] = str(given[key]) if key == "out" else given[key]
@@ -193,6 +200,9 @@ def resolve_inference_config(config: Mapping[str, Any]) -> Dict[str, Any]:
         resolved["ema"] = check_bool(
             resolved["ema"], "ema", " (or auto: the EMA weights when a checkpoint has them)"
         )
+    resolved["providers"] = _check_providers(resolved["providers"])
+    if resolved["threads"] is not None:
+        resolved["threads"] = check_int(resolved["threads"], "threads", 1)
     if resolved["device"] is not None and not isinstance(resolved["device"], str):
         raise PodiumError(
             "device must be a string like cpu, cuda or cuda:1 (or null for auto), "
@@ -225,6 +235,8 @@ def _models_from_flags(models, given) -> List[Dict[str, Any]]:
                 "several runs with one checkpoint, or as many of each"
             )
         entries = [{"run": r, "checkpoint": c} for r, c in zip(runs, checkpoints)]
+    elif "onnx" in given:
+        entries = []
     elif checkpoints:
         known = models if isinstance(models, list) else []
         if known and len(checkpoints) in (1, len(known)):
@@ -235,6 +247,7 @@ def _models_from_flags(models, given) -> List[Dict[str, Any]]:
             entries = [{"checkpoint": c} for c in checkpoints]
     else:
         entries = [dict(m) if isinstance(m, Mapping) else {"run": m} for m in (models or [])]
+    entries += [{"onnx": str(path)} for path in given.get("onnx", [])]
     weights = given.get("weights")
     if weights:
         if len(weights) != len(entries):
@@ -270,10 +283,19 @@ def _check_models(models) -> List[Dict[str, Any]]:
                 f"{{run, checkpoint, weight}}, got {model!r}"
             )
         check_keys(list(model), MODEL_KEYS, where)
-        checkpoints = model.get("checkpoint", "best")
-        checkpoints = checkpoints if isinstance(checkpoints, list) else [checkpoints]
         weight = model.get("weight", 1.0)
         check_number(weight, f"{where}/weight", "> 0")
+        if "onnx" in model:
+            if "run" in model or "checkpoint" in model:
+                raise PodiumError(
+                    f"{where} gives onnx and run/checkpoint; expected either an exported file "
+                    "{onnx: model.onnx} or {run, checkpoint}"
+                )
+            path = _check_path(model["onnx"], f"{where}/onnx")
+            entries.append({"onnx": path, "weight": float(weight)})
+            continue
+        checkpoints = model.get("checkpoint", "best")
+        checkpoints = checkpoints if isinstance(checkpoints, list) else [checkpoints]
         for checkpoint in checkpoints:
             if not isinstance(checkpoint, str) or not checkpoint:
                 raise PodiumError(
@@ -305,6 +327,25 @@ def _run_of_checkpoint(checkpoint: str, where: str) -> str:
         f"{where}: checkpoint {checkpoint} is not inside a run directory (no {RUN_CONFIG} above "
         "it); expected run: RUN_DIR next to it, whose resolved config describes the model"
     )
+
+
+def _check_providers(providers) -> Optional[List[str]]:
+    """onnxruntime execution providers: a list or a comma-separated string (cpu, cuda, …);
+    whether this onnxruntime has them is checked when an ONNX model is loaded."""
+    if providers is None:
+        return None
+    if isinstance(providers, str):
+        providers = [name.strip() for name in providers.split(",") if name.strip()]
+    if (
+        not isinstance(providers, list)
+        or not providers
+        or not all(isinstance(name, str) for name in providers)
+    ):
+        raise PodiumError(
+            f"providers must be a list of onnxruntime execution providers such as [cpu] or "
+            f"[cuda, cpu], got {providers!r}"
+        )
+    return providers
 
 
 # ---------------------------------------------------------------------------- blocks

@@ -48,7 +48,7 @@ from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.ensemble import Ensemble
 from podium.inference.geometry import ImagePipeline, WithOriginalSize
 from podium.inference.postprocess import PostProcess
-from podium.inference.predictor import Predictor, default_device
+from podium.inference.predictor import Predictor, ProbabilityPredictor, default_device
 from podium.inference.probability_maps import write_presence, write_probability_map
 from podium.inference.sharding import Shards
 from podium.inference.submission import SubmissionWriter
@@ -101,16 +101,26 @@ class LoadedModel:
         self.valid_transforms = self.data.get("valid_transforms")
         self.metric_classes = _metric_classes(run_config)
         self.own_targets = "_target_" in self.data  # another builder's targets: not masks/ files
+        self.postprocess: Dict[str, Any] = {}  # a run has none of its own (an ONNX export has)
         self.model = model
 
     def describe(self) -> Dict[str, Any]:
         return {"run": self.run, "checkpoint": self.checkpoint, "weight": self.weight}
 
 
-def load_models(entries: Sequence[Dict[str, Any]], ema="auto") -> List[LoadedModel]:
+def load_models(
+    entries: Sequence[Dict[str, Any]], ema="auto", providers=None, threads=None
+) -> List[LoadedModel]:
     """Every model of the ensemble; they must agree on mode and number of classes. `ema`:
-    auto | true | false, which weights of checkpoints that hold EMA weights."""
-    models = [LoadedModel(entry, ema) for entry in entries]
+    auto | true | false, which weights of checkpoints that hold EMA weights. An entry
+    {onnx: PATH} is an exported file (`OnnxModel`, run by onnxruntime with `providers` and
+    `threads`)."""
+    from podium.inference.onnx_predictor import OnnxModel
+
+    models = [
+        OnnxModel(entry, providers, threads) if "onnx" in entry else LoadedModel(entry, ema)
+        for entry in entries
+    ]
     first = models[0]
     for model in models[1:]:
         if (model.mode, model.num_classes) != (first.mode, first.num_classes):
@@ -244,13 +254,13 @@ def _has_images(root: Path) -> bool:
 class ReadingGroup:
     """Models that read images the same way share one dataset (and one read of every image)."""
 
-    def __init__(self, dataset: WithOriginalSize, members: List[Tuple[int, Predictor]]):
+    def __init__(self, dataset: WithOriginalSize, members: List[Tuple[int, ProbabilityPredictor]]):
         self.dataset, self.members = dataset, members
         self.inverse = dataset.pipeline.inverse
 
 
 def build_groups(
-    models: List[LoadedModel], predictors: List[Predictor], data: Dict[str, Any]
+    models: List[LoadedModel], predictors: List[ProbabilityPredictor], data: Dict[str, Any]
 ) -> List[ReadingGroup]:
     root = Path(data["root"])
     groups: Dict[str, ReadingGroup] = {}
@@ -579,12 +589,14 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
     try:
         device = resolve_device(config["device"], shards)
         started = time.perf_counter()
-        models = load_models(config["models"], config.get("ema", "auto"))
+        models = load_models(
+            config["models"], config.get("ema", "auto"), config["providers"], config["threads"]
+        )
         first = models[0]
         class_names = list(first.class_names or default_class_names(first.num_classes))
         ensemble = Ensemble.from_config(config["ensemble"])
         post = PostProcess.from_config(
-            config["postprocess"],
+            {**first.postprocess, **config["postprocess"]},  # the config's keys win
             mode=first.mode,
             class_names=class_names if first.mode != "binary" else None,
         )
@@ -599,16 +611,20 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
         speed = {key: value for key, value in speed.items() if value is not None}
         predictors = [
             Predictor(m.model, device=device, mode=m.mode, tta=tta, tiles=tiles, **speed)
+            if m.model is not None
+            else m.predictor(tta=tta, tiles=tiles)  # an ONNX file: onnxruntime
             for m in models
         ]
         if post.presence_threshold is not None and all(p.presence_key is None for p in predictors):
+            runs = ", ".join(str(m.run) for m in models)
             raise PodiumError(
                 f"postprocess presence_threshold is {post.presence_threshold} but no model has a "
-                f"presence head ({', '.join(m.run for m in models)}); expected a run trained with "
+                f"presence head ({runs}); expected a run trained with "
                 "model aux_heads: {presence: {type: presence}}, or no presence_threshold"
             )
-        if not predictors[0].precision.is_default and shards.is_main:
-            print(f"=> {predictors[0].precision.describe()}")  # what `auto` chose, and why
+        precision = getattr(predictors[0], "precision", None)  # torch models only
+        if precision is not None and not precision.is_default and shards.is_main:
+            print(f"=> {precision.describe()}")  # what `auto` chose, and why
         data = dict(config["data"])
         if data.get("root") is None:
             roots = {str(m.data.get("root")) for m in models if m.data.get("root") is not None}
@@ -735,7 +751,7 @@ def _presence(per_model: List[Optional[np.ndarray]], weights) -> Optional[np.nda
 
 
 def _predict_batch(
-    predictor: Predictor, group: ReadingGroup, batch: List[Dict[str, Any]]
+    predictor: ProbabilityPredictor, group: ReadingGroup, batch: List[Dict[str, Any]]
 ) -> List[Tuple[np.ndarray, Optional[np.ndarray]]]:
     """(probabilities K×H×W at the original size, presence K or None) per sample, float32 numpy;
     same-size runs are stacked."""

@@ -28,7 +28,14 @@ from podium.errors import PodiumError
 from podium.models.aux_heads import MASK_KEY, presence_head_name
 from podium.models.precision import Precision
 
-__all__ = ["Predictor", "default_device", "MODES", "activation_of"]
+__all__ = [
+    "ProbabilityPredictor",
+    "Predictor",
+    "default_device",
+    "MODES",
+    "activate",
+    "activation_of",
+]
 
 MODES = ("binary", "multilabel", "multiclass")
 
@@ -48,53 +55,26 @@ def activation_of(mode: Optional[str], channels: int) -> str:
     return "softmax" if mode == "multiclass" else "sigmoid"
 
 
-class Predictor:
-    """model → probabilities B×K×H×W on the predictor's device.
+class ProbabilityPredictor:
+    """TTA views and tiles around one forward pass: what every backend shares.
 
-    Args:
-        model: returns logits B×K×H×W.
-        device: default: the GPU if there is one, else the CPU.
-        forward: `forward(model, images) -> logits` (default `model(images)`).
-        mode: binary | multilabel | multiclass (chooses the activation); None: sigmoid for one
-            output channel, softmax otherwise.
-        tta: `tta(fn, images)` (podium.inference.tta.build_tta), or None.
-        tiles: a `TiledPrediction`, or None for whole images.
-        precision, memory_format, compile: how the forward pass runs
-            (podium.models.precision: fp32 | bf16 | fp16 | auto, contiguous | channels_last |
-            auto, false | true | a torch.compile mode); the logits come back as float32.
+    A backend (the torch `Predictor` below, the onnxruntime `OnnxPredictor` of
+    `podium.inference.onnx_predictor`) implements `probabilities(images) -> B×K×H×W`, or
+    `_forward(images) -> (probabilities, presence B×K or None)` when it has a presence head;
+    the prediction pipeline calls the predictor on normalised batches and writes what it returns.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        device: Optional[torch.device] = None,
-        forward: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None,
-        mode: Optional[str] = None,
-        tta: Optional[Callable] = None,
-        tiles: Optional[Callable] = None,
-        precision: str = "fp32",
-        memory_format: str = "contiguous",
-        compile: Any = False,
-    ):
-        self.device = torch.device(device) if device is not None else default_device()
-        self.precision = Precision(precision, self.device, memory_format, compile, where="")
-        self.model = self.precision.prepare(model.to(self.device).eval())
-        self.forward = forward or (lambda model, images: model(images))
-        if mode is not None:
-            activation_of(mode, 1)  # checks the name
-        self.mode = mode
+    presence_key: Optional[str] = None  # the name of a presence head, if the model has one
+
+    def __init__(self, tta: Optional[Callable] = None, tiles: Optional[Callable] = None):
         self.tta = tta
         self.tiles = tiles
-        self.presence_key = presence_head_name(model)  # None: the model has no presence head
 
-    @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return self.outputs(images)[0]
 
-    @torch.no_grad()
     def outputs(self, images: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """(probabilities B×K×H×W, presence probabilities B×K or None without a presence head)."""
-        images = images.to(self.device)
         if self.tiles is None:
             presence: List[torch.Tensor] = []
             maps = self._views(images, presence)
@@ -122,6 +102,67 @@ class Predictor:
             presence.append(torch.stack(views).mean(dim=0))
         return maps
 
+    def _forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        return self.probabilities(images), None
+
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement probabilities")
+
+    def predict_dataset(
+        self, dataset: Dataset, batch_size: int = 8, num_workers: int = 0
+    ) -> Iterator[Tuple[dict, np.ndarray]]:
+        """Yields (sample, probabilities C×H×W as float32 numpy) in dataset order (same-size
+        images)."""
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+        for batch in loader:
+            probabilities = self(batch["image"]).cpu().numpy()
+            for index, probability in enumerate(probabilities):
+                sample = {key: value[index] for key, value in batch.items()}
+                yield sample, probability
+
+
+class Predictor(ProbabilityPredictor):
+    """model → probabilities B×K×H×W on the predictor's device.
+
+    Args:
+        model: returns logits B×K×H×W (or a dict with them under "logits" and aux heads).
+        device: default: the GPU if there is one, else the CPU.
+        forward: `forward(model, images) -> logits` (default `model(images)`).
+        mode: binary | multilabel | multiclass (chooses the activation); None: sigmoid for one
+            output channel, softmax otherwise.
+        tta: `tta(fn, images)` (podium.inference.tta.build_tta), or None.
+        tiles: a `TiledPrediction`, or None for whole images.
+        precision, memory_format, compile: how the forward pass runs
+            (podium.models.precision: fp32 | bf16 | fp16 | auto, contiguous | channels_last |
+            auto, false | true | a torch.compile mode); the logits come back as float32.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: Optional[torch.device] = None,
+        forward: Optional[Callable[[nn.Module, torch.Tensor], torch.Tensor]] = None,
+        mode: Optional[str] = None,
+        tta: Optional[Callable] = None,
+        tiles: Optional[Callable] = None,
+        precision: str = "fp32",
+        memory_format: str = "contiguous",
+        compile: Any = False,
+    ):
+        super().__init__(tta, tiles)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.precision = Precision(precision, self.device, memory_format, compile, where="")
+        self.model = self.precision.prepare(model.to(self.device).eval())
+        self.forward = forward or (lambda model, images: model(images))
+        if mode is not None:
+            activation_of(mode, 1)  # checks the name
+        self.mode = mode
+        self.presence_key = presence_head_name(model)  # None: the model has no presence head
+
+    @torch.no_grad()
+    def outputs(self, images: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        return super().outputs(images.to(self.device))
+
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """One forward pass and the activation of the mode."""
         return self._forward(images)[0]
@@ -139,18 +180,11 @@ class Predictor:
                 f"the model returned {type(logits).__name__}; "
                 "podium predict expects a logits tensor B×K×H×W"
             )
-        if activation_of(self.mode, logits.shape[1]) == "sigmoid":
-            return torch.sigmoid(logits), presence
-        return torch.softmax(logits, dim=1), presence
+        return activate(logits, activation_of(self.mode, logits.shape[1])), presence
 
-    def predict_dataset(
-        self, dataset: Dataset, batch_size: int = 8, num_workers: int = 0
-    ) -> Iterator[Tuple[dict, np.ndarray]]:
-        """Yields (sample, probabilities C×H×W as float32 numpy) in dataset order (same-size
-        images)."""
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-        for batch in loader:
-            probabilities = self(batch["image"]).cpu().numpy()
-            for index, probability in enumerate(probabilities):
-                sample = {key: value[index] for key, value in batch.items()}
-                yield sample, probability
+
+def activate(logits: torch.Tensor, activation: str) -> torch.Tensor:
+    """sigmoid, or softmax over the class axis (dim 1)."""
+    if activation == "sigmoid":
+        return torch.sigmoid(logits)
+    return torch.softmax(logits, dim=1)

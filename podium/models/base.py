@@ -14,11 +14,17 @@ the bottom and right are padded, so the top-left pixel keeps the alignment to th
 stride grid it has in multiple-of-32 training crops, and the crop is exact. Reflection needs the
 pad to be smaller than the side; for tiny inputs (only possible below `pad_multiple` pixels)
 it falls back to replicate padding. `reflect_pad` is that rule, for other padding too (tiles).
+
+Under tracing (`torch.onnx.export`, `torch.jit.trace`) the pad and the crop are always recorded,
+with sizes computed from the input's shape, so the traced graph takes any height and width
+(a Python branch on a size would be frozen at the traced example's size); sides must then be at
+least `pad_multiple`, as reflection cannot be switched per input inside the graph.
 """
 
 import math
 from typing import Any, Mapping, Optional, Sequence, Union
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -37,6 +43,12 @@ def reflect_pad(image: Tensor, pad: Sequence[int]) -> Tensor:
 def pad_to_multiple(image: Tensor, multiple: int) -> Tensor:
     """The N×C×H×W image reflect-padded at the bottom / right to sides that are multiples."""
     height, width = image.shape[-2:]
+    if torch.jit.is_tracing():  # recorded always: the pad follows the input's size in the graph
+        pad_h, pad_w = (
+            (multiple - height % multiple) % multiple,
+            (multiple - width % multiple) % multiple,
+        )
+        return F.pad(image, (0, pad_w, 0, pad_h), mode="reflect") if multiple > 1 else image
     pad_h, pad_w = -height % multiple, -width % multiple
     return reflect_pad(image, (0, pad_w, 0, pad_h)) if pad_h or pad_w else image
 
@@ -73,5 +85,7 @@ class PaddedModel(nn.Module):
         stride = strides.get(name) if isinstance(strides, Mapping) else strides
         if stride is None:
             return output
+        if torch.jit.is_tracing():  # sizes stay symbolic; positive operands: ONNX Div truncates
+            return output[..., : (height + stride - 1) // stride, : (width + stride - 1) // stride]
         out_h, out_w = math.ceil(height / stride), math.ceil(width / stride)
         return output if output.shape[-2:] == (out_h, out_w) else output[..., :out_h, :out_w]

@@ -1,0 +1,402 @@
+"""`podium export`: a trained run (or an ensemble of runs) as one ONNX file, and its check.
+
+    export_segmentation(models, "model.onnx", tta="d4", postprocess={"threshold": 0.4})
+    export_task(run, "centernet.onnx", task="centernet")
+    verify_segmentation("model.onnx", models, images, tta="d4")   # → largest |torch − ONNX|
+
+The exporter is torch's TorchScript-based one (`torch.onnx.export(..., dynamo=False)`): it
+traces these CNNs with dynamic batch, height and width in seconds, needs no package beyond
+torch and onnx, and gives the same probabilities as the torch model (docs/export.md compares
+it with the dynamo exporter). The file is written next to its target and renamed over it at
+the end (`podium.files.write_atomically`), so a failed export leaves an earlier file whole.
+"""
+
+import json
+import math
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from podium.errors import PodiumError
+from podium.files import write_atomically
+from podium.inference.checkpoint import load_model, load_run_config, run_data_config
+from podium.inference.ensemble import average_probabilities
+from podium.inference.export_graph import OutputsGraph, SegmentationGraph, output_names
+from podium.inference.onnx_metadata import config_hash, write_metadata
+from podium.inference.pipeline import READING_KEYS, LoadedModel
+from podium.inference.postprocess import PostProcess
+from podium.inference.predictor import Predictor, activation_of
+from podium.metrics.segmentation import default_class_names
+
+__all__ = [
+    "FORMATS",
+    "OPSET",
+    "open_export",
+    "export_graph",
+    "export_segmentation",
+    "export_task",
+    "segmentation_metadata",
+    "verify_segmentation",
+    "verify_task",
+    "verification_images",
+]
+
+OPSET = 18
+FORMATS = ("onnx", "torchscript")
+TORCHSCRIPT_METADATA = "podium.json"  # the extra file of a TorchScript export: the metadata
+
+
+def export_graph(
+    graph: nn.Module,
+    examples: Sequence[Tensor],
+    path,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_axes: Mapping[str, Mapping[int, str]],
+    metadata: Mapping[str, Any],
+    opset: int = OPSET,
+    what: str = "the model",
+    format: str = "onnx",
+) -> Path:
+    """Trace `graph` on `examples` into the ONNX file `path` with podium's `metadata`
+    (`format="torchscript"`: a TorchScript file, the metadata as its extra file podium.json).
+
+    An operator the opset cannot express → PodiumError naming it and the opset; the file is
+    written atomically (an earlier file at `path` stays if anything fails).
+    """
+    if format == "torchscript":
+        return write_atomically(
+            path, lambda tmp: _write_torchscript(graph, examples, tmp, metadata)
+        )
+
+    def write(tmp: Path) -> None:
+        try:
+            with warnings.catch_warnings():
+                # the TorchScript exporter announces its deprecation, and tracing warns about
+                # Python values it freezes: podium's models keep sizes symbolic while tracing
+                warnings.simplefilter("ignore")
+                with torch.no_grad():
+                    torch.onnx.export(
+                        graph.eval(),
+                        tuple(examples),
+                        str(tmp),
+                        input_names=list(input_names),
+                        output_names=list(output_names),
+                        dynamic_axes={k: dict(v) for k, v in dynamic_axes.items()},
+                        opset_version=int(opset),
+                        dynamo=False,
+                    )
+        except torch.onnx.errors.OnnxExporterError as error:  # unsupported operator, or use
+            first = str(error).strip().splitlines()[0].split(" Please feel free")[0].rstrip(".")
+            raise PodiumError(
+                f"{what} cannot be exported to ONNX: {first} (opset {opset}); expected a model "
+                "whose operators the opset has (try a newer --opset, or replace the layer)"
+            ) from None
+        write_metadata(tmp, metadata)
+
+    return write_atomically(path, write)
+
+
+def _write_torchscript(graph, examples, tmp: Path, metadata: Mapping[str, Any]) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # tracing warns about the Python values it freezes
+        traced = torch.jit.trace(graph.eval(), tuple(examples), check_trace=False)
+    extra = {TORCHSCRIPT_METADATA: json.dumps(dict(metadata))}
+    torch.jit.save(traced, str(tmp), _extra_files=extra)
+
+
+def open_export(path) -> Tuple[Callable[[Mapping[str, np.ndarray]], List[np.ndarray]], List[str]]:
+    """(feeds {input name: array} → outputs in order, output names) of an ONNX or TorchScript
+    file of podium export."""
+    from podium.inference.onnx_metadata import open_session
+
+    if not zipfile.is_zipfile(path):  # ONNX is a protobuf; TorchScript a zip archive
+        session = open_session(path)
+        names = [output.name for output in session.get_outputs()]
+        return (lambda feeds: session.run(names, dict(feeds))), names
+    extra = {TORCHSCRIPT_METADATA: ""}
+    with warnings.catch_warnings():  # torch.jit.load announces its deprecation
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    metadata = json.loads(extra[TORCHSCRIPT_METADATA])
+
+    def run(feeds: Mapping[str, np.ndarray]) -> List[np.ndarray]:
+        with torch.no_grad():
+            outputs = module(*(torch.from_numpy(feeds[name]) for name in metadata["inputs"]))
+        outputs = outputs if isinstance(outputs, (tuple, list)) else [outputs]
+        return [output.numpy() for output in outputs]
+
+    return run, list(metadata["outputs"])
+
+
+def podium_version() -> str:
+    """The installed podium's version (the package's own metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("podium")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------- segmentation
+def check_ensemble(models: Sequence[LoadedModel]) -> None:
+    """One graph has one image input: the models must read images alike (channels,
+    normalisation, valid pipeline); modes and classes are checked by `load_models`."""
+    first = models[0]
+    for model in models[1:]:
+        if model.in_channels != first.in_channels:
+            raise PodiumError(
+                f"--ensemble runs must take the same input channels: {first.run} takes "
+                f"{first.in_channels}, {model.run} takes {model.in_channels}"
+            )
+        if reading_of(model) != reading_of(first):
+            raise PodiumError(
+                f"--ensemble runs must read images the same way to share one ONNX input: "
+                f"{first.run} reads {reading_of(first)}, {model.run} reads {reading_of(model)}"
+            )
+
+
+def reading_of(model: LoadedModel) -> Dict[str, Any]:
+    """The run's data keys that read an image as validation did (metadata `reading`)."""
+    reading = {key: model.data[key] for key in READING_KEYS if key in model.data}
+    reading["valid_transforms"] = model.valid_transforms
+    return reading
+
+
+def pad_multiple_of(model: nn.Module) -> int:
+    return int(getattr(model, "pad_multiple", 1) or 1)
+
+
+def segmentation_metadata(
+    models: Sequence[LoadedModel], tta: str, postprocess: Mapping[str, Any]
+) -> Dict[str, Any]:
+    """The `podium.*` metadata of a segmentation export (see onnx_metadata.KEYS)."""
+    first = models[0]
+    class_names = list(first.class_names or default_class_names(first.num_classes))
+    post = PostProcess.from_config(
+        postprocess, mode=first.mode, class_names=class_names if first.mode != "binary" else None
+    )
+    multiple = math.lcm(*(pad_multiple_of(m.model) for m in models))
+    return {
+        "version": podium_version(),
+        "config_hash": [config_hash(load_run_config(Path(m.run))) for m in models],
+        "task": "segmentation",
+        "inputs": ["image"],
+        "outputs": ["probabilities"],
+        "in_channels": int(first.in_channels or first.data.get("in_channels") or 3),
+        "normalize": first.data.get("normalize"),
+        "reading": reading_of(first),
+        "input_size": None,
+        "pad_multiple": multiple,
+        "mode": first.mode,
+        "num_classes": first.num_classes,
+        "class_names": class_names,
+        "metric_classes": first.metric_classes,
+        "activation": activation_of(first.mode, first.num_classes),
+        "tta": tta,
+        "ensemble": [m.describe() for m in models],
+        "postprocess": post.to_config(),
+        "attributes": {},
+    }
+
+
+def export_segmentation(
+    models: Sequence[LoadedModel],
+    path,
+    tta: str = "none",
+    postprocess: Optional[Mapping[str, Any]] = None,
+    opset: int = OPSET,
+    format: str = "onnx",
+) -> Path:
+    """The models (one run, or an ensemble) as one ONNX graph: images → probabilities."""
+    check_ensemble(models)
+    metadata = segmentation_metadata(models, tta, postprocess or {})
+    graph = SegmentationGraph(
+        [m.model for m in models], [m.weight for m in models], metadata["activation"], tta
+    )
+    example = torch.randn(1, metadata["in_channels"], *example_size(metadata["pad_multiple"]))
+    axes = {"image": {0: "batch", 2: "height", 3: "width"}}
+    axes["probabilities"] = axes["image"]
+    return export_graph(
+        graph,
+        [example],
+        path,
+        ["image"],
+        ["probabilities"],
+        axes,
+        metadata,
+        opset,
+        what=f"run {models[0].run}",
+        format=format,
+    )
+
+
+def example_size(multiple: int) -> List[int]:
+    """A traced example's H×W: sides that are not multiples, so the graph records its padding."""
+    return [2 * multiple + 3, 3 * multiple + 5] if multiple > 1 else [67, 99]
+
+
+# ---------------------------------------------------------------------------- tasks
+def export_task(
+    run,
+    path,
+    task: str,
+    checkpoint: str = "best",
+    ema="auto",
+    opset: int = OPSET,
+    format: str = "onnx",
+) -> Path:
+    """A task's model (CenterNet, geopose, boxes) with its raw outputs as named graph outputs."""
+    model, config = load_model(Path(run), checkpoint, ema=ema)
+    data = run_data_config(config)
+    channels = int((config.get("model") or {}).get("in_channels", 3))
+    scalars = list(getattr(model, "scalar_inputs", ()))
+    multiple = pad_multiple_of(model)
+    size = fixed_size(model, data)
+    example = torch.randn(1, channels, *(size or example_size(multiple)))
+    scalar_examples = [torch.ones(1, 1) for _ in scalars]
+    names = output_names(model, example, scalar_examples)
+    if not names:
+        raise PodiumError(f"run {run} is not a task run: its model returns one tensor, not a dict")
+    spatial_axes = {} if size else {2: "height", 3: "width"}
+    axes: Dict[str, Dict[int, str]] = {"image": {0: "batch", **spatial_axes}}
+    axes.update({name: {0: "batch"} for name in scalars})
+    with torch.no_grad():
+        outputs = OutputsGraph(model, names, scalars)(example, *scalar_examples)
+    for name, output in zip(names, outputs):
+        spatial = {2: f"{name}_height", 3: f"{name}_width"} if output.ndim == 4 else {}
+        axes[name] = {0: "batch", **spatial}
+    metadata = {
+        "version": podium_version(),
+        "config_hash": [config_hash(config)],
+        "task": task,
+        "inputs": ["image", *scalars],
+        "outputs": names,
+        "in_channels": channels,
+        "normalize": data.get("normalize"),
+        "reading": {key: data[key] for key in ("normalize", "class_names") if key in data},
+        "input_size": size,
+        "pad_multiple": multiple,
+        "mode": None,
+        "num_classes": (config.get("model") or {}).get("num_classes"),
+        "class_names": data.get("class_names"),
+        "metric_classes": None,
+        "activation": "none",
+        "tta": "none",
+        "ensemble": [{"run": str(run), "checkpoint": checkpoint, "weight": 1.0}],
+        "postprocess": {},
+        "attributes": model_attributes(model),
+    }
+    return export_graph(
+        OutputsGraph(model, names, scalars),
+        [example, *scalar_examples],
+        path,
+        ["image", *scalars],
+        names,
+        axes,
+        metadata,
+        opset,
+        what=f"run {run}",
+        format=format,
+    )
+
+
+MODEL_ATTRIBUTES = ("output_stride", "scalar_inputs", "num_classes")
+
+
+def model_attributes(model: nn.Module) -> Dict[str, Any]:
+    """The attributes a task's predictor reads from its model (`OnnxModule` restores them)."""
+    found = {name: getattr(model, name) for name in MODEL_ATTRIBUTES if hasattr(model, name)}
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in found.items()}
+
+
+def fixed_size(model: nn.Module, data: Mapping[str, Any]) -> Optional[List[int]]:
+    """H×W of a model without map outputs whose run letterboxes its input (`data/size`, the
+    box head): its pooling to a grid is exported for that size; None: any size."""
+    size = data.get("size")
+    if getattr(model, "map_strides", 1) is not None or size is None:
+        return None
+    return [int(size), int(size)] if isinstance(size, int) else [int(s) for s in size]
+
+
+# ---------------------------------------------------------------------------- verify
+def verification_images(models: Sequence[LoadedModel], count: int = 2) -> List[Tensor]:
+    """Batches to compare on: up to `count` of the run's own images read as validation read
+    them (when its data folder is here), and a seeded random image whose sides are not
+    multiples of the model's stride (the padding inside the graph)."""
+    from podium.inference.geometry import ImagePipeline
+    from podium.inference.pipeline import build_dataset, reading_params
+
+    first = models[0]
+    channels = int(first.in_channels or first.data.get("in_channels") or 3)
+    generator = torch.Generator().manual_seed(0)
+    multiple = pad_multiple_of(first.model)
+    batches = [torch.randn(1, channels, *example_size(multiple), generator=generator)]
+    root = first.data.get("root")
+    if root is not None and Path(root).is_dir():
+        data = {"root": root, "split": first.data.get("valid_split")}
+        reading = reading_params(first, Path(root), data)
+        try:
+            dataset = build_dataset(
+                Path(root), data, reading, ImagePipeline(first.valid_transforms)
+            )
+        except PodiumError:  # another layout here: the random image still checks the graph
+            dataset = []
+        batches += [dataset[i]["image"][None] for i in range(min(count, len(dataset)))]
+    return batches
+
+
+def verify_segmentation(
+    path, models: Sequence[LoadedModel], images: Sequence[Tensor], tta: str = "none"
+) -> float:
+    """Largest |probability| difference between the exported file and podium's torch predictor
+    (its TTA, the ensemble's weighted mean) over the image batches."""
+    from podium.inference.tta import build_tta
+
+    run, _ = open_export(path)
+    views = None if tta == "none" else build_tta(tta)
+    predictors = [Predictor(m.model, torch.device("cpu"), mode=m.mode, tta=views) for m in models]
+    largest = 0.0
+    for batch in images:
+        reference = average_probabilities(
+            [predictor(batch) for predictor in predictors], [m.weight for m in models]
+        )
+        (exported,) = run({"image": batch.numpy().astype(np.float32)})
+        largest = max(largest, difference(exported, reference.numpy()))
+    return largest
+
+
+def difference(got: np.ndarray, expected: np.ndarray) -> float:
+    """Largest |got − expected|; infinite when the shapes differ (a size frozen in the graph)."""
+    if got.shape != expected.shape:
+        return float("inf")
+    return float(np.abs(got - expected).max())
+
+
+def verify_task(path, run, checkpoint: str = "best", ema="auto") -> Dict[str, float]:
+    """Largest difference per output between the exported file and the torch model, on seeded
+    random images at two sizes (one not a multiple of the stride)."""
+    model, config = load_model(Path(run), checkpoint, ema=ema)
+    channels = int((config.get("model") or {}).get("in_channels", 3))
+    scalars = list(getattr(model, "scalar_inputs", ()))
+    exported, names = open_export(path)
+    generator = torch.Generator().manual_seed(0)
+    multiple = pad_multiple_of(model)
+    largest: Dict[str, float] = {}
+    fixed = fixed_size(model, run_data_config(config))
+    sizes = [fixed] * 2 if fixed else [example_size(multiple), [4 * multiple, 2 * multiple + 1]]
+    for batch, size in zip((1, 2), sizes):
+        image = torch.randn(batch, channels, *size, generator=generator)
+        extra = [torch.rand(batch, 1, generator=generator) for _ in scalars]
+        with torch.no_grad():
+            reference = model(image, **dict(zip(scalars, extra)))
+        feeds = {"image": image.numpy(), **{n: v.numpy() for n, v in zip(scalars, extra)}}
+        for name, value in zip(names, exported(feeds)):
+            largest[name] = max(largest.get(name, 0.0), difference(value, reference[name].numpy()))
+    return largest
