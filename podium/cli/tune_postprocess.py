@@ -63,8 +63,7 @@ from podium.inference.probability_maps import (
 )
 from podium.datasets.readers import MASK_EXTENSIONS, read_mask
 from podium.metrics.segmentation import default_class_names
-from podium.tasks.instances.tune import METRICS as INSTANCE_METRICS
-from podium.tasks.instances.tune import tune_instances
+from podium.tasks import instance_tuning
 
 __all__ = ["register", "run", "parse_grid", "tune", "replace_yaml_block"]
 
@@ -138,7 +137,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--metric",
-        choices=METRICS + INSTANCE_METRICS,
+        choices=METRICS + ("ap", "object_f1"),
         help="score to maximise (default dice; with --instances ap)",
     )
     instances = parser.add_argument_group("instances (--instances)")
@@ -246,10 +245,11 @@ def run(args) -> int:
 
 def _run_instances(args) -> int:
     """--instances: the writer's thresholds and min size, tuned on object scores."""
+    tuning = instance_tuning()
     metric = args.metric or "ap"
-    if metric not in INSTANCE_METRICS:
+    if metric not in tuning.METRICS:
         raise PodiumError(
-            f"--metric {metric} scores pixels; with --instances: one of {INSTANCE_METRICS}"
+            f"--metric {metric} scores pixels; with --instances: one of {tuning.METRICS}"
         )
     config_text, config = _read_config(args.config)
     writers = config.get("writers") or []
@@ -277,7 +277,7 @@ def _run_instances(args) -> int:
             )
         truths[name] = read_mask(path)
     maps = {name: read_probability_map(args.probabilities, name) for name in names}
-    best, rows = tune_instances(
+    best, rows = tuning.tune_instances(
         maps,
         truths,
         parse_grid(args.seed_thresholds, "--seed-thresholds", float),

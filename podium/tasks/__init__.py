@@ -25,7 +25,14 @@ from podium.errors import PodiumError
 from podium.inference.checkpoint import load_run_config
 from podium.targets import resolve_target
 
-__all__ = ["SEGMENTATION_TASKS", "TASKS", "import_all", "register_commands", "task_of_run"]
+__all__ = [
+    "SEGMENTATION_TASKS",
+    "TASKS",
+    "import_all",
+    "instance_tuning",
+    "register_commands",
+    "task_of_run",
+]
 
 TASKS = (
     "centernet",
@@ -45,6 +52,12 @@ def register_commands(subparsers) -> None:
     """Every task's `podium predict-<task>` (and its older names)."""
     for name in TASKS:
         importlib.import_module(f"podium.tasks.{name}.cli").register(subparsers)
+
+
+def instance_tuning():
+    """podium.tasks.instances.tune (`tune_instances`, `METRICS`): what `podium tune-postprocess
+    --instances` runs on the instance writer's settings."""
+    return importlib.import_module("podium.tasks.instances.tune")
 
 
 def task_of_run(run_dir) -> Optional[str]:
