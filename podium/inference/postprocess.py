@@ -86,18 +86,13 @@ def components(mask: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return labels, stats[:, cv2.CC_STAT_AREA]
 
 
-def remove_small(mask: np.ndarray, min_size: int, open_rows: Sequence[int] = ()) -> np.ndarray:
-    """Boolean mask without its blobs of fewer than `min_size` pixels.
-
-    `open_rows`: rows where the array was cut from a larger one (a band of a scene): blobs
-    touching them go on beyond it, their size is unknown here, and they are kept."""
+def remove_small(mask: np.ndarray, min_size: int) -> np.ndarray:
+    """Boolean mask without its blobs of fewer than `min_size` pixels."""
     mask = mask.astype(bool)
     if min_size <= 1 or not mask.any():
         return mask
     labels, areas = components(mask)
     keep = areas >= min_size
-    for row in open_rows:
-        keep[labels[row]] = True
     keep[0] = False
     return keep[labels]
 
@@ -177,8 +172,7 @@ class PostProcess:
             "fill_holes": self.fill_holes,
         }
 
-    def __call__(self, probabilities, open_rows: Sequence[int] = ()) -> np.ndarray:
-        """`open_rows`: see `remove_small` (whole-scene prediction post-processes bands of rows)."""
+    def __call__(self, probabilities) -> np.ndarray:
         probabilities = as_numpy(probabilities)
         if probabilities.ndim == 4:  # a batch
             return np.stack([self(p) for p in probabilities])
@@ -200,26 +194,24 @@ class PostProcess:
             )
         thresholds, min_sizes, fills = self.per_class(num_classes)
         if self.mode == "multiclass":
-            return self._multiclass(probabilities, thresholds, min_sizes, fills, open_rows)
+            return self._multiclass(probabilities, thresholds, min_sizes, fills)
         masks = np.stack(
             [
                 remove_small(
-                    binary_class_mask(probabilities[c], thresholds[c], fills[c]),
-                    min_sizes[c],
-                    open_rows,
+                    binary_class_mask(probabilities[c], thresholds[c], fills[c]), min_sizes[c]
                 )
                 for c in range(num_classes)
             ]
         ).astype(np.uint8)
         return masks[0] if self.mode == "binary" else masks
 
-    def _multiclass(self, probabilities, thresholds, min_sizes, fills, open_rows) -> np.ndarray:
+    def _multiclass(self, probabilities, thresholds, min_sizes, fills) -> np.ndarray:
         num_classes = probabilities.shape[0]
         argmax = probabilities.argmax(axis=0)
         out = np.zeros(argmax.shape, dtype=np.uint8 if num_classes <= 256 else np.int32)
         for c in range(1, num_classes):
             mask = multiclass_class_mask(argmax, probabilities[c], c, thresholds[c], fills[c])
-            mask = remove_small(mask, min_sizes[c], open_rows) & (out == 0)  # nested: lower first
+            mask = remove_small(mask, min_sizes[c]) & (out == 0)  # nested holes: lower class first
             out[mask] = c
         return out
 

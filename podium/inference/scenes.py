@@ -20,9 +20,10 @@ probabilities B×K×h×w: a `Predictor` (TTA included) or an ensemble of them.
   later window row still overlaps; the rows before the next window row are final: divided,
   written to the probability GeoTIFF, then post-processed and written to the mask GeoTIFF.
 * **Post-processing** (`PostProcess`: threshold, fill_holes, min_size) runs on bands of final
-  rows with `context` rows above and below: min_size is exact (a blob of fewer than min_size
-  pixels spans fewer rows than that; blobs cut by the band's edge are kept, `open_rows`), holes
-  are filled when they fit in the band with its context (the window height).
+  rows with `context` rows above and below (min_size, and the window height with fill_holes):
+  min_size is exact, as a blob of fewer than min_size pixels spans fewer rows than that, and a
+  blob that reaches the context's edge has more pixels than that in it; holes are filled when
+  they fit in the band with its context.
 * **Nodata**: pixels nodata in every band (or outside the raster) are masked in the probability
   map (GDAL's internal mask band: every uint8 value is a probability), 255 in the mask, and
   background for post-processing.
@@ -299,9 +300,8 @@ class BandPostProcess:
             return []
         first = max(self.done - self.context, self.top)
         stop = min(band_end + self.context, end)
-        open_rows = ([0] if first > 0 else []) + ([stop - first - 1] if stop < self.height else [])
         held = self.probabilities[:, first - self.top : stop - self.top]
-        mask = self.post(held, open_rows=open_rows)[..., self.done - first : band_end - first, :]
+        mask = self.post(held)[..., self.done - first : band_end - first, :]
         valid_band = self.valid[self.done - self.top : band_end - self.top]
         mask = np.where(valid_band, mask, MASK_NODATA).astype(np.uint8)
         ready = [(self.done, mask)]
