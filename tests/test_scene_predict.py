@@ -3,6 +3,7 @@ MONAI's formulas, blending against a numpy reference, no seams, streamed post-pr
 to whole-scene post-processing, the real trees-geo run end to end, and one line per bad input."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -358,3 +359,32 @@ def test_cli_bad_scene_is_one_line(trees_run, tmp_path):
         "x.shp",
     )
     assert result.returncode == 1 and "expected one of: .gpkg, .geojson" in result.stderr
+    result = run_command(
+        "podium", "predict", "--run", run, "--scenes", blank, "--data", tmp_path, "--out", tmp_path
+    )
+    assert result.returncode == 1 and "--data does not go with it" in result.stderr
+
+
+def test_scenes_block_of_the_inference_config(tmp_path):
+    from podium.inference.config import apply_flags, resolve_inference_config
+
+    base = {"models": [{"run": str(tmp_path)}], "out": str(tmp_path / "out")}
+    flags = {"scenes": ["a.tif"], "window": 256, "blend": "mean", "polygons": "p.geojson"}
+    scenes = resolve_inference_config(apply_flags(base, flags))["scenes"]
+    assert scenes == {
+        "images": ["a.tif"],
+        "window": 256,
+        "overlap": None,
+        "weight": "mean",
+        "polygons": "p.geojson",
+        "simplify": None,
+        "instances": False,
+    }
+    for block, message in (
+        ({"images": []}, "scenes/images must be a list of raster paths, got []"),
+        ({"images": ["a.tif"], "weight": "cosine"}, "scenes/weight 'cosine' is not supported"),
+        ({"images": ["a.tif"], "overlap": -1}, "scenes/overlap must be"),
+        ({"images": ["a.tif"], "windw": 5}, 'unknown key "windw" in scenes'),
+    ):
+        with pytest.raises(PodiumError, match=re.escape(message)):
+            resolve_inference_config({**base, "scenes": block})

@@ -222,6 +222,12 @@ def task_command(argv: Sequence[str]) -> Optional[str]:
 
 
 def run(args) -> int:
+    if args.scenes and (args.data is not None or args.nproc not in (None, 1)):
+        given = "--data" if args.data is not None else "--nproc"
+        raise PodiumError(
+            f"--scenes predicts rasters whole, in one process; {given} does not go with it "
+            f"(expected --scenes A.tif … or --data DIR)"
+        )
     config = load_inference_config(args.config) if args.config is not None else {}
     flags = {key: getattr(args, key, None) for key in FLAGS}
     config = resolve_inference_config(apply_flags(config, flags))
