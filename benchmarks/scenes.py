@@ -230,7 +230,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="paired runs (default 5)")
     parser.add_argument("--size", type=int, default=1024, help="throughput scene side (px)")
     parser.add_argument("--rss-sizes", type=int, nargs="*", default=[5000, 10000, 20000])
-    parser.add_argument("--unet-rss-rows", type=int, default=512, help="0: skip the U-Net RSS")
+    parser.add_argument("--unet-rss-rows", type=int, default=256, help="0: skip the U-Net RSS")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default all)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "scenes.json"))
     args = parser.parse_args(argv)

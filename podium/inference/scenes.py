@@ -15,10 +15,12 @@ probabilities B×K×h×w: a `Predictor` (TTA included) or an ensemble of them.
 * **Blending**: each window's probabilities are weighted by `window_weights` (gaussian: MONAI's
   importance map; mean = MONAI's constant; pyramid) and the weighted sums divided by the summed
   weights: no seams.
-* **Streaming**: a row of windows reads one strip of the scene (window height × scene width)
-  and is predicted in batches of `batch_size` windows. Weighted sums are kept only for rows a
-  later window row still overlaps; the rows before the next window row are final: divided,
-  written to the probability GeoTIFF, then post-processed and written to the mask GeoTIFF.
+* **Streaming**: a row of windows reads one strip of the scene (window height × scene width);
+  windows go to the model in batches of `batch_size` in reading order (a batch may end one row
+  and start the next, as MONAI's do). Weighted sums are kept only for rows a later window row
+  still overlaps; once a row of windows is blended, the rows before the next window row are
+  final: divided, written to the probability GeoTIFF, then post-processed and written to the
+  mask GeoTIFF.
 * **Post-processing** (`PostProcess`: threshold, fill_holes, min_size) runs on bands of final
   rows with `context` rows above and below (min_size, and the window height with fill_holes):
   min_size is exact, as a blob of fewer than min_size pixels spans fewer rows than that, and a
@@ -178,32 +180,49 @@ class ScenePredictor:
     ) -> Iterator[Tuple[int, np.ndarray, np.ndarray, int]]:
         """(first row, float32 probabilities K×n×width, valid n×width, windows so far) of the
         final rows of an open raster, top to bottom."""
-        from rasterio.windows import Window
         from tqdm.auto import tqdm
 
         height, width = src.height, src.width
-        window_h, window_w = self.window
-        rows = sliding_starts(height, window_h, self.overlap)
-        cols = sliding_starts(width, window_w, self.overlap)
-        strip_width = max(width, window_w)
-        blend = Blending(self.channels, strip_width)
+        rows = sliding_starts(height, self.window[0], self.overlap)
+        cols = sliding_starts(width, self.window[1], self.overlap)
+        blend = Blending(self.channels, max(width, self.window[1]))
         progress = tqdm(
             total=len(rows) * len(cols), desc="windows", unit="win", disable=not self.progress
         )
-        for index, row in enumerate(rows):
-            image, valid = read_window(src, Window(0, row, strip_width, window_h), list(bands))
-            blend.extend_to(row + window_h, valid, row)
-            for start in range(0, len(cols), self.batch_size):
-                chunk = cols[start : start + self.batch_size]
-                batch = torch.stack([self._tensor(image[:, c : c + window_w]) for c in chunk])
-                probabilities = self._probabilities(batch)
-                for col, p in zip(chunk, probabilities):
-                    blend.add(p, row, col, self.weights)
-                progress.update(len(chunk))
-            finished_to = rows[index + 1] if index + 1 < len(rows) else height
-            top, probabilities, valid_rows = blend.pop_to(min(finished_to, height), width)
-            yield top, probabilities, valid_rows, (index + 1) * len(cols)
+        finished = 0  # window rows whose every window is blended
+        for batch in self._batches(src, bands, rows, cols, blend):
+            probabilities = self._probabilities(torch.stack([item[3] for item in batch]))
+            for (_, row, col, _), p in zip(batch, probabilities):
+                blend.add(p, row, col, self.weights)
+            progress.update(len(batch))
+            index, _, col, _ = batch[-1]
+            complete = index + 1 if col == cols[-1] else index
+            if complete > finished:
+                end = rows[complete] if complete < len(rows) else height
+                top, probabilities, valid = blend.pop_to(min(end, height), width)
+                yield top, probabilities, valid, min(complete * len(cols), len(rows) * len(cols))
+                finished = complete
         progress.close()
+
+    def _batches(self, src, bands, rows, cols, blend) -> Iterator[List[Tuple]]:
+        """Batches of (row index, row, col, window tensor) in reading order; a batch may span
+        two rows of windows (as MONAI's do), so every forward but the last is full. Each row of
+        windows reads one strip (window height × scene width)."""
+        from rasterio.windows import Window
+
+        window_h, window_w = self.window
+        batch: List[Tuple] = []
+        for index, row in enumerate(rows):
+            strip = Window(0, row, max(src.width, window_w), window_h)
+            image, valid = read_window(src, strip, list(bands))
+            blend.extend_to(row + window_h, valid, row)
+            for col in cols:
+                batch.append((index, row, col, self._tensor(image[:, col : col + window_w])))
+                if len(batch) == self.batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
         """One raw H×W×C window → C×H×W float32, as the scene dataset makes its items."""
