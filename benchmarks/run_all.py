@@ -184,14 +184,15 @@ def summary_rows(name: str, result: Dict, run: Dict) -> List[Dict]:
                 load,
                 f"median of {result['repeats']} interleaved pairs, min–max "
                 f"{speedup['min']:.2f}–{speedup['max']:.2f}; {result['size']}² scene, resnet18 "
-                f"U-Net, window {result['window']}, overlap {result['overlap']}, gaussian; "
-                f"channels_last off: {result['speedup_podium_contiguous']['median']:.2f}×",
+                f"U-Net, window {result['window']}, overlap {result['overlap']}, gaussian, "
+                f"--memory-format channels_last; "
+                f"default memory format: {result['speedup_podium_default']['median']:.2f}×",
             )
         ]
         for weight, difference in result["max_abs_difference"].items():
             row = _row(
                 f"scenes equal {weight}",
-                "max |podium − MONAI| probability",
+                "max abs(podium − MONAI) of the probabilities",
                 difference,
                 "<=",
                 result["goal"]["max_abs_difference"],

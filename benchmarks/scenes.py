@@ -6,11 +6,12 @@
   a `--size`² 3-band uint8 GeoTIFF, end to end in both: read the raster, normalise, predict,
   blend, write a uint8 probability GeoTIFF and a 0/1 mask GeoTIFF (tiled, deflate). podium:
   `ScenePredictor` with a `Predictor` (TTA "none": one view, channels_last where its rule says
-  so) streaming row strips; MONAI: the raster read whole, `sliding_window_inference` on it,
-  the two GeoTIFFs written whole. Runs are paired and interleaved (the order alternates); the
-  result is the median of the pairs' MONAI / podium time ratios, with their min–max. Also
-  reported: podium with channels_last off (`contiguous`), so the part of the speed that is the
-  memory format is visible.
+  so) and `--memory-format channels_last` (model and windows in the CPU's fast layout),
+  streaming row strips; MONAI: the raster read whole, `sliding_window_inference` on it, the two
+  GeoTIFFs written whole. Runs are paired and interleaved (the order alternates); the result is
+  the median of the pairs' MONAI / podium time ratios, with their min–max. Also reported:
+  `podium_default`, podium's default memory format (contiguous model; TTA's rule puts the
+  windows in channels_last), so the part of the speed that is the memory format is visible.
 * equality — podium's float probabilities (before the uint8 quantisation of the file) against
   MONAI's output with the same blending: gaussian, and mean (MONAI's "constant").
 * peak RSS — `ScenePredictor` on `--rss-sizes` square scenes (default 5000, 10000, 20000;
@@ -32,6 +33,7 @@ MONAI is needed for this benchmark only: `pip install --no-deps monai==1.6.1`
 """
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -105,16 +107,17 @@ def cheap_model():
     ).eval()
 
 
-def scene_predictor(model, weight="gaussian", channels_last="auto", batch=BATCH):
+def scene_predictor(model, weight="gaussian", memory_format="channels_last", batch=BATCH):
+    """`podium predict --scenes` with --memory-format (channels_last: the CPU's fast layout)."""
     from podium.datasets.normalize import build_normalizer
     from podium.inference.postprocess import PostProcess
     from podium.inference.predictor import Predictor
     from podium.inference.scenes import ScenePredictor
     from podium.inference.tta import build_tta
 
-    tta = build_tta({"views": "none", "channels_last": channels_last})
+    model = copy.deepcopy(model)  # Predictor converts its model in place: MONAI keeps its own
     return ScenePredictor(
-        Predictor(model, tta=tta, mode="binary"),
+        Predictor(model, tta=build_tta("none"), mode="binary", memory_format=memory_format),
         window=WINDOW,
         overlap=OVERLAP,
         weight=weight,
@@ -222,6 +225,79 @@ def peak_rss(scene: str, which: str, tmp: str) -> Dict:
 
 
 # ----------------------------------------------------------------------------- main
+def throughput(args, tmp: str) -> Dict:
+    """Equality and paired timings against MONAI on a --size² scene."""
+    import monai
+
+    report: Dict = {"monai": monai.__version__, "size": args.size, "repeats": args.repeats}
+    scene = write_scene(os.path.join(tmp, "scene.tif"), args.size, args.size)
+    model = unet()
+    report["max_abs_difference"] = equality(model, scene)
+    for weight, difference in report["max_abs_difference"].items():
+        print(f"scenes equal {weight} {difference:.1e}", flush=True)
+    podium_fast = scene_predictor(model)
+    podium_default = scene_predictor(model, memory_format="contiguous")
+    monai_seconds(model, scene, os.path.join(tmp, "warm"))  # one warm-up of each
+    podium_seconds(podium_fast, scene, os.path.join(tmp, "warm"))
+    times: Dict[str, List[float]] = {"podium": [], "podium_default": [], "monai": []}
+    for repeat in range(args.repeats):
+        runs = [
+            ("podium", lambda o: podium_seconds(podium_fast, scene, o)),
+            ("podium_default", lambda o: podium_seconds(podium_default, scene, o)),
+            ("monai", lambda o: monai_seconds(model, scene, o)),
+        ]
+        for name, run in runs if repeat % 2 == 0 else runs[::-1]:
+            times[name].append(run(os.path.join(tmp, name)))
+        print(
+            f"  pair {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()),
+            file=sys.stderr,
+            flush=True,
+        )
+    for name in ("podium", "podium_default"):
+        ratios = [m / p for m, p in zip(times["monai"], times[name])]
+        report[f"speedup_{name}"] = {
+            "median": statistics.median(ratios),
+            "min": min(ratios),
+            "max": max(ratios),
+            "all": ratios,
+        }
+    report["seconds"] = times
+    report["megapixels_per_second"] = {
+        name: args.size**2 / 1e6 / statistics.median(values) for name, values in times.items()
+    }
+    spread = report["speedup_podium"]
+    print(
+        f"scenes speedup {spread['median']:.3f}x (min {spread['min']:.3f}, max {spread['max']:.3f})"
+    )
+    return report
+
+
+def memory(args, tmp: str) -> Dict:
+    """Peak RSS of fresh processes predicting ever larger scenes."""
+    from memory import peak_rss_mb
+
+    floor = peak_rss_mb(
+        [sys.executable, "-c", "import torch, podium.inference.scenes"],
+        os.path.join(tmp, "import.log"),
+    )["peak_rss_mb"]
+    rss: Dict[str, Dict] = {}
+    for size in args.rss_sizes:
+        path = write_scene(os.path.join(tmp, f"rss_{size}.tif"), size, size, seed=size)
+        rss[f"cheap {size}x{size}"] = peak_rss(path, "cheap", tmp)
+        os.unlink(path)
+        print(f"scenes rss {size} {rss[f'cheap {size}x{size}']['peak_rss_mb']:.0f} MB", flush=True)
+    if args.unet_rss_rows and args.rss_sizes:
+        width = max(args.rss_sizes)
+        path = write_scene(os.path.join(tmp, "rss_unet.tif"), args.unet_rss_rows, width)
+        key = f"unet {width}x{args.unet_rss_rows}"
+        rss[key] = peak_rss(path, "unet", tmp)
+        os.unlink(path)
+        print(f"scenes rss unet {width} wide {rss[key]['peak_rss_mb']:.0f} MB")
+    for values in rss.values():
+        values["above_import_mb"] = values["peak_rss_mb"] - floor
+    return {"import_floor_rss_mb": floor, "peak_rss": rss}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
@@ -231,6 +307,13 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=1024, help="throughput scene side (px)")
     parser.add_argument("--rss-sizes", type=int, nargs="*", default=[5000, 10000, 20000])
     parser.add_argument("--unet-rss-rows", type=int, default=256, help="0: skip the U-Net RSS")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=("throughput", "memory"),
+        default=["throughput", "memory"],
+        help="what to measure; the other part's results are kept from --out if it exists",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default all)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "scenes.json"))
     args = parser.parse_args(argv)
@@ -239,104 +322,44 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
-    report: Dict = {
-        "window": WINDOW,
-        "overlap": OVERLAP,
-        "batch_windows": BATCH,
-        "weight": "gaussian (sigma_scale 0.125)",
-        "size": args.size,
-        "repeats": args.repeats,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-    import monai
-
-    report["monai"] = monai.__version__
-    with tempfile.TemporaryDirectory(prefix="podium_scenes_") as tmp:
-        scene = write_scene(os.path.join(tmp, "scene.tif"), args.size, args.size)
-        model = unet()
-        report["max_abs_difference"] = equality(model, scene)
-        for weight, difference in report["max_abs_difference"].items():
-            print(f"scenes equal {weight} {difference:.1e}", flush=True)
-        podium_fast = scene_predictor(model)
-        podium_plain = scene_predictor(model, channels_last=False)
-        monai_seconds(model, scene, os.path.join(tmp, "warm"))  # one warm-up of each
-        podium_seconds(podium_fast, scene, os.path.join(tmp, "warm"))
-        times: Dict[str, List[float]] = {"podium": [], "podium_contiguous": [], "monai": []}
-        for repeat in range(args.repeats):
-            runs = [
-                ("podium", lambda o: podium_seconds(podium_fast, scene, o)),
-                ("podium_contiguous", lambda o: podium_seconds(podium_plain, scene, o)),
-                ("monai", lambda o: monai_seconds(model, scene, o)),
-            ]
-            for name, run in runs if repeat % 2 == 0 else runs[::-1]:
-                times[name].append(run(os.path.join(tmp, name)))
-            print(
-                f"  pair {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()),
-                file=sys.stderr,
-                flush=True,
-            )
-        megapixels = args.size * args.size / 1e6
-        for name in ("podium", "podium_contiguous"):
-            ratios = [m / p for m, p in zip(times["monai"], times[name])]
-            report[f"speedup_{name}"] = {
-                "median": statistics.median(ratios),
-                "min": min(ratios),
-                "max": max(ratios),
-                "all": ratios,
-            }
-        report["seconds"] = times
-        report["megapixels_per_second"] = {
-            name: megapixels / statistics.median(values) for name, values in times.items()
+    report: Dict = {}
+    report.update(
+        {
+            "window": WINDOW,
+            "overlap": OVERLAP,
+            "batch_windows": BATCH,
+            "weight": "gaussian (sigma_scale 0.125)",
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
         }
-
-        from memory import peak_rss_mb
-
-        floor = peak_rss_mb(
-            [sys.executable, "-c", "import torch, podium.inference.scenes"],
-            os.path.join(tmp, "import.log"),
-        )["peak_rss_mb"]
-        report["import_floor_rss_mb"] = floor
-        rss: Dict[str, Dict] = {}
-        for size in args.rss_sizes:
-            path = write_scene(os.path.join(tmp, f"rss_{size}.tif"), size, size, seed=size)
-            rss[f"cheap {size}x{size}"] = peak_rss(path, "cheap", tmp)
-            os.unlink(path)
-            print(f"scenes rss {size} {rss[f'cheap {size}x{size}']['peak_rss_mb']:.0f} MB")
-        if args.unet_rss_rows and args.rss_sizes:
-            width = max(args.rss_sizes)
-            path = write_scene(os.path.join(tmp, "rss_unet.tif"), args.unet_rss_rows, width)
-            key = f"unet {width}x{args.unet_rss_rows}"
-            rss[key] = peak_rss(path, "unet", tmp)
-            os.unlink(path)
-            print(f"scenes rss unet {width} wide {rss[key]['peak_rss_mb']:.0f} MB")
-        for values in rss.values():
-            values["above_import_mb"] = values["peak_rss_mb"] - floor
-        report["peak_rss"] = rss
-    speedup = report["speedup_podium"]["median"]
-    equal = max(report["max_abs_difference"].values())
-    largest_rss = max((r["peak_rss_mb"] for r in rss.values()), default=0.0)
+    )
+    with tempfile.TemporaryDirectory(prefix="podium_scenes_") as tmp:
+        for part, measure in (("throughput", throughput), ("memory", memory)):
+            if part in args.parts:
+                load_before = os.getloadavg()
+                report.update(measure(args, tmp))
+                report[f"load_average_1_5_15_{part}"] = [list(load_before), list(os.getloadavg())]
+    if set(args.parts) != {"throughput", "memory"} and os.path.isfile(args.out):
+        with open(args.out, encoding="utf-8") as handle:  # read now: a run of the other part
+            report = {**json.load(handle), **report}  # may have finished meanwhile
     report["goal"] = {
         "speedup": GOAL_SPEEDUP,
         "max_abs_difference": GOAL_EQUAL,
         "peak_rss_mb": GOAL_RSS_MB,
     }
     report["ok"] = {
-        "speedup": speedup >= GOAL_SPEEDUP,
-        "equal": equal <= GOAL_EQUAL,
-        "peak_rss": largest_rss <= GOAL_RSS_MB,
+        "speedup": "speedup_podium" in report
+        and report["speedup_podium"]["median"] >= GOAL_SPEEDUP,
+        "equal": max(report.get("max_abs_difference", {"-": 1.0}).values()) <= GOAL_EQUAL,
+        "peak_rss": bool(report.get("peak_rss"))
+        and max(r["peak_rss_mb"] for r in report["peak_rss"].values()) <= GOAL_RSS_MB,
     }
-    report["load_average_1_5_15_before"] = list(load_before)
-    report["load_average_1_5_15_after"] = list(os.getloadavg())
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as handle:
         json.dump(report, handle, indent=2)
         handle.write("\n")
-    spread = report["speedup_podium"]
-    print(f"scenes speedup {speedup:.3f}x (min {spread['min']:.3f}, max {spread['max']:.3f})")
     return 0
 
 

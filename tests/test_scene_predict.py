@@ -274,7 +274,10 @@ def test_trees_geo_scene_to_geotiffs_and_polygons(trees_run, tmp_path):
 
 
 def test_polygons_join_objects_across_strips_and_keep_holes(tmp_path):
-    from podium.inference.polygons import mask_polygons
+    from podium.inference.polygons import mask_polygons, polygons_path
+
+    assert polygons_path("o/trees.gpkg", "a/s1.tif", 1).as_posix() == "o/trees.gpkg"
+    assert polygons_path("o/trees.gpkg", "a/s1.tif", 2).as_posix() == "o/trees_s1.gpkg"
 
     mask = np.zeros((40, 30), np.uint8)
     mask[5:35, 5:25] = 1  # one object crossing every strip of 8 rows, with a hole

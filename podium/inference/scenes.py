@@ -26,6 +26,8 @@ probabilities B×K×h×w: a `Predictor` (TTA included) or an ensemble of them.
   min_size is exact, as a blob of fewer than min_size pixels spans fewer rows than that, and a
   blob that reaches the context's edge has more pixels than that in it; holes are filled when
   they fit in the band with its context.
+* **Memory**: GDAL's block cache is bounded to two rows of blocks per band (its default, 5 % of
+  the RAM, would otherwise grow with the scene).
 * **Nodata**: pixels nodata in every band (or outside the raster) are masked in the probability
   map (GDAL's internal mask band: every uint8 value is a probability), 255 in the mask, and
   background for post-processing.
@@ -100,6 +102,11 @@ class ScenePredictor:
         self.mode = mode
         self.post = post if post is not None else PostProcess(mode=mode)
         self.channels = 1 if mode == "binary" else int(num_classes)
+        if mode == "multiclass" and self.channels > MASK_NODATA:
+            raise PodiumError(
+                f"scene masks are uint8 with nodata {MASK_NODATA}: at most {MASK_NODATA} classes, "
+                f"got {self.channels}"
+            )
         self.class_names = list(class_names) if class_names else None
         self.transforms = transforms  # geometry.ImagePipeline of the run's valid_transforms
         self.progress = progress
@@ -115,7 +122,7 @@ class ScenePredictor:
         whole = Window(0, 0, info.width, info.height)
         check_not_all_nodata(Scene(Path(path).stem, path, info, None, whole, bands))
         paths = scene_outputs(out, path)
-        with open_raster(path) as src:
+        with _gdal_cache(info.width, len(bands) + 3 * self.channels), open_raster(path) as src:
             outputs = self._open(paths, src)
             try:
                 windows = self._predict(src, bands, outputs)
@@ -254,6 +261,18 @@ class ScenePredictor:
         if any(fills):
             context = max(context, self.window[0])
         return int(context)
+
+
+def _gdal_cache(width: int, bands: int):
+    """GDAL's block cache sized for two rows of 256² blocks of every band read and written.
+
+    GDAL's default is 5 % of the RAM: it fills with blocks of the scene and the outputs, and
+    the process's memory grows with the scene up to that size. Rows are written whole, so two
+    rows of blocks per band are all the cache needs to hold."""
+    import rasterio
+
+    megabytes = max(64, 2 * bands * width * 256 * 4 // 2**20)
+    return rasterio.Env(GDAL_CACHEMAX=megabytes)
 
 
 class Blending:
