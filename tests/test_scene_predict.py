@@ -391,3 +391,10 @@ def test_scenes_block_of_the_inference_config(tmp_path):
     ):
         with pytest.raises(PodiumError, match=re.escape(message)):
             resolve_inference_config({**base, "scenes": block})
+
+
+def test_predictor_arguments_are_checked():
+    with pytest.raises(PodiumError, match="overlap 64 must be smaller than the window 64×64"):
+        ScenePredictor(small_net(), window=64, overlap=64)
+    with pytest.raises(PodiumError, match="at most 255 classes, got 300"):
+        ScenePredictor(small_net(), mode="multiclass", num_classes=300)
