@@ -222,8 +222,9 @@ def task_command(argv: Sequence[str]) -> Optional[str]:
 
 
 def run(args) -> int:
-    if args.scenes and (args.data is not None or args.nproc not in (None, 1)):
-        given = "--data" if args.data is not None else "--nproc"
+    data, nproc = getattr(args, "data", None), getattr(args, "nproc", None)
+    if getattr(args, "scenes", None) and (data is not None or nproc not in (None, 1)):
+        given = "--data" if data is not None else "--nproc"
         raise PodiumError(
             f"--scenes predicts rasters whole, in one process; {given} does not go with it "
             f"(expected --scenes A.tif … or --data DIR)"
