@@ -3,7 +3,9 @@
 Runs, one after the other and each in a fresh process (so one's memory or threads never
 disturb the next): overhead.py (podium vs a plain PyTorch loop), loader.py (data loader vs
 model), tta.py (D4 TTA vs one forward), export.py (onnxruntime and torch bf16 vs torch fp32
-prediction), memory.py (peak RSS of training and prediction).
+prediction), memory.py (peak RSS of training and prediction), scenes.py (whole-scene
+prediction vs MONAI's sliding_window_inference, and its peak RSS); overhead.py --fast and
+predict_fast.py (bf16 + channels_last vs fp32 training and prediction).
 Each writes its own JSON into the results folder and prints its parseable lines
 (`overhead 1.012x`, `loader 264.7x`, `resnet18 podium_d4 7.9x`, `memory train 1234 MB`, …),
 which are passed through. The summary puts each measured ratio beside its goal with pass/fail
@@ -30,7 +32,16 @@ from typing import Dict, List
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(REPO, "benchmarks")
 RESULTS = os.path.join(HERE, "results")
-BENCHMARKS = ("overhead", "train_fast", "predict_fast", "loader", "tta", "export", "memory")
+BENCHMARKS = (
+    "overhead",
+    "train_fast",
+    "predict_fast",
+    "loader",
+    "tta",
+    "export",
+    "memory",
+    "scenes",
+)
 SCRIPTS = {"train_fast": "overhead"}  # benchmark → its script, when the names differ
 
 # benchmark → (full arguments, quick arguments)
@@ -57,6 +68,10 @@ ARGUMENTS = {
         ["--repeats", "1", "--models", "resnet18", "--cases", "2x128"],
     ),
     "memory": ([], ["--train-epochs", "1", "1"]),
+    "scenes": (
+        ["--repeats", "5"],
+        ["--repeats", "1", "--size", "512", "--rss-sizes", "1000", "--unet-rss-rows", "256"],
+    ),
 }
 
 
@@ -206,6 +221,46 @@ def summary_rows(name: str, result: Dict, run: Dict) -> List[Dict]:
             )
             for command, values in result["peak_rss"].items()
         ]
+    if name == "scenes":
+        speedup = result["speedup_podium"]
+        rows = [
+            _row(
+                "scenes speed",
+                "MONAI sliding_window_inference time / podium predict --scenes time",
+                speedup["median"],
+                ">=",
+                result["goal"]["speedup"],
+                load,
+                f"median of {result['repeats']} interleaved pairs, min–max "
+                f"{speedup['min']:.2f}–{speedup['max']:.2f}; {result['size']}² scene, resnet18 "
+                f"U-Net, window {result['window']}, overlap {result['overlap']}, gaussian, "
+                f"--memory-format channels_last; "
+                f"default memory format: {result['speedup_podium_default']['median']:.2f}×",
+            )
+        ]
+        for weight, difference in result["max_abs_difference"].items():
+            row = _row(
+                f"scenes equal {weight}",
+                "max abs(podium − MONAI) of the probabilities",
+                difference,
+                "<=",
+                result["goal"]["max_abs_difference"],
+                load,
+                "same model, window, overlap and blending",
+            )
+            rows.append({**row, "text": f"{difference:.1e}"})
+        for scene, values in result["peak_rss"].items():
+            row = _row(
+                f"scenes rss {scene}",
+                "peak RSS, MB",
+                values["peak_rss_mb"],
+                "<=",
+                result["goal"]["peak_rss_mb"],
+                load,
+                f"{values['windows']} windows, {values['megapixels_per_second']:.2f} MP/s",
+            )
+            rows.append({**row, "text": f"{values['peak_rss_mb']:.0f}"})
+        return rows
     raise ValueError(f"unknown benchmark {name}")
 
 
@@ -232,7 +287,9 @@ def markdown(rows: List[Dict], when: str, cores: int, quick: bool = False) -> st
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        value = f"{row['value']:.0f}" if row["goal"] is None else f"{row['value']:.3f}×"
+        value = row.get("text") or (
+            f"{row['value']:.0f}" if row["goal"] is None else f"{row['value']:.3f}×"
+        )
         result = "—" if row["ok"] is None else ("pass" if row["ok"] else "FAIL")
         goal = row["goal"] or "—"
         lines.append(

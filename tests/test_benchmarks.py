@@ -255,3 +255,36 @@ def test_run_all_summary_puts_each_ratio_beside_its_goal(tmp_path, monkeypatch, 
     assert run_all.main(["--results", str(results), "--only", "loader", "crash"]) == 1
     rows = json.loads((results / "summary.json").read_text())["rows"]
     assert [(row["benchmark"], row["ok"]) for row in rows] == [("loader", True), ("crash", False)]
+
+
+def test_run_all_rows_of_the_scenes_benchmark():
+    run_all = _script("run_all")
+    result = {
+        "size": 1024,
+        "repeats": 5,
+        "window": 256,
+        "overlap": 64,
+        "speedup_podium": {"median": 1.34, "min": 0.96, "max": 2.15},
+        "speedup_podium_default": {"median": 1.17},
+        "max_abs_difference": {"gaussian": 1.5e-7, "mean": 2e-4},
+        "peak_rss": {
+            "cheap 5000x5000": {"peak_rss_mb": 1299.0, "windows": 676, "megapixels_per_second": 1},
+            "unet 20000x256": {"peak_rss_mb": 2100.0, "windows": 104, "megapixels_per_second": 1},
+        },
+        "goal": {"speedup": 1.2, "max_abs_difference": 1e-4, "peak_rss_mb": 2048},
+    }
+    run = {"load_average_before": 1.0, "load_average_after": 1.5}
+    rows = run_all.summary_rows("scenes", result, run)
+    assert [(r["benchmark"], r["value"], r["goal"], r["ok"]) for r in rows] == [
+        ("scenes speed", 1.34, ">= 1.2", True),
+        ("scenes equal gaussian", 1.5e-7, "<= 0.0001", True),
+        ("scenes equal mean", 2e-4, "<= 0.0001", False),
+        ("scenes rss cheap 5000x5000", 1299.0, "<= 2048", True),
+        ("scenes rss unet 20000x256", 2100.0, "<= 2048", False),
+    ]
+    table = run_all.markdown(rows, "now", 2)
+    assert (
+        "| scenes equal gaussian | max abs(podium − MONAI) of the probabilities | 1.5e-07 |"
+        in table
+    )
+    assert "| scenes rss unet 20000x256 | peak RSS, MB | 2100 | <= 2048 | FAIL |" in table

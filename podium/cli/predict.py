@@ -5,6 +5,7 @@ submission, Dice/IoU.
     podium predict --run logs/nuclei --data data/nuclei --split valid --out predictions/
     podium predict --run logs/nuclei --checkpoint best --checkpoint last --tta d4 --out preds/
     podium predict --model model.onnx --data data/test --out preds/   # onnxruntime: podium export
+    podium predict --run logs/trees_geo --scenes a.tif b.tif --out preds/ --polygons trees.gpkg
     podium predict --config infer.yml --nproc 2   # = torchrun --nproc_per_node=2 -m podium predict
     torchrun --nproc_per_node=2 -m podium predict --run-dir logs/nuclei --out preds/  # see below
 
@@ -64,6 +65,13 @@ FLAGS = (
     "ema",
     "providers",
     "threads",
+    "scenes",
+    "window",
+    "overlap",
+    "blend",
+    "polygons",
+    "simplify",
+    "instances",
 )
 
 
@@ -130,6 +138,31 @@ def register(subparsers) -> None:
     data.add_argument("--split", help="a split of split.csv (default: every image)")
     data.add_argument("--fold", type=int, help="a fold of split.csv")
     data.add_argument("--names", help="CSV of image names (column name, else the first column)")
+    scenes = parser.add_argument_group(
+        "whole scenes (GeoTIFF in, tiled GeoTIFFs out: OUT/<scene>_probability.tif, _mask.tif)"
+    )
+    scenes.add_argument(
+        "--scenes", nargs="+", metavar="RASTER", help="predict these rasters whole (not --data)"
+    )
+    scenes.add_argument(
+        "--window", type=int, help="window size in pixels (default: the run's window, else 512)"
+    )
+    scenes.add_argument("--overlap", type=int, help="window overlap in pixels (default window/4)")
+    scenes.add_argument(
+        "--blend", help="window weights: gaussian (default, MONAI's) | mean | pyramid"
+    )
+    scenes.add_argument(
+        "--polygons", metavar="FILE", help="also write the mask's polygons (.gpkg or .geojson)"
+    )
+    scenes.add_argument(
+        "--simplify", type=float, metavar="UNITS", help="simplify polygons (tolerance, map units)"
+    )
+    scenes.add_argument(
+        "--instances",
+        action="store_const",
+        const=True,
+        help="also write OUT/<scene>_instances.tif (one id per object, as in the polygons)",
+    )
     how = parser.add_argument_group("prediction")
     how.add_argument("--tta", help="none | flip | d2 | d4 | multiscale (default none)")
     how.add_argument(
@@ -216,9 +249,30 @@ def task_command(argv: Sequence[str]) -> Optional[str]:
 
 
 def run(args) -> int:
+    data, nproc = getattr(args, "data", None), getattr(args, "nproc", None)
+    if getattr(args, "scenes", None) and (data is not None or nproc not in (None, 1)):
+        given = "--data" if data is not None else "--nproc"
+        raise PodiumError(
+            f"--scenes predicts rasters whole, in one process; {given} does not go with it "
+            f"(expected --scenes A.tif … or --data DIR)"
+        )
     config = load_inference_config(args.config) if args.config is not None else {}
     flags = {key: getattr(args, key, None) for key in FLAGS}
     config = resolve_inference_config(apply_flags(config, flags))
+    if config["scenes"] is not None:
+        from podium.inference.scene_run import predict_scenes
+
+        summary = predict_scenes(config)
+        for scene in summary["scenes"]:
+            extra = (
+                f", {scene['objects']} objects → {scene['polygons']}" if "polygons" in scene else ""
+            )
+            print(
+                f"predicted {scene['scene']} ({scene['width']}×{scene['height']}, "
+                f"{scene['windows']} windows) in {scene['seconds']:.1f} s → "
+                f"{scene['probability']}, {scene['mask']}{extra}"
+            )
+        return 0
     if args.nproc is not None and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch(config, args.nproc)
     from podium.inference.pipeline import predict

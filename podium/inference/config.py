@@ -7,6 +7,7 @@ defaults.
     tta: none
     ensemble: {method: mean}
     tiles: null             # {size: 512, overlap: 128}
+    scenes: null            # {images: [a.tif], window: 512, overlap: 128, weight: gaussian, ...}
     postprocess: {threshold: 0.5}
     outputs: {masks: true, probabilities: false, overlays: true, submission: null}
     out: predictions/nuclei
@@ -42,7 +43,7 @@ __all__ = [
     "resolve_inference_config",
 ]
 
-TILE_WEIGHTS = ("pyramid", "mean")
+TILE_WEIGHTS = ("pyramid", "mean", "gaussian")
 
 DEFAULTS: Dict[str, Any] = {
     "models": [],
@@ -50,6 +51,7 @@ DEFAULTS: Dict[str, Any] = {
     "tta": "none",
     "ensemble": {"method": "mean"},
     "tiles": None,
+    "scenes": None,
     "postprocess": {},
     "writers": [],
     "outputs": {"masks": True, "probabilities": False, "overlays": True, "submission": None},
@@ -68,6 +70,7 @@ DEFAULTS: Dict[str, Any] = {
 MODEL_KEYS = ("run", "checkpoint", "weight", "onnx")
 DATA_KEYS = ("root", "split", "fold", "names", "split_file", "exclude")
 TILE_KEYS = ("size", "overlap", "weight", "batch_size")
+SCENE_KEYS = ("images", "window", "overlap", "weight", "polygons", "simplify", "instances")
 OUTPUT_KEYS = ("masks", "probabilities", "overlays", "submission")
 SUBMISSION_KEYS = ("path", "columns", "empty", "name_format", "instances", "rle_order")
 RUN_CONFIG = Path("configs") / "_config.json"
@@ -159,6 +162,24 @@ def apply_flags(config: Mapping[str, Any], flags: Mapping[str, Any]) -> Dict[str
             submission["path"] = str(given["submission"])
             outputs["submission"] = submission
         config["outputs"] = outputs
+    scene_flags = {
+        "scenes": "images",
+        "window": "window",
+        "overlap": "overlap",
+        "blend": "weight",
+        "polygons": "polygons",
+        "simplify": "simplify",
+        "instances": "instances",
+    }
+    if any(flag in given for flag in scene_flags):
+        scenes = config.get("scenes")
+        scenes = dict(scenes) if isinstance(scenes, Mapping) else {}
+        for flag, key in scene_flags.items():
+            if flag in given:
+                value = given[flag]
+                scenes[key] = [str(v) for v in value] if flag == "scenes" else value
+        scenes.update({k: str(scenes[k]) for k in ("polygons",) if scenes.get(k) is not None})
+        config["scenes"] = scenes
     if "tile_size" in given or "tile_overlap" in given:
         tiles = config.get("tiles")
         tiles = dict(tiles) if isinstance(tiles, Mapping) else {}
@@ -181,6 +202,7 @@ def resolve_inference_config(config: Mapping[str, Any]) -> Dict[str, Any]:
     resolved["data"] = _check_data(resolved["data"])
     resolved["ensemble"] = _check_ensemble(resolved["ensemble"])
     resolved["tiles"] = _check_tiles(resolved["tiles"])
+    resolved["scenes"] = _check_scenes(resolved["scenes"])
     resolved["outputs"] = _check_outputs(resolved["outputs"])
     resolved["postprocess"] = _check_postprocess(resolved["postprocess"])
     resolved["writers"] = _check_writers(resolved["writers"])
@@ -436,6 +458,47 @@ def _check_tiles(tiles) -> Optional[Dict[str, Any]]:
     batch_size = tiles.get("batch_size")
     batch_size = None if batch_size is None else check_int(batch_size, "tiles/batch_size", 1)
     return {"size": size, "overlap": overlap, "weight": weight, "batch_size": batch_size}
+
+
+def _check_scenes(scenes) -> Optional[Dict[str, Any]]:
+    """The `scenes:` block (whole-raster prediction, podium.inference.scenes), or None."""
+    if scenes is None:
+        return None
+    scenes = _check_mapping(scenes, "scenes")
+    check_keys(list(scenes), SCENE_KEYS, "scenes")
+    images = scenes.get("images")
+    if isinstance(images, (str, Path)):
+        images = [images]
+    if not isinstance(images, list) or not images:
+        raise PodiumError(f"scenes/images must be a list of raster paths, got {images!r}")
+    resolved = {key: scenes.get(key) for key in SCENE_KEYS}
+    resolved["images"] = [_check_path(p, "scenes/images") for p in images]
+    window = resolved["window"]
+    if window is not None:
+        if isinstance(window, list) and len(window) == 2:
+            resolved["window"] = [check_int(v, "scenes/window", 1) for v in window]
+        else:
+            resolved["window"] = check_int(window, "scenes/window", 1)
+    if resolved["overlap"] is not None:
+        resolved["overlap"] = check_int(resolved["overlap"], "scenes/overlap", 0)
+    resolved["weight"] = check_choice(
+        resolved["weight"] or "gaussian", TILE_WEIGHTS, "scenes/weight"
+    )
+    if resolved["polygons"] is not None:
+        from podium.inference.polygons import check_vector_path
+
+        resolved["polygons"] = str(
+            check_vector_path(_check_path(resolved["polygons"], "scenes/polygons"))
+        )
+    if resolved["simplify"] is not None:
+        resolved["simplify"] = check_number(
+            resolved["simplify"], "scenes/simplify", ">= 0", finite=True
+        )
+    instances = resolved["instances"]
+    resolved["instances"] = (
+        False if instances is None else check_bool(instances, "scenes/instances")
+    )
+    return resolved
 
 
 def _check_outputs(outputs) -> Dict[str, Any]:

@@ -15,21 +15,54 @@ device. Used as they are, with these fixes:
 - A step larger than the tile, or < 1, raises a bare `ValueError()`: sizes are checked first
   with a message.
 
+Weights (`weight`): toolbelt's "pyramid" and "mean", and "gaussian": MONAI's importance map
+(`compute_importance_map(mode="gaussian", sigma_scale=0.125)`: a separable gaussian of sigma
+size / 8 centred on the tile, clamped below at 1e-3 so no pixel has zero weight), the usual
+choice for U-Nets, whose predictions are worst at the tile edges. "mean" is MONAI's "constant".
+`window_weights` is the one place these are computed: whole scenes (scenes.py) blend with it too.
+
 Memory: the model never sees more than `batch_size` tiles at once; the merger holds one
 C×H×W float32 accumulator (+ one H×W weight sum) of the image being predicted.
 """
 
 from typing import Callable, Sequence, Tuple, Union
 
+import numpy as np
 import torch
-from pytorch_toolbelt.inference.tiles import ImageSlicer, TileMerger
+from pytorch_toolbelt.inference.tiles import (
+    ImageSlicer,
+    TileMerger,
+    compute_pyramid_patch_weight_loss,
+)
 
 from podium.errors import PodiumError
 from podium.models.base import reflect_pad
 
-__all__ = ["TiledPrediction", "tile_grid"]
+__all__ = ["WEIGHTS", "TiledPrediction", "tile_grid", "window_weights"]
 
 Size = Union[int, Sequence[int]]
+WEIGHTS = ("pyramid", "mean", "gaussian")
+GAUSSIAN_SIGMA_SCALE = 0.125  # sigma = size / 8, MONAI's default
+MIN_WEIGHT = 1e-3  # MONAI's floor of the importance map
+
+
+def window_weights(size: Tuple[int, int], weight: str = "gaussian") -> np.ndarray:
+    """float32 h×w blending weights of one tile: pyramid | mean | gaussian (see the docstring)."""
+    height, width = int(size[0]), int(size[1])
+    if weight == "mean":
+        return np.ones((height, width), np.float32)
+    if weight == "pyramid":
+        return compute_pyramid_patch_weight_loss(height, width)[0].astype(np.float32)  # as toolbelt
+    if weight != "gaussian":
+        raise PodiumError(
+            f"tile weight {weight!r} is unknown; expected one of: {', '.join(WEIGHTS)}"
+        )
+    axes = []
+    for side in (height, width):  # MONAI's arithmetic, in float32 as there
+        x = torch.arange(-(side - 1) / 2.0, (side - 1) / 2.0 + 1, dtype=torch.float)
+        axes.append(torch.exp(x**2 / (-2 * (side * GAUSSIAN_SIGMA_SCALE) ** 2)))
+    weights = axes[0][:, None] * axes[1][None]
+    return weights.clamp_(min=max(weights.min().item(), MIN_WEIGHT)).numpy()
 
 
 def tile_grid(
@@ -45,6 +78,8 @@ def tile_grid(
             f"tile overlap {overlap} must be >= 0 and smaller than the tile size {tile_h}×{tile_w}"
         )
     step = (tile_h - overlap, tile_w - overlap)
+    if weight == "gaussian":
+        weight = window_weights((tile_h, tile_w), weight)
     return ImageSlicer(tuple(image_shape[:2]), (tile_h, tile_w), step, weight=weight)
 
 

@@ -25,7 +25,7 @@ from podium.datasets.scenes.rasters import RasterInfo, check_bands, open_raster,
 from podium.datasets.scenes.vectors import Labels, read_labels
 from podium.errors import PodiumError, did_you_mean
 
-__all__ = ["Scene", "read_scenes", "load_scenes", "REGION"]
+__all__ = ["Scene", "read_scenes", "load_scenes", "check_not_all_nodata", "REGION"]
 
 REGION = ("col_off", "row_off", "width", "height")
 KNOWN = ("image", "labels", "split", "fold", "name") + REGION
@@ -119,7 +119,7 @@ def load_scenes(
             region,
             check_bands(bands, info.count, info.path),
         )
-        _check_not_all_nodata(scene)
+        check_not_all_nodata(scene)
         scenes.append(scene)
     return scenes
 
@@ -165,7 +165,7 @@ def _overlaps(a, b) -> bool:
     )
 
 
-def _check_not_all_nodata(scene: Scene) -> None:
+def check_not_all_nodata(scene: Scene) -> None:
     """Block by block until a valid pixel turns up: an all-nodata scene is an error."""
     from rasterio.windows import Window
 

@@ -8,6 +8,9 @@ the split guard.
   positive-biased crop sampling (crops.py) — centred on a foreground pixel drawn uniformly from
   the labels' area (a label polygon chosen by its area inside the region, then a uniform point in
   it), shifted to stay inside the region. A window larger than the region is centred on it.
+* `sliding_starts`: overlapping window offsets along one side for whole-scene prediction,
+  MONAI's `dense_patch_slices` grid: every `window - overlap` pixels from 0, the last window
+  shifted back to end at the scene's edge (no padding unless the scene is smaller than a window).
 * `check_split_guard`: train and valid rows of one raster must have disjoint regions, so no
   random training window can show a validation pixel.
 """
@@ -21,7 +24,13 @@ from podium.datasets.crops import centred_start, choose_window
 from podium.datasets.scenes.table import Scene, windows_overlap
 from podium.errors import PodiumError
 
-__all__ = ["grid_windows", "random_window", "foreground_pixel", "check_split_guard"]
+__all__ = [
+    "grid_windows",
+    "sliding_starts",
+    "random_window",
+    "foreground_pixel",
+    "check_split_guard",
+]
 
 
 def grid_windows(region, size: Tuple[int, int]) -> List:
@@ -35,6 +44,15 @@ def grid_windows(region, size: Tuple[int, int]) -> List:
         for row in range(r0, r0 + int(region.height), height)
         for col in range(c0, c0 + int(region.width), width)
     ]
+
+
+def sliding_starts(length: int, window: int, overlap: int) -> List[int]:
+    """Offsets of overlapping windows covering 0..length (see the module docstring)."""
+    if length <= window:
+        return [0]
+    step = window - overlap
+    starts = list(range(0, length - window, step)) + [length - window]
+    return starts
 
 
 def random_window(scene: Scene, size: Tuple[int, int], rng, positive_p: float = 0.0):
