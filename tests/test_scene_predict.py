@@ -398,3 +398,35 @@ def test_predictor_arguments_are_checked():
         ScenePredictor(small_net(), window=64, overlap=64)
     with pytest.raises(PodiumError, match="at most 255 classes, got 300"):
         ScenePredictor(small_net(), mode="multiclass", num_classes=300)
+
+
+def test_an_exported_model_predicts_scenes_like_its_run(trees_run, tmp_path):
+    """`podium predict --model FILE.onnx --scenes`: onnxruntime in the scene predictor writes
+    the GeoTIFFs the run writes (probabilities within 1/255, masks equal but on ties)."""
+    run, scene = trees_run
+    onnx = tmp_path / "trees.onnx"
+    result = run_command("podium", "export", "--run", run, "--out", onnx)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for source, out in ((["--run", run], "torch"), (["--model", onnx], "onnx")):
+        result = run_command(
+            "podium",
+            "predict",
+            *source,
+            "--scenes",
+            scene,
+            "--out",
+            tmp_path / out,
+            "--no-progress",
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    files = {}
+    for out in ("torch", "onnx"):
+        with rasterio.open(tmp_path / out / "OSBS_029_probability.tif") as prob:
+            files[out] = (prob.read(1).astype(int), prob.read_masks(1), prob.crs, prob.transform)
+        with rasterio.open(tmp_path / out / "OSBS_029_mask.tif") as mask:
+            files[out] += (mask.read(1),)
+    torch_files, onnx_files = files["torch"], files["onnx"]
+    assert np.abs(torch_files[0] - onnx_files[0]).max() <= 1
+    np.testing.assert_array_equal(torch_files[1], onnx_files[1])
+    assert torch_files[2:4] == onnx_files[2:4]
+    assert (torch_files[4] != onnx_files[4]).mean() < 1e-3

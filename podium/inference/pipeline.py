@@ -574,6 +574,17 @@ def resolve_device(device: Optional[str], shards: Shards) -> torch.device:
     return default_device()
 
 
+def build_predictors(models, device, tta, tiles, speed) -> List[ProbabilityPredictor]:
+    """One predictor per model: torch (`speed`: precision, memory format, compile) or, for an
+    exported file, onnxruntime."""
+    return [
+        Predictor(m.model, device=device, mode=m.mode, tta=tta, tiles=tiles, **speed)
+        if m.model is not None
+        else m.predictor(tta=tta, tiles=tiles)
+        for m in models
+    ]
+
+
 def build_tta(spec):
     """podium.inference.tta's builder; `none` needs no wrapper."""
     if spec in (None, "none"):
@@ -609,12 +620,7 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
             )
         speed = {key: config.get(key) for key in ("precision", "memory_format", "compile")}
         speed = {key: value for key, value in speed.items() if value is not None}
-        predictors = [
-            Predictor(m.model, device=device, mode=m.mode, tta=tta, tiles=tiles, **speed)
-            if m.model is not None
-            else m.predictor(tta=tta, tiles=tiles)  # an ONNX file: onnxruntime
-            for m in models
-        ]
+        predictors = build_predictors(models, device, tta, tiles, speed)
         if post.presence_threshold is not None and all(p.presence_key is None for p in predictors):
             runs = ", ".join(str(m.run) for m in models)
             raise PodiumError(

@@ -28,7 +28,12 @@ from podium.errors import PodiumError
 from podium.files import write_atomically, write_json
 from podium.inference.ensemble import Ensemble
 from podium.inference.geometry import ImagePipeline
-from podium.inference.pipeline import LoadedModel, load_models, resolve_device
+from podium.inference.pipeline import (
+    LoadedModel,
+    build_predictors,
+    load_models,
+    resolve_device,
+)
 from podium.inference.polygons import mask_polygons, polygons_path, write_instances
 from podium.inference.polygons import write_polygons
 from podium.inference.postprocess import PostProcess
@@ -50,7 +55,9 @@ def predict_scenes(config: Dict[str, Any]) -> Dict[str, Any]:
         if not Path(image).is_file():
             raise PodiumError(f"scene {image} does not exist; expected a raster file (GeoTIFF …)")
     device = resolve_device(config["device"], Shards())
-    models = load_models(config["models"], config.get("ema", "auto"))
+    models = load_models(
+        config["models"], config.get("ema", "auto"), config.get("providers"), config.get("threads")
+    )
     first = models[0]
     reading = _reading(models)
     class_names = list(first.class_names or default_class_names(first.num_classes))
@@ -64,7 +71,7 @@ def predict_scenes(config: Dict[str, Any]) -> Dict[str, Any]:
     tta = build_tta(config["tta"])  # "none" too: one view, channels_last where it is faster
     speed = {key: config.get(key) for key in ("precision", "memory_format", "compile")}
     speed = {key: value for key, value in speed.items() if value is not None}
-    predictors = [Predictor(m.model, device=device, mode=m.mode, tta=tta, **speed) for m in models]
+    predictors = build_predictors(models, device, tta, None, speed)
     predictor = ScenePredictor(
         _predict_fn(
             predictors, [m.weight for m in models], Ensemble.from_config(config["ensemble"])
