@@ -37,9 +37,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml podium/compat/
 demo: setup
 	$(VENV)/bin/podium samples nuclei --out $(DEMO_DATA)
 	rm -rf $(DEMO_RUN)  # a fresh run each time (Catalyst appends to the CSV logs of an old one)
-	$(VENV)/bin/catalyst-dl run --config configs/nuclei/unet_resnet18.yml \
+	# fast.yml: bf16 + channels_last where the hardware computes bf16 natively, else fp32
+	$(VENV)/bin/catalyst-dl run --config configs/nuclei/unet_resnet18.yml configs/nuclei/fast.yml \
 		--args/logdir=$(DEMO_RUN):str
-	$(VENV)/bin/podium predict --run $(DEMO_RUN) --data $(DEMO_DATA) --split valid --out $(DEMO_PRED)
+	$(VENV)/bin/podium predict --run $(DEMO_RUN) --data $(DEMO_DATA) --split valid --out $(DEMO_PRED) \
+		--precision auto --memory-format auto
 	$(VENV)/bin/podium report $(DEMO_RUN) --out $(DEMO_RUN)/report.html
 	@echo "run directory: $(DEMO_RUN)   predicted masks: $(DEMO_PRED)/masks   report: $(DEMO_RUN)/report.html"
 

@@ -342,30 +342,21 @@ def test_output_that_cannot_be_written_keeps_the_earlier_file(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in files.values())
 
 
-def test_cli_bad_scene_is_one_line(trees_run, tmp_path):
+def test_cli_bad_scene_is_one_line(trees_run, tmp_path, capsys):
     run, _ = trees_run
     blank = write_scene(tmp_path / "blank.tif", np.full((3, 20, 20), 255, np.uint8), nodata=255)
     result = run_command("podium", "predict", "--run", run, "--scenes", blank, "--out", tmp_path)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("podium: error: raster") and "is all nodata" in lines[-1]
-    result = run_command(
-        "podium",
-        "predict",
-        "--run",
-        run,
-        "--scenes",
-        blank,
-        "--out",
-        tmp_path,
-        "--polygons",
-        "x.shp",
-    )
-    assert result.returncode == 1 and "expected one of: .gpkg, .geojson" in result.stderr
-    result = run_command(
-        "podium", "predict", "--run", run, "--scenes", blank, "--data", tmp_path, "--out", tmp_path
-    )
-    assert result.returncode == 1 and "--data does not go with it" in result.stderr
+    from podium.cli.main import main as podium_main  # the same command in this process
+
+    command = ["predict", "--run", str(run), "--scenes", str(blank), "--out", str(tmp_path)]
+    capsys.readouterr()
+    assert podium_main(command + ["--polygons", "x.shp"]) == 1
+    assert "expected one of: .gpkg, .geojson" in capsys.readouterr().err
+    assert podium_main(command + ["--data", str(tmp_path)]) == 1
+    assert "--data does not go with it" in capsys.readouterr().err
 
 
 def test_scenes_block_of_the_inference_config(tmp_path):
@@ -404,21 +395,13 @@ def test_an_exported_model_predicts_scenes_like_its_run(trees_run, tmp_path):
     """`podium predict --model FILE.onnx --scenes`: onnxruntime in the scene predictor writes
     the GeoTIFFs the run writes (probabilities within 1/255, masks equal but on ties)."""
     run, scene = trees_run
+    from podium.cli.main import main as podium_main  # in this process: no start-up cost
+
     onnx = tmp_path / "trees.onnx"
-    result = run_command("podium", "export", "--run", run, "--out", onnx)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert podium_main(["export", "--run", str(run), "--out", str(onnx)]) == 0
     for source, out in ((["--run", run], "torch"), (["--model", onnx], "onnx")):
-        result = run_command(
-            "podium",
-            "predict",
-            *source,
-            "--scenes",
-            scene,
-            "--out",
-            tmp_path / out,
-            "--no-progress",
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
+        command = ["predict", *map(str, source), "--scenes", str(scene)]
+        assert podium_main(command + ["--out", str(tmp_path / out), "--no-progress"]) == 0
     files = {}
     for out in ("torch", "onnx"):
         with rasterio.open(tmp_path / out / "OSBS_029_probability.tif") as prob:
