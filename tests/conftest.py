@@ -89,6 +89,16 @@ def tmp_path_factory(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def trees_geo(tmp_path_factory) -> Path:
+    """`podium samples trees-geo`: the real OSBS_029 GeoTIFF, its crowns and scenes.csv."""
+    from podium.datasets.samples import write_sample
+
+    out = tmp_path_factory.mktemp("data") / "trees-geo"
+    write_sample("trees-geo", out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def nuclei_data(tmp_path_factory) -> Path:
     """The DSB2018 nuclei sample as 128² tiles (117 train, 4 valid), written once per session."""
     from podium.datasets.samples import write_sample

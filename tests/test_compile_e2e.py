@@ -17,7 +17,8 @@ from torch import nn
 
 from conftest import run_two_ranks
 from podium.runners.engines import DDPEngine, free_port
-from tests.test_training_callbacks import Tiles, tiny_net, weights
+from tests.test_precision import ddp_steps
+from tests.test_training_callbacks import tiny_net, weights
 
 STAGE_EPOCHS = ["--stages/warmup/num_epochs=1:int", "--stages/train/num_epochs=1:int"]
 
@@ -117,19 +118,7 @@ def _ddp_worker(rank, port, out_dir, compiled):
     torch.manual_seed(0)
     engine = DDPEngine(backend="gloo", compile=compiled)
     model = tiny_net()
-    wrapped, _, optimizer, _ = engine.init_components(
-        lambda: model,
-        lambda: None,
-        lambda model: torch.optim.SGD(model.parameters(), lr=0.1),
-        lambda optimizer: None,
-    )
-    data = Tiles(8, size=16)
-    for start in (0, 4):
-        half = slice(start + 2 * rank, start + 2 * rank + 2)  # each rank: 2 of a batch of 4
-        out = engine.precision.forward(wrapped, data.images[half])
-        engine.backward_loss(nn.functional.mse_loss(out, data.masks[half]), wrapped, optimizer)
-        engine.optimizer_step(None, wrapped, optimizer)
-        engine.zero_grad(None, wrapped, optimizer)
+    wrapped = ddp_steps(engine, model, rank)
     keys = list(engine.pack_checkpoint(model=wrapped)["model_state_dict"])
     engine.close()
     result = {"weights": weights(model), "keys": keys, "compiled": model._compiled_call_impl}

@@ -24,15 +24,6 @@ def trees_config():
     return yaml.safe_load(TREES.read_text())
 
 
-@pytest.fixture(scope="module")
-def trees_geo(tmp_path_factory):
-    from podium.datasets.samples import write_sample
-
-    out = tmp_path_factory.mktemp("data") / "trees-geo"
-    write_sample("trees-geo", out)
-    return out
-
-
 def _check(config):
     check_ignored_pixels(config, "train", {"train": Windows(), "valid": Windows()})
 

@@ -341,6 +341,25 @@ def test_a_config_with_a_bad_precision_fails_in_one_line(tmp_path, nuclei_data):
 
 
 # -- DDP --------------------------------------------------------------------------------------
+def ddp_steps(engine, model, rank):
+    """Two SGD steps of `model` through a joined DDPEngine, each rank on 2 of a batch of 4 (as
+    `by_hand` steps on the whole batch); returns the DDP-wrapped model."""
+    wrapped, _, optimizer, _ = engine.init_components(
+        lambda: model,
+        lambda: None,
+        lambda model: torch.optim.SGD(model.parameters(), lr=0.1),
+        lambda optimizer: None,
+    )
+    data = Tiles(8, size=16)
+    for start in (0, 4):
+        half = slice(start + 2 * rank, start + 2 * rank + 2)
+        out = engine.precision.forward(wrapped, data.images[half])
+        engine.backward_loss(nn.functional.mse_loss(out, data.masks[half]), wrapped, optimizer)
+        engine.optimizer_step(None, wrapped, optimizer)
+        engine.zero_grad(None, wrapped, optimizer)
+    return wrapped
+
+
 def _ddp_worker(rank, port, out_dir):
     import os
 
@@ -355,19 +374,7 @@ def _ddp_worker(rank, port, out_dir):
     engine.close()
     engine = DDPEngine(backend="gloo", precision="fp16")  # the fp16 step, with DDP's gradient sync
     model = tiny_net()
-    wrapped, _, optimizer, _ = engine.init_components(
-        lambda: model,
-        lambda: None,
-        lambda model: torch.optim.SGD(model.parameters(), lr=0.1),
-        lambda optimizer: None,
-    )
-    data = Tiles(8, size=16)
-    for start in (0, 4):
-        half = slice(start + 2 * rank, start + 2 * rank + 2)  # each rank: 2 of the batch of 4
-        out = engine.precision.forward(wrapped, data.images[half])
-        engine.backward_loss(nn.functional.mse_loss(out, data.masks[half]), wrapped, optimizer)
-        engine.optimizer_step(None, wrapped, optimizer)
-        engine.zero_grad(None, wrapped, optimizer)
+    ddp_steps(engine, model, rank)
     engine.close()
     torch.save({"chosen": chosen, "weights": weights(model)}, f"{out_dir}/rank{rank}.pt")
 

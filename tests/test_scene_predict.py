@@ -6,6 +6,7 @@ import os
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 import torch
@@ -190,12 +191,8 @@ def test_streamed_post_processing_equals_whole_scene_post_processing(tmp_path, m
 
 # ---------------------------------------------------------------- the real trees-geo run
 @pytest.fixture(scope="module")
-def trees_run(tmp_path_factory):
+def trees_run(tmp_path_factory, trees_geo):
     """A 1-epoch run of configs/trees_geo/unet_resnet18.yml on the real OSBS_029 GeoTIFF."""
-    from podium.datasets.samples import write_sample
-
-    data = tmp_path_factory.mktemp("data") / "trees-geo"
-    write_sample("trees-geo", data)
     logdir = tmp_path_factory.mktemp("runs") / "trees_geo"
     result = run_command(
         "catalyst-dl",
@@ -203,12 +200,19 @@ def trees_run(tmp_path_factory):
         "--config",
         REPO / "configs" / "trees_geo" / "unet_resnet18.yml",
         f"--args/logdir={logdir}:str",
-        f"--data/root={data}:str",
+        f"--data/root={trees_geo}:str",
         "--data/train_windows=8:int",
         "--stages/train/num_epochs=1:int",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return logdir, data / "OSBS_029.tif"
+    return logdir, trees_geo / "OSBS_029.tif"
+
+
+def test_trees_geo_config_trains_end_to_end(trees_run):
+    logdir, _ = trees_run
+    valid = pd.read_csv(logdir / "logs" / "valid.csv")
+    assert len(valid) == 1 and 0 < valid["dice"].iloc[0] <= 1
+    assert (logdir / "checkpoints" / "best.pth").exists()
 
 
 def test_trees_geo_scene_to_geotiffs_and_polygons(trees_run, tmp_path):

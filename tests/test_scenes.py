@@ -13,7 +13,7 @@ import shapely.ops
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from conftest import REPO, run_command
+from conftest import run_command
 from podium.datasets.image_folder import ImageFolderDataset
 from podium.datasets.scenes.rasters import read_window
 from podium.datasets.scenes.dataset import build_scene_datasets
@@ -284,15 +284,6 @@ def test_tile_refuses_bad_input_before_writing(scene, tmp_path):
 
 
 # ---------------------------------------------------------------- the trees-geo sample
-@pytest.fixture(scope="module")
-def trees_geo(tmp_path_factory):
-    from podium.datasets.samples import write_sample
-
-    out = tmp_path_factory.mktemp("data") / "trees-geo"
-    write_sample("trees-geo", out)
-    return out
-
-
 def test_trees_geo_polygons_match_the_pixel_boxes(trees_geo):
     from podium.datasets.deepforest import deepforest_folder, read_voc_boxes
 
@@ -310,24 +301,6 @@ def test_trees_geo_polygons_match_the_pixel_boxes(trees_geo):
     expected[:, 272:] = 255  # outside the train region
     np.testing.assert_array_equal(mask, expected)
     assert len(datasets["valid"]) == 1  # 128 columns × 400 rows: one window of 400×272
-
-
-def test_trees_geo_config_trains_end_to_end(trees_geo, tmp_path):
-    logdir = tmp_path / "run"
-    result = run_command(
-        "catalyst-dl",
-        "run",
-        "--config",
-        REPO / "configs" / "trees_geo" / "unet_resnet18.yml",
-        f"--args/logdir={logdir}:str",
-        f"--data/root={trees_geo}:str",
-        "--data/train_windows=8:int",
-        "--stages/train/num_epochs=1:int",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    valid = pd.read_csv(logdir / "logs" / "valid.csv")
-    assert len(valid) == 1 and 0 < valid["dice"].iloc[0] <= 1
-    assert (logdir / "checkpoints" / "best.pth").exists()
 
 
 # ---------------------------------------------------------------- bad input, one line each
