@@ -294,12 +294,7 @@ def _run_instances(args) -> int:
     text, kept = replace_yaml_block(config_text, "writers", writers, comment)
     out = args.write or args.config
     write_atomically(out, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    print("seed_threshold mask_threshold min_size      ap  object_f1")
-    for row in rows:
-        print(
-            f"{row['seed_threshold']:14.2f} {row['mask_threshold']:14.2f} {row['min_size']:8d} "
-            f"{row['ap']:7.4f} {row['object_f1']:10.4f}"
-        )
+    print(tuning.table(rows))
     tuned = {key: best[key] for key in ("seed_threshold", "mask_threshold", "min_size")}
     print(f"wrote writers/{found[0]}: {_inline(tuned)} into {out}")
     if not kept:

@@ -25,7 +25,7 @@ from podium.inference.probability_maps import read_probability_maps
 from podium.tasks.instances.metrics import InstanceScores
 from podium.tasks.instances.watershed import InstanceSettings
 
-__all__ = ["tune_instances", "main"]
+__all__ = ["tune_instances", "table", "main"]
 
 METRICS = ("ap", "object_f1")
 
@@ -57,6 +57,17 @@ def tune_instances(
     return {k: best[k] for k in InstanceSettings.KEYS}, rows
 
 
+def table(rows: List[Dict]) -> str:
+    """The rows of `tune_instances` as a text table, one setting a line."""
+    lines = ["seed_threshold mask_threshold min_size      ap  object_f1"]
+    for r in rows:
+        lines.append(
+            f"{r['seed_threshold']:14.2f} {r['mask_threshold']:14.2f} {r['min_size']:8d} "
+            f"{r['ap']:7.4f} {r['object_f1']:10.4f}"
+        )
+    return "\n".join(lines)
+
+
 def _floats(text: str) -> List[float]:
     return [float(v) for v in text.split(",")]
 
@@ -86,12 +97,7 @@ def main(argv=None) -> int:
         args.method,
         args.metric,
     )
-    print("seed_threshold mask_threshold min_size      ap  object_f1")
-    for r in rows:
-        print(
-            f"{r['seed_threshold']:14.2f} {r['mask_threshold']:14.2f} {r['min_size']:8d} "
-            f"{r['ap']:7.4f} {r['object_f1']:10.4f}"
-        )
+    print(table(rows))
     print(f"best ({args.metric}, {len(maps)} images): {best}")
     return 0
 
