@@ -109,6 +109,22 @@ def test_windowed_read_equals_the_numpy_slice(scene):
     assert not valid[10:].any() and not valid[:, 10:].any() and (padded[10:] == 0).all()
 
 
+@pytest.mark.parametrize(
+    "window", [(-7, -5, 30, 20), (70, -3, 20, 90), (-4, 50, 120, 20), (100, 100, 8, 8)]
+)
+def test_windows_leaving_the_raster_read_as_rasterio_boundless_reads(scene, window):
+    """Reading the inside part and padding equals GDAL's (slower) boundless read."""
+    folder, array = scene
+    with rasterio.open(folder / "scene.tif") as src:
+        image, valid = read_window(src, Window(*window), [3, 1])
+        reference = src.read([3, 1], window=Window(*window), boundless=True, fill_value=0)
+    np.testing.assert_array_equal(image, reference.transpose(1, 2, 0))
+    col, row, width, height = window
+    rows, cols = np.arange(height)[:, None] + row, np.arange(width)[None] + col
+    inside = (rows >= 0) & (rows < array.shape[1]) & (cols >= 0) & (cols < array.shape[2])
+    np.testing.assert_array_equal(valid, inside & (reference != 0).any(axis=0))
+
+
 def test_float_raster_nan_nodata(tmp_path):
     array = np.arange(2 * 8 * 8, dtype=np.float32).reshape(2, 8, 8)
     array[:, 2, 3] = np.nan
