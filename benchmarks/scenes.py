@@ -16,15 +16,13 @@
   MONAI's output with the same blending: gaussian, and mean (MONAI's "constant").
 * peak RSS — `ScenePredictor` on `--rss-sizes` square scenes (default 5000, 10000, 20000;
   20000² × 3 uint8 is 1.2 GB of raster, written once into a temp folder, deflate, and deleted),
-  each in a fresh process (memory.py's launcher: the process's own ru_maxrss), with a cheap
-  model of the same interface (two 3×3 convolutions): memory beyond the model depends on the
-  window, the batch and the scene's width, not its area. The resnet18 U-Net is measured on a
-  20000-wide strip scene (`--unet-rss-rows` rows): the same width, so the same buffers, as the
-  20000² scene, without the hours a CPU needs for 400 megapixels of U-Net.
+  each in a fresh process (memory.py's launcher: the process's own ru_maxrss), with the resnet18
+  U-Net (`--rss-model cheap`: two 3×3 convolutions, same interface, for a quick look): memory
+  beyond the model depends on the window, the batch and the scene's width, not its area.
 
 Results go to benchmarks/results/scenes.json (with the load average: timings are only
 meaningful on an idle machine) and these lines are printed:
-`scenes speedup 1.31x`, `scenes equal gaussian 3.1e-07`, `scenes rss 5000 812 MB`, ….
+`scenes speedup 1.227x`, `scenes equal gaussian 1.8e-07`, `scenes rss unet 5000 1389 MB (28 s)`.
 
     .venv/bin/python benchmarks/scenes.py [--repeats 5] [--size 1024] [--rss-sizes 5000 10000]
 
@@ -283,16 +281,14 @@ def memory(args, tmp: str) -> Dict:
     rss: Dict[str, Dict] = {}
     for size in args.rss_sizes:
         path = write_scene(os.path.join(tmp, f"rss_{size}.tif"), size, size, seed=size)
-        rss[f"cheap {size}x{size}"] = peak_rss(path, "cheap", tmp)
+        key = f"{args.rss_model} {size}x{size}"
+        rss[key] = peak_rss(path, args.rss_model, tmp)
         os.unlink(path)
-        print(f"scenes rss {size} {rss[f'cheap {size}x{size}']['peak_rss_mb']:.0f} MB", flush=True)
-    if args.unet_rss_rows and args.rss_sizes:
-        width = max(args.rss_sizes)
-        path = write_scene(os.path.join(tmp, "rss_unet.tif"), args.unet_rss_rows, width)
-        key = f"unet {width}x{args.unet_rss_rows}"
-        rss[key] = peak_rss(path, "unet", tmp)
-        os.unlink(path)
-        print(f"scenes rss unet {width} wide {rss[key]['peak_rss_mb']:.0f} MB")
+        print(
+            f"scenes rss {args.rss_model} {size} {rss[key]['peak_rss_mb']:.0f} MB "
+            f"({rss[key]['seconds']:.0f} s)",
+            flush=True,
+        )
     for values in rss.values():
         values["above_import_mb"] = values["peak_rss_mb"] - floor
     return {"import_floor_rss_mb": floor, "peak_rss": rss}
@@ -306,7 +302,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="paired runs (default 5)")
     parser.add_argument("--size", type=int, default=1024, help="throughput scene side (px)")
     parser.add_argument("--rss-sizes", type=int, nargs="*", default=[5000, 10000, 20000])
-    parser.add_argument("--unet-rss-rows", type=int, default=256, help="0: skip the U-Net RSS")
+    parser.add_argument(
+        "--rss-model",
+        choices=("unet", "cheap"),
+        default="unet",
+        help="model of the peak-RSS runs (cheap: two convolutions, for a quick look)",
+    )
     parser.add_argument(
         "--parts",
         nargs="+",
