@@ -1,5 +1,6 @@
 """podium.compat: every fix is compared against Catalyst's unpatched original."""
 
+import json
 import os
 import pickle
 import subprocess
@@ -599,3 +600,31 @@ def test_catalyst_dl_run_uses_the_config_seed(tmp_path, monkeypatch, yaml_seed, 
     args, config = _misc.parse_args_uargs(args, unknown)
     assert args.seed == expected
     assert config["args"]["seed"] == expected
+
+
+IRI_SAMPLES = ["http://example.com/ä", "http://exa mple", "/relative/x", "urn:isbn:0451450523", ""]
+
+
+def _iri_answers(prelude: str) -> list:
+    """[rfc3987_syntax's parsers built before the first check?, jsonschema's iri answers]."""
+    code = (
+        f"import json, sys{prelude}; from jsonschema import FormatChecker; "
+        "built = 'rfc3987_syntax.syntax_helpers' in sys.modules; checker = FormatChecker(); "
+        f"answers = [checker.conforms(s, f) for s in {IRI_SAMPLES!r} "
+        "for f in ('iri', 'iri-reference')]; print(json.dumps([built, answers]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_rfc3987_syntax_is_built_on_first_use_with_the_same_answers():
+    """`import podium` (so catalyst → neptune → jsonschema) leaves rfc3987_syntax's Lark parsers
+    unbuilt — seconds of every start-up — and jsonschema's iri checks answer as without it."""
+    built_without, answers_without = _iri_answers("")
+    built_with, answers_with = _iri_answers("; import podium")
+    assert built_without is True  # plain jsonschema builds them at import
+    assert built_with is False
+    assert answers_with == answers_without and True in answers_with and False in answers_with

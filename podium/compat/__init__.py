@@ -16,6 +16,8 @@ Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP worker
 - `tensorboard_exit`: a tensorboardX writer left open no longer prints a traceback at exit on
   Python 3.12+ (no thread may start in an atexit callback).
 - `neptune_noise` / `startup`: hide neptune's `neptune.new` deprecation warning.
+- `deferred_imports`: `rfc3987_syntax` (imported through catalyst → neptune → jsonschema) is
+  loaded on first use, not at every start-up.
 - `collections_abc`: `collections.Mapping` (gone in 3.10) for Catalyst's config merging, so
   `catalyst-dl run --config a.yml b.yml` works.
 - `run_seed`: `catalyst-dl run` uses the config's `args/seed` (its `--seed` default overwrote it).
@@ -35,6 +37,7 @@ Imported first by `podium/__init__.py`, so `catalyst-dl run`, spawned DDP worker
 """
 
 from podium.compat import (
+    deferred_imports,
     distutils_version,
     import_noise,
     neptune_noise,
@@ -52,6 +55,7 @@ def apply() -> None:
     global _applied
     if _applied:
         return
+    deferred_imports.apply()  # before anything imports neptune (catalyst does)
     distutils_version.apply()  # first: every fix below imports Catalyst
     tensorboard.check()
     neptune_noise.apply()  # must run before catalyst imports neptune.new
