@@ -230,6 +230,9 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+SOURCES = {"--run": "run", "--run-dir": "run", "--model": "export"}  # flags that name a model
+
+
 def task_command(argv: Sequence[str]) -> Optional[str]:
     """`predict-<task>` when `argv` is `predict … --run RUN …` and RUN is a run of a task's
     model, or `predict … --model FILE …` and FILE its export; None for anything else
@@ -250,9 +253,6 @@ def task_command(argv: Sequence[str]) -> Optional[str]:
             f"only)"
         )
     return f"predict-{named[0][2]}" if named else None
-
-
-SOURCES = {"--run": "run", "--run-dir": "run", "--model": "export"}  # what names a model
 
 
 def task_of(flag: str, value: str) -> Optional[str]:
