@@ -19,6 +19,7 @@ from podium.datasets.readers import read_image
 from podium.errors import PodiumError
 from podium.files import write_atomically
 from podium.inference.checkpoint import load_model, run_data_config
+from podium.inference.onnx_predictor import OnnxModule
 from podium.inference.predictor import default_device
 from podium.targets import resolve_target
 
@@ -103,8 +104,6 @@ def load_task_model(
     channels) of `source`: a run directory (the `checkpoint`'s weights, default best; `settings`
     of its config) or an `OnnxModule` of a `task` run's export (its metadata `reading`, which
     `podium export` wrote with the same `settings`). Either way the predictor is built alike."""
-    from podium.inference.onnx_predictor import OnnxModule
-
     if not isinstance(source, OnnxModule):
         model, config, _, channels = load_run(source, checkpoint or "best", check, title, task)
         return model, config, settings(config), channels
