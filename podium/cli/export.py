@@ -5,11 +5,13 @@
     podium export --run logs/fold0 --ensemble logs/fold1 logs/fold2 --out folds.onnx
     podium export --run logs/centernet_trees --out centernet.onnx --verify
     podium predict --model nuclei.onnx --data data/test --out preds/
+    podium predict-centernet --model centernet.onnx --images scenes/ --out boxes.csv
 
 The graph takes normalised images N×C×H×W of any batch, height and width, pads them inside,
 and returns probabilities N×K×H×W (sigmoid / softmax inside, and the TTA views and the ensemble
-mean when asked). A task's run (CenterNet, geopose, boxes) keeps its named raw outputs. The
-file's metadata says how to read images and post-process them: see docs/export.md.
+mean when asked). A task's run (CenterNet, geopose, boxes) keeps its named raw outputs, and its
+metadata holds what the task's predictor reads from the run (`podium predict-<task> --model`).
+The file's metadata says how to read images and post-process them: see docs/export.md.
 """
 
 import argparse
@@ -138,6 +140,7 @@ def _export_segmentation(args, ema) -> int:
 
 
 def _export_task(args, task: str, ema) -> int:
+    from podium.inference.checkpoint import load_run_config
     from podium.inference.export import export_task, verify_task
 
     if args.tta != "none" or args.ensemble:
@@ -145,7 +148,10 @@ def _export_task(args, task: str, ema) -> int:
             f"{args.run} is a {task} run: its export holds the model's raw outputs only; "
             f"--tta and --ensemble are for segmentation runs (predict-{task} has its own --tta)"
         )
-    path = export_task(args.run, args.out, task, args.checkpoint, ema, args.opset, args.format)
+    reading = tasks.predictor_settings(task, load_run_config(args.run))
+    path = export_task(
+        args.run, args.out, task, args.checkpoint, ema, args.opset, args.format, reading
+    )
     print(f"exported the {task} model → {path}")
     if args.verify:
         differences = verify_task(path, args.run, args.checkpoint, ema)

@@ -15,9 +15,11 @@ see podium.inference.pipeline.READING_KEYS); predictions come back at each image
 Under torchrun, spell --run as --run-dir: torchrun's argument parser matches option prefixes
 even after the script name, so `--run` stops it ("ambiguous option: --run could match --run-path").
 
-A run of a task's model (podium/tasks: CenterNet, Geopose, boxes) is predicted by that task, with
-its own arguments (`podium predict-centernet --help`, `predict-geopose`, `predict-boxes`):
+A run of a task's model (podium/tasks: CenterNet, Geopose, boxes), or its export (--model), is
+predicted by that task, with its own arguments (`podium predict-centernet --help`,
+`predict-geopose`, `predict-boxes`):
     podium predict --run logs/centernet_trees --deepforest valid --out valid.csv --tta flip
+    podium predict --model centernet.onnx --images scenes/ --out boxes.csv --tta flip
 """
 
 import argparse
@@ -228,24 +230,34 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+SOURCES = {"--run": "run", "--run-dir": "run", "--model": "export"}  # flags that name a model
+
+
 def task_command(argv: Sequence[str]) -> Optional[str]:
     """`predict-<task>` when `argv` is `predict … --run RUN …` and RUN is a run of a task's
-    model; None for anything else (segmentation runs, other commands, no --run)."""
+    model, or `predict … --model FILE …` and FILE its export; None for anything else
+    (segmentation runs and files, other commands, neither flag)."""
     if not argv or argv[0] != "predict":
         return None
-    runs = []
-    for flag, value in zip(argv[1:], [*argv[2:], None]):
-        if flag in ("--run", "--run-dir") and value is not None:
-            runs.append(value)
-        elif flag.startswith(("--run=", "--run-dir=")):
-            runs.append(flag.partition("=")[2])
-    named = [(run, task) for run in runs if (task := tasks.task_of_run(run)) is not None]
-    if named and len(runs) > 1:
+    sources = []
+    for word, value in zip(argv[1:], [*argv[2:], None]):
+        flag, equals, given = word.partition("=")
+        if flag in SOURCES and (equals or value is not None):
+            sources.append((flag, given if equals else value))
+    named = [(flag, value, task) for flag, value in sources if (task := task_of(flag, value))]
+    if named and len(sources) > 1:
+        flag, value, task = named[0]
         raise PodiumError(
-            f"--run {named[0][0]} is a {named[0][1]} run: podium predict takes one run of a task "
-            f"at a time (several --run make an ensemble, for segmentation runs only)"
+            f"{flag} {value} is a {task} {SOURCES[flag]}: podium predict takes one run or model "
+            f"of a task at a time (several --run / --model make an ensemble, for segmentation "
+            f"only)"
         )
-    return f"predict-{named[0][1]}" if named else None
+    return f"predict-{named[0][2]}" if named else None
+
+
+def task_of(flag: str, value: str) -> Optional[str]:
+    """The task of --run's run or --model's file; None for segmentation (or unreadable)."""
+    return tasks.task_of_export(value) if flag == "--model" else tasks.task_of_run(value)
 
 
 def run(args) -> int:

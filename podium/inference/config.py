@@ -40,6 +40,7 @@ __all__ = [
     "TILE_WEIGHTS",
     "load_inference_config",
     "apply_flags",
+    "check_providers",
     "resolve_inference_config",
 ]
 
@@ -222,7 +223,7 @@ def resolve_inference_config(config: Mapping[str, Any]) -> Dict[str, Any]:
         resolved["ema"] = check_bool(
             resolved["ema"], "ema", " (or auto: the EMA weights when a checkpoint has them)"
         )
-    resolved["providers"] = _check_providers(resolved["providers"])
+    resolved["providers"] = check_providers(resolved["providers"])
     if resolved["threads"] is not None:
         resolved["threads"] = check_int(resolved["threads"], "threads", 1)
     if resolved["device"] is not None and not isinstance(resolved["device"], str):
@@ -351,7 +352,7 @@ def _run_of_checkpoint(checkpoint: str, where: str) -> str:
     )
 
 
-def _check_providers(providers) -> Optional[List[str]]:
+def check_providers(providers) -> Optional[List[str]]:
     """onnxruntime execution providers: a list or a comma-separated string (cpu, cuda, …);
     whether this onnxruntime has them is checked when an ONNX model is loaded."""
     if providers is None:

@@ -1,7 +1,7 @@
 """`podium export`: a trained run (or an ensemble of runs) as one ONNX file, and its check.
 
     export_segmentation(models, "model.onnx", tta="d4", postprocess={"threshold": 0.4})
-    export_task(run, "centernet.onnx", task="centernet")
+    export_task(run, "centernet.onnx", task="centernet", reading={"normalize": None, ...})
     verify_segmentation("model.onnx", models, images, tta="d4")   # → largest |torch − ONNX|
 
 The exporter is torch's TorchScript-based one (`torch.onnx.export(..., dynamo=False)`): it
@@ -251,8 +251,14 @@ def export_task(
     ema="auto",
     opset: int = OPSET,
     format: str = "onnx",
+    reading: Optional[Mapping[str, Any]] = None,
 ) -> Path:
-    """A task's model (CenterNet, geopose, boxes) with its raw outputs as named graph outputs."""
+    """A task's model (CenterNet, geopose, boxes) with its raw outputs as named graph outputs.
+
+    `reading`: what the task's predictor reads from the run (`podium.tasks.predictor_settings`:
+    normalisation, CenterNet's scale and class names, the box head's letterbox size), stored as
+    the metadata `reading` so that `podium predict-<task> --model` needs no run; default: the
+    data block's normalize and class_names."""
     model, config = load_model(Path(run), checkpoint, ema=ema)
     data = run_data_config(config)
     channels = int((config.get("model") or {}).get("in_channels", 3))
@@ -272,6 +278,8 @@ def export_task(
     for name, output in zip(names, outputs):
         spatial = {2: f"{name}_height", 3: f"{name}_width"} if output.ndim == 4 else {}
         axes[name] = {0: "batch", **spatial}
+    if reading is None:
+        reading = {key: data[key] for key in ("normalize", "class_names") if key in data}
     metadata = {
         "version": podium_version(),
         "config_hash": [config_hash(config)],
@@ -279,13 +287,13 @@ def export_task(
         "inputs": ["image", *scalars],
         "outputs": names,
         "in_channels": channels,
-        "normalize": data.get("normalize"),
-        "reading": {key: data[key] for key in ("normalize", "class_names") if key in data},
+        "normalize": reading.get("normalize", data.get("normalize")),
+        "reading": dict(reading),
         "input_size": size,
         "pad_multiple": multiple,
         "mode": None,
         "num_classes": (config.get("model") or {}).get("num_classes"),
-        "class_names": data.get("class_names"),
+        "class_names": reading.get("class_names", data.get("class_names")),
         "metric_classes": None,
         "activation": "none",
         "tta": "none",

@@ -7,7 +7,8 @@ mode, classes and post-processing. `OnnxPredictor` maps a normalised batch to pr
 with the session (activation, and any TTA or ensemble, are inside the graph); podium's tiles
 and TTA still wrap it like the torch predictor, so the pipeline writes the same files.
 `OnnxModule` shows a task's export as the torch model its task predictor expects
-(`CenterNetPredictor(OnnxModule(session), …)`): image (+ scalar inputs) → dict of outputs.
+(`CenterNetPredictor(OnnxModule(session), …)`): image (+ scalar inputs) → dict of outputs;
+`OnnxModule.open(path, providers, threads)` is what `podium predict-<task> --model` loads.
 """
 
 from pathlib import Path
@@ -89,8 +90,9 @@ class OnnxModel:
         meta = read_metadata(self.session, self.path)
         if meta["task"] != "segmentation":
             raise PodiumError(
-                f"{self.path} is a {meta['task']} model; podium predict --model takes "
-                "segmentation exports (a task's file: see docs/export.md)"
+                f"{self.path} is a {meta['task']} model; the segmentation pipeline takes "
+                f"segmentation exports: predict it with podium predict-{meta['task']} --model "
+                f"{self.path}"
             )
         self.metadata = meta
         reading = dict(meta["reading"])
@@ -119,15 +121,24 @@ class OnnxModel:
 
 class OnnxModule(nn.Module):
     """A task's exported file as a torch model: `module(image, **scalars)` → {output: tensor},
-    with the model's attributes (output_stride, scalar_inputs, …) from the metadata."""
+    with the model's attributes (output_stride, scalar_inputs, …) from the metadata. Outputs
+    come back on the image's device (onnxruntime takes and returns host arrays)."""
 
     def __init__(self, session, path="the ONNX model"):
         super().__init__()
-        self.session = session
+        self.session, self.path = session, path
         self.metadata = read_metadata(session, path)
         self.inputs, self.outputs = list(self.metadata["inputs"]), list(self.metadata["outputs"])
         for name, value in self.metadata["attributes"].items():
             setattr(self, name, tuple(value) if isinstance(value, list) else value)
+
+    @classmethod
+    def open(
+        cls, path, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None
+    ) -> "OnnxModule":
+        """The file at `path` in an onnxruntime session on `providers` (short names: cpu, cuda,
+        tensorrt; default cpu) with `threads` intra-op threads."""
+        return cls(open_session(path, resolve_providers(providers), threads), path)
 
     def forward(self, image: torch.Tensor, **scalars: torch.Tensor) -> Dict[str, torch.Tensor]:
         tensors = {"image": image, **scalars}
@@ -141,4 +152,7 @@ class OnnxModule(nn.Module):
             for name in self.inputs
         }
         results = self.session.run(self.outputs, feeds)
-        return {name: torch.from_numpy(value) for name, value in zip(self.outputs, results)}
+        return {
+            name: torch.from_numpy(value).to(image.device)
+            for name, value in zip(self.outputs, results)
+        }

@@ -1,8 +1,9 @@
 """What the predictor of every task (`podium/tasks/<task>/predict.py`) shares: `TaskPredictor`
 (the model in eval mode on a device — default the GPU if there is one —, the run's normalisation
-— default ImageNet's —, its input channels checked, batches), `load_run` (model, config, data
-block), `run_split` (the run's own split rebuilt) and `write_rows` (CSV). A task's subclass adds
-its forward pass (TTA through `podium.inference.tta`) and what it makes of the outputs.
+— default ImageNet's —, its input channels checked, batches), `load_task_model` (model and
+settings of a run, or of its export: `load_run` / `OnnxModule`), `run_split` (the run's own
+split rebuilt) and `write_rows` (CSV). A task's subclass adds its forward pass (TTA through
+`podium.inference.tta`) and what it makes of the outputs.
 """
 
 import csv
@@ -13,15 +14,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from podium.datasets.normalize import IMAGENET_NORMALIZE, build_normalizer
+from podium.datasets.normalize import IMAGENET_NORMALIZE, build_normalizer, load_stats_normalize
 from podium.datasets.readers import read_image
 from podium.errors import PodiumError
 from podium.files import write_atomically
 from podium.inference.checkpoint import load_model, run_data_config
+from podium.inference.onnx_predictor import OnnxModule
 from podium.inference.predictor import default_device
 from podium.targets import resolve_target
 
-__all__ = ["TaskPredictor", "load_run", "run_split", "trained_on", "write_rows"]
+__all__ = [
+    "TaskPredictor",
+    "load_run",
+    "load_task_model",
+    "normalize_of",
+    "run_split",
+    "trained_on",
+    "write_rows",
+]
 
 
 class TaskPredictor:
@@ -79,6 +89,48 @@ def load_run(
         )
     channels = int((config.get("model") or {}).get("in_channels", 3))
     return model, config, run_data_config(config), channels
+
+
+def load_task_model(
+    source,
+    checkpoint: Optional[str],
+    task: str,
+    settings: Callable[[Mapping[str, Any]], Dict[str, Any]],
+    keys: Sequence[str],
+    check: Optional[Callable[[nn.Module], bool]] = None,
+    title: str = "",
+) -> Tuple[nn.Module, Optional[Dict[str, Any]], Dict[str, Any], int]:
+    """(model, the run's config — None for an export —, the predictor's settings `keys`, input
+    channels) of `source`: a run directory (the `checkpoint`'s weights, default best; `settings`
+    of its config) or an `OnnxModule` of a `task` run's export (its metadata `reading`, which
+    `podium export` wrote with the same `settings`). Either way the predictor is built alike."""
+    if not isinstance(source, OnnxModule):
+        model, config, _, channels = load_run(source, checkpoint or "best", check, title, task)
+        return model, config, settings(config), channels
+    meta = source.metadata
+    if meta["task"] != task:
+        command = "predict" if meta["task"] == "segmentation" else f"predict-{meta['task']}"
+        raise PodiumError(
+            f"{source.path} is the export of a {meta['task']} run (metadata podium.task); "
+            f"expected a {task} export (predict it with podium {command} --model)"
+        )
+    reading = meta["reading"] or {}
+    missing = [key for key in keys if key not in reading]
+    if missing:
+        raise PodiumError(
+            f"{source.path} lacks {missing[0]!r} in its metadata podium.reading (exported by "
+            f"podium {meta['version']}); expected {', '.join(keys)}: export the run again"
+        )
+    return source, None, {key: reading[key] for key in keys}, int(meta["in_channels"])
+
+
+def normalize_of(data: Mapping[str, Any]):
+    """The `data:` block's normalize, a `stats` file read in (`{mode: stats, path}` → the fixed
+    mode with its numbers, which it stands for): an export holds numbers, not a path."""
+    spec = data.get("normalize")
+    if isinstance(spec, Mapping) and spec.get("mode") == "stats":
+        return load_stats_normalize(spec.get("path"))
+    return spec
 
 
 def trained_on(data: Mapping[str, Any], builder: Callable) -> bool:

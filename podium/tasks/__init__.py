@@ -4,7 +4,8 @@
         data.py       a `data: {_target_: …}` builder returning {loader name: dataset}
         model.py      a `model: {_target_: …}` builder; the model returns a dict of named outputs
         loss.py, metrics.py, callbacks.py   what its training needs beyond the core's
-        predict.py    a `podium.inference.task_predictor.TaskPredictor`: run → outputs
+        predict.py    a `podium.inference.task_predictor.TaskPredictor`: run → outputs, and
+                      `predictor_settings(config)`: what it reads from the run (export metadata)
         cli.py        `register(subparsers)`: its `podium predict-<task>` (`podium.tasks.command`)
         __init__.py   its public names, and MODELS: the model builders whose runs are its own
 
@@ -14,12 +15,13 @@ the inference YAML), such as instances/, goes in SEGMENTATION_TASKS instead: it 
 or MODELS of its own. A task may import the core packages (not `podium.cli`); the core imports
 no task, but for this registry (`podium.cli`) and the old module paths that re-export what moved
 here. `podium predict --run RUN` runs the command of the task whose MODELS hold the builder of
-RUN's model (its `create_model` name, or an older `_target_`).
+RUN's model (its `create_model` name, or an older `_target_`); `podium predict --model FILE`
+the command of the task whose run FILE exports (its metadata `podium.task`).
 """
 
 import importlib
 import json
-from typing import Optional
+from typing import Any, Dict, Mapping, Optional
 
 from podium.errors import PodiumError
 from podium.inference.checkpoint import load_run_config
@@ -30,7 +32,9 @@ __all__ = [
     "TASKS",
     "import_all",
     "instance_tuning",
+    "predictor_settings",
     "register_commands",
+    "task_of_export",
     "task_of_run",
 ]
 
@@ -74,3 +78,22 @@ def task_of_run(run_dir) -> Optional[str]:
         if builder in importlib.import_module(f"podium.tasks.{name}").MODELS:
             return name
     return None
+
+
+def task_of_export(path) -> Optional[str]:
+    """The task whose run the ONNX file at `path` exports (its metadata `podium.task`); None for
+    a segmentation export and for a file that is not one of podium export (the segmentation
+    command then says what is wrong)."""
+    from podium.inference.onnx_metadata import open_session, read_metadata
+
+    try:
+        task = read_metadata(open_session(path), path)["task"]
+    except PodiumError:
+        return None
+    return task if task in TASKS else None
+
+
+def predictor_settings(task: str, config: Mapping[str, Any]) -> Dict[str, Any]:
+    """What `task`'s predictor reads from a run's config (its predict.py `predictor_settings`):
+    `podium export` stores it as the file's metadata `reading`, so the file predicts alone."""
+    return importlib.import_module(f"podium.tasks.{task}.predict").predictor_settings(config)

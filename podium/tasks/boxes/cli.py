@@ -3,10 +3,13 @@
 `podium predict` of a boxes run (= `podium predict-boxes`, its old name `predict-detector`):
     podium predict --run logs/detector_b0 --images crops/ --out preds.csv
     podium predict --run logs/detector_b0 --deepforest valid --out valid.csv --tta d4
+    podium predict-boxes --model detector_b0.onnx --images crops/ --out preds.csv --tta d4
 
 --images: every file is one crop; boxes are in its pixels. --deepforest: the run's own
 deepforest windows; boxes in scene pixels beside the true ones, and accuracy + mean box IoU
 printed. Boxes come back through the exact inverse of the letterbox the model saw.
+--model: the run's `podium export` file run by onnxruntime, its letterbox size and
+normalisation from the file's metadata (--images only).
 """
 
 from podium.errors import PodiumError

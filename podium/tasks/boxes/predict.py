@@ -4,7 +4,10 @@
       in [0, 1] of the letterboxed frame ─► ×size, xyxy ─► `unletterbox_boxes` ─► image pixels
 
 The input size and normalisation are the run's own (`data:` block of its saved config), so a
-prediction sees exactly what validation saw. Two sources of images:
+prediction sees exactly what validation saw; the model is the run's (`load_boxes_predictor(run)`)
+or its export run by onnxruntime (`load_boxes_predictor(OnnxModule.open("boxes.onnx"))`), whose
+metadata `reading` holds the same size and normalisation (`predictor_settings`). Two sources of
+images:
 
 - `predict_images(paths)`: any image files; every file is one crop, boxes in its pixels;
 - `predict_deepforest(split)`: the run's own deepforest windows (rebuilt from its `data:`
@@ -20,14 +23,21 @@ CSV columns: name, score, label (score > threshold), x1, y1, x2, y2 and, for dee
 source, window_x0..window_y1, true_label, true_x1..true_y2, iou (empty for crops without a crown).
 """
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from podium.datasets.deepforest import window_to_scene
 from podium.errors import PodiumError
-from podium.inference.task_predictor import TaskPredictor, load_run, run_split, write_rows
+from podium.inference.checkpoint import run_data_config
+from podium.inference.task_predictor import (
+    TaskPredictor,
+    load_task_model,
+    normalize_of,
+    run_split,
+    write_rows,
+)
 from podium.inference.tta import MODES as TTA_MODES
 from podium.inference.tta import build_tta
 from podium.metrics.boxes import box_iou
@@ -41,15 +51,18 @@ from podium.validation import check_int, check_number
 
 __all__ = [
     "BoxesPredictor",
+    "SETTINGS",
     "TTA_MODES",
     "load_boxes_predictor",
     "predict_deepforest",
     "predict_images",
+    "predictor_settings",
     "summarize",
     "write_csv",
 ]
 
 RULES = {"logits": "scalar", "centre": "xy", "size": "wh"}  # how a view moves each output
+SETTINGS = ("normalize", "size")  # what the predictor reads from its run
 
 
 class BoxesPredictor(TaskPredictor):
@@ -112,15 +125,25 @@ class BoxesPredictor(TaskPredictor):
         return np.concatenate(scores), np.asarray(boxes, np.float64).reshape(-1, 4)
 
 
+def predictor_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """What the predictor reads from a run's config (SETTINGS): `normalize` and the letterbox
+    `size`; `podium export` writes them as the file's metadata `reading`."""
+    data = run_data_config(dict(config))
+    return {"normalize": normalize_of(data), "size": data.get("size", 128)}
+
+
 def load_boxes_predictor(
     run, checkpoint="best", tta="none", batch_size=16, device=None, clip=True
-) -> Tuple[BoxesPredictor, Dict[str, Any]]:
-    """(BoxesPredictor with the run's weights, size and normalisation, the run's config)."""
-    model, config, data, channels = load_run(run, checkpoint)
-    size = data.get("size", 128)
-    check_int(size, f"{run}: data/size", 8, "an integer >= 8 (the letterbox side)")
+) -> Tuple[BoxesPredictor, Optional[Dict[str, Any]]]:
+    """(BoxesPredictor with the weights, size and normalisation of `run` — a run directory, or
+    an `OnnxModule` of its export —; the run's config, None for an export)."""
+    model, config, settings, channels = load_task_model(
+        run, checkpoint, "boxes", predictor_settings, SETTINGS
+    )
+    where = f"{run}: data/size" if config is not None else f"{model.path}: podium.reading size"
+    size = check_int(settings["size"], where, 8, "an integer >= 8 (the letterbox side)")
     return BoxesPredictor(
-        model, size, data.get("normalize"), tta, batch_size, device, clip, channels
+        model, size, settings["normalize"], tta, batch_size, device, clip, channels
     ), config
 
 

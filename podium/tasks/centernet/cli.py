@@ -3,10 +3,13 @@
 `podium predict` of a CenterNet run (= `podium predict-centernet`), one CSV row per detection:
     podium predict --run logs/centernet_trees --deepforest valid --out valid.csv --tta flip
     podium predict --run logs/centernet_trees --images scenes/ --out boxes.csv
+    podium predict-centernet --model centernet.onnx --images scenes/ --out boxes.csv --tta flip
 
 --deepforest: the run's own deepforest tiles of that split; boxes in scene pixels, and the
 mAP@0.5 of the tiles printed (from every top-k detection, whatever --min-score). --images:
 whole image files (resized by the run's data/scale first); boxes in each image's pixels.
+--model: the run's `podium export` file run by onnxruntime, its scale, normalisation and class
+names from the file's metadata (--images only: the file holds no data).
 """
 
 from podium.errors import PodiumError
@@ -52,7 +55,7 @@ def run(args) -> int:
         )
     else:
         rows = predict.predict_images(
-            predictor, image_paths(args.images, RGB_SUFFIXES), config, args.min_score
+            predictor, image_paths(args.images, RGB_SUFFIXES), args.min_score
         )
     path = predict.write_csv(rows, args.out)
     text = f"{args.command}: {len(rows)} boxes with score >= {args.min_score} → {path}"

@@ -14,6 +14,11 @@ back (w, h swapped after a transpose: rule `wh`), and the cell-centre offsets ar
 Inputs are padded at the bottom/right with 0 (the mean colour) to a multiple of the output
 stride, so that map cells line up with image pixels in every view.
 
+The model is a run's (`load_centernet_predictor(run)`) or its export run by onnxruntime
+(`load_centernet_predictor(OnnxModule.open("trees.onnx"))`): `predictor_settings` — the
+normalisation, the scale and the class names — come from the run's config or, alike, from the
+file's metadata `reading`, which `podium export` wrote with the same function.
+
 Two sources of images:
 - `predict_deepforest(split)`: the run's own deepforest tiles (rebuilt from its `data:` block):
   detections in scene pixels, and mAP@`iou_threshold` of the tiles against their boxes;
@@ -22,7 +27,7 @@ Two sources of images:
 
 import inspect
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,7 +37,8 @@ from podium.errors import PodiumError
 from podium.inference.checkpoint import run_data_config
 from podium.inference.task_predictor import (
     TaskPredictor,
-    load_run,
+    load_task_model,
+    normalize_of,
     run_split,
     trained_on,
     write_rows,
@@ -45,21 +51,25 @@ from podium.validation import check_number
 
 __all__ = [
     "CenterNetPredictor",
+    "SETTINGS",
     "TTA_MODES",
     "decode_centernet",
     "load_centernet_predictor",
     "predict_deepforest",
     "predict_images",
+    "predictor_settings",
     "write_csv",
 ]
 
 TTA_MODES = ("none", "flip", "d4")
 RULES = {"heatmap": "scalar", "size": "wh", "offset": "xy"}  # how a view moves each map
 COLUMNS = ("image", "name", "x1", "y1", "x2", "y2", "score", "label", "class")
+SETTINGS = ("normalize", "scale", "class_names")  # what the predictor reads from its run
 
 
 class CenterNetPredictor(TaskPredictor):
-    """Normalise, (pad,) run the TTA views, average the maps, decode boxes."""
+    """Normalise, (pad,) run the TTA views, average the maps, decode boxes (named
+    `class_names`, default: crown, or class_NN per heatmap channel)."""
 
     def __init__(
         self,
@@ -72,11 +82,14 @@ class CenterNetPredictor(TaskPredictor):
         top_k: int = 100,
         pool_size: int = 3,
         channels: int = 3,
+        class_names: Optional[Sequence[str]] = None,
     ):
         super().__init__(model, normalize, batch_size, device, channels)
         self.output_stride = int(getattr(model, "output_stride", 4))
         self.tta = build_tta(tta, vector_keys=RULES, stride=self.output_stride)
         self.scale, self.top_k, self.pool_size = float(scale), int(top_k), int(pool_size)
+        num_classes = int(getattr(model, "num_classes", 1))
+        self.class_names = list(class_names or _class_names({}, num_classes))
 
     @torch.no_grad()
     def maps(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -121,20 +134,46 @@ def _default(name: str):
     return inspect.signature(build_deepforest_tiles).parameters[name].default
 
 
+def predictor_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """What the predictor reads from a run's config (SETTINGS), resolved: `normalize`, `scale`
+    (the resize before the model: data/scale of deepforest tiles, else 1) and `class_names`;
+    `podium export` writes them as the file's metadata `reading`."""
+    data = run_data_config(dict(config))
+    deepforest = trained_on(data, build_deepforest_tiles)
+    num_classes = int((config.get("model") or {}).get("num_classes", 1))
+    return {
+        "normalize": normalize_of(data),
+        "scale": data.get("scale", _default("scale")) if deepforest else 1.0,
+        "class_names": _class_names(data, num_classes),
+    }
+
+
 def load_centernet_predictor(
     run, checkpoint="best", tta="none", batch_size=8, device=None, top_k=100, scale=None
-) -> Tuple[CenterNetPredictor, Dict[str, Any]]:
-    """(CenterNetPredictor with the run's weights, normalisation and scale; the run's config)."""
-    model, config, data, channels = load_run(
-        run, checkpoint, lambda m: "heatmap" in getattr(m, "heads", {}), "CenterNet", "centernet"
+) -> Tuple[CenterNetPredictor, Optional[Dict[str, Any]]]:
+    """(CenterNetPredictor with the weights, normalisation, scale and class names of `run` — a
+    run directory, or an `OnnxModule` of its export —; the run's config, None for an export)."""
+    model, config, settings, channels = load_task_model(
+        run,
+        checkpoint,
+        "centernet",
+        predictor_settings,
+        SETTINGS,
+        lambda m: "heatmap" in getattr(m, "heads", {}),
+        "CenterNet",
     )
-    if scale is None:
-        deepforest = trained_on(data, build_deepforest_tiles)
-        scale = data.get("scale", _default("scale")) if deepforest else 1.0
+    scale = settings["scale"] if scale is None else scale
     check_number(scale, "scale", "> 0")
-    normalize = data.get("normalize")
     predictor = CenterNetPredictor(
-        model, normalize, float(scale), tta, batch_size, device, top_k, channels=channels
+        model,
+        settings["normalize"],
+        float(scale),
+        tta,
+        batch_size,
+        device,
+        top_k,
+        channels=channels,
+        class_names=settings["class_names"],
     )
     return predictor, config
 
@@ -198,14 +237,13 @@ def predict_deepforest(
 
 
 def predict_images(
-    predictor: CenterNetPredictor, paths: Sequence, config: Dict[str, Any], min_score: float = 0.1
+    predictor: CenterNetPredictor, paths: Sequence, min_score: float = 0.1
 ) -> List[Dict[str, Any]]:
     """Detections of every image file (whole images), boxes in that image's pixels."""
     images = predictor.read_images(paths)
-    names = _class_names(run_data_config(config), int(getattr(predictor.model, "num_classes", 1)))
     rows = []
     for path, image in images:
-        rows += _rows(path.stem, predictor.predict_image(image), min_score, names)
+        rows += _rows(path.stem, predictor.predict_image(image), min_score, predictor.class_names)
     return rows
 
 

@@ -3,10 +3,12 @@
 `podium predict` of a Geopose run (= `podium predict-geopose`):
     podium predict --run logs/geopose_synthetic --synthetic valid --out preds/ --tta d4
     podium predict --run logs/geopose_synthetic --images tiles/ --scalar gsd=1.2 --out preds/
+    podium predict-geopose --model geopose.onnx --images tiles/ --scalar gsd=1.2 --out preds/
 
 --synthetic: the run's own synthetic scenes of that split, scored (R2 of height and magnitude
 per city, averaged over cities; direction angle error; scale error) and printed. --images:
 whole image files; the model's scalar inputs are given once for all (--scalar NAME=VALUE).
+--model: the run's `podium export` file run by onnxruntime (--images only).
 Writes, per image, NAME_AGL.tif, NAME_MAG.tif, NAME_VFLOW.json, and predictions.csv
 (+ metrics.json when scored) into --out.
 """

@@ -13,6 +13,10 @@ The averaged prediction is then exactly D4-equivariant whatever the model (teste
 (multiscale TTA) are refused: magnitudes and scales are in pixels and would need rescaling.
 Scalar inputs (GSD) are repeated for every view in a forward pass.
 
+The model is a run's (`load_geopose_predictor(run)`) or its export run by onnxruntime
+(`load_geopose_predictor(OnnxModule.open("geopose.onnx"))`, scalar inputs from its metadata);
+the normalisation comes from the run's config or, alike, from the file's metadata `reading`.
+
 Two sources:
 - `predict_synthetic(split)`: the run's own synthetic scenes (rebuilt from its `data:` block),
   scored with the Geopose metric — R2 of height and magnitude per city, averaged over cities —
@@ -38,13 +42,21 @@ import torch.nn.functional as F
 
 from podium.errors import PodiumError
 from podium.files import write_atomically, write_json
-from podium.inference.task_predictor import TaskPredictor, load_run, run_split, write_rows
+from podium.inference.checkpoint import run_data_config
+from podium.inference.task_predictor import (
+    TaskPredictor,
+    load_task_model,
+    normalize_of,
+    run_split,
+    write_rows,
+)
 from podium.inference.tta import TTA, build_tta
 from podium.metrics.regression import R2Score
 from podium.tasks.geopose.data import build_geopose_datasets
 
 __all__ = [
     "GeoposePredictor",
+    "SETTINGS",
     "TTA_MODES",
     "VECTOR_RULES",
     "build_geopose_tta",
@@ -52,6 +64,7 @@ __all__ = [
     "load_geopose_predictor",
     "predict_images",
     "predict_synthetic",
+    "predictor_settings",
     "write_outputs",
     "write_table",
 ]
@@ -59,6 +72,7 @@ __all__ = [
 TTA_MODES = ("none", "flip", "d2", "d4")
 VECTOR_RULES = {"direction": "xy", "scale": "scalar"}
 MAPS = ("height", "magnitude")
+SETTINGS = ("normalize",)  # what the predictor reads from its run (scalar inputs: the model's)
 
 
 def build_geopose_tta(spec: Union[None, str, Mapping, TTA] = "none") -> TTA:
@@ -139,14 +153,27 @@ class GeoposePredictor(TaskPredictor):
         return geopose_tta(self.tta, self.model, images, scalars)
 
 
+def predictor_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """What the predictor reads from a run's config (SETTINGS): `normalize`; `podium export`
+    writes it as the file's metadata `reading`."""
+    return {"normalize": normalize_of(run_data_config(dict(config)))}
+
+
 def load_geopose_predictor(
     run, checkpoint="best", tta="none", batch_size=16, device=None
-) -> Tuple[GeoposePredictor, Dict[str, Any]]:
-    """(GeoposePredictor with the run's weights and normalisation; the run's config)."""
-    model, config, data, channels = load_run(
-        run, checkpoint, lambda m: hasattr(m, "magnitude_head"), "Geopose", "geopose"
+) -> Tuple[GeoposePredictor, Optional[Dict[str, Any]]]:
+    """(GeoposePredictor with the weights and normalisation of `run` — a run directory, or an
+    `OnnxModule` of its export —; the run's config, None for an export)."""
+    model, config, settings, channels = load_task_model(
+        run,
+        checkpoint,
+        "geopose",
+        predictor_settings,
+        SETTINGS,
+        lambda m: hasattr(m, "magnitude_head"),
+        "Geopose",
     )
-    predictor = GeoposePredictor(model, data.get("normalize"), tta, batch_size, device, channels)
+    predictor = GeoposePredictor(model, settings["normalize"], tta, batch_size, device, channels)
     return predictor, config
 
 
