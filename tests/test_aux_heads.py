@@ -274,6 +274,51 @@ def test_training_logs_the_aux_term_and_predict_gates_by_presence(
             np.testing.assert_array_equal(gated[name], ungated[name])
 
 
+def test_an_export_carries_the_presence_head_and_predict_model_gates_like_run(
+    presence_run, nuclei_data, tmp_path
+):
+    """`podium export` of a run with a presence head: the graph's second output is its presence
+    (TTA inside, averaged over the views as the torch predictor does), and `predict --model`
+    writes the presence and the gated masks `predict --run` writes."""
+    from podium.inference.onnx_metadata import open_session
+    from podium.inference.pipeline import load_models
+
+    path = tmp_path / "presence.onnx"
+    export = ["export", "--run", str(presence_run), "--out", str(path), "--tta", "d2", "--verify"]
+    assert podium_main(export) == 0
+    session = open_session(path)
+    assert [output.name for output in session.get_outputs()] == ["probabilities", "presence"]
+    model = load_models([{"run": str(presence_run), "checkpoint": "best", "weight": 1.0}])[0]
+    images = torch.randn(
+        2, model.in_channels or 1, 75, 133, generator=torch.Generator().manual_seed(1)
+    )
+    predictor = Predictor(model.model, torch.device("cpu"), mode=model.mode, tta=build_tta("d2"))
+    maps, presence = predictor.outputs(images)
+    got_maps, got_presence = session.run(None, {"image": images.numpy()})
+    assert got_presence.shape == tuple(presence.shape) == (2, 1)
+    assert np.abs(got_presence - presence.numpy()).max() <= 1e-4
+    assert np.abs(got_maps - maps.numpy()).max() <= 1e-4
+
+    data = ["--data", str(nuclei_data), "--split", "valid", "--no-progress", "--probabilities"]
+    run = ["predict", "--run", str(presence_run), "--tta", "d2", *data]
+    assert podium_main(run + ["--out", str(tmp_path / "all")]) == 0
+    names = sorted(_masks(tmp_path / "all" / "masks"))
+    ordered = sorted(float(read_presence(tmp_path / "all/probabilities", n)[0]) for n in names)
+    threshold = str((ordered[1] + ordered[2]) / 2)  # two images gated, the others not
+    outputs = {}
+    for source, how in (("run", run), ("model", ["predict", "--model", str(path), *data])):
+        out = tmp_path / source
+        assert podium_main(how + ["--out", str(out), "--presence-threshold", threshold]) == 0
+        outputs[source] = out
+    gated = {source: _masks(out / "masks") for source, out in outputs.items()}
+    assert sum(not mask.any() for mask in gated["run"].values()) == 2
+    for name in names:
+        np.testing.assert_array_equal(gated["model"][name], gated["run"][name])
+        expected = read_presence(outputs["run"] / "probabilities", name)
+        got = read_presence(outputs["model"] / "probabilities", name)
+        assert np.abs(got - expected).max() <= 1e-4
+
+
 # ------------------------------------------------------------------------------ tuning
 def _presence_oof(tmp_path):
     """8 images: 4 empty ones with a false blob (presence 0.1–0.35), 4 with one object predicted

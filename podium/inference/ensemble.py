@@ -31,7 +31,7 @@ import numpy as np
 from podium.errors import PodiumError, check_keys
 from podium.validation import check_choice, check_number, is_number
 
-__all__ = ["METHODS", "Ensemble", "average_probabilities"]
+__all__ = ["METHODS", "Ensemble", "average_presence", "average_probabilities"]
 
 METHODS = ("mean", "geometric", "power")
 CONFIG_KEYS = ("method", "power", "normalize")
@@ -100,6 +100,14 @@ class Ensemble:
     def __repr__(self) -> str:
         extra = f", power={self.power}" if self.method == "power" else ""
         return f"Ensemble(method={self.method!r}{extra}, normalize={self.normalize})"
+
+
+def average_presence(per_model: Sequence[Optional[np.ndarray]], weights) -> Optional[np.ndarray]:
+    """The weighted mean presence of the models that have a presence head (None: no model)."""
+    found = [(p, w) for p, w in zip(per_model, weights) if p is not None]
+    if not found:
+        return None
+    return np.average(np.stack([p for p, _ in found]), axis=0, weights=[w for _, w in found])
 
 
 def _check_method(method, power):

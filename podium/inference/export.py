@@ -25,9 +25,9 @@ from torch import Tensor, nn
 from podium.errors import PodiumError
 from podium.files import write_atomically
 from podium.inference.checkpoint import load_model, load_run_config, run_data_config
-from podium.inference.ensemble import average_probabilities
+from podium.inference.ensemble import average_presence, average_probabilities
 from podium.inference.export_graph import OutputsGraph, SegmentationGraph, output_names
-from podium.inference.onnx_metadata import config_hash, write_metadata
+from podium.inference.onnx_metadata import PRESENCE_OUTPUT, config_hash, write_metadata
 from podium.inference.pipeline import READING_KEYS, LoadedModel
 from podium.inference.postprocess import PostProcess
 from podium.inference.predictor import Predictor, activation_of
@@ -214,7 +214,8 @@ def export_segmentation(
     opset: int = OPSET,
     format: str = "onnx",
 ) -> Path:
-    """The models (one run, or an ensemble) as one ONNX graph: images → probabilities."""
+    """The models (one run, or an ensemble) as one ONNX graph: images → probabilities (and
+    presence N×K when a model has a presence head)."""
     check_ensemble(models)
     metadata = segmentation_metadata(models, tta, postprocess or {})
     graph = SegmentationGraph(
@@ -223,12 +224,15 @@ def export_segmentation(
     example = torch.randn(1, metadata["in_channels"], *example_size(metadata["pad_multiple"]))
     axes = {"image": {0: "batch", 2: "height", 3: "width"}}
     axes["probabilities"] = axes["image"]
+    if graph.has_presence:
+        metadata["outputs"] = ["probabilities", PRESENCE_OUTPUT]
+        axes[PRESENCE_OUTPUT] = {0: "batch"}
     return export_graph(
         graph,
         [example],
         path,
         ["image"],
-        ["probabilities"],
+        metadata["outputs"],
         axes,
         metadata,
         opset,
@@ -364,19 +368,22 @@ def verify_segmentation(
     path, models: Sequence[LoadedModel], images: Sequence[Tensor], tta: str = "none"
 ) -> float:
     """Largest |probability| difference between the exported file and podium's torch predictor
-    (its TTA, the ensemble's weighted mean) over the image batches."""
+    (its TTA, the ensemble's weighted mean) over the image batches; presence too, if exported."""
     from podium.inference.tta import build_tta
 
     run, _ = open_export(path)
     views = None if tta == "none" else build_tta(tta)
     predictors = [Predictor(m.model, torch.device("cpu"), mode=m.mode, tta=views) for m in models]
+    weights = [m.weight for m in models]
     largest = 0.0
     for batch in images:
-        reference = average_probabilities(
-            [predictor(batch) for predictor in predictors], [m.weight for m in models]
-        )
-        (exported,) = run({"image": batch.numpy().astype(np.float32)})
-        largest = max(largest, difference(exported, reference.numpy()))
+        outputs = [predictor.outputs(batch) for predictor in predictors]
+        reference = average_probabilities([maps for maps, _ in outputs], weights)
+        exported = run({"image": batch.numpy().astype(np.float32)})
+        largest = max(largest, difference(exported[0], reference.numpy()))
+        presence = average_presence([None if p is None else p.numpy() for _, p in outputs], weights)
+        if presence is not None:
+            largest = max(largest, difference(exported[1], presence))
     return largest
 
 

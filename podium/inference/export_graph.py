@@ -3,7 +3,9 @@
 `SegmentationGraph`: normalised images N×C×H×W → probabilities N×K×H×W — each model's
 activation (sigmoid / softmax), the mean over the TTA views (flips and transposes, done and
 undone with `podium.inference.tta`'s own `augment` / `deaugment_maps`), and the weighted mean
-of the ensemble's models (`mean` of `podium.inference.ensemble`). A task's model
+of the ensemble's models (`mean` of `podium.inference.ensemble`). Models with a presence head
+(`model: aux_heads`) add a second output, presence N×K: its sigmoid, averaged over the views
+and weighted over the models that have one, as the torch pipeline does. A task's model
 (`OutputsGraph`) keeps its raw outputs, one named graph output per key of its output dict:
 the task's predictor decodes them.
 
@@ -17,6 +19,7 @@ from torch import Tensor, nn
 
 from podium.errors import PodiumError
 from podium.inference.predictor import activate
+from podium.models.aux_heads import MASK_KEY, presence_head_name
 from podium.inference.tta import augment, deaugment_maps, dihedral_views
 
 __all__ = ["GRAPH_TTA", "SegmentationGraph", "OutputsGraph"]
@@ -45,16 +48,29 @@ class SegmentationGraph(nn.Module):
         self.weights = [float(w) / total for w in weights]
         self.activation = activation
         self.views = dihedral_views(tta)
+        self.presence_keys = [presence_head_name(model) for model in models]
+        with_head = [w for w, key in zip(self.weights, self.presence_keys) if key is not None]
+        self.presence_total = sum(with_head)  # 0: no model has a presence head
 
-    def forward(self, image: Tensor) -> Tensor:
+    @property
+    def has_presence(self) -> bool:
+        return self.presence_total > 0
+
+    def forward(self, image: Tensor):
         size = image.shape[-2:]
-        result = None
-        for model, weight in zip(self.models, self.weights):
+        result, presence = None, None
+        for model, weight, key in zip(self.models, self.weights, self.presence_keys):
             for view in self.views:
-                probabilities = activate(model(augment(image, view)), self.activation)
+                output = model(augment(image, view))
+                logits = output[MASK_KEY] if isinstance(output, dict) else output
+                probabilities = activate(logits, self.activation)
                 part = deaugment_maps(probabilities, view, size) * (weight / len(self.views))
                 result = part if result is None else result + part
-        return result
+                if key is not None:
+                    share = weight / self.presence_total / len(self.views)
+                    part = torch.sigmoid(output[key]) * share
+                    presence = part if presence is None else presence + part
+        return (result, presence) if self.has_presence else result
 
 
 class OutputsGraph(nn.Module):

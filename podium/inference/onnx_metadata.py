@@ -14,15 +14,24 @@ from typing import Any, Dict, Mapping
 
 from podium.errors import PodiumError
 
-__all__ = ["KEYS", "PREFIX", "config_hash", "write_metadata", "read_metadata", "open_session"]
+__all__ = [
+    "KEYS",
+    "PREFIX",
+    "PRESENCE_OUTPUT",
+    "config_hash",
+    "write_metadata",
+    "read_metadata",
+    "open_session",
+]
 
 PREFIX = "podium."
+PRESENCE_OUTPUT = "presence"  # a segmentation graph's 2nd output: presence probabilities N×K
 KEYS = (
     "version",  # podium's version that exported the file
     "config_hash",  # sha256 of each run's resolved config, in ensemble order
     "task",  # segmentation | centernet | geopose | boxes
     "inputs",  # input names: image, then a task's scalar inputs
-    "outputs",  # output names: probabilities, or a task's raw outputs
+    "outputs",  # output names: probabilities (+ presence), or a task's raw outputs
     "in_channels",  # channels of the image input
     "normalize",  # the run's `data/normalize` (how raw pixels become the input)
     "reading",  # the run's data keys that read an image as validation did (+ valid_transforms)

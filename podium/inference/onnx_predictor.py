@@ -12,14 +12,14 @@ and TTA still wrap it like the torch predictor, so the pipeline writes the same 
 """
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from podium.errors import PodiumError
-from podium.inference.onnx_metadata import open_session, read_metadata
+from podium.inference.onnx_metadata import PRESENCE_OUTPUT, open_session, read_metadata
 from podium.inference.predictor import ProbabilityPredictor
 
 __all__ = ["PROVIDERS", "OnnxModel", "OnnxModule", "OnnxPredictor", "resolve_providers"]
@@ -62,16 +62,25 @@ class OnnxPredictor(ProbabilityPredictor):
         super().__init__(tta, tiles)
         self.session, self.in_channels, self.where = session, int(in_channels), where
         self.device = torch.device("cpu")  # onnxruntime takes and returns host arrays
+        names = [output.name for output in session.get_outputs()]
+        self.presence_key = PRESENCE_OUTPUT if PRESENCE_OUTPUT in names else None
 
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        return self._forward(images)[0]
+
+    def _forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(probabilities, presence probabilities or None) of one session run."""
         if images.ndim != 4 or images.shape[1] != self.in_channels:
             raise PodiumError(
                 f"{self.where} takes images with {self.in_channels} channel(s) (its metadata "
                 f"podium.in_channels), got a batch of shape {tuple(images.shape)}"
             )
         array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
-        (probabilities,) = self.session.run(["probabilities"], {"image": array})
-        return torch.from_numpy(probabilities).to(images.device)
+        names = ["probabilities"] + ([PRESENCE_OUTPUT] if self.presence_key else [])
+        outputs = [
+            torch.from_numpy(o).to(images.device) for o in self.session.run(names, {"image": array})
+        ]
+        return outputs[0], (outputs[1] if self.presence_key else None)
 
 
 class OnnxModel:

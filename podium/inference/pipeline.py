@@ -45,7 +45,7 @@ from podium.datasets.readers import IMAGE_EXTENSIONS
 from podium.errors import PodiumError
 from podium.files import write_atomically, write_json
 from podium.inference.checkpoint import load_model, run_data_config
-from podium.inference.ensemble import Ensemble
+from podium.inference.ensemble import Ensemble, average_presence
 from podium.inference.geometry import ImagePipeline, WithOriginalSize
 from podium.inference.postprocess import PostProcess
 from podium.inference.predictor import Predictor, ProbabilityPredictor, default_device
@@ -732,7 +732,7 @@ def _predict_images(
                 else per_model[0][i][0]
             )
             probabilities = np.asarray(probabilities, dtype=np.float32)
-            presence = _presence([p[i][1] for p in per_model], weights)
+            presence = average_presence([p[i][1] for p in per_model], weights)
             mask = post(probabilities, presence)
             target = sample["mask"].numpy() if "mask" in sample else None
             if scores is not None:
@@ -746,14 +746,6 @@ def _predict_images(
             timings.images += 1
             progress.update(1)
     progress.close()
-
-
-def _presence(per_model: List[Optional[np.ndarray]], weights) -> Optional[np.ndarray]:
-    """The weighted mean presence of the models that have a presence head (None: no model)."""
-    found = [(p, w) for p, w in zip(per_model, weights) if p is not None]
-    if not found:
-        return None
-    return np.average(np.stack([p for p, _ in found]), axis=0, weights=[w for _, w in found])
 
 
 def _predict_batch(
