@@ -1,5 +1,7 @@
 """Shared fixtures: the real nuclei sample, and running podium's commands as a user would."""
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -119,6 +121,16 @@ def run_command(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
+
+
+def podium_in_process(*argv) -> tuple:
+    """(exit code, stdout, stderr) of `podium ARGV…` run in this process (no start-up cost)."""
+    from podium.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
 
 
 def catalyst_run(logdir: Path, data: Path, *overrides: str, config=NUCLEI_CONFIG):

@@ -1,10 +1,8 @@
 """`podium export` and `podium predict --model`: the ONNX file against the torch model, podium's
 TTA and the torch prediction's written files; the tasks' exports; bad input."""
 
-import contextlib
 import copy
 import hashlib
-import io
 import json
 import warnings
 from importlib.metadata import version
@@ -16,7 +14,7 @@ import onnx
 import pytest
 import torch
 
-from podium.cli.main import main
+from conftest import podium_in_process as podium
 from podium.errors import PodiumError
 from podium.inference.checkpoint import load_run_config
 from podium.inference.export import export_graph, verification_images, verify_segmentation
@@ -28,14 +26,6 @@ from podium.inference.tta import build_tta
 from podium.models import create_model
 
 TOLERANCE = 1e-4
-
-
-def podium(*argv) -> tuple:
-    """(exit code, stdout, stderr) of `podium ARGV…` run in this process."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

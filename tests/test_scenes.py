@@ -13,7 +13,7 @@ import shapely.ops
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from conftest import run_command
+from conftest import podium_in_process
 from podium.datasets.image_folder import ImageFolderDataset
 from podium.datasets.scenes.rasters import read_window
 from podium.datasets.scenes.dataset import build_scene_datasets
@@ -265,11 +265,11 @@ def test_tiles_read_back_by_the_image_folder_dataset(scene, tmp_path):
         columns="name,image,labels,split,col_off,row_off,width,height",
     )
     out = tmp_path / "tiles"
-    result = run_command(
-        "podium", "tile", "--scenes", folder / "scenes.csv", "--window", 20, "--out", out
+    code, stdout, stderr = podium_in_process(
+        "tile", "--scenes", folder / "scenes.csv", "--window", 20, "--out", out
     )
-    assert result.returncode == 0, result.stderr
-    assert "wrote 12 tiles of 2 scene(s)" in result.stdout
+    assert code == 0, stderr
+    assert "wrote 12 tiles of 2 scene(s)" in stdout
     tiles = pd.read_csv(out / "tiles.csv")
     assert len(tiles) == 12 and (tiles["a"] == 1.0).all() and (tiles["e"] == -1.0).all()
     first = tiles.iloc[0]
@@ -426,8 +426,8 @@ def test_stats_and_folds_on_a_scenes_table(scene, tmp_path):
         columns="name,image,labels,split,col_off,row_off,width,height",
     )
     out = tmp_path / "stats.json"
-    result = run_command("podium", "stats", folder / "scenes.csv", "--out", out, "--quiet")
-    assert result.returncode == 0, result.stderr
+    code, _, stderr = podium_in_process("stats", folder / "scenes.csv", "--out", out, "--quiet")
+    assert code == 0, stderr
     stats = json.loads(out.read_text())
     valid = (array != 0).any(axis=0)
     pixels = array.transpose(1, 2, 0)[valid].astype(np.float64)
@@ -440,8 +440,10 @@ def test_stats_and_folds_on_a_scenes_table(scene, tmp_path):
     assert stats["masks"]["foreground_fraction"] == pytest.approx(fraction, abs=0.01)
 
     folds_csv = tmp_path / "out" / "folds.csv"
-    result = run_command("podium", "folds", folder / "scenes.csv", "--k", 2, "--out", folds_csv)
-    assert result.returncode == 0, result.stderr
+    code, _, stderr = podium_in_process(
+        "folds", folder / "scenes.csv", "--k", 2, "--out", folds_csv
+    )
+    assert code == 0, stderr
     table = pd.read_csv(folds_csv)
     assert sorted(table["fold"].tolist()) == [0, 0, 1, 1]
     datasets = build_scene_datasets(str(folds_csv), window=20, fold=0)
