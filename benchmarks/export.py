@@ -10,12 +10,13 @@ median of `--calls` back-to-back calls), after a warm-up run of each:
 * torch_fp32       — podium's `Predictor`, fp32 (`podium predict --run`): faster than eager on
                      this CPU, because TTA's rule hands large forwards to the model in
                      channels_last (tta.py);
-* onnxruntime      — the graph of `podium export` (`SegmentationGraph` + `export_graph`:
-                     padding and sigmoid inside) in an onnxruntime CPU session;
+* onnxruntime      — the graph of `podium export` (`constant_scale_resizes`, `SegmentationGraph`,
+                     `export_graph`: padding and sigmoid inside) in an onnxruntime CPU session;
 * torch_bf16_cl    — podium's fast path, `Predictor(precision="bf16",
                      memory_format="channels_last")` (`podium predict --precision bf16 …`).
 
-Each repetition gives a paired ratio (torch_eager seconds / method seconds, same repetition):
+Each torch method runs its own copy of the model (a channels_last `Predictor` converts its model
+in place). Each repetition gives a paired ratio (torch_eager seconds / method seconds, same repetition):
 reported as median with min–max; `onnxruntime_over_podium_torch` is the paired torch_fp32 /
 onnxruntime ratio. Equality: the largest |probability| difference of each method from
 torch_eager. Goal: onnxruntime ≥ 2.0× torch_eager for every model and size. Results go to
@@ -26,6 +27,7 @@ model, size and method: `export MODEL SIZE METHOD RATIOx`.
 """
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -41,6 +43,7 @@ sys.path.insert(0, REPO)
 
 from podium.inference.export import export_graph  # noqa: E402
 from podium.inference.export_graph import SegmentationGraph  # noqa: E402
+from podium.inference.export_resize import constant_scale_resizes  # noqa: E402
 from podium.inference.onnx_metadata import open_session  # noqa: E402
 from podium.inference.onnx_predictor import OnnxPredictor  # noqa: E402
 from podium.inference.predictor import Predictor  # noqa: E402
@@ -55,16 +58,23 @@ AXES = {"image": {0: "batch", 2: "height", 3: "width"}}
 def predictors(model, folder: str, threads: int) -> dict:
     """name → a callable: images → probabilities (torch tensor)."""
     path = os.path.join(folder, "model.onnx")
-    graph = SegmentationGraph([model], [1.0], "sigmoid")
+    example = torch.randn(1, 3, 67, 99)
+    graph = SegmentationGraph([constant_scale_resizes(model, example)], [1.0], "sigmoid")
     axes = {**AXES, "probabilities": AXES["image"]}
-    export_graph(graph, [torch.randn(1, 3, 67, 99)], path, ["image"], ["probabilities"], axes, {})
+    export_graph(graph, [example], path, ["image"], ["probabilities"], axes, {})
     cpu = torch.device("cpu")
+    # each torch method gets its own copy: a channels_last Predictor converts its model in place,
+    # and channels_last weights would make "eager" run in channels_last too
     return {
         "torch_eager": lambda images: torch.sigmoid(model(images)),
-        "torch_fp32": Predictor(model, cpu, mode="binary"),
+        "torch_fp32": Predictor(copy.deepcopy(model), cpu, mode="binary"),
         "onnxruntime": OnnxPredictor(open_session(path, threads=threads), in_channels=3),
         "torch_bf16_cl": Predictor(
-            model, cpu, mode="binary", precision="bf16", memory_format="channels_last"
+            copy.deepcopy(model),
+            cpu,
+            mode="binary",
+            precision="bf16",
+            memory_format="channels_last",
         ),
     }
 

@@ -303,3 +303,16 @@ def test_tta_that_cannot_go_inside_the_graph_and_missing_providers(
         "predict", "--model", path, "--data", nuclei_data, "--providers", "cuda", "--out", tmp_path
     )
     assert code == 1 and "execution provider cuda is not available" in err
+
+
+def test_the_graph_resizes_by_constant_scales(exported):
+    """Resizes by constant scales: onnxruntime runs them in its blocked layout (export_resize)."""
+    path, _ = exported
+    graph = onnx.load(str(path)).graph
+    constants = {init.name for init in graph.initializer}
+    constants |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+    resizes = [node for node in graph.node if node.op_type == "Resize"]
+    assert len(resizes) == 5  # four decoder stages and the head
+    for node in resizes:
+        sizes = node.input[3] if len(node.input) > 3 else ""
+        assert sizes == "" and node.input[2] in constants, node.name

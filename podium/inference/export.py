@@ -27,6 +27,7 @@ from podium.files import write_atomically
 from podium.inference.checkpoint import load_model, load_run_config, run_data_config
 from podium.inference.ensemble import average_presence, average_probabilities
 from podium.inference.export_graph import OutputsGraph, SegmentationGraph, output_names
+from podium.inference.export_resize import constant_scale_resizes
 from podium.inference.onnx_metadata import PRESENCE_OUTPUT, config_hash, write_metadata
 from podium.inference.pipeline import READING_KEYS, LoadedModel
 from podium.inference.postprocess import PostProcess
@@ -218,10 +219,13 @@ def export_segmentation(
     presence N×K when a model has a presence head)."""
     check_ensemble(models)
     metadata = segmentation_metadata(models, tta, postprocess or {})
-    graph = SegmentationGraph(
-        [m.model for m in models], [m.weight for m in models], metadata["activation"], tta
-    )
     example = torch.randn(1, metadata["in_channels"], *example_size(metadata["pad_multiple"]))
+    graph = SegmentationGraph(
+        [constant_scale_resizes(m.model, example) for m in models],
+        [m.weight for m in models],
+        metadata["activation"],
+        tta,
+    )
     axes = {"image": {0: "batch", 2: "height", 3: "width"}}
     axes["probabilities"] = axes["image"]
     if graph.has_presence:
