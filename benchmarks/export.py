@@ -7,18 +7,18 @@ median of `--calls` back-to-back calls), after a warm-up run of each:
 
 * torch_eager      — `model(images)` under `torch.inference_mode()`, fp32, contiguous: the
                      "torch eager fp32" of the issue, the unit of every ratio;
-* torch_fp32       — podium's `Predictor`, fp32 (`podium predict --run`): faster than eager on
-                     this CPU, because TTA's rule hands large forwards to the model in
-                     channels_last (tta.py);
+* torch_fp32       — podium's `Predictor`, fp32 (`podium predict --run`): TTA's rule hands
+                     large forwards to the model in channels_last (tta.py), the weights stay
+                     contiguous;
 * onnxruntime      — the graph of `podium export` (`constant_scale_resizes`, `SegmentationGraph`,
                      `export_graph`: padding and sigmoid inside) in an onnxruntime CPU session;
 * torch_bf16_cl    — podium's fast path, `Predictor(precision="bf16",
                      memory_format="channels_last")` (`podium predict --precision bf16 …`).
 
 Each torch method runs its own copy of the model (a channels_last `Predictor` converts its model
-in place). Each repetition gives a paired ratio (torch_eager seconds / method seconds, same repetition):
-reported as median with min–max; `onnxruntime_over_podium_torch` is the paired torch_fp32 /
-onnxruntime ratio. Equality: the largest |probability| difference of each method from
+in place). Each repetition gives a paired ratio (torch_eager seconds / method seconds, same
+repetition): reported as median with min–max; `onnxruntime_over_podium_torch` is the paired
+torch_fp32 / onnxruntime ratio. Equality: the largest |probability| difference of each method from
 torch_eager. Goal: onnxruntime ≥ 2.0× torch_eager for every model and size. Results go to
 benchmarks/results/export.json (with the load average: run on an idle machine), one line per
 model, size and method: `export MODEL SIZE METHOD RATIOx`.
