@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from podium.datasets.normalize import resolved_normalize
 from podium.errors import PodiumError
 from podium.files import write_atomically
 from podium.inference.checkpoint import load_model, load_run_config, run_data_config
@@ -164,8 +165,11 @@ def check_ensemble(models: Sequence[LoadedModel]) -> None:
 
 
 def reading_of(model: LoadedModel) -> Dict[str, Any]:
-    """The run's data keys that read an image as validation did (metadata `reading`)."""
+    """The run's data keys that read an image as validation did (metadata `reading`), its
+    normalize resolved: the file needs no statistics file of the run."""
     reading = {key: model.data[key] for key in READING_KEYS if key in model.data}
+    if "normalize" in reading:
+        reading["normalize"] = resolved_normalize(reading["normalize"])
     reading["valid_transforms"] = model.valid_transforms
     return reading
 
@@ -184,6 +188,7 @@ def segmentation_metadata(
         postprocess, mode=first.mode, class_names=class_names if first.mode != "binary" else None
     )
     multiple = math.lcm(*(pad_multiple_of(m.model) for m in models))
+    reading = reading_of(first)
     return {
         "version": podium_version(),
         "config_hash": [config_hash(load_run_config(Path(m.run))) for m in models],
@@ -191,8 +196,8 @@ def segmentation_metadata(
         "inputs": ["image"],
         "outputs": ["probabilities"],
         "in_channels": int(first.in_channels or first.data.get("in_channels") or 3),
-        "normalize": first.data.get("normalize"),
-        "reading": reading_of(first),
+        "normalize": reading.get("normalize"),
+        "reading": reading,
         "input_size": None,
         "pad_multiple": multiple,
         "mode": first.mode,
@@ -288,6 +293,9 @@ def export_task(
         axes[name] = {0: "batch", **spatial}
     if reading is None:
         reading = {key: data[key] for key in ("normalize", "class_names") if key in data}
+    normalize = resolved_normalize(reading.get("normalize", data.get("normalize")))
+    if "normalize" in reading:
+        reading = {**reading, "normalize": normalize}
     metadata = {
         "version": podium_version(),
         "config_hash": [config_hash(config)],
@@ -295,7 +303,7 @@ def export_task(
         "inputs": ["image", *scalars],
         "outputs": names,
         "in_channels": channels,
-        "normalize": reading.get("normalize", data.get("normalize")),
+        "normalize": normalize,
         "reading": dict(reading),
         "input_size": size,
         "pad_multiple": multiple,

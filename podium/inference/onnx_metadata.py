@@ -33,7 +33,7 @@ KEYS = (
     "inputs",  # input names: image, then a task's scalar inputs
     "outputs",  # output names: probabilities (+ presence), or a task's raw outputs
     "in_channels",  # channels of the image input
-    "normalize",  # the run's `data/normalize` (how raw pixels become the input)
+    "normalize",  # the run's `data/normalize` (how raw pixels become the input; stats: numbers)
     "reading",  # the run's data keys that read an image as validation did (+ valid_transforms)
     "input_size",  # [H, W] of a graph that takes one size only (null: any size)
     "pad_multiple",  # sides are padded to this multiple inside the graph (reflect)

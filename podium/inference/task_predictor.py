@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from podium.datasets.normalize import IMAGENET_NORMALIZE, build_normalizer, load_stats_normalize
+from podium.datasets.normalize import IMAGENET_NORMALIZE, build_normalizer
 from podium.datasets.readers import read_image
 from podium.errors import PodiumError
 from podium.files import write_atomically
@@ -27,7 +27,6 @@ __all__ = [
     "TaskPredictor",
     "load_run",
     "load_task_model",
-    "normalize_of",
     "run_split",
     "trained_on",
     "write_rows",
@@ -122,15 +121,6 @@ def load_task_model(
             f"podium {meta['version']}); expected {', '.join(keys)}: export the run again"
         )
     return source, None, {key: reading[key] for key in keys}, int(meta["in_channels"])
-
-
-def normalize_of(data: Mapping[str, Any]):
-    """The `data:` block's normalize, a `stats` file read in (`{mode: stats, path}` → the fixed
-    mode with its numbers, which it stands for): an export holds numbers, not a path."""
-    spec = data.get("normalize")
-    if isinstance(spec, Mapping) and spec.get("mode") == "stats":
-        return load_stats_normalize(spec.get("path"))
-    return spec
 
 
 def trained_on(data: Mapping[str, Any], builder: Callable) -> bool:

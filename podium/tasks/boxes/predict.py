@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from podium.datasets.deepforest import window_to_scene
+from podium.datasets.normalize import resolved_normalize
 from podium.errors import PodiumError
 from podium.inference.checkpoint import run_data_config
 from podium.inference.task_predictor import (
     TaskPredictor,
     load_task_model,
-    normalize_of,
     run_split,
     write_rows,
 )
@@ -129,7 +129,7 @@ def predictor_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
     """What the predictor reads from a run's config (SETTINGS): `normalize` and the letterbox
     `size`; `podium export` writes them as the file's metadata `reading`."""
     data = run_data_config(dict(config))
-    return {"normalize": normalize_of(data), "size": data.get("size", 128)}
+    return {"normalize": resolved_normalize(data.get("normalize")), "size": data.get("size", 128)}
 
 
 def load_boxes_predictor(

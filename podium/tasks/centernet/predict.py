@@ -33,12 +33,12 @@ import numpy as np
 import torch
 
 from podium.datasets.deepforest import window_to_scene
+from podium.datasets.normalize import resolved_normalize
 from podium.errors import PodiumError
 from podium.inference.checkpoint import run_data_config
 from podium.inference.task_predictor import (
     TaskPredictor,
     load_task_model,
-    normalize_of,
     run_split,
     trained_on,
     write_rows,
@@ -142,7 +142,7 @@ def predictor_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
     deepforest = trained_on(data, build_deepforest_tiles)
     num_classes = int((config.get("model") or {}).get("num_classes", 1))
     return {
-        "normalize": normalize_of(data),
+        "normalize": resolved_normalize(data.get("normalize")),
         "scale": data.get("scale", _default("scale")) if deepforest else 1.0,
         "class_names": _class_names(data, num_classes),
     }

@@ -40,13 +40,13 @@ import tifffile
 import torch
 import torch.nn.functional as F
 
+from podium.datasets.normalize import resolved_normalize
 from podium.errors import PodiumError
 from podium.files import write_atomically, write_json
 from podium.inference.checkpoint import run_data_config
 from podium.inference.task_predictor import (
     TaskPredictor,
     load_task_model,
-    normalize_of,
     run_split,
     write_rows,
 )
@@ -156,7 +156,7 @@ class GeoposePredictor(TaskPredictor):
 def predictor_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
     """What the predictor reads from a run's config (SETTINGS): `normalize`; `podium export`
     writes it as the file's metadata `reading`."""
-    return {"normalize": normalize_of(run_data_config(dict(config)))}
+    return {"normalize": resolved_normalize(run_data_config(dict(config)).get("normalize"))}
 
 
 def load_geopose_predictor(
