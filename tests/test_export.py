@@ -19,7 +19,7 @@ from conftest import podium_in_process as podium
 from podium.errors import PodiumError
 from podium.inference.checkpoint import load_run_config
 from podium.inference.export import export_graph, verification_images, verify_segmentation
-from podium.inference.onnx_metadata import KEYS, open_session, read_metadata
+from podium.inference.onnx_metadata import KEYS, open_session, read_file_metadata, read_metadata
 from podium.inference.onnx_predictor import OnnxModule, OnnxPredictor
 from podium.inference.pipeline import load_models
 from podium.inference.predictor import Predictor
@@ -57,6 +57,7 @@ def test_metadata_carries_what_prediction_needs(trained_run, exported):
     config = load_run_config(run)
     meta = read_metadata(open_session(path), path)
     assert set(meta) == set(KEYS)
+    assert read_file_metadata(path) == meta  # the file read without a session: the same
     assert meta["in_channels"] == config["model"]["in_channels"] == 1
     assert meta["normalize"] == config["data"]["normalize"]
     assert meta["mode"] == "binary" and meta["num_classes"] == 1
@@ -322,6 +323,12 @@ def test_a_file_that_is_not_onnx_or_has_no_podium_metadata(nuclei_data, tmp_path
         torch.onnx.export(torch.nn.Conv2d(1, 1, 3), (torch.randn(1, 1, 8, 8),), plain, dynamo=False)
     code, _, err = podium("predict", "--model", plain, "--data", nuclei_data, "--out", tmp_path)
     assert code == 1 and "has no podium metadata" in err and str(plain) in err
+    missing = tmp_path / "missing.onnx"
+    cases = [(garbage, "is not an ONNX model"), (plain, "has no podium metadata")]
+    for path, message in [*cases, (missing, "does not exist")]:  # no session: the same errors
+        with pytest.raises(PodiumError, match=message) as error:
+            read_file_metadata(path)
+        assert str(path) in str(error.value)
 
 
 def test_image_channels_that_do_not_match_the_metadata(exported, tmp_path):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime
 import pytest
 import tifffile
 import yaml
@@ -82,7 +83,7 @@ def assert_rows_close(got: list, expected: list, numbers: dict) -> None:
                 assert value == reference[key], (key, row, reference)
 
 
-def test_centernet_model_writes_what_its_run_writes(exports, images, tmp_path):
+def test_centernet_model_writes_what_its_run_writes(exports, images, tmp_path, monkeypatch):
     run, path = exports["centernet"]
     common = ["--images", images, "--tta", "flip", "--top-k", 20]
     code, _, err = podium("predict-centernet", "--run", run, *common, "--out", tmp_path / "r.csv")
@@ -97,9 +98,16 @@ def test_centernet_model_writes_what_its_run_writes(exports, images, tmp_path):
     assert_rows_close(rows(tmp_path / "m.csv"), expected, {**boxes, "score": 5})
     # the boxes are in each image's pixels: the file resized by the run's scale 0.5 first
     assert max(float(row["x2"]) for row in expected if row["name"] == "a") > 206 / 2
-    # `podium predict --model` of a task's file is the task's command
+    # `podium predict --model` of a task's file is the task's command, which finds the task
+    # without an onnxruntime session of its own: the file is opened once, to predict
+    opened = []
+    session = onnxruntime.InferenceSession
+    monkeypatch.setattr(
+        onnxruntime, "InferenceSession", lambda *a, **k: opened.append(a[0]) or session(*a, **k)
+    )
     code, _, err = podium("predict", "--model", path, *common, "--out", tmp_path / "p.csv")
     assert code == 0, err
+    assert opened == [str(path)]
     assert (tmp_path / "p.csv").read_text() == (tmp_path / "m.csv").read_text()
 
 
