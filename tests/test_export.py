@@ -18,7 +18,8 @@ import torch
 from conftest import podium_in_process as podium
 from podium.errors import PodiumError
 from podium.inference.checkpoint import load_run_config
-from podium.inference.export import export_graph, verification_images, verify_segmentation
+from podium.inference.export import export_graph
+from podium.inference.export_verify import verification_images, verify_segmentation
 from podium.inference.onnx_metadata import KEYS, open_session, read_file_metadata, read_metadata
 from podium.inference.onnx_predictor import OnnxModule, OnnxPredictor
 from podium.inference.pipeline import load_models
