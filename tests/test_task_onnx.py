@@ -3,7 +3,9 @@
 metadata; what needs the run, or the other model source, is refused in one line."""
 
 import csv
+import importlib
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -13,6 +15,8 @@ import pytest
 import tifffile
 import yaml
 
+from podium.inference.checkpoint import load_run_config
+from podium.inference.onnx_metadata import read_file_metadata, write_metadata
 from tests.test_export import TASK_MODELS, make_run, podium
 
 TOLERANCE = 1e-3
@@ -175,3 +179,25 @@ def test_what_needs_the_run_or_the_other_source_is_refused(exports, images, task
     code, _, err = podium("predict", "--config", config, "--out", tmp_path / "seg")
     assert code == 1 and f"podium predict-{task} --model {path}" in err
     assert not out.exists() and not list(tmp_path.glob("seg/**/*.png"))
+
+
+@pytest.mark.parametrize("task", TASK_MODELS)
+def test_an_export_lacking_a_setting_names_it(exports, images, task, tmp_path):
+    """The settings an export must hold are the keys of its task's `predictor_settings`, the
+    same for the run's config and an empty one; a file without one of them says which."""
+    settings = importlib.import_module(f"podium.tasks.{task}.predict").predictor_settings
+    run, path = exports[task]
+    meta = read_file_metadata(path)
+    keys = list(meta["reading"])
+    assert keys == list(settings(load_run_config(run))) == list(settings({}))
+    for key in keys:
+        older = tmp_path / f"without_{key}.onnx"
+        shutil.copy(path, older)
+        write_metadata(
+            older, {**meta, "reading": {k: meta["reading"][k] for k in keys if k != key}}
+        )
+        code, _, err = podium(
+            f"predict-{task}", "--model", older, "--images", images, "--out", tmp_path / "o"
+        )
+        assert code == 1 and f"{older} lacks {key!r} in its metadata podium.reading" in err, err
+        assert not (tmp_path / "o").exists()

@@ -95,11 +95,10 @@ def load_task_model(
     checkpoint: Optional[str],
     task: str,
     settings: Callable[[Mapping[str, Any]], Dict[str, Any]],
-    keys: Sequence[str],
     check: Optional[Callable[[nn.Module], bool]] = None,
     title: str = "",
 ) -> Tuple[nn.Module, Optional[Dict[str, Any]], Dict[str, Any], int]:
-    """(model, the run's config — None for an export —, the predictor's settings `keys`, input
+    """(model, the run's config — None for an export —, the predictor's settings, input
     channels) of `source`: a run directory (the `checkpoint`'s weights, default best; `settings`
     of its config) or an `OnnxModule` of a `task` run's export (its metadata `reading`, which
     `podium export` wrote with the same `settings`). Either way the predictor is built alike."""
@@ -114,6 +113,7 @@ def load_task_model(
             f"expected a {task} export (predict it with podium {command} --model)"
         )
     reading = meta["reading"] or {}
+    keys = list(settings({}))  # its names: those of any config's, here all at their defaults
     missing = [key for key in keys if key not in reading]
     if missing:
         raise PodiumError(
