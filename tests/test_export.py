@@ -4,6 +4,7 @@ TTA and the torch prediction's written files; the tasks' exports; bad input."""
 import copy
 import hashlib
 import json
+import shutil
 import warnings
 from importlib.metadata import version
 from pathlib import Path
@@ -17,8 +18,9 @@ import torch
 from conftest import podium_in_process as podium
 from podium.errors import PodiumError
 from podium.inference.checkpoint import load_run_config
-from podium.inference.export import export_graph, verification_images, verify_segmentation
-from podium.inference.onnx_metadata import KEYS, open_session, read_metadata
+from podium.inference.export import export_graph
+from podium.inference.export_verify import verification_images, verify_segmentation
+from podium.inference.onnx_metadata import KEYS, open_session, read_file_metadata, read_metadata
 from podium.inference.onnx_predictor import OnnxModule, OnnxPredictor
 from podium.inference.pipeline import load_models
 from podium.inference.predictor import Predictor
@@ -56,6 +58,7 @@ def test_metadata_carries_what_prediction_needs(trained_run, exported):
     config = load_run_config(run)
     meta = read_metadata(open_session(path), path)
     assert set(meta) == set(KEYS)
+    assert read_file_metadata(path) == meta  # the file read without a session: the same
     assert meta["in_channels"] == config["model"]["in_channels"] == 1
     assert meta["normalize"] == config["data"]["normalize"]
     assert meta["mode"] == "binary" and meta["num_classes"] == 1
@@ -136,6 +139,76 @@ def test_predict_model_writes_what_predict_run_writes(trained_run, nuclei_data, 
     torch_metrics = json.loads((torch_out / "metrics.json").read_text())
     onnx_metrics = json.loads((onnx_out / "metrics.json").read_text())
     assert onnx_metrics["dice"] == pytest.approx(torch_metrics["dice"], abs=1e-6)
+
+
+def stats_run(trained_run, folder: Path) -> Path:
+    """The trained run with `normalize: {mode: stats, path}`: a `podium stats` file with the
+    run's own standardisation in other numbers (max_value 65535), so the model predicts as
+    trained and the file's numbers differ from anything in the run's config."""
+    run, _ = trained_run
+    config = load_run_config(run)
+    fixed = config["data"]["normalize"]
+    scale = fixed["max_value"] / 65535
+    numbers = {
+        "max_value": 65535,
+        "mean": [m * scale for m in fixed["mean"]],
+        "std": [s * scale for s in fixed["std"]],
+    }
+    (folder / "configs").mkdir(parents=True)
+    stats = folder / "stats.json"
+    stats.write_text(json.dumps({"normalize": numbers}))
+    config["data"]["normalize"] = {"mode": "stats", "path": str(stats)}
+    (folder / "configs" / "_config.json").write_text(json.dumps(config))
+    (folder / "checkpoints").mkdir()
+    shutil.copy(run / "checkpoints" / "best.pth", folder / "checkpoints")
+    return folder
+
+
+def valid_probabilities(entry: dict, root: Path) -> list:
+    """Float probabilities of `entry`'s model (run or file) on the valid split of `root`, each
+    image read by the model's own reading (its normalisation): the pipeline's steps."""
+    from podium.inference.geometry import ImagePipeline
+    from podium.inference.pipeline import build_dataset, build_predictors, reading_params
+
+    model = load_models([{"weight": 1.0, **entry}])[0]
+    data = {"split": "valid"}
+    pipeline = ImagePipeline(model.valid_transforms)
+    dataset = build_dataset(root, data, reading_params(model, root, data), pipeline)
+    predictor = build_predictors([model], torch.device("cpu"), None, None, {})[0]
+    return [predictor(dataset[i]["image"][None]) for i in range(len(dataset))]
+
+
+def test_a_stats_normalize_is_exported_as_its_numbers(trained_run, nuclei_data, tmp_path):
+    """The file predicts without the run's `podium stats` file: its metadata holds the numbers,
+    and `--model` with the stats file gone writes what `--run` wrote with it."""
+    run = stats_run(trained_run, tmp_path / "run")
+    stats = tmp_path / "run" / "stats.json"
+    numbers = json.loads(stats.read_text())["normalize"]
+    path = tmp_path / "stats.onnx"
+    code, _, err = podium("export", "--run", run, "--out", path)
+    assert code == 0, err
+    common = ["--data", nuclei_data, "--split", "valid", "--probabilities", "--no-progress"]
+    code, _, err = podium("predict", "--run", run, *common, "--out", tmp_path / "torch")
+    assert code == 0, err
+    expected = valid_probabilities({"run": str(run), "checkpoint": "best"}, nuclei_data)
+    stats.rename(tmp_path / "moved.json")
+
+    meta = read_metadata(open_session(path), path)
+    assert meta["normalize"] == meta["reading"]["normalize"] == {"mode": "fixed", **numbers}
+    assert str(stats) not in json.dumps(meta)
+    code, _, err = podium("predict", "--model", path, *common, "--out", tmp_path / "onnx")
+    assert code == 0, err
+    got = valid_probabilities({"onnx": str(path)}, nuclei_data)
+    assert len(got) == len(expected) == 4
+    for onnx_maps, torch_maps in zip(got, expected):
+        assert float((onnx_maps - torch_maps).abs().max()) <= TOLERANCE
+    masks = sorted(p.name for p in (tmp_path / "torch" / "masks").iterdir())
+    assert masks and masks == sorted(p.name for p in (tmp_path / "onnx" / "masks").iterdir())
+    for name in masks:
+        for folder, tolerance in (("masks", 0), ("probabilities", 1)):
+            want = cv2.imread(str(tmp_path / "torch" / folder / name), cv2.IMREAD_UNCHANGED)
+            have = cv2.imread(str(tmp_path / "onnx" / folder / name), cv2.IMREAD_UNCHANGED)
+            assert np.abs(want.astype(int) - have.astype(int)).max() <= tolerance
 
 
 # ---------------------------------------------------------------------------- tasks
@@ -251,6 +324,12 @@ def test_a_file_that_is_not_onnx_or_has_no_podium_metadata(nuclei_data, tmp_path
         torch.onnx.export(torch.nn.Conv2d(1, 1, 3), (torch.randn(1, 1, 8, 8),), plain, dynamo=False)
     code, _, err = podium("predict", "--model", plain, "--data", nuclei_data, "--out", tmp_path)
     assert code == 1 and "has no podium metadata" in err and str(plain) in err
+    missing = tmp_path / "missing.onnx"
+    cases = [(garbage, "is not an ONNX model"), (plain, "has no podium metadata")]
+    for path, message in [*cases, (missing, "does not exist")]:  # no session: the same errors
+        with pytest.raises(PodiumError, match=message) as error:
+            read_file_metadata(path)
+        assert str(path) in str(error.value)
 
 
 def test_image_channels_that_do_not_match_the_metadata(exported, tmp_path):

@@ -3,15 +3,20 @@
 metadata; what needs the run, or the other model source, is refused in one line."""
 
 import csv
+import importlib
 import json
+import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime
 import pytest
 import tifffile
 import yaml
 
+from podium.inference.checkpoint import load_run_config
+from podium.inference.onnx_metadata import read_file_metadata, write_metadata
 from tests.test_export import TASK_MODELS, make_run, podium
 
 TOLERANCE = 1e-3
@@ -82,7 +87,7 @@ def assert_rows_close(got: list, expected: list, numbers: dict) -> None:
                 assert value == reference[key], (key, row, reference)
 
 
-def test_centernet_model_writes_what_its_run_writes(exports, images, tmp_path):
+def test_centernet_model_writes_what_its_run_writes(exports, images, tmp_path, monkeypatch):
     run, path = exports["centernet"]
     common = ["--images", images, "--tta", "flip", "--top-k", 20]
     code, _, err = podium("predict-centernet", "--run", run, *common, "--out", tmp_path / "r.csv")
@@ -97,9 +102,16 @@ def test_centernet_model_writes_what_its_run_writes(exports, images, tmp_path):
     assert_rows_close(rows(tmp_path / "m.csv"), expected, {**boxes, "score": 5})
     # the boxes are in each image's pixels: the file resized by the run's scale 0.5 first
     assert max(float(row["x2"]) for row in expected if row["name"] == "a") > 206 / 2
-    # `podium predict --model` of a task's file is the task's command
+    # `podium predict --model` of a task's file is the task's command, which finds the task
+    # without an onnxruntime session of its own: the file is opened once, to predict
+    opened = []
+    session = onnxruntime.InferenceSession
+    monkeypatch.setattr(
+        onnxruntime, "InferenceSession", lambda *a, **k: opened.append(a[0]) or session(*a, **k)
+    )
     code, _, err = podium("predict", "--model", path, *common, "--out", tmp_path / "p.csv")
     assert code == 0, err
+    assert opened == [str(path)]
     assert (tmp_path / "p.csv").read_text() == (tmp_path / "m.csv").read_text()
 
 
@@ -167,3 +179,25 @@ def test_what_needs_the_run_or_the_other_source_is_refused(exports, images, task
     code, _, err = podium("predict", "--config", config, "--out", tmp_path / "seg")
     assert code == 1 and f"podium predict-{task} --model {path}" in err
     assert not out.exists() and not list(tmp_path.glob("seg/**/*.png"))
+
+
+@pytest.mark.parametrize("task", TASK_MODELS)
+def test_an_export_lacking_a_setting_names_it(exports, images, task, tmp_path):
+    """The settings an export must hold are the keys of its task's `predictor_settings`, the
+    same for the run's config and an empty one; a file without one of them says which."""
+    settings = importlib.import_module(f"podium.tasks.{task}.predict").predictor_settings
+    run, path = exports[task]
+    meta = read_file_metadata(path)
+    keys = list(meta["reading"])
+    assert keys == list(settings(load_run_config(run))) == list(settings({}))
+    for key in keys:
+        older = tmp_path / f"without_{key}.onnx"
+        shutil.copy(path, older)
+        write_metadata(
+            older, {**meta, "reading": {k: meta["reading"][k] for k in keys if k != key}}
+        )
+        code, _, err = podium(
+            f"predict-{task}", "--model", older, "--images", images, "--out", tmp_path / "o"
+        )
+        assert code == 1 and f"{older} lacks {key!r} in its metadata podium.reading" in err, err
+        assert not (tmp_path / "o").exists()

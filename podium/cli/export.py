@@ -114,8 +114,8 @@ def _postprocess(args) -> dict:
 
 
 def _export_segmentation(args, ema) -> int:
-    from podium.inference.export import export_segmentation, verification_images
-    from podium.inference.export import verify_segmentation
+    from podium.inference.export import export_segmentation
+    from podium.inference.export_verify import verification_images, verify_segmentation
     from podium.inference.pipeline import load_models
 
     for other in args.ensemble:
@@ -141,7 +141,8 @@ def _export_segmentation(args, ema) -> int:
 
 def _export_task(args, task: str, ema) -> int:
     from podium.inference.checkpoint import load_run_config
-    from podium.inference.export import export_task, verify_task
+    from podium.inference.export import export_task
+    from podium.inference.export_verify import verify_task
 
     if args.tta != "none" or args.ensemble:
         raise PodiumError(

@@ -17,8 +17,9 @@ e.g. ImageNet's [0.485, 0.456, 0.406].
 
 `stats` mode is the fixed mode with `max_value`, `mean` and `std` taken from the `normalize`
 block of a `podium stats` file (mean/std already divided by that max_value), so it gives exactly
-what `{mode: fixed, ...}` with the same numbers gives. A relative `path` is taken from the
-current directory (where `catalyst-dl run` is started).
+what `{mode: fixed, ...}` with the same numbers gives (`resolved_normalize`: that fixed block,
+which `podium export` stores). A relative `path` is taken from the current directory (where
+`catalyst-dl run` is started).
 """
 
 import json
@@ -30,7 +31,13 @@ import numpy as np
 from podium.errors import PodiumError, check_keys, did_you_mean
 from podium.validation import is_number
 
-__all__ = ["IMAGENET_NORMALIZE", "Normalizer", "build_normalizer", "load_stats_normalize"]
+__all__ = [
+    "IMAGENET_NORMALIZE",
+    "Normalizer",
+    "build_normalizer",
+    "load_stats_normalize",
+    "resolved_normalize",
+]
 
 # ImageNet's mean / std on 8-bit images: the default of the tasks' data and predictors
 IMAGENET_NORMALIZE = {
@@ -121,10 +128,18 @@ def build_normalizer(
             f"expected one of: {', '.join(MODES)}"
         )
     check_keys(spec, MODES[mode], f"normalize (mode {mode})")
-    if mode == "stats":
-        spec = load_stats_normalize(spec.get("path"))
+    spec = resolved_normalize(spec)
     _check_values(spec)
     return Normalizer(**spec)
+
+
+def resolved_normalize(spec):
+    """`spec` as it stands without its files: a `stats` block → the fixed mode with the numbers
+    of its `podium stats` file (what it stands for), any other spec as given. What an export
+    stores, so that the file predicts without the run's statistics file."""
+    if isinstance(spec, Mapping) and spec.get("mode") == "stats":
+        return load_stats_normalize(spec.get("path"))
+    return spec
 
 
 def load_stats_normalize(path) -> dict:

@@ -2,7 +2,8 @@
 
     export_segmentation(models, "model.onnx", tta="d4", postprocess={"threshold": 0.4})
     export_task(run, "centernet.onnx", task="centernet", reading={"normalize": None, ...})
-    verify_segmentation("model.onnx", models, images, tta="d4")   # → largest |torch − ONNX|
+
+`--verify`, the file against the torch model, is podium.inference.export_verify.
 
 The exporter is torch's TorchScript-based one (`torch.onnx.export(..., dynamo=False)`): it
 traces these CNNs with dynamic batch, height and width in seconds, needs no package beyond
@@ -22,16 +23,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from podium.datasets.normalize import resolved_normalize
 from podium.errors import PodiumError
 from podium.files import write_atomically
 from podium.inference.checkpoint import load_model, load_run_config, run_data_config
-from podium.inference.ensemble import average_presence, average_probabilities
 from podium.inference.export_graph import OutputsGraph, SegmentationGraph, output_names
 from podium.inference.export_resize import constant_scale_resizes
 from podium.inference.onnx_metadata import PRESENCE_OUTPUT, config_hash, write_metadata
 from podium.inference.pipeline import READING_KEYS, LoadedModel
 from podium.inference.postprocess import PostProcess
-from podium.inference.predictor import Predictor, activation_of
+from podium.inference.predictor import activation_of
 from podium.metrics.segmentation import default_class_names
 
 __all__ = [
@@ -42,9 +43,6 @@ __all__ = [
     "export_segmentation",
     "export_task",
     "segmentation_metadata",
-    "verify_segmentation",
-    "verify_task",
-    "verification_images",
 ]
 
 OPSET = 18
@@ -164,8 +162,11 @@ def check_ensemble(models: Sequence[LoadedModel]) -> None:
 
 
 def reading_of(model: LoadedModel) -> Dict[str, Any]:
-    """The run's data keys that read an image as validation did (metadata `reading`)."""
+    """The run's data keys that read an image as validation did (metadata `reading`), its
+    normalize resolved: the file needs no statistics file of the run."""
     reading = {key: model.data[key] for key in READING_KEYS if key in model.data}
+    if "normalize" in reading:
+        reading["normalize"] = resolved_normalize(reading["normalize"])
     reading["valid_transforms"] = model.valid_transforms
     return reading
 
@@ -184,6 +185,7 @@ def segmentation_metadata(
         postprocess, mode=first.mode, class_names=class_names if first.mode != "binary" else None
     )
     multiple = math.lcm(*(pad_multiple_of(m.model) for m in models))
+    reading = reading_of(first)
     return {
         "version": podium_version(),
         "config_hash": [config_hash(load_run_config(Path(m.run))) for m in models],
@@ -191,8 +193,8 @@ def segmentation_metadata(
         "inputs": ["image"],
         "outputs": ["probabilities"],
         "in_channels": int(first.in_channels or first.data.get("in_channels") or 3),
-        "normalize": first.data.get("normalize"),
-        "reading": reading_of(first),
+        "normalize": reading.get("normalize"),
+        "reading": reading,
         "input_size": None,
         "pad_multiple": multiple,
         "mode": first.mode,
@@ -288,6 +290,9 @@ def export_task(
         axes[name] = {0: "batch", **spatial}
     if reading is None:
         reading = {key: data[key] for key in ("normalize", "class_names") if key in data}
+    normalize = resolved_normalize(reading.get("normalize", data.get("normalize")))
+    if "normalize" in reading:
+        reading = {**reading, "normalize": normalize}
     metadata = {
         "version": podium_version(),
         "config_hash": [config_hash(config)],
@@ -295,7 +300,7 @@ def export_task(
         "inputs": ["image", *scalars],
         "outputs": names,
         "in_channels": channels,
-        "normalize": reading.get("normalize", data.get("normalize")),
+        "normalize": normalize,
         "reading": dict(reading),
         "input_size": size,
         "pad_multiple": multiple,
@@ -339,83 +344,3 @@ def fixed_size(model: nn.Module, data: Mapping[str, Any]) -> Optional[List[int]]
     if getattr(model, "map_strides", 1) is not None or size is None:
         return None
     return [int(size), int(size)] if isinstance(size, int) else [int(s) for s in size]
-
-
-# ---------------------------------------------------------------------------- verify
-def verification_images(models: Sequence[LoadedModel], count: int = 2) -> List[Tensor]:
-    """Batches to compare on: up to `count` of the run's own images read as validation read
-    them (when its data folder is here), and a seeded random image whose sides are not
-    multiples of the model's stride (the padding inside the graph)."""
-    from podium.inference.geometry import ImagePipeline
-    from podium.inference.pipeline import build_dataset, reading_params
-
-    first = models[0]
-    channels = int(first.in_channels or first.data.get("in_channels") or 3)
-    generator = torch.Generator().manual_seed(0)
-    multiple = pad_multiple_of(first.model)
-    batches = [torch.randn(1, channels, *example_size(multiple), generator=generator)]
-    root = first.data.get("root")
-    if root is not None and Path(root).is_dir():
-        data = {"root": root, "split": first.data.get("valid_split")}
-        reading = reading_params(first, Path(root), data)
-        try:
-            dataset = build_dataset(
-                Path(root), data, reading, ImagePipeline(first.valid_transforms)
-            )
-        except PodiumError:  # another layout here: the random image still checks the graph
-            dataset = []
-        batches += [dataset[i]["image"][None] for i in range(min(count, len(dataset)))]
-    return batches
-
-
-def verify_segmentation(
-    path, models: Sequence[LoadedModel], images: Sequence[Tensor], tta: str = "none"
-) -> float:
-    """Largest |probability| difference between the exported file and podium's torch predictor
-    (its TTA, the ensemble's weighted mean) over the image batches; presence too, if exported."""
-    from podium.inference.tta import build_tta
-
-    run, _ = open_export(path)
-    views = None if tta == "none" else build_tta(tta)
-    predictors = [Predictor(m.model, torch.device("cpu"), mode=m.mode, tta=views) for m in models]
-    weights = [m.weight for m in models]
-    largest = 0.0
-    for batch in images:
-        outputs = [predictor.outputs(batch) for predictor in predictors]
-        reference = average_probabilities([maps for maps, _ in outputs], weights)
-        exported = run({"image": batch.numpy().astype(np.float32)})
-        largest = max(largest, difference(exported[0], reference.numpy()))
-        presence = average_presence([None if p is None else p.numpy() for _, p in outputs], weights)
-        if presence is not None:
-            largest = max(largest, difference(exported[1], presence))
-    return largest
-
-
-def difference(got: np.ndarray, expected: np.ndarray) -> float:
-    """Largest |got − expected|; infinite when the shapes differ (a size frozen in the graph)."""
-    if got.shape != expected.shape:
-        return float("inf")
-    return float(np.abs(got - expected).max())
-
-
-def verify_task(path, run, checkpoint: str = "best", ema="auto") -> Dict[str, float]:
-    """Largest difference per output between the exported file and the torch model, on seeded
-    random images at two sizes (one not a multiple of the stride)."""
-    model, config = load_model(Path(run), checkpoint, ema=ema)
-    channels = int((config.get("model") or {}).get("in_channels", 3))
-    scalars = list(getattr(model, "scalar_inputs", ()))
-    exported, names = open_export(path)
-    generator = torch.Generator().manual_seed(0)
-    multiple = pad_multiple_of(model)
-    largest: Dict[str, float] = {}
-    fixed = fixed_size(model, run_data_config(config))
-    sizes = [fixed] * 2 if fixed else [example_size(multiple), [4 * multiple, 2 * multiple + 1]]
-    for batch, size in zip((1, 2), sizes):
-        image = torch.randn(batch, channels, *size, generator=generator)
-        extra = [torch.rand(batch, 1, generator=generator) for _ in scalars]
-        with torch.no_grad():
-            reference = model(image, **dict(zip(scalars, extra)))
-        feeds = {"image": image.numpy(), **{n: v.numpy() for n, v in zip(scalars, extra)}}
-        for name, value in zip(names, exported(feeds)):
-            largest[name] = max(largest.get(name, 0.0), difference(value, reference[name].numpy()))
-    return largest

@@ -3,8 +3,8 @@
 Every value is JSON text under a `podium.` key (`podium.num_classes` = `1`, `podium.class_names`
 = `["nuclei"]`), so any onnxruntime user can read them with
 `session.get_modelmeta().custom_metadata_map`. The keys are listed in `KEYS` and documented in
-docs/export.md; `read_metadata` refuses a file that is not ONNX or was not written by
-`podium export`.
+docs/export.md; `read_metadata` (of a session) and `read_file_metadata` (of a file, no session)
+refuse a file that is not ONNX or was not written by `podium export`.
 """
 
 import hashlib
@@ -21,6 +21,7 @@ __all__ = [
     "config_hash",
     "write_metadata",
     "read_metadata",
+    "read_file_metadata",
     "open_session",
 ]
 
@@ -33,7 +34,7 @@ KEYS = (
     "inputs",  # input names: image, then a task's scalar inputs
     "outputs",  # output names: probabilities (+ presence), or a task's raw outputs
     "in_channels",  # channels of the image input
-    "normalize",  # the run's `data/normalize` (how raw pixels become the input)
+    "normalize",  # the run's `data/normalize` (how raw pixels become the input; stats: numbers)
     "reading",  # the run's data keys that read an image as validation did (+ valid_transforms)
     "input_size",  # [H, W] of a graph that takes one size only (null: any size)
     "pad_multiple",  # sides are padded to this multiple inside the graph (reflect)
@@ -94,7 +95,31 @@ def open_session(path, providers=None, threads=None):
 
 def read_metadata(session, path) -> Dict[str, Any]:
     """podium's metadata of an open session: {key: value}; a file without it → PodiumError."""
-    stored = session.get_modelmeta().custom_metadata_map
+    return parse_metadata(session.get_modelmeta().custom_metadata_map, path)
+
+
+def read_file_metadata(path) -> Dict[str, Any]:
+    """podium's metadata of the ONNX file at `path`, read by the onnx package without an
+    onnxruntime session (building one optimises the whole graph): what to know of a file before
+    predicting with it. A missing or non-ONNX file, or one without the metadata → PodiumError."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    if not path.is_file():
+        raise PodiumError(f"ONNX model {path} does not exist; expected a file of podium export")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError) as error:  # not a protobuf, unreadable
+        raise PodiumError(
+            f"{path} is not an ONNX model ({error}); expected a .onnx file written by podium export"
+        ) from None
+    return parse_metadata({entry.key: entry.value for entry in model.metadata_props}, path)
+
+
+def parse_metadata(stored: Mapping[str, str], path) -> Dict[str, Any]:
+    """podium's keys of a model's metadata_props {key: JSON text} → {key: value}, every key of
+    KEYS; a file without them (or with older ones) → PodiumError naming `path`."""
     values = {key[len(PREFIX) :]: text for key, text in stored.items() if key.startswith(PREFIX)}
     if "version" not in values:
         raise PodiumError(

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from podium.datasets.normalize import IMAGENET_NORMALIZE, build_normalizer, load_stats_normalize
+from podium.datasets.normalize import IMAGENET_NORMALIZE, build_normalizer
 from podium.datasets.readers import read_image
 from podium.errors import PodiumError
 from podium.files import write_atomically
@@ -27,7 +27,6 @@ __all__ = [
     "TaskPredictor",
     "load_run",
     "load_task_model",
-    "normalize_of",
     "run_split",
     "trained_on",
     "write_rows",
@@ -96,11 +95,10 @@ def load_task_model(
     checkpoint: Optional[str],
     task: str,
     settings: Callable[[Mapping[str, Any]], Dict[str, Any]],
-    keys: Sequence[str],
     check: Optional[Callable[[nn.Module], bool]] = None,
     title: str = "",
 ) -> Tuple[nn.Module, Optional[Dict[str, Any]], Dict[str, Any], int]:
-    """(model, the run's config — None for an export —, the predictor's settings `keys`, input
+    """(model, the run's config — None for an export —, the predictor's settings, input
     channels) of `source`: a run directory (the `checkpoint`'s weights, default best; `settings`
     of its config) or an `OnnxModule` of a `task` run's export (its metadata `reading`, which
     `podium export` wrote with the same `settings`). Either way the predictor is built alike."""
@@ -115,6 +113,7 @@ def load_task_model(
             f"expected a {task} export (predict it with podium {command} --model)"
         )
     reading = meta["reading"] or {}
+    keys = list(settings({}))  # its names: those of any config's, here all at their defaults
     missing = [key for key in keys if key not in reading]
     if missing:
         raise PodiumError(
@@ -122,15 +121,6 @@ def load_task_model(
             f"podium {meta['version']}); expected {', '.join(keys)}: export the run again"
         )
     return source, None, {key: reading[key] for key in keys}, int(meta["in_channels"])
-
-
-def normalize_of(data: Mapping[str, Any]):
-    """The `data:` block's normalize, a `stats` file read in (`{mode: stats, path}` → the fixed
-    mode with its numbers, which it stands for): an export holds numbers, not a path."""
-    spec = data.get("normalize")
-    if isinstance(spec, Mapping) and spec.get("mode") == "stats":
-        return load_stats_normalize(spec.get("path"))
-    return spec
 
 
 def trained_on(data: Mapping[str, Any], builder: Callable) -> bool:

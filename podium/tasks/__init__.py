@@ -81,13 +81,14 @@ def task_of_run(run_dir) -> Optional[str]:
 
 
 def task_of_export(path) -> Optional[str]:
-    """The task whose run the ONNX file at `path` exports (its metadata `podium.task`); None for
-    a segmentation export and for a file that is not one of podium export (the segmentation
+    """The task whose run the ONNX file at `path` exports (its metadata `podium.task`, read
+    without an onnxruntime session: the command opens the one it predicts with); None for a
+    segmentation export and for a file that is not one of podium export (the segmentation
     command then says what is wrong)."""
-    from podium.inference.onnx_metadata import open_session, read_metadata
+    from podium.inference.onnx_metadata import read_file_metadata
 
     try:
-        task = read_metadata(open_session(path), path)["task"]
+        task = read_file_metadata(path)["task"]
     except PodiumError:
         return None
     return task if task in TASKS else None

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from podium.datasets.deepforest import window_to_scene
+from podium.datasets.normalize import resolved_normalize
 from podium.errors import PodiumError
 from podium.inference.checkpoint import run_data_config
 from podium.inference.task_predictor import (
     TaskPredictor,
     load_task_model,
-    normalize_of,
     run_split,
     write_rows,
 )
@@ -51,7 +51,6 @@ from podium.validation import check_int, check_number
 
 __all__ = [
     "BoxesPredictor",
-    "SETTINGS",
     "TTA_MODES",
     "load_boxes_predictor",
     "predict_deepforest",
@@ -62,7 +61,6 @@ __all__ = [
 ]
 
 RULES = {"logits": "scalar", "centre": "xy", "size": "wh"}  # how a view moves each output
-SETTINGS = ("normalize", "size")  # what the predictor reads from its run
 
 
 class BoxesPredictor(TaskPredictor):
@@ -126,10 +124,10 @@ class BoxesPredictor(TaskPredictor):
 
 
 def predictor_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
-    """What the predictor reads from a run's config (SETTINGS): `normalize` and the letterbox
-    `size`; `podium export` writes them as the file's metadata `reading`."""
+    """What the predictor reads from a run's config: `normalize` and the letterbox `size` (the
+    same keys for any config); `podium export` writes them as the file's metadata `reading`."""
     data = run_data_config(dict(config))
-    return {"normalize": normalize_of(data), "size": data.get("size", 128)}
+    return {"normalize": resolved_normalize(data.get("normalize")), "size": data.get("size", 128)}
 
 
 def load_boxes_predictor(
@@ -138,7 +136,7 @@ def load_boxes_predictor(
     """(BoxesPredictor with the weights, size and normalisation of `run` — a run directory, or
     an `OnnxModule` of its export —; the run's config, None for an export)."""
     model, config, settings, channels = load_task_model(
-        run, checkpoint, "boxes", predictor_settings, SETTINGS
+        run, checkpoint, "boxes", predictor_settings
     )
     where = f"{run}: data/size" if config is not None else f"{model.path}: podium.reading size"
     size = check_int(settings["size"], where, 8, "an integer >= 8 (the letterbox side)")

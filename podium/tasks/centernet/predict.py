@@ -33,12 +33,12 @@ import numpy as np
 import torch
 
 from podium.datasets.deepforest import window_to_scene
+from podium.datasets.normalize import resolved_normalize
 from podium.errors import PodiumError
 from podium.inference.checkpoint import run_data_config
 from podium.inference.task_predictor import (
     TaskPredictor,
     load_task_model,
-    normalize_of,
     run_split,
     trained_on,
     write_rows,
@@ -51,7 +51,6 @@ from podium.validation import check_number
 
 __all__ = [
     "CenterNetPredictor",
-    "SETTINGS",
     "TTA_MODES",
     "decode_centernet",
     "load_centernet_predictor",
@@ -64,7 +63,6 @@ __all__ = [
 TTA_MODES = ("none", "flip", "d4")
 RULES = {"heatmap": "scalar", "size": "wh", "offset": "xy"}  # how a view moves each map
 COLUMNS = ("image", "name", "x1", "y1", "x2", "y2", "score", "label", "class")
-SETTINGS = ("normalize", "scale", "class_names")  # what the predictor reads from its run
 
 
 class CenterNetPredictor(TaskPredictor):
@@ -135,14 +133,14 @@ def _default(name: str):
 
 
 def predictor_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
-    """What the predictor reads from a run's config (SETTINGS), resolved: `normalize`, `scale`
-    (the resize before the model: data/scale of deepforest tiles, else 1) and `class_names`;
-    `podium export` writes them as the file's metadata `reading`."""
+    """What the predictor reads from a run's config, resolved: `normalize`, `scale` (the resize
+    before the model: data/scale of deepforest tiles, else 1) and `class_names` (the same keys
+    for any config); `podium export` writes them as the file's metadata `reading`."""
     data = run_data_config(dict(config))
     deepforest = trained_on(data, build_deepforest_tiles)
     num_classes = int((config.get("model") or {}).get("num_classes", 1))
     return {
-        "normalize": normalize_of(data),
+        "normalize": resolved_normalize(data.get("normalize")),
         "scale": data.get("scale", _default("scale")) if deepforest else 1.0,
         "class_names": _class_names(data, num_classes),
     }
@@ -158,7 +156,6 @@ def load_centernet_predictor(
         checkpoint,
         "centernet",
         predictor_settings,
-        SETTINGS,
         lambda m: "heatmap" in getattr(m, "heads", {}),
         "CenterNet",
     )

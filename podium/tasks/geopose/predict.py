@@ -40,13 +40,13 @@ import tifffile
 import torch
 import torch.nn.functional as F
 
+from podium.datasets.normalize import resolved_normalize
 from podium.errors import PodiumError
 from podium.files import write_atomically, write_json
 from podium.inference.checkpoint import run_data_config
 from podium.inference.task_predictor import (
     TaskPredictor,
     load_task_model,
-    normalize_of,
     run_split,
     write_rows,
 )
@@ -56,7 +56,6 @@ from podium.tasks.geopose.data import build_geopose_datasets
 
 __all__ = [
     "GeoposePredictor",
-    "SETTINGS",
     "TTA_MODES",
     "VECTOR_RULES",
     "build_geopose_tta",
@@ -72,7 +71,6 @@ __all__ = [
 TTA_MODES = ("none", "flip", "d2", "d4")
 VECTOR_RULES = {"direction": "xy", "scale": "scalar"}
 MAPS = ("height", "magnitude")
-SETTINGS = ("normalize",)  # what the predictor reads from its run (scalar inputs: the model's)
 
 
 def build_geopose_tta(spec: Union[None, str, Mapping, TTA] = "none") -> TTA:
@@ -154,9 +152,9 @@ class GeoposePredictor(TaskPredictor):
 
 
 def predictor_settings(config: Mapping[str, Any]) -> Dict[str, Any]:
-    """What the predictor reads from a run's config (SETTINGS): `normalize`; `podium export`
-    writes it as the file's metadata `reading`."""
-    return {"normalize": normalize_of(run_data_config(dict(config)))}
+    """What the predictor reads from a run's config: `normalize` (scalar inputs: the model's;
+    the same key for any config); `podium export` writes it as the file's metadata `reading`."""
+    return {"normalize": resolved_normalize(run_data_config(dict(config)).get("normalize"))}
 
 
 def load_geopose_predictor(
@@ -169,7 +167,6 @@ def load_geopose_predictor(
         checkpoint,
         "geopose",
         predictor_settings,
-        SETTINGS,
         lambda m: hasattr(m, "magnitude_head"),
         "Geopose",
     )
