@@ -314,8 +314,9 @@ def export_task(
         "postprocess": {},
         "attributes": model_attributes(model),
     }
+    graph = constant_scale_resizes(OutputsGraph(model, names, scalars), example, *scalar_examples)
     return export_graph(
-        OutputsGraph(model, names, scalars),
+        graph,
         [example, *scalar_examples],
         path,
         ["image", *scalars],

@@ -87,19 +87,23 @@ def _max_difference(a, b) -> float:
         if set(a) != set(b):
             return float("inf")
         return max((_max_difference(a[key], b[key]) for key in a), default=0.0)
+    if isinstance(a, (tuple, list)):
+        if len(a) != len(b):
+            return float("inf")
+        return max((_max_difference(x, y) for x, y in zip(a, b)), default=0.0)
     return float("inf")
 
 
-def constant_scale_resizes(model: nn.Module, example: Tensor) -> nn.Module:
+def constant_scale_resizes(model: nn.Module, *example: Tensor) -> nn.Module:
     """A copy of `model` with constant-scale resizes, or `model` itself when there is nothing to
-    swap or the copy's outputs on `example` differ from the model's (a resize that is not by
-    its layer's scale, e.g. an encoder whose strides do not double)."""
+    swap or the copy's outputs on the example inputs differ from the model's (a resize that is
+    not by its layer's scale, e.g. an encoder whose strides do not double)."""
     candidate = copy.deepcopy(model)
     if not _swapped(candidate):
         return model
     with torch.no_grad():
         try:
-            difference = _max_difference(model(example), candidate(example))
+            difference = _max_difference(model(*example), candidate(*example))
         except RuntimeError:
             return model
     return candidate if difference == 0.0 else model
