@@ -168,7 +168,8 @@ def valid_probabilities(entry: dict, root: Path) -> list:
     """Float probabilities of `entry`'s model (run or file) on the valid split of `root`, each
     image read by the model's own reading (its normalisation): the pipeline's steps."""
     from podium.inference.geometry import ImagePipeline
-    from podium.inference.pipeline import build_dataset, build_predictors, reading_params
+    from podium.inference.pipeline import build_predictors, reading_params
+    from podium.inference.reading import build_dataset
 
     model = load_models([{"weight": 1.0, **entry}])[0]
     data = {"split": "valid"}

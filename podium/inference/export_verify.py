@@ -21,8 +21,9 @@ from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.ensemble import average_presence, average_probabilities
 from podium.inference.export import example_size, fixed_size, open_export, pad_multiple_of
 from podium.inference.geometry import ImagePipeline
-from podium.inference.pipeline import LoadedModel, build_dataset, reading_params
+from podium.inference.pipeline import LoadedModel, reading_params
 from podium.inference.predictor import Predictor
+from podium.inference.reading import build_dataset
 
 __all__ = ["difference", "verification_images", "verify_segmentation", "verify_task"]
 

@@ -7,12 +7,14 @@ metrics, timings.
    (binary / multilabel / multiclass) and the number of classes;
 2. builds one dataset per distinct way of reading images (each run's `READING_KEYS` and
    `valid_transforms`, so every model sees images exactly as its validation did), all over the
-   same names;
+   same names (the selection and the dataset: `reading.py`);
 3. streams batch by batch — this rank's share of the images only — through each model
    (TTA, tiles), maps outputs back to each image's original size (`geometry.py`), averages the
-   models (`Ensemble`), post-processes (`PostProcess`) and writes each image's files at once:
-   nothing but confusion counts and submission rows is kept across images;
-4. merges across ranks: Dice / IoU (when masks exist), the submission CSV, timings.
+   models (`Ensemble`), post-processes (`PostProcess`) and writes each image's files at once
+   (`prediction_files.py`): nothing but confusion counts and submission rows is kept across
+   images;
+4. merges across ranks: Dice / IoU (when masks exist, `scores.py`), the submission CSV, timings
+   (`timings.py`).
 
 Files in `out`: masks/NAME.png (binary 0/255, multiclass class index; multilabel
 masks/CLASS/NAME.png 0/255), probabilities/ (uint8 p × 255, see probability_maps.py),
@@ -25,7 +27,6 @@ numbers in metrics.json under each writer's key. A run whose `data:` block names
 
 import json
 import os
-import resource
 import sys
 import time
 from copy import deepcopy
@@ -37,10 +38,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, Subset
 
-from podium.datasets import ImageFolderDataset, build_segmentation_dataset, resolve_layout
-from podium.datasets.csv_rle import image_id_to_name
-from podium.datasets.exclusion import apply_exclusion, read_exclusion_list, resolve_data_path
-from podium.datasets.image_folder import index_masks
+from podium.datasets.exclusion import resolve_data_path
 from podium.datasets.readers import IMAGE_EXTENSIONS
 from podium.errors import PodiumError
 from podium.files import write_atomically, write_json
@@ -48,15 +46,15 @@ from podium.inference.checkpoint import load_model, run_data_config
 from podium.inference.ensemble import Ensemble, average_presence
 from podium.inference.geometry import ImagePipeline, WithOriginalSize
 from podium.inference.postprocess import PostProcess
+from podium.inference.prediction_files import Outputs, merge_written
 from podium.inference.predictor import Predictor, ProbabilityPredictor, default_device
-from podium.inference.probability_maps import write_presence, write_probability_map
+from podium.inference.reading import build_dataset
+from podium.inference.scores import Scores
 from podium.inference.sharding import Shards
-from podium.inference.submission import SubmissionWriter
 from podium.inference.tiles import TiledPrediction
-from podium.inference.writers import build_writers, write_mask
-from podium.metrics import ConfusionCounts
+from podium.inference.timings import Timings, merge_timings
+from podium.inference.writers import build_writers
 from podium.metrics.segmentation import default_class_names
-from podium.overlays import write_overlay
 
 __all__ = ["READING_KEYS", "LoadedModel", "load_models", "predict"]
 
@@ -142,7 +140,22 @@ def load_models(
     return models
 
 
+def _metric_classes(run_config: Dict[str, Any]) -> Optional[List[int]]:
+    """`classes` of the run's SegmentationMetricsCallback (the classes its `dice` averaged), if
+    any."""
+    for stage in (run_config.get("stages") or {}).values():
+        for callback in ((stage or {}).get("callbacks") or {}).values():
+            if isinstance(callback, dict) and str(callback.get("_target_", "")).endswith(
+                "SegmentationMetricsCallback"
+            ):
+                if callback.get("classes") is not None:
+                    return [int(c) for c in callback["classes"]]
+    return None
+
+
 # ---------------------------------------------------------------------------- data
+# How each model reads (its READING_KEYS) and which models share a dataset; the dataset itself
+# is reading.py's.
 def reading_params(model: LoadedModel, root: Path, data: Dict[str, Any]) -> Dict[str, Any]:
     """build_segmentation_dataset arguments that make `root` read the way `model`'s validation
     read."""
@@ -172,79 +185,6 @@ def reading_params(model: LoadedModel, root: Path, data: Dict[str, Any]) -> Dict
     ):
         reading["layout"] = "side_by_side"  # a plain folder of images
     return reading
-
-
-def build_dataset(
-    root: Path,
-    data: Dict[str, Any],
-    reading: Dict[str, Any],
-    pipeline: ImagePipeline,
-    masks: bool = True,
-) -> ImageFolderDataset:
-    """The selected images of `root` (split, fold, names file, or all), read with `reading`;
-    `masks=False` reads no masks even where they exist."""
-    if data.get("names") is None:
-        return build_segmentation_dataset(
-            root,
-            split=data.get("split"),
-            fold=data.get("fold"),
-            exclude=data.get("exclude"),
-            transforms=pipeline,
-            with_masks=None if masks else False,
-            **reading,
-        )
-    names = read_names(root, data["names"])
-    if data.get("exclude") is not None:
-        path = resolve_data_path(root, data["exclude"])
-        (names,), _ = apply_exclusion([names], read_exclusion_list(path), names, path)
-        if not names:
-            raise PodiumError(
-                f"every image of {data['names']} is in the exclusion list {path}; "
-                "expected at least one image"
-            )
-    layout = resolve_layout(
-        root,
-        reading.get("layout", "auto"),
-        reading.get("image_dir", "images"),
-        reading.get("mask_dir", "masks"),
-        reading.get("mask_suffix", "_mask"),
-    )
-    with_masks = masks and (
-        reading.get("masks_csv") is not None
-        or (os.path.isdir(layout.mask_folder) and set(names) <= set(index_masks(layout)))
-    )
-    reading = {
-        key: value for key, value in reading.items() if key != "split_file"
-    }  # a names file selects, not a split
-    return ImageFolderDataset(root, names, transforms=pipeline, with_masks=with_masks, **reading)
-
-
-def read_names(root: Path, names_file: str) -> List[str]:
-    """Image names from a CSV (`name` column, else the first; extensions dropped) or a text file."""
-    import pandas as pd
-
-    path = resolve_data_path(root, names_file)
-    if not os.path.isfile(path) and os.path.isfile(names_file):
-        path = names_file
-    if not os.path.isfile(path):
-        raise PodiumError(
-            f"names file {names_file} does not exist (looked in {root} and the current folder); "
-            "expected a CSV with a name column"
-        )
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as error:  # EmptyDataError, ParserError, UnicodeDecodeError
-        raise PodiumError(f"cannot read names file {path}: {str(error).splitlines()[0]}") from None
-    column = (
-        "name" if "name" in table.columns else (table.columns[0] if len(table.columns) else None)
-    )
-    if column is None or table.empty:
-        raise PodiumError(
-            f"names file {path} lists no images; "
-            "expected a CSV with a name column and one row per image"
-        )
-    names = [image_id_to_name(n) for n in table[column].tolist() if str(n).strip()]
-    return list(dict.fromkeys(names))  # first occurrence order, duplicates dropped
 
 
 def _has_images(root: Path) -> bool:
@@ -281,277 +221,6 @@ def build_groups(
                 "layouts differ); expected the same images for every model"
             )
     return result
-
-
-# ---------------------------------------------------------------------------- outputs
-class Outputs:
-    """Everything written per image, plus the merged files."""
-
-    def __init__(
-        self, config: Dict[str, Any], mode: str, class_names: Sequence[str], shards: Shards
-    ):
-        self.out = Path(config["out"])
-        self.options = config["outputs"]
-        self.mode, self.class_names, self.shards = mode, list(class_names), shards
-        self.writers: List[Any] = []  # extra writers (writers.py), set by predict
-        self.written: Dict[str, Dict[str, Any]] = {}  # writer key → {image name: its numbers}
-        self.submission = None
-        submission = self.options["submission"]
-        if submission is not None:
-            options = {k: v for k, v in submission.items() if k != "path"}
-            if "columns" in options and isinstance(options["columns"], list):
-                options["columns"] = tuple(options["columns"])
-            if (
-                len(self.class_names) > 1
-                and "columns" not in options
-                and "name_format" not in options
-            ):
-                options["columns"] = (
-                    "ImageId",
-                    "ClassId",
-                    "EncodedPixels",
-                )  # one row per image and class
-            self.submission_path = Path(submission["path"])
-            part = self.submission_path if shards.world_size == 1 else self.part_path(shards.rank)
-            self.submission = SubmissionWriter(
-                part, mode=mode, class_names=self._submission_classes(), **options
-            )
-            # the writer checks columns against the mode at the first add(): check now, before any
-            # file is written
-            probe = np.zeros(
-                (len(self.class_names), 1, 1) if mode == "multilabel" else (1, 1), dtype=np.uint8
-            )
-            SubmissionWriter(
-                part, mode=mode, class_names=self._submission_classes(), **options
-            ).add("probe", probe)
-
-    def part_path(self, rank: int) -> Path:
-        return (
-            self.out
-            / "_parts"
-            / f"{self.submission_path.stem}.rank{rank}{self.submission_path.suffix}"
-        )
-
-    def _submission_classes(self) -> Optional[List[str]]:
-        if self.mode == "binary":
-            return None
-        return self.class_names
-
-    def write(
-        self,
-        name: str,
-        image: np.ndarray,
-        probabilities: np.ndarray,
-        mask: np.ndarray,
-        target,
-        presence: Optional[np.ndarray] = None,
-    ) -> None:
-        if self.options["masks"]:
-            if self.mode == "multilabel":
-                for c, class_name in enumerate(self.class_names):
-                    write_mask(
-                        self.out / "masks" / class_name / f"{name}.png",
-                        (mask[c] > 0).astype(np.uint8) * 255,
-                    )
-            else:
-                write_mask(
-                    self.out / "masks" / f"{name}.png",
-                    mask * 255 if self.mode == "binary" else mask,
-                )
-        if self.options["probabilities"]:
-            names = None if self.mode == "binary" else self.class_names
-            write_probability_map(self.out / "probabilities", name, probabilities, names)
-            if presence is not None:
-                write_presence(self.out / "probabilities", name, presence)
-        if self.options["overlays"]:
-            write_overlay(
-                self.out / "overlays" / f"{name}.png",
-                image,
-                _flat(mask, self.mode),
-                _flat(target, self.mode, truth=True),
-            )
-        if self.submission is not None:
-            self.submission.add(name, mask)
-        for writer in self.writers:
-            numbers = writer.add(str(name), probabilities)
-            if numbers is not None:
-                self.written.setdefault(writer.key, {})[str(name)] = numbers
-
-    def close(self) -> Optional[Path]:
-        """Write this rank's submission part; rank 0 merges the parts."""
-        if self.submission is None:
-            return None
-        self.submission.close()
-        return self.submission_path
-
-    def merge(self) -> None:
-        if self.submission is not None and self.shards.world_size > 1 and self.shards.is_main:
-            parts = [self.part_path(rank) for rank in range(self.shards.world_size)]
-            SubmissionWriter.merge(parts, self.submission_path)
-            for part in parts:
-                part.unlink()
-            try:
-                parts[0].parent.rmdir()
-            except OSError:
-                pass
-
-
-def _merge_written(written: Dict[str, Dict[str, Any]], shards: Shards) -> Dict[str, Dict]:
-    """Every rank's per-image writer numbers, merged and sorted by image name."""
-    merged: Dict[str, Dict[str, Any]] = {}
-    for part in shards.gather(written):
-        for key, per_image in part.items():
-            merged.setdefault(key, {}).update(per_image)
-    return {key: dict(sorted(v.items())) for key, v in merged.items()}
-
-
-def _flat(mask, mode: str, truth: bool = False) -> Optional[np.ndarray]:
-    """H×W mask for an overlay outline (any class on)."""
-    if mask is None:
-        return None
-    mask = np.asarray(mask)
-    if mode == "multilabel" or (mode == "binary" and mask.ndim == 3):
-        return (
-            (mask > 0.5).any(axis=0).astype(np.uint8)
-            if truth
-            else (mask > 0).any(axis=0).astype(np.uint8)
-        )
-    return mask
-
-
-# ---------------------------------------------------------------------------- metrics
-class Scores:
-    """Dice / IoU of the written masks: dataset-level, as the run's training metrics computed
-    them, and per image (macro over the same classes), which `podium report` ranks overlays by."""
-
-    def __init__(
-        self,
-        mode: str,
-        num_classes: int,
-        class_names: Sequence[str],
-        classes: Optional[Sequence[int]],
-    ):
-        self.mode, self.num_classes, self.class_names = mode, num_classes, list(class_names)
-        self.classes = list(classes) if classes is not None else list(range(num_classes))
-        self.counts = ConfusionCounts(num_classes=num_classes)
-        self.images = 0
-        self.per_image: Dict[str, Dict[str, float]] = {}
-
-    def add(self, name: str, mask: np.ndarray, target: np.ndarray) -> None:
-        if self.mode == "multiclass":
-            classes = np.arange(self.num_classes)[:, None, None]
-            predicted, truth = (
-                mask[None] == classes,
-                np.asarray(target).reshape(mask.shape)[None] == classes,
-            )
-        else:
-            predicted = (mask > 0).reshape(self.num_classes, *mask.shape[-2:])
-            truth = np.asarray(target).reshape(predicted.shape) > 0.5
-        image = ConfusionCounts(num_classes=self.num_classes)
-        image.add(predicted, truth)
-        self.counts.tp += image.tp  # the dataset's counts are the sum of the images'
-        self.counts.fp += image.fp
-        self.counts.fn += image.fn
-        self.images += 1
-        self.per_image[str(name)] = {
-            "dice": float(image.dice()[self.classes].mean()),
-            "iou": float(image.iou()[self.classes].mean()),
-        }
-
-    def reduce(self, shards: Shards) -> None:
-        counts = shards.sum(
-            np.stack(
-                [
-                    self.counts.tp,
-                    self.counts.fp,
-                    self.counts.fn,
-                    np.full_like(self.counts.tp, self.images),
-                ]
-            )
-        )
-        self.counts.tp, self.counts.fp, self.counts.fn = counts[0], counts[1], counts[2]
-        self.images = int(counts[3][0])
-        merged: Dict[str, Dict[str, float]] = {}
-        for part in shards.gather(self.per_image):
-            merged.update(part)
-        self.per_image = dict(sorted(merged.items()))
-
-    def summary(self) -> Dict[str, Any]:
-        dice, iou = self.counts.dice(), self.counts.iou()
-        return {
-            "dice": dice.tolist(),
-            "iou": iou.tolist(),
-            "dice_macro": float(dice[self.classes].mean()),
-            "iou_macro": float(iou[self.classes].mean()),
-            "classes": self.class_names,
-            "macro_over": [self.class_names[c] for c in self.classes],
-            "per_image": self.per_image,
-        }
-
-
-def _metric_classes(run_config: Dict[str, Any]) -> Optional[List[int]]:
-    """`classes` of the run's SegmentationMetricsCallback (the classes its `dice` averaged), if
-    any."""
-    for stage in (run_config.get("stages") or {}).values():
-        for callback in ((stage or {}).get("callbacks") or {}).values():
-            if isinstance(callback, dict) and str(callback.get("_target_", "")).endswith(
-                "SegmentationMetricsCallback"
-            ):
-                if callback.get("classes") is not None:
-                    return [int(c) for c in callback["classes"]]
-    return None
-
-
-# ---------------------------------------------------------------------------- timings
-class Timings:
-    """Wall-clock and memory of this rank's prediction loop."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.started = time.perf_counter()
-        self.images = 0
-        self.load_seconds = 0.0
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-
-    def summary(self, tiles: int) -> Dict[str, Any]:
-        seconds = time.perf_counter() - self.started
-        peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux → MiB
-        peak_cuda = (
-            torch.cuda.max_memory_allocated(self.device) / 2**20
-            if self.device.type == "cuda"
-            else None
-        )
-        return {
-            "images": self.images,
-            "seconds": round(seconds, 4),
-            "load_seconds": round(self.load_seconds, 4),
-            "images_per_second": round(self.images / seconds, 4) if seconds > 0 else None,
-            "seconds_per_image": round(seconds / self.images, 4) if self.images else None,
-            "peak_rss_mb": round(peak_rss, 1),
-            "peak_cuda_mb": None if peak_cuda is None else round(peak_cuda, 1),
-            "tiles": tiles,
-            "device": str(self.device),
-        }
-
-
-def merge_timings(ranks: List[Dict[str, Any]]) -> Dict[str, Any]:
-    images = sum(r["images"] for r in ranks)
-    seconds = max(
-        r["seconds"] for r in ranks
-    )  # ranks run side by side: the slowest one is the wall time
-    cuda = [r["peak_cuda_mb"] for r in ranks if r["peak_cuda_mb"] is not None]
-    return {
-        "images": images,
-        "seconds": seconds,
-        "images_per_second": round(images / seconds, 4) if seconds > 0 else None,
-        "seconds_per_image": round(seconds / images, 4) if images else None,
-        "peak_rss_mb": max(r["peak_rss_mb"] for r in ranks),
-        "peak_cuda_mb": max(cuda) if cuda else None,
-        "tiles": sum(r["tiles"] for r in ranks),
-        "world_size": len(ranks),
-        "ranks": ranks,
-    }
 
 
 # ---------------------------------------------------------------------------- the run
@@ -672,7 +341,7 @@ def predict(config: Dict[str, Any], shards: Optional[Shards] = None) -> Dict[str
         )
     if scores is not None:
         scores.reduce(shards)
-    written = _merge_written(outputs.written, shards)
+    written = merge_written(outputs.written, shards)
     all_timings = shards.gather(rank_timings)
     summary = {"images": total, "models": [m.describe() for m in models], "mode": first.mode}
     if shards.is_main:
