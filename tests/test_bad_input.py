@@ -4,7 +4,9 @@ Every case runs what a user runs: `catalyst-dl run` / `podium ...` as a subproce
 tests: the exit status and stderr the user sees), or — where the ~5 s start-up would dominate —
 the same entry point in this process (`catalyst.dl.scripts.run.main`, `podium.cli.main.main`),
 whose PodiumError is exactly the line the command prints (`podium.errors._format`, which the
-excepthook uses). Each asserts:
+excepthook uses). A real process runs once per command (`cli_config[yaml_syntax_error]`,
+`cli_predict_write_fails…`) and where the case needs one: a file-size limit, a loader worker,
+what Python does at exit. Each asserts:
 - exit status 1 (in-process: a PodiumError, which the commands turn into exit 1);
 - ONE line `podium: error: ...` naming the culprit (file / key / value) and what was expected,
   and no Python traceback;
@@ -239,41 +241,40 @@ def test_cli_config(case, tmp_path, run_dir, tiny):
     assert snapshot(run_dir, tiny) == before
 
 
-def test_cli_safe_targets_refuses_a_target_outside_the_allow_list(tmp_path, run_dir, tiny):
-    """PODIUM_SAFE_TARGETS=1 (configs you did not write): os.system is refused, never imported."""
-    result = cli(
-        "catalyst-dl",
-        "run",
+def test_safe_targets_refuses_a_target_outside_the_allow_list(tmp_path, run_dir, tiny, monkeypatch):
+    """PODIUM_SAFE_TARGETS=1 (configs you did not write): os.system is refused, never imported
+    (in this process: the variable is read when the config is checked)."""
+    monkeypatch.setenv("PODIUM_SAFE_TARGETS", "1")
+    before = snapshot(run_dir, tiny)
+    message = catalyst_error(
         "--config",
         NUCLEI_CONFIG,
         f"--args/logdir={run_dir}:str",
         f"--data/root={tiny}:str",
         "--stages/warmup/callbacks/x/_target_=os.system:str",
-        env={"PODIUM_SAFE_TARGETS": "1"},
     )
-    assert_cli_error(
-        result,
+    assert_message(
+        message,
         'stages/warmup/callbacks/x/_target_ "os.system" is not allowed with PODIUM_SAFE_TARGETS=1',
         "allowed packages: torch, catalyst",
     )
+    assert snapshot(run_dir, tiny) == before
 
 
-def test_cli_logdir_below_a_file(tmp_path, tiny):
+def test_logdir_below_a_file(tmp_path, tiny):
     """A disk write that cannot happen (a file where a folder is expected): refused before any
     write, the file is untouched."""
     blocker = tmp_path / "notes.txt"
     blocker.write_text("my notes\n")
-    result = cli(
-        "catalyst-dl",
-        "run",
+    message = catalyst_error(
         "--config",
         NUCLEI_CONFIG,
         f"--args/logdir={blocker / 'run'}:str",
         f"--data/root={tiny}:str",
         *SHORT,
     )
-    assert_cli_error(
-        result,
+    assert_message(
+        message,
         f"args/logdir {blocker / 'run'} cannot be created: {blocker} is a file",
         "expected a folder path",
     )
@@ -680,13 +681,11 @@ def test_cli_corrupt_image_in_a_loader_worker(tmp_path, tiny):
 
 
 # ---------------------------------------------------------------------------- runtime
-def test_cli_nan_loss_keeps_the_previous_stage_checkpoint(tmp_path, tiny):
+def test_nan_loss_keeps_the_previous_stage_checkpoint(tmp_path, tiny):
     """A learning rate of 1e30 in stage 2: NanGuard stops at the first non-finite loss, before
     any NaN weights are saved; stage 1's checkpoint stays the best one, whole and finite."""
     logdir = tmp_path / "run"
-    result = cli(
-        "catalyst-dl",
-        "run",
+    message = catalyst_error(
         "--config",
         NUCLEI_CONFIG,
         f"--args/logdir={logdir}:str",
@@ -695,7 +694,7 @@ def test_cli_nan_loss_keeps_the_previous_stage_checkpoint(tmp_path, tiny):
         "--stages/train/optimizer/lr=1.0e30:float",
         "--stages/train/callbacks/nan_guard/_target_=podium.callbacks.NanGuardCallback:str",
     )
-    assert_cli_error(result, "non-finite loss in stage train, epoch 1 of 1", "loss=")
+    assert_message(message, "non-finite loss in stage train, epoch 1 of 1", "loss=")
     best = logdir / "checkpoints" / "best.pth"
     assert best.read_bytes() == (logdir / "checkpoints" / "warmup.1.pth").read_bytes()
     weights = torch.load(best, map_location="cpu", weights_only=True)["model_state_dict"]
@@ -958,12 +957,12 @@ def test_output_write_fails_and_the_old_file_stays(tmp_path, write, name, run_di
 
 
 # ---------------------------------------------------------------------------- checkpoints
-def test_cli_predict_truncated_checkpoint(tmp_path, run_dir, tiny, predictions):
+def test_predict_truncated_checkpoint(tmp_path, capsys, run_dir, tiny, predictions):
     broken = tmp_path / "broken.pth"
     broken.write_bytes((run_dir / "checkpoints" / "best.pth").read_bytes()[:100_000])
     before = snapshot(predictions, run_dir)
-    result = cli(
-        "podium",
+    message = podium_error(
+        capsys,
         "predict",
         "--run",
         run_dir,
@@ -974,20 +973,20 @@ def test_cli_predict_truncated_checkpoint(tmp_path, run_dir, tiny, predictions):
         "--out",
         predictions,
     )
-    assert_cli_error(
-        result,
+    assert_message(
+        message,
         f"checkpoint {broken} cannot be read (truncated or not a torch file)",
         "expected a complete .pth file",
     )
     assert snapshot(predictions, run_dir) == before
 
 
-def test_cli_predict_refuses_a_checkpoint_carrying_code(tmp_path, run_dir, tiny, predictions):
+def test_predict_refuses_a_checkpoint_carrying_code(tmp_path, capsys, run_dir, tiny, predictions):
     marker = tmp_path / "payload-ran"
     evil = evil_checkpoint(tmp_path / "evil.pth", marker)
     before = snapshot(predictions, run_dir)
-    result = cli(
-        "podium",
+    line = podium_error(
+        capsys,
         "predict",
         "--run",
         run_dir,
@@ -999,7 +998,7 @@ def test_cli_predict_refuses_a_checkpoint_carrying_code(tmp_path, run_dir, tiny,
         predictions,
     )
     named = f"(it names {open.__module__}.open)"  # io.open; _io.open from Python 3.12 on
-    line = assert_cli_error(result, f"checkpoint {evil} was refused", named, "weights_only=True")
+    assert_message(line, f"checkpoint {evil} was refused", named, "weights_only=True")
     assert (
         "\x1b" not in line
     )  # torch's message (ANSI codes, "re-run with weights_only=False") is not shown
@@ -1007,12 +1006,10 @@ def test_cli_predict_refuses_a_checkpoint_carrying_code(tmp_path, run_dir, tiny,
     assert snapshot(predictions, run_dir) == before
 
 
-def test_cli_resume_refuses_a_checkpoint_carrying_code(tmp_path, tiny):
+def test_resume_refuses_a_checkpoint_carrying_code(tmp_path, tiny):
     marker = tmp_path / "payload-ran"
     evil = evil_checkpoint(tmp_path / "evil.pth", marker)
-    result = cli(
-        "catalyst-dl",
-        "run",
+    message = catalyst_error(
         "--config",
         NUCLEI_CONFIG,
         f"--args/logdir={tmp_path / 'run'}:str",
@@ -1021,7 +1018,7 @@ def test_cli_resume_refuses_a_checkpoint_carrying_code(tmp_path, tiny):
         "--resume",
         evil,
     )
-    assert_cli_error(result, str(evil), "weights_only")
+    assert_message(message, str(evil), "weights_only")
     assert not marker.exists()
 
 
@@ -1097,11 +1094,11 @@ def test_checkpoint(case, tmp_path, capsys, run_dir, tiny, predictions):
 
 
 # ------------------------------------------------------------------------- predict & other commands
-def test_cli_predict_out_is_a_file(tmp_path, run_dir, tiny):
+def test_predict_out_is_a_file(tmp_path, capsys, run_dir, tiny):
     out = tmp_path / "predictions.csv"
     out.write_text("ImageId,EncodedPixels\n")
-    result = cli("podium", "predict", "--run", run_dir, "--data", tiny, "--out", out)
-    assert_cli_error(result, f"out {out} is a file; expected a folder")
+    message = podium_error(capsys, "predict", "--run", run_dir, "--data", tiny, "--out", out)
+    assert_message(message, f"out {out} is a file; expected a folder")
     assert out.read_text() == "ImageId,EncodedPixels\n"
 
 

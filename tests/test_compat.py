@@ -122,6 +122,53 @@ def test_apply_is_idempotent():
     assert _bindings() == before
 
 
+_APPLIED_ON_IMPORT = """
+import sys
+import podium, podium.compat as compat
+assert "catalyst" not in sys.modules and not compat._applied, "import podium imports Catalyst"
+{first}
+import catalyst.utils
+from podium.compat import checkpoint, distributed
+assert compat._applied and compat.import_hooks.pending() == ["pytorch_toolbelt"]
+assert catalyst.utils.all_gather is distributed.all_gather
+assert catalyst.utils.load_checkpoint is checkpoint.load_checkpoint
+print("patched")
+"""
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "from catalyst import dl",
+        "import catalyst.utils.misc",
+        "from podium.compat import checkpoint",  # a fix module that imports Catalyst itself
+    ],
+)
+def test_catalyst_imported_after_podium_is_patched_at_its_import(first):
+    """`import podium` no longer imports Catalyst (`podium --help` starts in 0.1 s): the fixes
+    apply when Catalyst is first imported, whatever imports it."""
+    result = subprocess.run(
+        [sys.executable, "-c", _APPLIED_ON_IMPORT.format(first=first)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0 and result.stdout.split() == ["patched"], result.stderr[-3000:]
+
+
+def test_catalyst_imported_before_podium_is_patched_at_podium_import():
+    code = (
+        "import catalyst.utils, podium.compat as compat; from podium.compat import distributed; "
+        "assert compat._applied and catalyst.utils.all_gather is distributed.all_gather; "
+        "print('patched')"
+    )
+    env = dict(os.environ, PODIUM_STARTUP_HOOK="0")  # the hook would import podium first
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=240
+    )
+    assert result.returncode == 0 and result.stdout.split() == ["patched"], result.stderr[-3000:]
+
+
 def test_rebind_replaces_by_identity_once(monkeypatch):
     import types
 

@@ -17,10 +17,20 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "podium"
 
-BOTTOM = {"errors", "interrupts", "files", "overlays", "targets", "checkpoints", "validation"}
+BOTTOM = {
+    "errors",
+    "interrupts",
+    "files",
+    "overlays",
+    "targets",
+    "checkpoints",
+    "validation",
+    "lazy",
+}
 PLAIN = {"losses", "metrics", "models", "datasets"}  # plain torch / numpy: no Catalyst
 ALLOWED = {
     "errors": set(),
+    "lazy": set(),
     "interrupts": set(),
     "files": {"errors", "interrupts"},
     "overlays": {"errors", "files"},

@@ -349,14 +349,16 @@ def test_output_that_cannot_be_written_keeps_the_earlier_file(tmp_path):
 def test_cli_bad_scene_is_one_line(trees_run, tmp_path, capsys):
     run, _ = trees_run
     blank = write_scene(tmp_path / "blank.tif", np.full((3, 20, 20), 255, np.uint8), nodata=255)
-    result = run_command("podium", "predict", "--run", run, "--scenes", blank, "--out", tmp_path)
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("podium: error: raster") and "is all nodata" in lines[-1]
-    from podium.cli.main import main as podium_main  # the same command in this process
+    # in this process (a real `podium predict` process: test_trees_geo_scene_to_geotiffs_…)
+    from podium.cli.main import main as podium_main
 
     command = ["predict", "--run", str(run), "--scenes", str(blank), "--out", str(tmp_path)]
     capsys.readouterr()
+    assert podium_main(command) == 1
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("podium: error: raster") and "is all nodata" in lines[-1], err
+    assert "Traceback" not in err, err
     assert podium_main(command + ["--polygons", "x.shp"]) == 1
     assert "expected one of: .gpkg, .geojson" in capsys.readouterr().err
     assert podium_main(command + ["--data", str(tmp_path)]) == 1

@@ -5,6 +5,8 @@ paths and `_target_`s, which still lead to the same objects."""
 import csv
 import importlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,34 @@ def test_every_task_folder_is_registered_with_models_and_a_command():
         assert package.MODELS and all(callable(builder) for builder in package.MODELS), name
         assert f"predict-{name}" in commands
     assert commands["predict-detector"] is commands["predict-boxes"]  # the old name
+
+
+def _commands(parser):
+    """{command: (its parser's prog, the help `podium --help` lists)} of `podium`'s parser."""
+    action = parser._subparsers._group_actions[0]
+    helps = {choice.dest: choice.help for choice in action._choices_actions}
+    return {name: (sub.prog, helps.get(name)) for name, sub in action.choices.items()}
+
+
+def test_the_command_list_matches_the_commands_and_imports_none_of_them():
+    """`podium --help` lists every command from podium.cli.main.SUBCOMMANDS / tasks.COMMANDS,
+    not from their modules: the same names, aliases and help as the modules register, and no
+    torch, Catalyst or onnxruntime imported to print it."""
+    full, light = build_parser(), build_parser("")
+    assert _commands(light) == _commands(full)
+    assert light.format_help() == full.format_help()
+    for command in _commands(full):  # a command's own parser: its module's, the others listed
+        assert _commands(build_parser(command)) == _commands(full)
+    code = (
+        "import sys; from podium.cli.main import build_parser; build_parser('').format_help(); "
+        "print(sorted(m for m in ('torch', 'catalyst', 'cv2', 'onnxruntime', 'albumentations', "
+        "'pytorch_toolbelt', 'neptune') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "[]", result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("old, new", OLD_MODULES.items())

@@ -16,10 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Dict
 
-from torch.utils.data import DataLoader
-
 from podium.errors import PodiumError
-from podium.runners.data import StageData
 from podium.validation import check_int
 
 
@@ -53,8 +50,12 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def train_loader(run_config: Dict[str, Any]) -> DataLoader:
+def train_loader(run_config: Dict[str, Any]):
     """The train loader of the run's last stage (its dataset, batch size and augmentations)."""
+    from torch.utils.data import DataLoader
+
+    from podium.runners.data import StageData
+
     stage = list(run_config["stages"])[-1]
     datasets = StageData(run_config, [stage]).get(stage) or {}
     names = [name for name in datasets if str(name).startswith("train")]

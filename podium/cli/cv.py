@@ -38,14 +38,12 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from podium import interrupts
-from podium.cli.lr_find import _OverridesParser, load_run_config as load_training_config
+from podium.cli.lr_find import load_run_config as load_training_config
+from podium.cli.overrides import OverridesParser
 from podium.datasets import read_split
 from podium.errors import PodiumError
 from podium.files import write_atomically
 from podium.inference import cv_runs
-from podium.inference.checkpoint import load_run_config, run_data_config
-from podium.inference.config import load_inference_config, resolve_inference_config
-from podium.inference.oof import predict_out_of_fold, validation_names
 
 __all__ = ["register", "run", "read_folds", "parse_only", "run_child"]
 
@@ -71,7 +69,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
-    parser.__class__ = _OverridesParser  # accept `--a/b=value:type` like catalyst-dl run
+    parser.__class__ = OverridesParser  # accept `--a/b=value:type` like catalyst-dl run
     parser.add_argument(
         "--config",
         "--configs",
@@ -301,6 +299,8 @@ def _predict_settings(
 ) -> Dict[str, Any]:
     """The inference settings of the OOF maps (and of podium submit): all but models, data and
     out."""
+    from podium.inference.config import load_inference_config, resolve_inference_config
+
     settings = load_inference_config(path) if path is not None else {}
     for key in ("models", "data", "out"):
         settings.pop(key, None)
@@ -440,6 +440,9 @@ def _run_fold(
             f"fold {fold}: catalyst-dl run failed (exit status {status}, its output is above); "
             f"fix the cause and run the same command again to resume at fold {fold}"
         )
+    from podium.inference.checkpoint import load_run_config, run_data_config
+    from podium.inference.oof import predict_out_of_fold, validation_names
+
     trained = time.perf_counter()
     best = cv_runs.best_checkpoint_info(path)
     data = run_data_config(load_run_config(path))

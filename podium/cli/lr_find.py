@@ -22,26 +22,12 @@ the LR at the minimum divided by 10 is printed too.
 import argparse
 import csv
 import math
-import re
-import sys
 from collections import OrderedDict
 from copy import deepcopy
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence
 
-from catalyst.callbacks import EarlyStoppingCallback, ICheckpointCallback
-from catalyst.core.callback import (
-    Callback,
-    CallbackNode,
-    CallbackOrder,
-    CallbackWrapper,
-    IOptimizerCallback,
-    ISchedulerCallback,
-)
-import torch
-
-from podium.callbacks.progress import ProgressPlotCallback
-from podium.callbacks.visuals import OverlayCallback
+from podium.cli.overrides import OverridesParser
 from podium.errors import PodiumError, did_you_mean
 from podium.files import write_atomically
 
@@ -52,25 +38,9 @@ __all__ = [
     "default_smoothing",
     "smooth",
     "suggest_lr",
-    "LRSweepCallback",
     "load_run_config",
     "build_sweep_runner",
 ]
-
-# `--stages/train/loaders/batch_size=4:int`: a Catalyst override (a key path with "/")
-_OVERRIDE = re.compile(r"^--?[^=\s]*/[^=\s]*=[^=]*:\w+$")
-
-
-class _OverridesParser(argparse.ArgumentParser):
-    """An ArgumentParser that sets Catalyst-style overrides aside (in `args.overrides`)."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        args = list(sys.argv[1:] if args is None else args)
-        overrides = [arg for arg in args if _OVERRIDE.match(arg)]
-        rest = [arg for arg in args if not _OVERRIDE.match(arg)]
-        namespace, extras = super().parse_known_args(rest, namespace)
-        namespace.overrides = list(getattr(namespace, "overrides", None) or []) + overrides
-        return namespace, extras
 
 
 def register(subparsers) -> None:
@@ -80,7 +50,7 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.__class__ = _OverridesParser  # accept `--a/b=value:type` like catalyst-dl run
+    parser.__class__ = OverridesParser  # accept `--a/b=value:type` like catalyst-dl run
     parser.add_argument(
         "--config",
         "--configs",
@@ -158,75 +128,13 @@ def suggest_lr(lrs: Sequence[float], smoothed: Sequence[float]) -> Dict[str, Opt
 
 
 # -- the Catalyst side ------------------------------------------------------------------------
-class LRSweepCallback(Callback):
-    """Sets the LR of every parameter group before each train batch, records the loss
-    after it, and stops the stage after the last LR or when the loss diverges."""
+def __getattr__(name: str):
+    """`LRSweepCallback`, which moved to podium.callbacks.lr_sweep (it imports Catalyst)."""
+    if name == "LRSweepCallback":
+        from podium.callbacks.lr_sweep import LRSweepCallback
 
-    def __init__(
-        self,
-        lrs: Sequence[float],
-        beta: float = 0.98,
-        divergence: float = 4.0,
-        loss_key: Optional[str] = None,
-    ):
-        super().__init__(order=CallbackOrder.External, node=CallbackNode.all)
-        self.lrs = list(lrs)
-        self.beta = beta
-        self.divergence = divergence
-        self.loss_key = loss_key
-        self.records: List[Dict[str, float]] = []
-        self.stop_reason = ""
-        self._average = 0.0
-        self._best = math.inf
-
-    def on_stage_start(self, runner) -> None:
-        if self.loss_key is None:  # the loss the OptimizerCallback minimises
-            for callback in runner.callbacks.values():
-                if isinstance(callback, IOptimizerCallback) and hasattr(callback, "metric_key"):
-                    self.loss_key = callback.metric_key
-                    break
-            else:
-                self.loss_key = getattr(runner, "_loss_key", None) or "loss"
-
-    def _optimizers(self, runner):
-        optimizer = runner.optimizer
-        return list(optimizer.values()) if isinstance(optimizer, dict) else [optimizer]
-
-    @property
-    def done(self) -> bool:
-        return bool(self.stop_reason)
-
-    def on_batch_start(self, runner) -> None:
-        if not runner.is_train_loader or self.done:
-            return
-        lr = self.lrs[len(self.records)]
-        for optimizer in self._optimizers(runner):
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-
-    def on_batch_end(self, runner) -> None:
-        if not runner.is_train_loader or self.done:
-            return
-        step = len(self.records)
-        loss = float(torch.as_tensor(runner.batch_metrics[self.loss_key]).detach())
-        self._average = self.beta * self._average + (1 - self.beta) * loss
-        smoothed = self._average / (1 - self.beta ** (step + 1))
-        self.records.append(
-            {"step": step, "lr": self.lrs[step], "loss": loss, "smoothed_loss": smoothed}
-        )
-        if not math.isfinite(smoothed):
-            self.stop_reason = f"loss is {loss} at step {step}"
-        elif step > 0 and smoothed > self.divergence * self._best:
-            self.stop_reason = f"smoothed loss > {self.divergence:g}× its best at step {step}"
-        elif len(self.records) == len(self.lrs):
-            self.stop_reason = f"all {len(self.lrs)} steps done"
-        self._best = min(self._best, smoothed) if math.isfinite(smoothed) else self._best
-        if self.done:
-            runner.need_early_stop = True  # ends this loader...
-
-    def on_epoch_end(self, runner) -> None:
-        if self.done:
-            runner.need_early_stop = True  # ...and the stage
+        return LRSweepCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _merge(base: Dict, update: Optional[Dict]) -> Dict:
@@ -267,7 +175,12 @@ def _watches_other_loader(callback, train_key: str) -> bool:
 
 def build_sweep_runner(config: Dict, stage: str, sweep):
     """The config's runner, restricted to the sweep: one stage, its train loader, no outputs."""
+    from catalyst.callbacks import EarlyStoppingCallback, ICheckpointCallback
+    from catalyst.core.callback import CallbackWrapper, ISchedulerCallback
     from catalyst.registry import REGISTRY
+
+    from podium.callbacks.progress import ProgressPlotCallback
+    from podium.callbacks.visuals import OverlayCallback
 
     config = deepcopy(config)
     stage_config = config["stages"][stage]
@@ -373,6 +286,8 @@ def write_outputs(records: List[Dict], out: Path, suggestion: Dict, title: str) 
 
 def run(args) -> int:
     from catalyst.utils.misc import set_global_seed
+
+    from podium.callbacks.lr_sweep import LRSweepCallback
 
     if not 0 < args.min_lr < args.max_lr:
         raise PodiumError(f"need 0 < --min-lr < --max-lr (got {args.min_lr}, {args.max_lr})")

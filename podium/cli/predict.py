@@ -32,10 +32,8 @@ import yaml
 
 from podium import tasks
 from podium.errors import PodiumError
-from podium.inference.config import apply_flags, load_inference_config, resolve_inference_config
-from podium.inference.pipeline import READING_KEYS
 
-__all__ = ["register", "run", "task_command", "READING_KEYS"]
+__all__ = ["register", "run", "task_command"]
 
 FLAGS = (
     "runs",
@@ -268,6 +266,9 @@ def run(args) -> int:
             f"--scenes predicts rasters whole, in one process; {given} does not go with it "
             f"(expected --scenes A.tif … or --data DIR)"
         )
+    from podium.inference.config import apply_flags, load_inference_config
+    from podium.inference.config import resolve_inference_config
+
     config = load_inference_config(args.config) if args.config is not None else {}
     flags = {key: getattr(args, key, None) for key in FLAGS}
     config = resolve_inference_config(apply_flags(config, flags))
@@ -330,3 +331,12 @@ def _report(config, summary) -> str:
     if submission is not None:
         lines.append(f"submission: {submission['path']}")
     return "\n".join(lines)
+
+
+def __getattr__(name: str):
+    """`READING_KEYS` of podium.inference.pipeline (which imports torch: only when asked)."""
+    if name == "READING_KEYS":
+        from podium.inference.pipeline import READING_KEYS
+
+        return READING_KEYS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

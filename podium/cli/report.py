@@ -9,8 +9,6 @@ See podium/report/build.py.
 import argparse
 import sys
 
-from podium.report import write_report
-
 __all__ = ["register", "run"]
 
 
@@ -38,6 +36,8 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    from podium.report import write_report
+
     out, notes = write_report(args.run_dir, args.out, args.num_overlays)
     for note in notes:
         print(f"podium: warning: {note}", file=sys.stderr)

@@ -8,7 +8,7 @@ filters match those exact messages only, so the same deprecations in user code s
 
 import warnings
 
-__all__ = ["MESSAGES", "apply"]
+__all__ = ["MESSAGES", "around", "apply"]
 
 MESSAGES = (
     r"`torch\.jit\.script` is deprecated",
@@ -18,11 +18,18 @@ MESSAGES = (
 )
 
 
-def apply() -> None:
-    """Quiet the import of pytorch_toolbelt (imported here, with the filters in place)."""
+def around(load) -> None:
+    """Run `load` (the import of pytorch_toolbelt, see `import_hooks`) and import the toolbelt
+    modules that warn, with the filters in place."""
     with warnings.catch_warnings():
         for message in MESSAGES:
             warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+        load()
         import pytorch_toolbelt.losses  # noqa: F401
         import pytorch_toolbelt.modules  # noqa: F401
         import timm.models.factory  # noqa: F401  (toolbelt imports it inside GenericTimmEncoder)
+
+
+def apply() -> None:
+    """Quiet the import of pytorch_toolbelt (imported here, with the filters in place)."""
+    around(lambda: None)

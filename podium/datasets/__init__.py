@@ -3,30 +3,7 @@ pipelines from YAML, split files, Kaggle RLE CSV masks, exclusion lists and the 
 runner and `podium predict` call.
 Nothing here imports Catalyst."""
 
-from podium.datasets.builder import (
-    build_segmentation_dataset,
-    build_segmentation_datasets,
-    check_data_keys,
-)
-from podium.datasets.csv_rle import RleTable
-from podium.datasets.exclusion import read_exclusion_list
-from podium.datasets.image_folder import ImageFolderDataset, resolve_layout
-from podium.datasets.normalize import Normalizer, build_normalizer
-from podium.datasets.readers import read_image, read_mask
-from podium.datasets.rle import rle_decode, rle_encode
-from podium.datasets.split import read_split, select_names
-from podium.datasets.soft_labels import SelfTrainingDataset, SoftLabelDataset
-from podium.datasets.crops import PositiveCrop, RandomScaleCrop
-from podium.datasets.folds import make_folds
-from podium.datasets.letterbox import Letterbox, letterbox, letterbox_meta, unletterbox
-from podium.datasets.presets import PRESETS
-from podium.datasets.stats import compute_stats
-from podium.datasets.transforms import (
-    build_transforms,
-    seed_transforms,
-    transforms_to_dict,
-    worker_init_fn,
-)
+from podium.lazy import lazy_exports
 
 __all__ = [
     "PRESETS",
@@ -60,3 +37,40 @@ __all__ = [
     "SoftLabelDataset",
     "transforms_to_dict",
 ]
+
+# each imported when first read (podium/lazy.py): no torch or albumentations for one module
+lazy_exports(
+    __name__,
+    {
+        "build_segmentation_dataset": "podium.datasets.builder",
+        "build_segmentation_datasets": "podium.datasets.builder",
+        "check_data_keys": "podium.datasets.builder",
+        "RleTable": "podium.datasets.csv_rle",
+        "read_exclusion_list": "podium.datasets.exclusion",
+        "ImageFolderDataset": "podium.datasets.image_folder",
+        "resolve_layout": "podium.datasets.image_folder",
+        "Normalizer": "podium.datasets.normalize",
+        "build_normalizer": "podium.datasets.normalize",
+        "read_image": "podium.datasets.readers",
+        "read_mask": "podium.datasets.readers",
+        "rle_decode": "podium.datasets.rle",
+        "rle_encode": "podium.datasets.rle",
+        "read_split": "podium.datasets.split",
+        "select_names": "podium.datasets.split",
+        "SelfTrainingDataset": "podium.datasets.soft_labels",
+        "SoftLabelDataset": "podium.datasets.soft_labels",
+        "PositiveCrop": "podium.datasets.crops",
+        "RandomScaleCrop": "podium.datasets.crops",
+        "make_folds": "podium.datasets.folds",
+        "Letterbox": "podium.datasets.letterbox",
+        "letterbox": "podium.datasets.letterbox",
+        "letterbox_meta": "podium.datasets.letterbox",
+        "unletterbox": "podium.datasets.letterbox",
+        "PRESETS": "podium.datasets.presets",
+        "compute_stats": "podium.datasets.stats",
+        "build_transforms": "podium.datasets.transforms",
+        "seed_transforms": "podium.datasets.transforms",
+        "transforms_to_dict": "podium.datasets.transforms",
+        "worker_init_fn": "podium.datasets.transforms",
+    },
+)

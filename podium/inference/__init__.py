@@ -4,15 +4,7 @@ submission, metrics.
 `predict(resolve_inference_config(...))` is what `podium predict` runs; the pieces are usable alone.
 """
 
-from podium.files import write_json
-from podium.inference.checkpoint import load_model, load_run_config, load_state_dict
-from podium.inference.config import apply_flags, load_inference_config, resolve_inference_config
-from podium.inference.geometry import GeometryInverse, ImagePipeline
-from podium.inference.pipeline import READING_KEYS, predict
-from podium.inference.predictor import Predictor, default_device
-from podium.inference.tiles import TiledPrediction
-from podium.inference.writers import to_mask, write_mask
-from podium.overlays import write_overlay
+from podium.lazy import lazy_exports
 
 __all__ = [
     "GeometryInverse",
@@ -33,3 +25,27 @@ __all__ = [
     "write_mask",
     "write_overlay",
 ]
+
+# each imported when first read (podium/lazy.py): no torch or toolbelt for one module
+lazy_exports(
+    __name__,
+    {
+        "write_json": "podium.files",
+        "load_model": "podium.inference.checkpoint",
+        "load_run_config": "podium.inference.checkpoint",
+        "load_state_dict": "podium.inference.checkpoint",
+        "apply_flags": "podium.inference.config",
+        "load_inference_config": "podium.inference.config",
+        "resolve_inference_config": "podium.inference.config",
+        "GeometryInverse": "podium.inference.geometry",
+        "ImagePipeline": "podium.inference.geometry",
+        "READING_KEYS": "podium.inference.pipeline",
+        "predict": "podium.inference.pipeline",
+        "Predictor": "podium.inference.predictor",
+        "default_device": "podium.inference.predictor",
+        "TiledPrediction": "podium.inference.tiles",
+        "to_mask": "podium.inference.writers",
+        "write_mask": "podium.inference.writers",
+        "write_overlay": "podium.overlays",
+    },
+)

@@ -6,9 +6,17 @@
 config, epoch metrics per loader and the run directory's overlays, progress plot and best
 checkpoint. Credentials only ever come from the environment."""
 
-from podium.loggers._base import TrackingLogger
-from podium.loggers.checks import check_logger_config
-from podium.loggers.mlflow import MLflowLogger
-from podium.loggers.neptune import NeptuneLogger
+from podium.lazy import lazy_exports
 
 __all__ = ["MLflowLogger", "NeptuneLogger", "TrackingLogger", "check_logger_config"]
+
+# each imported when first read (podium/lazy.py): `podium report` reads _params, not Catalyst
+lazy_exports(
+    __name__,
+    {
+        "TrackingLogger": "podium.loggers._base",
+        "check_logger_config": "podium.loggers.checks",
+        "MLflowLogger": "podium.loggers.mlflow",
+        "NeptuneLogger": "podium.loggers.neptune",
+    },
+)

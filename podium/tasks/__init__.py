@@ -24,15 +24,15 @@ import json
 from typing import Any, Dict, Mapping, Optional
 
 from podium.errors import PodiumError
-from podium.inference.checkpoint import load_run_config
-from podium.targets import resolve_target
 
 __all__ = [
+    "COMMANDS",
     "SEGMENTATION_TASKS",
     "TASKS",
     "import_all",
     "instance_tuning",
     "predictor_settings",
+    "register_command",
     "register_commands",
     "task_of_export",
     "task_of_run",
@@ -45,6 +45,24 @@ TASKS = (
 )
 SEGMENTATION_TASKS = ("instances",)
 
+# task: (its command's older names, its help = the first line of its cli.py docstring), so that
+# `podium --help` lists the commands without importing a task (tests/test_tasks.py compares)
+COMMANDS = {
+    "centernet": (
+        (),
+        "CenterNet heatmaps: boxes and scores per image (CSV), mAP on the run's deepforest tiles",
+    ),
+    "geopose": (
+        (),
+        "Geopose: height and flow maps, flow direction and scale per image (+ R2 on synthetic "
+        "scenes)",
+    ),
+    "boxes": (
+        ("predict-detector",),
+        "Classifier + box regression: score and box per image (CSV, image pixels)",
+    ),
+}
+
 
 def import_all() -> None:
     """Import every task (a task's model registers itself: `podium.models.create_model(name)`)."""
@@ -55,7 +73,12 @@ def import_all() -> None:
 def register_commands(subparsers) -> None:
     """Every task's `podium predict-<task>` (and its older names)."""
     for name in TASKS:
-        importlib.import_module(f"podium.tasks.{name}.cli").register(subparsers)
+        register_command(subparsers, name)
+
+
+def register_command(subparsers, name: str) -> None:
+    """The task `name`'s `podium predict-<name>` (importing that task only)."""
+    importlib.import_module(f"podium.tasks.{name}.cli").register(subparsers)
 
 
 def instance_tuning():
@@ -67,6 +90,9 @@ def instance_tuning():
 def task_of_run(run_dir) -> Optional[str]:
     """The task whose MODELS built the run's model; None for any other run (segmentation) and
     for a folder that is not a readable run (the segmentation command then says what is wrong)."""
+    from podium.inference.checkpoint import load_run_config  # torch: only when asked
+    from podium.targets import resolve_target
+
     try:
         block = load_run_config(run_dir).get("model") or {}
         factory = resolve_target(block.get("_target_"), "model")
