@@ -139,7 +139,7 @@ def test_a_wrong_direction_import_is_caught(layer, source):
     [
         ("models", '"""Moved to `podium.tasks.x`."""\nfrom podium.tasks.x import *\n'),
         ("cli", "from podium import tasks"),
-        ("cli", "from podium.tasks import register_commands"),
+        ("cli", "from podium.tasks import register_command"),
         ("tasks", "from podium.inference.tta import build_tta\nfrom podium.callbacks import x"),
     ],
 )

@@ -96,8 +96,8 @@ def _commands(parser):
 
 def test_the_command_list_matches_the_commands_and_imports_none_of_them():
     """`podium --help` lists every command from podium.cli.main.SUBCOMMANDS / tasks.COMMANDS,
-    not from their modules: the same names, aliases and help as the modules register, and no
-    torch, Catalyst or onnxruntime imported to print it."""
+    not from their modules: the same names, aliases and help as the modules register (with the
+    tables' help and older names), and no torch, Catalyst or onnxruntime imported to print it."""
     full, light = build_parser(), build_parser("")
     assert _commands(light) == _commands(full)
     assert light.format_help() == full.format_help()

@@ -23,7 +23,6 @@ from podium.validation import check_int
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "average",
-        help="average the weights of a run's k best checkpoints (SWA / weight soup)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

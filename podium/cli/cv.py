@@ -63,8 +63,6 @@ LOCK = ".cv.lock"
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "cv",
-        help="k-fold cross-validation: trains every fold (a child process each), "
-        "out-of-fold maps, cv_summary.csv",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,

@@ -26,7 +26,6 @@ __all__ = ["register", "run"]
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export a trained run (or an ensemble) to one ONNX file for onnxruntime",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

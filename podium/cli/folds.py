@@ -15,7 +15,6 @@ __all__ = ["register", "run"]
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "folds",
-        help="assign images to k stratified (optionally grouped) folds: writes name,fold CSV",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

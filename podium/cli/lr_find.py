@@ -46,7 +46,6 @@ __all__ = [
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "lr-find",
-        help="learning-rate range test of a training config",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -6,7 +6,8 @@ run is that task's command (`podium.cli.predict.task_command`).
 
 A command imports only its own module: the others are listed (`podium --help`, an unknown
 command's error) by name and help from SUBCOMMANDS and `tasks.COMMANDS`, so `podium --help` and
-a light command start without torch or Catalyst (tests/test_tasks.py compares the two).
+a light command start without torch or Catalyst. Those tables are the only place a command's
+help (and a task command's older names) is written: `register` gets them through `Listed`.
 """
 
 import argparse
@@ -17,7 +18,7 @@ from typing import Optional, Sequence
 from podium import interrupts, tasks
 from podium.errors import PodiumError
 
-# (module, command, help): the order of `podium --help`; help = what the module registers
+# (module, command, help): the order of `podium --help`
 SUBCOMMANDS = [
     (
         "podium.cli.samples",
@@ -88,6 +89,17 @@ SUBCOMMANDS = [
 ]
 
 
+class Listed:
+    """The sub-parsers as a command's `register` sees them: `add_parser` with the help (and
+    older names) its table lists for it."""
+
+    def __init__(self, subparsers, help_text: str, aliases: Sequence[str] = ()):
+        self.subparsers, self.help_text, self.aliases = subparsers, help_text, list(aliases)
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self.subparsers.add_parser(name, help=self.help_text, aliases=self.aliases, **kwargs)
+
+
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """Every command's parser; with `command` (a name or alias), that one's only — the others
     by name and help, their modules not imported."""
@@ -96,12 +108,12 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     subparsers.required = True
     for module_name, name, help_text in SUBCOMMANDS:
         if command is None or command == name:
-            importlib.import_module(module_name).register(subparsers)
+            importlib.import_module(module_name).register(Listed(subparsers, help_text))
         else:
             subparsers.add_parser(name, help=help_text)
     for task, (aliases, help_text) in tasks.COMMANDS.items():
         if command is None or command == f"predict-{task}" or command in aliases:
-            tasks.register_command(subparsers, task)
+            tasks.register_command(Listed(subparsers, help_text, aliases), task)
         else:
             subparsers.add_parser(f"predict-{task}", aliases=list(aliases), help=help_text)
     return parser

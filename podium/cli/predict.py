@@ -78,7 +78,6 @@ FLAGS = (
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="predict masks with trained checkpoints (ensembles, TTA, tiles, submission CSV)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

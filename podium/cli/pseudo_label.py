@@ -30,8 +30,6 @@ __all__ = ["register", "run"]
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "pseudo-label",
-        help="soft labels (uint8 probabilities) for unlabeled "
-        "images from a fold ensemble, with negative mining",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,

@@ -15,8 +15,6 @@ __all__ = ["register", "run"]
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "report",
-        help="a static HTML report of a run or podium cv directory: config, curves, "
-        "per-class metrics, overlays, timings",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

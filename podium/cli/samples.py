@@ -13,7 +13,6 @@ def register(subparsers) -> argparse.ArgumentParser:
     listing = "\n".join(f"  {name:10s} {SAMPLES[name].description}" for name in sample_names())
     parser = subparsers.add_parser(
         "samples",
-        help="write a small real annotated sample dataset (images/, masks/, split.csv)",
         description=__doc__,
         epilog=f"available samples:\n{listing}",
         formatter_class=argparse.RawDescriptionHelpFormatter,

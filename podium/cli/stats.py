@@ -16,7 +16,6 @@ __all__ = ["register", "run"]
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "stats",
-        help="per-channel mean/std (raw and scaled), image sizes, class pixel frequencies -> JSON",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

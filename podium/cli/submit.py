@@ -60,8 +60,6 @@ MASK_KEYS = (
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "submit",
-        help="after podium cv: tune post-processing on the OOF maps, "
-        "predict a test folder with the fold ensemble",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,

@@ -14,7 +14,6 @@ __all__ = ["register", "run"]
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "tile",
-        help="cut georeferenced scenes (scenes.csv) into tiles: images/, masks/, split.csv",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -83,8 +83,6 @@ DEFAULT_PRESENCE_THRESHOLDS = "0:0.95:0.05"
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "tune-postprocess",
-        help="grid-search threshold x min-size per class on saved probabilities; "
-        "writes the inference YAML",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

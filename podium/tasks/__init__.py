@@ -33,7 +33,6 @@ __all__ = [
     "instance_tuning",
     "predictor_settings",
     "register_command",
-    "register_commands",
     "task_of_export",
     "task_of_run",
 ]
@@ -45,8 +44,8 @@ TASKS = (
 )
 SEGMENTATION_TASKS = ("instances",)
 
-# task: (its command's older names, its help = the first line of its cli.py docstring), so that
-# `podium --help` lists the commands without importing a task (tests/test_tasks.py compares)
+# task: (its command's older names, its help): the one place they are written, so that
+# `podium --help` lists the commands without importing a task (podium.cli.main.Listed)
 COMMANDS = {
     "centernet": (
         (),
@@ -68,12 +67,6 @@ def import_all() -> None:
     """Import every task (a task's model registers itself: `podium.models.create_model(name)`)."""
     for name in TASKS:
         importlib.import_module(f"podium.tasks.{name}")
-
-
-def register_commands(subparsers) -> None:
-    """Every task's `podium predict-<task>` (and its older names)."""
-    for name in TASKS:
-        register_command(subparsers, name)
 
 
 def register_command(subparsers, name: str) -> None:

@@ -26,15 +26,12 @@ def task_parser(
     split: Tuple[str, str],
     out_help: str,
     tta_modes: Sequence[str],
-    aliases: Sequence[str] = (),
 ) -> argparse.ArgumentParser:
-    """`predict-<task>` (and its `aliases`), described by `doc` (its first line: the help), with
+    """`predict-<task>` (its help and older names: `tasks.COMMANDS`), described by `doc`, with
     --run (+ --checkpoint) | --model (+ --providers, --threads), --images | --<split flag>
     {train,valid} (`split`: flag and help of the run's own data), --out, --tta, --device."""
     parser = subparsers.add_parser(
         f"predict-{task}",
-        aliases=list(aliases),
-        help=doc.split("\n", 1)[0].rstrip("."),
         description=doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -18,13 +18,11 @@ from podium.tasks.command import RGB_SUFFIXES, image_paths, run_options, task_pa
 
 __all__ = ["register", "run"]
 
-OLD_NAMES = ("predict-detector",)  # the command's name before the task was called boxes
-
 
 def register(subparsers) -> None:
     split = ("deepforest", "the run's deepforest windows of this split")
     tta = predict.TTA_MODES
-    parser = task_parser(subparsers, "boxes", __doc__, split, "CSV to write", tta, OLD_NAMES)
+    parser = task_parser(subparsers, "boxes", __doc__, split, "CSV to write", tta)
     parser.add_argument(
         "--threshold", type=float, default=0.5, help="score above which label = 1 (default 0.5)"
     )
