@@ -40,7 +40,9 @@ class LazyPackage(types.ModuleType):
 
 
 def lazy_exports(package: str, exports: Mapping[str, str]) -> None:
-    """Make `package` (call it from its __init__) export `exports` ({name: module}) lazily."""
+    """Make `package` (call it from its __init__) export `exports` ({name: module}) lazily; its
+    `__all__` is their names."""
     module = sys.modules[package]
     module._lazy_exports = dict(exports)
+    module.__all__ = list(exports)
     module.__class__ = LazyPackage

@@ -5,38 +5,6 @@ Nothing here imports Catalyst."""
 
 from podium.lazy import lazy_exports
 
-__all__ = [
-    "PRESETS",
-    "Letterbox",
-    "PositiveCrop",
-    "RandomScaleCrop",
-    "compute_stats",
-    "letterbox",
-    "letterbox_meta",
-    "make_folds",
-    "seed_transforms",
-    "unletterbox",
-    "worker_init_fn",
-    "ImageFolderDataset",
-    "Normalizer",
-    "build_normalizer",
-    "build_segmentation_dataset",
-    "build_segmentation_datasets",
-    "build_transforms",
-    "check_data_keys",
-    "read_image",
-    "read_mask",
-    "RleTable",
-    "read_exclusion_list",
-    "resolve_layout",
-    "rle_decode",
-    "rle_encode",
-    "read_split",
-    "select_names",
-    "SelfTrainingDataset",
-    "SoftLabelDataset",
-    "transforms_to_dict",
-]
 
 # each imported when first read (podium/lazy.py): no torch or albumentations for one module
 lazy_exports(

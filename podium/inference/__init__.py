@@ -6,25 +6,6 @@ submission, metrics.
 
 from podium.lazy import lazy_exports
 
-__all__ = [
-    "GeometryInverse",
-    "ImagePipeline",
-    "Predictor",
-    "READING_KEYS",
-    "TiledPrediction",
-    "apply_flags",
-    "default_device",
-    "load_inference_config",
-    "load_model",
-    "load_run_config",
-    "load_state_dict",
-    "predict",
-    "resolve_inference_config",
-    "to_mask",
-    "write_json",
-    "write_mask",
-    "write_overlay",
-]
 
 # each imported when first read (podium/lazy.py): no torch or toolbelt for one module
 lazy_exports(

@@ -8,8 +8,6 @@ checkpoint. Credentials only ever come from the environment."""
 
 from podium.lazy import lazy_exports
 
-__all__ = ["MLflowLogger", "NeptuneLogger", "TrackingLogger", "check_logger_config"]
-
 # each imported when first read (podium/lazy.py): `podium report` reads _params, not Catalyst
 lazy_exports(
     __name__,
