@@ -17,11 +17,11 @@ import yaml
 from conftest import REPO, catalyst_run, catalyst_run_in_process
 from podium.callbacks.loss_stack import LossStackCallback
 from podium.cli.main import main as podium_main
-from podium.cli.tune_postprocess import tune
 from podium.datasets import build_segmentation_datasets
 from podium.errors import PodiumError
 from podium.inference import Predictor, TiledPrediction
 from podium.inference.postprocess import PostProcess
+from podium.inference.postprocess_search import tune
 from podium.inference.probability_maps import (
     read_presence,
     read_probability_map,

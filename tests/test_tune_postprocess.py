@@ -8,9 +8,11 @@ import yaml
 
 from conftest import run_command
 from podium.cli.main import main
-from podium.cli.tune_postprocess import parse_grid, replace_yaml_block, tune
+from podium.cli.tune_postprocess import parse_grid
+from podium.cli.yaml_blocks import replace_yaml_block
 from podium.errors import PodiumError
 from podium.inference.postprocess import PostProcess
+from podium.inference.postprocess_search import tune
 from podium.inference.probability_maps import read_probability_map, write_probability_map
 from podium.inference.submission import SubmissionWriter
 

@@ -26,7 +26,7 @@ from typing import Any, Dict, List
 import numpy as np
 import yaml
 
-from podium.cli.tune_postprocess import AGGREGATES, DEFAULT_THRESHOLDS, METRICS, parse_grid, tune
+from podium.cli.tune_postprocess import DEFAULT_THRESHOLDS, parse_grid
 from podium.datasets import ImageFolderDataset
 from podium.errors import PodiumError
 from podium.files import write_atomically
@@ -34,6 +34,7 @@ from podium.inference import cv_runs
 from podium.inference.checkpoint import load_run_config, run_data_config
 from podium.inference.config import load_inference_config, resolve_inference_config
 from podium.inference.postprocess import PostProcess
+from podium.inference.postprocess_search import AGGREGATES, METRICS, tune
 from podium.inference.probability_maps import probability_map_classes, read_probability_map
 
 __all__ = ["register", "run", "CHECKPOINTS", "tune_on_oof"]

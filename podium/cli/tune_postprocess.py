@@ -39,22 +39,17 @@ nearest the default (0.5; 0 = plain argmax for multiclass).
 import argparse
 import math
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import numpy as np
 import yaml
 
+from podium.cli.yaml_blocks import TUNED, read_inference_yaml, replace_yaml_block
 from podium.datasets import ImageFolderDataset, read_split, select_names
 from podium.errors import PodiumError
 from podium.files import write_atomically
-from podium.inference.postprocess import (
-    PostProcess,
-    binary_class_mask,
-    components,
-    default_threshold,
-    highest_presence,
-    multiclass_class_mask,
-)
+from podium.inference.postprocess import PostProcess, highest_presence
+from podium.inference.postprocess_search import AGGREGATES, METRICS, tune
 from podium.inference.probability_maps import (
     probability_map_classes,
     probability_map_names,
@@ -65,10 +60,8 @@ from podium.datasets.readers import MASK_EXTENSIONS, read_mask
 from podium.metrics.segmentation import default_class_names
 from podium.tasks import instance_tuning
 
-__all__ = ["register", "run", "parse_grid", "tune", "replace_yaml_block"]
+__all__ = ["register", "run", "parse_grid"]
 
-METRICS = ("dice", "iou")
-AGGREGATES = ("image", "dataset")
 TARGETS = ("binary", "multilabel", "multiclass")
 BLOCK = "postprocess"
 DEFAULT_THRESHOLDS = {
@@ -76,7 +69,6 @@ DEFAULT_THRESHOLDS = {
     "multilabel": "0.3:0.7:0.05",
     "multiclass": "0,0.3:0.7:0.05",
 }
-TUNED = "tuned by podium tune-postprocess"
 DEFAULT_PRESENCE_THRESHOLDS = "0:0.95:0.05"
 
 
@@ -184,7 +176,7 @@ def run(args) -> int:
         parse_grid(args.thresholds, "--thresholds", float) if args.thresholds is not None else None
     )
     min_sizes = parse_grid(args.min_sizes, "--min-sizes", int)
-    config_text, config = _read_config(args.config)
+    config_text, config = read_inference_yaml(args.config)
     if not args.data.is_dir():
         raise PodiumError(
             f"data folder {args.data} does not exist (expected images/ and masks/ inside)"
@@ -249,7 +241,7 @@ def _run_instances(args) -> int:
         raise PodiumError(
             f"--metric {metric} scores pixels; with --instances: one of {tuning.METRICS}"
         )
-    config_text, config = _read_config(args.config)
+    config_text, config = read_inference_yaml(args.config)
     writers = config.get("writers") or []
     found = [
         i
@@ -340,171 +332,6 @@ def parse_grid(text: str, option: str, kind=float) -> list:
     return sorted(set(values))
 
 
-# ---------------------------------------------------------------------- search
-class TuneResult:
-    """Scores [class, threshold, min_size] of the grid and of the defaults, and the best pairs."""
-
-    def __init__(
-        self,
-        classes,
-        thresholds,
-        min_sizes,
-        scores,
-        default_scores,
-        default_t,
-        presence_threshold=None,
-    ):
-        self.classes, self.thresholds, self.min_sizes = classes, thresholds, min_sizes
-        self.scores, self.default_scores, self.default_t = scores, default_scores, default_t
-        self.presence_threshold = presence_threshold  # None: not tuned (no presence maps)
-        self.best = [self._best(k) for k in range(len(classes))]
-
-    @property
-    def mean_best(self) -> float:
-        return float(np.mean([score for _, _, score in self.best]))
-
-    def _best(self, k: int):
-        """(threshold, min_size, score): highest score; ties → smaller min_size, threshold nearest
-        the default."""
-        top = self.scores[k].max()
-        candidates = [
-            (s, abs(t - self.default_t), t, i, j)
-            for i, t in enumerate(self.thresholds)
-            for j, s in enumerate(self.min_sizes)
-            if self.scores[k, i, j] >= top - 1e-12
-        ]
-        s, _, t, i, j = min(candidates)
-        return t, s, float(self.scores[k, i, j])
-
-    def block(self, fill_holes, num_classes: int) -> dict:
-        """The `postprocess:` block: scalars for one class, else one value per class."""
-        gate = (
-            {}
-            if self.presence_threshold is None
-            else {"presence_threshold": self.presence_threshold}
-        )
-        if num_classes == 1:
-            t, s, _ = self.best[0]
-            return {"threshold": t, "min_size": s, "fill_holes": fill_holes, **gate}
-        thresholds, sizes = (
-            [self.default_t] * num_classes,
-            [0] * num_classes,
-        )  # background keeps the defaults
-        for c, (t, s, _) in zip(self.classes, self.best):
-            thresholds[c], sizes[c] = t, s
-        return {"threshold": thresholds, "min_size": sizes, "fill_holes": fill_holes, **gate}
-
-    def table(self, names: Sequence[str], metric: str) -> str:
-        default = f"{metric}@{self.default_t:g}/0"
-        width = max([5] + [len(n) for n in names])
-        lines = [
-            f"{'class':<{width}}  {'threshold':>9}  {'min_size':>8}  {metric:>7}  {default:>10}"
-        ]
-        for name, (t, s, score), base in zip(names, self.best, self.default_scores):
-            lines.append(f"{name:<{width}}  {t:>9.3g}  {s:>8d}  {score:>7.4f}  {base:>10.4f}")
-        if len(names) > 1:
-            mean = np.mean([b[2] for b in self.best])
-            lines.append(
-                f"{'mean':<{width}}  {'':>9}  {'':>8}  "
-                f"{mean:>7.4f}  {np.mean(self.default_scores):>10.4f}"
-            )
-        if self.presence_threshold is not None:
-            lines.append(f"presence_threshold {self.presence_threshold:g} (0: no gating)")
-        return "\n".join(lines)
-
-
-def tune(
-    names: Sequence[str],
-    load_probabilities,
-    load_truth,
-    mode: str,
-    thresholds: Sequence[float],
-    min_sizes: Sequence[int],
-    fills: Sequence[bool],
-    metric: str = "dice",
-    aggregate: str = "image",
-    presence: Optional[Sequence[float]] = None,
-    presence_thresholds: Sequence[float] = (0.0,),
-) -> TuneResult:
-    """Score every (class, threshold, min_size) on images `names`.
-
-    `load_probabilities(name)` gives float C×H×W, `load_truth(name)` booleans C×H×W (one channel
-    per class, multiclass ones one-hot); `fills` is fill_holes per class, as it will be applied.
-    `presence`: each image's highest presence probability (None: no gating is tuned); then
-    every T of `presence_thresholds` (and 0) is scored with the masks of images below T empty.
-
-    Per image, class and threshold the mask is built once and split into blobs; a min_size then
-    only selects blobs, so its predicted and true-positive pixel counts are sums over the blobs'
-    areas and overlaps — one connected-components pass covers every min_size.
-    """
-    t0 = default_threshold(mode)
-    grid_t = list(thresholds) + [t0]  # last row: the default threshold, for comparison
-    sizes = np.asarray(list(min_sizes) + [0])
-    first = load_probabilities(names[0])
-    classes = list(range(1, first.shape[0]) if mode == "multiclass" else range(first.shape[0]))
-    gates = [0.0] if presence is None else sorted({0.0, *map(float, presence_thresholds)})
-    shape = (len(gates), len(classes), len(grid_t), len(sizes))
-    counts = np.zeros(shape + (3,))  # tp, fp, fn summed over images (aggregate dataset)
-    score_sums = np.zeros(shape)  # per-image scores summed (aggregate image)
-    for i, name in enumerate(names):
-        kept = [presence is None or presence[i] >= gate for gate in gates]
-        probabilities = first if i == 0 else load_probabilities(name)
-        truth = load_truth(name)
-        if probabilities.shape[0] != truth.shape[0] or probabilities.shape[1:] != truth.shape[1:]:
-            raise PodiumError(
-                f"probability map of {name} "
-                f"is {probabilities.shape[0]}×{probabilities.shape[1]}×{probabilities.shape[2]} "
-                f"(C×H×W) but its mask is {truth.shape[0]}×{truth.shape[1]}×{truth.shape[2]}; "
-                "expected the same classes and size"
-            )
-        argmax = probabilities.argmax(axis=0) if mode == "multiclass" else None
-        for k, c in enumerate(classes):
-            gt = truth[c]
-            blank = np.array([0.0, 0.0, float(gt.sum())])  # an empty mask: every true pixel missed
-            for j, t in enumerate(grid_t):
-                if mode == "multiclass":
-                    mask = multiclass_class_mask(argmax, probabilities[c], c, t, fills[c])
-                else:
-                    mask = binary_class_mask(probabilities[c], t, fills[c])
-                labels, areas = components(mask)
-                overlap = np.bincount(labels[gt], minlength=len(areas))
-                keep = areas[None, 1:] >= sizes[:, None]  # (sizes, blobs)
-                tp = keep @ overlap[1:]
-                fp = keep @ areas[1:] - tp
-                fn = int(gt.sum()) - tp
-                image = np.stack([tp, fp, fn], axis=1)
-                for g, keep in enumerate(kept):
-                    if aggregate == "dataset":
-                        counts[g, k, j] += image if keep else blank
-                    else:
-                        score_sums[g, k, j] += _score(*(image.T if keep else blank), metric)
-    if aggregate == "dataset":
-        scores = _score(counts[..., 0], counts[..., 1], counts[..., 2], metric)
-    else:
-        scores = score_sums / len(names)
-    results = [
-        TuneResult(
-            classes,
-            list(thresholds),
-            list(min_sizes),
-            scores[g, :, :-1, :-1],
-            scores[0, :, -1, -1],  # the defaults: no gating
-            t0,
-            None if presence is None else gate,
-        )
-        for g, gate in enumerate(gates)
-    ]
-    top = max(result.mean_best for result in results)
-    return next(result for result in results if result.mean_best >= top - 1e-12)  # lowest T
-
-
-def _score(tp, fp, fn, metric: str):
-    """Dice or IoU of counts; nothing predicted and nothing true scores 1 (Kaggle's convention)."""
-    tp, fp, fn = (np.asarray(x, dtype=np.float64) for x in (tp, fp, fn))
-    numerator, denominator = (2 * tp, 2 * tp + fp + fn) if metric == "dice" else (tp, tp + fp + fn)
-    return np.where(denominator > 0, numerator / np.maximum(denominator, 1), 1.0)
-
-
 # ---------------------------------------------------------------------- data
 def _presence(args, names: List[str], mode: str) -> Optional[List[float]]:
     """Each image's highest presence probability (`highest_presence`), when every map has one;
@@ -566,145 +393,7 @@ def _truth(dataset: ImageFolderDataset, index: int, num_classes: int) -> np.ndar
     return mask > 0.5
 
 
-# ---------------------------------------------------------------------- YAML
-def _read_config(path: Path):
-    if not path.is_file():
-        raise PodiumError(f"inference config {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise PodiumError(
-            f"cannot parse inference config {path}: {str(error).splitlines()[0]}"
-        ) from None
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise PodiumError(
-            f"inference config {path} must be a YAML mapping, got {type(data).__name__}"
-        )
-    return text, data
-
-
-def replace_yaml_block(text: str, key: str, block: dict, comment: Optional[str] = None):
-    """(new text, comments kept?): `text` with its top-level `key:` set to `block`.
-
-    Tried in turn, each checked by parsing the result: (1) the values of the block's keys are
-    replaced where they stand, so every comment survives, those inside the block too; (2) the
-    block's lines are replaced (or appended), so comments outside it survive; (3) PyYAML
-    re-dumps the whole file (a flow-style top level, anchors into the block), dropping comments.
-    `comment` goes on a line of its own under `key:`, replacing the one a previous tuning left.
-    """
-    data = yaml.safe_load(text) or {}
-    expected = dict(data, **{key: block})
-    for edit in (_edit_values, _replace_lines):
-        try:
-            edited = edit(text, key, block, comment)
-        except yaml.YAMLError:
-            edited = None
-        if edited is not None and yaml.safe_load(edited) == expected:
-            return edited, True
-    return _dump(expected), False
-
-
-class _Dumper(yaml.SafeDumper):
-    """Block mappings, one-line lists: `threshold: [0.4, 0.6]`."""
-
-
-_Dumper.add_representer(
-    list,
-    lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True),
-)
-
-
-def _dump(data) -> str:
-    return yaml.dump(
-        data,
-        Dumper=_Dumper,
-        sort_keys=False,
-        default_flow_style=False,
-        width=1 << 16,
-        allow_unicode=True,
-    )
-
-
-def _flow(value) -> str:
-    """A value as YAML text on one line: 0.45, [0.4, 0.6], false."""
-    return _dump({"v": value})[len("v: ") :].strip()
-
-
-def _top_level(text: str, key: str):
-    """(lines, key node, value node) of the top-level `key` (nodes None if absent); None if the
-    top level is not a block mapping."""
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    lines = text.splitlines()
-    if root is None:
-        return lines, None, None
-    if not isinstance(root, yaml.MappingNode) or root.flow_style:
-        return None
-    for key_node, value_node in root.value:
-        if (
-            isinstance(key_node, yaml.ScalarNode)
-            and key_node.value == key
-            and key_node.start_mark.column == 0
-        ):
-            return lines, key_node, value_node
-    return lines, None, None
-
-
-def _edit_values(text: str, key: str, block: dict, comment: Optional[str]) -> Optional[str]:
-    """Each key's one-line value replaced in place; absent keys added after the last one."""
-    found = _top_level(text, key)
-    if found is None or found[1] is None:
-        return None
-    lines, key_node, value_node = found
-    if (
-        not isinstance(value_node, yaml.MappingNode)
-        or value_node.flow_style
-        or not value_node.value
-    ):
-        return None
-    items = {k.value: (k, v) for k, v in value_node.value if isinstance(k, yaml.ScalarNode)}
-    indent = value_node.value[0][0].start_mark.column
-    last = max(v.end_mark.line for _, v in value_node.value)
-    added = []
-    for name, value in block.items():
-        if name not in items:
-            added.append(" " * indent + f"{name}: {_flow(value)}")
-            continue
-        k, v = items[name]
-        line = k.start_mark.line
-        if v.start_mark.line != line or v.end_mark.line != line:
-            return None  # a value over several lines: replace the whole block instead
-        lines[line] = (
-            lines[line][: v.start_mark.column] + _flow(value) + lines[line][v.end_mark.column :]
-        )
-    lines[last + 1 : last + 1] = added
-    if comment:
-        first = key_node.start_mark.line + 1
-        tuned = first < len(lines) and lines[first].strip().startswith(f"# {TUNED}")
-        lines[first : first + tuned] = [" " * indent + f"# {comment}"]
-    return "\n".join(lines) + "\n"
-
-
-def _replace_lines(text: str, key: str, block: dict, comment: Optional[str]) -> Optional[str]:
-    """The block's lines replaced by freshly dumped ones (appended if the key is absent)."""
-    found = _top_level(text, key)
-    if found is None:
-        return None
-    lines, key_node, value_node = found
-    head = [f"  # {comment}"] if comment else []
-    new = [f"{key}:"] + head + [f"  {line}" for line in _dump(block).splitlines()]
-    if key_node is None:
-        tail = [""] if lines and lines[-1].strip() else []
-        return "\n".join(lines + tail + new) + "\n"
-    start = key_node.start_mark.line
-    end = value_node.end_mark.line + (1 if value_node.end_mark.column > 0 else 0)
-    while end > start + 1 and (
-        not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")
-    ):
-        end -= 1  # blank lines and comments before the next key belong to it
-    return "\n".join(lines[:start] + new + lines[end:]) + "\n"
-
-
+# ---------------------------------------------------------------------- output
 def _inline(block: dict) -> str:
+    """The block on one line, for the message that says what was written."""
     return yaml.safe_dump(block, default_flow_style=True, sort_keys=False, width=1 << 16).strip()
