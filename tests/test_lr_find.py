@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import NUCLEI_CONFIG
-from podium.cli.lr_find import LRSweepCallback, lr_schedule, smooth, suggest_lr
+from podium.callbacks.lr_sweep import LRSweepCallback
+from podium.cli.lr_find import lr_schedule, smooth, suggest_lr
 from podium.cli.main import main
 
 

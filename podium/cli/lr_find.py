@@ -127,15 +127,6 @@ def suggest_lr(lrs: Sequence[float], smoothed: Sequence[float]) -> Dict[str, Opt
 
 
 # -- the Catalyst side ------------------------------------------------------------------------
-def __getattr__(name: str):
-    """`LRSweepCallback`, which moved to podium.callbacks.lr_sweep (it imports Catalyst)."""
-    if name == "LRSweepCallback":
-        from podium.callbacks.lr_sweep import LRSweepCallback
-
-        return LRSweepCallback
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def _merge(base: Dict, update: Optional[Dict]) -> Dict:
     """catalyst.utils.misc.merge_dicts (nested dicts merged, anything else replaced), which
     itself fails on Python >= 3.10 (`collections.Mapping`) as soon as two configs are given."""

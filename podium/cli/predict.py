@@ -330,12 +330,3 @@ def _report(config, summary) -> str:
     if submission is not None:
         lines.append(f"submission: {submission['path']}")
     return "\n".join(lines)
-
-
-def __getattr__(name: str):
-    """`READING_KEYS` of podium.inference.pipeline (which imports torch: only when asked)."""
-    if name == "READING_KEYS":
-        from podium.inference.pipeline import READING_KEYS
-
-        return READING_KEYS
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

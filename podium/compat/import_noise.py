@@ -8,7 +8,7 @@ filters match those exact messages only, so the same deprecations in user code s
 
 import warnings
 
-__all__ = ["MESSAGES", "around", "apply"]
+__all__ = ["MESSAGES", "around"]
 
 MESSAGES = (
     r"`torch\.jit\.script` is deprecated",
@@ -28,8 +28,3 @@ def around(load) -> None:
         import pytorch_toolbelt.losses  # noqa: F401
         import pytorch_toolbelt.modules  # noqa: F401
         import timm.models.factory  # noqa: F401  (toolbelt imports it inside GenericTimmEncoder)
-
-
-def apply() -> None:
-    """Quiet the import of pytorch_toolbelt (imported here, with the filters in place)."""
-    around(lambda: None)
