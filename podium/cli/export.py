@@ -150,7 +150,7 @@ def _export_task(args, task: str, ema) -> int:
         )
     reading = tasks.predictor_settings(task, load_run_config(args.run))
     path = export_task(
-        args.run, args.out, task, args.checkpoint, ema, args.opset, args.format, reading
+        args.run, args.out, task, reading, args.checkpoint, ema, args.opset, args.format
     )
     print(f"exported the {task} model → {path}")
     if args.verify:

@@ -1,7 +1,7 @@
-"""`podium export`: a trained run (or an ensemble of runs) as one ONNX file, and its check.
+"""`podium export`: a trained run (or an ensemble of runs) as one ONNX file.
 
     export_segmentation(models, "model.onnx", tta="d4", postprocess={"threshold": 0.4})
-    export_task(run, "centernet.onnx", task="centernet", reading={"normalize": None, ...})
+    export_task(run, "centernet.onnx", "centernet", tasks.predictor_settings("centernet", config))
 
 `--verify`, the file against the torch model, is podium.inference.export_verify.
 
@@ -257,18 +257,17 @@ def export_task(
     run,
     path,
     task: str,
+    reading: Mapping[str, Any],
     checkpoint: str = "best",
     ema="auto",
     opset: int = OPSET,
     format: str = "onnx",
-    reading: Optional[Mapping[str, Any]] = None,
 ) -> Path:
     """A task's model (CenterNet, geopose, boxes) with its raw outputs as named graph outputs.
 
     `reading`: what the task's predictor reads from the run (`podium.tasks.predictor_settings`:
     normalisation, CenterNet's scale and class names, the box head's letterbox size), stored as
-    the metadata `reading` so that `podium predict-<task> --model` needs no run; default: the
-    data block's normalize and class_names."""
+    the metadata `reading` so that `podium predict-<task> --model` needs no run."""
     model, config = load_model(Path(run), checkpoint, ema=ema)
     data = run_data_config(config)
     channels = int((config.get("model") or {}).get("in_channels", 3))
@@ -288,8 +287,6 @@ def export_task(
     for name, output in zip(names, outputs):
         spatial = {2: f"{name}_height", 3: f"{name}_width"} if output.ndim == 4 else {}
         axes[name] = {0: "batch", **spatial}
-    if reading is None:
-        reading = {key: data[key] for key in ("normalize", "class_names") if key in data}
     normalize = resolved_normalize(reading.get("normalize", data.get("normalize")))
     if "normalize" in reading:
         reading = {**reading, "normalize": normalize}
